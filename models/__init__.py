@@ -1,0 +1,1 @@
+"""Model side of trimodal: configs, media decoding with limits, features, encoders."""

@@ -1,0 +1,1 @@
+"""Training side of trimodal: the SynthAV corpus generator, datasets, losses, trainer, evaluation."""
