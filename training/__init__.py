@@ -1,1 +1,1 @@
-"""Training side of trimodal: the SynthAV corpus generator, datasets, losses, trainer, evaluation."""
+"""Training side of trimodal: SynthAV generator, datasets, losses, trainer, evaluation."""

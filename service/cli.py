@@ -1,0 +1,30 @@
+"""The `trimodal` command-line root. It mounts the training and index commands."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from training import cli as training_cli
+
+# Nothing is ever fetched from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = typer.Typer(
+    name="trimodal",
+    help="Cross-modal search for video and sound: text, audio and visual queries in one space.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command("synth")(training_cli.synth)
+
+
+@app.callback()
+def _root() -> None:
+    """Cross-modal search for video and sound: text, audio and visual queries in one space."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,270 @@
+"""Writing SynthAV: encode clips as real media files (PyAV) on all cores, then the manifest.
+
+Each file is written under a temporary name and renamed, so a file that exists is complete, and an
+interrupted run resumes by skipping them (when the corpus config is the same).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from training.synthav.plan import CorpusPlan, PlannedClip, plan_corpus
+from training.synthav.render import render_frames
+from training.synthav.sound import render_audio
+from training.synthav.world import ClipSpec, GeneratorConfig, RenderConfig, Role, SourceSpec
+
+FORMAT_VERSION = 1
+# container, video codec, audio codec, extension
+FORMATS = {
+    "mp4": ("mp4", "libx264", "aac", ".mp4"),
+    "webm": ("webm", "libvpx-vp9", "libopus", ".webm"),
+    "mkv": ("matroska", "libx264", "flac", ".mkv"),
+}
+_VIDEO_OPTIONS = {
+    # Single-threaded encoders: the corpus is parallel across clips, and x264 output is only
+    # reproducible for a fixed thread count.
+    "libx264": {"preset": "veryfast", "crf": "20", "threads": "1"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0", "threads": "1"},
+}
+_AUDIO_FRAME = 1024
+
+
+def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderConfig) -> None:
+    """Write frames uint8 (T, H, W, 3) and audio float32 (C, N) as one media file, atomically."""
+    container, vcodec, acodec, _ = FORMATS[cfg.format]
+    tmp = path.with_name(f".{path.name}.part")
+    layout = "stereo" if audio.shape[0] == 2 else "mono"
+    with av.open(str(tmp), mode="w", format=container) as out:
+        v = out.add_stream(vcodec, rate=Fraction(cfg.fps).limit_denominator(1001))
+        v.width, v.height, v.pix_fmt = cfg.width, cfg.height, "yuv420p"
+        v.options = dict(_VIDEO_OPTIONS[vcodec])
+        a = out.add_stream(acodec, rate=cfg.sample_rate, layout=layout)
+        if acodec == "aac":
+            a.bit_rate = 64_000 * audio.shape[0]
+        for k, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = k
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        planar = np.ascontiguousarray(audio, dtype=np.float32)
+        for start in range(0, planar.shape[1], _AUDIO_FRAME):
+            chunk = np.ascontiguousarray(planar[:, start : start + _AUDIO_FRAME])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = cfg.sample_rate
+            frame.pts = start
+            out.mux(a.encode(frame))
+        out.mux(a.encode(None))
+    os.replace(tmp, path)
+
+
+def media_name(spec: ClipSpec, cfg: RenderConfig) -> str:
+    return f"media/{spec.id}{FORMATS[cfg.format][3]}"
+
+
+def _render_one(job: tuple[ClipSpec, RenderConfig, str]) -> str:
+    spec, cfg, path = job
+    encode_clip(Path(path), render_frames(spec, cfg), render_audio(spec, cfg), cfg)
+    return spec.id
+
+
+def _source_meta(s: SourceSpec, seen: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": s.kind.value}
+    if seen:
+        out |= {"colour": s.colour, "direction": s.direction}
+    out |= {"size": s.size, "tempo": s.tempo, "role": s.role.value, "events": list(s.events)}
+    return out
+
+
+def manifest_record(clip: PlannedClip, cfg: RenderConfig) -> dict[str, Any]:
+    """One manifest line in DESIGN.md's format."""
+    spec = clip.spec
+    heard = spec.audio_clip
+    meta = {
+        "generator": "synthav",
+        "duration_s": cfg.duration_s,
+        "fps": cfg.fps,
+        "width": cfg.width,
+        "height": cfg.height,
+        "sample_rate": cfg.sample_rate,
+        "channels": 2 if cfg.stereo else 1,
+        "scene": spec.scene,
+        "ambience": spec.ambience,
+        "count": sum(1 for s in spec.sources if s.role is Role.MAIN),
+        "sources": [_source_meta(s) for s in spec.sources],
+        "audio": {
+            "ambience": heard.ambience,
+            "sources": [_source_meta(s, seen=False) for s in heard.sources if s.audible],
+        },
+        "offscreen": any(s.role is Role.OFFSCREEN for s in spec.sources),
+        "silent_object": any(s.role is Role.SILENT for s in spec.sources),
+        "misaligned": spec.audio_donor is not None,
+        "audio_from": spec.audio_donor.id if spec.audio_donor is not None else None,
+        "heldout": spec.heldout,
+        "twin_group": spec.twin_group,
+    }
+    return {
+        "id": spec.id,
+        "video": media_name(spec, cfg),
+        "captions": clip.captions,
+        "split": spec.split,
+        "meta": meta,
+    }
+
+
+@dataclass(frozen=True)
+class CorpusSummary:
+    out_dir: Path
+    manifest: Path
+    clips: int
+    written: int  # files rendered this run (the rest were already there)
+    seconds: float
+    splits: dict[str, int]
+    heldout: list[list[str]]
+    flags: dict[str, int]
+
+
+def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
+    return {"format_version": FORMAT_VERSION, **dataclasses.asdict(cfg)}
+
+
+def _check_out_dir(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Resume a corpus made with the same settings; refuse (or, asked to, replace) any other."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a directory")
+    info = out / "synthav.json"
+    if not info.exists():
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(
+                f"{out} is not empty and holds no SynthAV corpus; choose another directory"
+            )
+        return
+    if overwrite:  # the directory is ours (it has synthav.json): clear what an older run wrote
+        shutil.rmtree(out / "media", ignore_errors=True)
+        return
+    previous = json.loads(info.read_text()).get("config")
+    if previous != record:
+        raise FileExistsError(
+            f"{out} holds a SynthAV corpus made with other settings; choose another directory "
+            "or pass overwrite=True (--overwrite)"
+        )
+
+
+def _write_json_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _render_all(
+    jobs: list[tuple[ClipSpec, RenderConfig, str]],
+    workers: int,
+    on_done: Callable[[str], None],
+) -> None:
+    if workers <= 1:
+        for job in jobs:
+            on_done(_render_one(job))
+        return
+    # spawn, not fork: the parent may hold threads (a progress bar) that fork copies half-alive.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for clip_id in pool.map(_render_one, jobs, chunksize=4):
+            on_done(clip_id)
+
+
+def generate_corpus(
+    out_dir: str | os.PathLike[str],
+    cfg: GeneratorConfig,
+    *,
+    workers: int | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> CorpusSummary:
+    """Plan and write a SynthAV corpus: `media/` files, `manifest.jsonl`, `synthav.json`."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    record = _config_record(cfg)
+    _check_out_dir(out, record, overwrite)
+    (out / "media").mkdir(parents=True, exist_ok=True)
+    plan: CorpusPlan = plan_corpus(cfg)
+    _write_json_atomic(
+        out / "synthav.json", json.dumps({"config": record, "complete": False}, indent=2)
+    )
+
+    jobs = []
+    for clip in plan.clips:
+        path = out / media_name(clip.spec, cfg.render)
+        if overwrite or not path.exists():
+            jobs.append((clip.spec, cfg.render, str(path)))
+    done = cfg.clips - len(jobs)
+    if on_progress:
+        on_progress(done, cfg.clips)
+
+    def tick(_: str) -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, cfg.clips)
+
+    _render_all(jobs, workers or os.cpu_count() or 1, tick)
+
+    lines = [json.dumps(manifest_record(c, cfg.render)) for c in plan.clips]
+    _write_json_atomic(out / "manifest.jsonl", "\n".join(lines) + "\n")
+    summary = _summarise(out, plan, len(jobs), time.perf_counter() - start)
+    _write_json_atomic(
+        out / "synthav.json",
+        json.dumps(
+            {
+                "config": record,
+                "complete": True,
+                "heldout": summary.heldout,
+                "splits": summary.splits,
+                "flags": summary.flags,
+            },
+            indent=2,
+        ),
+    )
+    return summary
+
+
+def _summarise(out: Path, plan: CorpusPlan, written: int, seconds: float) -> CorpusSummary:
+    splits = {s: 0 for s in ("train", "val", "test")}
+    flags = {"offscreen": 0, "silent_object": 0, "misaligned": 0, "heldout": 0, "twins": 0}
+    for clip in plan.clips:
+        spec = clip.spec
+        splits[spec.split] += 1
+        flags["offscreen"] += any(s.role is Role.OFFSCREEN for s in spec.sources)
+        flags["silent_object"] += any(s.role is Role.SILENT for s in spec.sources)
+        flags["misaligned"] += spec.audio_donor is not None
+        flags["heldout"] += spec.heldout
+        flags["twins"] += spec.twin_group is not None
+    return CorpusSummary(
+        out_dir=out,
+        manifest=out / "manifest.jsonl",
+        clips=len(plan.clips),
+        written=written,
+        seconds=seconds,
+        splits=splits,
+        heldout=[list(p) for p in sorted(plan.heldout)],
+        flags=flags,
+    )
+
+
+def read_manifest(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
