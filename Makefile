@@ -47,7 +47,7 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(BIN)/mypy models training service index
 
 bench: $(STAMP) ## Run the benchmarks (results land in benchmarks/results/)
-	$(BIN)/python benchmarks/bench_media.py
+	$(BIN)/python -m benchmarks.bench_media
 
 clean: ## Remove the virtual environment and generated data
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
