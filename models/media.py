@@ -1,0 +1,1038 @@
+"""Safe decoding of untrusted media files with PyAV.
+
+Files reach us from users and crawlers, so every one is treated as hostile: a bad file must end as
+a `MediaError` with a machine-readable reason, never a crash, a hang, a silent zero tensor or a read
+of some other file. The defences, outermost first:
+
+1. `os.stat` decides before anything is opened: only regular files (no FIFO, device, directory).
+   The file is then opened with O_NONBLOCK and the descriptor re-checked, so a swap in between
+   cannot turn it into a FIFO that blocks us.
+2. `_sniff` reads the first bytes and names the demuxer. FFmpeg never probes, so playlists, concat
+   scripts, SDP and image formats can never select their demuxers; the extension is ignored.
+3. FFmpeg never sees a path: it reads through a Python file object (`_GuardedReader`). Nested
+   opens (mov data references, anything a demuxer might try) are refused twice: the protocol
+   whitelist names no protocol at all, and PyAV's `io_open` hook answers every request with an
+   empty buffer and records it, which we turn into EXTERNAL_REFERENCE.
+4. Header values are checked against `MediaLimits`, and because headers lie the same limits are
+   checked again on every decoded frame, together with the wall clock (also on every read).
+5. Three PyAV failure modes found by fuzzing are avoided: a deadlock between frame threads and
+   PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
+   (`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, BinaryIO, Literal
+
+import av
+import av.logging
+import numpy as np
+from av.audio.plane import AudioPlane
+from av.container import InputContainer
+from av.stream import Disposition
+from av.video.reformatter import VideoReformatter
+
+from models._sniff import sniff
+
+Fit = Literal["pad", "stretch", "crop"]
+
+# Tests replace this to make the wall-clock limit deterministic.
+_clock: Callable[[], float] = time.monotonic
+
+
+class MediaErrorReason(StrEnum):
+    """Why a file was refused; stable strings meant for APIs, logs and skip lists."""
+
+    NOT_FOUND = "not_found"
+    NOT_A_FILE = "not_a_file"
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    UNKNOWN_FORMAT = "unknown_format"
+    EXTERNAL_REFERENCE = "external_reference"
+    UNSUPPORTED_CONTAINER = "unsupported_container"
+    UNSUPPORTED_CODEC = "unsupported_codec"
+    NO_STREAMS = "no_streams"
+    TOO_MANY_STREAMS = "too_many_streams"
+    TOO_LONG = "too_long"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BAD_FRAME_RATE = "bad_frame_rate"
+    BAD_SAMPLE_RATE = "bad_sample_rate"
+    TOO_MANY_CHANNELS = "too_many_channels"
+    INVALID_SAMPLES = "invalid_samples"
+    CORRUPT = "corrupt"
+    TIMEOUT = "timeout"
+
+
+R = MediaErrorReason
+
+
+class MediaError(Exception):
+    """A file we refuse to decode: `reason` for machines, `message` for people."""
+
+    def __init__(self, reason: MediaErrorReason, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message} [{reason}]" if path else f"{message} [{reason}]")
+        self.reason = MediaErrorReason(reason)
+        self.message = message
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps the error intact across process boundaries (multiprocessing, Ray workers).
+        return (type(self), (self.reason, self.message, self.path))
+
+
+_PCM_CODECS = {"pcm_u8", "pcm_s8"} | {
+    f"pcm_{sample}{order}"
+    for sample in ("s16", "s24", "s32", "f32", "f64")
+    for order in ("le", "be")
+}
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Bounds for one file; the defaults suit a video archive, tests pass tighter ones."""
+
+    max_bytes: int = 4 * 1024**3
+    max_duration_s: float = 3 * 3600.0
+    max_pixels: int = 3840 * 2160
+    max_fps: float = 240.0
+    min_sample_rate: int = 4000
+    max_sample_rate: int = 192_000
+    max_channels: int = 8
+    max_streams: int = 16
+    max_wall_s: float = 600.0
+    # FFmpeg demuxer names. flv, asf, mpeg (PS), aiff, caf, ivf, amr, rm, w64 are recognised by
+    # the sniffer and may be added here; hls, concat, dash, sdp, image2 can never be selected.
+    containers: frozenset[str] = frozenset(
+        {"mov", "matroska", "wav", "avi", "flac", "ogg", "mp3", "aac", "mpegts"}
+    )
+    # The formats real archives hold. Left out on purpose: lossless/intermediate and legacy codecs
+    # (ffv1, rawvideo, prores, theora, h263, png, gif) that widen the decoder attack surface.
+    video_codecs: frozenset[str] = frozenset(
+        {"h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg1video", "mpeg2video", "mjpeg"}
+    )
+    # Left out: telephony codecs (pcm_mulaw, pcm_alaw, adpcm_*, gsm, amr) and exotic PCM layouts.
+    audio_codecs: frozenset[str] = frozenset(
+        {"aac", "mp3", "mp2", "opus", "vorbis", "flac", "alac", "ac3", "eac3", *_PCM_CODECS}
+    )
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream as declared by the header. Cover art (attached pictures) counts as "other"."""
+
+    kind: Literal["video", "audio", "other"]
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What `probe` learned; `duration_s` is 0.0 when the container declares none."""
+
+    path: str
+    container: str
+    duration_s: float
+    size_bytes: int
+    streams: tuple[StreamInfo, ...]
+
+    @property
+    def has_video(self) -> bool:
+        return any(s.kind == "video" for s in self.streams)
+
+    @property
+    def has_audio(self) -> bool:
+        return any(s.kind == "audio" for s in self.streams)
+
+
+@dataclass(frozen=True)
+class DecodedMedia:
+    """Frames `(T, H, W, 3)` uint8 RGB on the grid t = j / fps and mono float32 audio, both
+    measured from the same origin (the earliest first timestamp of the decoded streams)."""
+
+    info: MediaInfo
+    frames: np.ndarray | None
+    fps: float | None
+    audio: np.ndarray | None
+    sample_rate: int | None
+    duration_s: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening: path checks, sniffing, FFmpeg without paths or protocols
+
+
+class _Deadline:
+    """Wall-clock budget for one call, checked on every read, packet and frame."""
+
+    def __init__(self, limit_s: float, path: str) -> None:
+        self.limit_s = limit_s
+        self.path = path
+        self._end = _clock() + limit_s
+
+    def expired(self) -> bool:
+        return _clock() >= self._end
+
+    def check(self) -> None:
+        if self.expired():
+            raise MediaError(
+                R.TIMEOUT, f"gave up after max_wall_s={self.limit_s:g} s of wall time", self.path
+            )
+
+
+_FILE_TYPES = [
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+]
+
+
+def _check_stat(st: os.stat_result, limits: MediaLimits, path: str) -> None:
+    """Refuse anything but a non-empty regular file within the byte limit."""
+    if not stat.S_ISREG(st.st_mode):
+        what = next((name for test, name in _FILE_TYPES if test(st.st_mode)), "not a regular file")
+        raise MediaError(R.NOT_A_FILE, f"path is {what}, not a regular file", path)
+    if st.st_size == 0:
+        raise MediaError(R.EMPTY, "file is empty (0 bytes)", path)
+    if st.st_size > limits.max_bytes:
+        raise MediaError(
+            R.TOO_LARGE, f"file has {st.st_size} bytes, above max_bytes={limits.max_bytes}", path
+        )
+
+
+def _open_regular(path: str, limits: MediaLimits) -> tuple[BinaryIO, int]:
+    """Open `path` only if it is a regular file; stat first so a FIFO can never block us."""
+    try:
+        before = os.stat(path)
+    except (OSError, ValueError) as exc:  # ValueError: embedded NUL byte
+        raise MediaError(R.NOT_FOUND, f"cannot access file: {exc}", path) from exc
+    _check_stat(before, limits, path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MediaError(R.NOT_FOUND, f"cannot open file: {exc}", path) from exc
+    after = os.fstat(fd)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise MediaError(R.NOT_A_FILE, "file was replaced while being opened", path)
+    try:
+        _check_stat(after, limits, path)
+    except MediaError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb"), after.st_size
+
+
+class _GuardedReader:
+    """The only file FFmpeg reads. It never raises into C (PyAV would stash the exception and
+    re-raise it at some unrelated later call); failures become EOF and are reported by us."""
+
+    def __init__(self, raw: BinaryIO, deadline: _Deadline) -> None:
+        self._raw = raw
+        self._deadline = deadline
+        self.error: OSError | ValueError | None = None
+
+    def read(self, n: int) -> bytes:
+        if self.error is not None or self._deadline.expired():
+            return b""
+        try:
+            return self._raw.read(n)
+        except OSError as exc:
+            self.error = exc
+            return b""
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return self._raw.seek(offset, whence)
+        except (OSError, ValueError) as exc:
+            self.error = exc
+            return -1
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
+class _NestedOpenGuard:
+    """PyAV `io_open` hook: every other file or URL a demuxer asks for gets an empty buffer."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def __call__(self, url: str, flags: int, options: dict[str, str]) -> io.BytesIO:
+        self.attempts.append(url)
+        return io.BytesIO(b"")
+
+    def check(self, path: str) -> None:
+        if self.attempts:
+            raise MediaError(
+                R.EXTERNAL_REFERENCE, f"file refers to other resources: {self.attempts[:3]}", path
+            )
+
+
+# A name that matches no FFmpeg protocol: with a file object as input we need none, and nested
+# contexts (concat, HLS segments) inherit the whitelist. "file" would allow reading other files.
+_NO_PROTOCOLS = "none"
+
+
+def _open_container(
+    reader: _GuardedReader, demuxer: str, guard: _NestedOpenGuard, buffer_size: int = 1 << 16
+) -> InputContainer:
+    """Open with an explicit demuxer, no protocols, no data references, lenient metadata."""
+    options = {"protocol_whitelist": _NO_PROTOCOLS}
+    if demuxer == "mov":
+        options |= {"enable_drefs": "0", "use_absolute_path": "0"}
+    return av.open(
+        reader,
+        mode="r",
+        format=demuxer,
+        container_options=options,
+        io_open=guard,
+        metadata_errors="replace",
+        buffer_size=buffer_size,
+    )
+
+
+def _demuxer_for(raw: BinaryIO, limits: MediaLimits, path: str) -> str:
+    """Map content to an allowed demuxer or raise the matching reason."""
+    found = sniff(raw)
+    raw.seek(0)
+    if found.kind == "reference":
+        raise MediaError(
+            R.EXTERNAL_REFERENCE, f"{found.what}: refers to other files or URLs; refused", path
+        )
+    if found.kind == "image":
+        raise MediaError(R.UNSUPPORTED_CONTAINER, f"{found.what}, not audio or video", path)
+    if found.kind == "unknown" or found.demuxer is None:
+        raise MediaError(R.UNKNOWN_FORMAT, f"no known media signature: {found.what}", path)
+    if found.demuxer not in limits.containers:
+        raise MediaError(
+            R.UNSUPPORTED_CONTAINER,
+            f"{found.what} container is not allowed (allowed: {sorted(limits.containers)})",
+            path,
+        )
+    return found.demuxer
+
+
+def _failure(
+    exc: BaseException, doing: str, deadline: _Deadline, reader: _GuardedReader, path: str
+) -> MediaError:
+    """Turn an FFmpeg/OS exception into the reason that actually caused it."""
+    if deadline.expired():
+        return MediaError(R.TIMEOUT, f"gave up after max_wall_s={deadline.limit_s:g} s", path)
+    if reader.error is not None:
+        return MediaError(R.CORRUPT, f"read error while {doing}: {reader.error}", path)
+    return MediaError(R.CORRUPT, f"FFmpeg failed while {doing}: {_ffmpeg_message(exc)}", path)
+
+
+def _ffmpeg_message(exc: BaseException) -> str:
+    """FFmpeg's own words, without PyAV's placeholder file name for file objects."""
+    if not isinstance(exc, av.FFmpegError):
+        return str(exc) or type(exc).__name__
+    log = getattr(exc, "log", None)  # only filled when an application enabled av.logging
+    detail = f" ({log[2].strip()})" if log else ""
+    return f"{exc.strerror}{detail}"
+
+
+@dataclass
+class _Opened:
+    container: InputContainer
+    info: MediaInfo
+    reader: _GuardedReader
+    guard: _NestedOpenGuard
+    deadline: _Deadline
+    path: str
+
+
+@contextmanager
+def _open_media(path: str | os.PathLike[str], limits: MediaLimits) -> Iterator[_Opened]:
+    """Everything up to a validated, open container; closes it on the way out."""
+    name = os.fsdecode(os.fspath(path))
+    deadline = _Deadline(limits.max_wall_s, name)
+    raw, size = _open_regular(name, limits)
+    with raw:
+        demuxer = _demuxer_for(raw, limits, name)
+        reader, guard = _GuardedReader(raw, deadline), _NestedOpenGuard()
+        try:
+            container = _open_container(reader, demuxer, guard)
+        except (av.FFmpegError, OSError, UnicodeError) as exc:
+            guard.check(name)
+            raise _failure(exc, "reading the header", deadline, reader, name) from exc
+        with container:
+            guard.check(name)
+            deadline.check()
+            info = _describe(container, demuxer, size, name)
+            _check_header(container, info, limits)
+            yield _Opened(container, info, reader, guard, deadline, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Header checks
+
+
+def _is_av(stream: av.stream.Stream) -> bool:
+    """Audio or video we would decode: cover art is a one-picture "video" stream, not video."""
+    if stream.type == "video":
+        return not (stream.disposition & Disposition.attached_pic)
+    return stream.type == "audio"
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    """FFmpeg's codec name (e.g. "mp3", not the decoder name "mp3float"); "none" if unknown."""
+    ctx = getattr(stream, "codec_context", None)
+    codec = getattr(ctx, "codec", None)
+    return str(getattr(codec, "canonical_name", None) or getattr(ctx, "name", None) or "none")
+
+
+def _stream_rate(stream: av.stream.Stream) -> float | None:
+    """Average frame rate, else FFmpeg's guess; None when the header has neither."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and rate > 0:
+            return float(rate)
+    return None
+
+
+def _stream_info(stream: av.stream.Stream) -> StreamInfo:
+    codec = _codec_name(stream)
+    ctx = getattr(stream, "codec_context", None)
+    if not _is_av(stream):
+        return StreamInfo("other", codec)
+    if ctx is None:  # FFmpeg has no decoder for it; the codec check then refuses it
+        return StreamInfo("video" if stream.type == "video" else "audio", codec)
+    if stream.type == "video":
+        return StreamInfo(
+            "video",
+            codec,
+            width=ctx.width or None,
+            height=ctx.height or None,
+            fps=_stream_rate(stream),
+        )
+    return StreamInfo(
+        "audio", codec, sample_rate=ctx.sample_rate or None, channels=ctx.channels or None
+    )
+
+
+def _declared_s(stream: av.stream.Stream | None, container: InputContainer) -> float | None:
+    """Declared duration of a stream, falling back to the container's (Matroska has no per-stream
+    durations). FFmpeg reports the container duration in AV_TIME_BASE (microsecond) units."""
+    if stream is not None and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _describe(container: InputContainer, demuxer: str, size: int, path: str) -> MediaInfo:
+    streams = tuple(_stream_info(s) for s in container.streams)
+    return MediaInfo(path, demuxer, _declared_s(None, container) or 0.0, size, streams)
+
+
+def _selected(container: InputContainer, kind: str) -> av.stream.Stream | None:
+    """The first decodable stream of a kind: deterministic, and what players show by default."""
+    return next((s for s in container.streams if s.type == kind and _is_av(s)), None)
+
+
+def _check_header(container: InputContainer, info: MediaInfo, limits: MediaLimits) -> None:
+    """Refuse what the header already shows to be out of bounds."""
+    path = info.path
+    if not set(container.format.name.split(",")) & limits.containers:
+        raise MediaError(R.UNSUPPORTED_CONTAINER, f"container {container.format.name!r}", path)
+    if len(info.streams) > limits.max_streams:
+        raise MediaError(
+            R.TOO_MANY_STREAMS,
+            f"{len(info.streams)} streams, above max_streams={limits.max_streams}",
+            path,
+        )
+    if not (info.has_video or info.has_audio):
+        kinds = sorted({s.kind + ":" + s.codec for s in info.streams}) or ["none"]
+        raise MediaError(R.NO_STREAMS, f"no audio or video stream (streams: {kinds})", path)
+    durations = [_declared_s(s, container) or 0.0 for s in container.streams]
+    longest = max([info.duration_s, *durations])
+    if longest > limits.max_duration_s:
+        raise MediaError(
+            R.TOO_LONG,
+            f"declares {longest:.1f} s, above max_duration_s={limits.max_duration_s:g}",
+            path,
+        )
+    for kind in ("video", "audio"):
+        stream = _selected(container, kind)
+        if stream is not None:
+            _check_stream(_stream_info(stream), limits, path)
+
+
+def _check_stream(s: StreamInfo, limits: MediaLimits, path: str) -> None:
+    allowed = limits.video_codecs if s.kind == "video" else limits.audio_codecs
+    if s.codec not in allowed:
+        raise MediaError(
+            R.UNSUPPORTED_CODEC,
+            f"{s.kind} codec {s.codec!r} is not allowed (allowed: {sorted(allowed)})",
+            path,
+        )
+    if s.width and s.height:
+        _check_pixels(s.width, s.height, limits, path)
+    if s.fps is not None and s.fps > limits.max_fps:
+        raise MediaError(
+            R.BAD_FRAME_RATE, f"{s.fps:g} frames/s, above max_fps={limits.max_fps:g}", path
+        )
+    if s.sample_rate is not None:
+        _check_audio_format(s.sample_rate, s.channels or 0, limits, path)
+
+
+def _check_pixels(width: int, height: int, limits: MediaLimits, path: str) -> None:
+    if width * height > limits.max_pixels:
+        raise MediaError(
+            R.FRAME_TOO_LARGE,
+            f"{width}x{height} frame has {width * height} "
+            f"pixels, above max_pixels={limits.max_pixels}",
+            path,
+        )
+
+
+def _check_audio_format(rate: int, channels: int, limits: MediaLimits, path: str) -> None:
+    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise MediaError(
+            R.BAD_SAMPLE_RATE,
+            f"{rate} Hz is outside [{limits.min_sample_rate}, {limits.max_sample_rate}] Hz",
+            path,
+        )
+    if channels > limits.max_channels:
+        raise MediaError(
+            R.TOO_MANY_CHANNELS,
+            f"{channels} channels, above max_channels={limits.max_channels}",
+            path,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+_EPS = 1e-6
+_FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
+# Real audio stays within [-1, 1]; float files may overshoot, but not by 36 dB.
+_MAX_ABS_SAMPLE = 64.0
+
+
+def _scaled(
+    rf: VideoReformatter, frame: av.VideoFrame, width: int | None = None, height: int | None = None
+) -> np.ndarray:
+    """Scale and convert in FFmpeg (swscale). One reformatter per decode keeps its scaler
+    context: `frame.reformat` builds a new one per call, which costs 15x the conversion."""
+    return rf.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
+
+
+def _to_rgb(
+    rf: VideoReformatter, frame: av.VideoFrame, size: tuple[int, int], fit: Fit, sar: float
+) -> np.ndarray:
+    """`(H, W, 3)` RGB. "pad" letterboxes with black, "stretch" ignores the aspect ratio, "crop"
+    fills the target and cuts the overflow from the centre. `sar` makes non-square pixels
+    (anamorphic DVD, HDV) keep their displayed shape."""
+    height, width = size
+    if fit == "stretch":
+        return _scaled(rf, frame, width, height)
+    shown_w = frame.width * sar
+    scale = (min if fit == "pad" else max)(width / shown_w, height / frame.height)
+    sw, sh = max(1, round(shown_w * scale)), max(1, round(frame.height * scale))
+    if fit == "pad":
+        sw, sh = min(sw, width), min(sh, height)
+        out = np.zeros((height, width, 3), np.uint8)
+        top, left = (height - sh) // 2, (width - sw) // 2
+        out[top : top + sh, left : left + sw] = _scaled(rf, frame, sw, sh)
+        return out
+    sw, sh = max(sw, width), max(sh, height)
+    top, left = (sh - height) // 2, (sw - width) // 2
+    if scale <= 1:  # downscale whole frame, then cut: the intermediate is small
+        return _scaled(rf, frame, sw, sh)[top : top + height, left : left + width]
+    # Upscaling a sliver (e.g. 8000x16) would make a huge intermediate: cut at native size first.
+    native = _scaled(rf, frame)
+    y0, x0 = round(top / scale), round(left / scale / sar)
+    part = native[
+        y0 : y0 + max(1, round(height / scale)), x0 : x0 + max(1, round(width / scale / sar))
+    ]
+    return _scaled(
+        rf,
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(part, dtype=np.uint8), format="rgb24"),
+        width,
+        height,
+    )
+
+
+class _VideoSampler:
+    """Sample-and-hold onto t_j = j / fps: target j shows the last frame at or before t_j (the
+    first frame for targets before it). Only frames that are shown are converted to RGB, so
+    decoding 60 fps to 4 fps costs 4 conversions a second. fps None keeps every frame."""
+
+    def __init__(
+        self, fps: float | None, size: tuple[int, int] | None, fit: Fit, sar: float
+    ) -> None:
+        self.fps, self._size, self._fit, self._sar = fps, size, fit, sar
+        self.out: list[np.ndarray] = []
+        self.count = 0
+        self._held: av.VideoFrame | None = None
+        self._held_rgb: np.ndarray | None = None
+        self._rf = VideoReformatter()
+
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._size is None:  # native size, fixed by the first frame so the stack is regular
+            self._size = (frame.height, frame.width)
+            return _scaled(self._rf, frame)
+        return _to_rgb(self._rf, frame, self._size, self._fit, self._sar)
+
+    def _held_image(self) -> np.ndarray:
+        assert self._held is not None
+        if self._held_rgb is None:
+            self._held_rgb = self._convert(self._held)
+        return self._held_rgb
+
+    def _hold(self, frame: av.VideoFrame) -> None:
+        if frame is not self._held:
+            self._held, self._held_rgb = frame, None
+
+    def add(self, frame: av.VideoFrame, t: float) -> None:
+        """`t` is seconds from the timeline origin."""
+        self.count += 1
+        if self.fps is None:
+            self.out.append(self._convert(frame))
+            return
+        if self._held is None:
+            self._hold(frame)
+        while len(self.out) / self.fps + _EPS < t:
+            self.out.append(self._held_image())
+        self._hold(frame)
+
+    def finish(self, n: int) -> np.ndarray:
+        """Stack `n` frames (fps mode), repeating the last one up to the end of the media."""
+        if self.fps is not None:
+            while len(self.out) < n:
+                self.out.append(self._held_image())
+            del self.out[n:]
+        return np.stack(self.out)
+
+
+def _float_samples(frame: av.AudioFrame) -> np.ndarray:
+    """The samples of a float frame, read plane by plane. Not `frame.to_ndarray()`: PyAV counts
+    planes by scanning `extended_data` for a NULL, which for 8-channel planar audio (7.1) runs
+    past the 8 data pointers into other fields, and reading that bogus 9th plane segfaults
+    (found by fuzzing). Planes we construct ourselves are only the real ones."""
+    dtype = np.float32 if frame.format.bytes == 4 else np.float64
+    channels = frame.layout.nb_channels
+    if not frame.format.is_planar:
+        return np.frombuffer(memoryview(AudioPlane(frame, 0)), dtype, frame.samples * channels)
+    planes = [memoryview(AudioPlane(frame, c)) for c in range(channels)]
+    return np.stack([np.frombuffer(p, dtype, frame.samples) for p in planes])
+
+
+def _check_samples(frame: av.AudioFrame, path: str) -> None:
+    """Float decoders pass NaN/Inf straight through; integer formats cannot hold them."""
+    if frame.format.name not in _FLOAT_FORMATS:
+        return
+    x = _float_samples(frame)
+    if not np.isfinite(x).all():
+        raise MediaError(R.INVALID_SAMPLES, "audio contains NaN or infinite samples", path)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > _MAX_ABS_SAMPLE:
+        raise MediaError(
+            R.INVALID_SAMPLES,
+            f"audio sample magnitude {peak:.3g} is absurd (> {_MAX_ABS_SAMPLE:g})",
+            path,
+        )
+
+
+class _AudioCollector:
+    """Checks, resamples to mono float32 and keeps the first timestamp for placement."""
+
+    def __init__(self, rate: int, limits: MediaLimits, path: str) -> None:
+        self.rate, self._limits, self._path = rate, limits, path
+        self.first_t: float | None = None
+        self.seconds_in = 0.0
+        self._chunks: list[np.ndarray] = []
+        self._resampler: av.AudioResampler | None = None
+        self._key: tuple[str, str, int] | None = None
+
+    def add(self, frame: av.AudioFrame, t: float) -> None:
+        _check_audio_format(frame.sample_rate, frame.layout.nb_channels, self._limits, self._path)
+        _check_samples(frame, self._path)
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self._key:  # parameters may change mid-stream; a resampler takes one setup
+            self._flush()
+            # rematrix_maxval=1 makes the downmix an average ((L+R)/2) instead of swresample's
+            # default 0.707*(L+R), which overshoots 1.0 for correlated channels.
+            self._resampler = av.AudioResampler(
+                format="flt", layout="mono", rate=self.rate, options={"rematrix_maxval": "1.0"}
+            )
+            self._key = key
+        if self.first_t is None:
+            self.first_t = t
+        self.seconds_in += frame.samples / frame.sample_rate
+        assert self._resampler is not None
+        self._take(self._resampler.resample(frame))
+
+    @property
+    def end(self) -> float:
+        """Timestamp just after the last decoded input sample."""
+        return (self.first_t or 0.0) + self.seconds_in
+
+    def _take(self, frames: list[av.AudioFrame]) -> None:
+        self._chunks.extend(f.to_ndarray().reshape(-1) for f in frames)
+
+    def _flush(self) -> None:
+        if self._resampler is not None:
+            self._take(self._resampler.resample(None))
+
+    def finish(self, origin: float) -> np.ndarray:
+        """Concatenate and place on the timeline: a late start becomes real leading silence."""
+        self._flush()
+        x = np.concatenate(self._chunks).astype(np.float32, copy=False)
+        lead = round(((self.first_t or 0.0) - origin) * self.rate)
+        x = np.concatenate([np.zeros(lead, np.float32), x]) if lead > 0 else x[-lead:]
+        if not np.isfinite(x).all():
+            raise MediaError(R.INVALID_SAMPLES, "resampled audio is not finite", self._path)
+        return x
+
+
+def _header_origin(container: InputContainer) -> float | None:
+    """Earliest declared start of the default video and audio streams. Taken from the header,
+    not from what is decoded, so separate decode_audio/decode_video calls share one timeline."""
+    starts = [
+        float(s.start_time * s.time_base)
+        for s in (_selected(container, "video"), _selected(container, "audio"))
+        if s is not None and s.start_time is not None and s.time_base
+    ]
+    if starts:
+        return min(starts)
+    if container.start_time is not None:
+        return container.start_time / av.time_base
+    return None
+
+
+def _frame_seconds(stream: av.stream.Stream, frame: av.VideoFrame) -> float:
+    if frame.duration and stream.time_base:
+        return float(frame.duration * stream.time_base)
+    rate = _stream_rate(stream)
+    return 1.0 / rate if rate else 0.0
+
+
+def _packets(
+    container: InputContainer, streams: list[av.stream.Stream], path: str
+) -> Iterator[av.Packet]:
+    """`container.demux`, except for one PyAV failure: when a stream appears mid-file (MPEG-TS
+    can announce new programs at any time) PyAV's demux indexes past its stream list and
+    raises IndexError. Only the iterator's own step is guarded, so our bugs still surface."""
+    demux = container.demux(*streams)
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            return
+        except IndexError as exc:
+            raise MediaError(
+                R.CORRUPT, "a new stream appeared in the middle of the file", path
+            ) from exc
+        yield packet
+
+
+def _thread_type() -> str:
+    """Frame threading only while PyAV's log callback is off (its default). With a log level
+    set, a frame-thread worker that logs a decode error waits for the GIL, while the main thread
+    holds the GIL freeing the codec context and waits for that worker: a deadlock we reproduced
+    on fuzzed files. Slice threads only run inside send/receive, which release the GIL.
+    For the same reason this module never sets a log level itself: FFmpeg stays silent."""
+    return "AUTO" if av.logging.get_level() is None else "SLICE"
+
+
+class _Session:
+    """One pass over the packets of the selected streams, enforcing limits on what decodes."""
+
+    def __init__(
+        self,
+        opened: _Opened,
+        video: av.stream.Stream | None,
+        audio: av.stream.Stream | None,
+        sampler: _VideoSampler | None,
+        collector: _AudioCollector | None,
+        limits: MediaLimits,
+    ) -> None:
+        self.o, self.video, self.audio = opened, video, audio
+        self.sampler, self.collector, self.limits = sampler, collector, limits
+        self.origin = _header_origin(opened.container)
+        self.firsts: dict[int, float] = {}
+        self.ends: dict[int, float] = {}
+        self._t_min = math.inf
+        self._max_frames = limits.max_duration_s * limits.max_fps
+
+    def run(self) -> None:
+        streams = [s for s in (self.video, self.audio) if s is not None]
+        for s in streams:
+            s.codec_context.thread_type = _thread_type()
+        o = self.o
+        for packet in _packets(o.container, streams, o.path):
+            o.deadline.check()
+            for frame in packet.decode():
+                o.deadline.check()
+                self._on_frame(packet.stream, frame)
+        o.guard.check(o.path)
+        o.deadline.check()
+        if o.reader.error is not None:
+            raise MediaError(R.CORRUPT, f"read error: {o.reader.error}", o.path)
+
+    def _time(self, stream: av.stream.Stream, frame: av.frame.Frame) -> float:
+        if frame.pts is not None and frame.time_base:
+            return float(frame.pts * frame.time_base)
+        return self.ends.get(stream.index, self.origin or 0.0)  # no pts: right after the last
+
+    def _check_span(self, t: float) -> None:
+        """Headers lie, so the length is also measured on decoded timestamps (and the origin,
+        which a header could place absurdly far away). This also bounds every loop that
+        walks the output grid."""
+        self._t_min = min(self._t_min, t)
+        low = self._t_min if self.origin is None else min(self._t_min, self.origin)
+        limit = self.limits.max_duration_s
+        if t - low > limit:
+            message = f"decoded timestamps span more than max_duration_s={limit:g} s"
+            raise MediaError(R.TOO_LONG, message, self.o.path)
+
+    def _on_frame(self, stream: av.stream.Stream, frame: Any) -> None:
+        t = self._time(stream, frame)
+        self._check_span(t)
+        if self.origin is None:
+            self.origin = t
+        self.firsts.setdefault(stream.index, t)
+        if stream.type == "audio":
+            assert self.collector is not None
+            self.collector.add(frame, t)
+            end = self.collector.end
+        else:
+            assert self.sampler is not None
+            _check_pixels(frame.width, frame.height, self.limits, self.o.path)
+            if self.sampler.count >= self._max_frames:
+                raise MediaError(
+                    R.TOO_LONG,
+                    f"more than {self._max_frames:g} frames (max_duration_s x max_fps)",
+                    self.o.path,
+                )
+            self.sampler.add(frame, t - self.origin)
+            end = t + _frame_seconds(stream, frame)
+        self._check_span(end)
+        self.ends[stream.index] = max(end, self.ends.get(stream.index, end))
+
+
+def _check_complete(session: _Session, stream: av.stream.Stream | None, path: str) -> None:
+    """CORRUPT if a stream decoded nothing, or much less than it declared (truncated file)."""
+    if stream is None:
+        return
+    if stream.index not in session.firsts:
+        raise MediaError(R.CORRUPT, f"{stream.type} stream decoded to nothing", path)
+    decoded = session.ends[stream.index] - session.firsts[stream.index]
+    declared = _declared_s(stream, session.o.container)
+    if declared is not None and decoded < 0.8 * declared - 0.5:
+        raise MediaError(
+            R.CORRUPT,
+            f"truncated: {stream.type} declared {declared:.2f} s, decoded {decoded:.2f} s",
+            path,
+        )
+
+
+def _pixel_aspect(stream: av.stream.Stream | None) -> float:
+    """Width of a pixel relative to its height (DVD and HDV pixels are not square); values
+    outside 1/10..10 are header damage, not video, and are ignored."""
+    sar = getattr(stream, "sample_aspect_ratio", None)
+    return float(sar) if sar and 0.1 <= sar <= 10 else 1.0
+
+
+def _decode_opened(
+    opened: _Opened,
+    *,
+    fps: float | None,
+    size: tuple[int, int] | None,
+    sample_rate: int,
+    video: bool,
+    audio: bool,
+    fit: Fit,
+    limits: MediaLimits,
+) -> DecodedMedia:
+    vstream = _selected(opened.container, "video") if video else None
+    astream = _selected(opened.container, "audio") if audio else None
+    sar = _pixel_aspect(vstream)
+    sampler = _VideoSampler(fps, size, fit, sar) if vstream else None
+    collector = _AudioCollector(sample_rate, limits, opened.path) if astream else None
+    session = _Session(opened, vstream, astream, sampler, collector, limits)
+    try:
+        session.run()
+        for stream in (vstream, astream):
+            _check_complete(session, stream, opened.path)
+        assert session.origin is not None
+        duration = max(session.ends.values()) - session.origin
+        frames = out_fps = samples = None
+        if sampler is not None:
+            n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
+            frames = sampler.finish(n)
+            native = _stream_rate(vstream) if vstream is not None else None
+            out_fps = fps or native or sampler.count / max(duration, _EPS)
+        if collector is not None:
+            samples = collector.finish(session.origin)
+    except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV refusing a format
+        raise _failure(exc, "decoding", opened.deadline, opened.reader, opened.path) from exc
+    if samples is not None and samples.size == 0:
+        raise MediaError(
+            R.CORRUPT, "audio lies entirely before the start of the media", opened.path
+        )
+    return DecodedMedia(
+        opened.info,
+        frames,
+        out_fps,
+        samples,
+        sample_rate if samples is not None else None,
+        duration,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def probe(path: str | os.PathLike[str], limits: MediaLimits = MediaLimits()) -> MediaInfo:
+    """Validate a file's header against `limits` and describe it, without decoding."""
+    with _open_media(path, limits) as opened:
+        return opened.info
+
+
+def _check_args(
+    fps: float | None, size: tuple[int, int] | None, sample_rate: int, fit: str
+) -> None:
+    """Caller mistakes are ValueErrors, not MediaErrors: the file is not to blame."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be positive or None, got {fps!r}")
+    if size is not None and (len(size) != 2 or min(size) < 1):
+        raise ValueError(f"size must be (height, width) with positive values, got {size!r}")
+    if sample_rate < 1:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
+    if fit not in ("pad", "stretch", "crop"):
+        raise ValueError(f"fit must be 'pad', 'stretch' or 'crop', got {fit!r}")
+
+
+def _decode(
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None,
+    size: tuple[int, int] | None,
+    sample_rate: int,
+    video: bool,
+    audio: bool,
+    fit: Fit,
+    limits: MediaLimits,
+    require: str | None = None,
+) -> DecodedMedia:
+    _check_args(fps, size, sample_rate, fit)
+    if not (video or audio):
+        raise ValueError("nothing to decode: video and audio are both False")
+    with _open_media(path, limits) as opened:
+        has = {"video": opened.info.has_video, "audio": opened.info.has_audio}
+        if require is not None and not has[require]:
+            raise MediaError(R.NO_STREAMS, f"no {require} stream", opened.path)
+        if not ((video and has["video"]) or (audio and has["audio"])):
+            wanted = " or ".join(k for k, w in (("video", video), ("audio", audio)) if w)
+            raise MediaError(R.NO_STREAMS, f"no {wanted} stream to decode", opened.path)
+        return _decode_opened(
+            opened,
+            fps=fps,
+            size=size,
+            sample_rate=sample_rate,
+            video=video,
+            audio=audio,
+            fit=fit,
+            limits=limits,
+        )
+
+
+def decode(
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None = 4.0,
+    size: tuple[int, int] | None = (128, 128),
+    sample_rate: int = 16_000,
+    video: bool = True,
+    audio: bool = True,
+    fit: Fit = "pad",
+    limits: MediaLimits = MediaLimits(),
+) -> DecodedMedia:
+    """Decode frames sampled at `fps` (None: every frame) resized to `size` (height, width;
+    None: native) and mono audio at `sample_rate`. Streams the file lacks come back as None."""
+    return _decode(
+        path,
+        fps=fps,
+        size=size,
+        sample_rate=sample_rate,
+        video=video,
+        audio=audio,
+        fit=fit,
+        limits=limits,
+    )
+
+
+def decode_audio(
+    path: str | os.PathLike[str], *, sample_rate: int = 16_000, limits: MediaLimits = MediaLimits()
+) -> tuple[np.ndarray, int]:
+    """Mono float32 audio; NO_STREAMS if the file has no audio stream."""
+    out = _decode(
+        path,
+        fps=None,
+        size=None,
+        sample_rate=sample_rate,
+        video=False,
+        audio=True,
+        fit="pad",
+        limits=limits,
+        require="audio",
+    )
+    assert out.audio is not None and out.sample_rate is not None
+    return out.audio, out.sample_rate
+
+
+def decode_video(
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None = 4.0,
+    size: tuple[int, int] | None = (128, 128),
+    fit: Fit = "pad",
+    limits: MediaLimits = MediaLimits(),
+) -> np.ndarray:
+    """RGB frames `(T, H, W, 3)`; NO_STREAMS if the file has no video stream."""
+    out = _decode(
+        path,
+        fps=fps,
+        size=size,
+        sample_rate=16_000,
+        video=True,
+        audio=False,
+        fit=fit,
+        limits=limits,
+        require="video",
+    )
+    assert out.frames is not None
+    return out.frames
+
+
+__all__ = [
+    "DecodedMedia",
+    "MediaError",
+    "MediaErrorReason",
+    "MediaInfo",
+    "MediaLimits",
+    "StreamInfo",
+    "decode",
+    "decode_audio",
+    "decode_video",
+    "probe",
+]
