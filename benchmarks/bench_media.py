@@ -49,9 +49,9 @@ def make_720p(path: Path, seconds: int = 60, fps: int = 30) -> None:
         stereo = np.stack([tone, tone])
         for start in range(0, stereo.shape[1], 1024):
             chunk = np.ascontiguousarray(stereo[:, start : start + 1024])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts = 48_000, start
-            out.mux(a.encode(frame))
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts = 48_000, start
+            out.mux(a.encode(sound))
         out.mux(a.encode(None))
 
 

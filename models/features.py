@@ -67,6 +67,9 @@ class LogMel(torch.nn.Module):
     `frames = N // hop_length + 1` (centred STFT), so frame i is centred on i * hop / sample_rate s.
     """
 
+    window: torch.Tensor
+    fbank: torch.Tensor
+
     def __init__(self, cfg: LogMelConfig = LogMelConfig()) -> None:
         super().__init__()
         self.cfg = cfg
@@ -121,6 +124,8 @@ def frames_to_tensor(
     (the decoder already scales in FFmpeg, which is cheaper). Downscaling uses antialiasing so thin
     glyph edges do not alias into noise.
     """
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = np.array(frames)  # a read-only memmap slice: torch wants memory it may own
     tensor = torch.as_tensor(frames)
     if tensor.dtype != torch.uint8:
         raise TypeError(f"frames must be uint8 RGB, got {tensor.dtype}")

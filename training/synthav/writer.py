@@ -17,10 +17,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from training.synthav.plan import CorpusPlan, PlannedClip, plan_corpus
 from training.synthav.render import render_frames
@@ -49,24 +51,26 @@ def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderCo
     tmp = path.with_name(f".{path.name}.part")
     layout = "stereo" if audio.shape[0] == 2 else "mono"
     with av.open(str(tmp), mode="w", format=container) as out:
-        v = out.add_stream(vcodec, rate=Fraction(cfg.fps).limit_denominator(1001))
+        v = cast(
+            VideoStream, out.add_stream(vcodec, rate=Fraction(cfg.fps).limit_denominator(1001))
+        )
         v.width, v.height, v.pix_fmt = cfg.width, cfg.height, "yuv420p"
         v.options = dict(_VIDEO_OPTIONS[vcodec])
-        a = out.add_stream(acodec, rate=cfg.sample_rate, layout=layout)
+        a = cast(AudioStream, out.add_stream(acodec, rate=cfg.sample_rate, layout=layout))
         if acodec == "aac":
             a.bit_rate = 64_000 * audio.shape[0]
         for k, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = k
-            out.mux(v.encode(frame))
+            picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+            picture.pts = k
+            out.mux(v.encode(picture))
         out.mux(v.encode(None))
         planar = np.ascontiguousarray(audio, dtype=np.float32)
         for start in range(0, planar.shape[1], _AUDIO_FRAME):
             chunk = np.ascontiguousarray(planar[:, start : start + _AUDIO_FRAME])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-            frame.sample_rate = cfg.sample_rate
-            frame.pts = start
-            out.mux(a.encode(frame))
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            sound.sample_rate = cfg.sample_rate
+            sound.pts = start
+            out.mux(a.encode(sound))
         out.mux(a.encode(None))
     os.replace(tmp, path)
 
