@@ -25,6 +25,7 @@ import av
 import numpy as np
 import pytest
 
+import models._decode as decode_module
 import models.media as media_module
 from models._sniff import sniff
 from models.media import MediaError, MediaLimits, decode, decode_audio, decode_video, probe
@@ -503,7 +504,7 @@ def test_stream_appearing_mid_file_is_corrupt() -> None:
             yield "packet"
             raise IndexError("list index out of range")
 
-    packets = media_module._packets(Container(), [], "x.ts")  # type: ignore[arg-type]
+    packets = decode_module._packets(Container(), [], "x.ts")  # type: ignore[arg-type]
     assert next(packets) == "packet"
     with pytest.raises(MediaError) as caught:
         next(packets)

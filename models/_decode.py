@@ -1,0 +1,421 @@
+"""Turning an opened, validated container into arrays: the private half of `models.media`.
+
+`media._open_media` hands over a container whose header passed every check; this module decodes
+it, checking the same `MediaLimits` again on every frame because headers lie. Video is sampled
+onto a fixed frame grid and scaled in FFmpeg with one reused scaler (`_VideoSampler`); audio is
+checked for NaN/Inf and absurd peaks, resampled to mono float32 and placed on the shared timeline
+(`_AudioCollector`); `_Session` runs the decode loop and `_check_complete` catches truncation.
+
+Three PyAV failure modes found by fuzzing are avoided here: a deadlock between frame threads and
+PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
+(`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
+
+The types and header helpers come from `media`; `media` imports this module only inside its
+`_decode`, so loading either module first never meets a half-initialised other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import av.logging
+import numpy as np
+from av.audio.plane import AudioPlane
+from av.container import InputContainer
+from av.video.reformatter import VideoReformatter
+
+from models.media import (
+    DecodedMedia,
+    Fit,
+    MediaError,
+    MediaLimits,
+    _check_audio_format,
+    _check_pixels,
+    _declared_s,
+    _failure,
+    _Opened,
+    _selected,
+    _stream_rate,
+)
+from models.media import MediaErrorReason as R
+
+_EPS = 1e-6
+_FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
+# Real audio stays within [-1, 1]; float files may overshoot, but not by 36 dB.
+_MAX_ABS_SAMPLE = 64.0
+
+
+def _scaled(
+    rf: VideoReformatter, frame: av.VideoFrame, width: int | None = None, height: int | None = None
+) -> np.ndarray:
+    """Scale and convert in FFmpeg (swscale). One reformatter per decode keeps its scaler
+    context: `frame.reformat` builds a new one per call, which costs 15x the conversion."""
+    return rf.reformat(frame, width, height, "rgb24", interpolation="AREA").to_ndarray()
+
+
+def _to_rgb(
+    rf: VideoReformatter, frame: av.VideoFrame, size: tuple[int, int], fit: Fit, sar: float
+) -> np.ndarray:
+    """`(H, W, 3)` RGB. "pad" letterboxes with black, "stretch" ignores the aspect ratio, "crop"
+    fills the target and cuts the overflow from the centre. `sar` makes non-square pixels
+    (anamorphic DVD, HDV) keep their displayed shape."""
+    height, width = size
+    if fit == "stretch":
+        return _scaled(rf, frame, width, height)
+    shown_w = frame.width * sar
+    scale = (min if fit == "pad" else max)(width / shown_w, height / frame.height)
+    sw, sh = max(1, round(shown_w * scale)), max(1, round(frame.height * scale))
+    if fit == "pad":
+        sw, sh = min(sw, width), min(sh, height)
+        out = np.zeros((height, width, 3), np.uint8)
+        top, left = (height - sh) // 2, (width - sw) // 2
+        out[top : top + sh, left : left + sw] = _scaled(rf, frame, sw, sh)
+        return out
+    sw, sh = max(sw, width), max(sh, height)
+    top, left = (sh - height) // 2, (sw - width) // 2
+    if scale <= 1:  # downscale whole frame, then cut: the intermediate is small
+        return _scaled(rf, frame, sw, sh)[top : top + height, left : left + width]
+    # Upscaling a sliver (e.g. 8000x16) would make a huge intermediate: cut at native size first.
+    native = _scaled(rf, frame)
+    y0, x0 = round(top / scale), round(left / scale / sar)
+    part = native[
+        y0 : y0 + max(1, round(height / scale)), x0 : x0 + max(1, round(width / scale / sar))
+    ]
+    return _scaled(
+        rf,
+        av.VideoFrame.from_ndarray(np.ascontiguousarray(part, dtype=np.uint8), format="rgb24"),
+        width,
+        height,
+    )
+
+
+class _VideoSampler:
+    """Sample-and-hold onto t_j = j / fps: target j shows the last frame at or before t_j (the
+    first frame for targets before it). Only frames that are shown are converted to RGB, so
+    decoding 60 fps to 4 fps costs 4 conversions a second. fps None keeps every frame."""
+
+    def __init__(
+        self, fps: float | None, size: tuple[int, int] | None, fit: Fit, sar: float
+    ) -> None:
+        self.fps, self._size, self._fit, self._sar = fps, size, fit, sar
+        self.out: list[np.ndarray] = []
+        self.count = 0
+        self._held: av.VideoFrame | None = None
+        self._held_rgb: np.ndarray | None = None
+        self._rf = VideoReformatter()
+
+    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._size is None:  # native size, fixed by the first frame so the stack is regular
+            self._size = (frame.height, frame.width)
+            return _scaled(self._rf, frame)
+        return _to_rgb(self._rf, frame, self._size, self._fit, self._sar)
+
+    def _held_image(self) -> np.ndarray:
+        assert self._held is not None
+        if self._held_rgb is None:
+            self._held_rgb = self._convert(self._held)
+        return self._held_rgb
+
+    def _hold(self, frame: av.VideoFrame) -> None:
+        if frame is not self._held:
+            self._held, self._held_rgb = frame, None
+
+    def add(self, frame: av.VideoFrame, t: float) -> None:
+        """`t` is seconds from the timeline origin."""
+        self.count += 1
+        if self.fps is None:
+            self.out.append(self._convert(frame))
+            return
+        if self._held is None:
+            self._hold(frame)
+        while len(self.out) / self.fps + _EPS < t:
+            self.out.append(self._held_image())
+        self._hold(frame)
+
+    def finish(self, n: int) -> np.ndarray:
+        """Stack `n` frames (fps mode), repeating the last one up to the end of the media."""
+        if self.fps is not None:
+            while len(self.out) < n:
+                self.out.append(self._held_image())
+            del self.out[n:]
+        return np.stack(self.out)
+
+
+def _float_samples(frame: av.AudioFrame) -> np.ndarray:
+    """The samples of a float frame, read plane by plane. Not `frame.to_ndarray()`: PyAV counts
+    planes by scanning `extended_data` for a NULL, which for 8-channel planar audio (7.1) runs
+    past the 8 data pointers into other fields, and reading that bogus 9th plane segfaults
+    (found by fuzzing). Planes we construct ourselves are only the real ones."""
+    dtype = np.float32 if frame.format.bytes == 4 else np.float64
+    channels = frame.layout.nb_channels
+    if not frame.format.is_planar:
+        return np.frombuffer(memoryview(AudioPlane(frame, 0)), dtype, frame.samples * channels)
+    planes = [memoryview(AudioPlane(frame, c)) for c in range(channels)]
+    return np.stack([np.frombuffer(p, dtype, frame.samples) for p in planes])
+
+
+def _check_samples(frame: av.AudioFrame, path: str) -> None:
+    """Float decoders pass NaN/Inf straight through; integer formats cannot hold them."""
+    if frame.format.name not in _FLOAT_FORMATS:
+        return
+    x = _float_samples(frame)
+    if not np.isfinite(x).all():
+        raise MediaError(R.INVALID_SAMPLES, "audio contains NaN or infinite samples", path)
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > _MAX_ABS_SAMPLE:
+        raise MediaError(
+            R.INVALID_SAMPLES,
+            f"audio sample magnitude {peak:.3g} is absurd (> {_MAX_ABS_SAMPLE:g})",
+            path,
+        )
+
+
+class _AudioCollector:
+    """Checks, resamples to mono float32 and keeps the first timestamp for placement."""
+
+    def __init__(self, rate: int, limits: MediaLimits, path: str) -> None:
+        self.rate, self._limits, self._path = rate, limits, path
+        self.first_t: float | None = None
+        self.seconds_in = 0.0
+        self._chunks: list[np.ndarray] = []
+        self._resampler: av.AudioResampler | None = None
+        self._key: tuple[str, str, int] | None = None
+
+    def add(self, frame: av.AudioFrame, t: float) -> None:
+        _check_audio_format(frame.sample_rate, frame.layout.nb_channels, self._limits, self._path)
+        _check_samples(frame, self._path)
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self._key:  # parameters may change mid-stream; a resampler takes one setup
+            self._flush()
+            # rematrix_maxval=1 makes the downmix an average ((L+R)/2) instead of swresample's
+            # default 0.707*(L+R), which overshoots 1.0 for correlated channels.
+            self._resampler = av.AudioResampler(
+                format="flt", layout="mono", rate=self.rate, options={"rematrix_maxval": "1.0"}
+            )
+            self._key = key
+        if self.first_t is None:
+            self.first_t = t
+        self.seconds_in += frame.samples / frame.sample_rate
+        assert self._resampler is not None
+        self._take(self._resampler.resample(frame))
+
+    @property
+    def end(self) -> float:
+        """Timestamp just after the last decoded input sample."""
+        return (self.first_t or 0.0) + self.seconds_in
+
+    def _take(self, frames: list[av.AudioFrame]) -> None:
+        self._chunks.extend(f.to_ndarray().reshape(-1) for f in frames)
+
+    def _flush(self) -> None:
+        if self._resampler is not None:
+            self._take(self._resampler.resample(None))
+
+    def finish(self, origin: float) -> np.ndarray:
+        """Concatenate and place on the timeline: a late start becomes real leading silence."""
+        self._flush()
+        x = np.concatenate(self._chunks).astype(np.float32, copy=False)
+        lead = round(((self.first_t or 0.0) - origin) * self.rate)
+        x = np.concatenate([np.zeros(lead, np.float32), x]) if lead > 0 else x[-lead:]
+        if not np.isfinite(x).all():
+            raise MediaError(R.INVALID_SAMPLES, "resampled audio is not finite", self._path)
+        return x
+
+
+def _header_origin(container: InputContainer) -> float | None:
+    """Earliest declared start of the default video and audio streams. Taken from the header,
+    not from what is decoded, so separate decode_audio/decode_video calls share one timeline."""
+    starts = [
+        float(s.start_time * s.time_base)
+        for s in (_selected(container, "video"), _selected(container, "audio"))
+        if s is not None and s.start_time is not None and s.time_base
+    ]
+    if starts:
+        return min(starts)
+    if container.start_time is not None:
+        return container.start_time / av.time_base
+    return None
+
+
+def _frame_seconds(stream: av.stream.Stream, frame: av.VideoFrame) -> float:
+    if frame.duration and stream.time_base:
+        return float(frame.duration * stream.time_base)
+    rate = _stream_rate(stream)
+    return 1.0 / rate if rate else 0.0
+
+
+def _packets(
+    container: InputContainer, streams: list[av.stream.Stream], path: str
+) -> Iterator[av.Packet]:
+    """`container.demux`, except for one PyAV failure: when a stream appears mid-file (MPEG-TS
+    can announce new programs at any time) PyAV's demux indexes past its stream list and
+    raises IndexError. Only the iterator's own step is guarded, so our bugs still surface."""
+    demux = container.demux(*streams)
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            return
+        except IndexError as exc:
+            raise MediaError(
+                R.CORRUPT, "a new stream appeared in the middle of the file", path
+            ) from exc
+        yield packet
+
+
+def _thread_type() -> str:
+    """Frame threading only while PyAV's log callback is off (its default). With a log level
+    set, a frame-thread worker that logs a decode error waits for the GIL, while the main thread
+    holds the GIL freeing the codec context and waits for that worker: a deadlock we reproduced
+    on fuzzed files. Slice threads only run inside send/receive, which release the GIL.
+    For the same reason this module never sets a log level itself: FFmpeg stays silent."""
+    return "AUTO" if av.logging.get_level() is None else "SLICE"
+
+
+class _Session:
+    """One pass over the packets of the selected streams, enforcing limits on what decodes."""
+
+    def __init__(
+        self,
+        opened: _Opened,
+        video: av.stream.Stream | None,
+        audio: av.stream.Stream | None,
+        sampler: _VideoSampler | None,
+        collector: _AudioCollector | None,
+        limits: MediaLimits,
+    ) -> None:
+        self.o, self.video, self.audio = opened, video, audio
+        self.sampler, self.collector, self.limits = sampler, collector, limits
+        self.origin = _header_origin(opened.container)
+        self.firsts: dict[int, float] = {}
+        self.ends: dict[int, float] = {}
+        self._t_min = math.inf
+        self._max_frames = limits.max_duration_s * limits.max_fps
+
+    def run(self) -> None:
+        streams = [s for s in (self.video, self.audio) if s is not None]
+        for s in streams:
+            s.codec_context.thread_type = _thread_type()
+        o = self.o
+        for packet in _packets(o.container, streams, o.path):
+            o.deadline.check()
+            for frame in packet.decode():
+                o.deadline.check()
+                self._on_frame(packet.stream, frame)
+        o.guard.check(o.path)
+        o.deadline.check()
+        if o.reader.error is not None:
+            raise MediaError(R.CORRUPT, f"read error: {o.reader.error}", o.path)
+
+    def _time(self, stream: av.stream.Stream, frame: av.frame.Frame) -> float:
+        if frame.pts is not None and frame.time_base:
+            return float(frame.pts * frame.time_base)
+        return self.ends.get(stream.index, self.origin or 0.0)  # no pts: right after the last
+
+    def _check_span(self, t: float) -> None:
+        """Headers lie, so the length is also measured on decoded timestamps (and the origin,
+        which a header could place absurdly far away). This also bounds every loop that
+        walks the output grid."""
+        self._t_min = min(self._t_min, t)
+        low = self._t_min if self.origin is None else min(self._t_min, self.origin)
+        limit = self.limits.max_duration_s
+        if t - low > limit:
+            message = f"decoded timestamps span more than max_duration_s={limit:g} s"
+            raise MediaError(R.TOO_LONG, message, self.o.path)
+
+    def _on_frame(self, stream: av.stream.Stream, frame: Any) -> None:
+        t = self._time(stream, frame)
+        self._check_span(t)
+        if self.origin is None:
+            self.origin = t
+        self.firsts.setdefault(stream.index, t)
+        if stream.type == "audio":
+            assert self.collector is not None
+            self.collector.add(frame, t)
+            end = self.collector.end
+        else:
+            assert self.sampler is not None
+            _check_pixels(frame.width, frame.height, self.limits, self.o.path)
+            if self.sampler.count >= self._max_frames:
+                raise MediaError(
+                    R.TOO_LONG,
+                    f"more than {self._max_frames:g} frames (max_duration_s x max_fps)",
+                    self.o.path,
+                )
+            self.sampler.add(frame, t - self.origin)
+            end = t + _frame_seconds(stream, frame)
+        self._check_span(end)
+        self.ends[stream.index] = max(end, self.ends.get(stream.index, end))
+
+
+def _check_complete(session: _Session, stream: av.stream.Stream | None, path: str) -> None:
+    """CORRUPT if a stream decoded nothing, or much less than it declared (truncated file)."""
+    if stream is None:
+        return
+    if stream.index not in session.firsts:
+        raise MediaError(R.CORRUPT, f"{stream.type} stream decoded to nothing", path)
+    decoded = session.ends[stream.index] - session.firsts[stream.index]
+    declared = _declared_s(stream, session.o.container)
+    if declared is not None and decoded < 0.8 * declared - 0.5:
+        raise MediaError(
+            R.CORRUPT,
+            f"truncated: {stream.type} declared {declared:.2f} s, decoded {decoded:.2f} s",
+            path,
+        )
+
+
+def _pixel_aspect(stream: av.stream.Stream | None) -> float:
+    """Width of a pixel relative to its height (DVD and HDV pixels are not square); values
+    outside 1/10..10 are header damage, not video, and are ignored."""
+    sar = getattr(stream, "sample_aspect_ratio", None)
+    return float(sar) if sar and 0.1 <= sar <= 10 else 1.0
+
+
+def _decode_opened(
+    opened: _Opened,
+    *,
+    fps: float | None,
+    size: tuple[int, int] | None,
+    sample_rate: int,
+    video: bool,
+    audio: bool,
+    fit: Fit,
+    limits: MediaLimits,
+) -> DecodedMedia:
+    vstream = _selected(opened.container, "video") if video else None
+    astream = _selected(opened.container, "audio") if audio else None
+    sar = _pixel_aspect(vstream)
+    sampler = _VideoSampler(fps, size, fit, sar) if vstream else None
+    collector = _AudioCollector(sample_rate, limits, opened.path) if astream else None
+    session = _Session(opened, vstream, astream, sampler, collector, limits)
+    try:
+        session.run()
+        for stream in (vstream, astream):
+            _check_complete(session, stream, opened.path)
+        assert session.origin is not None
+        duration = max(session.ends.values()) - session.origin
+        frames = out_fps = samples = None
+        if sampler is not None:
+            n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
+            frames = sampler.finish(n)
+            native = _stream_rate(vstream) if vstream is not None else None
+            out_fps = fps or native or sampler.count / max(duration, _EPS)
+        if collector is not None:
+            samples = collector.finish(session.origin)
+    except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV refusing a format
+        raise _failure(exc, "decoding", opened.deadline, opened.reader, opened.path) from exc
+    if samples is not None and samples.size == 0:
+        raise MediaError(
+            R.CORRUPT, "audio lies entirely before the start of the media", opened.path
+        )
+    return DecodedMedia(
+        opened.info,
+        frames,
+        out_fps,
+        samples,
+        sample_rate if samples is not None else None,
+        duration,
+    )
