@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", type=int, default=40, help="SynthAV clips to generate")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=60, help="length of the 720p clip")
+    parser.add_argument("--note", default="", help="conditions worth recording (e.g. other load)")
     args = parser.parse_args(argv)
 
     rows: dict[str, dict] = {}
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"SynthAV generation: {args.clips} clips in {gen_s:.1f} s = {clips_per_s:.1f} clips/s"
     )
     result = {
+        "note": args.note,
         "decode": rows,
         "synthav_generation": {
             "clips": args.clips,
