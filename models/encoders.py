@@ -1,0 +1,190 @@
+"""Audio and visual encoders, trained by the project.
+
+Both end the same way: per-token features from a transformer, grouped onto the shared time grid
+(`steps_per_second`), then two heads: a per-step sequence head and a pooled head. Every output is
+`Embeddings(pooled (B, D), sequence (B, T, D), mask (B, T))`, L2-normalised per vector and per step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.backbones import HFAudioTokens, HFFrameStem
+from models.config import AudioConfig, ModelConfig, VisualConfig
+
+# Attention runs inside windows of this many grid steps (12 s at 4 steps/s), so a one-hour input
+# costs linear, not quadratic, time, and a step only sees its neighbourhood, as in training.
+CONTEXT_STEPS = 48
+
+
+class Embeddings(NamedTuple):
+    pooled: Tensor  # (B, D), unit norm
+    sequence: Tensor  # (B, T, D), unit norm per step (padded steps are zero)
+    mask: Tensor  # (B, T) bool, True = real step
+
+
+def sinusoidal_positions(length: int, width: int, device: torch.device) -> Tensor:
+    """Fixed positions, so an encoder trained on 6 s clips still runs on longer windows."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, width, 2, device=device, dtype=torch.float32)
+        * (-math.log(10_000.0) / width)
+    )
+    out = torch.zeros(length, width, device=device)
+    out[:, 0::2] = torch.sin(pos * freq)
+    out[:, 1::2] = torch.cos(pos * freq[: width // 2])
+    return out  # (L, W)
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int) -> Tensor:
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
+
+
+class TemporalHead(nn.Module):
+    """Windowed transformer over tokens, grouping onto grid steps, sequence and pooled heads."""
+
+    def __init__(
+        self, width: int, layers: int, heads: int, dropout: float, tokens_per_step: int, dim: int
+    ) -> None:
+        super().__init__()
+        self.tokens_per_step = tokens_per_step
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.sequence_head = nn.Linear(width, dim)
+        self.pooled_head = nn.Linear(width, dim)
+
+    def forward(self, tokens: Tensor, token_mask: Tensor) -> Embeddings:
+        b, n, w = tokens.shape
+        window = CONTEXT_STEPS * self.tokens_per_step
+        pad = (-n) % self.tokens_per_step
+        if n > window:  # attend within windows: fold them into the batch
+            pad = (-n) % window
+        tokens = F.pad(tokens, (0, 0, 0, pad))
+        token_mask = F.pad(token_mask, (0, pad), value=False)
+        length = tokens.shape[1]
+        chunk = min(length, window)
+        x = tokens.reshape(b * (length // chunk), chunk, w)  # (B·windows, chunk, W)
+        m = token_mask.reshape(b * (length // chunk), chunk)
+        x = x + sinusoidal_positions(chunk, w, x.device)
+        # A window with no real token would make attention all -inf: let it attend, mask it later.
+        empty = ~m.any(dim=1)
+        attn_mask = m.clone()
+        attn_mask[empty] = True
+        x = self.transformer(x, src_key_padding_mask=~attn_mask)
+        x = self.norm(x).reshape(b, length, w)
+
+        steps = length // self.tokens_per_step
+        x = x.reshape(b, steps, self.tokens_per_step, w)
+        m = token_mask.reshape(b, steps, self.tokens_per_step)
+        step_feat = masked_mean(x, m, dim=2)  # (B, T, W)
+        step_mask = m.any(dim=2)  # (B, T)
+        sequence = F.normalize(self.sequence_head(step_feat), dim=-1) * step_mask.unsqueeze(-1)
+        pooled = F.normalize(self.pooled_head(masked_mean(step_feat, step_mask, dim=1)), dim=-1)
+        return Embeddings(pooled, sequence, step_mask)
+
+
+class AudioEncoder(nn.Module):
+    """Log-mel (B, n_mels, F) → conv patch stem in time → windowed transformer → grid steps."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        a: AudioConfig = cfg.audio
+        self.cfg = a
+        self.pretrained: HFAudioTokens | None = None
+        if a.backbone is not None:
+            self.pretrained = HFAudioTokens(
+                a.backbone, a.n_mels, a.width, a.token_frames, frozen=a.backbone_frozen
+            )
+        else:
+            self.stem = nn.Sequential(
+                nn.Conv1d(a.n_mels, a.width, kernel_size=3, padding=1),
+                nn.GELU(),
+                nn.Conv1d(a.width, a.width, kernel_size=a.token_frames, stride=a.token_frames),
+                nn.GELU(),
+            )
+        self.head = TemporalHead(
+            a.width, a.layers, a.heads, a.dropout, cfg.audio_tokens_per_step, cfg.embed_dim
+        )
+
+    def forward(self, mel: Tensor, mel_mask: Tensor) -> Embeddings:
+        """mel: log-mel (B, n_mels, F); mel_mask (B, F) True for real frames."""
+        if mel.ndim != 3 or mel.shape[1] != self.cfg.n_mels:
+            raise ValueError(f"expected log-mel (B, {self.cfg.n_mels}, F), got {tuple(mel.shape)}")
+        if self.pretrained is not None:
+            return self.head(*self.pretrained(mel, mel_mask))
+        k = self.cfg.token_frames
+        pad = (-mel.shape[-1]) % k
+        mel = F.pad(mel, (0, pad))
+        mel_mask = F.pad(mel_mask, (0, pad), value=False)
+        # A fixed affine keeps loudness (it is information: a faster engine is louder).
+        x = (mel + 5.0) / 4.0 * mel_mask.unsqueeze(1)
+        tokens = self.stem(x).transpose(1, 2)  # (B, N, W)
+        token_mask = mel_mask.reshape(mel_mask.shape[0], -1, k).any(dim=2)  # (B, N)
+        return self.head(tokens, token_mask)
+
+
+class FrameStem(nn.Module):
+    """Per-frame CNN keeping a coarse 4x4 layout: where a glyph is, and where it goes, counts."""
+
+    def __init__(self, v: VisualConfig) -> None:
+        super().__init__()
+        # A patchify first layer (stride = kernel = patch) is ~3x cheaper than stacked stride-2
+        # convs at full resolution, which is what lets the small preset train on two CPU cores.
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, v.channels[0], kernel_size=v.patch, stride=v.patch),
+            nn.GroupNorm(min(8, v.channels[0]), v.channels[0]),
+            nn.GELU(),
+        ]
+        c_in = v.channels[0]
+        for c in v.channels[1:]:
+            layers += [
+                nn.Conv2d(c_in, c, kernel_size=3, stride=2, padding=1),
+                nn.GroupNorm(min(8, c), c),
+                nn.GELU(),
+            ]
+            c_in = c
+        self.conv = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.proj = nn.Linear(c_in * 16, v.width)
+
+    def forward(self, frames: Tensor) -> Tensor:  # (N, 3, H, W) → (N, width)
+        return self.proj(self.pool(self.conv(frames)).flatten(1))
+
+
+class VisualEncoder(nn.Module):
+    """Normalised frames (B, F, 3, H, W) → per-frame stem → windowed transformer → grid steps."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        v: VisualConfig = cfg.visual
+        self.cfg = v
+        self.stem: nn.Module = (
+            HFFrameStem(v.backbone, v.width, frozen=v.backbone_frozen)
+            if v.backbone
+            else FrameStem(v)
+        )
+        # Frame differences carry the events (a flash, a squash): hand them to the transformer.
+        self.motion = nn.Linear(v.width, v.width)
+        self.head = TemporalHead(
+            v.width, v.layers, v.heads, v.dropout, cfg.frames_per_step, cfg.embed_dim
+        )
+
+    def forward(self, frames: Tensor, frame_mask: Tensor) -> Embeddings:
+        if frames.ndim != 5 or frames.shape[2] != 3:
+            raise ValueError(f"expected frames (B, F, 3, H, W), got {tuple(frames.shape)}")
+        b, f = frames.shape[:2]
+        per_frame = self.stem(frames.flatten(0, 1)).reshape(b, f, -1)  # (B, F, W)
+        per_frame = per_frame * frame_mask.unsqueeze(-1)
+        delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
+        delta[:, 0] = 0
+        tokens = per_frame + self.motion(delta)
+        return self.head(tokens, frame_mask)

@@ -1,0 +1,179 @@
+"""TrimodalModel: the three encoders, model inputs from decoded media, checkpoint directories.
+
+The model returns embeddings; losses live in `training.losses`. A checkpoint directory holds
+`config.json` and `model.safetensors`. A frozen text tower that can be loaded again from where it
+came from (the bundled MiniLM, a local directory) is not copied into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from models.config import RANDOM_TINY, Modality, ModelConfig
+from models.encoders import AudioEncoder, Embeddings, VisualEncoder
+from models.features import LogMel, LogMelConfig, frames_to_tensor, pad_batch
+from models.text import TextBackbone, TextEncoder
+
+PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class TrimodalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, text_backbone: TextBackbone | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoders = nn.ModuleDict(
+            {
+                Modality.AUDIO: AudioEncoder(cfg),
+                Modality.VISUAL: VisualEncoder(cfg),
+                Modality.TEXT: TextEncoder(cfg, text_backbone),
+            }
+        )
+        # One learnable temperature per contrasted pair, stored as log(1 / T) like CLIP.
+        init = math.log(1.0 / cfg.init_temperature)
+        self.logit_scale = nn.ParameterDict({p: nn.Parameter(torch.tensor(init)) for p in PAIRS})
+        self.log_mel = LogMel(
+            LogMelConfig(
+                sample_rate=cfg.audio.sample_rate,
+                n_fft=cfg.audio.n_fft,
+                hop_length=cfg.audio.hop_length,
+                n_mels=cfg.audio.n_mels,
+            )
+        )
+
+    @property
+    def text(self) -> TextEncoder:
+        return self.encoders[Modality.TEXT]  # type: ignore[return-value]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def scale(self, pair: str) -> Tensor:
+        return self.logit_scale[pair].clamp(max=math.log(100.0)).exp()
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def audio_inputs(self, waves: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
+        """Mono waveforms at the model's sample rate → log-mel (B, n_mels, F) and mask (B, F).
+
+        An empty waveform (a silent video) gets an all-False mask, never a fake silent clip.
+        """
+        hop = self.cfg.audio.hop_length
+        tensors = [torch.as_tensor(w, dtype=torch.float32).reshape(-1) for w in waves]
+        batch, _ = pad_batch(
+            [t if t.numel() >= hop else F.pad(t, (0, hop - t.numel())) for t in tensors]
+        )
+        mel = self.log_mel(batch.to(self.device))
+        # floor(n / hop) frames: the centred STFT's extra last frame would start a step that holds
+        # only 10 ms of sound.
+        frames = torch.tensor([t.shape[0] // hop for t in tensors], device=self.device)
+        mel = mel[..., : max(1, int(frames.max()))]
+        mask = torch.arange(mel.shape[-1], device=self.device)[None] < frames[:, None]
+        return mel, mask
+
+    def visual_inputs(self, clips: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:
+        """uint8 frames (T, H, W, 3) per clip at `visual.fps` → (B, F, 3, S, S) and mask (B, F).
+
+        A clip without frames (audio only) gets one padded step and an all-False mask.
+        """
+        size = (self.cfg.visual.image_size, self.cfg.visual.image_size)
+        tensors = [
+            frames_to_tensor(c, size=size) if len(c) else torch.zeros(0, 3, *size) for c in clips
+        ]
+        lengths = [t.shape[0] for t in tensors]
+        tensors = [t if t.shape[0] else torch.zeros(1, 3, *size) for t in tensors]
+        batch, _ = pad_batch(tensors)
+        mask = torch.arange(batch.shape[1])[None] < torch.tensor(lengths)[:, None]
+        return batch.to(self.device), mask.to(self.device)
+
+    # -- encoding ---------------------------------------------------------------------------------
+
+    def encode_audio(self, mel: Tensor, mask: Tensor) -> Embeddings:
+        return self.encoders[Modality.AUDIO](mel, mask)
+
+    def encode_visual(self, frames: Tensor, mask: Tensor) -> Embeddings:
+        return self.encoders[Modality.VISUAL](frames, mask)
+
+    def encode_text(self, texts: list[str]) -> Embeddings:
+        return self.text(texts)
+
+    def project_text(self, features: Tensor) -> Embeddings:
+        """From cached backbone sentence vectors (frozen text tower)."""
+        return self.text.project(features)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def _keeps_backbone(self) -> bool:
+        """Whether the text tower's weights must live in the checkpoint."""
+        return not self.cfg.text.frozen or self.cfg.text.model == RANDOM_TINY
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if self._keeps_backbone() or not k.startswith("encoders.text.backbone.")
+        }
+        tmp_weights, tmp_config = out / f".{WEIGHTS_FILE}.part", out / f".{CONFIG_FILE}.part"
+        save_file(state, str(tmp_weights))
+        self.cfg.save(tmp_config)
+        os.replace(tmp_weights, out / WEIGHTS_FILE)
+        os.replace(tmp_config, out / CONFIG_FILE)
+        return out
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        device: str | torch.device = "cpu",
+        text_backbone: TextBackbone | None = None,
+    ) -> TrimodalModel:
+        path = Path(directory)
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is not a checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}"
+            )
+        cfg = ModelConfig.load(path / CONFIG_FILE)
+        model = cls(cfg, text_backbone)
+        state = load_file(str(path / WEIGHTS_FILE))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        allowed = () if model._keeps_backbone() else ("encoders.text.backbone.",)
+        missing = [k for k in missing if not k.startswith(allowed)] if allowed else missing
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint {path} does not fit its config: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        return model.to(device).eval()
+
+
+def checkpoint_hash(directory: str | os.PathLike[str]) -> str:
+    """sha256 over config and weights: what an index records to know which model made it."""
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        with open(Path(directory) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(model: TrimodalModel) -> dict[str, int]:
+    """Parameter counts per encoder (trainable only), for logs and the README."""
+    out = {}
+    for name, module in model.encoders.items():
+        out[name] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return json.loads(json.dumps(out))

@@ -1,0 +1,96 @@
+"""Losses: InfoNCE against a naive version, routing, masks, the SCAV loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.encoders import Embeddings
+from training.losses import (
+    PairWeights,
+    TextBatch,
+    info_nce,
+    normalise_distances,
+    scav_loss,
+    single_stage_loss,
+    two_stage_loss,
+)
+
+
+def unit(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=g), dim=-1)
+
+
+def emb(b=6, t=5, d=8, seed=0):
+    seq = unit(b, t, d, seed=seed)
+    return Embeddings(F.normalize(seq.mean(1), dim=-1), seq, torch.ones(b, t, dtype=torch.bool))
+
+
+def naive_info_nce(a, b, scale):
+    total = 0.0
+    n = a.shape[0]
+    for i in range(n):
+        row = [scale * float(a[i] @ b[j]) for j in range(n)]
+        col = [scale * float(a[j] @ b[i]) for j in range(n)]
+        total += -row[i] + math.log(sum(math.exp(x) for x in row))
+        total += -col[i] + math.log(sum(math.exp(x) for x in col))
+    return total / (2 * n)
+
+
+def test_info_nce_matches_naive():
+    a, b = unit(5, 4, seed=1), unit(5, 4, seed=2)
+    assert info_nce(a, b, 3.0).item() == pytest.approx(naive_info_nce(a, b, 3.0), rel=1e-5)
+
+
+def test_info_nce_is_low_for_aligned_pairs_and_drops_invalid_rows():
+    a = unit(8, 16, seed=3)
+    assert info_nce(a, a, 20.0) < info_nce(a, unit(8, 16, seed=4), 20.0)
+    valid = torch.tensor([True] * 6 + [False] * 2)
+    assert info_nce(a, a, 5.0, valid).item() == pytest.approx(info_nce(a[:6], a[:6], 5.0).item())
+    assert info_nce(a[:1], a[:1], 5.0).item() == 0.0  # no negatives, no signal
+
+
+def test_single_stage_routes_caption_kinds():
+    v, a = emb(seed=5), emb(seed=6)
+    text = TextBatch(unit(6, 8, seed=7), unit(6, 8, seed=8), unit(6, 8, seed=9))
+    scales = {k: torch.tensor(10.0) for k in ("visual_text", "audio_text", "audio_visual")}
+    total, parts = single_stage_loss(v, a, text, scales)
+    assert total.item() == pytest.approx(parts["vt"] + parts["at"] + parts["av"], rel=1e-5)
+    # Audio captions never touch vision: changing them leaves L_vt alone.
+    text2 = TextBatch(text.visual, unit(6, 8, seed=10), text.audiovisual)
+    _, parts2 = single_stage_loss(v, a, text2, scales)
+    assert parts2["vt"] == pytest.approx(parts["vt"]) and parts2["at"] != pytest.approx(parts["at"])
+    weighted, _ = single_stage_loss(v, a, text, scales, PairWeights(vt=0.0, at=1.0, av=0.0))
+    assert weighted.item() == pytest.approx(parts["at"], rel=1e-5)
+
+
+def test_two_stage_stages():
+    v, a = emb(seed=1), emb(seed=2)
+    text = TextBatch(unit(6, 8, seed=3), unit(6, 8, seed=4), unit(6, 8, seed=5))
+    scales = {k: torch.tensor(10.0) for k in ("visual_text", "audio_text")}
+    _, p1 = two_stage_loss(1, v, None, text, scales)
+    _, p2 = two_stage_loss(2, None, a, text, scales)
+    assert set(p1) == {"vt"} and set(p2) == {"at"}
+    with pytest.raises(ValueError):
+        two_stage_loss(3, v, a, text, scales)
+
+
+def test_normalised_distances_are_standardised():
+    d = torch.rand(6, 6) * 100
+    n = normalise_distances(d)
+    assert n.shape == d.shape and n.abs().max() < 5
+
+
+def test_scav_loss_prefers_matching_sequences_and_has_gradients():
+    a = emb(seed=11)
+    same = Embeddings(a.pooled, a.sequence.clone().requires_grad_(True), a.mask)
+    other = Embeddings(a.pooled, unit(6, 5, 8, seed=12).requires_grad_(True), a.mask)
+    matched = scav_loss(a, same, 5.0)
+    unmatched = scav_loss(a, other, 5.0)
+    assert matched < unmatched
+    matched.backward()
+    assert same.sequence.grad is not None and torch.isfinite(same.sequence.grad).all()

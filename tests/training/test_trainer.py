@@ -1,0 +1,143 @@
+"""A tiny training run end to end: the loss falls, checkpoints, resume, two-stage, eval, curate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.config import Modality
+from models.model import TrimodalModel
+from training.batches import iterate_batches
+from training.cli import curate, evaluate_command
+from training.datasets import load_manifest
+from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+from training.trainer import TrainConfig, prepare, train, train_step
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tr") / "corpus"
+    cfg = GeneratorConfig(
+        clips=48, seed=4, val_fraction=0.15, test_fraction=0.2, render=RenderConfig(duration_s=2.0)
+    )
+    generate_corpus(out, cfg, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory):
+    items = load_manifest(corpus / "manifest.jsonl", splits=("train", "val"))
+    return prepare(items, "tiny", tmp_path_factory.mktemp("cache"), workers=2)
+
+
+def fixed_batch_loss(model, prepared, cfg):
+    batch = next(
+        iterate_batches(prepared.train, prepared.cache, prepared.texts, 8, np.random.default_rng(0))
+    )
+    model.eval()
+    with torch.no_grad():
+        loss, _ = train_step(model, batch, cfg, 0, torch.device("cpu"))
+    return loss.item()
+
+
+def test_a_few_epochs_lower_the_loss(prepared, tmp_path):
+    cfg = TrainConfig(
+        preset="tiny",
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        scav_weight=0.5,
+        device="cpu",
+    )
+    torch.manual_seed(0)
+    before = fixed_batch_loss(
+        TrimodalModel(__import__("models.config").config.preset("tiny"), prepared.backbone),
+        prepared,
+        cfg,
+    )
+    result = train(prepared, cfg, tmp_path / "run")
+    after = fixed_batch_loss(
+        TrimodalModel.load(tmp_path / "run" / "last", text_backbone=prepared.backbone),
+        prepared,
+        cfg,
+    )
+    assert after < 0.8 * before, (before, after)
+    assert len(result.history) == 4
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("scav" in x for x in lines)
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+
+
+def test_resume_continues_where_it_stopped(prepared, tmp_path):
+    cfg = TrainConfig(preset="tiny", epochs=3, batch_size=16, warmup_steps=2, device="cpu")
+    full = train(prepared, cfg, tmp_path / "full")
+    train(
+        prepared,
+        TrainConfig(**{**cfg.__dict__, "epochs": 3, "max_minutes": 1e-9}),
+        tmp_path / "cut",
+    )
+    resumed = train(prepared, cfg, tmp_path / "cut", resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    a = TrimodalModel.load(tmp_path / "full" / "last", text_backbone=prepared.backbone).state_dict()
+    b = TrimodalModel.load(tmp_path / "cut" / "last", text_backbone=prepared.backbone).state_dict()
+    assert full.epochs_done == resumed.epochs_done == 3
+    assert set(a) == set(b)
+
+
+def test_two_stage_freezes_vision_and_text_head_in_stage_two(prepared):
+    from models.config import preset
+    from training.trainer import _set_trainable
+
+    cfg = TrainConfig(preset="tiny", objective="two-stage", epochs=2, batch_size=8, device="cpu")
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    _set_trainable(model, cfg, epoch=1)  # stage 2
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1
+    )
+    batch = next(
+        iterate_batches(prepared.train, prepared.cache, prepared.texts, 8, np.random.default_rng(1))
+    )
+    loss, parts = train_step(model, batch, cfg, 1, torch.device("cpu"))
+    assert set(parts) == {"at", "loss"}
+    loss.backward()
+    opt.step()
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith(("encoders.audio.", "logit_scale.")) for k in moved), moved
+    _set_trainable(model, cfg, epoch=0)  # stage 1 trains vision and the text head, not audio
+    assert all(p.requires_grad for p in model.encoders[Modality.VISUAL].parameters())
+    assert not any(p.requires_grad for p in model.encoders[Modality.AUDIO].parameters())
+
+
+def test_eval_and_curate_commands(corpus, prepared, tmp_path):
+    cfg = TrainConfig(preset="tiny", epochs=1, batch_size=8, device="cpu")
+    train(prepared, cfg, tmp_path / "ck")
+    report = evaluate_command(
+        ckpt=tmp_path / "ck" / "best",
+        data=corpus / "manifest.jsonl",
+        rerank=5,
+        cache=tmp_path / "c",
+    )
+    for direction in ("text→video", "text→audio", "audio→video", "video→audio"):
+        assert {"pooled", "hybrid"} <= set(report[direction])
+        assert 0 <= report[direction]["pooled"]["all"]["R@10"] <= 1
+    assert "ceiling" in report["text→video"]
+    out = curate(
+        ckpt=tmp_path / "ck" / "best",
+        data=corpus / "manifest.jsonl",
+        out=tmp_path / "cur" / "m.jsonl",
+        keep=0.5,
+        cache=tmp_path / "c",
+    )
+    kept_train = [i for i in load_manifest(tmp_path / "cur" / "m.jsonl") if i.split == "train"]
+    all_train = [i for i in load_manifest(corpus / "manifest.jsonl") if i.split == "train"]
+    assert len(kept_train) == round(0.5 * len(all_train)) == len(out["kept"])
+    assert all(i.video.is_file() for i in kept_train)
+    assert len(
+        [i for i in load_manifest(tmp_path / "cur" / "m.jsonl") if i.split == "test"]
+    ) == len([i for i in load_manifest(corpus / "manifest.jsonl") if i.split == "test"])

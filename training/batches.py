@@ -1,0 +1,92 @@
+"""Training examples from the caches: frames, waveforms and one caption of each kind per clip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from training.cache import FeatureCache, TextCache
+from training.datasets import CAPTION_KINDS, ManifestItem
+
+# When an item lacks a caption kind, borrow the nearest kind that it has.
+_FALLBACK = {
+    "visual": ("visual", "audiovisual", "audio"),
+    "audio": ("audio", "audiovisual", "visual"),
+    "audiovisual": ("audiovisual", "visual", "audio"),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    captions: dict[str, tuple[str, ...]]  # every kind filled (see _FALLBACK)
+    has_video: bool
+    has_audio: bool
+
+
+@dataclass
+class Batch:
+    ids: list[str]
+    frames: list[np.ndarray]  # uint8 (T, S, S, 3) each, T may be 0
+    audio: list[np.ndarray]  # float32 (N,) each, N may be 0
+    text: dict[str, torch.Tensor]  # kind → (B, hidden) cached sentence vectors
+    has_video: torch.Tensor  # (B,) bool
+    has_audio: torch.Tensor  # (B,) bool
+
+
+def examples(items: Sequence[ManifestItem], cache: FeatureCache) -> list[Example]:
+    """Items that decoded and have at least one caption; skipped ones stay listed in the cache."""
+    out = []
+    for item in items:
+        if item.id not in cache.row:
+            continue
+        available = {k: v for k, v in item.captions.items() if v}
+        if not available:
+            continue
+        captions = {
+            kind: next(item.captions[k] for k in _FALLBACK[kind] if item.captions.get(k))
+            for kind in CAPTION_KINDS
+        }
+        out.append(
+            Example(
+                item.id, captions, len(cache.frames(item.id)) > 0, cache.audio(item.id).size > 0
+            )
+        )
+    return out
+
+
+def all_captions(exs: Sequence[Example]) -> list[str]:
+    return sorted({t for e in exs for texts in e.captions.values() for t in texts})
+
+
+def iterate_batches(
+    exs: Sequence[Example],
+    cache: FeatureCache,
+    texts: TextCache,
+    batch_size: int,
+    rng: np.random.Generator,
+    shuffle: bool = True,
+    drop_last: bool = True,
+) -> Iterator[Batch]:
+    order = rng.permutation(len(exs)) if shuffle else np.arange(len(exs))
+    stop = len(order) - (len(order) % batch_size if drop_last and len(order) >= batch_size else 0)
+    for start in range(0, stop, batch_size):
+        chosen = [exs[i] for i in order[start : start + batch_size]]
+        # A fresh caption of each kind per clip per epoch: the captions are augmentation.
+        text = {
+            kind: texts.lookup(
+                [e.captions[kind][rng.integers(len(e.captions[kind]))] for e in chosen]
+            )
+            for kind in CAPTION_KINDS
+        }
+        yield Batch(
+            ids=[e.id for e in chosen],
+            frames=[np.asarray(cache.frames(e.id)) for e in chosen],
+            audio=[cache.audio(e.id) for e in chosen],
+            text=text,
+            has_video=torch.tensor([e.has_video for e in chosen]),
+            has_audio=torch.tensor([e.has_audio for e in chosen]),
+        )

@@ -1,0 +1,232 @@
+"""Decode once, train many times: a feature cache and a text-embedding cache.
+
+`FeatureCache` stores, per item, its frames (uint8, at the model's visual fps and image size) and
+its mono waveform (float16 at the model's sample rate) in two flat memory-mapped files with offsets.
+The log-mel is computed at batch time (cheap), so the cache depends only on decoding settings. The
+cache directory name is a hash of those settings and of every file's path, size and mtime: change
+anything and a new cache is built. Files that fail to decode are skipped and listed with the
+`MediaError` reason in `skipped.json`.
+
+`TextCache` stores the frozen text tower's sentence vectors for every caption it has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.config import ModelConfig
+from models.media import MediaError, decode
+from training.datasets import ManifestItem
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    fps: float
+    image_size: int
+    sample_rate: int
+
+    @classmethod
+    def for_model(cls, cfg: ModelConfig) -> DecodeSpec:
+        return cls(cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    id: str
+    frames: np.ndarray | None  # uint8 (T, S, S, 3)
+    audio: np.ndarray | None  # float32 (N,)
+    error: str | None = None  # "reason: message" when the file was refused
+
+
+def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
+    """Decode one manifest item; a refused file comes back as an error, never as zeros."""
+    size = (spec.image_size, spec.image_size)
+    try:
+        frames = None
+        audio = None
+        if item.video is not None:
+            media = decode(item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate)
+            frames, audio = media.frames, media.audio
+        if item.audio is not None:  # a separate audio file wins over the video's own track
+            media = decode(
+                item.audio, fps=None, size=None, sample_rate=spec.sample_rate, video=False
+            )
+            audio = media.audio
+    except MediaError as e:
+        return Decoded(item.id, None, None, f"{e.reason.value}: {e.message}")
+    if frames is None and audio is None:
+        return Decoded(item.id, None, None, "no_streams: neither video nor audio decoded")
+    return Decoded(item.id, frames, audio)
+
+
+def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
+    return decode_item(*job)
+
+
+def cache_key(items: Sequence[ManifestItem], spec: DecodeSpec) -> str:
+    digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **asdict(spec)}).encode())
+    for item in items:
+        for path in (item.video, item.audio):
+            if path is None:
+                digest.update(b"-")
+                continue
+            try:
+                st = os.stat(path)
+                digest.update(f"{item.id}|{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f"{item.id}|{path}|missing".encode())
+    return digest.hexdigest()[:20]
+
+
+class FeatureCache:
+    """Read side of a built cache: ragged frames and audio per item id, memory-mapped."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        index = json.loads((directory / "index.json").read_text())
+        self.spec = DecodeSpec(**index["spec"])
+        self.ids: list[str] = index["ids"]
+        self.row = {item_id: i for i, item_id in enumerate(self.ids)}
+        self.frame_offsets = np.asarray(index["frame_offsets"], dtype=np.int64)
+        self.audio_offsets = np.asarray(index["audio_offsets"], dtype=np.int64)
+        self.skipped: dict[str, str] = json.loads((directory / "skipped.json").read_text())
+        s = self.spec.image_size
+        total_frames = int(self.frame_offsets[-1])
+        total_samples = int(self.audio_offsets[-1])
+        self._frames = (
+            np.memmap(
+                directory / "frames.u8", dtype=np.uint8, mode="r", shape=(total_frames, s, s, 3)
+            )
+            if total_frames
+            else np.zeros((0, s, s, 3), dtype=np.uint8)
+        )
+        self._audio = (
+            np.memmap(directory / "audio.f16", dtype=np.float16, mode="r", shape=(total_samples,))
+            if total_samples
+            else np.zeros((0,), dtype=np.float16)
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def frames(self, item_id: str) -> np.ndarray:
+        """uint8 (T, S, S, 3); T = 0 for an audio-only item."""
+        i = self.row[item_id]
+        return self._frames[self.frame_offsets[i] : self.frame_offsets[i + 1]]
+
+    def audio(self, item_id: str) -> np.ndarray:
+        """float32 (N,); N = 0 for a silent video."""
+        i = self.row[item_id]
+        return np.asarray(
+            self._audio[self.audio_offsets[i] : self.audio_offsets[i + 1]], dtype=np.float32
+        )
+
+    @classmethod
+    def build(
+        cls,
+        items: Sequence[ManifestItem],
+        spec: DecodeSpec,
+        root: str | os.PathLike[str],
+        workers: int | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> FeatureCache:
+        """Build (or reuse) the cache for `items` under `root`; decoding runs on all cores."""
+        root = Path(root)
+        directory = root / f"features-{cache_key(items, spec)}"
+        if (directory / "index.json").is_file():
+            return cls(directory)
+        tmp = root / f".{directory.name}.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ids: list[str] = []
+        frame_offsets, audio_offsets = [0], [0]
+        skipped: dict[str, str] = {}
+        with open(tmp / "frames.u8", "wb") as ff, open(tmp / "audio.f16", "wb") as af:
+            for n, result in enumerate(_decode_all(items, spec, workers), 1):
+                if result.error is not None:
+                    skipped[result.id] = result.error
+                else:
+                    frames = (
+                        result.frames if result.frames is not None else np.zeros((0,), np.uint8)
+                    )
+                    audio = result.audio if result.audio is not None else np.zeros((0,), np.float32)
+                    ff.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+                    af.write(audio.astype(np.float16).tobytes())
+                    ids.append(result.id)
+                    frame_offsets.append(
+                        frame_offsets[-1] + (len(frames) if frames.ndim == 4 else 0)
+                    )
+                    audio_offsets.append(audio_offsets[-1] + len(audio))
+                if on_progress:
+                    on_progress(n, len(items))
+            for f in (ff, af):
+                f.flush()
+                os.fsync(f.fileno())
+        (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1))
+        index = {
+            "spec": asdict(spec),
+            "ids": ids,
+            "frame_offsets": frame_offsets,
+            "audio_offsets": audio_offsets,
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+        os.replace(tmp, directory)
+        return cls(directory)
+
+
+def _decode_all(items: Sequence[ManifestItem], spec: DecodeSpec, workers: int | None):
+    workers = workers or os.cpu_count() or 1
+    jobs = [(item, spec) for item in items]
+    if workers <= 1:
+        yield from map(_decode_job, jobs)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        yield from pool.map(_decode_job, jobs, chunksize=8)
+
+
+class TextCache:
+    """Sentence vectors of the frozen text tower, keyed by the exact caption string."""
+
+    def __init__(self, root: str | os.PathLike[str], model_key: str) -> None:
+        safe = hashlib.sha256(model_key.encode()).hexdigest()[:16]
+        self.directory = Path(root) / f"text-{safe}"
+        self.model_key = model_key
+        self.texts: list[str] = []
+        self.vectors = torch.zeros(0, 0)
+        if (self.directory / "texts.json").is_file():
+            self.texts = json.loads((self.directory / "texts.json").read_text())
+            self.vectors = torch.from_numpy(np.load(self.directory / "vectors.npy"))
+        self.row = {t: i for i, t in enumerate(self.texts)}
+
+    def ensure(self, texts: Sequence[str], embed: Callable[[list[str]], torch.Tensor]) -> None:
+        """Embed the texts not cached yet and save, atomically."""
+        new = sorted({t for t in texts if t not in self.row})
+        if not new:
+            return
+        vectors = embed(new).float()
+        self.vectors = vectors if self.vectors.numel() == 0 else torch.cat([self.vectors, vectors])
+        self.texts += new
+        self.row = {t: i for i, t in enumerate(self.texts)}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        np.save(self.directory / ".vectors.part.npy", self.vectors.numpy())
+        (self.directory / ".texts.part").write_text(json.dumps(self.texts))
+        os.replace(self.directory / ".vectors.part.npy", self.directory / "vectors.npy")
+        os.replace(self.directory / ".texts.part", self.directory / "texts.json")
+        (self.directory / "model.txt").write_text(self.model_key + "\n")
+
+    def lookup(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.vectors[[self.row[t] for t in texts]]

@@ -1,0 +1,242 @@
+"""Evaluation: recall@K and median rank for text→video, text→audio, audio→video, video→audio.
+
+Each direction is measured with pooled retrieval and with hybrid retrieval (pooled top-K, then a
+sequence re-rank), on the whole pool, on the held-out combinations and on the timing twins. For text
+queries on SynthAV the oracle ceiling is reported too: how well a perfect model could do, given
+how many pool items share the query's attributes (a caption cannot tell them apart).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.encoders import Embeddings
+from models.model import TrimodalModel
+from models.sequence import paired_distance
+from training.cache import FeatureCache, TextCache
+from training.datasets import ManifestItem
+from training.metrics import ceiling_recall, ranks_from_scores, summarise
+
+DIRECTIONS = ("text→video", "text→audio", "audio→video", "video→audio")
+
+
+@dataclass
+class Pool:
+    ids: list[str]
+    visual: Embeddings  # rows for every id; rows without video are masked out by has_video
+    audio: Embeddings
+    has_video: Tensor  # (N,) bool
+    has_audio: Tensor
+
+
+def _cat(parts: list[Embeddings]) -> Embeddings:
+    longest = max(p.sequence.shape[1] for p in parts)
+    seqs = [
+        torch.nn.functional.pad(p.sequence, (0, 0, 0, longest - p.sequence.shape[1])) for p in parts
+    ]
+    masks = [torch.nn.functional.pad(p.mask, (0, longest - p.mask.shape[1])) for p in parts]
+    return Embeddings(torch.cat([p.pooled for p in parts]), torch.cat(seqs), torch.cat(masks))
+
+
+@torch.inference_mode()
+def embed_pool(
+    model: TrimodalModel, cache: FeatureCache, ids: Sequence[str], batch_size: int = 64
+) -> Pool:
+    model.eval()
+    vis, aud = [], []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        v = model.encode_visual(*model.visual_inputs([np.asarray(cache.frames(i)) for i in chunk]))
+        a = model.encode_audio(*model.audio_inputs([cache.audio(i) for i in chunk]))
+        vis.append(Embeddings(v.pooled.float().cpu(), v.sequence.float().cpu(), v.mask.cpu()))
+        aud.append(Embeddings(a.pooled.float().cpu(), a.sequence.float().cpu(), a.mask.cpu()))
+    has_video = torch.tensor([len(cache.frames(i)) > 0 for i in ids])
+    has_audio = torch.tensor([cache.audio(i).size > 0 for i in ids])
+    return Pool(list(ids), _cat(vis), _cat(aud), has_video, has_audio)
+
+
+def _signature(meta: dict[str, Any], kind: str) -> tuple | None:
+    """What a caption of `kind` can say about a SynthAV clip: clips with equal signatures are
+    indistinguishable to it. None for corpora without SynthAV metadata."""
+    if meta.get("generator") != "synthav":
+        return None
+    seen = sorted(
+        (s["kind"], s["colour"], s["size"], s["tempo"], s["direction"])
+        for s in meta["sources"]
+        if s["role"] != "offscreen"
+    )
+    heard = sorted((s["kind"], s["size"], s["tempo"]) for s in meta["audio"]["sources"])
+    if kind == "visual":
+        return ("v", meta["scene"], tuple(seen))
+    if kind == "audio":
+        return ("a", meta["audio"]["ambience"], tuple(heard))
+    meant = sorted(
+        (s["kind"], s["colour"], s["size"], s["tempo"], s["direction"], s["role"])
+        for s in meta["sources"]
+    )
+    return ("av", meta["scene"], meta["ambience"], tuple(meant))
+
+
+@dataclass
+class Queries:
+    vectors: Tensor  # (Q, hidden) cached sentence vectors
+    target: Tensor  # (Q,) row in the pool
+    subset: dict[str, Tensor]  # name → (Q,) bool
+    equivalent: Tensor | None  # (Q,) pool items sharing the caption's signature
+
+
+def _text_queries(
+    items: dict[str, ManifestItem], pool: Pool, texts: TextCache, kinds: Sequence[str], need: Tensor
+) -> Queries:
+    """Every caption of the wanted kinds is a query; its clip is the one right answer.
+
+    Captions must already be in `texts` (the caller embeds them with the text tower).
+    """
+    sentences, target, heldout, twins, sigs = [], [], [], [], []
+    for row, item_id in enumerate(pool.ids):
+        if not need[row]:
+            continue
+        item = items[item_id]
+        for kind in kinds:
+            for caption in item.captions.get(kind, ()):
+                sentences.append(caption)
+                target.append(row)
+                heldout.append(bool(item.meta.get("heldout")))
+                twins.append(item.meta.get("twin_group") is not None)
+                sigs.append(_signature(item.meta, kind))
+    equivalent = None
+    if sentences and all(s is not None for s in sigs):
+        counts = Counter(
+            _signature(items[i].meta, kind)
+            for r, i in enumerate(pool.ids)
+            if need[r]
+            for kind in kinds
+        )
+        equivalent = torch.tensor([counts[s] for s in sigs])
+    return Queries(
+        texts.lookup(sentences) if sentences else torch.zeros(0, 1),
+        torch.tensor(target, dtype=torch.long),
+        {
+            "heldout": torch.tensor(heldout, dtype=torch.bool),
+            "twins": torch.tensor(twins, dtype=torch.bool),
+        },
+        equivalent,
+    )
+
+
+def _rerank_ranks(pooled_scores: Tensor, target: Tensor, rerank_scores, k: int) -> Tensor:
+    """Ranks after re-ordering each query's pooled top-k by `rerank_scores(q, candidates)`.
+
+    The target keeps its pooled rank when it is outside the top-k (re-ranking cannot reach it).
+    """
+    base = ranks_from_scores(pooled_scores, target)
+    k = min(k, pooled_scores.shape[1])
+    top = pooled_scores.topk(k, dim=1).indices  # (Q, k)
+    out = base.clone()
+    for q in range(pooled_scores.shape[0]):
+        hit = (top[q] == target[q]).nonzero()
+        if hit.numel() == 0:
+            continue
+        s = rerank_scores(q, top[q])  # (k,)
+        out[q] = int((s >= s[hit[0, 0]]).sum())
+    return out
+
+
+def _report(ranks: Tensor, subset: dict[str, Tensor]) -> dict[str, Any]:
+    out = {"all": summarise(ranks)}
+    for name, mask in subset.items():
+        if mask.any():
+            out[name] = summarise(ranks[mask])
+    return out
+
+
+def evaluate(
+    model: TrimodalModel,
+    items: Sequence[ManifestItem],
+    cache: FeatureCache,
+    texts: TextCache,
+    rerank_k: int = 100,
+    distance: str = "interp",
+    modes: Sequence[str] = ("pooled", "hybrid"),
+) -> dict[str, Any]:
+    """Every direction × mode × subset. Items missing from the cache (skipped files) are out."""
+    by_id = {i.id: i for i in items if i.id in cache.row}
+    pool = embed_pool(model, cache, list(by_id))
+    results: dict[str, Any] = {"pool": len(pool.ids)}
+    clip_subsets = {
+        "heldout": torch.tensor([bool(by_id[i].meta.get("heldout")) for i in pool.ids]),
+        "twins": torch.tensor([by_id[i].meta.get("twin_group") is not None for i in pool.ids]),
+    }
+    with torch.inference_mode():
+        for direction in DIRECTIONS:
+            results[direction] = _direction(
+                model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes
+            )
+    return results
+
+
+def _direction(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes):
+    both = pool.has_video & pool.has_audio
+    if direction.startswith("text"):
+        target_emb = pool.visual if direction == "text→video" else pool.audio
+        has = pool.has_video if direction == "text→video" else pool.has_audio
+        kinds = ("visual", "audiovisual") if direction == "text→video" else ("audio",)
+        q = _text_queries(by_id, pool, texts, kinds, has)
+        if q.target.numel() == 0:
+            return {}
+        qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
+        scores = qv @ target_emb.pooled.T
+        scores[:, ~has] = -torch.inf
+        subset, equivalent = q.subset, q.equivalent
+        target = q.target
+
+        def seq_score(qi, cand):  # pooled score and best single step, averaged
+            steps = target_emb.sequence[cand] @ qv[qi]  # (k, T)
+            steps = steps.masked_fill(~target_emb.mask[cand], -torch.inf).amax(dim=1)
+            return 0.5 * (scores[qi, cand] + steps)
+    else:
+        src, dst = (
+            (pool.audio, pool.visual) if direction == "audio→video" else (pool.visual, pool.audio)
+        )
+        rows = both.nonzero().flatten()
+        scores = src.pooled[rows] @ dst.pooled.T
+        scores[:, ~both] = -torch.inf
+        target = rows
+        subset = {k: v[rows] for k, v in clip_subsets.items()}
+        equivalent = None
+
+        def seq_score(qi, cand):  # negative sequence distance, query broadcast over candidates
+            r = rows[qi]
+            d = paired_distance(
+                distance,
+                src.sequence[r : r + 1],
+                src.mask[r : r + 1],
+                dst.sequence[cand],
+                dst.mask[cand],
+            )
+            return -d
+
+    out: dict[str, Any] = {}
+    if "pooled" in modes:
+        out["pooled"] = _report(ranks_from_scores(scores, target), subset)
+    if "hybrid" in modes:
+        out["hybrid"] = _report(_rerank_ranks(scores, target, seq_score, rerank_k), subset)
+    if equivalent is not None:
+        out["ceiling"] = {"all": ceiling_recall(equivalent)}
+        for name, mask in subset.items():
+            if mask.any():
+                out["ceiling"][name] = ceiling_recall(equivalent[mask])
+    return out
+
+
+def validation_score(report: dict[str, Any]) -> float:
+    """One number to pick the best epoch: mean pooled R@10 over the four directions."""
+    vals = [report[d]["pooled"]["all"]["R@10"] for d in DIRECTIONS if report.get(d)]
+    return float(np.mean(vals)) if vals else 0.0

@@ -1,0 +1,133 @@
+"""Contrastive losses: plain functions of embeddings (the model never computes its own loss).
+
+- `info_nce`: symmetric InfoNCE over a batch, matching pairs on the diagonal.
+- `single_stage_loss`: SLAVA's single-stage trimodal objective, w_vt·L_vt + w_at·L_at + w_av·L_av,
+  with caption-kind routing: visual captions pair with vision, audio captions with audio,
+  audiovisual captions with both.
+- `two_stage_loss`: the reference recipe SLAVA compares against: stage 1 aligns vision and text
+  only; stage 2 aligns audio and text only, with vision frozen (the trainer freezes it).
+- `scav_loss`: SCAV's sequence-level contrast: negative sequence distances as logits, the distance
+  matrix normalised row- and column-wise before the softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.encoders import Embeddings
+from models.sequence import Distance, pairwise_distance
+
+
+def info_nce(a: Tensor, b: Tensor, scale: Tensor | float, valid: Tensor | None = None) -> Tensor:
+    """Symmetric InfoNCE between row-aligned unit vectors a (B, D) and b (B, D).
+
+    `valid` (B,) drops rows whose pair is missing (a clip without audio) from both the anchors and
+    the negatives, instead of pretending a zero vector is a sample.
+    """
+    if valid is not None:
+        a, b = a[valid], b[valid]
+    if a.shape[0] < 2:
+        return a.new_zeros(())  # no negatives: nothing to contrast
+    logits = scale * a @ b.T  # (B, B)
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@dataclass(frozen=True)
+class PairWeights:
+    vt: float = 1.0
+    at: float = 1.0
+    av: float = 1.0
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """Projected caption embeddings of one batch, one caption of each kind per clip (B, D)."""
+
+    visual: Tensor
+    audio: Tensor
+    audiovisual: Tensor
+
+
+def single_stage_loss(
+    visual: Embeddings,
+    audio: Embeddings,
+    text: TextBatch,
+    scales: dict[str, Tensor],
+    weights: PairWeights = PairWeights(),
+    audio_valid: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """All three pairs in one stage, each caption kind routed to the modality it describes."""
+    l_vt = 0.5 * (
+        info_nce(visual.pooled, text.visual, scales["visual_text"])
+        + info_nce(visual.pooled, text.audiovisual, scales["visual_text"])
+    )
+    l_at = 0.5 * (
+        info_nce(audio.pooled, text.audio, scales["audio_text"], audio_valid)
+        + info_nce(audio.pooled, text.audiovisual, scales["audio_text"], audio_valid)
+    )
+    l_av = info_nce(audio.pooled, visual.pooled, scales["audio_visual"], audio_valid)
+    total = weights.vt * l_vt + weights.at * l_at + weights.av * l_av
+    return total, {"vt": l_vt.item(), "at": l_at.item(), "av": l_av.item()}
+
+
+def two_stage_loss(
+    stage: int,
+    visual: Embeddings | None,
+    audio: Embeddings | None,
+    text: TextBatch,
+    scales: dict[str, Tensor],
+    audio_valid: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Stage 1: vision–text only. Stage 2: audio–text only (vision is frozen by the trainer)."""
+    if stage == 1:
+        if visual is None:
+            raise ValueError("stage 1 needs visual embeddings")
+        loss = 0.5 * (
+            info_nce(visual.pooled, text.visual, scales["visual_text"])
+            + info_nce(visual.pooled, text.audiovisual, scales["visual_text"])
+        )
+        return loss, {"vt": loss.item()}
+    if stage == 2:
+        if audio is None:
+            raise ValueError("stage 2 needs audio embeddings")
+        loss = 0.5 * (
+            info_nce(audio.pooled, text.audio, scales["audio_text"], audio_valid)
+            + info_nce(audio.pooled, text.audiovisual, scales["audio_text"], audio_valid)
+        )
+        return loss, {"at": loss.item()}
+    raise ValueError(f"stage must be 1 or 2, got {stage}")
+
+
+def normalise_distances(distance: Tensor) -> Tensor:
+    """Standardise a (B, B) distance matrix row-wise and column-wise (SCAV), averaged.
+
+    Sequence distances have no natural scale (they grow with length and content), so raw values
+    make the softmax either flat or one-hot; standardising each row and each column fixes that.
+    """
+    rows = (distance - distance.mean(1, keepdim=True)) / (distance.std(1, keepdim=True) + 1e-6)
+    cols = (distance - distance.mean(0, keepdim=True)) / (distance.std(0, keepdim=True) + 1e-6)
+    return 0.5 * (rows + cols)
+
+
+def scav_loss(
+    audio: Embeddings,
+    visual: Embeddings,
+    scale: Tensor | float,
+    distance: Distance = "interp",
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Sequence-level audio–visual contrast on non-aggregated per-step embeddings."""
+    a_seq, a_mask, v_seq, v_mask = audio.sequence, audio.mask, visual.sequence, visual.mask
+    if valid is not None:
+        a_seq, a_mask, v_seq, v_mask = a_seq[valid], a_mask[valid], v_seq[valid], v_mask[valid]
+    if a_seq.shape[0] < 2:
+        return a_seq.new_zeros(())
+    dist = pairwise_distance(distance, a_seq, a_mask, v_seq, v_mask)  # (B, B)
+    logits = -scale * normalise_distances(dist)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -1,0 +1,299 @@
+"""The trainer: one thin loop over batches, with checkpoints, validation and resume.
+
+Output directory layout:
+  last/   model checkpoint + trainer_state.pt (optimizer, schedule, epoch, RNG) — for --resume
+  best/   model checkpoint with the best validation score
+  metrics.jsonl   one line per logged step and per epoch
+  train_config.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from models.config import Modality, preset
+from models.model import TrimodalModel
+from models.sequence import Distance
+from models.text import TextBackbone
+from training.batches import Batch, Example, all_captions, examples, iterate_batches
+from training.cache import DecodeSpec, FeatureCache, TextCache
+from training.datasets import ManifestItem
+from training.losses import PairWeights, TextBatch, scav_loss, single_stage_loss, two_stage_loss
+
+Objective = Literal["single-stage", "two-stage"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "small"
+    objective: Objective = "single-stage"
+    scav_weight: float = 0.0  # weight of the SCAV sequence loss (0 = off)
+    scav_distance: Distance = "interp"
+    weights: PairWeights = field(default_factory=PairWeights)
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 30
+    stage1_fraction: float = 0.5  # two-stage: share of epochs spent on vision–text
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    log_every: int = 10
+    max_minutes: float | None = None  # stop cleanly (and checkpoint) after this long
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("single-stage", "two-stage"):
+            raise ValueError(f"objective must be single-stage or two-stage, not {self.objective!r}")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2 (contrast needs negatives)")
+        if self.scav_weight < 0:
+            raise ValueError("scav_weight must be >= 0")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs that is expensive to make: caches and the text tower."""
+
+    train: list[Example]
+    val: list[Example]
+    cache: FeatureCache
+    texts: TextCache
+    backbone: TextBackbone
+    skipped: dict[str, str]
+
+
+def prepare(
+    items: list[ManifestItem],
+    model_preset: str,
+    cache_root: Path,
+    workers: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Prepared:
+    cfg = preset(model_preset)
+    spec = DecodeSpec.for_model(cfg)
+    cache = FeatureCache.build(
+        items,
+        spec,
+        cache_root,
+        workers,
+        on_progress=(lambda n, t: on_progress("decode", n, t)) if on_progress else None,
+    )
+    exs = examples(items, cache)
+    split = {i.id: i.split for i in items}
+    train = [e for e in exs if split[e.id] == "train"]
+    val = [e for e in exs if split[e.id] == "val"]
+    backbone = TextBackbone(cfg.text)
+    texts = TextCache(cache_root, f"{cfg.text.model}|{cfg.text.max_length}")
+    captions = all_captions(train + val)
+    if on_progress:
+        on_progress("text", 0, len(captions))
+    texts.ensure(captions, backbone.embed)
+    return Prepared(train, val, cache, texts, backbone, dict(cache.skipped))
+
+
+def _text_batch(model: TrimodalModel, batch: Batch, device: torch.device) -> TextBatch:
+    proj = {k: model.project_text(v.to(device)).pooled for k, v in batch.text.items()}
+    return TextBatch(proj["visual"], proj["audio"], proj["audiovisual"])
+
+
+def _stage(cfg: TrainConfig, epoch: int) -> int:
+    return 1 if epoch < max(1, round(cfg.epochs * cfg.stage1_fraction)) else 2
+
+
+def _set_trainable(model: TrimodalModel, cfg: TrainConfig, epoch: int) -> None:
+    """Two-stage: stage 1 trains vision and the text head; stage 2 trains audio alone, into the
+    vision–text space that stage 1 fixed (vision and the text head frozen)."""
+    if cfg.objective != "two-stage":
+        return
+    stage = _stage(cfg, epoch)
+    model.encoders[Modality.VISUAL].requires_grad_(stage == 1)
+    model.text.project_head.requires_grad_(stage == 1)
+    model.encoders[Modality.AUDIO].requires_grad_(stage == 2)
+
+
+def train_step(
+    model: TrimodalModel, batch: Batch, cfg: TrainConfig, epoch: int, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
+    scales = {p: model.scale(p) for p in model.logit_scale}
+    text = _text_batch(model, batch, device)
+    audio_valid = batch.has_audio.to(device) & batch.has_video.to(device)
+    stage = _stage(cfg, epoch) if cfg.objective == "two-stage" else 0
+    visual = audio = None
+    if stage in (0, 1):
+        visual = model.encode_visual(*model.visual_inputs(batch.frames))
+    if stage in (0, 2):
+        audio = model.encode_audio(*model.audio_inputs(batch.audio))
+    if stage == 0:
+        assert visual is not None and audio is not None
+        loss, parts = single_stage_loss(visual, audio, text, scales, cfg.weights, audio_valid)
+    else:
+        loss, parts = two_stage_loss(stage, visual, audio, text, scales, audio_valid)
+    if cfg.scav_weight > 0 and visual is not None and audio is not None:
+        l_seq = scav_loss(audio, visual, scales["sequence"], cfg.scav_distance, audio_valid)
+        loss = loss + cfg.scav_weight * l_seq
+        parts["scav"] = l_seq.item()
+    parts["loss"] = loss.item()
+    return loss, parts
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    def schedule(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return schedule
+
+
+def _save_state(
+    out: Path, model: TrimodalModel, opt, sched, epoch: int, step: int, best: float
+) -> None:
+    model.save(out / "last")
+    state = {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "step": step,
+        "best": best,
+        "rng": {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        },
+    }
+    tmp = out / "last" / ".trainer_state.pt.part"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "last" / "trainer_state.pt")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    epochs_done: int
+    best_score: float
+    history: list[dict[str, Any]]
+    seconds: float
+    stopped_early: bool = False
+
+
+def train(
+    prepared: Prepared,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    validate: Callable[[TrimodalModel], dict[str, float]] | None = None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train on `prepared.train`; validate each epoch with `validate` (higher `score` is better)."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model = TrimodalModel(preset(cfg.preset), prepared.backbone).to(device)
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(prepared.train) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
+    first_epoch, step, best = 0, 0, -math.inf
+    if resume and (out / "last" / "trainer_state.pt").is_file():
+        loaded = TrimodalModel.load(out / "last", device, prepared.backbone)
+        model.load_state_dict(loaded.state_dict())
+        state = torch.load(out / "last" / "trainer_state.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        first_epoch, step, best = state["epoch"], state["step"], state["best"]
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in finally)
+    history: list[dict[str, Any]] = []
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    stopped = False
+    epoch = first_epoch
+    try:
+        for epoch in range(first_epoch, cfg.epochs):
+            model.train()
+            _set_trainable(model, cfg, epoch)
+            rng = np.random.default_rng([cfg.seed, epoch])
+            sums: dict[str, float] = {}
+            n = 0
+            for batch in iterate_batches(
+                prepared.train, prepared.cache, prepared.texts, cfg.batch_size, rng
+            ):
+                with autocast:
+                    loss, parts = train_step(model, batch, cfg, epoch, device)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                step += 1
+                n += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if on_step:
+                    on_step(epoch, step, parts)
+                if step % cfg.log_every == 0:
+                    log.write(
+                        json.dumps(
+                            {"step": step, "epoch": epoch, "lr": sched.get_last_lr()[0], **parts}
+                        )
+                        + "\n"
+                    )
+                    log.flush()
+                if cfg.max_minutes and time.perf_counter() - start > 60 * cfg.max_minutes:
+                    stopped = True
+                    break
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "step": step,
+                **{k: v / max(1, n) for k, v in sums.items()},
+            }
+            if validate is not None:
+                model.eval()
+                record |= {f"val_{k}": v for k, v in validate(model).items()}
+            score = record.get("val_score", -record.get("loss", 0.0))
+            if score > best:
+                best = score
+                model.save(out / "best")
+            record["seconds"] = round(time.perf_counter() - start, 1)
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            _save_state(out, model, opt, sched, epoch + 1, step, best)
+            if stopped:
+                break
+    finally:
+        log.close()
+    return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)
