@@ -18,11 +18,9 @@ Conventions shared by every function:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 Distance = Literal["interp", "softdtw", "dtw", "wasserstein"]
@@ -463,176 +461,8 @@ def _no_extra(name: str, kw: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- localisation
 
 
-@dataclass(frozen=True)
-class Segment:
-    """Where in a target the query matches: [start_s, end_s) in seconds."""
-
-    start_s: float
-    end_s: float
-    score: float  # mean similarity within the segment
-    timeline: Tensor  # (n,) per-step similarity over the target's n valid steps
-
-
-def _unit_steps(seq: Tensor, mask: Tensor) -> Tensor:
-    """(B, T', D) unit steps for cosine similarity, trimmed like `_clean`; padding stays zero."""
-    return F.normalize(_clean(seq, mask)[0], dim=-1)
-
-
-def align_vector_batch(
-    query: Tensor,
-    targets: Tensor,
-    target_mask: Tensor,
-    steps_per_second: float = 4.0,
-    min_steps: int = 1,
-) -> list[Segment]:
-    """`align_vector` for K targets (K, T, D) at once; one Segment per target."""
-    if query.dim() != 1:
-        raise ValueError(f"query: expected (D,), got shape {tuple(query.shape)}")
-    lengths = _lengths(targets, target_mask, "target")
-    if query.shape[0] != targets.shape[2]:
-        raise ValueError(f"query has D={query.shape[0]}, target has D={targets.shape[2]}")
-    if min_steps < 1:
-        raise ValueError(f"min_steps must be >= 1, got {min_steps}")
-    if not steps_per_second > 0:
-        raise ValueError(f"steps_per_second must be > 0, got {steps_per_second}")
-    with torch.no_grad():
-        t = _unit_steps(targets, target_mask)  # (K, T, D)
-        mask = target_mask[:, : t.shape[1]]
-        sims = t @ F.normalize(query.to(t.dtype), dim=0)  # (K, T)
-        # Threshold = midpoint of median and max: only steps clearly above the clip's typical
-        # level add to a segment, yet a broad match (many steps near the max) is kept whole.
-        median = torch.nanquantile(sims.masked_fill(~mask, float("nan")), 0.5, dim=1)  # (K,)
-        peak = sims.masked_fill(~mask, float("-inf")).amax(1)  # (K,)
-        gain = (sims - ((median + peak) / 2).unsqueeze(1)).masked_fill(~mask, 0)  # (K, T)
-        # Best segment [s, e) maximises G[e] - G[s] over prefix sums G with e - s >= m: for each
-        # end e the best start is the running minimum of G up to e - m (cummin picks the latest
-        # of equal minima, i.e. the shortest segment); among ends, argmax takes the earliest.
-        zero = gain.new_zeros(gain.shape[0], 1)
-        prefix = torch.cat([zero, gain.cumsum(1)], 1)  # (K, T + 1)
-        run_min, run_arg = prefix.cummin(1)  # (K, T + 1)
-        m = lengths.clamp(max=min_steps).unsqueeze(1)  # (K, 1): whole target if it is shorter
-        ends = torch.arange(prefix.shape[1], device=prefix.device).unsqueeze(0)  # (1, T + 1)
-        starts_at = (ends - m).clamp(min=0)  # (K, T + 1)
-        total = prefix - run_min.gather(1, starts_at)  # (K, T + 1)
-        feasible = (ends >= m) & (ends <= lengths.unsqueeze(1))
-        end = total.masked_fill(~feasible, float("-inf")).argmax(1)  # (K,)
-        start = run_arg.gather(1, starts_at.gather(1, end.unsqueeze(1))).squeeze(1)  # (K,)
-        sim_prefix = torch.cat([zero, sims.masked_fill(~mask, 0).cumsum(1)], 1)  # (K, T + 1)
-        score = sim_prefix.gather(1, end[:, None]) - sim_prefix.gather(1, start[:, None])
-        score = score.squeeze(1) / (end - start).to(score.dtype)  # (K,)
-    return [
-        Segment(s / steps_per_second, e / steps_per_second, sc, sims[i, :n])
-        for i, (s, e, sc, n) in enumerate(
-            zip(start.tolist(), end.tolist(), score.tolist(), lengths.tolist(), strict=True)
-        )
-    ]
-
-
-def align_vector(
-    query: Tensor,
-    target: Tensor,
-    target_mask: Tensor,
-    steps_per_second: float = 4.0,
-    min_steps: int = 1,
-) -> Segment:
-    """Localise a single-vector query (D,), e.g. a text embedding, in a target (T, D).
-
-    timeline = cosine similarity of each valid target step to the query. The segment is the
-    contiguous run of at least `min_steps` steps (the whole target if it is shorter) with the
-    maximum sum of (timeline - threshold), threshold = (median(timeline) + max(timeline)) / 2.
-    It is never empty: the peak step alone already has a non-negative sum.
-    """
-    if target.dim() != 2:
-        raise ValueError(f"target: expected (T, D), got shape {tuple(target.shape)}")
-    return align_vector_batch(query, target[None], target_mask[None], steps_per_second, min_steps)[
-        0
-    ]
-
-
-def align_sequence_batch(
-    query: Tensor,
-    query_mask: Tensor,
-    targets: Tensor,
-    target_mask: Tensor,
-    steps_per_second: float = 4.0,
-) -> list[Segment]:
-    """`align_sequence` for K targets (K, Tk, D) at once; one Segment per target."""
-    if query.dim() != 2:
-        raise ValueError(f"query: expected (Tq, D), got shape {tuple(query.shape)}")
-    nq = int(_lengths(query[None], query_mask[None], "query")[0])
-    lengths = _lengths(targets, target_mask, "target")
-    if query.shape[1] != targets.shape[2]:
-        raise ValueError(f"query has D={query.shape[1]}, target has D={targets.shape[2]}")
-    if not steps_per_second > 0:
-        raise ValueError(f"steps_per_second must be > 0, got {steps_per_second}")
-    with torch.no_grad():
-        q = F.normalize(query[:nq].to(targets.dtype), dim=-1)  # (nq, D)
-        t = _unit_steps(targets, target_mask)  # (K, Tk, D), zero on padding
-        sims = torch.einsum("id,ktd->kit", q, t)  # (K, nq, Tk)
-        k, tk = sims.shape[0], sims.shape[2]
-        # Offset δ aligns query step i with target step i + δ. Sum every diagonal of sims at
-        # once: pad the target axis by nq - 1 on both sides and gather (i, p + i).
-        padded = F.pad(sims, (nq - 1, nq - 1))  # (K, nq, Tk + 2nq - 2)
-        n_off = tk + nq - 1
-        dev = sims.device
-        cols = torch.arange(nq, device=dev)[:, None] + torch.arange(n_off, device=dev)  # (nq, O)
-        diag_sums = padded.gather(2, cols.expand(k, -1, -1)).sum(1)  # (K, O)
-        offsets = torch.arange(n_off, device=dev) - (nq - 1)  # (O,) δ of each column
-        # Containment: the shorter of query and target lies wholly inside the longer, so each
-        # offset averages min(nq, nk) aligned pairs. nq <= nk gives δ in [0, nk - nq]; a longer
-        # query gives δ in [nk - nq, 0] (the target slides inside the query).
-        slack = (lengths - nq).unsqueeze(1)  # (K, 1)
-        inside = (offsets >= slack.clamp(max=0)) & (offsets <= slack.clamp(min=0))  # (K, O)
-        overlap = lengths.clamp(max=nq).to(sims.dtype)  # (K,)
-        mean = diag_sums / overlap.unsqueeze(1)
-        best = mean.masked_fill(~inside, float("-inf")).argmax(1)  # (K,) earliest on ties
-        delta = offsets[best]  # (K,)
-        score = mean.gather(1, best.unsqueeze(1)).squeeze(1)  # (K,)
-        # Timeline: the aligned similarity inside the window; elsewhere each target step's best
-        # similarity to any query step, so the curve still shows near-misses.
-        row = torch.arange(tk, device=dev).unsqueeze(0) - delta.unsqueeze(1)  # (K, Tk)
-        in_window = (row >= 0) & (row < nq)
-        aligned = sims.gather(1, row.clamp(0, nq - 1).unsqueeze(1)).squeeze(1)  # (K, Tk)
-        timeline = torch.where(in_window, aligned, sims.amax(1))  # (K, Tk)
-        start = delta.clamp(min=0)
-        end = start + lengths.clamp(max=nq)
-    return [
-        Segment(s / steps_per_second, e / steps_per_second, sc, timeline[i, :n])
-        for i, (s, e, sc, n) in enumerate(
-            zip(start.tolist(), end.tolist(), score.tolist(), lengths.tolist(), strict=True)
-        )
-    ]
-
-
-def align_sequence(
-    query: Tensor,
-    query_mask: Tensor,
-    target: Tensor,
-    target_mask: Tensor,
-    steps_per_second: float = 4.0,
-) -> Segment:
-    """Slide the query's valid part (Tq, D) over the target's valid part (Tk, D).
-
-    Offset o scores the mean cosine similarity of its aligned steps; the best offset gives the
-    segment [o / sps, (o + len_q) / sps). If the query is longer than the target, the target is
-    slid inside the query instead and the whole target is the segment. timeline = per-step
-    similarity of the target at the best offset (steps outside the window: their best
-    similarity to any query step).
-    """
-    if target.dim() != 2:
-        raise ValueError(f"target: expected (T, D), got shape {tuple(target.shape)}")
-    return align_sequence_batch(
-        query, query_mask, target[None], target_mask[None], steps_per_second
-    )[0]
-
-
 __all__ = [
     "Distance",
-    "Segment",
-    "align_sequence",
-    "align_sequence_batch",
-    "align_vector",
-    "align_vector_batch",
     "dtw",
     "interpolated_euclidean",
     "paired_distance",

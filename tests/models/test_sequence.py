@@ -12,12 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.sequence import (
-    Distance,
+from models.alignment import (
     align_sequence,
     align_sequence_batch,
     align_vector,
     align_vector_batch,
+)
+from models.sequence import (
+    Distance,
     dtw,
     interpolated_euclidean,
     paired_distance,
@@ -31,8 +33,13 @@ NAMES: list[Distance] = ["interp", "softdtw", "dtw", "wasserstein"]
 
 
 def ragged(
-    lengths: list[int], d: int = 5, t: int | None = None, seed: int = 0, unit: bool = True,
-    dtype: torch.dtype = torch.float64, garbage: float = 1e3,
+    lengths: list[int],
+    d: int = 5,
+    t: int | None = None,
+    seed: int = 0,
+    unit: bool = True,
+    dtype: torch.dtype = torch.float64,
+    garbage: float = 1e3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T, D) random steps with mask; padded steps hold large garbage that must not matter."""
     g = torch.Generator().manual_seed(seed)
@@ -106,11 +113,20 @@ def ref_sinkhorn(a: np.ndarray, b: np.ndarray, eps: float, iterations: int) -> f
     return float((plan * c).sum())
 
 
-def each_pair(x: torch.Tensor, xm: torch.Tensor, y: torch.Tensor, ym: torch.Tensor,
-              fn: Callable[[np.ndarray, np.ndarray], float]) -> np.ndarray:
+def each_pair(
+    x: torch.Tensor,
+    xm: torch.Tensor,
+    y: torch.Tensor,
+    ym: torch.Tensor,
+    fn: Callable[[np.ndarray, np.ndarray], float],
+) -> np.ndarray:
     """(Bq, Bk) of `fn` on the valid parts, one pair at a time."""
-    return np.array([[fn(valid(x, xm, i), valid(y, ym, j)) for j in range(y.shape[0])]
-                     for i in range(x.shape[0])])
+    return np.array(
+        [
+            [fn(valid(x, xm, i), valid(y, ym, j)) for j in range(y.shape[0])]
+            for i in range(x.shape[0])
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- distances
@@ -129,8 +145,9 @@ def test_resample_matches_np_interp_and_keeps_endpoints() -> None:
         out = resample(x, m, length)
         assert out.shape == (4, length, 4)
         for i in range(4):
-            np.testing.assert_allclose(out[i].numpy(), ref_resample(valid(x, m, i), length),
-                                       atol=1e-12)
+            np.testing.assert_allclose(
+                out[i].numpy(), ref_resample(valid(x, m, i), length), atol=1e-12
+            )
     same = resample(x, m, 5)[0]
     assert torch.equal(same, x[0, :5])  # resampling to its own length is the identity
 
@@ -146,8 +163,7 @@ def test_interp_matches_reference(batches: tuple[torch.Tensor, ...]) -> None:
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.05, 1.0])
-def test_dtw_and_soft_dtw_match_reference(batches: tuple[torch.Tensor, ...],
-                                          gamma: float) -> None:
+def test_dtw_and_soft_dtw_match_reference(batches: tuple[torch.Tensor, ...], gamma: float) -> None:
     q, qm, k, km = batches
     got = dtw(q, qm, k, km) if gamma == 0 else soft_dtw(q, qm, k, km, gamma=gamma)
     want = each_pair(q, qm, k, km, lambda a, b: ref_dtw(a, b, gamma))
@@ -161,8 +177,7 @@ def test_sinkhorn_matches_plain_log_domain_reference(batches: tuple[torch.Tensor
     q, qm, k, km = batches
     for eps, iters in [(0.05, 50), (0.5, 7), (0.01, 23)]:
         got = sinkhorn_wasserstein(q, qm, k, km, epsilon=eps, iterations=iters)
-        want = each_pair(q, qm, k, km,
-                         functools.partial(ref_sinkhorn, eps=eps, iterations=iters))
+        want = each_pair(q, qm, k, km, functools.partial(ref_sinkhorn, eps=eps, iterations=iters))
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=1e-10)
 
 
@@ -208,8 +223,8 @@ def test_gradcheck_interp_softdtw_sinkhorn() -> None:
         lambda a, b: sinkhorn_wasserstein(a, qm, b, km, epsilon=0.5, iterations=300), (q, k)
     )
     assert torch.autograd.gradcheck(
-        lambda a, b: paired_distance("wasserstein", a, qm, b, km[:2], epsilon=0.3,
-                                     iterations=500), (q, k[:2].detach().requires_grad_(True))
+        lambda a, b: paired_distance("wasserstein", a, qm, b, km[:2], epsilon=0.3, iterations=500),
+        (q, k[:2].detach().requires_grad_(True)),
     )
 
 
@@ -266,14 +281,17 @@ def test_sinkhorn_converges_and_ignores_step_order() -> None:
     mask = torch.arange(6) < torch.tensor([len(s) for s in seqs]).unsqueeze(1)
     q, qm, k, km = x[:2], mask[:2], x[2:], mask[2:]
     w50 = sinkhorn_wasserstein(q, qm, k, km)
-    torch.testing.assert_close(w50, sinkhorn_wasserstein(q, qm, k, km, iterations=400),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        w50, sinkhorn_wasserstein(q, qm, k, km, iterations=400), atol=1e-4, rtol=0
+    )
     # Tiny D spreads costs over [0, 4] = 80 ε: slower, but more iterations keep closing in.
     a, am = ragged([5, 3], seed=11)
     b, bm = ragged([4, 6, 2], seed=12)
     limit = sinkhorn_wasserstein(a, am, b, bm, iterations=3000)
-    errors = [float((sinkhorn_wasserstein(a, am, b, bm, iterations=n) - limit).abs().max())
-              for n in (50, 200, 800)]
+    errors = [
+        float((sinkhorn_wasserstein(a, am, b, bm, iterations=n) - limit).abs().max())
+        for n in (50, 200, 800)
+    ]
     assert errors[0] < 0.1 and errors[1] < errors[0] / 10 and errors[2] < min(errors[1], 1e-3)
     # Order-free: shuffling each sequence's valid steps changes nothing, which is why this
     # distance cannot separate timing twins (same content, different order).
@@ -281,8 +299,7 @@ def test_sinkhorn_converges_and_ignores_step_order() -> None:
     k_shuffled = k.clone()
     k_shuffled[1] = k[1, perm]
     k_shuffled[0, :4] = k[0, perm[perm < 4]]
-    torch.testing.assert_close(sinkhorn_wasserstein(q, qm, k_shuffled, km), w50,
-                               atol=1e-12, rtol=0)
+    torch.testing.assert_close(sinkhorn_wasserstein(q, qm, k_shuffled, km), w50, atol=1e-12, rtol=0)
     assert not torch.allclose(dtw(q, qm, k_shuffled, km), dtw(q, qm, k, km))
 
 
@@ -303,13 +320,15 @@ def test_paired_is_the_diagonal_and_broadcasts_a_single_query(name: Distance) ->
     b, bm = ragged([3, 6, 5, 2], seed=14, dtype=torch.float32)
     kw = {"gamma": 0.2} if name == "softdtw" else {}
     full = pairwise_distance(name, a, am, b, bm, **kw)
-    torch.testing.assert_close(paired_distance(name, a, am, b, bm, **kw), full.diagonal(),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        paired_distance(name, a, am, b, bm, **kw), full.diagonal(), atol=1e-5, rtol=1e-5
+    )
     one = paired_distance(name, a[2:3], am[2:3], b, bm, **kw)
     torch.testing.assert_close(one, full[2], atol=1e-5, rtol=1e-5)
     flipped = paired_distance(name, b, bm, a[2:3], am[2:3], **kw)
-    torch.testing.assert_close(flipped, pairwise_distance(name, b, bm, a[2:3], am[2:3], **kw)[:, 0],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        flipped, pairwise_distance(name, b, bm, a[2:3], am[2:3], **kw)[:, 0], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_training_sized_batch_runs_forward_and_backward() -> None:
@@ -400,11 +419,13 @@ def ref_align(q: torch.Tensor, t: torch.Tensor) -> tuple[int, float]:
     sims = F.normalize(q, dim=-1) @ F.normalize(t, dim=-1).T  # (nq, nk)
     nq, nk = sims.shape
     if nq <= nk:
-        scores = [float(sims[range(nq), [o + i for i in range(nq)]].mean())
-                  for o in range(nk - nq + 1)]
+        scores = [
+            float(sims[range(nq), [o + i for i in range(nq)]].mean()) for o in range(nk - nq + 1)
+        ]
     else:
-        scores = [float(sims[[o + j for j in range(nk)], range(nk)].mean())
-                  for o in range(nq - nk + 1)]
+        scores = [
+            float(sims[[o + j for j in range(nk)], range(nk)].mean()) for o in range(nq - nk + 1)
+        ]
     best = int(np.argmax(scores))
     return best, scores[best]
 
@@ -429,8 +450,9 @@ def test_align_sequence_longer_query_returns_whole_target() -> None:
     d = 16
     query = noise_steps(20, d, 8)
     target = F.normalize(query[5:13] + 0.2 * noise_steps(8, d, 9), dim=-1)
-    seg = align_sequence(query, torch.ones(20, dtype=torch.bool), target,
-                         torch.ones(8, dtype=torch.bool))
+    seg = align_sequence(
+        query, torch.ones(20, dtype=torch.bool), target, torch.ones(8, dtype=torch.bool)
+    )
     assert (seg.start_s, seg.end_s) == (0.0, 8 / 4)
     offset, score = ref_align(query, target)
     assert offset == 5 and seg.score == pytest.approx(score, abs=1e-5)
@@ -465,8 +487,7 @@ def test_batch_alignment_equals_one_at_a_time() -> None:
         _, score = ref_align(query[:5], targets[i, : int(t_mask[i].sum())])
         assert seg.score == pytest.approx(score, abs=1e-5)
     vec = query[0]
-    for seg, i in zip(align_vector_batch(vec, targets, t_mask, min_steps=2), range(4),
-                      strict=True):
+    for seg, i in zip(align_vector_batch(vec, targets, t_mask, min_steps=2), range(4), strict=True):
         one = align_vector(vec, targets[i], t_mask[i], min_steps=2)
         assert (seg.start_s, seg.end_s, seg.score) == (one.start_s, one.end_s, one.score)
 
