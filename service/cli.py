@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from service import index_cli
 from training import cli as training_cli
 
 # Nothing is ever fetched from a model hub at run time.
@@ -22,6 +23,8 @@ app.command("synth")(training_cli.synth)
 app.command("train")(training_cli.train)
 app.command("eval")(training_cli.evaluate_command)
 app.command("curate")(training_cli.curate)
+app.add_typer(index_cli.index_app, name="index")
+app.command("search")(index_cli.search)
 
 
 @app.callback()
@@ -31,3 +34,7 @@ def _root() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

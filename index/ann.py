@@ -1,0 +1,179 @@
+"""FAISS indexes over pooled embeddings: choosing, building, tuning against exact search, searching.
+
+Vectors are L2-normalised, so inner product is cosine similarity. `auto` picks exact search (Flat)
+below `FLAT_LIMIT` vectors and an inverted file (IVF) above, then raises `nprobe` (or HNSW's
+`efSearch`) until recall@10 against exact search reaches the target on a sample of queries.
+
+CPU indexes are safe for concurrent searches; GPU indexes are not, so a `VectorIndex` on a GPU
+serialises its searches with a lock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+FLAT_LIMIT = 200_000
+TARGET_RECALL = 0.95
+KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
+
+
+def gpu_count() -> int:
+    """GPUs usable by this FAISS build (0 for faiss-cpu)."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
+
+
+def choose_factory(n: int, dim: int, kind: str = "auto") -> str:
+    """A FAISS factory string for `n` vectors of `dim`, or `kind` itself if it is one already."""
+    if kind not in KINDS:
+        return kind  # an explicit factory string, e.g. "IVF1024,PQ32"
+    if kind == "auto":
+        kind = "flat" if n < FLAT_LIMIT else "ivf"
+    if kind == "flat":
+        return "Flat"
+    # About 4·sqrt(n) lists, a power of two, at least 39 training points per list.
+    nlist = 2 ** max(4, round(math.log2(4 * math.sqrt(max(n, 1)))))
+    nlist = max(16, min(nlist, max(16, n // 39)))
+    if kind == "ivf":
+        return f"IVF{nlist},Flat"
+    if kind == "hnsw":
+        return "HNSW32,Flat"
+    # IVF-PQ: sub-quantizers of 8 dims, 8 bits each — 32 bytes a vector at 256 dims.
+    m = max(1, dim // 8)
+    while dim % m:
+        m -= 1
+    return f"IVF{nlist},PQ{m}x8"
+
+
+def _as_matrix(vectors: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"vectors must be (n, d), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("vectors hold NaN or Inf")
+    return x
+
+
+def build(vectors: np.ndarray, factory: str, seed: int = 0) -> faiss.Index:
+    """Train (if the factory needs it) on a sample and add every vector, in row order."""
+    x = _as_matrix(vectors)
+    index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = x if len(x) <= 100_000 else x[rng.choice(len(x), 100_000, replace=False)]
+        index.train(sample)
+    index.add(x)
+    return index
+
+
+def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    flat = faiss.IndexFlatIP(base.shape[1])
+    flat.add(_as_matrix(base))
+    return flat.search(_as_matrix(queries), k)[1]
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the exact top-k found, per query, averaged (ties in the exact list allowed)."""
+    hits = [
+        len(set(f.tolist()) & set(t.tolist())) / max(1, len(t))
+        for f, t in zip(found, truth, strict=True)
+    ]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def _set_param(index: faiss.Index, name: str, value: int) -> None:
+    faiss.ParameterSpace().set_index_parameter(index, name, value)
+
+
+def tune(
+    index: faiss.Index,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+    target: float = TARGET_RECALL,
+) -> dict[str, Any]:
+    """Smallest nprobe / efSearch reaching `target` recall@k against exact search on `queries`."""
+    truth = exact_topk(base, queries, k)
+    inner = _ivf_or_none(index)
+    if inner is not None:
+        name, values = (
+            "nprobe",
+            [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= inner.nlist],
+        )
+    elif "HNSW" in type(index).__name__:
+        name, values = "efSearch", [16, 32, 64, 128, 256, 512]
+    else:
+        return {"recall_at_10": recall_at_k(index.search(_as_matrix(queries), k)[1], truth)}
+    recall = 0.0
+    value = values[-1]
+    for value in values:
+        _set_param(index, name, value)
+        recall = recall_at_k(index.search(_as_matrix(queries), k)[1], truth)
+        if recall >= target:
+            break
+    return {name: value, "recall_at_10": recall}
+
+
+def _ivf_or_none(index: faiss.Index) -> Any:
+    """The inverted-file part of an index (to read nlist), or None for Flat / HNSW."""
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+@dataclass
+class VectorIndex:
+    """A FAISS index plus its search parameters; `rows[i]` is the item row of FAISS id i."""
+
+    index: faiss.Index
+    rows: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+    on_gpu: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(
+        cls, path: Path, rows: np.ndarray, params: dict[str, Any], use_gpu: bool = True
+    ) -> VectorIndex:
+        index = faiss.read_index(str(path))
+        for name in ("nprobe", "efSearch"):
+            if name in params:
+                _set_param(index, name, int(params[name]))
+        on_gpu = False
+        if use_gpu and gpu_count() > 0:  # pragma: no cover - needs faiss-gpu and a GPU
+            resources = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(resources, 0, index)
+            on_gpu = True
+        if index.ntotal != len(rows):
+            raise ValueError(f"{path}: {index.ntotal} vectors but {len(rows)} row ids")
+        return cls(index, rows, params, on_gpu)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, item rows) per query; rows of -1 mark fewer than k results."""
+        x = _as_matrix(queries)
+        k = min(k, len(self))
+        if k == 0:
+            empty = np.zeros((len(x), 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        if self.on_gpu:  # GPU indexes are not thread-safe
+            with self._lock:
+                scores, ids = self.index.search(x, k)
+        else:
+            scores, ids = self.index.search(x, k)
+        rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
+        return scores, rows
+
+
+def save(index: faiss.Index, path: Path) -> None:
+    faiss.write_index(index, str(path))

@@ -1,0 +1,267 @@
+"""Corpus embedding: reader → encoder → sink, one thin loop, safe to kill and resume.
+
+The corpus is cut into fixed shards (item j belongs to shard j // shard_size). Each shard is
+decoded in worker processes, encoded in batches, and written as one `.npz` under a temporary name,
+fsynced and renamed: a shard file that exists is complete. `--resume` skips the shards already on
+disk; a plan file (the ordered ids, shard size and model hash) makes sure they belong to this build.
+Files that fail to decode are recorded in their shard with the reason, never embedded as zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.media import MediaError, decode
+from models.model import TrimodalModel
+
+MODALITIES = ("visual", "audio")
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    id: str
+    media: Path  # the video file, or the audio file of an audio-only item
+    audio: Path | None = None  # a separate audio track, if any
+    title: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    id: str
+    frames: np.ndarray | None
+    audio: np.ndarray | None
+    duration_s: float
+    error: str | None = None
+
+
+def read_item(item: CorpusItem, fps: float, image_size: int, sample_rate: int) -> Decoded:
+    """Decode one item for the encoders; a refused file is an error with its reason."""
+    try:
+        media = decode(item.media, fps=fps, size=(image_size, image_size), sample_rate=sample_rate)
+        audio = media.audio
+        if item.audio is not None:
+            audio = decode(
+                item.audio, fps=None, size=None, sample_rate=sample_rate, video=False
+            ).audio
+    except MediaError as e:
+        return Decoded(item.id, None, None, 0.0, f"{e.reason.value}: {e.message}")
+    return Decoded(item.id, media.frames, audio, media.duration_s)
+
+
+def _read_job(job: tuple[CorpusItem, float, int, int]) -> Decoded:
+    return read_item(*job)
+
+
+class Reader:
+    """Decodes items in worker processes (spawned: the parent holds torch threads)."""
+
+    def __init__(self, fps: float, image_size: int, sample_rate: int, workers: int) -> None:
+        self.args = (fps, image_size, sample_rate)
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Reader:
+        if self.workers > 1:
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def read(self, items: Sequence[CorpusItem]) -> Iterator[Decoded]:
+        jobs = [(item, *self.args) for item in items]
+        if self._pool is None:
+            yield from map(_read_job, jobs)
+        else:
+            yield from self._pool.map(_read_job, jobs, chunksize=2)
+
+
+@torch.inference_mode()
+def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, list[Any]]:
+    """(pooled (D,), sequence (T, D)) per item and modality; None where the item lacks it."""
+    out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
+    with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
+    with_audio = [i for i, d in enumerate(batch) if d.audio is not None and d.audio.size]
+    if with_video:
+        frames = [batch[i].frames for i in with_video]
+        emb = model.encode_visual(*model.visual_inputs(frames))  # type: ignore[arg-type]
+        for j, i in enumerate(with_video):
+            t = int(emb.mask[j].sum())
+            out["visual"][i] = (
+                emb.pooled[j].float().cpu().numpy(),
+                emb.sequence[j, :t].float().cpu().numpy(),
+            )
+    if with_audio:
+        waves = [batch[i].audio for i in with_audio]
+        emb = model.encode_audio(*model.audio_inputs(waves))  # type: ignore[arg-type]
+        for j, i in enumerate(with_audio):
+            t = int(emb.mask[j].sum())
+            out["audio"][i] = (
+                emb.pooled[j].float().cpu().numpy(),
+                emb.sequence[j, :t].float().cpu().numpy(),
+            )
+    return out
+
+
+def _fsync_write(path: Path, write: Callable[[Any], None]) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_shard(
+    path: Path, records: list[Decoded], encoded: dict[str, list[Any]], dim: int
+) -> None:
+    """One shard: ids, status, durations, and per modality pooled vectors + ragged sequences."""
+    arrays: dict[str, np.ndarray] = {
+        "ids": np.array([r.id for r in records], dtype=object),
+        "errors": np.array([r.error or "" for r in records], dtype=object),
+        "duration_s": np.array([r.duration_s for r in records], dtype=np.float64),
+    }
+    for m in MODALITIES:
+        present = np.array([e is not None for e in encoded[m]], dtype=bool)
+        pooled = (
+            np.stack([e[0] for e in encoded[m] if e is not None])
+            if present.any()
+            else np.zeros((0, dim))
+        )
+        seqs = [e[1] for e in encoded[m] if e is not None]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        steps = np.concatenate(seqs) if seqs else np.zeros((0, dim))
+        arrays |= {
+            f"{m}_present": present,
+            f"{m}_pooled": pooled.astype(np.float32),
+            f"{m}_lengths": lengths,
+            f"{m}_steps": steps.astype(np.float16),
+        }
+    _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+
+
+def load_shard(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=True) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class EmbedReport:
+    shards: list[Path]
+    embedded: int
+    failed: dict[str, str]
+    skipped_shards: int  # already complete when a resumed run started
+
+
+def plan_hash(items: Sequence[CorpusItem], shard_size: int, model_hash: str) -> str:
+    digest = hashlib.sha256(f"{shard_size}|{model_hash}".encode())
+    for item in items:
+        digest.update(f"{item.id}\0{item.media}\0{item.audio}\n".encode())
+    return digest.hexdigest()
+
+
+def embed_corpus(
+    items: Sequence[CorpusItem],
+    model: TrimodalModel,
+    model_hash: str,
+    work_dir: Path,
+    *,
+    shard_size: int = 256,
+    batch_size: int = 16,
+    workers: int | None = None,
+    resume: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> EmbedReport:
+    """Embed every item into shards under `work_dir/shards`, skipping complete shards on resume."""
+    if len({i.id for i in items}) != len(items):
+        raise ValueError("item ids must be unique")
+    shards_dir = work_dir / "shards"
+    plan_file = work_dir / "plan.json"
+    plan = {
+        "hash": plan_hash(items, shard_size, model_hash),
+        "items": len(items),
+        "shard_size": shard_size,
+    }
+    if plan_file.exists():
+        previous = json.loads(plan_file.read_text())
+        if not resume or previous != plan:
+            raise FileExistsError(
+                f"{work_dir} holds another build's shards; use an empty directory"
+                + ("" if resume else " or --resume to continue it")
+            )
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    _fsync_write(plan_file, lambda f: f.write(json.dumps(plan).encode()))
+    cfg = model.cfg
+    n_shards = (len(items) + shard_size - 1) // shard_size
+    paths = [shards_dir / f"shard-{j:06d}.npz" for j in range(n_shards)]
+    done = sum(p.exists() for p in paths)
+    failed: dict[str, str] = {}
+    embedded = 0
+    processed = done * shard_size
+    with Reader(
+        cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, workers or os.cpu_count() or 1
+    ) as reader:
+        for j, path in enumerate(paths):
+            if path.exists():
+                continue
+            chunk = items[j * shard_size : (j + 1) * shard_size]
+            records: list[Decoded] = []
+            encoded: dict[str, list[Any]] = {m: [] for m in MODALITIES}
+            batch: list[Decoded] = []
+            for decoded in reader.read(chunk):
+                records.append(decoded)
+                if decoded.error is None:
+                    batch.append(decoded)
+                if len(batch) == batch_size:
+                    _flush(model, batch, records, encoded)
+                    batch = []
+                processed += 1
+                if on_progress:
+                    on_progress(min(processed, len(items)), len(items))
+            _flush(model, batch, records, encoded)
+            write_shard(path, records, encoded, cfg.embed_dim)
+    for path in paths:
+        shard = load_shard(path)
+        for item_id, error in zip(shard["ids"], shard["errors"], strict=True):
+            if error:
+                failed[str(item_id)] = str(error)
+            else:
+                embedded += 1
+    return EmbedReport(paths, embedded, failed, done)
+
+
+def _flush(
+    model: TrimodalModel,
+    batch: list[Decoded],
+    records: list[Decoded],
+    encoded: dict[str, list[Any]],
+) -> None:
+    """Encode the pending batch and line its results up with `records` (failed items get None)."""
+    results: dict[str, list[Any]] = (
+        encode_batch(model, batch) if batch else {m: [] for m in MODALITIES}
+    )
+    by_id = {d.id: i for i, d in enumerate(batch)}
+    for m in MODALITIES:
+        done = len(encoded[m])
+        for record in records[done:]:
+            i = by_id.get(record.id)
+            encoded[m].append(results[m][i] if i is not None else None)

@@ -1,0 +1,268 @@
+"""Searching a published index version: pooled first pass, sequence re-rank, segment localisation.
+
+A query is an embedding from any modality (text: a pooled vector; audio or video: pooled plus a
+per-step sequence). The first pass searches the FAISS index of each target modality with a weight
+(text→video searches the visual *and* the audio index and fuses the scores). The top `rerank_k`
+are then re-ranked by the sequence distance between the query's steps and each candidate's stored
+steps (audio and video queries), and every hit gets the segment `[start_s, end_s]` that matches
+best and its per-step score timeline.
+
+A `Searcher` is safe to share between threads: FAISS CPU search and the memory-mapped stores are
+read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from index.ann import VectorIndex
+from index.embed import MODALITIES
+from index.version import IndexVersion
+from models.alignment import align_sequence_batch, align_vector_batch
+from models.sequence import Distance, paired_distance
+
+Target = Literal["video", "audio"]
+QueryModality = Literal["text", "audio", "visual"]
+
+# How much each index counts for a target, by query modality. Text describing a video is matched
+# mostly against what is seen, partly against what is heard.
+DEFAULT_WEIGHTS: dict[tuple[str, str], dict[str, float]] = {
+    ("text", "video"): {"visual": 0.7, "audio": 0.3},
+    ("text", "audio"): {"audio": 1.0},
+    ("audio", "video"): {"visual": 1.0},
+    ("audio", "audio"): {"audio": 1.0},
+    ("visual", "audio"): {"audio": 1.0},
+    ("visual", "video"): {"visual": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    modality: QueryModality
+    pooled: np.ndarray  # (D,) unit vector
+    sequence: np.ndarray | None = None  # (T, D) for audio / visual queries
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int
+    id: str
+    score: float  # the ranking score (re-ranked when re-ranking applied)
+    pooled_score: float
+    start_s: float
+    end_s: float
+    timeline: list[float]
+    title: str | None
+    duration_s: float | None
+    media: str
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    version: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Searcher:
+    def __init__(self, version: IndexVersion, use_gpu: bool = True) -> None:
+        self.version = version
+        self.sps = float(version.manifest["steps_per_second"])
+        params = version.manifest.get("build", {}).get("params", {})
+        self.indexes: dict[str, VectorIndex] = {}
+        for m in MODALITIES:
+            path = version.path / f"{m}.faiss"
+            if path.is_file():
+                self.indexes[m] = VectorIndex.load(
+                    path, version.rows(m), params.get(m, {}), use_gpu
+                )
+        self.sequences = {m: version.sequences(m) for m in MODALITIES}
+        self.items = version.items()
+
+    @classmethod
+    def open(cls, root: Path, version: str | None = None, verify: bool = True) -> Searcher:
+        return cls(IndexVersion.open(root, version, verify=verify))
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+    def _first_pass(
+        self, pooled: np.ndarray, weights: dict[str, float], k: int
+    ) -> dict[int, float]:
+        """Fused scores of the union of each weighted index's top-k (a missing score counts as the
+        lowest score that index returned, so one strong modality can still surface an item)."""
+        fused: dict[int, float] = {}
+        per_index: dict[str, dict[int, float]] = {}
+        for m, w in weights.items():
+            if w <= 0 or m not in self.indexes:
+                continue
+            scores, rows = self.indexes[m].search(pooled[None], k)
+            per_index[m] = {
+                int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0
+            }
+        candidates = {r for found in per_index.values() for r in found}
+        for r in candidates:
+            total = 0.0
+            for m, found in per_index.items():
+                floor = min(found.values()) if found else 0.0
+                total += weights[m] * found.get(r, floor)
+            fused[r] = total
+        return fused
+
+    def search(
+        self,
+        query: Query,
+        target: Target = "video",
+        *,
+        k: int = 10,
+        rerank: bool = True,
+        rerank_k: int = 100,
+        distance: Distance = "interp",
+        weights: dict[str, float] | None = None,
+    ) -> SearchResult:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        weights = weights or DEFAULT_WEIGHTS[(query.modality, target)]
+        unknown = set(weights) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown fusion weights {sorted(unknown)}; use {MODALITIES}")
+        pooled = np.asarray(query.pooled, dtype=np.float32)
+        fused = self._first_pass(pooled, weights, max(k, rerank_k if rerank else k))
+        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        timings["search"] = (time.perf_counter() - start) * 1e3
+
+        primary = max(weights, key=lambda m: weights[m])
+        t0 = time.perf_counter()
+        scores = dict(ranked)
+        if rerank and query.sequence is not None and ranked:
+            top = [r for r, _ in ranked[:rerank_k]]
+            distances = self._sequence_distances(query.sequence, top, primary, distance)
+            order = sorted(range(len(top)), key=lambda i: (distances[i], top[i]))
+            reranked = [(top[i], -float(distances[i])) for i in order]
+            ranked = reranked + [(r, s) for r, s in ranked[rerank_k:]]
+            scores = dict(ranked)
+        timings["rerank"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        chosen = [r for r, _ in ranked[:k]]
+        segments = self._segments(query, chosen, primary)
+        hits = []
+        for r, seg in zip(chosen, segments, strict=True):
+            record = self.items.by_row(r)
+            if record.duration_s:  # codec padding can leave a last step past the real end
+                seg = (min(seg[0], record.duration_s), min(seg[1], record.duration_s), seg[2])
+            hits.append(
+                Hit(
+                    row=r,
+                    id=record.id,
+                    score=scores[r],
+                    pooled_score=fused[r],
+                    start_s=seg[0],
+                    end_s=seg[1],
+                    timeline=seg[2],
+                    title=record.title,
+                    duration_s=record.duration_s,
+                    media=record.media,
+                )
+            )
+        timings["segments"] = (time.perf_counter() - t0) * 1e3
+        return SearchResult(hits, self.name, timings)
+
+    def _candidates(self, rows: list[int], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+        seq, mask = self.sequences[modality].batch(rows)
+        return torch.from_numpy(seq), torch.from_numpy(mask)
+
+    def _sequence_distances(
+        self, sequence: np.ndarray, rows: list[int], modality: str, distance: Distance
+    ) -> np.ndarray:
+        """Distance between the query's steps and each candidate's best-matching window.
+
+        A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
+        whole-sequence distance would compare it with everything else the candidate holds. So each
+        candidate is first cut to the window where the query aligns best, then measured there.
+        """
+        cand, mask = self._candidates(rows, modality)
+        q = torch.as_tensor(sequence, dtype=torch.float32)
+        q_mask = torch.ones(q.shape[0], dtype=torch.bool)
+        usable = mask.any(dim=1)
+        out = np.full(len(rows), np.inf)
+        if not usable.any():
+            return out
+        idx = usable.nonzero().flatten()
+        cand, mask = cand[idx], mask[idx]
+        segments = align_sequence_batch(q, q_mask, cand, mask, self.sps)
+        windows = torch.zeros_like(cand)
+        window_mask = torch.zeros_like(mask)
+        for i, seg in enumerate(segments):
+            a = round(seg.start_s * self.sps)
+            b = max(a + 1, round(seg.end_s * self.sps))
+            windows[i, : b - a] = cand[i, a:b]
+            window_mask[i, : b - a] = True
+        with torch.no_grad():
+            d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
+        out[idx.numpy()] = d.numpy()
+        return out
+
+    def _segments(
+        self, query: Query, rows: list[int], modality: str
+    ) -> list[tuple[float, float, list[float]]]:
+        """Best-matching [start_s, end_s] and per-step timeline of each hit, in `modality`."""
+        if not rows:
+            return []
+        cand, mask = self._candidates(rows, modality)
+        out: list[tuple[float, float, list[float]]] = []
+        usable = mask.any(dim=1)
+        segs: list[Any] = [None] * len(rows)
+        if usable.any():
+            idx = usable.nonzero().flatten().tolist()
+            if query.sequence is not None:
+                q = torch.as_tensor(query.sequence, dtype=torch.float32)
+                found = align_sequence_batch(
+                    q,
+                    torch.ones(q.shape[0], dtype=torch.bool),
+                    cand[usable],
+                    mask[usable],
+                    self.sps,
+                )
+            else:
+                found = align_vector_batch(
+                    torch.as_tensor(query.pooled, dtype=torch.float32),
+                    cand[usable],
+                    mask[usable],
+                    self.sps,
+                )
+            for i, seg in zip(idx, found, strict=True):
+                segs[i] = seg
+        for seg in segs:
+            if seg is None:  # the hit lacks this modality's steps: no segment to show
+                out.append((0.0, 0.0, []))
+            else:
+                out.append(
+                    (
+                        float(seg.start_s),
+                        float(seg.end_s),
+                        [round(float(x), 4) for x in seg.timeline],
+                    )
+                )
+        return out
+
+    def item_query(self, item_id: str, modality: QueryModality = "visual") -> Query:
+        """ "More like this": the stored embedding of an indexed item as a query."""
+        found = self.items.by_id(item_id)
+        if found is None:
+            raise KeyError(item_id)
+        row, _ = found
+        store_name = "visual" if modality == "visual" else "audio"
+        pooled_store = self.version.sequences(f"{store_name}.pooled")
+        pooled = pooled_store.get(row)
+        if len(pooled) == 0:
+            raise ValueError(f"item {item_id!r} has no {store_name} embedding")
+        sequence = self.sequences[store_name].get(row).astype(np.float32)
+        return Query(modality, pooled[0].astype(np.float32), sequence)

@@ -1,0 +1,225 @@
+"""`trimodal index ...` and `trimodal search`: build, inspect and query index versions.
+
+These live in `service` (the CLI root) because they read manifests (`training.datasets`), which the
+`index` package must not import.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+index_app = typer.Typer(help="Build, inspect and maintain index versions.", no_args_is_help=True)
+
+
+def corpus_items(manifest: Path, splits: list[str] | None = None) -> list[Any]:
+    from index.embed import CorpusItem
+    from training.datasets import load_manifest
+
+    items = load_manifest(manifest, splits=splits)
+    out = []
+    for item in items:
+        title = (item.captions.get("audiovisual") or item.captions.get("visual") or (None,))[0]
+        out.append(
+            CorpusItem(
+                id=item.id,
+                media=item.media.resolve(),
+                audio=item.audio.resolve() if item.video is not None and item.audio else None,
+                title=title,
+                meta=item.meta,
+            )
+        )
+    return out
+
+
+@index_app.command("build")
+def build(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Corpus manifest (JSONL).")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Model checkpoint directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Index root (versions + CURRENT).")],
+    index_type: Annotated[
+        str, typer.Option(help="auto, flat, ivf, hnsw, ivfpq or a FAISS factory string.")
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Only these manifest splits (repeatable).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted build from its shards.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    shard_size: Annotated[int, typer.Option(min=1, help="Items per committed shard.")] = 256,
+) -> dict[str, Any]:
+    """Embed a corpus and publish a new index version (atomically, with checksums)."""
+    from index.build import build_index
+    from models.model import TrimodalModel, checkpoint_hash
+    from training.trainer import resolve_device
+
+    items = corpus_items(manifest, split)
+    if not items:
+        raise typer.BadParameter("the manifest holds no items")
+    model = TrimodalModel.load(ckpt, resolve_device(device))
+    columns = (TextColumn("embed"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("embed", total=len(items))
+            report = build_index(
+                out,
+                items,
+                model,
+                checkpoint_hash(ckpt),
+                index_type=index_type,
+                resume=resume,
+                workers=workers or None,
+                batch_size=batch_size,
+                on_progress=lambda done, total: progress.update(task, completed=done),
+            )
+    except FileExistsError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    console.print(f"published {report.version}: {report.items} items, factories {report.factories}")
+    if report.failed:
+        console.print(f"[yellow]{len(report.failed)} file(s) skipped:[/yellow]")
+        for item_id, reason in sorted(report.failed.items())[:20]:
+            console.print(f"  {item_id}: {reason}")
+    return {"version": report.version, "items": report.items, "failed": report.failed}
+
+
+@index_app.command("info")
+def info(root: Annotated[Path, typer.Option("--index", help="Index root.")]) -> dict[str, Any]:
+    """Show the live version: counts, dims, factories, tuned parameters, model hash."""
+    from index.version import IndexVersion, list_versions
+
+    version = IndexVersion.open(root, verify=False)
+    m = version.manifest
+    print(
+        json.dumps(
+            {"current": version.name, "versions": list_versions(root), **m}, indent=2, default=str
+        )
+    )
+    return m
+
+
+@index_app.command("verify")
+def verify(
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    version: Annotated[str | None, typer.Option(help="Version (default: CURRENT).")] = None,
+) -> list[str]:
+    """Recompute every checksum; exit 1 if anything does not match."""
+    from index.version import verify as verify_version
+
+    problems = verify_version(root, version)
+    for p in problems:
+        console.print(f"[red]{p}[/red]")
+    if problems:
+        raise typer.Exit(1)
+    console.print("ok")
+    return problems
+
+
+@index_app.command("gc")
+def gc(
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    keep: Annotated[int, typer.Option(min=1, help="Newest versions to keep besides CURRENT.")] = 2,
+) -> list[str]:
+    """Delete old, unreferenced versions and stale temporary builds."""
+    from index.version import gc as collect
+
+    removed = collect(root, keep)
+    console.print(f"removed {len(removed)}: {', '.join(removed) or '-'}")
+    return removed
+
+
+def search(
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Model checkpoint directory.")],
+    text: Annotated[str | None, typer.Option(help="A sentence to search for.")] = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="An audio (or video) file: search by its sound.")
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option(help="A video file: search by its pictures.")
+    ] = None,
+    target: Annotated[str, typer.Option(help="video or audio.")] = "video",
+    k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    rerank_k: Annotated[int, typer.Option(min=1, max=5000)] = 100,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> dict[str, Any]:
+    """Search an index from the terminal with a sentence, a sound or a piece of footage."""
+    from index.search import Query, Searcher
+    from models.media import MediaError, decode_audio, decode_video
+    from models.model import TrimodalModel
+
+    if sum(x is not None for x in (text, audio, video)) != 1:
+        raise typer.BadParameter("give exactly one of --text, --audio, --video")
+    if target not in ("video", "audio"):
+        raise typer.BadParameter("--target must be video or audio")
+    model = TrimodalModel.load(ckpt)
+    cfg = model.cfg
+    try:
+        if text is not None:
+            emb = model.encode_text([text])
+            query = Query("text", emb.pooled[0].detach().numpy())
+        elif audio is not None:
+            wave, _ = decode_audio(audio, sample_rate=cfg.audio.sample_rate)
+            emb = model.encode_audio(*model.audio_inputs([wave]))
+            query = Query(
+                "audio",
+                emb.pooled[0].detach().numpy(),
+                emb.sequence[0][emb.mask[0]].detach().numpy(),
+            )
+        else:
+            assert video is not None
+            size = (cfg.visual.image_size, cfg.visual.image_size)
+            frames = decode_video(video, fps=cfg.visual.fps, size=size)
+            emb = model.encode_visual(*model.visual_inputs([frames]))
+            query = Query(
+                "visual",
+                emb.pooled[0].detach().numpy(),
+                emb.sequence[0][emb.mask[0]].detach().numpy(),
+            )
+    except MediaError as e:
+        console.print(f"[red]cannot read the query file:[/red] {e.message} ({e.reason.value})")
+        raise typer.Exit(2) from e
+    searcher = Searcher.open(root)
+    result = searcher.search(query, target, k=k, rerank=not no_rerank, rerank_k=rerank_k)  # type: ignore[arg-type]
+    out = {
+        "version": result.version,
+        "timings_ms": result.timings_ms,
+        "hits": [
+            {
+                "id": h.id,
+                "score": round(h.score, 4),
+                "start_s": h.start_s,
+                "end_s": h.end_s,
+                "title": h.title,
+                "media": h.media,
+            }
+            for h in result.hits
+        ],
+    }
+    if as_json:
+        print(json.dumps(out))
+    else:
+        table = Table(title=f"{len(result.hits)} hits from {result.version}")
+        for col in ("#", "id", "score", "segment", "title"):
+            table.add_column(col)
+        for i, h in enumerate(result.hits, 1):
+            table.add_row(
+                str(i),
+                h.id,
+                f"{h.score:.3f}",
+                f"{h.start_s:.2f}–{h.end_s:.2f} s",
+                (h.title or "")[:60],
+            )
+        Console().print(table)
+    return out

@@ -1,0 +1,227 @@
+"""Index build and search end to end, on a small SynthAV corpus with a tiny random model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from index.build import build_index, publish_from_shards
+from index.embed import CorpusItem, Decoded, write_shard
+from index.search import Query, Searcher
+from index.version import IndexCorrupt, IndexVersion, current_version, verify
+from models.config import preset
+from models.model import TrimodalModel, checkpoint_hash
+from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "corpus"
+    cfg = GeneratorConfig(clips=10, seed=9, render=RenderConfig(duration_s=2.0))
+    generate_corpus(out, cfg, workers=1)
+    (out / "media" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 300)
+    (out / "media" / "notes.mp4").write_text("not a video at all")
+    return out
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ck") / "tiny"
+    TrimodalModel(preset("tiny")).save(path)
+    return path
+
+
+def items_of(corpus: Path) -> list[CorpusItem]:
+    from service.index_cli import corpus_items
+
+    items = corpus_items(corpus / "manifest.jsonl")
+    return [
+        *items,
+        CorpusItem("broken", corpus / "media" / "broken.mp4"),
+        CorpusItem("notes", corpus / "media" / "notes.mp4"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def built(corpus, ckpt, tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    model = TrimodalModel.load(ckpt)
+    report = build_index(
+        root, items_of(corpus), model, checkpoint_hash(ckpt), workers=2, shard_size=4
+    )
+    return root, report
+
+
+def test_broken_files_are_reported_and_the_rest_indexed(built):
+    root, report = built
+    assert set(report.failed) == {"broken", "notes"}
+    assert report.failed["notes"].startswith("unknown_format")
+    version = IndexVersion.open(root)
+    assert len(version.items()) == 10
+    assert version.manifest["counts"]["items"] == 10
+    assert current_version(root) == report.version
+    assert verify(root) == []
+
+
+def test_audio_query_finds_its_own_clip_with_the_whole_clip_as_segment(built, ckpt, corpus):
+    root, _ = built
+    searcher = Searcher.open(root)
+    _row, record = searcher.items.by_id(searcher.items.ids()[3])
+    query = searcher.item_query(record.id, "audio")
+    result = searcher.search(query, "audio", k=3)
+    assert result.hits[0].id == record.id
+    hit = result.hits[0]
+    # The whole clip; AAC pads its last frame, so the decoded track may run up to ~64 ms longer.
+    assert hit.start_s == pytest.approx(0.0) and 2.0 <= hit.end_s <= 2.07
+    assert len(hit.timeline) in (8, 9)  # 2 s at 4 steps per second, plus a padded partial step
+    assert set(result.timings_ms) >= {"search", "rerank", "segments"}
+
+
+def test_text_query_returns_hits_with_segments(built, ckpt):
+    root, _ = built
+    model = TrimodalModel.load(ckpt)
+    pooled = model.encode_text(["a small red ball bounces"]).pooled[0].detach().numpy()
+    result = Searcher.open(root).search(Query("text", pooled), "video", k=5)
+    assert len(result.hits) == 5
+    assert all(0 <= h.start_s < h.end_s <= 2.0 for h in result.hits)
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+
+
+def test_a_flipped_byte_anywhere_is_refused(built, tmp_path):
+    import shutil
+
+    root, report = built
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    target = copy / report.version / "visual.seq.f16"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    assert any("visual.seq.f16" in p for p in verify(copy))
+    with pytest.raises(IndexCorrupt, match=r"visual\.seq\.f16"):
+        IndexVersion.open(copy)
+
+
+def synthetic_shard(tmp_path: Path, dim: int = 16) -> tuple[list[CorpusItem], Path, np.ndarray]:
+    """20 items with random unit steps; item 7 holds the query's 6 steps at offset 8 (2.0 s)."""
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    query = unit(rng.normal(size=(6, dim))).astype(np.float32)
+    records, encoded = [], {"visual": [], "audio": []}
+    items = []
+    for i in range(20):
+        seq = unit(rng.normal(size=(24, dim))).astype(np.float32)
+        if i == 7:
+            seq[8:14] = unit(query + 0.05 * rng.normal(size=query.shape))
+        pooled = unit(seq.mean(0)).astype(np.float32)
+        records.append(Decoded(f"item{i}", None, None, 6.0))
+        encoded["visual"].append((pooled, seq))
+        encoded["audio"].append(None)
+        items.append(CorpusItem(f"item{i}", tmp_path / f"item{i}.mp4"))
+    path = tmp_path / "shard-000000.npz"
+    write_shard(path, records, encoded, dim)
+    return items, path, query
+
+
+def test_hybrid_rerank_finds_the_planted_segment(tmp_path):
+    items, shard, query = synthetic_shard(tmp_path)
+    root = tmp_path / "root"
+    publish_from_shards(root, items, [shard], model_hash="x", dim=16, steps_per_second=4.0)
+    searcher = Searcher.open(root)
+    q = Query("visual", (query.mean(0) / np.linalg.norm(query.mean(0))).astype(np.float32), query)
+    result = searcher.search(q, "video", k=3, rerank_k=20)
+    assert result.hits[0].id == "item7"
+    assert result.hits[0].start_s == pytest.approx(2.0) and result.hits[0].end_s == pytest.approx(
+        3.5
+    )
+
+
+def test_concurrent_searches_while_a_new_version_is_published(tmp_path):
+    items, shard, query = synthetic_shard(tmp_path)
+    root = tmp_path / "root"
+    publish_from_shards(root, items, [shard], model_hash="x", dim=16, steps_per_second=4.0)
+    searcher = Searcher.open(root)
+    q = Query("visual", query[0], query)
+    errors, done = [], threading.Event()
+
+    def worker():
+        while not done.is_set():
+            try:
+                assert len(searcher.search(q, "video", k=5).hits) == 5
+                fresh = Searcher.open(root, verify=False)  # whatever CURRENT names is complete
+                assert len(fresh.items) == 20
+            except Exception as e:  # any failure fails the test
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        publish_from_shards(root, items, [shard], model_hash="x", dim=16, steps_per_second=4.0)
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+
+
+def _build_cmd(corpus: Path, ckpt: Path, root: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "index",
+        "build",
+        "--manifest",
+        str(corpus / "manifest.jsonl"),
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(root),
+        "--workers",
+        "1",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_kill_9_during_embedding_then_resume_gives_the_same_index(corpus, ckpt, tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    env = dict(os.environ)
+    subprocess.run(_build_cmd(corpus, ckpt, clean), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(
+        _build_cmd(corpus, ckpt, killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shard0 = killed / ".work" / "shards" / "shard-000000.npz"
+    deadline = time.monotonic() + 120
+    while not shard0.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert current_version(killed) is None, "no partial version may become CURRENT"
+    subprocess.run(
+        _build_cmd(corpus, ckpt, killed, "--resume"), check=True, env=env, capture_output=True
+    )
+    a, b = IndexVersion.open(clean), IndexVersion.open(killed)
+    assert a.items().ids() == b.items().ids()
+    for m in ("visual", "audio"):
+        sa, sb = a.sequences(m), b.sequences(m)
+        for row in range(len(sa)):
+            np.testing.assert_array_equal(sa.get(row), sb.get(row))
