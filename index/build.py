@@ -7,8 +7,9 @@ Everything goes through `VersionWriter`, which publishes atomically with checksu
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from index import ann
 from index.embed import MODALITIES, CorpusItem, embed_corpus, load_shard
-from index.version import ItemRecord, VersionWriter
+from index.version import IndexVersion, ItemRecord, VersionWriter
 from models.model import TrimodalModel
 
 
@@ -39,69 +40,113 @@ def _tuning_queries(vectors: np.ndarray, n: int = 200, seed: int = 0) -> np.ndar
     return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
 
 
-def publish_from_shards(
+@dataclass(frozen=True)
+class Entry:
+    """One item as it goes into a version: its record, and per modality its pooled vector and
+    its steps (None / zero steps where the item lacks that modality)."""
+
+    record: ItemRecord
+    pooled: dict[str, np.ndarray | None]
+    steps: dict[str, np.ndarray]
+
+
+def entries_from_shards(
+    items: Sequence[CorpusItem], shards: Sequence[Path], dim: int, failed: dict[str, str]
+) -> Iterator[Entry]:
+    """Entries of freshly embedded items; refused files go to `failed` with their reason."""
+    by_id = {item.id: item for item in items}
+    for path in shards:
+        shard = load_shard(path)
+        cursor = {m: (0, 0) for m in MODALITIES}  # (pooled row, step offset) within the shard
+        for k, raw_id in enumerate(shard["ids"]):
+            item_id = str(raw_id)
+            if shard["errors"][k]:
+                failed[item_id] = str(shard["errors"][k])
+                continue
+            pooled: dict[str, np.ndarray | None] = {}
+            steps: dict[str, np.ndarray] = {}
+            for m in MODALITIES:
+                if shard[f"{m}_present"][k]:
+                    row, step = cursor[m]
+                    n_steps = int(shard[f"{m}_lengths"][row])
+                    pooled[m] = shard[f"{m}_pooled"][row]
+                    steps[m] = shard[f"{m}_steps"][step : step + n_steps]
+                    cursor[m] = (row + 1, step + n_steps)
+                else:
+                    pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
+            item = by_id[item_id]
+            record = ItemRecord(
+                id=item_id,
+                media=str(item.media),
+                duration_s=float(shard["duration_s"][k]),
+                has_video=pooled["visual"] is not None,
+                has_audio=pooled["audio"] is not None,
+                title=item.title,
+                meta=item.meta,
+            )
+            yield Entry(record, pooled, steps)
+
+
+def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> Iterator[Entry]:
+    """Entries of an existing version, read back from its stores: nothing is embedded again."""
+    table = version.items()
+    exclude = set(exclude)
+    for row in range(len(table)):
+        record = table.by_row(row)
+        if record.id in exclude:
+            continue
+        pooled: dict[str, np.ndarray | None] = {}
+        steps: dict[str, np.ndarray] = {}
+        for m in MODALITIES:
+            stored = version.sequences(f"{m}.pooled").get(row)
+            pooled[m] = np.asarray(stored[0], dtype=np.float32) if len(stored) else None
+            steps[m] = np.asarray(version.sequences(m).get(row))
+        yield Entry(record, pooled, steps)
+
+
+def publish_entries(
     root: Path,
-    items: Sequence[CorpusItem],
-    shards: Sequence[Path],
+    entries: Iterable[Entry],
     *,
     model_hash: str,
     dim: int,
     steps_per_second: float,
     index_type: str = "auto",
     build_info: dict[str, Any] | None = None,
+    failed: dict[str, str] | None = None,
 ) -> BuildReport:
-    by_id = {item.id: item for item in items}
+    """Build the FAISS indexes and stores for `entries` and publish them as a new version."""
     records: list[ItemRecord] = []
-    pooled: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
     sequences: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
-    # Pooled vectors per item too (one-step "sequences"): "more like this" starts from them.
     pooled_items: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
-    failed: dict[str, str] = {}
-    for path in shards:
-        shard = load_shard(path)
-        cursor = {m: (0, 0) for m in MODALITIES}  # (pooled row, step offset) within the shard
-        for k, item_id in enumerate(shard["ids"]):
-            item_id = str(item_id)
-            has = {m: bool(shard[f"{m}_present"][k]) for m in MODALITIES}
-            if shard["errors"][k]:
-                failed[item_id] = str(shard["errors"][k])
-                continue
-            item = by_id[item_id]
-            for m in MODALITIES:
-                if has[m]:
-                    row, step = cursor[m]
-                    n_steps = int(shard[f"{m}_lengths"][row])
-                    pooled[m].append(shard[f"{m}_pooled"][row])
-                    pooled_items[m].append(shard[f"{m}_pooled"][row][None])
-                    sequences[m].append(shard[f"{m}_steps"][step : step + n_steps])
-                    cursor[m] = (row + 1, step + n_steps)
-                else:
-                    pooled_items[m].append(np.zeros((0, dim), dtype=np.float32))
-                    sequences[m].append(np.zeros((0, dim), dtype=np.float16))
-            records.append(
-                ItemRecord(
-                    id=item_id,
-                    media=str(item.media),
-                    duration_s=float(shard["duration_s"][k]),
-                    has_video=has["visual"],
-                    has_audio=has["audio"],
-                    title=item.title,
-                    meta=item.meta,
-                )
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.record.id in seen:
+            raise ValueError(f"item {entry.record.id!r} is already in the index; remove it first")
+        seen.add(entry.record.id)
+        records.append(entry.record)
+        for m in MODALITIES:
+            vector = entry.pooled[m]
+            pooled_items[m].append(
+                np.zeros((0, dim), np.float32)
+                if vector is None
+                else np.asarray(vector, np.float32)[None]
             )
+            sequences[m].append(entry.steps[m])
     factories: dict[str, str] = {}
     params: dict[str, dict[str, Any]] = {}
     built: dict[str, Any] = {}
     item_rows: dict[str, np.ndarray] = {}
     for m in MODALITIES:
-        present = [i for i, s in enumerate(sequences[m]) if len(s)]
+        present = [i for i, p in enumerate(pooled_items[m]) if len(p)]
         if not present:
             continue
-        vectors = np.stack(pooled[m]).astype(np.float32)
+        vectors = np.concatenate([pooled_items[m][i] for i in present]).astype(np.float32)
         factories[m] = ann.choose_factory(len(vectors), dim, index_type)
         built[m] = ann.build(vectors, factories[m])
         params[m] = ann.tune(built[m], vectors, _tuning_queries(vectors))
         item_rows[m] = np.asarray(present, dtype=np.int64)
+    failed = failed or {}
     info = {**(build_info or {}), "params": params, "failed": failed}
     with VersionWriter(
         root,
@@ -114,12 +159,107 @@ def publish_from_shards(
         writer.add_items(records)
         for m in MODALITIES:
             writer.write_sequences(m, iter(sequences[m]))
+            # Pooled vectors per item too (one-step "sequences"): "more like this" starts there.
             writer.write_sequences(f"{m}.pooled", iter(pooled_items[m]))
             if m in built:
                 ann.save(built[m], writer.path / f"{m}.faiss")
                 writer.write_rows(m, item_rows[m])
         version = writer.publish()
     return BuildReport(version, len(records), failed, factories, params, 0)
+
+
+def publish_from_shards(
+    root: Path,
+    items: Sequence[CorpusItem],
+    shards: Sequence[Path],
+    *,
+    model_hash: str,
+    dim: int,
+    steps_per_second: float,
+    index_type: str = "auto",
+    build_info: dict[str, Any] | None = None,
+) -> BuildReport:
+    failed: dict[str, str] = {}
+    return publish_entries(
+        root,
+        entries_from_shards(items, shards, dim, failed),
+        model_hash=model_hash,
+        dim=dim,
+        steps_per_second=steps_per_second,
+        index_type=index_type,
+        build_info=build_info,
+        failed=failed,
+    )
+
+
+def remove_items(root: Path, ids: set[str], index_type: str = "auto") -> BuildReport:
+    """A new version without `ids` (the current one is left untouched, as every version is)."""
+    base = IndexVersion.open(root)
+    missing = ids - set(base.items().ids())
+    if missing:
+        raise KeyError(f"not in the index: {sorted(missing)[:5]}")
+    m = base.manifest
+    return publish_entries(
+        root,
+        entries_from_version(base, ids),
+        model_hash=m["model_hash"],
+        dim=base.dim,
+        steps_per_second=float(m["steps_per_second"]),
+        index_type=index_type,
+        build_info={"derived_from": base.name, "removed": len(ids)},
+    )
+
+
+def add_items(
+    root: Path,
+    items: Sequence[CorpusItem],
+    model: TrimodalModel,
+    model_hash: str,
+    *,
+    work_dir: Path | None = None,
+    index_type: str = "auto",
+    resume: bool = False,
+    workers: int | None = None,
+    batch_size: int = 16,
+    shard_size: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BuildReport:
+    """A new version = the current one + `items`; only the new items are embedded."""
+    base = IndexVersion.open(root)
+    if base.manifest["model_hash"] != model_hash:
+        raise ValueError(
+            "the index was built with another model checkpoint; rebuild it (`index build`) "
+            "instead of mixing embeddings from two models"
+        )
+    clash = {i.id for i in items} & set(base.items().ids())
+    if clash:
+        raise ValueError(f"already indexed: {sorted(clash)[:5]}; remove them first")
+    work = work_dir or root / ".work-add"
+    report = embed_corpus(
+        items,
+        model,
+        model_hash,
+        work,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        workers=workers,
+        resume=resume,
+        on_progress=on_progress,
+    )
+    failed: dict[str, str] = {}
+    entries = itertools.chain(
+        entries_from_version(base), entries_from_shards(items, report.shards, base.dim, failed)
+    )
+    return publish_entries(
+        root,
+        entries,
+        model_hash=model_hash,
+        dim=base.dim,
+        steps_per_second=float(base.manifest["steps_per_second"]),
+        index_type=index_type,
+        build_info={"derived_from": base.name, "added": len(items)},
+        failed=failed,
+    )
 
 
 def build_index(

@@ -93,6 +93,59 @@ def build(
     return {"version": report.version, "items": report.items, "failed": report.failed}
 
 
+@index_app.command("add")
+def add(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Manifest of the items to add.")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="The checkpoint the index was built with.")],
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    index_type: Annotated[
+        str, typer.Option(help="auto, flat, ivf, hnsw, ivfpq or a factory.")
+    ] = "auto",
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted add.")] = False,
+) -> dict[str, Any]:
+    """Publish a new version = the current one + these items (old items are not re-embedded)."""
+    from index.build import add_items
+    from models.model import TrimodalModel, checkpoint_hash
+
+    items = corpus_items(manifest)
+    model = TrimodalModel.load(ckpt)
+    try:
+        report = add_items(
+            root,
+            items,
+            model,
+            checkpoint_hash(ckpt),
+            index_type=index_type,
+            workers=workers or None,
+            resume=resume,
+        )
+    except (ValueError, FileExistsError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    console.print(
+        f"published {report.version}: {report.items} items ({len(report.failed)} skipped)"
+    )
+    return {"version": report.version, "items": report.items, "failed": report.failed}
+
+
+@index_app.command("remove")
+def remove(
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    ids: Annotated[list[str], typer.Argument(help="Item ids to remove.")],
+) -> dict[str, Any]:
+    """Publish a new version without these items."""
+    from index.build import remove_items
+
+    try:
+        report = remove_items(root, set(ids))
+    except KeyError as e:
+        console.print(f"[red]error:[/red] {e.args[0]}")
+        raise typer.Exit(1) from e
+    console.print(f"published {report.version}: {report.items} items")
+    return {"version": report.version, "items": report.items}
+
+
 @index_app.command("info")
 def info(root: Annotated[Path, typer.Option("--index", help="Index root.")]) -> dict[str, Any]:
     """Show the live version: counts, dims, factories, tuned parameters, model hash."""
