@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rerank", type=int, default=100)
     p.add_argument("--keep", type=float, default=0.3)
     p.add_argument("--only", default="two-stage,single-stage,single-stage+scav,curation")
+    p.add_argument("--text-head", default=None, help="override the text projection: mlp or linear")
+    p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
     console = Console()
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     console.print(f"features for {len(train_val)} train+val clips: {prep_s:.0f} s")
 
-    base = TrainConfig(preset="small", epochs=args.epochs, device="cpu")
+    base = TrainConfig(preset="small", epochs=args.epochs, device="cpu", text_head=args.text_head)
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),
         "single-stage": base,
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["claims"] = claims(results)
     for claim, verdict in results["claims"].items():
         console.print(f"{claim}: {verdict}")
-    write_result("bench_quality", results)
+    results["text_head"] = args.text_head or "preset (mlp)"
+    write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 
 

@@ -59,6 +59,8 @@ class TextConfig:
     frozen: bool = True
     max_length: int = 64
     hidden: int = 384  # backbone output width (filled from the backbone when loaded)
+    # "linear" keeps the pretrained space's geometry (paraphrases stay close); "mlp" bends it more.
+    head: str = "mlp"
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,12 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.backbone = backbone if backbone is not None else TextBackbone(cfg.text)
         hidden = self.backbone.hidden
-        self.project_head = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, cfg.embed_dim)
+        if cfg.text.head not in ("mlp", "linear"):
+            raise ValueError(f"text.head must be mlp or linear, not {cfg.text.head!r}")
+        self.project_head: nn.Module = (
+            nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, cfg.embed_dim))
+            if cfg.text.head == "mlp"
+            else nn.Linear(hidden, cfg.embed_dim)
         )
 
     def project(self, features: Tensor) -> Embeddings:

@@ -160,6 +160,9 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this long.")] = None,
+    text_head: Annotated[
+        str | None, typer.Option(help="Text projection: mlp or linear (default: the preset's).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.")] = False,
     cache: Annotated[
         Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
@@ -183,6 +186,7 @@ def train(
             seed=seed,
             device=device,
             max_minutes=max_minutes,
+            text_head=text_head,
         )
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,7 @@ class TrainConfig:
     workers: int | None = None
     log_every: int = 10
     max_minutes: float | None = None  # stop cleanly (and checkpoint) after this long
+    text_head: str | None = None  # override the preset's text projection ("mlp" or "linear")
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -218,7 +219,10 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    model = TrimodalModel(preset(cfg.preset), prepared.backbone).to(device)
+    model_cfg = preset(cfg.preset)
+    if cfg.text_head is not None:
+        model_cfg = replace(model_cfg, text=replace(model_cfg.text, head=cfg.text_head))
+    model = TrimodalModel(model_cfg, prepared.backbone).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(prepared.train) // cfg.batch_size)
