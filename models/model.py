@@ -26,6 +26,7 @@ from models.features import LogMel, LogMelConfig, frames_to_tensor, pad_batch
 from models.text import TextBackbone, TextEncoder
 
 PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
+SEQUENCE_TEMPERATURE = 0.2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -41,9 +42,15 @@ class TrimodalModel(nn.Module):
                 Modality.TEXT: TextEncoder(cfg, text_backbone),
             }
         )
-        # One learnable temperature per contrasted pair, stored as log(1 / T) like CLIP.
-        init = math.log(1.0 / cfg.init_temperature)
-        self.logit_scale = nn.ParameterDict({p: nn.Parameter(torch.tensor(init)) for p in PAIRS})
+        # One learnable temperature per contrasted pair, stored as log(1 / T) like CLIP. The
+        # sequence pair's logits are standardised distances (about N(0, 1) per row), not cosines
+        # in [-1, 1]: CLIP's 1/0.07 would spread them over ±40 and let SCAV drown the other
+        # losses at the start, so it starts at T = 0.2.
+        init = {p: math.log(1.0 / cfg.init_temperature) for p in PAIRS}
+        init["sequence"] = math.log(1.0 / SEQUENCE_TEMPERATURE)
+        self.logit_scale = nn.ParameterDict(
+            {p: nn.Parameter(torch.tensor(v)) for p, v in init.items()}
+        )
         self.log_mel = LogMel(
             LogMelConfig(
                 sample_rate=cfg.audio.sample_rate,
