@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
-    console = Console()
+    console = Console(width=200)  # the summary table is wide; logs are not terminals
 
     manifest = ensure_corpus(args.corpus, args.train, args.val, args.test, args.seed)
     items = load_manifest(manifest)
