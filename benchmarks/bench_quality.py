@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rerank", type=int, default=100)
     p.add_argument("--keep", type=float, default=0.3)
     p.add_argument("--only", default="two-stage,single-stage,single-stage+scav,curation")
-    p.add_argument("--text-head", default=None, help="override the text projection: mlp or linear")
+    p.add_argument(
+        "--text-head", default=None, help="override the text projection: mlp, linear, identity"
+    )
+    p.add_argument("--embed-dim", type=int, default=None, help="override the shared dimension")
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
@@ -91,7 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     console.print(f"features for {len(train_val)} train+val clips: {prep_s:.0f} s")
 
-    base = TrainConfig(preset="small", epochs=args.epochs, device="cpu", text_head=args.text_head)
+    base = TrainConfig(
+        preset="small",
+        epochs=args.epochs,
+        device="cpu",
+        text_head=args.text_head,
+        embed_dim=args.embed_dim,
+    )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),
         "single-stage": base,

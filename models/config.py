@@ -59,7 +59,8 @@ class TextConfig:
     frozen: bool = True
     max_length: int = 64
     hidden: int = 384  # backbone output width (filled from the backbone when loaded)
-    # "linear" keeps the pretrained space's geometry (paraphrases stay close); "mlp" bends it more.
+    # How text enters the shared space: "mlp" (trainable, bends the pretrained geometry most),
+    # "linear", or "identity" (the shared space is the pretrained one; needs embed_dim == hidden).
     head: str = "mlp"
 
 

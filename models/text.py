@@ -114,13 +114,23 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.backbone = backbone if backbone is not None else TextBackbone(cfg.text)
         hidden = self.backbone.hidden
-        if cfg.text.head not in ("mlp", "linear"):
-            raise ValueError(f"text.head must be mlp or linear, not {cfg.text.head!r}")
-        self.project_head: nn.Module = (
-            nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, cfg.embed_dim))
-            if cfg.text.head == "mlp"
-            else nn.Linear(hidden, cfg.embed_dim)
-        )
+        self.project_head: nn.Module
+        if cfg.text.head == "mlp":
+            self.project_head = nn.Sequential(
+                nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, cfg.embed_dim)
+            )
+        elif cfg.text.head == "linear":
+            self.project_head = nn.Linear(hidden, cfg.embed_dim)
+        elif cfg.text.head == "identity":
+            # The shared space *is* the pretrained sentence space: nothing on the text side trains,
+            # so new wordings land wherever the pretrained encoder puts them.
+            if cfg.embed_dim != hidden:
+                raise ValueError(
+                    f"text.head identity needs embed_dim == {hidden}, got {cfg.embed_dim}"
+                )
+            self.project_head = nn.Identity()
+        else:
+            raise ValueError(f"text.head must be mlp, linear or identity, not {cfg.text.head!r}")
 
     def project(self, features: Tensor) -> Embeddings:
         """Cached backbone vectors (B, hidden) → Embeddings with a one-step sequence."""

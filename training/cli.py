@@ -161,7 +161,11 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this long.")] = None,
     text_head: Annotated[
-        str | None, typer.Option(help="Text projection: mlp or linear (default: the preset's).")
+        str | None,
+        typer.Option(help="Text projection: mlp, linear or identity (default: the preset's)."),
+    ] = None,
+    embed_dim: Annotated[
+        int | None, typer.Option(help="Shared dimension (default: the preset's).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.")] = False,
     cache: Annotated[
@@ -187,6 +191,7 @@ def train(
             device=device,
             max_minutes=max_minutes,
             text_head=text_head,
+            embed_dim=embed_dim,
         )
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:

@@ -52,7 +52,8 @@ class TrainConfig:
     workers: int | None = None
     log_every: int = 10
     max_minutes: float | None = None  # stop cleanly (and checkpoint) after this long
-    text_head: str | None = None  # override the preset's text projection ("mlp" or "linear")
+    text_head: str | None = None  # override the preset's text projection (mlp, linear, identity)
+    embed_dim: int | None = None  # override the preset's shared dimension
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -222,6 +223,8 @@ def train(
     model_cfg = preset(cfg.preset)
     if cfg.text_head is not None:
         model_cfg = replace(model_cfg, text=replace(model_cfg.text, head=cfg.text_head))
+    if cfg.embed_dim is not None:
+        model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -209,3 +209,22 @@ def test_local_pretrained_audio_and_vision_towers_plug_in(tmp_path):
         torch.testing.assert_close(
             again.encode_audio(*again.audio_inputs(waves([3.0]))).pooled, a.pooled
         )
+
+
+def test_text_head_variants():
+    base = PRESETS["tiny"].to_dict()
+    linear = TrimodalModel(
+        ModelConfig.from_dict({**base, "text": {**base["text"], "head": "linear"}})
+    )
+    assert isinstance(linear.text.project_head, torch.nn.Linear)
+    ident_cfg = {**base, "embed_dim": 32, "text": {**base["text"], "head": "identity"}}
+    ident = TrimodalModel(ModelConfig.from_dict(ident_cfg))
+    assert not list(ident.text.project_head.parameters())
+    feats = torch.randn(2, 32)
+    torch.testing.assert_close(
+        ident.project_text(feats).pooled, torch.nn.functional.normalize(feats, dim=-1)
+    )
+    with pytest.raises(ValueError, match="embed_dim"):
+        TrimodalModel(ModelConfig.from_dict({**ident_cfg, "embed_dim": 16}))
+    with pytest.raises(ValueError, match="text.head"):
+        TrimodalModel(ModelConfig.from_dict({**base, "text": {**base["text"], "head": "deep"}}))
