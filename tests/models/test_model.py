@@ -226,5 +226,5 @@ def test_text_head_variants():
     )
     with pytest.raises(ValueError, match="embed_dim"):
         TrimodalModel(ModelConfig.from_dict({**ident_cfg, "embed_dim": 16}))
-    with pytest.raises(ValueError, match="text.head"):
+    with pytest.raises(ValueError, match=r"text\.head"):
         TrimodalModel(ModelConfig.from_dict({**base, "text": {**base["text"], "head": "deep"}}))
