@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import write_result
+from models.config import preset as preset_config
 from training.batches import all_captions, examples
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["claims"] = claims(results)
     for claim, verdict in results["claims"].items():
         console.print(f"{claim}: {verdict}")
-    results["text_head"] = args.text_head or "preset (mlp)"
+    results["text_head"] = args.text_head or f"preset ({preset_config('small').text.head})"
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 
