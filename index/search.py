@@ -107,13 +107,10 @@ class Searcher:
             per_index[m] = {
                 int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0
             }
+        floors = {m: min(found.values()) if found else 0.0 for m, found in per_index.items()}
         candidates = {r for found in per_index.values() for r in found}
         for r in candidates:
-            total = 0.0
-            for m, found in per_index.items():
-                floor = min(found.values()) if found else 0.0
-                total += weights[m] * found.get(r, floor)
-            fused[r] = total
+            fused[r] = sum(weights[m] * found.get(r, floors[m]) for m, found in per_index.items())
         return fused
 
     def search(
