@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from index import ann
 from index.embed import MODALITIES, CorpusItem, embed_corpus, load_shard
-from index.version import IndexVersion, ItemRecord, VersionWriter
+from index.store import StepEncoding
+from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
 from models.model import TrimodalModel
 
 
@@ -38,6 +40,66 @@ def _tuning_queries(vectors: np.ndarray, n: int = 200, seed: int = 0) -> np.ndar
     picks = vectors[rng.choice(len(vectors), size=min(n, len(vectors)), replace=False)]
     noisy = picks + 0.05 * rng.normal(size=picks.shape).astype(np.float32)
     return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SequenceCodec:
+    """How the modality stores keep their steps: `[pca<d>-](f16|i8)`.
+
+    - "f16" (default): the steps as they are, float16.
+    - "i8": int8 with one scale per step (half of f16's bytes).
+    - "pca<d>-f16" / "pca<d>-i8": first projected onto the d directions that carry the most of the
+      corpus's step energy (uncentred PCA, fitted at build time on up to `PCA_SAMPLE_STEPS`
+      steps and stored with the version); queries are projected the same way at search time.
+    The pooled vectors (FAISS and "more like this") are never compressed by this.
+    """
+
+    dim: int | None  # projected dimension, None = no projection
+    encoding: StepEncoding
+
+    @classmethod
+    def parse(cls, spec: str) -> SequenceCodec:
+        m = re.fullmatch(r"(?:pca(\d+)-)?(f16|i8)", spec.strip())
+        if m is None:
+            raise ValueError(f"sequence codec {spec!r}: expected f16, i8, pca<d>-f16 or pca<d>-i8")
+        dim = int(m.group(1)) if m.group(1) else None
+        if dim is not None and dim < 1:
+            raise ValueError(f"sequence codec {spec!r}: the projected dimension must be >= 1")
+        return cls(dim, cast(StepEncoding, m.group(2)))
+
+    def __str__(self) -> str:
+        return (f"pca{self.dim}-" if self.dim else "") + self.encoding
+
+
+PCA_SAMPLE_STEPS = 100_000
+
+
+def fit_projection(sequences: Sequence[np.ndarray], dim: int, seed: int = 0) -> np.ndarray:
+    """(D, dim) orthonormal columns: the top eigenvectors of the (uncentred) second moment of the
+    steps, so dot products and distances between projected steps approximate the originals.
+
+    Fitted on at most `PCA_SAMPLE_STEPS` steps drawn evenly at random; deterministic for `seed`.
+    """
+    filled = [s for s in sequences if len(s)]
+    if not filled:
+        raise ValueError("no steps to fit a projection on")
+    full = filled[0].shape[1]
+    if dim >= full:
+        raise ValueError(f"projection to {dim} dims of {full}-dim steps compresses nothing")
+    total = sum(len(s) for s in filled)
+    take = min(1.0, PCA_SAMPLE_STEPS / total)
+    rng = np.random.default_rng(seed)
+    moment = np.zeros((full, full), np.float64)
+    for s in filled:
+        x = np.asarray(s, np.float32)
+        if take < 1.0:
+            x = x[rng.random(len(x)) < take]
+        moment += x.T.astype(np.float64) @ x
+    values, vectors = np.linalg.eigh(moment)  # ascending
+    top = vectors[:, np.argsort(values)[::-1][:dim]]
+    # Fix each column's sign (largest-magnitude entry positive): the same steps give the same file.
+    signs = np.sign(top[np.abs(top).argmax(0), np.arange(dim)])
+    return (top * signs).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -91,6 +153,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     """Entries of an existing version, read back from its stores: nothing is embedded again."""
     table = version.items()
     exclude = set(exclude)
+    projection = version.projection()
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -101,7 +164,15 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             stored = version.sequences(f"{m}.pooled").get(row)
             pooled[m] = np.asarray(stored[0], dtype=np.float32) if len(stored) else None
             steps[m] = np.asarray(version.sequences(m).get(row))
+            if projection is not None:  # back to the full space; the same projection is reused
+                steps[m] = steps[m].astype(np.float32) @ projection.T
         yield Entry(record, pooled, steps)
+
+
+def codec_of(version: IndexVersion) -> tuple[SequenceCodec, np.ndarray | None]:
+    """The codec and projection a version was built with (add/remove keep them)."""
+    spec = version.manifest.get("build", {}).get("sequence_codec", "f16")
+    return SequenceCodec.parse(spec), version.projection()
 
 
 def publish_entries(
@@ -114,8 +185,15 @@ def publish_entries(
     index_type: str = "auto",
     build_info: dict[str, Any] | None = None,
     failed: dict[str, str] | None = None,
+    codec: SequenceCodec | str = "f16",
+    projection: np.ndarray | None = None,
 ) -> BuildReport:
-    """Build the FAISS indexes and stores for `entries` and publish them as a new version."""
+    """Build the FAISS indexes and stores for `entries` and publish them as a new version.
+
+    `codec` says how the modality stores keep steps (`SequenceCodec`); a projecting codec fits its
+    projection on these entries unless `projection` (e.g. the previous version's) is given.
+    """
+    codec = SequenceCodec.parse(codec) if isinstance(codec, str) else codec
     records: list[ItemRecord] = []
     sequences: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
     pooled_items: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
@@ -146,8 +224,21 @@ def publish_entries(
         built[m] = ann.build(vectors, factories[m])
         params[m] = ann.tune(built[m], vectors, _tuning_queries(vectors))
         item_rows[m] = np.asarray(present, dtype=np.int64)
+    if codec.dim is not None:
+        if projection is None:
+            projection = fit_projection([s for m in MODALITIES for s in sequences[m]], codec.dim)
+        if projection.shape != (dim, codec.dim):
+            raise ValueError(f"projection {projection.shape} does not fit codec {codec}")
+    else:
+        projection = None
+    store_dim = codec.dim or dim
     failed = failed or {}
-    info = {**(build_info or {}), "params": params, "failed": failed}
+    info = {
+        **(build_info or {}),
+        "params": params,
+        "failed": failed,
+        "sequence_codec": str(codec),
+    }
     with VersionWriter(
         root,
         model_hash=model_hash,
@@ -157,8 +248,13 @@ def publish_entries(
         build_info=info,
     ) as writer:
         writer.add_items(records)
+        if projection is not None:
+            writer.add_file(PROJECTION, projection_bytes(projection))
         for m in MODALITIES:
-            writer.write_sequences(m, iter(sequences[m]))
+            steps = iter(sequences[m])
+            if projection is not None:
+                steps = (np.asarray(x, np.float32) @ projection for x in sequences[m])
+            writer.write_sequences(m, steps, store_dim, codec.encoding)
             # Pooled vectors per item too (one-step "sequences"): "more like this" starts there.
             writer.write_sequences(f"{m}.pooled", iter(pooled_items[m]))
             if m in built:
@@ -178,6 +274,7 @@ def publish_from_shards(
     steps_per_second: float,
     index_type: str = "auto",
     build_info: dict[str, Any] | None = None,
+    codec: SequenceCodec | str = "f16",
 ) -> BuildReport:
     failed: dict[str, str] = {}
     return publish_entries(
@@ -189,6 +286,7 @@ def publish_from_shards(
         index_type=index_type,
         build_info=build_info,
         failed=failed,
+        codec=codec,
     )
 
 
@@ -199,6 +297,7 @@ def remove_items(root: Path, ids: set[str], index_type: str = "auto") -> BuildRe
     if missing:
         raise KeyError(f"not in the index: {sorted(missing)[:5]}")
     m = base.manifest
+    codec, projection = codec_of(base)
     return publish_entries(
         root,
         entries_from_version(base, ids),
@@ -207,6 +306,8 @@ def remove_items(root: Path, ids: set[str], index_type: str = "auto") -> BuildRe
         steps_per_second=float(m["steps_per_second"]),
         index_type=index_type,
         build_info={"derived_from": base.name, "removed": len(ids)},
+        codec=codec,
+        projection=projection,
     )
 
 
@@ -247,6 +348,7 @@ def add_items(
         on_progress=on_progress,
     )
     failed: dict[str, str] = {}
+    codec, projection = codec_of(base)
     entries = itertools.chain(
         entries_from_version(base), entries_from_shards(items, report.shards, base.dim, failed)
     )
@@ -259,6 +361,8 @@ def add_items(
         index_type=index_type,
         build_info={"derived_from": base.name, "added": len(items)},
         failed=failed,
+        codec=codec,
+        projection=projection,
     )
 
 
@@ -275,8 +379,12 @@ def build_index(
     batch_size: int = 16,
     shard_size: int = 256,
     on_progress: Callable[[int, int], None] | None = None,
+    sequence_codec: SequenceCodec | str = "f16",
 ) -> BuildReport:
     """Embed (resumable) and publish a new version under `root`."""
+    codec = (
+        SequenceCodec.parse(sequence_codec) if isinstance(sequence_codec, str) else sequence_codec
+    )
     work = work_dir or root / ".work"
     report = embed_corpus(
         items,
@@ -298,6 +406,7 @@ def build_index(
         steps_per_second=model.cfg.steps_per_second,
         index_type=index_type,
         build_info={"shard_size": shard_size, "items_requested": len(items)},
+        codec=codec,
     )
     (work / "published.json").write_text(json.dumps({"version": built.version}))
     return BuildReport(

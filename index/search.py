@@ -24,7 +24,7 @@ import torch
 from index.ann import VectorIndex
 from index.embed import MODALITIES
 from index.version import IndexVersion
-from models.alignment import align_sequence_batch, align_vector_batch
+from models.alignment import Segment, align_sequence_batch, align_vector_batch
 from models.sequence import Distance, paired_distance
 
 Target = Literal["video", "audio"]
@@ -83,6 +83,8 @@ class Searcher:
                     path, version.rows(m), params.get(m, {}), use_gpu
                 )
         self.sequences = {m: version.sequences(m) for m in MODALITIES}
+        # Compressed stores hold steps @ P: queries are projected with the same P.
+        self.projection = version.projection()
         self.items = version.items()
 
     @classmethod
@@ -138,18 +140,22 @@ class Searcher:
         primary = max(weights, key=lambda m: weights[m])
         t0 = time.perf_counter()
         scores = dict(ranked)
+        known: dict[int, tuple[float, float, list[float]]] = {}
         if rerank and query.sequence is not None and ranked:
             top = [r for r, _ in ranked[:rerank_k]]
-            distances = self._sequence_distances(query.sequence, top, primary, distance)
+            distances, found = self._rerank(query.sequence, top, primary, distance)
             order = sorted(range(len(top)), key=lambda i: (distances[i], top[i]))
             reranked = [(top[i], -float(distances[i])) for i in order]
             ranked = reranked + [(r, s) for r, s in ranked[rerank_k:]]
             scores = dict(ranked)
+            known = dict(zip(top, found, strict=True))
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
         chosen = [r for r, _ in ranked[:k]]
-        segments = self._segments(query, chosen, primary)
+        missing = [r for r in chosen if r not in known]  # the re-rank already aligned the others
+        known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
+        segments = [known[r] for r in chosen]
         hits = []
         for r, seg in zip(chosen, segments, strict=True):
             record = self.items.by_row(r)
@@ -176,36 +182,49 @@ class Searcher:
         seq, mask = self.sequences[modality].batch(rows)
         return torch.from_numpy(seq), torch.from_numpy(mask)
 
-    def _sequence_distances(
+    def _project(self, x: np.ndarray) -> torch.Tensor:
+        """A query's steps (T, D) or vector (D,) in the stores' space (projected if compressed)."""
+        q = np.asarray(x, dtype=np.float32)
+        if self.projection is not None:
+            q = q @ self.projection
+        return torch.from_numpy(np.ascontiguousarray(q))
+
+    def _rerank(
         self, sequence: np.ndarray, rows: list[int], modality: str, distance: Distance
-    ) -> np.ndarray:
-        """Distance between the query's steps and each candidate's best-matching window.
+    ) -> tuple[np.ndarray, list[tuple[float, float, list[float]]]]:
+        """Distance between the query's steps and each candidate's best-matching window, and
+        that window as the candidate's segment.
 
         A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
         whole-sequence distance would compare it with everything else the candidate holds. So each
         candidate is first cut to the window where the query aligns best, then measured there.
+        One batched pass for all K candidates: alignment, window gather, distance.
         """
         cand, mask = self._candidates(rows, modality)
-        q = torch.as_tensor(sequence, dtype=torch.float32)
+        q = self._project(sequence)
         q_mask = torch.ones(q.shape[0], dtype=torch.bool)
         usable = mask.any(dim=1)
         out = np.full(len(rows), np.inf)
-        if not usable.any():
-            return out
+        segments: list[tuple[float, float, list[float]]] = [(0.0, 0.0, [])] * len(rows)
+        if not usable.any() or q.shape[0] == 0:
+            return out, segments
         idx = usable.nonzero().flatten()
         cand, mask = cand[idx], mask[idx]
-        segments = align_sequence_batch(q, q_mask, cand, mask, self.sps)
-        windows = torch.zeros_like(cand)
-        window_mask = torch.zeros_like(mask)
-        for i, seg in enumerate(segments):
-            a = round(seg.start_s * self.sps)
-            b = max(a + 1, round(seg.end_s * self.sps))
-            windows[i, : b - a] = cand[i, a:b]
-            window_mask[i, : b - a] = True
+        found = align_sequence_batch(q, q_mask, cand, mask, self.sps)
+        start = torch.tensor([round(f.start_s * self.sps) for f in found])
+        end = torch.tensor([round(f.end_s * self.sps) for f in found])
+        end = torch.maximum(end, start + 1)
+        width = int((end - start).max())
+        steps = start[:, None] + torch.arange(width)[None, :]  # (K, W)
+        window_mask = steps < end[:, None]
+        gather = steps.clamp(max=cand.shape[1] - 1)[..., None].expand(-1, -1, cand.shape[2])
+        windows = cand.gather(1, gather) * window_mask[..., None]
         with torch.no_grad():
             d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
         out[idx.numpy()] = d.numpy()
-        return out
+        for i, seg in zip(idx.tolist(), found, strict=True):
+            segments[i] = _segment_tuple(seg)
+        return out, segments
 
     def _segments(
         self, query: Query, rows: list[int], modality: str
@@ -220,7 +239,7 @@ class Searcher:
         if usable.any():
             idx = usable.nonzero().flatten().tolist()
             if query.sequence is not None:
-                q = torch.as_tensor(query.sequence, dtype=torch.float32)
+                q = self._project(query.sequence)
                 found = align_sequence_batch(
                     q,
                     torch.ones(q.shape[0], dtype=torch.bool),
@@ -230,24 +249,15 @@ class Searcher:
                 )
             else:
                 found = align_vector_batch(
-                    torch.as_tensor(query.pooled, dtype=torch.float32),
+                    self._project(query.pooled),
                     cand[usable],
                     mask[usable],
                     self.sps,
                 )
             for i, seg in zip(idx, found, strict=True):
                 segs[i] = seg
-        for seg in segs:
-            if seg is None:  # the hit lacks this modality's steps: no segment to show
-                out.append((0.0, 0.0, []))
-            else:
-                out.append(
-                    (
-                        float(seg.start_s),
-                        float(seg.end_s),
-                        [round(float(x), 4) for x in seg.timeline],
-                    )
-                )
+        for seg in segs:  # None: the hit lacks this modality's steps, no segment to show
+            out.append((0.0, 0.0, []) if seg is None else _segment_tuple(seg))
         return out
 
     def item_query(self, item_id: str, modality: QueryModality = "visual") -> Query:
@@ -262,4 +272,10 @@ class Searcher:
         if len(pooled) == 0:
             raise ValueError(f"item {item_id!r} has no {store_name} embedding")
         sequence = self.sequences[store_name].get(row).astype(np.float32)
+        if self.projection is not None:  # stored compressed: back to the model's space
+            sequence = sequence @ self.projection.T
         return Query(modality, pooled[0].astype(np.float32), sequence)
+
+
+def _segment_tuple(seg: Segment) -> tuple[float, float, list[float]]:
+    return (float(seg.start_s), float(seg.end_s), [round(float(x), 4) for x in seg.timeline])

@@ -1,9 +1,13 @@
-"""Ragged per-item sequence store: float16 steps in one flat file, int64 offsets beside it.
+"""Ragged per-item sequence store: steps in one flat file, int64 offsets beside it.
 
-`<modality>.seq.f16` holds every time step of every item, little-endian float16, shape
-(total_steps, D), no header. `<modality>.seq.offsets.npy` holds n_items + 1 int64 offsets: item i
-owns rows offsets[i]:offsets[i + 1] (zero rows where the item lacks the modality). Reading maps the
-file into memory, so opening a large store costs nothing and concurrent readers share pages.
+Two step encodings, told apart by the file name:
+- `<name>.seq.f16`: every time step of every item, little-endian float16, (total_steps, D).
+- `<name>.seq.i8` + `<name>.seq.scale.f16`: each step quantised to int8 with its own scale
+  (max |x| / 127, float16), (total_steps, D) + (total_steps,): half the bytes of float16, and the
+  per-step scale keeps the relative error of every step below 1/254.
+`<name>.seq.offsets.npy` holds n_items + 1 int64 offsets: item i owns rows offsets[i]:offsets[i+1]
+(zero rows where the item lacks the modality). Reading maps the files into memory, so opening a
+large store costs nothing and concurrent readers share pages. Writing streams one item at a time.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -21,7 +26,10 @@ from models.config import Modality
 # Modalities that have a sequence store and a FAISS index (text is only ever a query).
 INDEXED_MODALITIES: tuple[Modality, ...] = (Modality.VISUAL, Modality.AUDIO)
 STEP_DTYPE = np.dtype("<f2")
+INT8_DTYPE = np.dtype("i1")
 OFFSET_DTYPE = np.dtype("<i8")
+StepEncoding = Literal["f16", "i8"]
+ENCODINGS: tuple[StepEncoding, ...] = ("f16", "i8")
 _TAG_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -50,8 +58,15 @@ def store_name(name: str) -> str:
     return str(name)
 
 
-def seq_filename(modality: str) -> str:
-    return f"{store_name(modality)}.seq.f16"
+def seq_filename(modality: str, encoding: StepEncoding = "f16") -> str:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown step encoding {encoding!r} (one of {ENCODINGS})")
+    return f"{store_name(modality)}.seq.{encoding}"
+
+
+def scale_filename(modality: str) -> str:
+    """Per-step scales of an int8 store."""
+    return f"{store_name(modality)}.seq.scale.f16"
 
 
 def offsets_filename(modality: str) -> str:
@@ -109,51 +124,130 @@ def _checked_steps(seq: object, dim: int, i: int) -> np.ndarray:
     return steps
 
 
-def write_sequences(
-    directory: Path, modality: str, sequences: Iterable[np.ndarray], dim: int
-) -> None:
-    """Stream (T_i, dim) float arrays to `<modality>.seq.f16` + offsets, one item at a time.
+def quantise_int8(steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, D) float → int8 (T, D) and float16 scales (T,), step t ≈ q[t] * scale[t]."""
+    x = np.asarray(steps, dtype=np.float32)
+    peak = np.abs(x).max(axis=1) if x.size else np.zeros(len(x), np.float32)
+    # Round the scale to float16 first, then quantise with exactly the scale that is stored.
+    scale = (peak / 127.0).astype(STEP_DTYPE)
+    safe = np.where(scale > 0, scale.astype(np.float32), 1.0)[:, None]
+    q = np.clip(np.rint(x / safe), -127, 127).astype(INT8_DTYPE)
+    return q, scale
 
-    Only the offsets (8 bytes per item) stay in memory. Raises ValueError on a wrong shape, a
-    non-float dtype, NaN/Inf or float16 overflow, and then leaves no partial files behind.
+
+class SequenceWriter:
+    """Streams (T_i, dim) float arrays into a new store, one item at a time.
+
+        with SequenceWriter(directory, "visual", dim=64, encoding="i8") as w:
+            for steps in items:
+                w.append(steps)
+
+    Only the offsets (8 bytes per item) stay in memory. `append` raises ValueError on a wrong
+    shape, a non-float dtype, NaN/Inf or float16 overflow; leaving the `with` block on an error
+    removes every file the writer made, so no partial store is ever left behind.
     """
-    if dim <= 0:
-        raise ValueError(f"dim must be positive, got {dim}")
-    seq_path = Path(directory) / seq_filename(modality)
-    offsets_path = Path(directory) / offsets_filename(modality)
-    if offsets_path.exists():
-        raise FileExistsError(offsets_path)
-    offsets = array.array("q", [0])
-    with open(seq_path, "xb") as f:  # "x": never overwrite a store in place
+
+    def __init__(
+        self, directory: Path, name: str, dim: int, encoding: StepEncoding = "f16"
+    ) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim, self.encoding = int(dim), encoding
+        directory = Path(directory)
+        self._paths = [directory / seq_filename(name, encoding), directory / offsets_filename(name)]
+        if encoding == "i8":
+            self._paths.append(directory / scale_filename(name))
+        if any(p.exists() for p in self._paths[1:]):
+            raise FileExistsError(self._paths[1])
+        self._offsets = array.array("q", [0])
+        self._files: list[BinaryIO] = []
         try:
-            for i, seq in enumerate(sequences):
-                steps = _checked_steps(seq, dim, i)
-                f.write(steps.data)
-                offsets.append(offsets[-1] + steps.shape[0])
-            with open(offsets_path, "xb") as g:
-                np.save(g, np.frombuffer(offsets, dtype=np.int64).astype(OFFSET_DTYPE))
+            # "x": never overwrite a store; closed by close() / abort()
+            self._files.append(open(self._paths[0], "xb"))  # noqa: SIM115
+            if encoding == "i8":
+                self._files.append(open(self._paths[2], "xb"))  # noqa: SIM115
         except BaseException:
-            seq_path.unlink(missing_ok=True)
-            offsets_path.unlink(missing_ok=True)
+            self.abort()
             raise
+        self._closed = False
+
+    def append(self, seq: object) -> None:
+        if self._closed:
+            raise RuntimeError("this SequenceWriter is closed")
+        steps = _checked_steps(seq, self.dim, len(self._offsets) - 1)
+        if self.encoding == "f16":
+            self._files[0].write(steps.data)
+        else:
+            q, scale = quantise_int8(steps)
+            self._files[0].write(q.data)
+            self._files[1].write(scale.data)
+        self._offsets.append(self._offsets[-1] + steps.shape[0])
+
+    def close(self) -> None:
+        """Finish the store: the offsets file is written last, so its presence means complete."""
+        if self._closed:
+            return
+        for f in self._files:
+            f.close()
+        with open(self._paths[1], "xb") as g:
+            np.save(g, np.frombuffer(self._offsets, dtype=np.int64).astype(OFFSET_DTYPE))
+        self._closed = True
+
+    def abort(self) -> None:
+        for f in getattr(self, "_files", []):
+            f.close()
+        for p in self._paths:
+            p.unlink(missing_ok=True)
+        self._closed = True
+
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_sequences(
+    directory: Path,
+    modality: str,
+    sequences: Iterable[np.ndarray],
+    dim: int,
+    encoding: StepEncoding = "f16",
+) -> None:
+    """Stream (T_i, dim) float arrays to a new store (see `SequenceWriter`)."""
+    with SequenceWriter(directory, modality, dim, encoding) as w:
+        for seq in sequences:
+            w.append(seq)
 
 
 class SequenceStore:
     """Read side: memory-mapped, read-only, safe to share between threads."""
 
-    def __init__(self, steps: np.ndarray, offsets: np.ndarray) -> None:
-        self._steps = steps  # (total_steps, D) float16, read-only
+    def __init__(
+        self, steps: np.ndarray, offsets: np.ndarray, scales: np.ndarray | None = None
+    ) -> None:
+        self._steps = steps  # (total_steps, D) float16 or int8, read-only
         self._offsets = offsets  # (n + 1,) int64
+        self._scales = scales  # (total_steps,) float16 for int8 stores, else None
 
     @classmethod
     def open(cls, directory: Path, modality: str, dim: int | None = None) -> SequenceStore:
-        """Map `<modality>.seq.f16`; D comes from `dim` or, if omitted, from the file size.
+        """Map a store (either encoding); D comes from `dim` or, if omitted, from the file size.
 
         A store with no steps at all cannot tell its D, so it needs `dim` (IndexVersion passes
         the manifest's). Inconsistent files raise ValueError.
         """
-        seq_path = Path(directory) / seq_filename(modality)
-        offsets = read_int64_vector(Path(directory) / offsets_filename(modality))
+        directory = Path(directory)
+        found = [e for e in ENCODINGS if (directory / seq_filename(modality, e)).exists()]
+        if len(found) != 1:
+            raise ValueError(f"{store_name(modality)}: expected one step file, found {found}")
+        encoding = found[0]
+        dtype = STEP_DTYPE if encoding == "f16" else INT8_DTYPE
+        seq_path = directory / seq_filename(modality, encoding)
+        offsets = read_int64_vector(directory / offsets_filename(modality))
         if len(offsets) == 0:
             raise ValueError(f"{offsets_filename(modality)}: no offsets")
         if offsets[0] != 0 or (np.diff(offsets) < 0).any():
@@ -163,17 +257,18 @@ class SequenceStore:
         if dim is None:
             if total == 0:
                 raise ValueError(f"{seq_path.name}: no steps, so D is unknown: pass dim")
-            dim = nbytes // (total * STEP_DTYPE.itemsize)
-        if dim <= 0 or nbytes != total * dim * STEP_DTYPE.itemsize:
+            dim = nbytes // (total * dtype.itemsize)
+        if dim <= 0 or nbytes != total * dim * dtype.itemsize:
             raise ValueError(
-                f"{seq_path.name}: {nbytes} bytes, expected {total} steps x {dim} x float16"
+                f"{seq_path.name}: {nbytes} bytes, expected {total} steps x {dim} x {dtype.name}"
             )
-        if total == 0:  # mmap refuses empty files
-            steps = np.empty((0, dim), STEP_DTYPE)
-            steps.flags.writeable = False
-        else:
-            steps = np.memmap(seq_path, dtype=STEP_DTYPE, mode="r", shape=(total, dim))
-        return cls(steps.view(np.ndarray), offsets)
+        scales = None
+        if encoding == "i8":
+            scale_path = directory / scale_filename(modality)
+            if scale_path.stat().st_size != total * STEP_DTYPE.itemsize:
+                raise ValueError(f"{scale_path.name}: expected {total} float16 scales")
+            scales = _map(scale_path, STEP_DTYPE, (total,))
+        return cls(_map(seq_path, dtype, (total, dim)), offsets, scales)
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -182,6 +277,10 @@ class SequenceStore:
     def dim(self) -> int:
         return int(self._steps.shape[1])
 
+    @property
+    def encoding(self) -> StepEncoding:
+        return "f16" if self._scales is None else "i8"
+
     def _span(self, row: int) -> tuple[int, int]:
         r = int(row)
         if not 0 <= r < len(self):
@@ -189,32 +288,56 @@ class SequenceStore:
         return int(self._offsets[r]), int(self._offsets[r + 1])
 
     def get(self, row: int) -> np.ndarray:
-        """Item `row`'s steps: a read-only float16 (T_i, D) view into the map (T_i may be 0)."""
+        """Item `row`'s steps (T_i, D), T_i may be 0: a read-only float16 view into the map, or
+        float32 values decoded from an int8 store."""
         start, end = self._span(row)
-        return self._steps[start:end]
+        if self._scales is None:
+            return self._steps[start:end]
+        return self._steps[start:end].astype(np.float32) * self._scales[start:end, None]
 
     def lengths(self) -> np.ndarray:
         """Steps per item, int64 (n,)."""
         return np.diff(self._offsets)
 
     def batch(self, rows: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Candidates for re-ranking: float32 (K, Tmax, D) zero-padded, bool mask (K, Tmax)."""
-        spans = [self._span(r) for r in rows]
-        lengths = np.array([end - start for start, end in spans], dtype=np.int64)
+        """Candidates for re-ranking: float32 (K, Tmax, D) zero-padded, bool mask (K, Tmax).
+
+        One gather from the map for all K items (no per-item copies), then one scatter into the
+        padded block.
+        """
+        spans = np.array([self._span(r) for r in rows], dtype=np.int64).reshape(-1, 2)
+        lengths = spans[:, 1] - spans[:, 0]
         t_max = int(lengths.max()) if len(spans) else 0
-        out = np.zeros((len(spans), t_max, self.dim), np.float32)  # (K, Tmax, D)
-        for k, (start, end) in enumerate(spans):
-            out[k, : end - start] = self._steps[start:end]
         mask = np.arange(t_max)[None, :] < lengths[:, None]  # (K, Tmax)
+        out = np.zeros((len(spans), t_max, self.dim), np.float32)  # (K, Tmax, D)
+        if mask.any():
+            steps = (spans[:, :1] + np.arange(t_max)[None, :])[mask]  # every valid step's row
+            values = self._steps[steps].astype(np.float32)
+            if self._scales is not None:
+                values *= self._scales[steps].astype(np.float32)[:, None]
+            out[mask] = values
         return out, mask
 
 
+def _map(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    if shape[0] == 0:  # mmap refuses empty files
+        empty = np.empty(shape, dtype)
+        empty.flags.writeable = False
+        return empty
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape).view(np.ndarray)
+
+
 __all__ = [
+    "ENCODINGS",
     "INDEXED_MODALITIES",
     "SequenceStore",
+    "SequenceWriter",
+    "StepEncoding",
     "indexed_modality",
     "offsets_filename",
+    "quantise_int8",
     "read_int64_vector",
+    "scale_filename",
     "seq_filename",
     "store_name",
     "write_sequences",

@@ -54,6 +54,8 @@ VERSION_RE = re.compile(r"v(\d{6,})-(\d{8}T\d{6}Z)")
 STALE_TMP_S = 3600.0
 _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHUNK = 1 << 20
+# Optional (dim, d) float32 projection of the modality stores' steps (compressed stores).
+PROJECTION = "sequence_projection.f32"
 # Item flag that says an item has each indexed modality.
 _FLAG = {"visual": "has_video", "audio": "has_audio"}
 
@@ -244,6 +246,7 @@ class VersionWriter:
         self._path = Path(os.path.realpath(self.root)) / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         self._path.mkdir()
         self._published: str | None = None
+        self._store_dims: dict[str, int] = {}
         self._n_items = 0
         self._lock_fd: int | None = None
         self._db: sqlite3.Connection | None = None
@@ -309,10 +312,22 @@ class VersionWriter:
             raise ValueError(f"duplicate item id {dup!r}") from None
         self._n_items += len(values)
 
-    def write_sequences(self, modality: str, sequences: Iterable[np.ndarray]) -> None:
-        """Stream item row i's (T_i, dim) steps, one per item in row order (T_i = 0 if absent)."""
+    def write_sequences(
+        self,
+        modality: str,
+        sequences: Iterable[np.ndarray],
+        dim: int | None = None,
+        encoding: store.StepEncoding = "f16",
+    ) -> None:
+        """Stream item row i's (T_i, dim) steps, one per item in row order (T_i = 0 if absent).
+
+        `dim` defaults to the version's; a store of projected steps (see `PROJECTION`) has its
+        own, recorded in the manifest with the store's encoding.
+        """
         self._open_db()
-        store.write_sequences(self._path, modality, sequences, self._dim)
+        name = store.store_name(modality)
+        self._store_dims[name] = int(dim or self._dim)
+        store.write_sequences(self._path, name, sequences, self._store_dims[name], encoding)
 
     def write_rows(self, modality: str, rows: np.ndarray) -> None:
         """FAISS row j -> item row rows[j]; checked against the items at publish."""
@@ -350,13 +365,27 @@ class VersionWriter:
                 continue
             name = store.store_name(fname.removesuffix(suffix))
             flag = _FLAG[name.partition(".")[0]]
-            seqs = SequenceStore.open(self._path, name, dim=self._dim)
+            seqs = SequenceStore.open(self._path, name, dim=self._store_dims.get(name, self._dim))
             if len(seqs) != self._n_items:
                 raise ValueError(f"{name}: {len(seqs)} sequences for {self._n_items} items")
             flagged = self._flagged(db, flag)
             if (seqs.lengths()[~flagged] > 0).any():
                 raise ValueError(f"{name}: steps for items whose {flag} is false")
-            stores[name] = {"items": len(seqs), "steps": int(seqs.lengths().sum())}
+            stores[name] = {
+                "items": len(seqs),
+                "steps": int(seqs.lengths().sum()),
+                "dim": seqs.dim,
+                "encoding": seqs.encoding,
+            }
+        if PROJECTION in os.listdir(self._path):
+            projection = _read_projection(self._path / PROJECTION)
+            if projection.shape[0] != self._dim:
+                raise ValueError(f"{PROJECTION}: {projection.shape[0]} rows for dim {self._dim}")
+            for m in INDEXED_MODALITIES:
+                if m in stores and stores[m]["dim"] != projection.shape[1]:
+                    raise ValueError(
+                        f"{m}: steps of dim {stores[m]['dim']}, projection to {projection.shape[1]}"
+                    )
         for m in INDEXED_MODALITIES:
             has_rows = (self._path / rows_filename(m)).exists()
             has_faiss = (self._path / faiss_filename(m)).exists()
@@ -436,6 +465,28 @@ class VersionWriter:
 
 
 # --- reading ----------------------------------------------------------------------------------
+
+
+def _read_projection(path: Path) -> np.ndarray:
+    """A projection file: int64 rows, int64 cols, then rows x cols little-endian float32."""
+    raw = path.read_bytes()
+    if len(raw) < 16:
+        raise ValueError(f"{path.name}: too short")
+    rows, cols = (int.from_bytes(raw[i : i + 8], "little") for i in (0, 8))
+    if not (0 < cols <= rows) or len(raw) != 16 + 4 * rows * cols:
+        raise ValueError(f"{path.name}: bad shape {rows}x{cols} for {len(raw)} bytes")
+    out = np.frombuffer(raw, dtype="<f4", offset=16).reshape(rows, cols)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{path.name}: not finite")
+    return out
+
+
+def projection_bytes(projection: np.ndarray) -> bytes:
+    """Serialise a (dim, d) projection for `VersionWriter.add_file(PROJECTION, ...)`."""
+    p = np.ascontiguousarray(projection, dtype="<f4")
+    if p.ndim != 2 or not 0 < p.shape[1] <= p.shape[0] or not np.isfinite(p).all():
+        raise ValueError(f"projection must be a finite (dim, d) array, d <= dim; got {p.shape}")
+    return p.shape[0].to_bytes(8, "little") + p.shape[1].to_bytes(8, "little") + p.tobytes()
 
 
 def _read_manifest(vdir: Path, name: str) -> tuple[dict[str, Any] | None, list[str]]:
@@ -586,6 +637,7 @@ class IndexVersion:
         self._lock = threading.Lock()
         self._items: ItemTable | None = None
         self._sequences: dict[str, SequenceStore] = {}
+        self._projection: np.ndarray | None = None
 
     @classmethod
     def open(cls, root: Path, version: str | None = None, verify: bool = True) -> IndexVersion:
@@ -630,8 +682,19 @@ class IndexVersion:
             raise KeyError(f"version {self.name} has no {name} sequence store")
         with self._lock:
             if name not in self._sequences:
-                self._sequences[name] = SequenceStore.open(self.path, name, dim=self.dim)
+                dim = self.manifest["sequence_stores"][name].get("dim", self.dim)
+                self._sequences[name] = SequenceStore.open(self.path, name, dim=dim)
             return self._sequences[name]
+
+    def projection(self) -> np.ndarray | None:
+        """(dim, d) float32 orthonormal columns that the modality stores' steps were projected
+        with (store = steps @ P), or None when they hold the steps themselves."""
+        if PROJECTION not in self.manifest["files"]:
+            return None
+        with self._lock:
+            if self._projection is None:
+                self._projection = _read_projection(self.path / PROJECTION)
+            return self._projection
 
     def rows(self, modality: str) -> np.ndarray:
         """FAISS row -> item row, int64 (KeyError if the version has no such index)."""

@@ -57,11 +57,23 @@ def build(
     ] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     shard_size: Annotated[int, typer.Option(min=1, help="Items per committed shard.")] = 256,
+    sequence_codec: Annotated[
+        str,
+        typer.Option(
+            help="How per-step sequences are stored: f16, i8, pca<d>-f16 or pca<d>-i8 "
+            "(e.g. pca64-i8: about 1/6 of f16's bytes at 384 dims)."
+        ),
+    ] = "f16",
 ) -> dict[str, Any]:
     """Embed a corpus and publish a new index version (atomically, with checksums)."""
-    from index.build import build_index
+    from index.build import SequenceCodec, build_index
     from models.model import TrimodalModel, checkpoint_hash
     from training.trainer import resolve_device
+
+    try:
+        codec = SequenceCodec.parse(sequence_codec)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--sequence-codec") from e
 
     items = corpus_items(manifest, split)
     if not items:
@@ -80,7 +92,9 @@ def build(
                 resume=resume,
                 workers=workers or None,
                 batch_size=batch_size,
+                shard_size=shard_size,
                 on_progress=lambda done, total: progress.update(task, completed=done),
+                sequence_codec=codec,
             )
     except FileExistsError as e:
         console.print(f"[red]error:[/red] {e}")

@@ -144,3 +144,39 @@ def test_store_names_are_validated() -> None:
     for bad in ["text", "../visual", "visual/../x", "visual.", "visual.Pooled", "visual.a.b", ""]:
         with pytest.raises(ValueError):
             store_name(bad)
+
+
+def test_int8_store_round_trips_within_one_step_of_its_scale(tmp_path: Path) -> None:
+    seqs = ragged([3, 0, 5, 1])
+    seqs[3][:] = 0.0  # an all-zero step has scale 0 and must come back as zeros, not NaN
+    write_sequences(tmp_path, "visual", seqs, D, encoding="i8")
+    assert not (tmp_path / "visual.seq.f16").exists()
+    assert (tmp_path / "visual.seq.i8").stat().st_size == 9 * D  # one byte per value
+    store = SequenceStore.open(tmp_path, "visual")
+    assert store.encoding == "i8" and store.dim == D and len(store) == 4
+    x, mask = store.batch([0, 1, 2, 3])
+    for i, s in enumerate(seqs):
+        got = store.get(i)
+        assert got.dtype == np.float32 and got.shape == s.shape
+        peak = np.abs(s).max(axis=1, keepdims=True) if len(s) else 0
+        # half a quantisation step, plus float16 rounding of the scale itself
+        assert (np.abs(got - s) <= peak / 254 + np.abs(s) * 1e-3 + 1e-7).all()
+        np.testing.assert_array_equal(x[i, : len(s)], got)
+    assert not x[~mask].any()
+    np.testing.assert_array_equal(store.get(3), 0.0)
+
+
+def test_a_failed_int8_write_leaves_no_file(tmp_path: Path) -> None:
+    bad = np.full((2, D), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        write_sequences(tmp_path, "audio", [*ragged([2]), bad], D, encoding="i8")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_with_two_step_files_is_refused(tmp_path: Path) -> None:
+    write_sequences(tmp_path, "visual", ragged([2]), D)
+    (tmp_path / "visual.seq.i8").write_bytes(b"\0" * 2 * D)
+    with pytest.raises(ValueError, match="one step file"):
+        SequenceStore.open(tmp_path, "visual")
+    with pytest.raises(ValueError, match="encoding"):
+        write_sequences(tmp_path, "audio", ragged([1]), D, encoding="f32")  # type: ignore[arg-type]
