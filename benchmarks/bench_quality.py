@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--text-head", default=None, help="override the text projection: mlp, linear, identity"
     )
     p.add_argument("--embed-dim", type=int, default=None, help="override the shared dimension")
+    p.add_argument(
+        "--soft-targets",
+        type=float,
+        default=None,
+        help="temperature of soft text targets (0 = one-hot; default: TrainConfig's)",
+    )
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device="cpu",
         text_head=args.text_head,
         embed_dim=args.embed_dim,
+        **({"soft_target_temperature": args.soft_targets} if args.soft_targets is not None else {}),
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),
@@ -166,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for claim, verdict in results["claims"].items():
         console.print(f"{claim}: {verdict}")
     results["text_head"] = args.text_head or f"preset ({preset_config('small').text.head})"
+    results["train_config"] = asdict(base)
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

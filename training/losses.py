@@ -22,19 +22,43 @@ from models.encoders import Embeddings
 from models.sequence import Distance, pairwise_distance
 
 
-def info_nce(a: Tensor, b: Tensor, scale: Tensor | float, valid: Tensor | None = None) -> Tensor:
+def info_nce(
+    a: Tensor,
+    b: Tensor,
+    scale: Tensor | float,
+    valid: Tensor | None = None,
+    targets: Tensor | None = None,
+) -> Tensor:
     """Symmetric InfoNCE between row-aligned unit vectors a (B, D) and b (B, D).
 
     `valid` (B,) drops rows whose pair is missing (a clip without audio) from both the anchors and
     the negatives, instead of pretending a zero vector is a sample.
+    `targets` (B, B), symmetric, rows summing to 1: soft targets instead of the identity (see
+    `soft_targets`); None is plain InfoNCE.
     """
     if valid is not None:
         a, b = a[valid], b[valid]
+        if targets is not None:
+            targets = targets[valid][:, valid]
+            targets = targets / targets.sum(1, keepdim=True)
     if a.shape[0] < 2:
         return a.new_zeros(())  # no negatives: nothing to contrast
     logits = scale * a @ b.T  # (B, B)
-    target = torch.arange(a.shape[0], device=a.device)
+    target = torch.arange(a.shape[0], device=a.device) if targets is None else targets
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def soft_targets(sentences: Tensor, temperature: float) -> Tensor:
+    """Soft contrastive targets from the frozen text tower's own similarity between captions.
+
+    Row i spreads its mass over the captions in the batch by softmax(cos(t_i, t_j) / temperature):
+    the caption's own clip keeps most of it, a clip whose caption says the same thing in other
+    words gets a share instead of being pushed away as a negative. Two identical captions get
+    equal shares, so duplicates stop being false negatives. The video side then learns the text
+    tower's notion of "same meaning", not one template's wording.
+    """
+    unit = F.normalize(sentences.float(), dim=-1)
+    return torch.softmax(unit @ unit.T / temperature, dim=1)
 
 
 @dataclass(frozen=True)
@@ -60,15 +84,24 @@ def single_stage_loss(
     scales: dict[str, Tensor],
     weights: PairWeights = PairWeights(),
     audio_valid: Tensor | None = None,
+    targets: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """All three pairs in one stage, each caption kind routed to the modality it describes."""
+    """All three pairs in one stage, each caption kind routed to the modality it describes.
+
+    `targets`: optional soft targets per caption kind (`soft_targets`), for the text pairs.
+    """
+    tg = targets or {}
     l_vt = 0.5 * (
-        info_nce(visual.pooled, text.visual, scales["visual_text"])
-        + info_nce(visual.pooled, text.audiovisual, scales["visual_text"])
+        info_nce(visual.pooled, text.visual, scales["visual_text"], None, tg.get("visual"))
+        + info_nce(
+            visual.pooled, text.audiovisual, scales["visual_text"], None, tg.get("audiovisual")
+        )
     )
     l_at = 0.5 * (
-        info_nce(audio.pooled, text.audio, scales["audio_text"], audio_valid)
-        + info_nce(audio.pooled, text.audiovisual, scales["audio_text"], audio_valid)
+        info_nce(audio.pooled, text.audio, scales["audio_text"], audio_valid, tg.get("audio"))
+        + info_nce(
+            audio.pooled, text.audiovisual, scales["audio_text"], audio_valid, tg.get("audiovisual")
+        )
     )
     l_av = info_nce(audio.pooled, visual.pooled, scales["audio_visual"], audio_valid)
     total = weights.vt * l_vt + weights.at * l_at + weights.av * l_av

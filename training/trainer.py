@@ -29,7 +29,14 @@ from models.text import TextBackbone
 from training.batches import Batch, Example, all_captions, examples, iterate_batches
 from training.cache import DecodeSpec, FeatureCache, TextCache
 from training.datasets import ManifestItem
-from training.losses import PairWeights, TextBatch, scav_loss, single_stage_loss, two_stage_loss
+from training.losses import (
+    PairWeights,
+    TextBatch,
+    scav_loss,
+    single_stage_loss,
+    soft_targets,
+    two_stage_loss,
+)
 
 Objective = Literal["single-stage", "two-stage"]
 
@@ -54,6 +61,9 @@ class TrainConfig:
     max_minutes: float | None = None  # stop cleanly (and checkpoint) after this long
     text_head: str | None = None  # override the preset's text projection (mlp, linear, identity)
     embed_dim: int | None = None  # override the preset's shared dimension
+    # Soft text targets (losses.soft_targets): temperature over the frozen tower's caption
+    # similarities; 0 = plain one-hot InfoNCE.
+    soft_target_temperature: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -62,6 +72,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2 (contrast needs negatives)")
         if self.scav_weight < 0:
             raise ValueError("scav_weight must be >= 0")
+        if self.soft_target_temperature < 0:
+            raise ValueError("soft_target_temperature must be >= 0 (0 = off)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,7 +166,15 @@ def train_step(
         audio = model.encode_audio(*model.audio_inputs(batch.audio))
     if stage == 0:
         assert visual is not None and audio is not None
-        loss, parts = single_stage_loss(visual, audio, text, scales, cfg.weights, audio_valid)
+        targets = None
+        if cfg.soft_target_temperature > 0:
+            targets = {
+                k: soft_targets(v.to(device), cfg.soft_target_temperature)
+                for k, v in batch.text.items()
+            }
+        loss, parts = single_stage_loss(
+            visual, audio, text, scales, cfg.weights, audio_valid, targets
+        )
     else:
         loss, parts = two_stage_loss(stage, visual, audio, text, scales, audio_valid)
     if cfg.scav_weight > 0 and visual is not None and audio is not None:

@@ -16,6 +16,7 @@ from training.losses import (
     normalise_distances,
     scav_loss,
     single_stage_loss,
+    soft_targets,
     two_stage_loss,
 )
 
@@ -94,3 +95,39 @@ def test_scav_loss_prefers_matching_sequences_and_has_gradients():
     assert matched < unmatched
     matched.backward()
     assert same.sequence.grad is not None and torch.isfinite(same.sequence.grad).all()
+
+
+def test_soft_targets_share_mass_between_identical_captions_only():
+    t = unit(4, 8, seed=3)
+    t[2] = t[0]  # captions 0 and 2 say the same thing
+    p = soft_targets(t * 5.0, temperature=0.01)  # scale is irrelevant: cosine
+    torch.testing.assert_close(p.sum(1), torch.ones(4))
+    assert p[0, 0].item() == pytest.approx(0.5, abs=1e-3)
+    assert p[0, 2].item() == pytest.approx(0.5, abs=1e-3)
+    assert p[1, 1].item() > 0.99 and p[3, 3].item() > 0.99
+
+
+def naive_soft_info_nce(a, b, scale, p):
+    n = a.shape[0]
+    total = 0.0
+    for i in range(n):
+        row = [scale * float(a[i] @ b[j]) for j in range(n)]
+        col = [scale * float(a[j] @ b[i]) for j in range(n)]
+        lr, lc = math.log(sum(math.exp(x) for x in row)), math.log(sum(math.exp(x) for x in col))
+        total += sum(float(p[i, j]) * (lr - row[j]) for j in range(n))
+        total += sum(float(p[i, j]) * (lc - col[j]) for j in range(n))
+    return total / (2 * n)
+
+
+def test_info_nce_with_soft_targets_matches_naive_and_identity_is_plain():
+    a, b = unit(5, 4, seed=1), unit(5, 4, seed=2)
+    p = soft_targets(unit(5, 6, seed=4), temperature=0.5)
+    got = info_nce(a, b, 3.0, targets=p).item()
+    assert got == pytest.approx(naive_soft_info_nce(a, b, 3.0, p), rel=1e-5)
+    plain = info_nce(a, b, 3.0).item()
+    assert info_nce(a, b, 3.0, targets=torch.eye(5)).item() == pytest.approx(plain, rel=1e-6)
+    valid = torch.tensor([True, False, True, True, True])
+    keep = valid.nonzero().flatten()
+    sub = p[keep][:, keep]
+    expected = naive_soft_info_nce(a[keep], b[keep], 3.0, sub / sub.sum(1, keepdim=True))
+    assert info_nce(a, b, 3.0, valid, p).item() == pytest.approx(expected, rel=1e-5)
