@@ -1,4 +1,5 @@
 """Index side of trimodal: FAISS indexes per modality, sequence store, versioned publish, search.
 
-The corpus-embedding and search code lands with the index issue; nothing here yet.
+reader (decoding in worker processes) → embed (resumable shards) → build (FAISS + stores) →
+version (atomic publish, checksums) → search (fused first pass, sequence re-rank, segments).
 """

@@ -140,7 +140,7 @@ class Searcher:
         primary = max(weights, key=lambda m: weights[m])
         t0 = time.perf_counter()
         scores = dict(ranked)
-        known: dict[int, tuple[float, float, list[float]]] = {}
+        known: dict[int, Segment | None] = {}
         if rerank and query.sequence is not None and ranked:
             top = [r for r, _ in ranked[:rerank_k]]
             distances, found = self._rerank(query.sequence, top, primary, distance)
@@ -155,7 +155,7 @@ class Searcher:
         chosen = [r for r, _ in ranked[:k]]
         missing = [r for r in chosen if r not in known]  # the re-rank already aligned the others
         known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
-        segments = [known[r] for r in chosen]
+        segments = [_segment_tuple(known[r]) for r in chosen]
         hits = []
         for r, seg in zip(chosen, segments, strict=True):
             record = self.items.by_row(r)
@@ -191,7 +191,7 @@ class Searcher:
 
     def _rerank(
         self, sequence: np.ndarray, rows: list[int], modality: str, distance: Distance
-    ) -> tuple[np.ndarray, list[tuple[float, float, list[float]]]]:
+    ) -> tuple[np.ndarray, list[Segment | None]]:
         """Distance between the query's steps and each candidate's best-matching window, and
         that window as the candidate's segment.
 
@@ -205,7 +205,7 @@ class Searcher:
         q_mask = torch.ones(q.shape[0], dtype=torch.bool)
         usable = mask.any(dim=1)
         out = np.full(len(rows), np.inf)
-        segments: list[tuple[float, float, list[float]]] = [(0.0, 0.0, [])] * len(rows)
+        segments: list[Segment | None] = [None] * len(rows)
         if not usable.any() or q.shape[0] == 0:
             return out, segments
         idx = usable.nonzero().flatten()
@@ -223,17 +223,15 @@ class Searcher:
             d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
         out[idx.numpy()] = d.numpy()
         for i, seg in zip(idx.tolist(), found, strict=True):
-            segments[i] = _segment_tuple(seg)
+            segments[i] = seg
         return out, segments
 
-    def _segments(
-        self, query: Query, rows: list[int], modality: str
-    ) -> list[tuple[float, float, list[float]]]:
-        """Best-matching [start_s, end_s] and per-step timeline of each hit, in `modality`."""
+    def _segments(self, query: Query, rows: list[int], modality: str) -> list[Segment | None]:
+        """Best-matching segment and per-step timeline of each hit in `modality` (None: the hit
+        lacks that modality's steps, so there is no segment to show)."""
         if not rows:
             return []
         cand, mask = self._candidates(rows, modality)
-        out: list[tuple[float, float, list[float]]] = []
         usable = mask.any(dim=1)
         segs: list[Any] = [None] * len(rows)
         if usable.any():
@@ -256,9 +254,7 @@ class Searcher:
                 )
             for i, seg in zip(idx, found, strict=True):
                 segs[i] = seg
-        for seg in segs:  # None: the hit lacks this modality's steps, no segment to show
-            out.append((0.0, 0.0, []) if seg is None else _segment_tuple(seg))
-        return out
+        return segs
 
     def item_query(self, item_id: str, modality: QueryModality = "visual") -> Query:
         """ "More like this": the stored embedding of an indexed item as a query."""
@@ -277,5 +273,7 @@ class Searcher:
         return Query(modality, pooled[0].astype(np.float32), sequence)
 
 
-def _segment_tuple(seg: Segment) -> tuple[float, float, list[float]]:
+def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:
+    if seg is None:  # the hit lacks the modality's steps: no segment to show
+        return (0.0, 0.0, [])
     return (float(seg.start_s), float(seg.end_s), [round(float(x), 4) for x in seg.timeline])

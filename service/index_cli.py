@@ -45,7 +45,7 @@ def build(
     ckpt: Annotated[Path, typer.Option("--ckpt", help="Model checkpoint directory.")],
     out: Annotated[Path, typer.Option("--out", help="Index root (versions + CURRENT).")],
     index_type: Annotated[
-        str, typer.Option(help="auto, flat, ivf, hnsw, ivfpq or a FAISS factory string.")
+        str, typer.Option(help="auto, flat, ivf, ivfsq8, hnsw, ivfpq or a FAISS factory string.")
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
@@ -113,7 +113,7 @@ def add(
     ckpt: Annotated[Path, typer.Option("--ckpt", help="The checkpoint the index was built with.")],
     root: Annotated[Path, typer.Option("--index", help="Index root.")],
     index_type: Annotated[
-        str, typer.Option(help="auto, flat, ivf, hnsw, ivfpq or a factory.")
+        str, typer.Option(help="auto, flat, ivf, ivfsq8, hnsw, ivfpq or a factory.")
     ] = "auto",
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted add.")] = False,

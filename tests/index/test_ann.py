@@ -21,6 +21,7 @@ def test_auto_picks_exact_for_small_and_ivf_for_large():
     assert ann.choose_factory(10_000, 256) == "Flat"
     assert ann.choose_factory(1_000_000, 256).startswith("IVF")
     assert ann.choose_factory(1_000_000, 256, "ivfpq").endswith("PQ32x8")
+    assert ann.choose_factory(1_000_000, 256, "ivfsq8").endswith(",SQ8")
     assert ann.choose_factory(5_000, 256, "HNSW16,Flat") == "HNSW16,Flat"
 
 
@@ -31,7 +32,7 @@ def test_flat_equals_exact_search():
     assert ann.recall_at_k(found, ann.exact_topk(base, queries, 10)) == 1.0
 
 
-@pytest.mark.parametrize("factory", ["IVF64,Flat", "HNSW16,Flat"])
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "IVF64,SQ8", "HNSW16,Flat"])
 def test_tuning_reaches_target_recall_against_exact(factory):
     base, queries = clustered(6000, seed=3), clustered(100, seed=4)
     index = ann.build(base, factory)
