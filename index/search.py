@@ -14,6 +14,7 @@ read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,12 @@ import torch
 from index.ann import VectorIndex
 from index.embed import MODALITIES
 from index.version import IndexVersion
-from models.alignment import Segment, align_sequence_batch, align_vector_batch
+from models.alignment import (
+    Segment,
+    align_sequence_batch,
+    align_sequence_tensors,
+    align_vector_batch,
+)
 from models.sequence import Distance, paired_distance
 
 Target = Literal["video", "audio"]
@@ -148,7 +154,8 @@ class Searcher:
             reranked = [(top[i], -float(distances[i])) for i in order]
             ranked = reranked + [(r, s) for r, s in ranked[rerank_k:]]
             scores = dict(ranked)
-            known = dict(zip(top, found, strict=True))
+            for i in order[:k]:  # segments only for the hits that are returned
+                known[top[i]] = found(i)
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
@@ -191,9 +198,9 @@ class Searcher:
 
     def _rerank(
         self, sequence: np.ndarray, rows: list[int], modality: str, distance: Distance
-    ) -> tuple[np.ndarray, list[Segment | None]]:
-        """Distance between the query's steps and each candidate's best-matching window, and
-        that window as the candidate's segment.
+    ) -> tuple[np.ndarray, Callable[[int], Segment | None]]:
+        """Distance between the query's steps and each candidate's best-matching window, and a
+        function giving candidate i's window as a Segment (built only when asked for).
 
         A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
         whole-sequence distance would compare it with everything else the candidate holds. So each
@@ -205,26 +212,27 @@ class Searcher:
         q_mask = torch.ones(q.shape[0], dtype=torch.bool)
         usable = mask.any(dim=1)
         out = np.full(len(rows), np.inf)
-        segments: list[Segment | None] = [None] * len(rows)
         if not usable.any() or q.shape[0] == 0:
-            return out, segments
+            return out, lambda i: None
         idx = usable.nonzero().flatten()
         cand, mask = cand[idx], mask[idx]
-        found = align_sequence_batch(q, q_mask, cand, mask, self.sps)
-        start = torch.tensor([round(f.start_s * self.sps) for f in found])
-        end = torch.tensor([round(f.end_s * self.sps) for f in found])
-        end = torch.maximum(end, start + 1)
+        found = align_sequence_tensors(q, q_mask, cand, mask, self.sps)
+        start, end = found.start, torch.maximum(found.end, found.start + 1)
         width = int((end - start).max())
         steps = start[:, None] + torch.arange(width)[None, :]  # (K, W)
         window_mask = steps < end[:, None]
-        gather = steps.clamp(max=cand.shape[1] - 1)[..., None].expand(-1, -1, cand.shape[2])
-        windows = cand.gather(1, gather) * window_mask[..., None]
+        picked = cand[torch.arange(len(idx))[:, None], steps.clamp(max=cand.shape[1] - 1)]
+        windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
         with torch.no_grad():
             d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
         out[idx.numpy()] = d.numpy()
-        for i, seg in zip(idx.tolist(), found, strict=True):
-            segments[i] = seg
-        return out, segments
+        position = {int(r): j for j, r in enumerate(idx.tolist())}
+
+        def segment(i: int) -> Segment | None:
+            j = position.get(i)
+            return None if j is None else found.segment(j)
+
+        return out, segment
 
     def _segments(self, query: Query, rows: list[int], modality: str) -> list[Segment | None]:
         """Best-matching segment and per-step timeline of each hit in `modality` (None: the hit

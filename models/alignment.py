@@ -101,6 +101,28 @@ def align_vector(
     ]
 
 
+@dataclass(frozen=True)
+class Alignments:
+    """`align_sequence` for K targets as tensors, for callers that need only some Segments (the
+    re-ranker aligns K candidates but shows segments for the top few)."""
+
+    start: Tensor  # (K,) first step of the window, long
+    end: Tensor  # (K,) one past its last step, long
+    score: Tensor  # (K,) mean aligned similarity
+    timeline: Tensor  # (K, Tk) per-step similarity, valid for the first lengths[k] steps
+    lengths: Tensor  # (K,) valid target steps
+    steps_per_second: float
+
+    def segment(self, k: int) -> Segment:
+        sps, n = self.steps_per_second, int(self.lengths[k])
+        return Segment(
+            int(self.start[k]) / sps,
+            int(self.end[k]) / sps,
+            float(self.score[k]),
+            self.timeline[k, :n],
+        )
+
+
 def align_sequence_batch(
     query: Tensor,
     query_mask: Tensor,
@@ -109,6 +131,18 @@ def align_sequence_batch(
     steps_per_second: float = 4.0,
 ) -> list[Segment]:
     """`align_sequence` for K targets (K, Tk, D) at once; one Segment per target."""
+    found = align_sequence_tensors(query, query_mask, targets, target_mask, steps_per_second)
+    return [found.segment(k) for k in range(len(found.start))]
+
+
+def align_sequence_tensors(
+    query: Tensor,
+    query_mask: Tensor,
+    targets: Tensor,
+    target_mask: Tensor,
+    steps_per_second: float = 4.0,
+) -> Alignments:
+    """`align_sequence_batch` without building a Segment per target."""
     if query.dim() != 2:
         raise ValueError(f"query: expected (Tq, D), got shape {tuple(query.shape)}")
     nq = int(_lengths(query[None], query_mask[None], "query")[0])
@@ -148,12 +182,7 @@ def align_sequence_batch(
         timeline = torch.where(in_window, aligned, sims.amax(1))  # (K, Tk)
         start = delta.clamp(min=0)
         end = start + lengths.clamp(max=nq)
-    return [
-        Segment(s / steps_per_second, e / steps_per_second, sc, timeline[i, :n])
-        for i, (s, e, sc, n) in enumerate(
-            zip(start.tolist(), end.tolist(), score.tolist(), lengths.tolist(), strict=True)
-        )
-    ]
+    return Alignments(start, end, score, timeline, lengths, steps_per_second)
 
 
 def align_sequence(
@@ -179,9 +208,11 @@ def align_sequence(
 
 
 __all__ = [
+    "Alignments",
     "Segment",
     "align_sequence",
     "align_sequence_batch",
+    "align_sequence_tensors",
     "align_vector",
     "align_vector_batch",
 ]
