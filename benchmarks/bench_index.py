@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console = Console(width=160)
     rows = []
     skipped = []
-    for n in (int(x) for x in args.sizes.split(",")):
+    for n in (int(x) for x in args.sizes.split(",") if x.strip()):
         types = [t for t in args.types.split(",") if t != "hnsw" or n <= args.hnsw_max]
         skipped += [f"hnsw@{n}"] if len(types) < len(args.types.split(",")) else []
         rows += bench_types(n, types, args.queries)

@@ -7,6 +7,7 @@ Everything goes through `VersionWriter`, which publishes atomically with checksu
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -19,7 +20,7 @@ import numpy as np
 
 from index import ann
 from index.embed import MODALITIES, CorpusItem, embed_corpus, load_shard
-from index.store import StepEncoding
+from index.store import SequenceWriter, StepEncoding
 from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
 from models.model import TrimodalModel
 
@@ -190,78 +191,124 @@ def publish_entries(
 ) -> BuildReport:
     """Build the FAISS indexes and stores for `entries` and publish them as a new version.
 
-    `codec` says how the modality stores keep steps (`SequenceCodec`); a projecting codec fits its
-    projection on these entries unless `projection` (e.g. the previous version's) is given.
+    Streams: each entry's steps go to the stores as it arrives, so memory holds the pooled vectors
+    (for FAISS) and not the sequences. `codec` says how the modality stores keep steps
+    (`SequenceCodec`); a projecting codec fits its projection on the first `PCA_SAMPLE_STEPS`
+    steps (buffered until then) unless `projection` (e.g. the previous version's) is given.
     """
-    codec = SequenceCodec.parse(codec) if isinstance(codec, str) else codec
-    records: list[ItemRecord] = []
-    sequences: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
-    pooled_items: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.record.id in seen:
-            raise ValueError(f"item {entry.record.id!r} is already in the index; remove it first")
-        seen.add(entry.record.id)
-        records.append(entry.record)
-        for m in MODALITIES:
-            vector = entry.pooled[m]
-            pooled_items[m].append(
-                np.zeros((0, dim), np.float32)
-                if vector is None
-                else np.asarray(vector, np.float32)[None]
-            )
-            sequences[m].append(entry.steps[m])
-    factories: dict[str, str] = {}
-    params: dict[str, dict[str, Any]] = {}
-    built: dict[str, Any] = {}
-    item_rows: dict[str, np.ndarray] = {}
-    for m in MODALITIES:
-        present = [i for i, p in enumerate(pooled_items[m]) if len(p)]
-        if not present:
-            continue
-        vectors = np.concatenate([pooled_items[m][i] for i in present]).astype(np.float32)
-        factories[m] = ann.choose_factory(len(vectors), dim, index_type)
-        built[m] = ann.build(vectors, factories[m])
-        params[m] = ann.tune(built[m], vectors, _tuning_queries(vectors))
-        item_rows[m] = np.asarray(present, dtype=np.int64)
-    if codec.dim is not None:
-        if projection is None:
-            projection = fit_projection([s for m in MODALITIES for s in sequences[m]], codec.dim)
-        if projection.shape != (dim, codec.dim):
-            raise ValueError(f"projection {projection.shape} does not fit codec {codec}")
-    else:
+    codec = SequenceCodec.parse(str(codec))
+    if codec.dim is None:
         projection = None
+    elif projection is not None and projection.shape != (dim, codec.dim):
+        raise ValueError(f"projection {projection.shape} does not fit codec {codec}")
     store_dim = codec.dim or dim
-    failed = failed or {}
-    info = {
-        **(build_info or {}),
-        "params": params,
-        "failed": failed,
-        "sequence_codec": str(codec),
-    }
-    with VersionWriter(
-        root,
-        model_hash=model_hash,
-        dim=dim,
-        steps_per_second=steps_per_second,
-        factories=factories,
-        build_info=info,
-    ) as writer:
-        writer.add_items(records)
+    failed = {} if failed is None else failed  # filled while `entries` is consumed
+    pooled: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
+    present: dict[str, list[int]] = {m: [] for m in MODALITIES}
+    seen: set[str] = set()
+    records: list[ItemRecord] = []  # not yet in the item table
+    buffered: list[Entry] = []  # waiting for the projection to be fitted
+    buffered_steps = 0
+    with (
+        VersionWriter(
+            root, model_hash=model_hash, dim=dim, steps_per_second=steps_per_second, factories={}
+        ) as writer,
+        contextlib.ExitStack() as open_stores,
+    ):
+        stores: dict[str, SequenceWriter] = {}
+
+        def open_all() -> None:
+            for m in MODALITIES:
+                stores[m] = open_stores.enter_context(
+                    writer.sequence_writer(m, store_dim, codec.encoding)
+                )
+                # Pooled vectors per item too (one-step "sequences"): "more like this".
+                stores[f"{m}.pooled"] = open_stores.enter_context(
+                    writer.sequence_writer(f"{m}.pooled")
+                )
+
+        def emit(entry: Entry) -> None:
+            if not stores:
+                open_all()
+            for m in MODALITIES:
+                steps = entry.steps[m]
+                if projection is not None:
+                    steps = np.asarray(steps, np.float32).reshape(-1, dim) @ projection
+                stores[m].append(steps)
+                vector = entry.pooled[m]
+                stores[f"{m}.pooled"].append(
+                    np.zeros((0, dim), np.float32)
+                    if vector is None
+                    else np.asarray(vector, np.float32)[None]
+                )
+            records.append(entry.record)
+            if len(records) >= 1000:
+                writer.add_items(records)
+                records.clear()
+
+        def fit_and_flush() -> None:
+            nonlocal projection, buffered
+            assert codec.dim is not None
+            projection = fit_projection(
+                [e.steps[m] for e in buffered for m in MODALITIES], codec.dim
+            )
+            for e in buffered:
+                emit(e)
+            buffered = []
+
+        for n, entry in enumerate(entries):
+            if entry.record.id in seen:
+                raise ValueError(
+                    f"item {entry.record.id!r} is already in the index; remove it first"
+                )
+            seen.add(entry.record.id)
+            for m in MODALITIES:
+                vector = entry.pooled[m]
+                if vector is not None:
+                    pooled[m].append(np.asarray(vector, np.float32))
+                    present[m].append(n)
+            if codec.dim is not None and projection is None:
+                buffered.append(entry)
+                buffered_steps += sum(len(entry.steps[m]) for m in MODALITIES)
+                if buffered_steps >= PCA_SAMPLE_STEPS:
+                    fit_and_flush()
+                continue
+            emit(entry)
+        if buffered:
+            fit_and_flush()
+        if not stores:  # no entries at all: empty stores still make a valid version
+            open_all()
+        if records:
+            writer.add_items(records)
+        for w in stores.values():
+            w.close()
+
+        factories: dict[str, str] = {}
+        params: dict[str, dict[str, Any]] = {}
+        for m in MODALITIES:
+            if not pooled[m]:
+                continue
+            vectors = np.stack(pooled[m])
+            pooled[m] = []  # the index holds them now
+            factories[m] = ann.choose_factory(len(vectors), dim, index_type)
+            index = ann.build(vectors, factories[m])
+            params[m] = ann.tune(index, vectors, _tuning_queries(vectors))
+            ann.save(index, writer.path / f"{m}.faiss")
+            writer.write_rows(m, np.asarray(present[m], dtype=np.int64))
+            del index, vectors
         if projection is not None:
             writer.add_file(PROJECTION, projection_bytes(projection))
-        for m in MODALITIES:
-            steps = iter(sequences[m])
-            if projection is not None:
-                steps = (np.asarray(x, np.float32) @ projection for x in sequences[m])
-            writer.write_sequences(m, steps, store_dim, codec.encoding)
-            # Pooled vectors per item too (one-step "sequences"): "more like this" starts there.
-            writer.write_sequences(f"{m}.pooled", iter(pooled_items[m]))
-            if m in built:
-                ann.save(built[m], writer.path / f"{m}.faiss")
-                writer.write_rows(m, item_rows[m])
+        writer.describe(
+            factories,
+            {
+                **(build_info or {}),
+                "params": params,
+                "failed": failed,
+                "sequence_codec": str(codec),
+            },
+        )
         version = writer.publish()
-    return BuildReport(version, len(records), failed, factories, params, 0)
+    return BuildReport(version, len(seen), failed, factories, params, 0)
 
 
 def publish_from_shards(

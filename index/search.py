@@ -13,6 +13,7 @@ read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,20 @@ class Hit:
     media: str
 
 
+@dataclass(frozen=True)
+class ItemFilter:
+    """Which items a search may return; None / empty means "any"."""
+
+    min_duration_s: float | None = None
+    max_duration_s: float | None = None
+    has_audio: bool | None = None
+    has_video: bool | None = None
+    tags: tuple[str, ...] = ()  # every one must be among the item's `meta["tags"]`
+
+    def is_empty(self) -> bool:
+        return self == ItemFilter()
+
+
 @dataclass
 class SearchResult:
     hits: list[Hit]
@@ -92,6 +107,42 @@ class Searcher:
         # Compressed stores hold steps @ P: queries are projected with the same P.
         self.projection = version.projection()
         self.items = version.items()
+        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = (
+            None
+        )
+        self._columns_lock = threading.Lock()
+
+    def prepare_filters(self) -> None:
+        """Read the per-item columns filters need (done on first filtered search otherwise)."""
+        with self._columns_lock:
+            if self._columns is None:
+                durations, video, audio, tags = self.items.columns()
+                by_tag: dict[str, list[int]] = {}
+                for row, item_tags in enumerate(tags):
+                    for tag in set(item_tags):
+                        by_tag.setdefault(tag, []).append(row)
+                rows = {t: np.asarray(r, np.int64) for t, r in by_tag.items()}
+                self._columns = (durations, video, audio, rows)
+
+    def allowed(self, where: ItemFilter) -> np.ndarray:
+        """Bool (n_items,): the items `where` lets through."""
+        self.prepare_filters()
+        assert self._columns is not None
+        durations, video, audio, by_tag = self._columns
+        ok = np.ones(len(durations), bool)
+        if where.min_duration_s is not None:
+            ok &= durations >= where.min_duration_s  # unknown durations (NaN) fail both bounds
+        if where.max_duration_s is not None:
+            ok &= durations <= where.max_duration_s
+        if where.has_audio is not None:
+            ok &= audio == where.has_audio
+        if where.has_video is not None:
+            ok &= video == where.has_video
+        for tag in where.tags:
+            tagged = np.zeros(len(durations), bool)
+            tagged[by_tag.get(tag, np.zeros(0, np.int64))] = True
+            ok &= tagged
+        return ok
 
     @classmethod
     def open(cls, root: Path, version: str | None = None, verify: bool = True) -> Searcher:
@@ -102,19 +153,35 @@ class Searcher:
         return self.version.name
 
     def _first_pass(
-        self, pooled: np.ndarray, weights: dict[str, float], k: int
+        self,
+        pooled: np.ndarray,
+        weights: dict[str, float],
+        k: int,
+        allowed: np.ndarray | None = None,
     ) -> dict[int, float]:
         """Fused scores of the union of each weighted index's top-k (a missing score counts as the
-        lowest score that index returned, so one strong modality can still surface an item)."""
+        lowest score that index returned, so one strong modality can still surface an item).
+
+        With `allowed` (a filter), each index is searched wider until k allowed items are found or
+        the index is exhausted; items not allowed never enter the fusion.
+        """
         fused: dict[int, float] = {}
         per_index: dict[str, dict[int, float]] = {}
         for m, w in weights.items():
             if w <= 0 or m not in self.indexes:
                 continue
-            scores, rows = self.indexes[m].search(pooled[None], k)
-            per_index[m] = {
-                int(r): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0
-            }
+            index, fetch = self.indexes[m], k
+            while True:
+                scores, rows = index.search(pooled[None], fetch)
+                found = {
+                    int(r): float(s)
+                    for r, s in zip(rows[0], scores[0], strict=True)
+                    if r >= 0 and (allowed is None or allowed[r])
+                }
+                if allowed is None or len(found) >= k or fetch >= len(index):
+                    break
+                fetch = min(fetch * 4, len(index))
+            per_index[m] = found
         floors = {m: min(found.values()) if found else 0.0 for m, found in per_index.items()}
         candidates = {r for found in per_index.values() for r in found}
         for r in candidates:
@@ -131,6 +198,7 @@ class Searcher:
         rerank_k: int = 100,
         distance: Distance = "interp",
         weights: dict[str, float] | None = None,
+        where: ItemFilter | None = None,
     ) -> SearchResult:
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -139,7 +207,8 @@ class Searcher:
         if unknown:
             raise ValueError(f"unknown fusion weights {sorted(unknown)}; use {MODALITIES}")
         pooled = np.asarray(query.pooled, dtype=np.float32)
-        fused = self._first_pass(pooled, weights, max(k, rerank_k if rerank else k))
+        allowed = None if where is None or where.is_empty() else self.allowed(where)
+        fused = self._first_pass(pooled, weights, max(k, rerank_k if rerank else k), allowed)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         timings["search"] = (time.perf_counter() - start) * 1e3
 

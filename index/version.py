@@ -324,10 +324,28 @@ class VersionWriter:
         `dim` defaults to the version's; a store of projected steps (see `PROJECTION`) has its
         own, recorded in the manifest with the store's encoding.
         """
+        with self.sequence_writer(modality, dim, encoding) as w:
+            for seq in sequences:
+                w.append(seq)
+
+    def sequence_writer(
+        self, modality: str, dim: int | None = None, encoding: store.StepEncoding = "f16"
+    ) -> store.SequenceWriter:
+        """A streaming writer for one store (append item by item, in row order, then close);
+        `write_sequences` is the one-call form."""
         self._open_db()
         name = store.store_name(modality)
         self._store_dims[name] = int(dim or self._dim)
-        store.write_sequences(self._path, name, sequences, self._store_dims[name], encoding)
+        return store.SequenceWriter(self._path, name, self._store_dims[name], encoding)
+
+    def describe(self, factories: dict[str, str], build_info: dict[str, Any] | None = None) -> None:
+        """Set the FAISS factories and build info when they are known only after streaming the
+        items (they are checked at publish exactly as if given to the constructor)."""
+        self._open_db()
+        info = dict(build_info or {})
+        json.dumps(info, allow_nan=False)
+        self._factories = {str(indexed_modality(m)): str(f) for m, f in factories.items()}
+        self._build_info = info
 
     def write_rows(self, modality: str, rows: np.ndarray) -> None:
         """FAISS row j -> item row rows[j]; checked against the items at publish."""
@@ -624,6 +642,26 @@ class ItemTable:
 
     def ids(self) -> list[str]:
         return [i for (i,) in self._conn().execute("SELECT id FROM items ORDER BY row")]
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[str]]]:
+        """Every item's duration (NaN if unknown), has_video, has_audio and `meta["tags"]`, in row
+        order: what filtered searches need, read once."""
+        rows = self._conn().execute(
+            "SELECT duration_s, has_video, has_audio, meta FROM items ORDER BY row"
+        )
+        durations, video, audio, tags = [], [], [], []
+        for duration_s, has_video, has_audio, meta in rows:
+            durations.append(np.nan if duration_s is None else float(duration_s))
+            video.append(bool(has_video))
+            audio.append(bool(has_audio))
+            found = json.loads(meta).get("tags", []) if meta else []
+            tags.append([str(t) for t in found] if isinstance(found, list) else [])
+        return (
+            np.asarray(durations, np.float64),
+            np.asarray(video, bool),
+            np.asarray(audio, bool),
+            tags,
+        )
 
 
 class IndexVersion:

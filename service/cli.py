@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from service import index_cli
+from service import demo, index_cli
 from training import cli as training_cli
 
 # Nothing is ever fetched from a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+console = Console()
 app = typer.Typer(
     name="trimodal",
     help="Cross-modal search for video and sound: text, audio and visual queries in one space.",
@@ -25,6 +29,43 @@ app.command("eval")(training_cli.evaluate_command)
 app.command("curate")(training_cli.curate)
 app.add_typer(index_cli.index_app, name="index")
 app.command("search")(index_cli.search)
+app.command("demo")(demo.demo)
+
+
+@app.command("serve")
+def serve(
+    index: Annotated[Path, typer.Option("--index", help="Index root (versions + CURRENT).")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="The checkpoint the index was built with.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (each loads the model and the index).")
+    ] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the search API and the web page (other settings: TRIMODAL_* environment variables)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    try:  # validate now, with a readable message, before any worker starts
+        Settings(index=index, ckpt=ckpt, device=device)
+    except ValidationError as e:
+        raise typer.BadParameter(str(e)) from e
+    os.environ.update(
+        {"TRIMODAL_INDEX": str(index), "TRIMODAL_CKPT": str(ckpt), "TRIMODAL_DEVICE": device}
+    )
+    console.print(f"trimodal: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "service.asgi:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
 
 
 @app.callback()

@@ -103,3 +103,81 @@ def test_a_flipped_byte_in_the_projection_is_refused(tmp_path: Path) -> None:
     assert any(PROJECTION in p for p in verify(root))
     with pytest.raises(IndexCorrupt, match=PROJECTION):
         IndexVersion.open(root)
+
+
+def _entries(n: int, dim: int = 64, steps: int = 24):
+    """A generator of entries whose arrays exist only while they are being written."""
+    from index.build import Entry
+    from index.version import ItemRecord
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        seq = rng.normal(size=(steps, dim)).astype(np.float32)
+        seq /= np.linalg.norm(seq, axis=1, keepdims=True)
+        pooled = seq.mean(0) / np.linalg.norm(seq.mean(0))
+        yield Entry(
+            ItemRecord(f"item{i}", f"/m/{i}.mp4", steps / 4.0, True, False),
+            {"visual": pooled, "audio": None},
+            {"visual": seq, "audio": np.zeros((0, dim), np.float32)},
+        )
+
+
+@pytest.mark.parametrize("codec", ["f16", "i8"])
+def test_publish_streams_sequences_instead_of_holding_them(tmp_path: Path, codec: str) -> None:
+    import tracemalloc
+
+    from index.build import publish_entries
+
+    n, dim, steps = 3000, 64, 24
+    total = n * steps * dim * 4  # float32 steps the generator makes: 18 MB
+    tracemalloc.start()
+    try:
+        publish_entries(
+            tmp_path / "root",
+            _entries(n, dim, steps),
+            model_hash="x",
+            dim=dim,
+            steps_per_second=4.0,
+            index_type="flat",
+            codec=codec,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # pooled vectors for FAISS (n x dim float32 = 0.8 MB, twice while stacking) plus the index:
+    # a small fraction of the sequences, which were never all in memory at once
+    assert peak < total / 4, f"peak {peak / 1e6:.1f} MB for {total / 1e6:.1f} MB of steps"
+    version = IndexVersion.open(tmp_path / "root")
+    assert len(version.items()) == n
+    store = version.sequences("visual")
+    assert store.lengths().sum() == n * steps and store.encoding == codec
+
+
+def test_projection_is_fitted_on_the_first_steps_then_streamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import index.build as build
+
+    monkeypatch.setattr(build, "PCA_SAMPLE_STEPS", 240)  # fit after 10 items, stream the rest
+    build.publish_entries(
+        tmp_path / "a",
+        _entries(50),
+        model_hash="x",
+        dim=64,
+        steps_per_second=4.0,
+        index_type="flat",
+        codec="pca16-i8",
+    )
+    version = IndexVersion.open(tmp_path / "a")
+    projection = version.projection()
+    assert projection is not None and projection.shape == (64, 16)
+    expected = build.fit_projection([e.steps["visual"] for e in _entries(10)], 16)
+    np.testing.assert_array_equal(projection, expected)
+    store = version.sequences("visual")
+    assert len(store) == 50 and store.dim == 16
+    first = next(iter(_entries(1)))
+    np.testing.assert_allclose(
+        store.get(0),
+        first.steps["visual"] @ projection,
+        atol=np.abs(first.steps["visual"]).max() / 100,
+    )

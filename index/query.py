@@ -1,0 +1,83 @@
+"""Turning what a user gives — a sentence, a sound file, a piece of footage — into a `Query`.
+
+Shared by the terminal search and the service, so both encode exactly alike. Decoding goes through
+`models.media` with its limits (a hostile file raises `MediaError` with a reason, never reaches the
+model). Safe to call from many threads: the model is only run under `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from index.search import Query, QueryModality
+from models.media import MediaLimits, decode_audio, decode_video
+from models.model import TrimodalModel
+
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass
+class Encoded:
+    query: Query
+    timings_ms: dict[str, float] = field(default_factory=dict)  # decode, encode
+    duration_s: float | None = None  # of an uploaded file
+
+
+class QueryEncoder:
+    def __init__(self, model: TrimodalModel, limits: MediaLimits | None = None) -> None:
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.limits = limits or MediaLimits()
+
+    def text(self, sentence: str) -> Encoded:
+        sentence = sentence.strip()
+        if not sentence:
+            raise ValueError("the query is empty")
+        if len(sentence) > MAX_QUERY_CHARS:
+            raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+        t = time.perf_counter()
+        with torch.inference_mode():
+            emb = self.model.encode_text([sentence])
+        pooled = emb.pooled[0].float().cpu().numpy()
+        return Encoded(Query("text", pooled), {"encode": _ms(t)})
+
+    def audio(self, path: Path) -> Encoded:
+        """The sound of an audio file, or of a video file's audio track."""
+        t = time.perf_counter()
+        wave, _ = decode_audio(path, sample_rate=self.cfg.audio.sample_rate, limits=self.limits)
+        decode_ms = _ms(t)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            emb = self.model.encode_audio(*self.model.audio_inputs([wave]))
+        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0])
+        duration = len(wave) / self.cfg.audio.sample_rate
+        return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
+
+    def video(self, path: Path) -> Encoded:
+        """The pictures of a video file."""
+        t = time.perf_counter()
+        size = (self.cfg.visual.image_size, self.cfg.visual.image_size)
+        frames = decode_video(path, fps=self.cfg.visual.fps, size=size, limits=self.limits)
+        decode_ms = _ms(t)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            emb = self.model.encode_visual(*self.model.visual_inputs([frames]))
+        query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0])
+        duration = len(frames) / self.cfg.visual.fps
+        return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
+
+
+def _sequence_query(
+    modality: QueryModality, pooled: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor
+) -> Query:
+    steps = seq[mask].float().cpu().numpy()  # (T, D): only the valid steps
+    return Query(modality, pooled.float().cpu().numpy(), np.ascontiguousarray(steps))
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1e3, 3)

@@ -1,0 +1,193 @@
+"""The FastAPI app: `create_app(settings)`. Nothing heavy happens at import or in the factory; the
+model and the index are loaded in the lifespan (or handed in ready-made, as tests do)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import errors
+from service.deps import State
+from service.engine import Engine, EngineError
+from service.errors import ApiError, error_body
+from service.metrics import Metrics
+from service.routes import items, search, system
+from service.settings import Settings
+from service.thumbs import Thumbnails
+
+log = logging.getLogger("trimodal.service")
+WEB = Path(__file__).parent / "web"
+JSON_LIMIT = 1 << 20  # bodies of non-upload routes
+
+
+class BodyLimit:
+    """Refuses a request body over the limit *while it arrives*: a declared Content-Length over
+    the limit is answered 413 before one body byte is read; a chunked body is counted as it streams
+    and cut off at the limit (the route's parser sees an error, answered 413)."""
+
+    def __init__(self, app: ASGIApp, upload_limit: int) -> None:
+        self.app, self.upload_limit = app, upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        upload = path in ("/v1/search/audio", "/v1/search/video")
+        limit = self.upload_limit + (64 << 10) if upload else JSON_LIMIT  # + multipart framing
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            body = error_body("too_large", f"the request body is larger than {limit} bytes")
+            await _send_json(send, 413, body)
+            return
+        seen, exceeded, replaced = 0, False, False
+        too_large = error_body("too_large", f"the request body is larger than {limit} bytes")
+
+        async def counted() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    exceeded = True
+                    raise ApiError(413, "too_large", too_large["error"]["message"])
+            return message
+
+        async def answer(message: Message) -> None:
+            # The body parser may turn our error into its own 400: whatever the app answers
+            # once the limit was crossed, the client gets the 413.
+            nonlocal replaced
+            if exceeded and message["type"] == "http.response.start":
+                replaced = True
+                await _send_json(send, 413, too_large)
+                return
+            if not replaced:
+                await send(message)
+
+        await self.app(scope, counted, answer)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _refresh_gauges(state: State) -> None:
+    m = state.engine.searcher.version.manifest
+    state.metrics.items.set(int(m["counts"]["items"]))
+    for modality in ("visual", "audio"):
+        vectors = m["counts"].get(modality, {}).get("vectors", 0)
+        state.metrics.vectors.labels(modality).set(vectors)
+
+
+async def _watch(state: State) -> None:
+    """Poll CURRENT; a newly published version is loaded beside the live one and swapped in."""
+    interval = state.settings.reload_poll_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            swapped, _ = await run_in_threadpool(state.engine.reload)
+        except (EngineError, ValueError, OSError) as e:
+            state.metrics.reloads.labels("failed").inc()
+            log.error("index reload failed, the live version stays: %s", e)
+            continue
+        if swapped:
+            state.metrics.reloads.labels("swapped").inc()
+            _refresh_gauges(state)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The app. `engine` lets tests share one loaded model and index between apps."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live = engine if engine is not None else await run_in_threadpool(Engine, settings)
+        await run_in_threadpool(live.warm_up)
+        state = State(
+            settings,
+            live,
+            metrics,
+            Thumbnails(),
+            asyncio.Semaphore(settings.max_concurrency),
+        )
+        _refresh_gauges(state)
+        app.state.trimodal = state
+        watcher = asyncio.create_task(_watch(state)) if settings.reload_poll_s > 0 else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            app.state.trimodal = None
+
+    app = FastAPI(
+        title="trimodal",
+        version="1",
+        summary="Cross-modal search for video and sound: text, audio and video queries.",
+        lifespan=lifespan,
+        responses={500: {"model": search.ErrorResponse}},
+    )
+    errors.install(app, on_error=lambda code: metrics.errors.labels(code).inc())
+    app.include_router(search.router)
+    app.include_router(items.router)
+    app.include_router(system.router)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        start = time.perf_counter()
+        response = await call_next(request)
+        ms = (time.perf_counter() - start) * 1e3
+        route = request.scope.get("route")
+        label = getattr(route, "path", "unmatched")
+        metrics.requests.labels(label, request.method, str(response.status_code)).observe(ms)
+        response.headers["x-request-id"] = request_id
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": label,
+                "status": response.status_code,
+                "ms": round(ms, 2),
+            },
+        )
+        return response
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimit, upload_limit=int(settings.max_upload_mb * 1024 * 1024))
+
+    if (WEB / "index.html").is_file():
+        app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+        @app.get("/", include_in_schema=False)
+        def page() -> FileResponse:
+            return FileResponse(WEB / "index.html", media_type="text/html")
+
+    return app

@@ -1,0 +1,80 @@
+"""The heavy objects behind the API: the model, the query encoder and the live index version.
+
+A new index version (CURRENT changed, or an explicit reload) is opened beside the live one and
+swapped in with one reference assignment: a request takes the searcher it starts with and keeps it
+to the end, so in-flight requests finish on the old version while new ones use the new one. The
+old version is released when its last request lets go of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from index.query import QueryEncoder
+from index.search import Searcher
+from index.version import IndexVersion, current_version
+from models.media import MediaLimits
+from models.model import TrimodalModel, checkpoint_hash
+from service.settings import Settings
+
+log = logging.getLogger("trimodal.service")
+
+
+class EngineError(RuntimeError):
+    """The service cannot start or reload (wrong checkpoint, no index, corrupt version)."""
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        from training.trainer import resolve_device
+
+        self.settings = settings
+        self.root = Path(settings.index)
+        self.model_hash = checkpoint_hash(settings.ckpt)
+        model = TrimodalModel.load(settings.ckpt, resolve_device(settings.device))
+        limits = MediaLimits(
+            max_bytes=int(settings.max_upload_mb * 1024 * 1024),
+            max_duration_s=settings.max_query_duration_s,
+            max_wall_s=settings.request_timeout_s,
+        )
+        self.encoder = QueryEncoder(model, limits)
+        self._lock = threading.Lock()
+        self._searcher = self._open(None)
+
+    def _open(self, version: str | None) -> Searcher:
+        try:
+            v = IndexVersion.open(self.root, version, verify=self.settings.verify_index)
+        except FileNotFoundError as e:
+            raise EngineError(f"no published index under {self.root}: {e}") from e
+        if v.manifest["model_hash"] != self.model_hash:
+            raise EngineError(
+                f"index version {v.name} was built with another model checkpoint than "
+                f"{self.settings.ckpt}; serve it with that checkpoint, or rebuild the index"
+            )
+        searcher = Searcher(v)
+        searcher.prepare_filters()
+        return searcher
+
+    @property
+    def searcher(self) -> Searcher:
+        return self._searcher  # one reference read: requests keep the one they start with
+
+    def reload(self, force: bool = False) -> tuple[bool, str]:
+        """Swap in the version CURRENT names if it is new (or always, with `force`)."""
+        with self._lock:
+            name = current_version(self.root)
+            if name is None:
+                raise EngineError(f"{self.root}/CURRENT names no version")
+            if name == self._searcher.name and not force:
+                return False, name
+            fresh = self._open(name)
+            self._searcher = fresh
+            log.info("index version %s is live", name)
+            return True, name
+
+    def warm_up(self) -> None:
+        """One text search, so the first user does not pay for lazy initialisation."""
+        query = self.encoder.text("warm up").query
+        self.searcher.search(query, "video", k=1, rerank=False)

@@ -1,0 +1,1 @@
+"""One router per resource: search, items, system (index info, health, metrics, admin)."""

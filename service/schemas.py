@@ -1,0 +1,164 @@
+"""Wire schemas: what the API accepts and returns (kept apart from the index's own types)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Target = Literal["video", "audio"]
+DistanceName = Literal["interp", "softdtw", "dtw", "wasserstein"]
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_duration_s: float | None = Field(default=None, ge=0)
+    max_duration_s: float | None = Field(default=None, ge=0)
+    has_audio: bool | None = None
+    has_video: bool | None = None
+    tags: list[str] = Field(
+        default_factory=list, max_length=32, description="Every tag must match."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> Filters:
+        lo, hi = self.min_duration_s, self.max_duration_s
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("min_duration_s is larger than max_duration_s")
+        return self
+
+
+class SearchOptions(BaseModel):
+    """Options shared by every search; the upload routes take them as form fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: Target = Field("video", description="What to find: videos or audio tracks.")
+    k: int = Field(10, ge=1, le=1000, description="Hits per page.")
+    offset: int = Field(0, ge=0, le=10_000, description="Hits to skip (pagination).")
+    rerank: bool = Field(True, description="Re-rank the first pass by sequence distance.")
+    rerank_k: int = Field(100, ge=1, le=10_000, description="Candidates the re-rank looks at.")
+    distance: DistanceName = "interp"
+    weights: dict[Literal["visual", "audio"], float] | None = Field(
+        None, description="Fusion weight of each index (default depends on query and target)."
+    )
+    filters: Filters = Field(default_factory=lambda: Filters())
+
+    @model_validator(mode="after")
+    def _weights(self) -> SearchOptions:
+        if self.weights is not None:
+            if any(not (0 <= w <= 1e3) for w in self.weights.values()):
+                raise ValueError("weights must be between 0 and 1000")
+            if not any(w > 0 for w in self.weights.values()):
+                raise ValueError("at least one weight must be positive")
+        return self
+
+
+class TextSearchRequest(SearchOptions):
+    query: str = Field(min_length=1, max_length=1000, description="What to look for, in words.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "a small red ball bounces on grass", "target": "video", "k": 10},
+                {
+                    "query": "a dog barks twice",
+                    "target": "audio",
+                    "k": 5,
+                    "filters": {"max_duration_s": 30},
+                },
+            ]
+        },
+    )
+
+
+class Hit(BaseModel):
+    id: str
+    score: float = Field(description="Ranking score (after re-ranking when it applied).")
+    pooled_score: float = Field(description="First-pass (pooled vector) score.")
+    start_s: float = Field(description="Start of the best-matching segment, seconds.")
+    end_s: float = Field(description="End of the best-matching segment, seconds.")
+    timeline: list[float] = Field(description="Per-step match score over the item (4 per second).")
+    steps_per_second: float
+    title: str | None
+    duration_s: float | None
+    has_audio: bool
+    has_video: bool
+    media_url: str
+    thumbnail_url: str | None
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    offset: int
+    k: int
+    index_version: str
+    query_duration_s: float | None = Field(None, description="Length of an uploaded query.")
+    timings_ms: dict[str, float] = Field(
+        description="Per stage: decode, encode, search, rerank, segments, total."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "hits": [
+                        {
+                            "id": "clip000042",
+                            "score": 0.61,
+                            "pooled_score": 0.61,
+                            "start_s": 1.5,
+                            "end_s": 3.25,
+                            "timeline": [0.1, 0.2, 0.6, 0.7, 0.6, 0.2],
+                            "steps_per_second": 4.0,
+                            "title": "red ball, meadow",
+                            "duration_s": 6.0,
+                            "has_audio": True,
+                            "has_video": True,
+                            "media_url": "/v1/items/clip000042/media",
+                            "thumbnail_url": "/v1/items/clip000042/thumbnail",
+                        }
+                    ],
+                    "offset": 0,
+                    "k": 10,
+                    "index_version": "v000003-20261122T060000Z",
+                    "timings_ms": {"encode": 6.1, "search": 0.4, "segments": 0.3, "total": 7.2},
+                }
+            ]
+        }
+    )
+
+
+class Item(BaseModel):
+    id: str
+    title: str | None
+    duration_s: float | None
+    has_audio: bool
+    has_video: bool
+    meta: dict
+    media_url: str
+    thumbnail_url: str | None
+
+
+class IndexInfo(BaseModel):
+    version: str
+    created_utc: str
+    items: int
+    counts: dict
+    dim: int
+    steps_per_second: float
+    factories: dict[str, str]
+    sequence_codec: str
+    model_hash: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable, stable.", examples=["unsupported_media"])
+    message: str
+    detail: object | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

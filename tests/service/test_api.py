@@ -1,0 +1,332 @@
+"""The API through HTTP (FastAPI's TestClient): every route, errors, limits, reload."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from index.build import remove_items
+from models.media import MediaErrorReason
+from service.app import create_app
+from service.engine import Engine
+from tests.models.conftest import MediaFactory
+from tests.models.test_media_hostile import CASES, DEFAULT
+from tests.service.conftest import settings_for
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["code"], str) and isinstance(body["error"]["message"], str)
+    return body["error"]
+
+
+def clip(served: dict[str, Path], n: int = 0) -> tuple[str, Path]:
+    rows = [json.loads(line) for line in (served["corpus"] / "manifest.jsonl").open()]
+    return rows[n]["id"], served["corpus"] / rows[n]["video"]
+
+
+def test_health_ready_index_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    info = client.get("/v1/index").json()
+    assert ready["index_version"] == info["version"]
+    assert info["items"] == 12 and info["sequence_codec"] == "f16"
+    client.post("/v1/search/text", json={"query": "a red ball"})
+    text = client.get("/metrics").text
+    assert 'trimodal_request_duration_ms_count{method="POST",route="/v1/search/text"' in text
+    assert "trimodal_stage_duration_ms_bucket" in text and "trimodal_index_items 12.0" in text
+
+
+def test_text_search_returns_hits_with_segments_and_timings(client: TestClient) -> None:
+    r = client.post("/v1/search/text", json={"query": "a small red ball bounces", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["hits"]) == 5 and body["index_version"]
+    assert r.headers["x-request-id"]
+    for h in body["hits"]:
+        assert 0 <= h["start_s"] < h["end_s"] <= h["duration_s"] + 1e-6
+        assert len(h["timeline"]) >= 1 and h["steps_per_second"] == 4.0
+        assert h["media_url"] == f"/v1/items/{h['id']}/media"
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    assert {"encode", "search", "total"} <= set(body["timings_ms"])
+
+
+def test_pagination_is_consistent(client: TestClient) -> None:
+    q = {"query": "a bell rings at night", "rerank": False}
+    all_ten = client.post("/v1/search/text", json={**q, "k": 10}).json()["hits"]
+    second = client.post("/v1/search/text", json={**q, "k": 5, "offset": 5}).json()["hits"]
+    assert [h["id"] for h in second] == [h["id"] for h in all_ten[5:]]
+
+
+def test_filters(client: TestClient, served) -> None:
+    tagged = client.post(
+        "/v1/search/text", json={"query": "a dog", "k": 12, "filters": {"tags": ["even"]}}
+    ).json()["hits"]
+    assert len(tagged) == 6
+    ids = {
+        json.loads(line)["id"]
+        for i, line in enumerate((served["corpus"] / "manifest.jsonl").open())
+        if i % 2 == 0
+    }
+    assert {h["id"] for h in tagged} == ids
+    none = client.post(
+        "/v1/search/text", json={"query": "a dog", "filters": {"min_duration_s": 100}}
+    ).json()["hits"]
+    assert none == []
+    r = client.post(
+        "/v1/search/text",
+        json={"query": "x", "filters": {"min_duration_s": 5, "max_duration_s": 1}},
+    )
+    assert r.status_code == 422 and error_of(r)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"query": ""}, "invalid_request"),
+        ({"query": "   "}, "invalid_query"),
+        ({"query": "a", "k": 0}, "invalid_request"),
+        ({"query": "a", "k": 101}, "invalid_request"),  # over the server's max_k
+        ({"query": "a", "target": "image"}, "invalid_request"),
+        ({"query": "a", "surprise": 1}, "invalid_request"),
+        ({"query": "a", "weights": {"visual": 0, "audio": 0}}, "invalid_request"),
+    ],
+)
+def test_bad_text_requests_get_the_error_shape(client: TestClient, body, code) -> None:
+    r = client.post("/v1/search/text", json=body)
+    assert r.status_code == 422
+    assert error_of(r)["code"] == code
+
+
+def test_audio_and_video_uploads_find_their_own_clip(client: TestClient, served) -> None:
+    item_id, path = clip(served, 3)
+    opts = {"target": "audio", "weights": {"audio": 1.0}, "k": 3}
+    r = client.post(
+        "/v1/search/audio",
+        files={"file": ("whatever.bin", path.read_bytes(), "application/octet-stream")},
+        data={"options": json.dumps(opts)},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["hits"][0]["id"] == item_id and body["query_duration_s"] > 0
+    assert {"decode", "encode", "search", "rerank"} <= set(body["timings_ms"])
+    r = client.post(
+        "/v1/search/video",
+        files={"file": ("clip.txt", path.read_bytes(), "text/plain")},  # name and type ignored
+        data={"options": json.dumps({"target": "video", "weights": {"visual": 1.0}})},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"][0]["id"] == item_id
+
+
+def test_more_like_this(client: TestClient, served) -> None:
+    item_id, _ = clip(served, 5)
+    r = client.post(f"/v1/search/item/{item_id}", json={"using": "visual", "k": 3})
+    assert r.status_code == 200 and r.json()["hits"][0]["id"] == item_id
+    r = client.post("/v1/search/item/nope", json={})
+    assert r.status_code == 404 and error_of(r)["code"] == "not_found"
+
+
+def test_items_media_ranges_and_thumbnail(client: TestClient, served) -> None:
+    item_id, path = clip(served, 1)
+    item = client.get(f"/v1/items/{item_id}").json()
+    assert item["id"] == item_id and item["has_video"] and item["meta"]["tags"]
+    r = client.get(item["media_url"], headers={"Range": "bytes=10-109"})
+    assert r.status_code == 206 and r.content == path.read_bytes()[10:110]
+    assert r.headers["accept-ranges"] == "bytes"
+    thumb = client.get(item["thumbnail_url"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/items/..%2F..%2Fetc%2Fpasswd/media",
+        "/v1/items/%2Fetc%2Fpasswd/media",
+        "/v1/items/../../etc/passwd",
+        "/v1/items/..",
+        "/v1/items/%00/thumbnail",
+    ],
+)
+def test_paths_in_ids_never_reach_the_filesystem(client: TestClient, url: str) -> None:
+    r = client.get(url)
+    assert r.status_code == 404
+    error_of(r)
+
+
+def test_admin_reload_needs_the_key(client: TestClient) -> None:
+    r = client.post("/v1/admin/reload")
+    assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
+    r = client.post("/v1/admin/reload", headers={"X-API-Key": "s3cret-kez"})
+    assert r.status_code == 403 and error_of(r)["code"] == "forbidden"
+    r = client.post("/v1/admin/reload", headers={"X-API-Key": "s3cret-key"})
+    assert r.status_code == 200 and r.json()["swapped"] is False
+
+
+def test_oversized_upload_is_refused_before_the_body_is_read(served, engine) -> None:
+    app = create_app(settings_for(served, max_upload_mb=0.01), engine=engine)
+    with TestClient(app) as c:
+        big = b"\0" * 200_000
+        r = c.post("/v1/search/audio", files={"file": ("a.wav", big, "audio/wav")})
+        assert r.status_code == 413 and error_of(r)["code"] == "too_large"
+
+        def chunks():  # no Content-Length: counted while it streams, cut off at the limit
+            yield (
+                b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n'
+                b"Content-Type: application/octet-stream\r\n\r\n"
+            )
+            for _ in range(100):
+                yield b"x" * 4096
+
+        r = c.post(
+            "/v1/search/audio",
+            content=chunks(),
+            headers={"content-type": "multipart/form-data; boundary=zz"},
+        )
+        assert r.status_code == 413 and error_of(r)["code"] == "too_large"
+        assert c.get("/healthz").status_code == 200
+    # (TestClient buffers a streamed body before the app sees it: that the server stops reading
+    # early is shown against a real server in test_server.py.)
+
+
+def _hostile_cases():
+    for case_id, build, reason in CASES:
+        if reason in (MediaErrorReason.NOT_FOUND, MediaErrorReason.NOT_A_FILE):
+            continue  # an upload is always a regular file
+        yield pytest.param(build, reason, id=case_id)
+
+
+@pytest.mark.parametrize(("build", "reason"), list(_hostile_cases()))
+def test_hostile_uploads_get_a_4xx_and_the_server_still_serves(
+    client: TestClient, tmp_path: Path, build, reason
+) -> None:
+    path, limits = build(MediaFactory(tmp_path))
+    if limits != DEFAULT:
+        pytest.skip("the case needs tighter limits than the service's")
+    data = Path(path).read_bytes()
+    codes = []
+    for route in ("audio", "video"):
+        r = client.post(f"/v1/search/{route}", files={"file": ("upload", data, "video/mp4")})
+        assert 400 <= r.status_code < 500, (route, r.status_code, r.text)
+        codes.append(error_of(r)["code"])
+    assert reason.value in codes, codes
+    assert client.post("/v1/search/text", json={"query": "still there?"}).status_code == 200
+
+
+def test_busy_server_answers_503_with_retry_after(served, engine, monkeypatch) -> None:
+    original = engine.encoder.text
+
+    def slow(sentence: str):
+        time.sleep(0.6)
+        return original(sentence)
+
+    monkeypatch.setattr(engine.encoder, "text", slow)
+    app = create_app(settings_for(served, max_concurrency=1, queue_wait_s=0.05), engine=engine)
+    with TestClient(app) as c:
+        results: list[int] = []
+        first = threading.Thread(
+            target=lambda: results.append(
+                c.post("/v1/search/text", json={"query": "a"}).status_code
+            )
+        )
+        first.start()
+        time.sleep(0.2)
+        r = c.post("/v1/search/text", json={"query": "b"})
+        first.join()
+        assert results == [200]
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert error_of(r)["code"] == "busy"
+
+
+def test_slow_request_times_out_with_504(served, engine, monkeypatch) -> None:
+    original = engine.encoder.text
+    monkeypatch.setattr(engine.encoder, "text", lambda s: (time.sleep(1.0), original(s))[1])
+    app = create_app(settings_for(served, request_timeout_s=0.2), engine=engine)
+    with TestClient(app) as c:
+        r = c.post("/v1/search/text", json={"query": "a"})
+        assert r.status_code == 504 and error_of(r)["code"] == "timeout"
+
+
+def test_reload_under_concurrent_load_fails_no_request(served, tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(served["index"], root)
+    settings = settings_for(served, index=root)
+    engine = Engine(settings)
+    app = create_app(settings, engine=engine)
+    item_id, _ = clip(served, 0)
+    failures: list[str] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+    with TestClient(app) as c:
+        before = c.get("/v1/index").json()["version"]
+
+        def load() -> None:
+            while not stop.is_set():
+                r = c.post("/v1/search/text", json={"query": "a ball", "k": 12})
+                if r.status_code != 200:
+                    failures.append(r.text)
+                else:
+                    versions.add(r.json()["index_version"])
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        remove_items(root, {item_id})  # publishes a new version and moves CURRENT
+        r = c.post("/v1/admin/reload", headers={"X-API-Key": "s3cret-key"})
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert r.status_code == 200 and r.json()["swapped"] is True
+        after = c.get("/v1/index").json()
+        assert after["version"] != before and after["items"] == 11
+        assert not failures, failures[:2]
+        assert versions == {before, after["version"]}
+        hits = c.post("/v1/search/text", json={"query": "a ball", "k": 12}).json()["hits"]
+        assert item_id not in {h["id"] for h in hits}
+
+
+def test_watcher_picks_up_a_new_version_by_itself(served, tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(served["index"], root)
+    settings = settings_for(served, index=root, reload_poll_s=0.1)
+    with TestClient(create_app(settings, engine=Engine(settings))) as c:
+        before = c.get("/v1/index").json()["version"]
+        item_id, _ = clip(served, 2)
+        remove_items(root, {item_id})
+        deadline = time.monotonic() + 10
+        while c.get("/v1/index").json()["version"] == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.get("/v1/index").json()["items"] == 11
+        assert "trimodal_index_reloads_total" in c.get("/metrics").text
+
+
+def test_openapi_is_complete(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    assert {
+        "/v1/search/text",
+        "/v1/search/audio",
+        "/v1/search/video",
+        "/v1/search/item/{item_id}",
+        "/v1/items/{item_id}",
+        "/v1/items/{item_id}/media",
+        "/v1/items/{item_id}/thumbnail",
+        "/v1/index",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/admin/reload",
+    } <= paths
+    text_schema = spec["components"]["schemas"]["TextSearchRequest"]
+    assert text_schema.get("examples")
