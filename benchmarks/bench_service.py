@@ -1,0 +1,299 @@
+"""Service benchmark: a real uvicorn server, real HTTP clients, indexes of 10k and 100k items.
+
+    python -m benchmarks.bench_service [--sizes 10000,100000] [--clients 1,8,32]
+
+The index is synthetic (clustered pooled vectors and 24-step sequences at the model's dimension,
+published with `index.build.publish_entries` under the checkpoint's hash) so that 100k items take
+minutes, not days, to make; everything a request does is real: HTTP, JSON, the text tower
+(all-MiniLM-L6-v2), the audio/visual encoders of a `small` model, FAISS, the re-rank, segments.
+Measured: text search p50/p99 and QPS at 1, 8 and 32 concurrent clients; audio search with a 6 s
+upload and video search with a 6 s upload, p50/p99; and where the time goes per stage (the
+server's own `timings_ms`). Clients and server share the machine's cores: say so when comparing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks._common import write_result
+
+STEPS = 24
+QUERIES = [
+    "a small red ball bounces on the grass",
+    "a bell rings twice at night",
+    "a large blue drum beats slowly in the rain",
+    "a bird chirps quickly while the wind blows",
+    "an engine hums and moves to the left",
+    "a clock ticks in a quiet room",
+    "a siren wails as it passes by",
+    "two balls bounce one after the other",
+]
+
+
+def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
+    from index.build import Entry, publish_entries
+    from index.version import ItemRecord
+    from models.model import checkpoint_hash
+
+    rng = np.random.default_rng(n)
+    centres = rng.normal(size=(500, dim)).astype(np.float32)
+
+    def entries():
+        for i in range(n):
+            c = centres[rng.integers(0, 500, size=2)]
+            w = np.linspace(0, 1, STEPS, dtype=np.float32)[:, None]
+            seq = (1 - w) * c[0] + w * c[1] + 0.4 * rng.normal(size=(STEPS, dim)).astype(np.float32)
+            seq /= np.linalg.norm(seq, axis=1, keepdims=True)
+            pooled = seq.mean(0) / np.linalg.norm(seq.mean(0))
+            record = ItemRecord(
+                f"item{i:07d}", f"/nonexistent/{i}.mp4", STEPS / 4.0, True, True, f"item {i}"
+            )
+            yield Entry(record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq})
+
+    publish_entries(
+        root,
+        entries(),
+        model_hash=checkpoint_hash(ckpt),
+        dim=dim,
+        steps_per_second=4.0,
+        index_type="ivf",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(index: Path, ckpt: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRIMODAL_INDEX": str(index),
+        "TRIMODAL_CKPT": str(ckpt),
+        "TRIMODAL_RELOAD_POLL_S": "0",
+        "TRIMODAL_MAX_CONCURRENCY": "64",
+        "TRIMODAL_QUEUE_WAIT_S": "30",
+        "HF_HUB_OFFLINE": "1",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--factory", "--port", str(port)]
+    cmd += ["--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the server did not become ready")
+
+
+def run_clients(url: str, clients: int, seconds: float) -> dict[str, Any]:
+    """`clients` threads, each with its own connection, sending text searches back to back."""
+    latencies: list[float] = []
+    stages: list[dict[str, float]] = []
+    errors = 0
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker(seed: int) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=60) as c:
+            i = seed
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                r = c.post("/v1/search/text", json={"query": QUERIES[i % len(QUERIES)], "k": 10})
+                ms = (time.perf_counter() - t) * 1e3
+                with lock:
+                    if r.status_code == 200:
+                        latencies.append(ms)
+                        stages.append(r.json()["timings_ms"])
+                    else:
+                        errors += 1
+                i += 1
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "qps": round(len(latencies) / wall, 1),
+        "server_stages_p50_ms": _stage_medians(stages),
+    }
+
+
+def _stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for s in stages for k in s})
+    return {k: round(statistics.median([s[k] for s in stages if k in s]), 2) for k in keys}
+
+
+def upload_latency(url: str, kind: str, path: Path, n: int) -> dict[str, Any]:
+    latencies, stages = [], []
+    data = path.read_bytes()
+    target = "video" if kind == "audio" else "audio"
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = c.post(
+                f"/v1/search/{kind}",
+                files={"file": ("q", data, "application/octet-stream")},
+                data={"options": json.dumps({"target": target, "k": 10})},
+            )
+            latencies.append((time.perf_counter() - t) * 1e3)
+            if r.status_code != 200:
+                raise RuntimeError(r.text)
+            stages.append(r.json()["timings_ms"])
+    return {
+        "kind": kind,
+        "requests": n,
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "server_stages_p50_ms": _stage_medians(stages),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--clients", default="1,8,32")
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--uploads", type=int, default=30)
+    p.add_argument("--work", type=Path, default=Path("data/bench-service"))
+    p.add_argument("--note", default="")
+    args = p.parse_args(argv)
+    console = Console(width=160)
+    from models.config import preset
+    from models.model import TrimodalModel
+    from training.synthav import GeneratorConfig, generate_corpus
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    ckpt = args.work / "ckpt-small"
+    if not (ckpt / "config.json").is_file():
+        TrimodalModel(preset("small")).save(ckpt)  # latency does not depend on the weights
+    dim = preset("small").embed_dim
+    queries = args.work / "queries"
+    generate_corpus(queries, GeneratorConfig(clips=2, seed=3))  # 6 s mp4 clips (h264 + aac)
+    clip = next((queries / "media").glob("*.mp4"))
+    result: dict[str, Any] = {"note": args.note, "runs": []}
+    for n in (int(x) for x in args.sizes.split(",") if x.strip()):
+        with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+            t = time.perf_counter()
+            make_index(Path(tmp) / "index", ckpt, n, dim)
+            build_s = time.perf_counter() - t
+            proc, url = start_server(Path(tmp) / "index", ckpt)
+            try:
+                run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
+                run_clients(url, 1, 2.0)  # warm-up
+                run["text"] = [
+                    run_clients(url, int(c), args.seconds) for c in args.clients.split(",")
+                ]
+                run["audio_upload_6s"] = upload_latency(url, "audio", clip, args.uploads)
+                run["video_upload_6s"] = upload_latency(url, "video", clip, args.uploads)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        result["runs"].append(run)
+        console.print(f"done: {n} items")
+
+    table = Table(title="trimodal service over HTTP (uvicorn, 1 worker; clients on the same cores)")
+    for col in (
+        "items",
+        "query",
+        "clients",
+        "p50 ms",
+        "p99 ms",
+        "QPS",
+        "errors",
+        "server stages p50 ms",
+    ):
+        table.add_column(col, justify="right")
+    for run in result["runs"]:
+        for r in run["text"]:
+            table.add_row(
+                str(run["items"]),
+                "text",
+                str(r["clients"]),
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['qps']:.0f}",
+                str(r["errors"]),
+                _stages(r["server_stages_p50_ms"]),
+            )
+        for key in ("audio_upload_6s", "video_upload_6s"):
+            r = run[key]
+            table.add_row(
+                str(run["items"]),
+                key,
+                "1",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                "-",
+                "0",
+                _stages(r["server_stages_p50_ms"]),
+            )
+    console.print(table)
+    result["targets"] = targets(result["runs"])
+    for name, verdict in result["targets"].items():
+        console.print(f"{name}: {verdict}")
+    write_result("bench_service", result)
+    return result
+
+
+def _stages(stages: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.1f}" for k, v in stages.items() if k != "total")
+
+
+def targets(runs: list[dict[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    big = max(runs, key=lambda r: r["items"], default=None)
+    if big is None:
+        return out
+    one = next((r for r in big["text"] if r["clients"] == 1), None)
+    if one:
+        ok = one["p50_ms"] <= 10 and one["p99_ms"] <= 30
+        out[f"text p50 <= 10 ms, p99 <= 30 ms at {big['items']} items"] = (
+            f"{'met' if ok else 'not met'}: p50 {one['p50_ms']:.1f}, p99 {one['p99_ms']:.1f} ms"
+        )
+    best = max(big["text"], key=lambda r: r["qps"])
+    out[f">= 150 QPS at {big['items']} items"] = (
+        f"{'met' if best['qps'] >= 150 else 'not met'}: {best['qps']:.0f} QPS "
+        f"({best['clients']} clients)"
+    )
+    audio = big["audio_upload_6s"]["p50_ms"]
+    out["audio search p50 <= 60 ms"] = f"{'met' if audio <= 60 else 'not met'}: {audio:.1f} ms"
+    return out
+
+
+if __name__ == "__main__":
+    main()

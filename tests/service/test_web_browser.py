@@ -1,0 +1,386 @@
+"""The search page in a real headless Chromium, against a real uvicorn server on a free port.
+
+Needs Debian's `chromium` and `chromium-driver` (CI installs them, see .ci/run) and selenium (the
+`dev` extra); skipped where they are missing. Screenshots land in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from service.app import WEB, create_app
+from tests.service.conftest import settings_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+QUERY = "a small red ball bounces on grass"
+
+
+# ------------------------------------------------------------------------------ no browser needed
+
+
+def test_page_never_puts_data_in_html_and_loads_nothing_from_outside() -> None:
+    js = (WEB / "app.js").read_text()
+    sinks = re.findall(r"\.(?:inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\(", js)
+    assert sinks == []
+    for name in ("index.html", "app.js", "style.css"):
+        text = (WEB / name).read_text()
+        external = [u for u in re.findall(r"https?://[^\s\"')]+", text) if "www.w3.org" not in u]
+        assert external == [], (name, external)
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def base_url(served, engine) -> Iterator[str]:
+    app = create_app(settings_for(served), engine=engine)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        try:
+            if _get(f"{url}/readyz")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(
+            "needs /usr/bin/chromium and /usr/bin/chromedriver (CI installs them: "
+            "apt-get install chromium chromium-driver, see .ci/run)"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (the dev extra)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--mute-audio",
+        # The microphone: a fake device (a beep) and no permission prompt.
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # A driver path given: Selenium Manager is never asked (nothing is downloaded).
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _wait(driver: Any, what: Any, timeout: float = 60, poll: float = 0.1) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=poll).until(what)
+
+
+def _cards(driver: Any) -> list[Any]:
+    return driver.find_elements("css selector", "#results .card")
+
+
+def _open(driver: Any, base_url: str) -> None:
+    driver.get(f"{base_url}/")
+    # The module ran: it fills in the index line from /v1/index.
+    _wait(driver, lambda d: d.find_element("id", "index-info").text.strip())
+
+
+def _search_text(driver: Any, query: str) -> list[Any]:
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element("id", "query")
+    box.clear()
+    box.send_keys(query, Keys.ENTER)
+    _wait(driver, lambda d: f"“{query}”" in d.find_element("id", "results-heading").text)
+    return _wait(driver, _cards)
+
+
+def _no_horizontal_scroll(driver: Any) -> bool:
+    return driver.execute_script(
+        "const e = document.documentElement; return e.scrollWidth <= e.clientWidth;"
+    )
+
+
+def _api_search(base_url: str, query: str) -> dict[str, Any]:
+    body = json.dumps({"query": query, "target": "video", "k": 10}).encode()
+    req = urllib.request.Request(
+        f"{base_url}/v1/search/text", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def _no_script_errors(driver: Any) -> None:
+    """No uncaught exception in the page since the last look (the log is read destructively)."""
+    log = driver.get_log("browser")
+    assert [e for e in log if e["level"] == "SEVERE" and e.get("source") == "javascript"] == []
+
+
+MEDIA_STATE = """
+const m = document.getElementById('player-element');
+if (!m) return null;
+return {tag: m.tagName.toLowerCase(), ready: m.readyState, seeking: m.seeking,
+        time: m.currentTime, error: m.error && m.error.code, src: m.currentSrc,
+        played_from: m.played.length ? m.played.start(0) : null};
+"""
+
+
+def _play_and_check(
+    driver: Any, card: Any, hit: dict[str, Any], screenshot: str, keyboard: bool = False
+) -> None:
+    """Click a card (or focus it and press Enter): the player opens at the hit's start; Escape
+    closes it and the focus goes back to the card."""
+    from selenium.webdriver.common.keys import Keys
+
+    start_s = float(card.get_attribute("data-start-s"))
+    assert start_s == pytest.approx(hit["start_s"])
+    if keyboard:
+        card.send_keys(Keys.ENTER)
+    else:
+        card.click()
+    _wait(driver, lambda d: d.find_element("id", "player").get_attribute("open") is not None)
+
+    def at_start(d: Any) -> dict[str, Any] | None:
+        s = d.execute_script(MEDIA_STATE)
+        assert s is None or not s["error"], f"the media did not load: {s}"
+        if not s or s["ready"] < 2 or s["seeking"]:
+            return None
+        # currentTime, or (a short clip may play past the window between two polls) where the
+        # first played range began.
+        near = abs(s["time"] - start_s) <= 0.3 or (
+            s["played_from"] is not None and abs(s["played_from"] - start_s) <= 0.3
+        )
+        return s if near else None
+
+    state = _wait(driver, at_start, timeout=30, poll=0.05)
+    assert state["tag"] == ("video" if hit["has_video"] else "audio")
+    assert state["src"].endswith(hit["media_url"])
+    driver.save_screenshot(str(ARTIFACTS / screenshot))
+
+    driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
+    _wait(driver, lambda d: d.find_element("id", "player").get_attribute("open") is None)
+    assert driver.switch_to.active_element == card
+    assert driver.execute_script(MEDIA_STATE) is None
+
+
+# ------------------------------------------------------------------------------ the browser tests
+
+
+def test_search_then_play_from_the_matched_segment(browser, base_url) -> None:
+    _open(browser, base_url)
+    assert browser.title.startswith("trimodal")
+    cards = _search_text(browser, QUERY)
+    assert len(cards) == 10  # a full first page of the 12-item index
+
+    # The cards show what the API answered, in its order.
+    api = _api_search(base_url, QUERY)
+    first = cards[0]
+    hit = api["hits"][0]
+    assert [c.get_attribute("data-id") for c in cards] == [h["id"] for h in api["hits"]]
+    assert f"{hit['start_s']:.2f}–{hit['end_s']:.2f} s" in first.text
+    assert first.find_elements("css selector", "svg.timeline rect.bar")
+    meta = browser.find_element("id", "meta").text
+    assert meta.startswith("Index v") and "ms total" in meta
+    browser.save_screenshot(str(ARTIFACTS / "web_results.png"))
+
+    _play_and_check(browser, first, hit, "web_player.png")
+
+    # The first hit may well start at 0 s; the latest-starting one checks a real seek (opened
+    # from the keyboard this time).
+    latest = max(range(len(cards)), key=lambda i: api["hits"][i]["start_s"])
+    if api["hits"][latest]["start_s"] > 0.5:
+        hit = api["hits"][latest]
+        _play_and_check(browser, cards[latest], hit, "web_player_seek.png", keyboard=True)
+
+    # More results: the next page is appended (12 items in all, so that is the end).
+    more = browser.find_element("id", "more")
+    assert more.is_displayed()
+    more.click()
+    _wait(browser, lambda d: len(_cards(d)) == 12)
+    _wait(browser, lambda d: not d.find_element("id", "more").is_displayed())
+    ids = [c.get_attribute("data-id") for c in _cards(browser)]
+    assert len(set(ids)) == 12
+    _no_script_errors(browser)
+
+
+def test_api_errors_show_in_the_message_area(browser, base_url) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, base_url)
+    box = browser.find_element("id", "query")
+    browser.execute_script("arguments[0].value = 'x'.repeat(1001)", box)  # over the API's limit
+    box.send_keys(Keys.ENTER)
+    error = browser.find_element("id", "error")
+    _wait(browser, lambda _: error.is_displayed())
+    assert "HTTP 422" in error.text and "invalid_request" in error.text
+    _no_script_errors(browser)
+
+
+def test_phone_width_is_one_column_without_horizontal_scroll(browser, base_url) -> None:
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 360, "height": 740, "deviceScaleFactor": 2, "mobile": True},
+    )
+    try:
+        _open(browser, base_url)
+        assert browser.execute_script("return window.innerWidth") == 360
+        assert _no_horizontal_scroll(browser)
+        cards = _search_text(browser, QUERY)
+        assert len({round(c.rect["x"]) for c in cards}) == 1  # one column
+        assert _no_horizontal_scroll(browser)
+        browser.save_screenshot(str(ARTIFACTS / "web_phone.png"))
+        cards[0].click()
+        _wait(browser, lambda d: (d.execute_script(MEDIA_STATE) or {}).get("ready", 0) >= 1)
+        assert _no_horizontal_scroll(browser)
+        width = browser.execute_script(
+            "return document.getElementById('player').getBoundingClientRect().width"
+        )
+        assert width <= 360
+        browser.save_screenshot(str(ARTIFACTS / "web_phone_player.png"))
+        _no_script_errors(browser)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_upload_a_video_file(browser, base_url, served) -> None:
+    _open(browser, base_url)
+    clip = sorted((served["corpus"] / "media").glob("*.mp4"))[0]
+    browser.find_element("css selector", 'input[name="target"][value="audio"]').click()
+    browser.find_element("id", "file").send_keys(str(clip))
+    _wait(browser, lambda d: clip.name in d.find_element("id", "results-heading").text)
+    cards = _wait(browser, _cards)
+    assert cards
+    assert "query 3.00 s long" in browser.find_element("id", "meta").text
+    _no_script_errors(browser)
+
+
+HOSTILE = '<img src=x onerror="window.pwned = 1">&amp; <b>bold</b>'
+FAKE_FETCH = """
+const fake = %s;
+const real = window.fetch;
+window.fetch = (url, init) => String(url).includes('/v1/search/text')
+  ? Promise.resolve(new Response(JSON.stringify(fake),
+                                 {headers: {'Content-Type': 'application/json'}}))
+  : real(url, init);
+"""
+
+
+def test_api_text_is_shown_as_text_and_long_timelines_are_binned(browser, base_url) -> None:
+    steps = 4 * 3600  # an hour at 4 steps a second
+    hit = {
+        "id": HOSTILE,
+        "score": 0.5,
+        "pooled_score": 0.5,
+        "start_s": 1800.0,
+        "end_s": 1803.0,
+        "timeline": [((i * 7919) % 101) / 101 for i in range(steps)],
+        "steps_per_second": 4.0,
+        "title": HOSTILE,
+        "duration_s": 3600.0,
+        "has_audio": True,
+        "has_video": False,
+        "media_url": "/v1/items/x/media",
+        "thumbnail_url": None,
+    }
+    page = {"hits": [hit], "offset": 0, "k": 10, "index_version": HOSTILE, "timings_ms": {}}
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_FETCH % json.dumps(page)}
+    )
+    try:
+        _open(browser, base_url)
+        (card,) = _search_text(browser, "anything")
+        assert card.find_element("css selector", ".title").text == HOSTILE
+        assert HOSTILE in browser.find_element("id", "meta").text
+        assert card.find_elements("css selector", "img") == []  # sound only: a placeholder
+        assert "sound only" in card.text
+        bars = card.find_elements("css selector", "svg.timeline rect.bar")
+        assert 0 < len(bars) <= 120
+        assert card.find_elements("css selector", "svg.timeline rect.bar.hit")
+        assert browser.execute_script("return window.pwned") is None
+        assert _no_horizontal_scroll(browser)
+        _no_script_errors(browser)
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+
+
+def test_record_button_off_without_get_user_media(browser, base_url) -> None:
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": "delete Navigator.prototype.mediaDevices;"},
+    )
+    try:
+        _open(browser, base_url)
+        assert not browser.find_element("id", "record").is_enabled()
+        message = browser.find_element("id", "record-message")
+        assert message.is_displayed() and "upload a file instead" in message.text
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+
+
+def test_record_from_the_microphone(browser, base_url) -> None:
+    _open(browser, base_url)
+    button = browser.find_element("id", "record")
+    assert button.is_enabled()  # localhost is a secure context
+    button.click()
+    _wait(browser, lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true")
+    time.sleep(1.5)
+    button.click()
+    _wait(browser, lambda d: "your recording" in d.find_element("id", "results-heading").text)
+    assert _wait(browser, _cards)
+    assert not browser.find_element("id", "error").is_displayed()
+    _no_script_errors(browser)
