@@ -89,8 +89,9 @@ def start_server(index: Path, ckpt: Path) -> tuple[subprocess.Popen, str]:
         "TRIMODAL_INDEX": str(index),
         "TRIMODAL_CKPT": str(ckpt),
         "TRIMODAL_RELOAD_POLL_S": "0",
-        "TRIMODAL_MAX_CONCURRENCY": "64",
         "TRIMODAL_QUEUE_WAIT_S": "30",
+        "TRIMODAL_LOG_LEVEL": "warning",  # a JSON line per request would be measured too
+        "TRIMODAL_CACHE_DIR": str(index.parent.parent / "cache"),
         "HF_HUB_OFFLINE": "1",
     }
     cmd = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--factory", "--port", str(port)]

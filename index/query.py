@@ -8,6 +8,7 @@ model). Safe to call from many threads: the model is only run under `torch.infer
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,18 @@ class Encoded:
 
 
 class QueryEncoder:
-    def __init__(self, model: TrimodalModel, limits: MediaLimits | None = None) -> None:
+    def __init__(
+        self,
+        model: TrimodalModel,
+        limits: MediaLimits | None = None,
+        text_backbone: Callable[[list[str]], torch.Tensor] | None = None,
+    ) -> None:
+        """`text_backbone`: another runtime for the frozen text tower (ONNX Runtime), giving the
+        same sentence vectors as the model's own; None uses the model's."""
         self.model = model.eval()
         self.cfg = model.cfg
         self.limits = limits or MediaLimits()
+        self.text_backbone = text_backbone
 
     def text(self, sentence: str) -> Encoded:
         sentence = sentence.strip()
@@ -42,7 +51,10 @@ class QueryEncoder:
             raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         t = time.perf_counter()
         with torch.inference_mode():
-            emb = self.model.encode_text([sentence])
+            if self.text_backbone is None:
+                emb = self.model.encode_text([sentence])
+            else:
+                emb = self.model.project_text(self.text_backbone([sentence]))
         pooled = emb.pooled[0].float().cpu().numpy()
         return Encoded(Query("text", pooled), {"encode": _ms(t)})
 

@@ -353,4 +353,4 @@ class Searcher:
 def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:
     if seg is None:  # the hit lacks the modality's steps: no segment to show
         return (0.0, 0.0, [])
-    return (float(seg.start_s), float(seg.end_s), [round(float(x), 4) for x in seg.timeline])
+    return (float(seg.start_s), float(seg.end_s), [round(x, 4) for x in seg.timeline.tolist()])

@@ -310,13 +310,16 @@ class SequenceStore:
         lengths = spans[:, 1] - spans[:, 0]
         t_max = int(lengths.max()) if len(spans) else 0
         mask = np.arange(t_max)[None, :] < lengths[:, None]  # (K, Tmax)
-        out = np.zeros((len(spans), t_max, self.dim), np.float32)  # (K, Tmax, D)
-        if mask.any():
-            steps = (spans[:, :1] + np.arange(t_max)[None, :])[mask]  # every valid step's row
-            values = _to_float32(self._steps[steps])
-            if self._scales is not None:
-                values *= self._scales[steps].astype(np.float32)[:, None]
-            out[mask] = values
+        if not mask.any():
+            return np.zeros((len(spans), t_max, self.dim), np.float32), mask
+        # One gather of (K, Tmax) rows; padding positions read some valid row, then are zeroed.
+        steps = np.where(mask, spans[:, :1] + np.arange(t_max)[None, :], spans[:, :1])
+        steps = np.minimum(steps, len(self._steps) - 1)  # an empty item's start may be the end
+        out = _to_float32(self._steps[steps])  # (K, Tmax, D)
+        if self._scales is not None:
+            out *= self._scales[steps].astype(np.float32)[..., None]
+        if not mask.all():
+            out[~mask] = 0.0
         return out, mask
 
 

@@ -66,6 +66,8 @@ def _clean(seq: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     and drop trailing steps that are padding in every row, which only cost time."""
     t = int(mask.sum(dim=1).max())
     seq, mask = seq[:, :t], mask[:, :t]
+    if bool(mask.all()):  # nothing to zero (the common case: equal lengths): no copy
+        return seq, mask
     return torch.where(mask.unsqueeze(-1), seq, torch.zeros((), dtype=seq.dtype)), mask
 
 

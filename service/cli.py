@@ -55,7 +55,12 @@ def serve(
     except ValidationError as e:
         raise typer.BadParameter(str(e)) from e
     os.environ.update(
-        {"TRIMODAL_INDEX": str(index), "TRIMODAL_CKPT": str(ckpt), "TRIMODAL_DEVICE": device}
+        {
+            "TRIMODAL_INDEX": str(index),
+            "TRIMODAL_CKPT": str(ckpt),
+            "TRIMODAL_DEVICE": device,
+            "TRIMODAL_LOG_LEVEL": log_level,
+        }
     )
     console.print(f"trimodal: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
@@ -65,6 +70,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        access_log=False,  # the app logs every request itself, as JSON with its request id
     )
 
 

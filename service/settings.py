@@ -5,7 +5,9 @@ Validated at start-up, so a wrong value stops the server with a message saying w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,10 +29,19 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Per-request time limit (504 past it)."
     )
     max_concurrency: int = Field(
-        8, ge=1, description="Searches running at once; more are answered 503 with Retry-After."
+        default_factory=lambda: os.cpu_count() or 2,
+        ge=1,
+        description="Searches running at once (default: one per core; more only thrash the "
+        "cores); others wait for a slot.",
     )
     queue_wait_s: float = Field(
-        0.5, ge=0, description="How long a request may wait for a free slot before the 503."
+        5.0, ge=0, description="How long a request may wait for a slot before a 503 + Retry-After."
+    )
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads per search for torch (1: concurrent searches run side by side "
+        "instead of fighting over the cores, and FAISS's own threads are not starved).",
     )
     api_key: SecretStr | None = Field(
         default=None, description="Key for /v1/admin/* (unset: admin off)."
@@ -42,6 +53,17 @@ class Settings(BaseSettings):
     max_k: int = Field(100, ge=1, le=1000, description="Largest k (hits per page) accepted.")
     max_rerank_k: int = Field(1000, ge=1, le=10_000, description="Largest rerank_k accepted.")
     verify_index: bool = Field(True, description="Check every checksum when loading a version.")
+    text_runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="Runtime of the frozen text tower for queries: onnx (ONNX Runtime, about 3x "
+        "faster; exported once into cache_dir) or torch.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: (
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trimodal"
+        ),
+        description="Where derived files (the ONNX export of the text tower) are kept.",
+    )
 
     @field_validator("index", "ckpt")
     @classmethod

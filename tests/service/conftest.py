@@ -33,7 +33,7 @@ def served(tmp_path_factory) -> dict[str, Path]:
         item.meta["tags"] = ["even"] if i % 2 == 0 else ["odd"]
     root = base / "index"
     build_index(root, items, TrimodalModel.load(ckpt), checkpoint_hash(ckpt), workers=1)
-    return {"corpus": corpus, "ckpt": ckpt, "index": root}
+    return {"corpus": corpus, "ckpt": ckpt, "index": root, "cache": base / "cache"}
 
 
 def settings_for(served: dict[str, Path], **overrides: object) -> Settings:
@@ -42,6 +42,7 @@ def settings_for(served: dict[str, Path], **overrides: object) -> Settings:
         "ckpt": served["ckpt"],
         "reload_poll_s": 0,
         "api_key": "s3cret-key",
+        "cache_dir": served["cache"],
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

@@ -330,3 +330,27 @@ def test_openapi_is_complete(client: TestClient) -> None:
     } <= paths
     text_schema = spec["components"]["schemas"]["TextSearchRequest"]
     assert text_schema.get("examples")
+
+
+def test_request_logs_are_json_with_the_request_id(client: TestClient, capsys) -> None:
+    import logging
+
+    from service import logs
+
+    logs.configure("info")
+    try:
+        r = client.post(
+            "/v1/search/text", json={"query": "a bell"}, headers={"x-request-id": "abc123"}
+        )
+        assert r.headers["x-request-id"] == "abc123"
+        lines = [
+            json.loads(line)
+            for line in capsys.readouterr().err.splitlines()
+            if line.startswith("{")
+        ]
+        mine = [e for e in lines if e.get("request_id") == "abc123"]
+        assert mine and mine[0]["route"] == "/v1/search/text" and mine[0]["status"] == 200
+        assert mine[0]["level"] == "info" and mine[0]["ms"] > 0
+    finally:
+        logging.getLogger("trimodal").handlers.clear()
+        logging.getLogger("trimodal").propagate = True

@@ -1,0 +1,45 @@
+"""The text tower through ONNX Runtime gives the torch tower's sentence vectors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from models.config import preset
+from models.onnx_text import OnnxTextBackbone
+from models.text import TextBackbone
+
+SENTENCES = ["a small red ball bounces on the grass", "a bell", "", "chime " * 300]
+
+
+def test_onnx_tower_matches_torch_for_ragged_batches(tmp_path: Path) -> None:
+    torch_tower = TextBackbone(preset("tiny").text)
+    with torch.no_grad():
+        before = torch_tower(SENTENCES)
+    onnx_tower = OnnxTextBackbone(torch_tower, tmp_path)
+    torch.testing.assert_close(onnx_tower(SENTENCES), before, atol=1e-4, rtol=1e-4)
+    for one in SENTENCES:  # one at a time (no padding) as a search does
+        torch.testing.assert_close(
+            onnx_tower([one]), torch_tower([one]).detach(), atol=1e-4, rtol=1e-4
+        )
+    with torch.no_grad():  # exporting did not change the torch tower
+        torch.testing.assert_close(torch_tower(SENTENCES), before)
+    with pytest.raises(ValueError):
+        onnx_tower([])
+
+
+def test_export_is_cached_by_the_towers_identity(tmp_path: Path) -> None:
+    tower = TextBackbone(preset("tiny").text)
+    first = OnnxTextBackbone(tower, tmp_path)
+    stamp = first.path.stat().st_mtime_ns
+    again = OnnxTextBackbone(tower, tmp_path)
+    assert again.path == first.path and again.path.stat().st_mtime_ns == stamp  # not re-exported
+    other_cfg = replace(preset("tiny").text, max_length=16)
+    other = OnnxTextBackbone(TextBackbone(other_cfg), tmp_path)
+    assert other.path != first.path
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.path.name, other.path.name])
