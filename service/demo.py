@@ -28,6 +28,15 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     serve: Annotated[bool, typer.Option(help="Serve the web page at the end.")] = True,
+    corpus_dir: Annotated[
+        Path | None, typer.Option(help="Where the corpus goes (default OUT/corpus).")
+    ] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Where the model goes (default OUT/model).")
+    ] = None,
+    index_dir: Annotated[
+        Path | None, typer.Option(help="Where the index goes (default OUT/index).")
+    ] = None,
 ) -> dict[str, float]:
     """Generate SynthAV, train the small preset, build the index, serve the web page."""
     from index.version import current_version
@@ -35,11 +44,11 @@ def demo(
     from training import cli as training_cli
 
     timings: dict[str, float] = {}
-    corpus = out / "corpus"
+    corpus = corpus_dir or out / "corpus"
     manifest = corpus / "manifest.jsonl"
-    ckpt_root = out / "model"
+    ckpt_root = model_dir or out / "model"
     ckpt = ckpt_root / "best"
-    index = out / "index"
+    index = index_dir or out / "index"
 
     t = time.perf_counter()
     if not manifest.is_file():

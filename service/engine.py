@@ -53,8 +53,8 @@ class Engine:
             return None
         try:
             return OnnxTextBackbone(model.text.backbone, self.settings.cache_dir)
-        except ImportError:
-            log.warning("onnxruntime is not installed: the text tower runs in torch")
+        except Exception as e:  # an accelerator, never a reason not to serve
+            log.warning("text tower on ONNX Runtime unavailable (%s): it runs in torch", e)
             return None
 
     def _open(self, version: str | None) -> Searcher:
