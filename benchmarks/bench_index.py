@@ -145,7 +145,7 @@ def build_version(root: Path, seqs: np.ndarray, codec: str) -> float:
 
 
 def bench_searcher(
-    items: int, codecs: list[str], ks: tuple[int, ...], queries: int
+    items: int, codecs: list[str], ks: tuple[int, ...], queries: int, repeats: int = 3
 ) -> list[dict[str, Any]]:
     """The product's own search path on a published version, per sequence codec: bytes per
     item on disk, re-rank time (alignment + window distance) for K candidates, and how much of the
@@ -179,15 +179,20 @@ def bench_searcher(
                 "version_bytes_per_item": round(total_bytes / items, 1),
             }
             for k in ks:
-                rerank_ms, total_ms, tops = [], [], []
-                for x in excerpts:
-                    pooled = x.mean(0) / np.linalg.norm(x.mean(0))
-                    result = searcher.search(
-                        Query("visual", pooled.astype(np.float32), x), "video", k=10, rerank_k=k
-                    )
-                    rerank_ms.append(result.timings_ms["rerank"])
-                    total_ms.append(sum(result.timings_ms.values()))
-                    tops.append([h.id for h in result.hits])
+                # Three passes over the queries; each figure is the best pass's (the machine is
+                # shared: a pass that other tenants slowed down says nothing about the code).
+                passes: list[tuple[list[float], list[float]]] = []
+                for _ in range(repeats):
+                    rerank_ms, total_ms, tops = [], [], []
+                    for x in excerpts:
+                        pooled = x.mean(0) / np.linalg.norm(x.mean(0))
+                        query = Query("visual", pooled.astype(np.float32), x)
+                        result = searcher.search(query, "video", k=10, rerank_k=k)
+                        rerank_ms.append(result.timings_ms["rerank"])
+                        total_ms.append(sum(result.timings_ms.values()))
+                        tops.append([h.id for h in result.hits])
+                    passes.append((rerank_ms, total_ms))
+                rerank_ms, total_ms = min(passes, key=lambda p: statistics.median(p[0]))
                 if codec == codecs[0]:
                     reference[k] = tops
                 overlap = np.mean(
@@ -200,6 +205,7 @@ def bench_searcher(
                     "search_p50_ms": round(statistics.median(total_ms), 2),
                     "top10_overlap_vs_first": round(float(overlap), 3),
                     "source_at_1": round(float(hit1), 3),
+                    "rerank_p50_ms_each_pass": [round(statistics.median(p[0]), 2) for p in passes],
                 }
             out.append(row)
             searcher.version.close()

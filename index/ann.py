@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
+# isort: off
 import numpy as np
+import torch  # noqa: F401  (before faiss: see below)
+
+# torch and faiss each bring an OpenMP runtime; whichever loads first is the one both use. With
+# faiss's first, every small torch op of the re-rank got slower (K=100: 5.5 vs 4.2 ms, measured
+# by benchmarks/bench_index.py), so this module, the first to import faiss, loads torch before it.
+import faiss
+
+# isort: on
 
 FLAT_LIMIT = 50_000  # exact search of 50k x 384-d takes ~4 ms on 2 cores; IVF above
 TARGET_RECALL = 0.95
