@@ -68,6 +68,8 @@ class Hit:
     title: str | None
     duration_s: float | None
     media: str
+    has_video: bool = True
+    has_audio: bool = True
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,10 @@ class Searcher:
             raise ValueError(f"unknown fusion weights {sorted(unknown)}; use {MODALITIES}")
         pooled = np.asarray(query.pooled, dtype=np.float32)
         allowed = None if where is None or where.is_empty() else self.allowed(where)
-        fused = self._first_pass(pooled, weights, max(k, rerank_k if rerank else k), allowed)
+        # A text query has no steps to re-rank by: fetch only what fusing the indexes needs.
+        reranking = rerank and query.sequence is not None
+        fetch = max(k, rerank_k) if reranking else max(k, min(rerank_k, 4 * k))
+        fused = self._first_pass(pooled, weights, fetch, allowed)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         timings["search"] = (time.perf_counter() - start) * 1e3
 
@@ -249,6 +254,8 @@ class Searcher:
                     title=record.title,
                     duration_s=record.duration_s,
                     media=record.media,
+                    has_video=record.has_video,
+                    has_audio=record.has_audio,
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import ValidationError
 
 from index.query import Encoded
+from index.search import Hit as SearchHit
 from index.search import ItemFilter, Query, Searcher
 from models.media import MediaError, MediaErrorReason
 from service.deps import State, StateDep
@@ -90,8 +91,7 @@ def _search(
     )
 
 
-def _hit(h, searcher: Searcher) -> Hit:
-    record = searcher.items.by_row(h.row)
+def _hit(h: SearchHit, searcher: Searcher) -> Hit:
     base = f"/v1/items/{quote(h.id, safe='')}"
     return Hit(
         id=h.id,
@@ -103,15 +103,15 @@ def _hit(h, searcher: Searcher) -> Hit:
         steps_per_second=searcher.sps,
         title=h.title,
         duration_s=h.duration_s,
-        has_audio=record.has_audio,
-        has_video=record.has_video,
+        has_audio=h.has_audio,
+        has_video=h.has_video,
         media_url=f"{base}/media",
-        thumbnail_url=f"{base}/thumbnail" if record.has_video else None,
+        thumbnail_url=f"{base}/thumbnail" if h.has_video else None,
     )
 
 
 @router.post("/text", response_model=SearchResponse, responses=ERRORS)
-async def search_text(body: TextSearchRequest, state: StateDep) -> SearchResponse:
+async def search_text(body: TextSearchRequest, state: StateDep) -> Response:
     """Find videos (or audio tracks) that match a sentence."""
     _check_limits(state, body)
 
@@ -124,7 +124,12 @@ async def search_text(body: TextSearchRequest, state: StateDep) -> SearchRespons
             raise ApiError(422, "invalid_query", str(e)) from None
         return _search(state, searcher, encoded, body, start)
 
-    return await state.run(work)
+    return _json(await state.run(work))
+
+
+def _json(result: SearchResponse) -> Response:
+    """Serialised once, by the model that built it (FastAPI would validate it all over again)."""
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 def _options(raw: str) -> SearchOptions:
@@ -159,7 +164,7 @@ async def _save(upload: UploadFile, limit: int) -> Path:
 
 async def _media_search(
     state: State, kind: Literal["audio", "video"], upload: UploadFile, options: str
-) -> SearchResponse:
+) -> Response:
     opts = _options(options)
     _check_limits(state, opts)
     path = await _save(upload, int(state.settings.max_upload_mb * 1024 * 1024))
@@ -175,7 +180,7 @@ async def _media_search(
         return _search(state, searcher, encoded, opts, start)
 
     try:
-        return await state.run(work)
+        return _json(await state.run(work))
     finally:
         path.unlink(missing_ok=True)
 
@@ -193,7 +198,7 @@ OptionsField = Annotated[
 @router.post("/audio", response_model=SearchResponse, responses=ERRORS)
 async def search_audio(
     state: StateDep, file: UploadField, options: OptionsField = "{}"
-) -> SearchResponse:
+) -> Response:
     """Find videos (or audio tracks) that sound like the uploaded clip (its audio track)."""
     return await _media_search(state, "audio", file, options)
 
@@ -201,7 +206,7 @@ async def search_audio(
 @router.post("/video", response_model=SearchResponse, responses=ERRORS)
 async def search_video(
     state: StateDep, file: UploadField, options: OptionsField = "{}"
-) -> SearchResponse:
+) -> Response:
     """Find audio tracks (target audio, default here) or videos that fit the uploaded footage."""
     opts = options if options.strip() not in ("", "{}") else '{"target": "audio"}'
     return await _media_search(state, "video", file, opts)
@@ -216,7 +221,7 @@ class ItemSearchRequest(SearchOptions):
     response_model=SearchResponse,
     responses={404: {"model": ErrorResponse}, **ERRORS},
 )
-async def search_item(item_id: str, body: ItemSearchRequest, state: StateDep) -> SearchResponse:
+async def search_item(item_id: str, body: ItemSearchRequest, state: StateDep) -> Response:
     """ "More like this": an indexed item's own embedding (its pictures or its sound) as query."""
     _check_limits(state, body)
 
@@ -231,4 +236,4 @@ async def search_item(item_id: str, body: ItemSearchRequest, state: StateDep) ->
             raise ApiError(422, "no_embedding", str(e)) from None
         return _search(state, searcher, Encoded(query), body, start)
 
-    return await state.run(work)
+    return _json(await state.run(work))
