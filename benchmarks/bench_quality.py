@@ -31,6 +31,7 @@ from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
 from training.datasets import load_manifest
 from training.evaluate import evaluate, validation_score
+from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="temperature of soft text targets (0 = one-hot; default: TrainConfig's)",
     )
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
+    p.add_argument("--weights", default=None, help="single-stage pair weights vt,at,av (1,1,1)")
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
     console = Console(width=200)  # the summary table is wide; logs are not terminals
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         text_head=args.text_head,
         embed_dim=args.embed_dim,
         **({"soft_target_temperature": args.soft_targets} if args.soft_targets is not None else {}),
+        **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),
