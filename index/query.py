@@ -18,6 +18,7 @@ import torch
 from index.search import Query, QueryModality
 from models.media import MediaLimits, decode_audio, decode_video
 from models.model import TrimodalModel
+from models.onnx_export import OnnxEncoders
 
 MAX_QUERY_CHARS = 1000
 
@@ -35,13 +36,22 @@ class QueryEncoder:
         model: TrimodalModel,
         limits: MediaLimits | None = None,
         text_backbone: Callable[[list[str]], torch.Tensor] | None = None,
+        onnx: OnnxEncoders | None = None,
     ) -> None:
         """`text_backbone`: another runtime for the frozen text tower (ONNX Runtime), giving the
-        same sentence vectors as the model's own; None uses the model's."""
+        same sentence vectors as the model's own; None uses the model's. `onnx`: the exported
+        query encoders (`trimodal export-onnx`), used for every query they cover."""
         self.model = model.eval()
         self.cfg = model.cfg
         self.limits = limits or MediaLimits()
         self.text_backbone = text_backbone
+        self.onnx = onnx
+
+    @property
+    def runtime(self) -> str:
+        if self.onnx is not None:
+            return "onnx (exported encoders)"
+        return "onnx (text tower) + torch" if self.text_backbone is not None else "torch"
 
     def text(self, sentence: str) -> Encoded:
         sentence = sentence.strip()
@@ -51,7 +61,9 @@ class QueryEncoder:
             raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         t = time.perf_counter()
         with torch.inference_mode():
-            if self.text_backbone is None:
+            if self.onnx is not None:
+                emb = self.onnx.text([sentence])
+            elif self.text_backbone is None:
                 emb = self.model.encode_text([sentence])
             else:
                 emb = self.model.project_text(self.text_backbone([sentence]))
@@ -65,7 +77,9 @@ class QueryEncoder:
         decode_ms = _ms(t)
         t = time.perf_counter()
         with torch.inference_mode():
-            emb = self.model.encode_audio(*self.model.audio_inputs([wave]))
+            mel, mask = self.model.audio_inputs([wave])
+            found = self.onnx.audio(mel, mask) if self.onnx is not None else None
+            emb = found if found is not None else self.model.encode_audio(mel, mask)
         query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0])
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
@@ -78,7 +92,9 @@ class QueryEncoder:
         decode_ms = _ms(t)
         t = time.perf_counter()
         with torch.inference_mode():
-            emb = self.model.encode_visual(*self.model.visual_inputs([frames]))
+            pixels, mask = self.model.visual_inputs([frames])
+            found = self.onnx.visual(pixels, mask) if self.onnx is not None else None
+            emb = found if found is not None else self.model.encode_visual(pixels, mask)
         query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0])
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)

@@ -32,6 +32,23 @@ app.command("search")(index_cli.search)
 app.command("demo")(demo.demo)
 
 
+@app.command("export-onnx")
+def export_onnx_command(
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Model checkpoint directory.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where to write (default: CKPT/onnx).")
+    ] = None,
+) -> dict:
+    """Export the text, audio and visual query encoders to ONNX (the service uses them when they
+    sit in CKPT/onnx)."""
+    from models.onnx_export import export_onnx
+
+    target = out or ckpt / "onnx"
+    manifest = export_onnx(ckpt, target)
+    console.print(f"exported to {target}: {', '.join(manifest['files'])}")
+    return manifest
+
+
 @app.command("serve")
 def serve(
     index: Annotated[Path, typer.Option("--index", help="Index root (versions + CURRENT).")],

@@ -8,6 +8,7 @@ old version is released when its last request lets go of it.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -20,6 +21,8 @@ from index.search import Query, Searcher
 from index.version import IndexVersion, current_version
 from models.media import MediaLimits
 from models.model import TrimodalModel, checkpoint_hash
+from models.onnx_export import MANIFEST as ONNX_MANIFEST
+from models.onnx_export import OnnxEncoders
 from models.onnx_text import OnnxTextBackbone
 from service.settings import Settings
 
@@ -44,9 +47,33 @@ class Engine:
             max_duration_s=settings.max_query_duration_s,
             max_wall_s=settings.request_timeout_s,
         )
-        self.encoder = QueryEncoder(model, limits, self._text_runtime(model))
+        onnx = self._exported(model)
+        text = None if onnx is not None else self._text_runtime(model)
+        self.encoder = QueryEncoder(model, limits, text, onnx)
+        log.info("query encoders: %s", self.encoder.runtime)
         self._lock = threading.Lock()
         self._searcher = self._open(None)
+
+    def _exported(self, model: TrimodalModel) -> OnnxEncoders | None:
+        """The exported encoders next to the checkpoint, if they were made from it."""
+        mode = self.settings.encoder_runtime
+        directory = Path(self.settings.ckpt) / "onnx"
+        if mode == "torch":
+            return None
+        try:
+            manifest = json.loads((directory / ONNX_MANIFEST).read_text())
+            if manifest["checkpoint_hash"] != self.model_hash:
+                raise ValueError("they were exported from another checkpoint")
+            threads = self.settings.torch_threads
+            return OnnxEncoders(directory, model, threads)
+        except (OSError, ValueError, KeyError, ImportError) as e:
+            if mode == "onnx":
+                raise EngineError(
+                    f"encoder_runtime=onnx, but {directory} is not usable: {e}"
+                ) from e
+            if directory.exists():
+                log.warning("not using the exported encoders in %s: %s", directory, e)
+            return None
 
     def _text_runtime(self, model: TrimodalModel) -> OnnxTextBackbone | None:
         if self.settings.text_runtime != "onnx" or not model.cfg.text.frozen:

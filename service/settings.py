@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         description="Runtime of the frozen text tower for queries: onnx (ONNX Runtime, about 3x "
         "faster; exported once into cache_dir) or torch.",
     )
+    encoder_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="Query encoders: auto uses `trimodal export-onnx` models found in "
+        "CKPT/onnx (made from this checkpoint), torch otherwise; onnx requires them.",
+    )
     cache_dir: Path = Field(
         default_factory=lambda: (
             Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trimodal"

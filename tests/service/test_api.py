@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from index.build import remove_items
 from models.media import MediaErrorReason
 from service.app import create_app
-from service.engine import Engine
+from service.engine import Engine, EngineError
 from tests.models.conftest import MediaFactory
 from tests.models.test_media_hostile import CASES, DEFAULT
 from tests.service.conftest import settings_for
@@ -354,3 +354,31 @@ def test_request_logs_are_json_with_the_request_id(client: TestClient, capsys) -
     finally:
         logging.getLogger("trimodal").handlers.clear()
         logging.getLogger("trimodal").propagate = True
+
+
+def test_exported_encoders_next_to_the_checkpoint_are_used(served, tmp_path: Path) -> None:
+    from models.onnx_export import export_onnx
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(served["ckpt"], ckpt)
+    export_onnx(ckpt, ckpt / "onnx")
+    settings = settings_for(served, ckpt=ckpt)
+    engine = Engine(settings)
+    assert engine.encoder.runtime == "onnx (exported encoders)"
+    torch_engine = Engine(settings_for(served, ckpt=ckpt, encoder_runtime="torch"))
+    assert torch_engine.encoder.runtime.endswith("torch")
+    item_id, path = clip(served, 3)
+    with TestClient(create_app(settings, engine=engine)) as c:
+        r = c.post(
+            "/v1/search/audio",
+            files={"file": ("q", path.read_bytes(), "application/octet-stream")},
+            data={"options": json.dumps({"target": "audio", "weights": {"audio": 1.0}})},
+        )
+        assert r.status_code == 200 and r.json()["hits"][0]["id"] == item_id
+    a = engine.encoder.text("a red ball").query.pooled
+    b = torch_engine.encoder.text("a red ball").query.pooled
+    assert float(abs(a - b).max()) < 1e-4
+    (ckpt / "onnx" / "onnx.json").write_text('{"checkpoint_hash": "other"}')
+    with pytest.raises(EngineError, match="another checkpoint"):
+        Engine(settings_for(served, ckpt=ckpt, encoder_runtime="onnx"))
+    assert Engine(settings).encoder.runtime != "onnx (exported encoders)"  # auto: falls back
