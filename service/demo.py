@@ -68,6 +68,13 @@ def demo(
             device="auto",
             max_minutes=max_minutes,
         )
+    if not (ckpt / "onnx" / "onnx.json").is_file():
+        try:  # faster query encoding in the service; torch serves just as well without it
+            from models.onnx_export import export_onnx
+
+            export_onnx(ckpt, ckpt / "onnx")
+        except Exception as e:
+            console.print(f"[yellow]ONNX export skipped ({e}); queries will run in torch[/yellow]")
     timings["train_s"] = round(time.perf_counter() - t, 1)
 
     t = time.perf_counter()

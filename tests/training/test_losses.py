@@ -60,7 +60,11 @@ def test_single_stage_routes_caption_kinds():
     text = TextBatch(unit(6, 8, seed=7), unit(6, 8, seed=8), unit(6, 8, seed=9))
     scales = {k: torch.tensor(10.0) for k in ("visual_text", "audio_text", "audio_visual")}
     total, parts = single_stage_loss(v, a, text, scales)
-    assert total.item() == pytest.approx(parts["vt"] + parts["at"] + parts["av"], rel=1e-5)
+    w = PairWeights()  # the default: audio–vision at a quarter
+    expected = w.vt * parts["vt"] + w.at * parts["at"] + w.av * parts["av"]
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    equal, _ = single_stage_loss(v, a, text, scales, PairWeights(1.0, 1.0, 1.0))
+    assert equal.item() == pytest.approx(parts["vt"] + parts["at"] + parts["av"], rel=1e-5)
     # Audio captions never touch vision: changing them leaves L_vt alone.
     text2 = TextBatch(text.visual, unit(6, 8, seed=10), text.audiovisual)
     _, parts2 = single_stage_loss(v, a, text2, scales)
