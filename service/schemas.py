@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -72,6 +73,15 @@ class TextSearchRequest(SearchOptions):
             ]
         },
     )
+
+
+def item_urls(item_id: str, has_video: bool) -> dict[str, str | None]:
+    """Where an item's media and thumbnail are served (ids are quoted: they may hold anything)."""
+    base = f"/v1/items/{quote(item_id, safe='')}"
+    return {
+        "media_url": f"{base}/media",
+        "thumbnail_url": f"{base}/thumbnail" if has_video else None,
+    }
 
 
 class Hit(BaseModel):

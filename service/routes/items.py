@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import mimetypes
 from pathlib import Path
-from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
@@ -16,7 +15,7 @@ from fastapi.responses import FileResponse, Response
 from models.media import MediaError
 from service.deps import StateDep
 from service.errors import ApiError
-from service.schemas import ErrorResponse, Item
+from service.schemas import ErrorResponse, Item, item_urls
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 NOT_FOUND: dict[int | str, dict] = {404: {"model": ErrorResponse}}
@@ -32,7 +31,6 @@ def _record(state: StateDep, item_id: str):
 @router.get("/{item_id}", response_model=Item, responses=NOT_FOUND)
 def get_item(item_id: str, state: StateDep) -> Item:
     r = _record(state, item_id)
-    base = f"/v1/items/{quote(r.id, safe='')}"
     return Item(
         id=r.id,
         title=r.title,
@@ -40,8 +38,7 @@ def get_item(item_id: str, state: StateDep) -> Item:
         has_audio=r.has_audio,
         has_video=r.has_video,
         meta=r.meta,
-        media_url=f"{base}/media",
-        thumbnail_url=f"{base}/thumbnail" if r.has_video else None,
+        **item_urls(r.id, r.has_video),
     )
 
 

@@ -8,7 +8,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from service.schemas import (
     SearchOptions,
     SearchResponse,
     TextSearchRequest,
+    item_urls,
 )
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -92,7 +92,6 @@ def _search(
 
 
 def _hit(h: SearchHit, searcher: Searcher) -> Hit:
-    base = f"/v1/items/{quote(h.id, safe='')}"
     return Hit(
         id=h.id,
         score=round(h.score, 6),
@@ -105,8 +104,7 @@ def _hit(h: SearchHit, searcher: Searcher) -> Hit:
         duration_s=h.duration_s,
         has_audio=h.has_audio,
         has_video=h.has_video,
-        media_url=f"{base}/media",
-        thumbnail_url=f"{base}/thumbnail" if h.has_video else None,
+        **item_urls(h.id, h.has_video),
     )
 
 

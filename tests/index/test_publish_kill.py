@@ -72,6 +72,8 @@ def fd_path(fd):
 # fsyncs and os.replace()s its shards, and gc renames versions the other way round.
 HOOKS = {
     "write_sequences": (iv.VersionWriter, lambda a, k: True),
+    # Stores are streamed item by item (publish_entries, VersionWriter.write_sequences both).
+    "append": (iv.store.SequenceWriter, lambda a, k: True),
     "write_rows": (iv.VersionWriter, lambda a, k: True),
     "publish": (iv.VersionWriter, lambda a, k: True),
     "_sha256": (iv, lambda a, k: k.get("fsync", False)),
@@ -154,7 +156,7 @@ class KillPoint:
 
 KILL_POINTS = [
     # Files are still being written into the temp dir.
-    KillPoint("half-written-sequence-file", "write_sequences", "during", nth=2),
+    KillPoint("half-written-sequence-file", "append", "before", nth=5),
     KillPoint("rows-not-yet-written", "write_rows", "before"),
     KillPoint("hashing-and-fsyncing-files", "_sha256", "after", nth=3),
     # The temp dir is complete (manifest written), not yet renamed.
