@@ -82,7 +82,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(index: Path, ckpt: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index: Path, ckpt: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -95,7 +95,9 @@ def start_server(index: Path, ckpt: Path) -> tuple[subprocess.Popen, str]:
         "HF_HUB_OFFLINE": "1",
     }
     cmd = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--factory", "--port", str(port)]
-    cmd += ["--log-level", "warning", "--no-access-log"]
+    cmd += ["--log-level", "warning", "--no-access-log", "--workers", str(workers)]
+    if workers > 1:  # each process runs one search at a time: the processes share the cores
+        env["TRIMODAL_MAX_CONCURRENCY"] = "1"
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--uploads", type=int, default=30)
     p.add_argument("--work", type=Path, default=Path("data/bench-service"))
+    p.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
     console = Console(width=160)
@@ -206,13 +209,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     queries = args.work / "queries"
     generate_corpus(queries, GeneratorConfig(clips=2, seed=3))  # 6 s mp4 clips (h264 + aac)
     clip = next((queries / "media").glob("*.mp4"))
-    result: dict[str, Any] = {"note": args.note, "runs": []}
+    result: dict[str, Any] = {"note": args.note, "server_workers": args.server_workers, "runs": []}
     for n in (int(x) for x in args.sizes.split(",") if x.strip()):
         with tempfile.TemporaryDirectory(dir=args.work) as tmp:
             t = time.perf_counter()
             make_index(Path(tmp) / "index", ckpt, n, dim)
             build_s = time.perf_counter() - t
-            proc, url = start_server(Path(tmp) / "index", ckpt)
+            proc, url = start_server(Path(tmp) / "index", ckpt, args.server_workers)
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
                 run_clients(url, 1, 2.0)  # warm-up
@@ -227,7 +230,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["runs"].append(run)
         console.print(f"done: {n} items")
 
-    table = Table(title="trimodal service over HTTP (uvicorn, 1 worker; clients on the same cores)")
+    table = Table(
+        title=f"trimodal service over HTTP (uvicorn, {args.server_workers} worker(s); "
+        "clients on the same cores)"
+    )
     for col in (
         "items",
         "query",
