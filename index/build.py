@@ -429,9 +429,7 @@ def build_index(
     sequence_codec: SequenceCodec | str = "f16",
 ) -> BuildReport:
     """Embed (resumable) and publish a new version under `root`."""
-    codec = (
-        SequenceCodec.parse(sequence_codec) if isinstance(sequence_codec, str) else sequence_codec
-    )
+    codec = SequenceCodec.parse(str(sequence_codec))  # fails before any embedding
     work = work_dir or root / ".work"
     report = embed_corpus(
         items,

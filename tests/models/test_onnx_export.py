@@ -3,6 +3,7 @@ SynthAV inputs, at several batch sizes and lengths; longer inputs are handed bac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,11 @@ def test_real_synthav_clip_matches(exported, tmp_path: Path) -> None:
     assert got_a is not None and got_v is not None
     close(got_a.sequence, ref_a.sequence)
     close(got_v.sequence, ref_v.sequence)
+    rows = [json.loads(line) for line in (tmp_path / "manifest.jsonl").open()]
+    captions = [c for row in rows for kind in row["captions"].values() for c in kind]
+    with torch.no_grad():  # the clips' own captions, all kinds, as one ragged batch
+        ref_t = model.encode_text(captions)
+    close(onnx.text(captions).pooled, ref_t.pooled)
 
 
 def test_inputs_longer_than_the_export_go_back_to_torch(exported) -> None:
