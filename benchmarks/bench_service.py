@@ -9,11 +9,18 @@ minutes, not days, to make; everything a request does is real: HTTP, JSON, the t
 Measured: text search p50/p99 and QPS at 1, 8 and 32 concurrent clients; audio search with a 6 s
 upload and video search with a 6 s upload, p50/p99; and where the time goes per stage (the
 server's own `timings_ms`). Clients and server share the machine's cores: say so when comparing.
+
+The load generator is the standard library's `http.client` (one keep-alive connection per client
+thread) by default: on two shared cores, every millisecond of client CPU is taken from the server,
+and httpx spends about one more per request (`--client httpx` measures with it). Every text query
+is different (a sentence plus a counter), so a query cache, if the service had one, could not
+flatter the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import socket
@@ -82,7 +89,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(index: Path, ckpt: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def start_server(
+    index: Path, ckpt: Path, workers: int = 1, http: str = "auto"
+) -> tuple[subprocess.Popen, str]:
+    """`trimodal serve` (what users run) in a subprocess on a free port."""
     port = free_port()
     env = {
         **os.environ,
@@ -94,8 +104,9 @@ def start_server(index: Path, ckpt: Path, workers: int = 1) -> tuple[subprocess.
         "TRIMODAL_CACHE_DIR": str(index.parent.parent / "cache"),
         "HF_HUB_OFFLINE": "1",
     }
-    cmd = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--factory", "--port", str(port)]
-    cmd += ["--log-level", "warning", "--no-access-log", "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--ckpt", str(ckpt)]
+    cmd += ["--port", str(port), "--log-level", "warning", "--workers", str(workers)]
+    cmd += ["--http", http]
     if workers > 1:  # each process runs one search at a time: the processes share the cores
         env["TRIMODAL_MAX_CONCURRENCY"] = "1"
     proc = subprocess.Popen(cmd, env=env)
@@ -114,7 +125,42 @@ def start_server(index: Path, ckpt: Path, workers: int = 1) -> tuple[subprocess.
     raise RuntimeError("the server did not become ready")
 
 
-def run_clients(url: str, clients: int, seconds: float) -> dict[str, Any]:
+class _StdlibClient:
+    """POST JSON over one keep-alive connection (http.client: little CPU per request)."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        self.conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _HttpxClient:
+    def __init__(self, url: str) -> None:
+        self.client = httpx.Client(base_url=url, timeout=60)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        r = self.client.post(path, json=body)
+        return r.status_code, r.content
+
+    def close(self) -> None:
+        self.client.close()
+
+
+CLIENTS = {"stdlib": _StdlibClient, "httpx": _HttpxClient}
+
+
+def query_text(i: int) -> str:
+    return f"{QUERIES[i % len(QUERIES)]} {i}"  # never the same sentence twice
+
+
+def run_clients(url: str, clients: int, seconds: float, kind: str = "stdlib") -> dict[str, Any]:
     """`clients` threads, each with its own connection, sending text searches back to back."""
     latencies: list[float] = []
     stages: list[dict[str, float]] = []
@@ -124,19 +170,23 @@ def run_clients(url: str, clients: int, seconds: float) -> dict[str, Any]:
 
     def worker(seed: int) -> None:
         nonlocal errors
-        with httpx.Client(base_url=url, timeout=60) as c:
-            i = seed
+        client = CLIENTS[kind](url)
+        try:
+            i = seed * 1_000_000
             while time.monotonic() < stop:
                 t = time.perf_counter()
-                r = c.post("/v1/search/text", json={"query": QUERIES[i % len(QUERIES)], "k": 10})
+                request = {"query": query_text(i), "k": 10}
+                status, body = client.post_json("/v1/search/text", request)
                 ms = (time.perf_counter() - t) * 1e3
                 with lock:
-                    if r.status_code == 200:
+                    if status == 200:
                         latencies.append(ms)
-                        stages.append(r.json()["timings_ms"])
+                        stages.append(json.loads(body)["timings_ms"])
                     else:
                         errors += 1
                 i += 1
+        finally:
+            client.close()
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in range(clients)]
     start = time.perf_counter()
@@ -194,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--uploads", type=int, default=30)
     p.add_argument("--work", type=Path, default=Path("data/bench-service"))
     p.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--http", default="auto", help="HTTP parser: auto, h11, httptools")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="stdlib", help="load generator")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
     console = Console(width=160)
@@ -209,18 +261,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     queries = args.work / "queries"
     generate_corpus(queries, GeneratorConfig(clips=2, seed=3))  # 6 s mp4 clips (h264 + aac)
     clip = next((queries / "media").glob("*.mp4"))
-    result: dict[str, Any] = {"note": args.note, "server_workers": args.server_workers, "runs": []}
+    result: dict[str, Any] = {
+        "note": args.note,
+        "server_workers": args.server_workers,
+        "http": args.http,
+        "client": args.client,
+        "runs": [],
+    }
     for n in (int(x) for x in args.sizes.split(",") if x.strip()):
         with tempfile.TemporaryDirectory(dir=args.work) as tmp:
             t = time.perf_counter()
             make_index(Path(tmp) / "index", ckpt, n, dim)
             build_s = time.perf_counter() - t
-            proc, url = start_server(Path(tmp) / "index", ckpt, args.server_workers)
+            proc, url = start_server(Path(tmp) / "index", ckpt, args.server_workers, args.http)
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
-                run_clients(url, 1, 2.0)  # warm-up
+                run_clients(url, 1, 2.0, args.client)  # warm-up
                 run["text"] = [
-                    run_clients(url, int(c), args.seconds) for c in args.clients.split(",")
+                    run_clients(url, int(c), args.seconds, args.client)
+                    for c in args.clients.split(",")
                 ]
                 run["audio_upload_6s"] = upload_latency(url, "audio", clip, args.uploads)
                 run["video_upload_6s"] = upload_latency(url, "video", clip, args.uploads)
@@ -232,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     table = Table(
         title=f"trimodal service over HTTP (uvicorn, {args.server_workers} worker(s); "
-        "clients on the same cores)"
+        f"{args.client} clients on the same cores)"
     )
     for col in (
         "items",

@@ -38,9 +38,9 @@ class QueryEncoder:
         text_backbone: Callable[[list[str]], torch.Tensor] | None = None,
         onnx: OnnxEncoders | None = None,
     ) -> None:
-        """`text_backbone`: another runtime for the frozen text tower (ONNX Runtime), giving the
-        same sentence vectors as the model's own; None uses the model's. `onnx`: the exported
-        query encoders (`trimodal export-onnx`), used for every query they cover."""
+        """`text_backbone`: another runtime for the frozen text tower (ONNX Runtime, float32 or
+        int8), used for text when given; None uses the export or the model's own. `onnx`: the
+        exported query encoders (`trimodal export-onnx`), used for every query they cover."""
         self.model = model.eval()
         self.cfg = model.cfg
         self.limits = limits or MediaLimits()
@@ -49,9 +49,10 @@ class QueryEncoder:
 
     @property
     def runtime(self) -> str:
+        text = "onnx text tower" if self.text_backbone is not None else None
         if self.onnx is not None:
-            return "onnx (exported encoders)"
-        return "onnx (text tower) + torch" if self.text_backbone is not None else "torch"
+            return "onnx (exported encoders" + (f", {text})" if text else ")")
+        return f"{text} + torch" if text else "torch"
 
     def text(self, sentence: str) -> Encoded:
         sentence = sentence.strip()
@@ -61,12 +62,12 @@ class QueryEncoder:
             raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         t = time.perf_counter()
         with torch.inference_mode():
-            if self.onnx is not None:
-                emb = self.onnx.text([sentence])
-            elif self.text_backbone is None:
-                emb = self.model.encode_text([sentence])
-            else:
+            if self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))
+            elif self.onnx is not None:
+                emb = self.onnx.text([sentence])
+            else:
+                emb = self.model.encode_text([sentence])
         pooled = emb.pooled[0].float().cpu().numpy()
         return Encoded(Query("text", pooled), {"encode": _ms(t)})
 

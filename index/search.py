@@ -32,7 +32,7 @@ from models.alignment import (
     align_sequence_tensors,
     align_vector_batch,
 )
-from models.sequence import Distance, paired_distance
+from models.sequence import Distance, paired_distance, take_steps
 
 Target = Literal["video", "audio"]
 QueryModality = Literal["text", "audio", "visual"]
@@ -238,8 +238,7 @@ class Searcher:
         known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
         segments = [_segment_tuple(known[r]) for r in chosen]
         hits = []
-        for r, seg in zip(chosen, segments, strict=True):
-            record = self.items.by_row(r)
+        for r, seg, record in zip(chosen, segments, self.items.by_rows(chosen), strict=True):
             if record.duration_s:  # codec padding can leave a last step past the real end
                 seg = (min(seg[0], record.duration_s), min(seg[1], record.duration_s), seg[2])
             hits.append(
@@ -297,7 +296,7 @@ class Searcher:
         width = int((end - start).max())
         steps = start[:, None] + torch.arange(width)[None, :]  # (K, W)
         window_mask = steps < end[:, None]
-        picked = cand[torch.arange(len(idx))[:, None], steps.clamp(max=cand.shape[1] - 1)]
+        picked = take_steps(cand, steps.clamp(max=cand.shape[1] - 1))
         windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
         with torch.no_grad():
             d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
@@ -360,4 +359,5 @@ class Searcher:
 def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:
     if seg is None:  # the hit lacks the modality's steps: no segment to show
         return (0.0, 0.0, [])
-    return (float(seg.start_s), float(seg.end_s), [round(x, 4) for x in seg.timeline.tolist()])
+    timeline = np.round(seg.timeline.detach().cpu().numpy().astype(np.float64), 4).tolist()
+    return (float(seg.start_s), float(seg.end_s), timeline)

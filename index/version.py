@@ -50,6 +50,7 @@ ITEMS = "items.sqlite"
 CURRENT = "CURRENT"
 TMP_PREFIX = ".tmp-"
 LOCK = ".publish.lock"
+SCRATCH = ".scratch"  # a build's temporary files, never published
 VERSION_RE = re.compile(r"v(\d{6,})-(\d{8}T\d{6}Z)")
 STALE_TMP_S = 3600.0
 _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -434,8 +435,17 @@ class VersionWriter:
         flagged[np.array([r for (r,) in found], dtype=np.int64)] = True
         return flagged
 
+    def scratch(self) -> Path:
+        """A directory inside the build for its temporary files (e.g. pooled vectors waiting
+        for the FAISS build). It goes with the build: removed at publish, and a crash leaves it
+        inside the build's `.tmp-` directory, which `gc` removes."""
+        path = self._path / SCRATCH
+        path.mkdir(exist_ok=True)
+        return path
+
     def publish(self, make_current: bool = True) -> str:
         """Seal, rename to the next version name, and (by default) point CURRENT at it."""
+        shutil.rmtree(self._path / SCRATCH, ignore_errors=True)
         counts, stores = self._check()
         db = self._open_db()
         db.close()
@@ -631,6 +641,24 @@ class ItemTable:
         if found is None:
             raise IndexError(f"no item at row {row}")
         return self._record(found)
+
+    def by_rows(self, rows: Sequence[int]) -> list[ItemRecord]:
+        """Records of `rows`, in that order: one query for a page of hits."""
+        wanted = [int(r) for r in rows]
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(set(wanted)))
+        found = {
+            row: self._record(rest)
+            for row, *rest in self._conn().execute(
+                f"SELECT row, {self._COLUMNS} FROM items WHERE row IN ({marks})",
+                sorted(set(wanted)),
+            )
+        }
+        missing = [r for r in wanted if r not in found]
+        if missing:
+            raise IndexError(f"no item at rows {missing[:5]}")
+        return [found[r] for r in wanted]
 
     def by_id(self, id: str) -> tuple[int, ItemRecord] | None:
         found = (

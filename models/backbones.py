@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from transformers import ASTConfig, ASTModel, CLIPVisionModel
 
 from models.features import IMAGE_MEAN, IMAGE_STD
+from models.sequence import take_steps
 
 # CLIP's own pixel statistics (OpenAI), used when the directory has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -280,7 +281,7 @@ def _interpolate(values: Tensor, src: Tensor, tgt: Tensor, n_valid: Tensor) -> T
     Row b uses only its first `n_valid[b]` sources and holds the end values beyond them, so a
     clip's result does not depend on how far the batch was padded.
     """
-    b, s, d = values.shape
+    s = values.shape[1]
     hi = torch.searchsorted(src, tgt).clamp(min=1, max=max(s - 1, 1))  # (N,)
     lo = (hi - 1).clamp(max=s - 1)
     last = (n_valid - 1).clamp(min=0)[:, None]  # (B, 1)
@@ -290,6 +291,5 @@ def _interpolate(values: Tensor, src: Tensor, tgt: Tensor, n_valid: Tensor) -> T
     gap = p_hi - p_lo
     weight = torch.where(gap > 0, (tgt - p_lo) / gap.clamp(min=1e-6), torch.zeros_like(gap))
     weight = weight.clamp(0.0, 1.0).unsqueeze(-1)  # (B, N, 1)
-    v_lo = torch.gather(values, 1, lo_b.unsqueeze(-1).expand(b, -1, d))
-    v_hi = torch.gather(values, 1, hi_b.unsqueeze(-1).expand(b, -1, d))
+    v_lo, v_hi = take_steps(values, lo_b), take_steps(values, hi_b)  # (B, N, D) each
     return v_lo + weight * (v_hi - v_lo)

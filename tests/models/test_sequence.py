@@ -27,6 +27,7 @@ from models.sequence import (
     resample,
     sinkhorn_wasserstein,
     soft_dtw,
+    take_steps,
 )
 
 NAMES: list[Distance] = ["interp", "softdtw", "dtw", "wasserstein"]
@@ -530,3 +531,57 @@ def test_invalid_inputs_raise_value_error() -> None:
             pytest.fail(f"call {i} did not raise")
     with pytest.raises(TypeError):
         paired_distance("dtw", x, m, y[:2], ym[:2], gamma=0.1)
+
+
+def brute_force_vector_segment(
+    query: torch.Tensor, target: torch.Tensor, min_steps: int
+) -> tuple[int, int, float]:
+    """Every [s, e) with e - s >= min(m, n), in float64: the maximum sum of (cosine - threshold)
+    with threshold = (median + max) / 2; earliest end, then shortest, among equals."""
+    sims = (F.normalize(target.double(), dim=-1) @ F.normalize(query.double(), dim=0)).tolist()
+    n = len(sims)
+    ordered = sorted(sims)
+    median = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+    threshold = (median + max(sims)) / 2
+    m = min(min_steps, n)
+    best: tuple[float, int, int] | None = None
+    for e in range(1, n + 1):
+        for s in range(e - m, -1, -1):  # longer segments later: strictly better only
+            total = sum(x - threshold for x in sims[s:e])
+            if best is None or total > best[0] + 1e-9:
+                best = (total, s, e)
+    assert best is not None
+    _, s, e = best
+    return s, e, sum(sims[s:e]) / (e - s)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_align_vector_batch_matches_a_brute_force_search(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    k, t, d = 5, int(torch.randint(1, 20, (1,), generator=g)), 8
+    targets = torch.randn(k, t, d, generator=g)
+    lengths = torch.randint(1, t + 1, (k,), generator=g)
+    mask = torch.arange(t)[None] < lengths[:, None]
+    targets[~mask] = float("nan")  # padding garbage must not matter
+    query = torch.randn(d, generator=g)
+    min_steps = int(torch.randint(1, 5, (1,), generator=g))
+    for i, seg in enumerate(align_vector_batch(query, targets, mask, 4.0, min_steps)):
+        n = int(lengths[i])
+        s, e, score = brute_force_vector_segment(query, targets[i, :n], min_steps)
+        assert (seg.start_s, seg.end_s) == (s / 4.0, e / 4.0)
+        assert seg.score == pytest.approx(score, abs=1e-5)
+        assert seg.timeline.shape == (n,)
+        assert torch.isfinite(seg.timeline).all()
+
+
+def test_take_steps_equals_gather_and_carries_gradients() -> None:
+    g = torch.Generator().manual_seed(5)
+    seq = torch.randn(4, 7, 3, generator=g, requires_grad=True)
+    index = torch.randint(0, 7, (4, 5), generator=g)
+    out = take_steps(seq, index)
+    expected = seq.gather(1, index.unsqueeze(-1).expand(-1, -1, 3))
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert seq.grad is not None
+    counts = torch.zeros(4, 7).scatter_add_(1, index, torch.ones(4, 5))
+    torch.testing.assert_close(seq.grad, counts.unsqueeze(-1).expand(-1, -1, 3))
