@@ -62,6 +62,10 @@ def choose_factory(n: int, dim: int, kind: str = "auto") -> str:
     return f"IVF{nlist},PQ{m}x8"
 
 
+ADD_CHUNK = 65_536  # rows per add / per exact-search pass: bounded extra memory at any size
+TRAIN_SAMPLE = 100_000
+
+
 def _as_matrix(vectors: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2:
@@ -71,22 +75,54 @@ def _as_matrix(vectors: np.ndarray) -> np.ndarray:
     return x
 
 
+def _chunks(vectors: np.ndarray, size: int = ADD_CHUNK) -> Any:
+    """Row blocks as float32 matrices (checked): a memory map is read one block at a time."""
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (n, d), got {vectors.shape}")
+    for start in range(0, len(vectors), size):
+        yield start, _as_matrix(vectors[start : start + size])
+
+
 def build(vectors: np.ndarray, factory: str, seed: int = 0) -> faiss.Index:
-    """Train (if the factory needs it) on a sample and add every vector, in row order."""
-    x = _as_matrix(vectors)
-    index = faiss.index_factory(x.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    """Train (if the factory needs it) on a sample of at most `TRAIN_SAMPLE` rows, then add every
+    vector in row order, `ADD_CHUNK` rows at a time.
+
+    `vectors` may be a memory map (the build's spool on disk): only the sample and one chunk are
+    in memory besides the index itself, as in FAISS's own recipe for big corpora (train on a
+    sample, add shard by shard).
+    """
+    if vectors.ndim != 2:
+        raise ValueError(f"vectors must be (n, d), got {vectors.shape}")
+    index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         rng = np.random.default_rng(seed)
-        sample = x if len(x) <= 100_000 else x[rng.choice(len(x), 100_000, replace=False)]
+        if len(vectors) <= TRAIN_SAMPLE:
+            sample = _as_matrix(vectors)
+        else:  # sorted rows: a memory map is read front to back
+            sample = _as_matrix(vectors[np.sort(rng.choice(len(vectors), TRAIN_SAMPLE, False))])
         index.train(sample)
-    index.add(x)
+        del sample
+    for _, block in _chunks(vectors):
+        index.add(block)
     return index
 
 
 def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    flat = faiss.IndexFlatIP(base.shape[1])
-    flat.add(_as_matrix(base))
-    return flat.search(_as_matrix(queries), k)[1]
+    """Rows of the exact top-k by inner product, `base` read one block at a time."""
+    q = _as_matrix(queries)
+    best_scores = np.full((len(q), 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(q), 0), dtype=np.int64)
+    for start, block in _chunks(base):
+        flat = faiss.IndexFlatIP(block.shape[1])
+        flat.add(block)
+        scores, rows = flat.search(q, min(k, len(block)))
+        best_scores = np.concatenate([best_scores, scores], 1)
+        best_rows = np.concatenate([best_rows, np.where(rows >= 0, rows + start, -1)], 1)
+        # Stable on score, then row: equal scores keep the lower row, as one flat search would.
+        order = np.lexsort((best_rows, -best_scores), axis=1)[:, :k]
+        best_scores = np.take_along_axis(best_scores, order, 1)
+        best_rows = np.take_along_axis(best_rows, order, 1)
+    return best_rows
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

@@ -19,9 +19,15 @@ from typing import Any, cast
 import numpy as np
 
 from index import ann
-from index.embed import MODALITIES, CorpusItem, embed_corpus, load_shard
+from index.embed import MODALITIES, CorpusItem, Runner, embed_corpus, load_shard
 from index.store import SequenceWriter, StepEncoding
-from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
+from index.version import (
+    PROJECTION,
+    IndexVersion,
+    ItemRecord,
+    VersionWriter,
+    projection_bytes,
+)
 from models.model import TrimodalModel
 
 
@@ -101,6 +107,28 @@ def fit_projection(sequences: Sequence[np.ndarray], dim: int, seed: int = 0) -> 
     # Fix each column's sign (largest-magnitude entry positive): the same steps give the same file.
     signs = np.sign(top[np.abs(top).argmax(0), np.arange(dim)])
     return (top * signs).astype(np.float32)
+
+
+class _VectorSpool:
+    """float32 rows appended to a file, read back as a memory map."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path, self.dim, self.rows = path, dim, 0
+        self._file: Any = open(path, "wb")  # noqa: SIM115 (closed by matrix())
+
+    def append(self, vector: np.ndarray) -> None:
+        row = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if row.shape != (self.dim,):
+            raise ValueError(f"pooled vector of shape {row.shape}, expected ({self.dim},)")
+        self._file.write(row.tobytes())
+        self.rows += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def matrix(self) -> np.ndarray:
+        self._file.close()
+        return np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.rows, self.dim))
 
 
 @dataclass(frozen=True)
@@ -203,7 +231,6 @@ def publish_entries(
         raise ValueError(f"projection {projection.shape} does not fit codec {codec}")
     store_dim = codec.dim or dim
     failed = {} if failed is None else failed  # filled while `entries` is consumed
-    pooled: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES}
     present: dict[str, list[int]] = {m: [] for m in MODALITIES}
     seen: set[str] = set()
     records: list[ItemRecord] = []  # not yet in the item table
@@ -215,6 +242,8 @@ def publish_entries(
         ) as writer,
         contextlib.ExitStack() as open_stores,
     ):
+        # Pooled vectors wait on disk, not in memory, until the FAISS indexes are built from them.
+        pooled = {m: _VectorSpool(writer.scratch() / f"{m}.f32", dim) for m in MODALITIES}
         stores: dict[str, SequenceWriter] = {}
 
         def open_all() -> None:
@@ -265,7 +294,7 @@ def publish_entries(
             for m in MODALITIES:
                 vector = entry.pooled[m]
                 if vector is not None:
-                    pooled[m].append(np.asarray(vector, np.float32))
+                    pooled[m].append(vector)
                     present[m].append(n)
             if codec.dim is not None and projection is None:
                 buffered.append(entry)
@@ -286,10 +315,10 @@ def publish_entries(
         factories: dict[str, str] = {}
         params: dict[str, dict[str, Any]] = {}
         for m in MODALITIES:
-            if not pooled[m]:
+            if not pooled[m].rows:
+                pooled[m].close()
                 continue
-            vectors = np.stack(pooled[m])
-            pooled[m] = []  # the index holds them now
+            vectors = pooled[m].matrix()  # a memory map: read a sample, then block by block
             factories[m] = ann.choose_factory(len(vectors), dim, index_type)
             index = ann.build(vectors, factories[m])
             params[m] = ann.tune(index, vectors, _tuning_queries(vectors))
@@ -427,8 +456,13 @@ def build_index(
     shard_size: int = 256,
     on_progress: Callable[[int, int], None] | None = None,
     sequence_codec: SequenceCodec | str = "f16",
+    runner: Runner | None = None,
 ) -> BuildReport:
-    """Embed (resumable) and publish a new version under `root`."""
+    """Embed (resumable) and publish a new version under `root`.
+
+    `runner` runs the embedding stages (default: this machine; `index.ray_runner.RayRunner`: a
+    Ray cluster); the shards it writes are merged into one version here either way.
+    """
     codec = SequenceCodec.parse(str(sequence_codec))  # fails before any embedding
     work = work_dir or root / ".work"
     report = embed_corpus(
@@ -441,6 +475,7 @@ def build_index(
         workers=workers,
         resume=resume,
         on_progress=on_progress,
+        runner=runner,
     )
     built = publish_from_shards(
         root,

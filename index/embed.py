@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -115,21 +115,36 @@ def plan_hash(items: Sequence[CorpusItem], shard_size: int, model_hash: str) -> 
     return digest.hexdigest()
 
 
-def embed_corpus(
+@dataclass(frozen=True)
+class ShardPlan:
+    """The corpus cut into fixed shards: item j belongs to shard j // shard_size, written to
+    `paths[j // shard_size]`. A shard file that exists is complete (written under a temporary
+    name, fsynced, renamed)."""
+
+    items: Sequence[CorpusItem]
+    shard_size: int
+    paths: list[Path]
+
+    def chunk(self, shard: int) -> Sequence[CorpusItem]:
+        return self.items[shard * self.shard_size : (shard + 1) * self.shard_size]
+
+    def pending(self) -> list[int]:
+        return [j for j, path in enumerate(self.paths) if not path.exists()]
+
+
+def plan_shards(
     items: Sequence[CorpusItem],
-    model: TrimodalModel,
     model_hash: str,
     work_dir: Path,
-    *,
-    shard_size: int = 256,
-    batch_size: int = 16,
-    workers: int | None = None,
-    resume: bool = False,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> EmbedReport:
-    """Embed every item into shards under `work_dir/shards`, skipping complete shards on resume."""
+    shard_size: int,
+    resume: bool,
+) -> ShardPlan:
+    """Cut the corpus into shards under `work_dir/shards`, recording the plan (ordered ids, shard
+    size, model hash) so that `resume` only ever continues the same build."""
     if len({i.id for i in items}) != len(items):
         raise ValueError("item ids must be unique")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     shards_dir = work_dir / "shards"
     plan_file = work_dir / "plan.json"
     plan = {
@@ -146,43 +161,117 @@ def embed_corpus(
             )
     shards_dir.mkdir(parents=True, exist_ok=True)
     _fsync_write(plan_file, lambda f: f.write(json.dumps(plan).encode()))
-    cfg = model.cfg
     n_shards = (len(items) + shard_size - 1) // shard_size
     paths = [shards_dir / f"shard-{j:06d}.npz" for j in range(n_shards)]
-    done = sum(p.exists() for p in paths)
+    return ShardPlan(items, shard_size, paths)
+
+
+def embed_shard(
+    path: Path,
+    decoded: Iterable[Decoded],
+    model: TrimodalModel,
+    batch_size: int,
+    on_item: Callable[[], None] | None = None,
+) -> tuple[int, int]:
+    """Encode one shard's decoded items in batches and write the shard file.
+
+    The one code path of the encoder stage, whatever runs it (this process or a Ray actor).
+    Returns (embedded, failed) counts; failed items are in the shard with their reason.
+    """
+    records: list[Decoded] = []
+    encoded: dict[str, list[Any]] = {m: [] for m in MODALITIES}
+    batch: list[Decoded] = []
+    for item in decoded:
+        records.append(item)
+        if item.error is None:
+            batch.append(item)
+        if len(batch) == batch_size:
+            _flush(model, batch, records, encoded)
+            batch = []
+        if on_item:
+            on_item()
+    _flush(model, batch, records, encoded)
+    write_shard(path, records, encoded, model.cfg.embed_dim)
+    failed = sum(r.error is not None for r in records)
+    return len(records) - failed, failed
+
+
+class LocalRunner:
+    """Runs the shard stages on this machine: decoding in worker processes, encoding here."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+
+    def run(
+        self,
+        plan: ShardPlan,
+        model: TrimodalModel,
+        batch_size: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        pending = plan.pending()
+        if not pending:
+            return
+        cfg = model.cfg
+        total = len(plan.items)
+        processed = (len(plan.paths) - len(pending)) * plan.shard_size
+
+        def tick() -> None:
+            nonlocal processed
+            processed += 1
+            if on_progress:
+                on_progress(min(processed, total), total)
+
+        args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, self.workers)
+        with Reader(*args) as reader:
+            for j in pending:
+                embed_shard(plan.paths[j], reader.read(plan.chunk(j)), model, batch_size, tick)
+
+
+class Runner(Protocol):
+    def run(
+        self,
+        plan: ShardPlan,
+        model: TrimodalModel,
+        batch_size: int,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None: ...
+
+
+def embed_corpus(
+    items: Sequence[CorpusItem],
+    model: TrimodalModel,
+    model_hash: str,
+    work_dir: Path,
+    *,
+    shard_size: int = 256,
+    batch_size: int = 16,
+    workers: int | None = None,
+    resume: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    runner: Runner | None = None,
+) -> EmbedReport:
+    """Embed every item into shards under `work_dir/shards`, skipping complete shards on resume.
+
+    `runner` runs the stages (default: `LocalRunner(workers)`; `index.ray_runner.RayRunner`
+    spreads them over a Ray cluster). Whatever ran them, the shards are read back here.
+    """
+    plan = plan_shards(items, model_hash, work_dir, shard_size, resume)
+    done = len(plan.paths) - len(plan.pending())
+    (runner or LocalRunner(workers)).run(plan, model, batch_size, on_progress)
+    missing = plan.pending()
+    if missing:  # a runner that returns without error must have written every shard
+        raise RuntimeError(f"shards not written: {[plan.paths[j].name for j in missing[:5]]}")
     failed: dict[str, str] = {}
     embedded = 0
-    processed = done * shard_size
-    with Reader(
-        cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, workers or os.cpu_count() or 1
-    ) as reader:
-        for j, path in enumerate(paths):
-            if path.exists():
-                continue
-            chunk = items[j * shard_size : (j + 1) * shard_size]
-            records: list[Decoded] = []
-            encoded: dict[str, list[Any]] = {m: [] for m in MODALITIES}
-            batch: list[Decoded] = []
-            for decoded in reader.read(chunk):
-                records.append(decoded)
-                if decoded.error is None:
-                    batch.append(decoded)
-                if len(batch) == batch_size:
-                    _flush(model, batch, records, encoded)
-                    batch = []
-                processed += 1
-                if on_progress:
-                    on_progress(min(processed, len(items)), len(items))
-            _flush(model, batch, records, encoded)
-            write_shard(path, records, encoded, cfg.embed_dim)
-    for path in paths:
+    for path in plan.paths:
         shard = load_shard(path)
         for item_id, error in zip(shard["ids"], shard["errors"], strict=True):
             if error:
                 failed[str(item_id)] = str(error)
             else:
                 embedded += 1
-    return EmbedReport(paths, embedded, failed, done)
+    return EmbedReport(plan.paths, embedded, failed, done)
 
 
 def _flush(

@@ -64,6 +64,18 @@ def build(
             "(e.g. pca64-i8: about 1/6 of f16's bytes at 384 dims)."
         ),
     ] = "f16",
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run the embedding on a Ray cluster: auto (the cluster this machine belongs "
+            "to), HOST:PORT, ray://HOST:PORT, or local (start Ray here). Corpus, checkpoint and "
+            "--out must be at the same paths on every node.",
+        ),
+    ] = None,
+    ray_encoders: Annotated[
+        int, typer.Option(min=0, help="Encoder actors on Ray (0 = one per GPU, or CPUs / 4).")
+    ] = 0,
 ) -> dict[str, Any]:
     """Embed a corpus and publish a new index version (atomically, with checksums)."""
     from index.build import SequenceCodec, build_index
@@ -74,6 +86,16 @@ def build(
         codec = SequenceCodec.parse(sequence_codec)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--sequence-codec") from e
+    runner = None
+    if ray is not None:
+        from index.ray_runner import RayRunner, parse_address
+
+        try:
+            address = parse_address(ray)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--ray") from e
+        assert address is not None
+        runner = RayRunner(address, ckpt, device=device, encoders=ray_encoders or None)
 
     items = corpus_items(manifest, split)
     if not items:
@@ -95,6 +117,7 @@ def build(
                 shard_size=shard_size,
                 on_progress=lambda done, total: progress.update(task, completed=done),
                 sequence_codec=codec,
+                runner=runner,
             )
     except FileExistsError as e:
         console.print(f"[red]error:[/red] {e}")

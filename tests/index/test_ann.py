@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +75,38 @@ def test_bad_vectors_are_refused():
     bad[3, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         ann.build(bad, "Flat")
+
+
+def test_build_from_a_memory_map_in_blocks_equals_the_in_memory_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publish path hands FAISS a memory map of the spooled vectors: training on a sample
+    and adding block by block must give the index one pass over an array gives."""
+    base, queries = clustered(3000, seed=7), clustered(40, seed=17)
+    path = tmp_path / "spool.f32"
+    base.astype(np.float32).tofile(path)
+    spooled = np.memmap(path, dtype=np.float32, mode="r", shape=base.shape)
+    monkeypatch.setattr(ann, "ADD_CHUNK", 257)  # many uneven blocks
+    truth = ann.exact_topk(base, queries, 10)
+    monkeypatch.setattr(ann, "ADD_CHUNK", 10**9)
+    assert np.array_equal(truth, ann.exact_topk(base, queries, 10))  # blocks change nothing
+    monkeypatch.setattr(ann, "ADD_CHUNK", 257)
+    monkeypatch.setattr(ann, "TRAIN_SAMPLE", 10**9)
+    for factory in ("Flat", "IVF16,Flat"):
+        in_memory = ann.build(np.array(base), factory)
+        blocked = ann.build(spooled, factory)
+        assert blocked.ntotal == len(base)
+        a, b = in_memory.search(queries, 10), blocked.search(queries, 10)
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0])
+    monkeypatch.setattr(ann, "TRAIN_SAMPLE", 500)  # trained on a sample: still finds its data
+    sampled = ann.build(spooled, "IVF16,Flat")
+    ann._set_param(sampled, "nprobe", 16)
+    assert ann.recall_at_k(sampled.search(queries, 10)[1], truth) == 1.0
+
+
+def test_a_nan_in_a_later_block_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = clustered(600, d=8, seed=8)
+    base[550, 3] = np.nan
+    monkeypatch.setattr(ann, "ADD_CHUNK", 100)
+    with pytest.raises(ValueError, match="NaN"):
+        ann.build(base, "Flat")
