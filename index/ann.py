@@ -75,10 +75,12 @@ def _as_matrix(vectors: np.ndarray) -> np.ndarray:
     return x
 
 
-def _chunks(vectors: np.ndarray, size: int = ADD_CHUNK) -> Any:
-    """Row blocks as float32 matrices (checked): a memory map is read one block at a time."""
+def _chunks(vectors: np.ndarray) -> Any:
+    """Row blocks of `ADD_CHUNK` rows as float32 matrices (checked): a memory map is read one
+    block at a time."""
     if vectors.ndim != 2:
         raise ValueError(f"vectors must be (n, d), got {vectors.shape}")
+    size = ADD_CHUNK  # read at call time (tests shrink it)
     for start in range(0, len(vectors), size):
         yield start, _as_matrix(vectors[start : start + size])
 

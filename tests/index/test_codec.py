@@ -153,6 +153,45 @@ def test_publish_streams_sequences_instead_of_holding_them(tmp_path: Path, codec
     assert store.lengths().sum() == n * steps and store.encoding == codec
 
 
+def test_publish_builds_faiss_from_spooled_vectors_block_by_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge: pooled vectors wait in a scratch file, FAISS trains on a sample and adds
+    blocks; the vectors are never all in (Python-visible) memory, and the index is complete."""
+    import tracemalloc
+
+    import index.ann as ann
+    from index.build import publish_entries
+
+    monkeypatch.setattr(ann, "ADD_CHUNK", 1000)
+    monkeypatch.setattr(ann, "TRAIN_SAMPLE", 1000)
+    n, dim = 20_000, 1024
+    # 82 MB of float32 pooled vectors; held in lists and then stacked (the old way), the peak
+    # was over twice that. Now: per-item bookkeeping (ids, rows; ~5 MB) + a sample + a block.
+    pooled_bytes = n * dim * 4
+    tracemalloc.start()
+    try:
+        publish_entries(
+            tmp_path / "root",
+            _entries(n, dim, steps=1),
+            model_hash="x",
+            dim=dim,
+            steps_per_second=4.0,
+            index_type="IVF16,Flat",
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < pooled_bytes / 4, f"peak {peak / 1e6:.1f} MB for {pooled_bytes / 1e6:.1f} MB"
+    version = IndexVersion.open(tmp_path / "root")
+    assert not any(p.name.startswith(".") for p in version.path.iterdir())  # no scratch left
+    searcher = Searcher(version)
+    assert len(searcher.indexes["visual"]) == n
+    first = next(iter(_entries(1, dim, steps=1)))
+    query = Query("visual", first.pooled["visual"], None)
+    assert searcher.search(query, "video", k=1, rerank=False).hits[0].id == "item0"
+
+
 def test_projection_is_fitted_on_the_first_steps_then_streamed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
