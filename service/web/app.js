@@ -138,7 +138,17 @@ async function run(search, { append = false } = {}) {
   setLoading(true, append ? "Loading more…" : `Searching for ${search.label}…`);
   let done = "";
   try {
-    const page = await ask(search, offset, controller.signal);
+    let page;
+    try {
+      page = await ask(search, offset, controller.signal);
+    } catch (e) {
+      // The browser's type for the file guessed the wrong stream (an audio-only .webm or .mp4
+      // is "video/…"; footage without sound): the file lacks that stream, so try the other.
+      const wrongGuess = e instanceof ApiFailure && e.code === "no_streams";
+      if (!wrongGuess || search.kind !== "upload" || search.rerouted) throw e;
+      search = { ...search, route: otherRoute(search.route), rerouted: true };
+      page = await ask(search, offset, controller.signal);
+    }
     if (inFlight !== controller) return; // a newer search replaced this one
     if (!append) {
       current = { ...search, shown: 0 };
@@ -401,6 +411,10 @@ function isAudio(file) {
   if (file.type) return file.type.startsWith("audio/");
   const ext = (file.name.split(".").pop() || "").toLowerCase();
   return AUDIO_EXTENSIONS.includes(ext);
+}
+
+function otherRoute(route) {
+  return route === "/v1/search/audio" ? "/v1/search/video" : "/v1/search/audio";
 }
 
 function uploadSearch(file, fileName, label) {

@@ -384,3 +384,33 @@ def test_record_from_the_microphone(browser, base_url) -> None:
     assert _wait(browser, _cards)
     assert not browser.find_element("id", "error").is_displayed()
     _no_script_errors(browser)
+
+
+def _audio_only_webm(src: Path, out: Path) -> Path:
+    """The clip's sound alone, as Opus in WebM: browsers type a .webm "video/webm"."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(out), "w", format="webm") as dst:
+        stream = dst.add_stream("libopus", rate=48000, layout="mono")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=48000)
+        for frame in inp.decode(audio=0):
+            for chunk in resampler.resample(frame):
+                dst.mux(stream.encode(chunk))
+        for chunk in resampler.resample(None):
+            dst.mux(stream.encode(chunk))
+        dst.mux(stream.encode(None))
+    return out
+
+
+def test_an_audio_only_webm_is_searched_as_sound(browser, base_url, served, tmp_path) -> None:
+    """The page routes uploads by the browser's type; a sound-only .webm is typed video/webm,
+    the video route answers no_streams, and the page asks the audio route instead."""
+    clip = sorted((served["corpus"] / "media").glob("*.mp4"))[1]
+    webm = _audio_only_webm(clip, tmp_path / "sound-only.webm")
+    _open(browser, base_url)
+    browser.find_element("id", "file").send_keys(str(webm))
+    _wait(browser, lambda d: webm.name in d.find_element("id", "results-heading").text)
+    assert _wait(browser, _cards)
+    assert browser.find_element("id", "error").is_displayed() is False
+    assert "query 3.0" in browser.find_element("id", "meta").text
+    _no_script_errors(browser)
