@@ -69,3 +69,14 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
     return path
+
+
+def p50_p99(times_ms: list[float]) -> dict[str, float]:
+    """Median and 99th percentile of latencies in milliseconds, rounded to the microsecond."""
+    import numpy as np
+
+    ordered = np.asarray(times_ms, dtype=np.float64)
+    return {
+        "p50_ms": round(float(np.median(ordered)), 3),
+        "p99_ms": round(float(np.percentile(ordered, 99)), 3),
+    }

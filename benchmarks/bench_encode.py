@@ -11,19 +11,17 @@ weights) exported by `models.onnx_export.export_onnx`. One thread each, as the s
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import write_result
+from benchmarks._common import p50_p99, write_result
 
 
 def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
@@ -34,10 +32,7 @@ def timed(fn: Callable[[], object], repeats: int) -> dict[str, float]:
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e3)
-    return {
-        "p50_ms": round(statistics.median(times), 3),
-        "p99_ms": round(float(np.percentile(times, 99)), 3),
-    }
+    return p50_p99(times)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

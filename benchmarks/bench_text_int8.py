@@ -12,7 +12,6 @@ on a SynthAV test pool. The pool should be one nobody tuned on (`bench_fresh_poo
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import write_result
+from benchmarks._common import p50_p99, write_result
 
 DIRS = ("text→video", "text→audio")
 
@@ -36,10 +35,7 @@ def _latency(embed: Any, sentences: list[str], n: int = 300) -> dict[str, float]
         t = time.perf_counter()
         embed([s])
         times.append((time.perf_counter() - t) * 1e3)
-    return {
-        "p50_ms": round(statistics.median(times), 3),
-        "p99_ms": round(float(np.percentile(times, 99)), 3),
-    }
+    return p50_p99(times)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
