@@ -21,13 +21,7 @@ import numpy as np
 from index import ann
 from index.embed import MODALITIES, CorpusItem, Runner, embed_corpus, load_shard
 from index.store import SequenceWriter, StepEncoding
-from index.version import (
-    PROJECTION,
-    IndexVersion,
-    ItemRecord,
-    VersionWriter,
-    projection_bytes,
-)
+from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
 from models.model import TrimodalModel
 
 

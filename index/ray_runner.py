@@ -21,7 +21,6 @@ counts (only the final rename makes it exist). A whole build stopped and restart
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +65,6 @@ class ShardEncoder:
 
         return embed_shard(Path(path), decoded(), self.model, batch_size)
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 @dataclass
 class RayRunner:
@@ -88,7 +84,6 @@ class RayRunner:
     in_flight_per_encoder: int = 2
     task_retries: int = 3
     shard_attempts: int = 3
-    init_kwargs: dict[str, Any] | None = None
 
     def _init(self) -> Any:
         import ray
@@ -100,7 +95,6 @@ class RayRunner:
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.WARNING,
-                **(self.init_kwargs or {}),
             )
         return ray
 

@@ -107,8 +107,8 @@ def quantize(source: Path, path: Path) -> Path:
 class OnnxTextBackbone:
     """Drop-in for `TextBackbone.__call__` at inference: texts → mean-pooled (B, hidden).
 
-    `int8`: the tower with int8 weights (about 3.5x faster on one core; a small, measured loss of
-    retrieval quality: benchmarks/bench_text_int8.py).
+    `int8`: the tower with int8 weights (about 2x faster per sentence on one core; retrieval
+    unchanged within noise on a fresh SynthAV pool: benchmarks/bench_text_int8.py).
     """
 
     def __init__(

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import importlib.util
 import socket
-from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -66,7 +65,6 @@ def run(
     workers: int = 1,
     log_level: str = "info",
     protocol: type[asyncio.Protocol] | None = None,
-    **extra: Any,
 ) -> None:
     """Serve `service.asgi:app` (settings from the TRIMODAL_* environment)."""
     import uvicorn
@@ -81,5 +79,4 @@ def run(
         access_log=False,  # the app logs every request itself, as JSON with its request id
         http=protocol or http_protocol(),
         loop=event_loop(),
-        **extra,
     )

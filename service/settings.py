@@ -47,8 +47,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         description="Threads per query-encoder call on ONNX Runtime. 1 gives the most searches "
-        "per second; 2 with onnx_spin cut a lone text query from 8.9 to 7.4 ms on two cores but "
-        "166 → 128 QPS under load.",
+        "per second; 2 with onnx_spin cut a lone text query's p50 from 9.6 to 6.5 ms on two "
+        "cores, for 158 → 151 QPS under load (benchmarks/bench_service.py).",
     )
     onnx_spin: bool = Field(
         False,
@@ -67,11 +67,11 @@ class Settings(BaseSettings):
     verify_index: bool = Field(True, description="Check every checksum when loading a version.")
     text_runtime: Literal["onnx-int8", "onnx", "torch"] = Field(
         "onnx-int8",
-        description="Runtime of the frozen text tower for queries (without exported encoders): "
-        "onnx-int8 (ONNX Runtime with int8 weights: ~2x faster than onnx, text→video R@10 "
-        "unchanged on a fresh SynthAV pool, sentence vectors at cosine >= 0.98 of torch's), "
-        "onnx (float32, the same vectors as torch, ~3x faster than it) or torch. The ONNX files "
-        "are made once into cache_dir.",
+        description="Runtime of the frozen text tower for queries: onnx-int8 (ONNX Runtime with "
+        "int8 weights, also in place of an export's float text encoder: ~2x faster than onnx, "
+        "text→video R@10 unchanged on a fresh SynthAV pool, sentence vectors at cosine >= 0.98 "
+        "of torch's), onnx (float32, the same vectors as torch; an export's text encoder when "
+        "there is one) or torch. The ONNX files are made once into cache_dir.",
     )
     encoder_runtime: Literal["auto", "onnx", "torch"] = Field(
         "auto",
