@@ -313,3 +313,63 @@ def search(
             )
         Console().print(table)
     return out
+
+
+@index_app.command("backup")
+def backup(
+    dest: Annotated[Path, typer.Argument(help="Backup directory (empty, or an earlier backup).")],
+    root: Annotated[Path, typer.Option("--index", help="Index root to back up.")],
+    all_versions: Annotated[
+        bool, typer.Option("--all", help="Every published version, not only the live one.")
+    ] = False,
+    hardlink: Annotated[
+        bool,
+        typer.Option(
+            help="Hard-link files when DEST is on the same filesystem (fast, no extra space; "
+            "a byte later flipped on disk then shows in both copies)."
+        ),
+    ] = False,
+) -> dict[str, Any]:
+    """Copy the live version and CURRENT into DEST, verified (safe while versions are published)."""
+    from index.backup import BackupError
+    from index.backup import backup as run_backup
+    from index.version import IndexCorrupt
+
+    try:
+        report = run_backup(root, dest, all_versions=all_versions, link=hardlink)
+    except (BackupError, IndexCorrupt, OSError) as e:  # OSError: no root, disk full, permissions
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    out = report.as_dict()
+    print(json.dumps(out))
+    for name, reason in out["failed"].items():
+        console.print(f"[red]{name} not backed up:[/red] {reason}")
+    if out["failed"]:
+        raise typer.Exit(1)
+    return out
+
+
+@index_app.command("restore")
+def restore(
+    src: Annotated[Path, typer.Argument(help="A directory written by `trimodal index backup`.")],
+    root: Annotated[Path, typer.Option("--index", help="Index root to restore into.")],
+    version: Annotated[
+        str | None, typer.Option(help="Version to restore (default: the backup's CURRENT).")
+    ] = None,
+    hardlink: Annotated[
+        bool, typer.Option(help="Hard-link files when SRC is on the same filesystem.")
+    ] = False,
+) -> dict[str, Any]:
+    """Verify a backed-up version, put it into the index root and make it CURRENT atomically."""
+    from index.backup import BackupError
+    from index.backup import restore as run_restore
+    from index.version import IndexCorrupt
+
+    try:
+        report = run_restore(src, root, version=version, link=hardlink)
+    except (BackupError, IndexCorrupt, OSError) as e:  # OSError: no root, disk full, permissions
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    out = report.as_dict()
+    print(json.dumps(out))
+    return out
