@@ -275,6 +275,14 @@ def _thread_type() -> str:
     return "AUTO" if av.logging.get_level() is None else "SLICE"
 
 
+def _check_decoder_size(stream: av.stream.Stream, limits: MediaLimits, path: str) -> None:
+    """A picture past max_pixels is dropped by the decoder (our `max_pixels` codec option)
+    without an error reaching us; the size the bitstream told it is still in its context."""
+    ctx = stream.codec_context
+    width, height = getattr(ctx, "width", 0) or 0, getattr(ctx, "height", 0) or 0
+    _check_pixels(width, height, limits, path)
+
+
 class _Session:
     """One pass over the packets of the selected streams, enforcing limits on what decodes."""
 
@@ -292,19 +300,32 @@ class _Session:
         self.origin = _header_origin(opened.container)
         self.firsts: dict[int, float] = {}
         self.ends: dict[int, float] = {}
+        self.packets: dict[int, int] = {}
+        self.frames: dict[int, int] = {}
+        self.corrupt: dict[int, int] = {}
+        self.stuck = 0  # video frames whose time does not advance past the previous one's
+        self._last_video_t: float | None = None
         self._t_min = math.inf
         self._max_frames = limits.max_duration_s * limits.max_fps
+        self._video_declared = _own_duration(video)
 
     def run(self) -> None:
         streams = [s for s in (self.video, self.audio) if s is not None]
         for s in streams:
             s.codec_context.thread_type = _thread_type()
+            # A frame bigger than the limit is refused by the decoder before it is allocated.
+            s.codec_context.options = {"max_pixels": str(self.limits.max_pixels)}
         o = self.o
         for packet in _packets(o.container, streams, o.path):
             o.deadline.check()
+            if packet.size:
+                index = packet.stream.index
+                self.packets[index] = self.packets.get(index, 0) + 1
             for frame in packet.decode():
                 o.deadline.check()
                 self._on_frame(packet.stream, frame)
+            if packet.stream.type == "video":
+                _check_decoder_size(packet.stream, self.limits, o.path)
         o.guard.check(o.path)
         o.deadline.check()
         if o.reader.error is not None:
@@ -326,9 +347,29 @@ class _Session:
             message = f"decoded timestamps span more than max_duration_s={limit:g} s"
             raise MediaError(R.TOO_LONG, message, self.o.path)
 
+    def _check_advance(self, stream: av.stream.Stream, t: float, end: float) -> None:
+        """BAD_TIMESTAMPS as soon as video runs far past its own declared duration: a broken
+        time base (an mp4 with timescale 0 gets 1 from FFmpeg, and one frame lasts 512 s) would
+        otherwise pass as a long file, or be refused as too long."""
+        if self._last_video_t is not None and t <= self._last_video_t:
+            self.stuck += 1
+        self._last_video_t = t
+        declared = self._video_declared
+        first = self.firsts.get(stream.index, t)
+        if declared is not None and end - first > 1.5 * declared + 1.0:
+            raise MediaError(
+                R.BAD_TIMESTAMPS,
+                f"video timestamps run to {end - first:.2f} s but the stream declares "
+                f"{declared:.2f} s (time base {stream.time_base})",
+                self.o.path,
+            )
+
     def _on_frame(self, stream: av.stream.Stream, frame: Any) -> None:
         t = self._time(stream, frame)
         self._check_span(t)
+        self.frames[stream.index] = self.frames.get(stream.index, 0) + 1
+        if frame.is_corrupt:
+            self.corrupt[stream.index] = self.corrupt.get(stream.index, 0) + 1
         if self.origin is None:
             self.origin = t
         self.firsts.setdefault(stream.index, t)
@@ -345,18 +386,52 @@ class _Session:
                     f"more than {self._max_frames:g} frames (max_duration_s x max_fps)",
                     self.o.path,
                 )
-            self.sampler.add(frame, t - self.origin)
             end = t + _frame_seconds(stream, frame)
+            self._check_advance(stream, t, end)
+            self.sampler.add(frame, t - self.origin)
         self._check_span(end)
         self.ends[stream.index] = max(end, self.ends.get(stream.index, end))
 
 
+def _own_duration(stream: av.stream.Stream | None) -> float | None:
+    """The duration a stream's own header declares; None when only the container has one,
+    which Matroska and bitrate-estimated formats make too unreliable to judge timestamps by."""
+    if stream is None or not stream.duration or not stream.time_base:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _check_damage(session: _Session, stream: av.stream.Stream, path: str) -> None:
+    """The share rules of the damage policy (module docstring of `models.media`)."""
+    frames = session.frames[stream.index]
+    share = session.limits.max_corrupt_share
+    corrupt = session.corrupt.get(stream.index, 0)
+    if corrupt > share * frames:
+        raise MediaError(
+            R.CORRUPT,
+            f"{corrupt} of {frames} {stream.type} frames are flagged corrupt by the decoder "
+            f"(damaged data, concealed), above max_corrupt_share={share:g}",
+            path,
+        )
+    if stream.type == "video" and session.stuck > share * frames:
+        raise MediaError(
+            R.BAD_TIMESTAMPS,
+            f"{session.stuck} of {frames} video frames do not advance in time, "
+            f"above max_corrupt_share={share:g}",
+            path,
+        )
+
+
 def _check_complete(session: _Session, stream: av.stream.Stream | None, path: str) -> None:
-    """CORRUPT if a stream decoded nothing, or much less than it declared (truncated file)."""
+    """NO_FRAMES if a stream has no packets, CORRUPT if its packets decoded to nothing, if too
+    many frames are damaged, or if it decoded much less than it declared (truncated file)."""
     if stream is None:
         return
     if stream.index not in session.firsts:
+        if not session.packets.get(stream.index):
+            raise MediaError(R.NO_FRAMES, f"the {stream.type} stream holds no frames at all", path)
         raise MediaError(R.CORRUPT, f"{stream.type} stream decoded to nothing", path)
+    _check_damage(session, stream, path)
     decoded = session.ends[stream.index] - session.firsts[stream.index]
     declared = _declared_s(stream, session.o.container)
     if declared is not None and decoded < 0.8 * declared - 0.5:
@@ -406,6 +481,8 @@ def _decode_opened(
         if collector is not None:
             samples = collector.finish(session.origin)
     except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV refusing a format
+        if vstream is not None:  # the decoder refused (max_pixels) a frame its header hid
+            _check_decoder_size(vstream, limits, opened.path)
         raise _failure(exc, "decoding", opened.deadline, opened.reader, opened.path) from exc
     if samples is not None and samples.size == 0:
         raise MediaError(

@@ -19,11 +19,16 @@ SniffKind = Literal["media", "image", "reference", "unknown"]
 
 @dataclass(frozen=True)
 class Sniffed:
-    """What the first bytes say. `demuxer` is an FFmpeg demuxer name, set only for media."""
+    """What the first bytes say. `demuxer` is an FFmpeg demuxer name, set only for media.
+    `sample_rate`/`channels` (WAV) and `tracks` (mp4/mov) are read from the header where it is
+    cheap, so limits can be checked before FFmpeg allocates anything; None when unknown."""
 
     kind: SniffKind
     what: str
     demuxer: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    tracks: int | None = None
 
 
 # Brands of ISO-BMFF files that are still images (HEIF/AVIF), not movies.
@@ -162,12 +167,72 @@ def sniff(f: BinaryIO) -> Sniffed:
         tagged = {b"fLaC": "flac"}.get(after_id3[:4]) or _elementary_audio(after_id3) or "mp3"
         return Sniffed("media", f"{tagged} with ID3 tag", tagged)
     demuxer = _container(head)
+    if demuxer == "wav":
+        rate, channels = _wav_format(head)
+        return Sniffed("media", demuxer, demuxer, sample_rate=rate, channels=channels)
+    if demuxer == "mov":
+        return Sniffed("media", demuxer, demuxer, tracks=_mov_tracks(f))
     if demuxer:
         return Sniffed("media", demuxer, demuxer)
     reference = _reference(head)
     if reference:
         return Sniffed("reference", reference)
     return Sniffed("unknown", _describe_unknown(head))
+
+
+def _wav_format(head: bytes) -> tuple[int | None, int | None]:
+    """(sample rate, channels) from the `fmt ` chunk, if it lies within `head`. RF64/BW64 use the
+    same chunk layout after their `ds64` chunk."""
+    at = 12
+    while at + 8 <= len(head):
+        kind, size = head[at : at + 4], struct.unpack("<I", head[at + 4 : at + 8])[0]
+        if kind == b"fmt ":
+            if at + 16 > len(head):
+                break
+            channels, rate = struct.unpack("<HI", head[at + 10 : at + 16])
+            return rate, channels
+        at += 8 + size + (size & 1)  # chunks are padded to even sizes
+    return None, None
+
+
+_MAX_BOXES = 10_000  # a box walk over a hostile file must end, even with tiny boxes
+
+
+def _box_headers(f: BinaryIO, start: int, end: int | None) -> list[tuple[bytes, int, int]]:
+    """(type, payload start, box end) of the ISO-BMFF boxes from `start`, reading only headers."""
+    boxes: list[tuple[bytes, int, int]] = []
+    at = start
+    while (end is None or at + 8 <= end) and len(boxes) < _MAX_BOXES:
+        f.seek(at)
+        header = f.read(8)
+        if len(header) < 8:
+            break
+        size, kind = struct.unpack(">I4s", header)
+        payload = at + 8
+        if size == 1:  # 64-bit size follows
+            large = f.read(8)
+            if len(large) < 8:
+                break
+            (size,) = struct.unpack(">Q", large)
+            payload += 8
+        elif size == 0:  # box runs to the end of the file (or of its parent)
+            boxes.append((kind, payload, -1 if end is None else end))
+            break
+        if size < payload - at:
+            break
+        boxes.append((kind, payload, at + size))
+        at += size
+    return boxes
+
+
+def _mov_tracks(f: BinaryIO) -> int | None:
+    """How many `trak` boxes the first `moov` holds (FFmpeg reads only the first), or None when
+    there is no moov to count. Only box headers are read, wherever the moov sits."""
+    for kind, payload, end in _box_headers(f, 0, None):
+        if kind == b"moov":
+            children = _box_headers(f, payload, None if end < 0 else end)
+            return sum(1 for child, _, _ in children if child == b"trak")
+    return None
 
 
 def _describe_unknown(head: bytes) -> str:

@@ -15,9 +15,26 @@ of some other file. The defences, outermost first:
    empty buffer and records it, which we turn into EXTERNAL_REFERENCE.
 4. Header values are checked against `MediaLimits`, and because headers lie the same limits are
    checked again on every decoded frame, together with the wall clock (also on every read).
-5. Three PyAV failure modes found by fuzzing are avoided in `_decode`: a deadlock between frame
+5. Memory is bounded before FFmpeg allocates it: the sniffer reads the WAV channel count and the
+   number of mp4 tracks, the demuxer is told `max_streams` (limit + 1) and every decoder,
+   including the ones FFmpeg opens to read the header, is told `max_pixels`, so an 8,200^2 frame
+   or a 300-stream file is refused without a frame or 300 decoders being allocated.
+6. Three PyAV failure modes found by fuzzing are avoided in `_decode`: a deadlock between frame
    threads and PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
    (`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
+
+Damage policy (what a file that decodes may still be refused for):
+
+- CORRUPT: any decode error FFmpeg reports; a stream that decoded to nothing although it had
+  packets; a stream that decoded under 80% of its declared duration (truncated); more than
+  `max_corrupt_share` (default 5%) of a stream's frames flagged corrupt by FFmpeg (its error
+  concealment painted over damaged slices: the pictures are partly invented). The message gives
+  the counts, e.g. "10 of 100 video frames are flagged corrupt".
+- BAD_TIMESTAMPS: video whose decoded frames span more than 1.5x its declared duration + 1 s
+  (an mp4 with timescale 0 makes one frame last 512 s), or more than `max_corrupt_share` of
+  whose frames do not advance in time; the frames cannot be placed on the timeline.
+- NO_FRAMES: a selected stream with no packets at all (a fragmented mp4 cut before its first
+  fragment).
 
 This module opens and validates; `_decode` turns the opened container into arrays (frame
 sampling and scaling, audio checks and resampling, the decode loop, truncation checks).
@@ -68,6 +85,8 @@ class MediaErrorReason(StrEnum):
     BAD_SAMPLE_RATE = "bad_sample_rate"
     TOO_MANY_CHANNELS = "too_many_channels"
     INVALID_SAMPLES = "invalid_samples"
+    BAD_TIMESTAMPS = "bad_timestamps"
+    NO_FRAMES = "no_frames"
     CORRUPT = "corrupt"
     TIMEOUT = "timeout"
 
@@ -100,7 +119,11 @@ _PCM_CODECS = {"pcm_u8", "pcm_s8"} | {
 class MediaLimits:
     """Bounds for one file; the defaults suit a video archive, tests pass tighter ones."""
 
-    max_bytes: int = 4 * 1024**3
+    # 1 GiB is 3 h (max_duration_s) at 0.8 Mb/s or 1 h at 2.4 Mb/s. The index only ever sees 4
+    # frames/s at 128 px and 16 kHz mono, so bigger sources are high-bitrate masters that cost
+    # decode time (max_wall_s) and gain nothing: transcode a proxy or raise this. The service
+    # passes its own, smaller max_upload_mb.
+    max_bytes: int = 1024**3
     max_duration_s: float = 3 * 3600.0
     max_pixels: int = 3840 * 2160
     max_fps: float = 240.0
@@ -109,6 +132,9 @@ class MediaLimits:
     max_channels: int = 8
     max_streams: int = 16
     max_wall_s: float = 600.0
+    # Share of a stream's frames that may be flagged corrupt by FFmpeg or fail to advance in time
+    # before the file is refused (see the damage policy in the module docstring).
+    max_corrupt_share: float = 0.05
     # FFmpeg demuxer names. flv, asf, mpeg (PS), aiff, caf, ivf, amr, rm, w64 are recognised by
     # the sniffer and may be added here; hls, concat, dash, sdp, image2 can never be selected.
     containers: frozenset[str] = frozenset(
@@ -289,10 +315,17 @@ _NO_PROTOCOLS = "none"
 
 
 def _open_container(
-    reader: _GuardedReader, demuxer: str, guard: _NestedOpenGuard, buffer_size: int = 1 << 16
+    reader: _GuardedReader,
+    demuxer: str,
+    guard: _NestedOpenGuard,
+    buffer_size: int = 1 << 16,
+    limits: MediaLimits = MediaLimits(),
 ) -> InputContainer:
-    """Open with an explicit demuxer, no protocols, no data references, lenient metadata."""
-    options = {"protocol_whitelist": _NO_PROTOCOLS}
+    """Open with an explicit demuxer, no protocols, no data references, lenient metadata.
+    `max_streams` stops the demuxer one stream past the limit (Matroska and MPEG-TS drop the
+    rest, mov fails) and `max_pixels` reaches the decoders FFmpeg opens while reading the header,
+    which would otherwise decode a first frame of any size: 160 MB for 8,200^2."""
+    options = {"protocol_whitelist": _NO_PROTOCOLS, "max_streams": str(limits.max_streams + 1)}
     if demuxer == "mov":
         options |= {"enable_drefs": "0", "use_absolute_path": "0"}
     return av.open(
@@ -300,6 +333,7 @@ def _open_container(
         mode="r",
         format=demuxer,
         container_options=options,
+        options={"max_pixels": str(limits.max_pixels)},
         io_open=guard,
         metadata_errors="replace",
         buffer_size=buffer_size,
@@ -322,6 +356,16 @@ def _demuxer_for(raw: BinaryIO, limits: MediaLimits, path: str) -> str:
         raise MediaError(
             R.UNSUPPORTED_CONTAINER,
             f"{found.what} container is not allowed (allowed: {sorted(limits.containers)})",
+            path,
+        )
+    # Checked before FFmpeg opens anything: a WAV with 65,535 channels only fails inside FFmpeg
+    # (as "Invalid argument"), and FFmpeg sets up every mp4 track before we can count them.
+    if found.sample_rate is not None:
+        _check_audio_format(found.sample_rate, found.channels or 0, limits, path)
+    if found.tracks is not None and found.tracks > limits.max_streams:
+        raise MediaError(
+            R.TOO_MANY_STREAMS,
+            f"{found.tracks} tracks, above max_streams={limits.max_streams}",
             path,
         )
     return found.demuxer
@@ -367,7 +411,7 @@ def _open_media(path: str | os.PathLike[str], limits: MediaLimits) -> Iterator[_
         demuxer = _demuxer_for(raw, limits, name)
         reader, guard = _GuardedReader(raw, deadline), _NestedOpenGuard()
         try:
-            container = _open_container(reader, demuxer, guard)
+            container = _open_container(reader, demuxer, guard, limits=limits)
         except (av.FFmpegError, OSError, UnicodeError) as exc:
             guard.check(name)
             raise _failure(exc, "reading the header", deadline, reader, name) from exc
@@ -451,9 +495,10 @@ def _check_header(container: InputContainer, info: MediaInfo, limits: MediaLimit
     if not set(container.format.name.split(",")) & limits.containers:
         raise MediaError(R.UNSUPPORTED_CONTAINER, f"container {container.format.name!r}", path)
     if len(info.streams) > limits.max_streams:
+        # The demuxer was stopped at max_streams + 1, so there may be more than we see.
         raise MediaError(
             R.TOO_MANY_STREAMS,
-            f"{len(info.streams)} streams, above max_streams={limits.max_streams}",
+            f"at least {len(info.streams)} streams, above max_streams={limits.max_streams}",
             path,
         )
     if not (info.has_video or info.has_audio):
@@ -470,10 +515,15 @@ def _check_header(container: InputContainer, info: MediaInfo, limits: MediaLimit
     for kind in ("video", "audio"):
         stream = _selected(container, kind)
         if stream is not None:
-            _check_stream(_stream_info(stream), limits, path)
+            rate = getattr(stream, "average_rate", None)
+            _check_stream(_stream_info(stream), limits, path, float(rate) if rate else None)
 
 
-def _check_stream(s: StreamInfo, limits: MediaLimits, path: str) -> None:
+def _check_stream(
+    s: StreamInfo, limits: MediaLimits, path: str, average_fps: float | None = None
+) -> None:
+    """`average_fps` is the rate measured from the stream's frames; `s.fps` may be FFmpeg's
+    guess, which for a stream without frames is its time base (12,800 "frames/s")."""
     allowed = limits.video_codecs if s.kind == "video" else limits.audio_codecs
     if s.codec not in allowed:
         raise MediaError(
@@ -483,9 +533,9 @@ def _check_stream(s: StreamInfo, limits: MediaLimits, path: str) -> None:
         )
     if s.width and s.height:
         _check_pixels(s.width, s.height, limits, path)
-    if s.fps is not None and s.fps > limits.max_fps:
+    if average_fps is not None and average_fps > limits.max_fps:
         raise MediaError(
-            R.BAD_FRAME_RATE, f"{s.fps:g} frames/s, above max_fps={limits.max_fps:g}", path
+            R.BAD_FRAME_RATE, f"{average_fps:g} frames/s, above max_fps={limits.max_fps:g}", path
         )
     if s.sample_rate is not None:
         _check_audio_format(s.sample_rate, s.channels or 0, limits, path)

@@ -30,7 +30,9 @@ import models.media as media_module
 from models._sniff import sniff
 from models.media import MediaError, MediaLimits, decode, decode_audio, decode_video, probe
 from models.media import MediaErrorReason as R
+from tests.models import hostile
 from tests.models.conftest import MediaFactory, float_wav, pcm16_wav, tone, wav_bytes, write_media
+from tests.models.hostile import HOSTILE
 
 Case = Callable[[MediaFactory], "tuple[Path | str, MediaLimits]"]
 DEFAULT = MediaLimits()
@@ -542,3 +544,82 @@ def test_hostile_files_do_not_kill_the_process(media: MediaFactory) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == list(cases.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 12 point 8: the last hostile files that passed, or were refused for the wrong reason
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_point8_file_gets_its_own_reason(media: MediaFactory, name: str) -> None:
+    build, reason = HOSTILE[name]
+    path = build(media.root)
+    with pytest.raises(MediaError) as caught:
+        decode(path)
+    assert caught.value.reason == reason, caught.value
+
+
+def test_timescale_zero_names_both_durations(media: MediaFactory) -> None:
+    with pytest.raises(MediaError, match=r"run to 512\.00 s but the stream declares 2\.00 s"):
+        decode(hostile.timescale_zero_mp4(media.root))
+
+
+def test_broken_timestamps_are_not_refused_as_too_long(media: MediaFactory) -> None:
+    """The service decodes with a shorter max_duration_s: the broken time base must still be
+    named as such, not as a size-class answer (413 too_long)."""
+    path = hostile.timescale_zero_mp4(media.root)
+    with pytest.raises(MediaError) as caught:
+        decode(path, limits=MediaLimits(max_duration_s=300.0))
+    assert caught.value.reason == R.BAD_TIMESTAMPS
+
+
+def test_corrupt_share_policy(media: MediaFactory) -> None:
+    """10 of 100 frames flagged corrupt: refused at the default 5% with the counts in the
+    message, accepted when the operator allows 20%."""
+    path = hostile.h264_flipped_slices(media.root)
+    with pytest.raises(MediaError, match=r": 10 of 100 video frames are flagged corrupt") as caught:
+        decode(path)
+    assert caught.value.reason == R.CORRUPT
+    out = decode(path, limits=MediaLimits(max_corrupt_share=0.2))
+    assert out.frames is not None and out.frames.shape[0] == 16  # 4 s at 4 frames/s
+
+
+def test_clean_clip_passes_the_damage_rules(media: MediaFactory) -> None:
+    out = decode(hostile.normal_clip(media.root))
+    assert out.frames is not None and out.audio is not None
+
+
+def test_default_max_bytes_refuses_a_2gib_file(media: MediaFactory) -> None:
+    """Sparse files: their size costs no disk."""
+    assert MediaLimits().max_bytes < 2 * 1024**3
+    for size in (MediaLimits().max_bytes + 1, 2 * 1024**3):
+        with pytest.raises(MediaError) as caught:
+            decode(hostile.sparse_file(media.root, size))
+        assert caught.value.reason == R.TOO_LARGE
+
+
+def test_sniffer_reads_wav_format_and_counts_mp4_tracks(media: MediaFactory) -> None:
+    with open(hostile.wav_65535_channels(media.root), "rb") as f:
+        found = sniff(f)
+    assert (found.demuxer, found.sample_rate, found.channels) == ("wav", 16_000, 65535)
+    with open(hostile.many_tracks_mp4(media.root, count=20), "rb") as f:
+        assert sniff(f).tracks == 20
+    with open(media.av("one.mp4", video=None, duration=0.2), "rb") as f:
+        assert sniff(f).tracks == 1
+
+
+# The import alone (interpreter, numpy, PyAV) is ~45 MB; a normal 3 s clip adds ~14 MB.
+MEMORY_CASES = ["frame_8200x8200", "frame_grows_to_8200x8200", "300_streams_mkv", "300_tracks_mp4"]
+
+
+@pytest.mark.parametrize("name", MEMORY_CASES)
+def test_refusing_costs_no_big_allocation(media: MediaFactory, name: str) -> None:
+    """In a fresh process, as the benchmark measures it: refusing these cost 160-210 MB over
+    the import before the limits reached FFmpeg; now under 80 MB (the decoder still sets up
+    per-macroblock tables for a picture it will not allocate)."""
+    from benchmarks.bench_hostile_rss import measure
+
+    build, reason = HOSTILE[name]
+    got = measure(str(build(media.root)))
+    assert got["reason"] == reason
+    assert float(got["peak_mb"]) - float(got["import_mb"]) < 80.0, got
