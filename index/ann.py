@@ -189,9 +189,26 @@ class VectorIndex:
 
     @classmethod
     def load(
-        cls, path: Path, rows: np.ndarray, params: dict[str, Any], use_gpu: bool = True
+        cls,
+        path: Path,
+        rows: np.ndarray,
+        params: dict[str, Any],
+        use_gpu: bool = True,
+        dim: int | None = None,
     ) -> VectorIndex:
-        index = faiss.read_index(str(path))
+        """Read `path`; ValueError naming the file if it does not fit `rows` (one row id per
+        vector) or `dim` (the vectors' dimension): FAISS itself would only notice at the first
+        search, with a bare AssertionError."""
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as e:  # FAISS reports a truncated or foreign file this way
+            raise ValueError(f"{path.name}: not a readable FAISS index ({_first_line(e)})") from e
+        if dim is not None and index.d != dim:
+            raise ValueError(
+                f"{path.name}: vectors of dimension {index.d}, the manifest says {dim}"
+            )
+        if index.ntotal != len(rows):
+            raise ValueError(f"{path.name}: {index.ntotal} vectors but {len(rows)} row ids")
         for name in ("nprobe", "efSearch"):
             if name in params:
                 _set_param(index, name, int(params[name]))
@@ -200,8 +217,6 @@ class VectorIndex:
             resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(resources, 0, index)
             on_gpu = True
-        if index.ntotal != len(rows):
-            raise ValueError(f"{path}: {index.ntotal} vectors but {len(rows)} row ids")
         return cls(index, rows, params, on_gpu)
 
     def __len__(self) -> int:
@@ -221,6 +236,12 @@ class VectorIndex:
             scores, ids = self.index.search(x, k)
         rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
         return scores, rows
+
+
+def _first_line(e: Exception) -> str:
+    """FAISS errors carry a C++ stack trace after their first line."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def save(index: faiss.Index, path: Path) -> None:

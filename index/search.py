@@ -13,6 +13,7 @@ read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ import torch
 
 from index.ann import VectorIndex
 from index.embed import MODALITIES
-from index.version import IndexVersion
+from index.version import IndexCorrupt, IndexVersion
 from models.alignment import (
     Segment,
     align_sequence_batch,
@@ -95,24 +96,51 @@ class SearchResult:
 
 class Searcher:
     def __init__(self, version: IndexVersion, use_gpu: bool = True) -> None:
+        """Open every part of `version` and check that the parts fit together (dimensions, counts,
+        row ids): IndexCorrupt naming the file otherwise. Checksums cannot catch a consistent but
+        wrong file (a re-sealed manifest, or loading without verification), and a FAISS index of
+        another dimension would otherwise only fail at the first search, as a bare
+        AssertionError that no caller can tell from a bug."""
         self.version = version
-        self.sps = float(version.manifest["steps_per_second"])
-        params = version.manifest.get("build", {}).get("params", {})
-        self.indexes: dict[str, VectorIndex] = {}
-        for m in MODALITIES:
-            path = version.path / f"{m}.faiss"
-            if path.is_file():
-                self.indexes[m] = VectorIndex.load(
-                    path, version.rows(m), params.get(m, {}), use_gpu
-                )
-        self.sequences = {m: version.sequences(m) for m in MODALITIES}
-        # Compressed stores hold steps @ P: queries are projected with the same P.
-        self.projection = version.projection()
-        self.items = version.items()
+        try:
+            self._open_parts(use_gpu)
+        except (ValueError, KeyError, OSError, RuntimeError, sqlite3.Error) as e:
+            raise IndexCorrupt(f"{version.name}/{_message(e)}") from e
         self._columns: tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = (
             None
         )
         self._columns_lock = threading.Lock()
+
+    def _open_parts(self, use_gpu: bool) -> None:
+        version, manifest = self.version, self.version.manifest
+        dim, n_items = version.dim, int(manifest["counts"]["items"])
+        self.sps = float(manifest["steps_per_second"])
+        # Compressed stores hold steps @ P: queries are projected with the same P.
+        self.projection = version.projection()
+        if self.projection is not None and self.projection.shape[0] != dim:
+            raise ValueError(f"projection: {self.projection.shape[0]} rows for dim {dim}")
+        params = manifest.get("build", {}).get("params", {})
+        self.indexes: dict[str, VectorIndex] = {}
+        for m in MODALITIES:
+            path = version.path / f"{m}.faiss"
+            if path.is_file():
+                rows = version.rows(m)
+                if len(rows) and (rows.min() < 0 or rows.max() >= n_items):
+                    raise ValueError(f"{m}.rows.npy: row ids outside [0, {n_items})")
+                self.indexes[m] = VectorIndex.load(path, rows, params.get(m, {}), use_gpu, dim)
+        step_dim = dim if self.projection is None else self.projection.shape[1]
+        for name in manifest["sequence_stores"]:  # the pooled stores too ("more like this")
+            stored = version.sequences(name)
+            want = dim if name.endswith(".pooled") else step_dim
+            if stored.dim != want or len(stored) != n_items:
+                raise ValueError(
+                    f"{name} sequence store: {len(stored)} items of dimension {stored.dim}, "
+                    f"expected {n_items} of dimension {want}"
+                )
+        self.sequences = {m: version.sequences(m) for m in MODALITIES}
+        self.items = version.items()
+        if len(self.items) != n_items:
+            raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")
 
     def prepare_filters(self) -> None:
         """Read the per-item columns filters need (done on first filtered search otherwise)."""
@@ -354,6 +382,11 @@ class Searcher:
         if self.projection is not None:  # stored compressed: back to the model's space
             sequence = sequence @ self.projection.T
         return Query(modality, pooled[0].astype(np.float32), sequence)
+
+
+def _message(e: Exception) -> str:
+    """The reason, file first; a KeyError's message is otherwise shown as a quoted repr."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
 def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:

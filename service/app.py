@@ -136,28 +136,35 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def _refresh_gauges(state: State) -> None:
-    m = state.engine.searcher.version.manifest
-    state.metrics.items.set(int(m["counts"]["items"]))
-    for modality in ("visual", "audio"):
-        vectors = m["counts"].get(modality, {}).get("vectors", 0)
-        state.metrics.vectors.labels(modality).set(vectors)
-
-
 async def _watch(state: State) -> None:
-    """Poll CURRENT; a newly published version is loaded beside the live one and swapped in."""
+    """Poll CURRENT; a newly published version is loaded beside the live one and swapped in.
+
+    Nothing ends the watcher but the app's shutdown: a version that cannot be loaded (any error)
+    is logged and counted once (`reloads{result="failed"}`), the live version keeps serving, and
+    /readyz reports it stale with the reason. The failed state is retried as soon as anything
+    published changes (a new version, CURRENT rewritten, a file of the version restored), so a
+    repair goes live at the next poll; an unchanged broken state is not re-hashed every poll.
+    """
     interval = state.settings.reload_poll_s
+    failed: tuple[object, ...] | None = None  # what was published when loading it last failed
     while True:
         await asyncio.sleep(interval)
         try:
-            swapped, _ = await run_in_threadpool(state.engine.reload)
-        except (EngineError, ValueError, OSError) as e:
+            seen = await run_in_threadpool(state.engine.published_fingerprint)
+            if seen == failed:
+                continue
+            try:
+                swapped, _ = await run_in_threadpool(state.engine.reload)
+            except EngineError:  # the engine logged why and keeps it for /readyz
+                failed = seen
+                state.reloaded(None)
+                continue
+            failed = None
+            state.reloaded(swapped)
+        except Exception:
+            # A dead watcher is a service that silently stays on an old version forever.
             state.metrics.reloads.labels("failed").inc()
-            log.error("index reload failed, the live version stays: %s", e)
-            continue
-        if swapped:
-            state.metrics.reloads.labels("swapped").inc()
-            _refresh_gauges(state)
+            log.exception("index watcher: unexpected error, polling goes on")
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -175,7 +182,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             Thumbnails(),
             asyncio.Semaphore(settings.max_concurrency),
         )
-        _refresh_gauges(state)
+        state.refresh_gauges()
         app.state.trimodal = state
         watcher = asyncio.create_task(_watch(state)) if settings.reload_poll_s > 0 else None
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from index.query import QueryEncoder
 from index.search import Query, Searcher
-from index.version import IndexVersion, current_version
+from index.version import CURRENT, IndexCorrupt, IndexVersion, current_version, is_version_name
 from models.media import MediaLimits
 from models.model import TrimodalModel, checkpoint_hash
 from models.onnx_export import MANIFEST as ONNX_MANIFEST
@@ -52,6 +53,7 @@ class Engine:
         self.encoder = QueryEncoder(model, limits, text, onnx)
         log.info("query encoders: %s", self.encoder.runtime)
         self._lock = threading.Lock()
+        self.reload_error: str | None = None  # why the last reload failed; None once one succeeds
         self._searcher = self._open(None)
 
     def _exported(self, model: TrimodalModel) -> OnnxEncoders | None:
@@ -96,35 +98,104 @@ class Engine:
             return None
 
     def _open(self, version: str | None) -> Searcher:
+        """A searcher on `version` (default: CURRENT), every part checked; EngineError naming the
+        version and the file otherwise."""
         try:
             v = IndexVersion.open(self.root, version, verify=self.settings.verify_index)
         except FileNotFoundError as e:
             raise EngineError(f"no published index under {self.root}: {e}") from e
+        except IndexCorrupt as e:  # its message starts with the version's name
+            raise EngineError(f"cannot load index version {e}") from e
+        except (ValueError, OSError) as e:
+            raise EngineError(f"cannot load index version {version or '(CURRENT)'}: {e}") from e
         if v.manifest["model_hash"] != self.model_hash:
             raise EngineError(
                 f"index version {v.name} was built with another model checkpoint than "
                 f"{self.settings.ckpt}; serve it with that checkpoint, or rebuild the index"
             )
-        searcher = Searcher(v)
-        searcher.prepare_filters()
+        try:
+            searcher = Searcher(v)
+            searcher.prepare_filters()
+        except Exception as e:
+            v.close()
+            where = "" if isinstance(e, IndexCorrupt) else f"{v.name}: "
+            raise EngineError(f"cannot load index version {where}{e}") from e
         return searcher
 
     @property
     def searcher(self) -> Searcher:
         return self._searcher  # one reference read: requests keep the one they start with
 
+    def published(self) -> str | None:
+        """The version CURRENT names now; None if there is none or it names no version."""
+        try:
+            return current_version(self.root)
+        except (IndexCorrupt, OSError):
+            return None
+
+    def status(self) -> dict[str, object]:
+        """What is served against what is published, and why they differ (see /readyz)."""
+        served, published = self._searcher.name, self.published()
+        return {
+            "index_version": served,
+            "published_version": published,
+            "stale": published != served,
+            "reload_error": self.reload_error,
+        }
+
     def reload(self, force: bool = False) -> tuple[bool, str]:
-        """Swap in the version CURRENT names if it is new (or always, with `force`)."""
+        """Swap in the version CURRENT names if it is new (or always, with `force`).
+
+        Any failure, whatever its cause (a bad CURRENT, a missing, corrupt or inconsistent
+        version, a FAISS error), is an EngineError saying why; the live version stays, and the
+        reason is kept in `reload_error` until a later reload succeeds.
+        """
         with self._lock:
-            name = current_version(self.root)
-            if name is None:
-                raise EngineError(f"{self.root}/CURRENT names no version")
-            if name == self._searcher.name and not force:
-                return False, name
-            fresh = self._open(name)
+            try:
+                name = current_version(self.root)
+                if name is None:
+                    raise EngineError(f"{self.root}/CURRENT names no version")
+                if name == self._searcher.name and not force:
+                    self.reload_error = None
+                    return False, name
+                fresh = self._open(name)
+            except Exception as e:
+                self.reload_error = str(e) if isinstance(e, EngineError) else f"{self.root}: {e}"
+                log.error(
+                    "index reload failed, %s stays live: %s", self._searcher.name, self.reload_error
+                )
+                if isinstance(e, EngineError):
+                    raise
+                raise EngineError(self.reload_error) from e
             self._searcher = fresh
+            self.reload_error = None
             log.info("index version %s is live", name)
             return True, name
+
+    def published_fingerprint(self) -> tuple[object, ...]:
+        """Cheap identity of what is published (CURRENT's bytes, and the size, times and inode of
+        every file of the version it names): a failed version is retried only once this changes,
+        so a broken publish is not re-hashed, re-logged and re-counted at every poll, while a
+        repair (a new version, or a file restored in place: ctime always moves) is seen at the
+        next poll."""
+        try:
+            raw = (self.root / CURRENT).read_bytes()[:256]
+        except OSError as e:
+            return ("no CURRENT", type(e).__name__)
+        name = raw.decode("utf-8", errors="replace").strip()
+        if not is_version_name(name):
+            return (raw,)
+        entries: list[tuple[object, ...]] = []
+        try:
+            vdir = self.root / name
+            for entry in sorted(os.scandir(vdir), key=lambda e: e.name):
+                st = entry.stat(follow_symlinks=False)
+                entries.append((entry.name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            st = vdir.lstat()
+            entries.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+        except OSError as e:
+            entries.append(("unreadable", type(e).__name__))
+        return (raw, *entries)
 
     def warm_up(self) -> None:
         """A search of each kind, so the first user does not pay for lazy initialisation (the

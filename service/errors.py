@@ -74,4 +74,6 @@ def install(app: FastAPI, on_error: Any = None) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, e: Exception) -> JSONResponse:  # logged by the middleware
-        return respond(500, "internal", "internal error")
+        # Starlette re-raises the error after this answer, and uvicorn then closes the socket: a
+        # keep-alive client not told so would send its next request into a reset connection.
+        return respond(500, "internal", "internal error", headers={"Connection": "close"})

@@ -42,6 +42,11 @@ class Metrics:
             ("result",),
             registry=self.registry,
         )
+        self.stale = Gauge(
+            "trimodal_index_stale",
+            "1 while the served index version is not the published one (see /readyz for why).",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "trimodal_searches_in_flight", "Searches running now.", registry=self.registry
         )

@@ -34,8 +34,19 @@ class Settings(BaseSettings):
         description="Searches running at once (default: one per core; more only thrash the "
         "cores); others wait for a slot.",
     )
+    queue_target_s: float = Field(
+        0.5,
+        ge=0,
+        description="Overload policy: with every slot taken, a request whose estimated wait "
+        "(the measured recent service time of the work ahead of it, shared among the slots) is "
+        "over this gets a 503 + Retry-After at once instead of queueing; a normal burst whose "
+        "queue drains within it still queues. 0: a full server answers 503 at once.",
+    )
     queue_wait_s: float = Field(
-        5.0, ge=0, description="How long a request may wait for a slot before a 503 + Retry-After."
+        2.0,
+        ge=0,
+        description="Upper bound on the time a queued request waits for a slot (503 + "
+        "Retry-After past it), for when the estimate behind queue_target_s proves wrong.",
     )
     torch_threads: int = Field(
         1,

@@ -37,30 +37,42 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
 def readyz(request: Request) -> JSONResponse:
-    """The model and an index version are loaded (readiness)."""
+    """The model and an index version are loaded (readiness): 200 while any version is served.
+
+    Also says whether that is the published one: `index_version` (served), `published_version`
+    (what CURRENT names; null if CURRENT is missing or names no version), `stale` (they differ)
+    and `reload_error` (why the last reload failed; null once one succeeds). A stale service
+    stays ready on purpose: it still answers from the last good version, and taking it out of
+    rotation because a publish went wrong would turn one bad version into an outage.
+    """
     state = getattr(request.app.state, "trimodal", None)
     if state is None:
         return JSONResponse(error_body("starting", "the service is starting"), status_code=503)
-    return JSONResponse({"status": "ready", "index_version": state.engine.searcher.name})
+    return JSONResponse({"status": "ready", **state.engine.status()})
 
 
 @router.get("/metrics", response_class=Response)
 def metrics(state: StateDep) -> Response:
+    state.metrics.stale.set(1 if state.engine.status()["stale"] else 0)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.post(
     "/v1/admin/reload",
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        403: {"model": ErrorResponse},
+        409: {"model": ErrorResponse},
+    },
 )
 async def reload(state: StateDep, _: AdminDep, force: bool = False) -> dict[str, object]:
     """Load the version CURRENT names beside the live one and swap it in (in-flight requests finish
-    on the old one)."""
+    on the old one). 409 `reload_failed` with the reason if it cannot be loaded; the live version
+    stays."""
     try:
         swapped, name = await state.run(state.engine.reload, force)
     except EngineError as e:
-        state.metrics.reloads.labels("failed").inc()
+        state.reloaded(None)
         raise ApiError(409, "reload_failed", str(e)) from None
-    if swapped:
-        state.metrics.reloads.labels("swapped").inc()
+    state.reloaded(swapped)
     return {"swapped": swapped, "index_version": name}

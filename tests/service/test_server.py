@@ -102,3 +102,27 @@ def test_every_route_answers_over_http(live_server: str) -> None:
             "/v1/search/text", content=b"{not json", headers={"content-type": "application/json"}
         )
         assert bad.status_code == 422 and json.loads(bad.text)["error"]["code"] == "invalid_request"
+
+
+def test_a_500_tells_a_keep_alive_client_that_the_connection_closes(
+    live_server: str, engine, monkeypatch
+) -> None:
+    """uvicorn closes the socket after any error that reaches it; without `Connection: close` a
+    keep-alive client sends its next request into that socket and gets a reset."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a bug")
+
+    monkeypatch.setattr(engine.searcher, "search", broken)
+    with _connect(live_server) as sock:
+        request = b"POST /v1/search/text HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        body = b'{"query": "a"}'
+        sock.sendall(request + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        status, data = _read_status(sock)
+        assert status == 500 and b'"internal"' in data
+        assert b"connection: close" in data.lower()
+        assert sock.recv(1) == b""  # and it does close: the client knew not to reuse it
+    with httpx.Client(base_url=live_server, timeout=10) as c:
+        for _ in range(3):  # one client, one pool: every request answered, none reset
+            r = c.post("/v1/search/text", json={"query": "a"})
+            assert r.status_code == 500 and r.headers["connection"] == "close"

@@ -1,0 +1,90 @@
+"""The overload policy of `State.run`: a full server whose queue cannot drain within
+`queue_target_s` answers 503 at once; a burst that can still queues."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from service.deps import State
+from service.errors import ApiError
+from service.metrics import Metrics
+from service.thumbs import Thumbnails
+from tests.service.conftest import settings_for
+
+
+def _state(served, engine, **overrides: object) -> State:
+    settings = settings_for(served, **overrides)
+    slots = asyncio.Semaphore(settings.max_concurrency)
+    return State(settings, engine, Metrics(), Thumbnails(), slots)
+
+
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_full_server_with_a_long_queue_answers_503_at_once(served, engine) -> None:
+    state = _state(served, engine, max_concurrency=1, queue_wait_s=5.0, queue_target_s=0.1)
+
+    async def scenario() -> tuple[float, ApiError]:
+        await state.run(_sleep, 0.3)  # measured: this work takes ~0.3 s
+        holder = asyncio.ensure_future(state.run(_sleep, 0.3))
+        await asyncio.sleep(0.02)  # the one slot is taken
+        start = time.perf_counter()
+        with pytest.raises(ApiError) as refused:
+            await state.run(_sleep, 0.3)
+        took = time.perf_counter() - start
+        assert await holder == 0.3
+        return took, refused.value
+
+    took, error = asyncio.run(scenario())
+    assert error.status == 503 and error.code == "busy"
+    assert error.headers is not None and int(error.headers["Retry-After"]) >= 1
+    assert took < 0.05, f"the 503 took {took:.3f} s (queue_wait_s is 5 s)"
+
+
+def test_a_burst_that_drains_in_time_queues(served, engine) -> None:
+    state = _state(served, engine, max_concurrency=1, queue_wait_s=5.0, queue_target_s=1.0)
+
+    async def scenario() -> list[float]:
+        await state.run(_sleep, 0.05)
+        return list(await asyncio.gather(*(state.run(_sleep, 0.05) for _ in range(6))))
+
+    assert asyncio.run(scenario()) == [0.05] * 6  # 6 x 50 ms ahead at most: under 1 s
+
+
+def test_the_estimate_follows_the_work_ahead(served, engine) -> None:
+    """Each queued request adds its own measured cost: the wait is refused at the request whose
+    work ahead passes the target, not before."""
+    state = _state(served, engine, max_concurrency=2, queue_wait_s=5.0, queue_target_s=0.25)
+
+    async def scenario() -> list[object]:
+        await state.run(_sleep, 0.1)
+        calls = [asyncio.ensure_future(state.run(_sleep, 0.1)) for _ in range(12)]
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(scenario())
+    refused = [r for r in results if isinstance(r, ApiError)]
+    # Two run; queued ones each add ~0.1 s for two slots: 0.1 (running) + 0.05 per queued one,
+    # so three queue (estimates 0.1, 0.15, 0.2, 0.25 is not over) and the rest are refused.
+    assert results[:2] == [0.1, 0.1]
+    assert 3 <= len(results) - len(refused) - 2 <= 5, results
+    assert all(r.status == 503 for r in refused)
+
+
+def test_target_zero_never_queues_behind_a_full_server(served, engine) -> None:
+    state = _state(served, engine, max_concurrency=1, queue_wait_s=5.0, queue_target_s=0)
+
+    async def scenario() -> None:
+        holder = asyncio.ensure_future(state.run(_sleep, 0.2))
+        await asyncio.sleep(0.02)
+        start = time.perf_counter()
+        with pytest.raises(ApiError):
+            await state.run(_sleep, 0.2)
+        assert time.perf_counter() - start < 0.05
+        await holder
+
+    asyncio.run(scenario())
