@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.repeats)
     table = Table(title=f"decode peak RSS per file (target <= {TARGET_MB:g} MB for hostile ones)")
     for column in ("file", "reason", "peak MB", "import MB", "over import MB"):
-        table.add_column(column, justify="left" if column in ("file", "reason") else "right")
+        left = column in ("file", "reason")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for name, r in result["files"].items():  # type: ignore[union-attr]
         table.add_row(
             name,
