@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,10 +19,21 @@ from typing import Any, cast
 import numpy as np
 
 from index import ann
-from index.embed import MODALITIES, CorpusItem, Runner, embed_corpus, load_shard
+from index.embed import (
+    MODALITIES,
+    CorpusItem,
+    Runner,
+    default_work_dir,
+    embed_corpus,
+    hold_work_dir,
+    load_shard,
+    remove_work_dir,
+)
 from index.store import SequenceWriter, StepEncoding
 from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
 from models.model import TrimodalModel
+
+log = logging.getLogger("trimodal.index")
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class BuildReport:
     factories: dict[str, str]
     params: dict[str, dict[str, Any]]
     resumed_shards: int
+    stale_shards: int = 0  # on resume: complete shards whose files had changed, embedded again
 
 
 def _tuning_queries(vectors: np.ndarray, n: int = 200, seed: int = 0) -> np.ndarray:
@@ -395,7 +407,8 @@ def add_items(
     shard_size: int = 256,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
-    """A new version = the current one + `items`; only the new items are embedded."""
+    """A new version = the current one + `items`; only the new items are embedded (into
+    `work_dir`, by default keyed by the items like `build_index`'s, removed once published)."""
     base = IndexVersion.open(root)
     if base.manifest["model_hash"] != model_hash:
         raise ValueError(
@@ -405,35 +418,41 @@ def add_items(
     clash = {i.id for i in items} & set(base.items().ids())
     if clash:
         raise ValueError(f"already indexed: {sorted(clash)[:5]}; remove them first")
-    work = work_dir or root / ".work-add"
-    report = embed_corpus(
-        items,
-        model,
-        model_hash,
-        work,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        workers=workers,
-        resume=resume,
-        on_progress=on_progress,
-    )
-    failed: dict[str, str] = {}
-    codec, projection = codec_of(base)
-    entries = itertools.chain(
-        entries_from_version(base), entries_from_shards(items, report.shards, base.dim, failed)
-    )
-    return publish_entries(
-        root,
-        entries,
-        model_hash=model_hash,
-        dim=base.dim,
-        steps_per_second=float(base.manifest["steps_per_second"]),
-        index_type=index_type,
-        build_info={"derived_from": base.name, "added": len(items)},
-        failed=failed,
-        codec=codec,
-        projection=projection,
-    )
+    work = work_dir or default_work_dir(root, items, shard_size, model_hash, "add")
+    with hold_work_dir(work):
+        report = embed_corpus(
+            items,
+            model,
+            model_hash,
+            work,
+            shard_size=shard_size,
+            batch_size=batch_size,
+            workers=workers,
+            resume=resume,
+            on_progress=on_progress,
+            kind="add",
+            restart=work_dir is None,
+        )
+        failed: dict[str, str] = {}
+        codec, projection = codec_of(base)
+        entries = itertools.chain(
+            entries_from_version(base),
+            entries_from_shards(items, report.shards, base.dim, failed),
+        )
+        built = publish_entries(
+            root,
+            entries,
+            model_hash=model_hash,
+            dim=base.dim,
+            steps_per_second=float(base.manifest["steps_per_second"]),
+            index_type=index_type,
+            build_info={"derived_from": base.name, "added": len(items)},
+            failed=failed,
+            codec=codec,
+            projection=projection,
+        )
+        _drop_work_dir(work)
+    return _with_resume_counts(built, report.skipped_shards, report.stale_shards)
 
 
 def build_index(
@@ -454,40 +473,54 @@ def build_index(
 ) -> BuildReport:
     """Embed (resumable) and publish a new version under `root`.
 
+    The shards go to `work_dir`, by default ROOT/.work/<key prefix>/ (keyed by what is built, so
+    builds of other inputs never collide); it is removed once the version is published.
+
     `runner` runs the embedding stages (default: this machine; `index.ray_runner.RayRunner`: a
     Ray cluster); the shards it writes are merged into one version here either way.
     """
     codec = SequenceCodec.parse(str(sequence_codec))  # fails before any embedding
-    work = work_dir or root / ".work"
-    report = embed_corpus(
-        items,
-        model,
-        model_hash,
-        work,
-        shard_size=shard_size,
-        batch_size=batch_size,
-        workers=workers,
-        resume=resume,
-        on_progress=on_progress,
-        runner=runner,
-    )
-    built = publish_from_shards(
-        root,
-        items,
-        report.shards,
-        model_hash=model_hash,
-        dim=model.cfg.embed_dim,
-        steps_per_second=model.cfg.steps_per_second,
-        index_type=index_type,
-        build_info={"shard_size": shard_size, "items_requested": len(items)},
-        codec=codec,
-    )
-    (work / "published.json").write_text(json.dumps({"version": built.version}))
+    work = work_dir or default_work_dir(root, items, shard_size, model_hash, "build")
+    with hold_work_dir(work):
+        report = embed_corpus(
+            items,
+            model,
+            model_hash,
+            work,
+            shard_size=shard_size,
+            batch_size=batch_size,
+            workers=workers,
+            resume=resume,
+            on_progress=on_progress,
+            runner=runner,
+            kind="build",
+            restart=work_dir is None,
+        )
+        built = publish_from_shards(
+            root,
+            items,
+            report.shards,
+            model_hash=model_hash,
+            dim=model.cfg.embed_dim,
+            steps_per_second=model.cfg.steps_per_second,
+            index_type=index_type,
+            build_info={"shard_size": shard_size, "items_requested": len(items)},
+            codec=codec,
+        )
+        _drop_work_dir(work)
+    return _with_resume_counts(built, report.skipped_shards, report.stale_shards)
+
+
+def _drop_work_dir(work: Path) -> None:
+    """After a publish: the shards are in the version now. Failing to remove them must not turn
+    a published build into a failed one; `gc` removes what is left once it is stale."""
+    try:
+        remove_work_dir(work)
+    except OSError as e:
+        log.warning("published, but could not remove the work directory %s: %s", work, e)
+
+
+def _with_resume_counts(built: BuildReport, resumed: int, stale: int) -> BuildReport:
     return BuildReport(
-        built.version,
-        built.items,
-        built.failed,
-        built.factories,
-        built.params,
-        report.skipped_shards,
+        built.version, built.items, built.failed, built.factories, built.params, resumed, stale
     )

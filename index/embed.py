@@ -3,16 +3,27 @@
 The corpus is cut into fixed shards (item j belongs to shard j // shard_size). Each shard is
 decoded in worker processes, encoded in batches, and written as one `.npz` under a temporary name,
 fsynced and renamed: a shard file that exists is complete. `--resume` skips the shards already on
-disk; a plan file (the ordered ids, shard size and model hash) makes sure they belong to this build.
+disk; a plan file makes sure they belong to this build: its key (the kind of build, shard size,
+model hash and the ordered ids and paths) must match, and each shard's content identity (size,
+mtime and a hash of both ends of every file) too, or that shard is embedded again.
 Files that fail to decode are recorded in their shard with the reason, never embedded as zeros.
+
+Work directories: by default ROOT/.work/<key prefix>/, so builds and adds of different inputs never
+share one. A build holds an `flock` on `<work dir>/.lock` while it runs (`gc` leaves such a
+directory alone) and removes the directory once its version is published.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +32,7 @@ import numpy as np
 import torch
 
 from index.reader import CorpusItem, Decoded, Reader
+from index.version import WORK_DIR, WORK_LOCK
 from models.model import TrimodalModel
 
 MODALITIES = ("visual", "audio")
@@ -55,10 +67,16 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
 
 def _fsync_write(path: Path, write: Callable[[Any], None]) -> None:
     tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # a full disk must not also leave a dead half-file behind
+        if isinstance(e, OSError) and e.filename is None:  # writes through a file object
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -106,13 +124,62 @@ class EmbedReport:
     embedded: int
     failed: dict[str, str]
     skipped_shards: int  # already complete when a resumed run started
+    stale_shards: int = 0  # complete, but their files changed since: embedded again
 
 
-def plan_hash(items: Sequence[CorpusItem], shard_size: int, model_hash: str) -> str:
-    digest = hashlib.sha256(f"{shard_size}|{model_hash}".encode())
+KINDS = ("build", "add")
+PLAN = "plan.json"
+SHARDS = "shards"
+IDENTITY_BYTES = 64 * 1024
+
+
+def plan_key(items: Sequence[CorpusItem], shard_size: int, model_hash: str, kind: str) -> str:
+    """What a work directory builds: the kind of build, shard size, model and the ordered items
+    (ids and paths). Content is checked per shard (`content_identity`), so a replaced file costs
+    its shard, not the whole build."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    digest = hashlib.sha256(f"{kind}|{shard_size}|{model_hash}".encode())
     for item in items:
         digest.update(f"{item.id}\0{item.media}\0{item.audio}\n".encode())
     return digest.hexdigest()
+
+
+def default_work_dir(
+    root: Path, items: Sequence[CorpusItem], shard_size: int, model_hash: str, kind: str
+) -> Path:
+    return Path(root) / WORK_DIR / plan_key(items, shard_size, model_hash, kind)[:16]
+
+
+def file_identity(path: Path) -> str:
+    """Size, mtime_ns and a sha256 of the first and last `IDENTITY_BYTES` bytes: cheap, and a
+    replaced file (same path, other content) does not pass for the old one."""
+    try:
+        st = os.stat(path)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            digest.update(f.read(IDENTITY_BYTES))
+            if st.st_size > IDENTITY_BYTES:
+                f.seek(max(IDENTITY_BYTES, st.st_size - IDENTITY_BYTES))
+                digest.update(f.read(IDENTITY_BYTES))
+    except OSError as e:  # decoding will refuse the file with its reason; the plan notes it
+        return f"unreadable:{e.errno}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{digest.hexdigest()[:32]}"
+
+
+def content_identity(items: Sequence[CorpusItem], shard_size: int) -> list[str]:
+    """One digest per shard over its items' media (and separate audio) file identities."""
+    paths = [p for item in items for p in (item.media, item.audio) if p is not None]
+    with ThreadPoolExecutor(8) as pool:  # I/O bound: small reads of many files
+        identity = dict(zip(paths, pool.map(file_identity, paths), strict=True))
+    shards = []
+    for start in range(0, len(items), shard_size):
+        digest = hashlib.sha256()
+        for item in items[start : start + shard_size]:
+            audio = identity[item.audio] if item.audio is not None else "-"
+            digest.update(f"{item.id}\0{identity[item.media]}\0{audio}\n".encode())
+        shards.append(digest.hexdigest())
+    return shards
 
 
 @dataclass(frozen=True)
@@ -124,6 +191,7 @@ class ShardPlan:
     items: Sequence[CorpusItem]
     shard_size: int
     paths: list[Path]
+    stale: int = 0  # shards dropped on resume because their files changed
 
     def chunk(self, shard: int) -> Sequence[CorpusItem]:
         return self.items[shard * self.shard_size : (shard + 1) * self.shard_size]
@@ -132,38 +200,131 @@ class ShardPlan:
         return [j for j, path in enumerate(self.paths) if not path.exists()]
 
 
+class WorkDirBusy(FileExistsError):
+    """Another running build holds this work directory."""
+
+
+_held: dict[str, tuple[int, int]] = {}  # realpath -> (fd, depth): this process's work dir locks
+
+
+@contextlib.contextmanager
+def hold_work_dir(path: Path, wait_s: float = 2.0) -> Iterator[Path]:
+    """Create `path` and hold an `flock` on `path/.lock` until the block ends (re-entrant).
+
+    Another build already holding it is an error (`WorkDirBusy`); a `gc` that holds it for a
+    moment is waited for. Filesystems without flock get no lock (gc falls back to age there).
+    """
+    key = os.path.realpath(path)
+    if key in _held:
+        fd, depth = _held[key]
+        _held[key] = (fd, depth + 1)
+        try:
+            yield path
+        finally:
+            fd, depth = _held[key]
+            _held[key] = (fd, depth - 1)
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / WORK_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise WorkDirBusy(
+                    f"{path} is in use by another running build of the same input; wait for "
+                    "it, or give this one another --work-dir"
+                ) from None
+            time.sleep(0.05)
+            continue
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                os.close(fd)
+                raise
+        # gc may have removed the directory between our open and our lock: lock what is there.
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(path / WORK_LOCK).st_ino:
+                break
+        os.close(fd)
+    _held[key] = (fd, 1)
+    try:
+        yield path
+    finally:
+        _held.pop(key, None)
+        os.close(fd)
+
+
+def remove_work_dir(path: Path) -> None:
+    """Remove what a build put in its work directory (shards, plan, lock), then the directory
+    if nothing else is in it: an explicit --work-dir may hold the user's own files."""
+    shards = path / SHARDS
+    if shards.is_dir():
+        for entry in os.scandir(shards):
+            if entry.name.startswith(("shard-", ".shard-")):
+                os.unlink(entry.path)
+        with contextlib.suppress(OSError):
+            shards.rmdir()
+    for name in (PLAN, f".{PLAN}.part", "published.json", WORK_LOCK):
+        (path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
 def plan_shards(
     items: Sequence[CorpusItem],
     model_hash: str,
     work_dir: Path,
     shard_size: int,
     resume: bool,
+    *,
+    kind: str = "build",
+    restart: bool = False,
 ) -> ShardPlan:
-    """Cut the corpus into shards under `work_dir/shards`, recording the plan (ordered ids, shard
-    size, model hash) so that `resume` only ever continues the same build."""
+    """Cut the corpus into shards under `work_dir/shards`, recording the plan (key and per-shard
+    content identity) so that `resume` only ever continues the same build, and re-embeds the
+    shards whose files changed since.
+
+    Without `resume`, a work dir that holds a plan is an error, unless `restart` (the default
+    keyed work dirs, which only ever hold this input's shards): then it is emptied first.
+    """
     if len({i.id for i in items}) != len(items):
         raise ValueError("item ids must be unique")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    shards_dir = work_dir / "shards"
-    plan_file = work_dir / "plan.json"
-    plan = {
-        "hash": plan_hash(items, shard_size, model_hash),
-        "items": len(items),
-        "shard_size": shard_size,
-    }
-    if plan_file.exists():
-        previous = json.loads(plan_file.read_text())
-        if not resume or previous != plan:
-            raise FileExistsError(
-                f"{work_dir} holds another build's shards; use an empty directory"
-                + ("" if resume else " or --resume to continue it")
-            )
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    _fsync_write(plan_file, lambda f: f.write(json.dumps(plan).encode()))
+    shards_dir = work_dir / SHARDS
+    plan_file = work_dir / PLAN
+    key = plan_key(items, shard_size, model_hash, kind)
     n_shards = (len(items) + shard_size - 1) // shard_size
     paths = [shards_dir / f"shard-{j:06d}.npz" for j in range(n_shards)]
-    return ShardPlan(items, shard_size, paths)
+    identity = content_identity(items, shard_size)
+    stale = 0
+    if plan_file.exists():
+        previous = json.loads(plan_file.read_text())
+        if previous.get("key") != key:
+            raise FileExistsError(
+                f"{work_dir} holds another build's shards (other items, shard size, model or "
+                "kind of build); give another --work-dir, or remove it"
+            )
+        if not resume and not restart:
+            raise FileExistsError(
+                f"{work_dir} holds the shards of an earlier run of this build; use --resume to "
+                "continue it, or remove it"
+            )
+        old = previous.get("shards", []) if resume else []
+        for j, path in enumerate(paths):
+            # Dropped before the new plan is written: a crash in between cannot bless them.
+            if (j >= len(old) or old[j] != identity[j]) and path.exists():
+                path.unlink()
+                stale += 1 if resume else 0
+    elif shards_dir.is_dir():  # shards of no known plan (plan.json lost): none can be trusted
+        for path in shards_dir.glob("shard-*.npz"):
+            path.unlink()
+    shards_dir.mkdir(parents=True, exist_ok=True)
+    plan = {"key": key, "kind": kind, "items": len(items), "shard_size": shard_size}
+    _fsync_write(plan_file, lambda f: f.write(json.dumps({**plan, "shards": identity}).encode()))
+    return ShardPlan(items, shard_size, paths, stale)
 
 
 def embed_shard(
@@ -250,28 +411,35 @@ def embed_corpus(
     resume: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     runner: Runner | None = None,
+    kind: str = "build",
+    restart: bool = False,
 ) -> EmbedReport:
-    """Embed every item into shards under `work_dir/shards`, skipping complete shards on resume.
+    """Embed every item into shards under `work_dir/shards`, skipping complete shards on resume
+    (those whose files have not changed since). `kind` and `restart`: see `plan_shards`.
 
     `runner` runs the stages (default: `LocalRunner(workers)`; `index.ray_runner.RayRunner`
     spreads them over a Ray cluster). Whatever ran them, the shards are read back here.
     """
-    plan = plan_shards(items, model_hash, work_dir, shard_size, resume)
-    done = len(plan.paths) - len(plan.pending())
-    (runner or LocalRunner(workers)).run(plan, model, batch_size, on_progress)
-    missing = plan.pending()
-    if missing:  # a runner that returns without error must have written every shard
-        raise RuntimeError(f"shards not written: {[plan.paths[j].name for j in missing[:5]]}")
-    failed: dict[str, str] = {}
-    embedded = 0
-    for path in plan.paths:
-        shard = load_shard(path)
-        for item_id, error in zip(shard["ids"], shard["errors"], strict=True):
-            if error:
-                failed[str(item_id)] = str(error)
-            else:
-                embedded += 1
-    return EmbedReport(plan.paths, embedded, failed, done)
+    with hold_work_dir(work_dir):
+        plan = plan_shards(
+            items, model_hash, work_dir, shard_size, resume, kind=kind, restart=restart
+        )
+        done = len(plan.paths) - len(plan.pending())
+        (runner or LocalRunner(workers)).run(plan, model, batch_size, on_progress)
+        missing = plan.pending()
+        if missing:  # a runner that returns without error must have written every shard
+            names = [plan.paths[j].name for j in missing[:5]]
+            raise RuntimeError(f"shards not written: {names}")
+        failed: dict[str, str] = {}
+        embedded = 0
+        for path in plan.paths:
+            shard = load_shard(path)
+            for item_id, error in zip(shard["ids"], shard["errors"], strict=True):
+                if error:
+                    failed[str(item_id)] = str(error)
+                else:
+                    embedded += 1
+    return EmbedReport(plan.paths, embedded, failed, done, plan.stale)
 
 
 def _flush(

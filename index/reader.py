@@ -6,7 +6,14 @@ numpy, not torch or the model code (which cost each worker seconds of start-up a
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -54,8 +61,38 @@ def _read_job(job: tuple[CorpusItem, float, int, int]) -> Decoded:
     return read_item(*job)
 
 
+_PR_SET_PDEATHSIG = 1
+PARENT_POLL_S = 0.25
+
+
+def _exit_if_orphaned(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            # os._exit: the main thread may be blocked for ever writing to a pipe nobody reads.
+            os._exit(1)
+        time.sleep(PARENT_POLL_S)
+
+
+def die_with_parent(parent: int) -> None:
+    """Initializer of each decode worker: end it when the build process is gone, however that
+    died (SIGKILL included), instead of leaving it blocked on the pool's pipes for ever.
+
+    The kernel's parent-death signal (Linux) is the first line; a thread that watches for the
+    worker being re-parented covers the rest (and the race of the parent dying before prctl).
+    Once the workers are gone the pool's resource tracker reads EOF and exits by itself.
+    """
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(
+        target=_exit_if_orphaned, args=(parent,), name="parent-watch", daemon=True
+    ).start()
+
+
 class Reader:
-    """Decodes items in worker processes (spawned: the parent holds torch threads)."""
+    """Decodes items in worker processes (spawned: the parent holds torch threads). The workers
+    die with the process that made them (`die_with_parent`)."""
 
     def __init__(self, fps: float, image_size: int, sample_rate: int, workers: int) -> None:
         self.args = (fps, image_size, sample_rate)
@@ -65,7 +102,12 @@ class Reader:
     def __enter__(self) -> Reader:
         if self.workers > 1:
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:

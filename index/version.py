@@ -6,6 +6,7 @@ Layout under ROOT:
     ROOT/v000007-20261122T035500Z/     a published version, never modified after publish
     ROOT/.tmp-*                        builds in progress (or left by a crash; `gc` removes them)
     ROOT/.publish.lock                 serialises publish and gc (POSIX `flock`)
+    ROOT/.work/<key>/                  embedding shards of a build or add (`index.embed`)
 
 A version holds `manifest.json`, `items.sqlite`, and per indexed modality `<m>.faiss` (written by
 the FAISS side through `VersionWriter.add_file` or into `VersionWriter.path`), `<m>.rows.npy`
@@ -52,7 +53,11 @@ TMP_PREFIX = ".tmp-"
 LOCK = ".publish.lock"
 SCRATCH = ".scratch"  # a build's temporary files, never published
 VERSION_RE = re.compile(r"v(\d{6,})-(\d{8}T\d{6}Z)")
-STALE_TMP_S = 3600.0
+STALE_TMP_S = 3600.0  # only where flock does not work: a live build cannot be told apart
+WORK_DIR = ".work"  # ROOT/.work/<key>/: builds' embedding shards (`index.embed`)
+WORK_LOCK = ".lock"  # flocked in a work dir while its build runs
+OLD_WORK_DIRS = (".work-add",)  # the work dir of `index add` before work dirs were keyed
+STALE_WORK_S = 24 * 3600.0  # a killed build's shards are kept this long for a --resume
 _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHUNK = 1 << 20
 # Optional (dim, d) float32 projection of the modality stores' steps (compressed stores).
@@ -154,6 +159,24 @@ def _root_lock(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def locked_tmp_dir(path: Path) -> int:
+    """Make `path` (ROOT/.tmp-<something>) and hold an flock on it; returns the fd to close.
+
+    Both happen under ROOT's lock, which `gc` holds while it looks: gc removes an unlocked
+    `.tmp-` dir at once, so it must never see one between its mkdir and its flock.
+    """
+    with _root_lock(path.parent):
+        path.mkdir()
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+    return fd
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -245,15 +268,12 @@ class VersionWriter:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._path = Path(os.path.realpath(self.root)) / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-        self._path.mkdir()
         self._published: str | None = None
         self._store_dims: dict[str, int] = {}
         self._n_items = 0
-        self._lock_fd: int | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = locked_tmp_dir(self._path)
         try:
-            self._lock_fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._db = sqlite3.connect(self._path / ITEMS)
             self._db.execute(_SCHEMA)
             self._db.commit()
@@ -790,20 +810,41 @@ def _newest_mtime(path: Path) -> float:
     return newest
 
 
+@contextlib.contextmanager
+def _unless_locked(path: Path, lock: Path | None = None) -> Iterator[bool | None]:
+    """Whether nobody holds an flock on `lock` (default: `path` itself): True (and it is held
+    here until the block ends, so nobody starts on it meanwhile), False (a live build holds it)
+    or None (the filesystem has no flock: only age can tell). A missing lock file is free."""
+    try:
+        if lock is None:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        else:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if lock is None:
+            raise
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        except OSError:  # a filesystem without flock
+            yield None
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 def _build_is_live(path: Path) -> bool:
     """A VersionWriter holds an flock on its temp dir for as long as it lives."""
     if not path.is_dir() or path.is_symlink():
         return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:  # a filesystem without flock: fall back to the age rule alone
-        return False
-    finally:
-        os.close(fd)
-    return False
+    with _unless_locked(path) as free:
+        return free is False
 
 
 def _remove(path: Path) -> None:
@@ -813,9 +854,84 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def gc(root: Path, keep: int = 2, stale_after_s: float = STALE_TMP_S) -> list[str]:
-    """Delete published versions beyond the newest `keep` (never CURRENT), and `.tmp-*` entries
-    untouched for `stale_after_s` whose build is not live. Returns the deleted names."""
+def _gc_tmp(root: Path, stale_after_s: float) -> list[str]:
+    """`.tmp-` entries of builds that are not running (called under the root lock)."""
+    deleted = []
+    now = time.time()
+    for entry in os.scandir(root):
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_dir(follow_symlinks=False):
+                # Builds (VersionWriter, backups) flock their dir for as long as they live.
+                with _unless_locked(path) as free:
+                    dead = free or (free is None and now - _newest_mtime(path) > stale_after_s)
+                    if dead:
+                        _remove(path)
+            elif entry.name.startswith(f"{TMP_PREFIX}{CURRENT}-"):
+                # Written and renamed under the root lock, which we hold: a killed publish's.
+                dead = True
+                _remove(path)
+            else:
+                dead = now - _newest_mtime(path) > stale_after_s
+                if dead:
+                    _remove(path)
+            if dead:
+                deleted.append(entry.name)
+    return deleted
+
+
+def _work_dirs(root: Path) -> Iterator[Path]:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(root / WORK_DIR):
+            yield Path(entry.path)
+    for name in OLD_WORK_DIRS:
+        if (root / name).is_dir():
+            yield root / name
+
+
+def _gc_work(root: Path, stale_after_s: float) -> list[str]:
+    """In work dirs whose build is not running: `.part` files (half-written shards or plans,
+    never resumable) at once, the whole dir once untouched for `stale_after_s`."""
+    deleted = []
+    now = time.time()
+    for path in _work_dirs(root):
+        name = str(path.relative_to(root))
+        with contextlib.suppress(FileNotFoundError):
+            if not path.is_dir() or path.is_symlink():  # e.g. the pre-keyed layout's plan.json
+                if now - path.lstat().st_mtime > stale_after_s:
+                    path.unlink()
+                    deleted.append(name)
+                continue
+            with _unless_locked(path, path / WORK_LOCK) as free:
+                if free is False:
+                    continue
+                newest = _newest_mtime(path)
+                for sub in (path, path / "shards"):
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        for entry in os.scandir(sub):
+                            part = entry.name.endswith(".part")
+                            if part and entry.is_file(follow_symlinks=False):
+                                os.unlink(entry.path)
+                                deleted.append(str(Path(entry.path).relative_to(root)))
+                if now - newest > stale_after_s:
+                    shutil.rmtree(path)
+                    deleted.append(name)
+    return deleted
+
+
+def gc(
+    root: Path,
+    keep: int = 2,
+    stale_after_s: float = STALE_TMP_S,
+    work_stale_after_s: float = STALE_WORK_S,
+) -> list[str]:
+    """Delete published versions beyond the newest `keep` (never CURRENT); `.tmp-` entries of
+    builds that are not running (their flock is free; where flock does not work, once untouched
+    for `stale_after_s`); and in the work dirs of builds that are not running, `.part` files at
+    once and the whole dir once untouched for `work_stale_after_s` (until then it still serves a
+    `--resume`). Returns the deleted names, relative to `root`."""
     if keep < 0:
         raise ValueError(f"keep must be >= 0, got {keep}")
     root = Path(root)
@@ -834,13 +950,6 @@ def gc(root: Path, keep: int = 2, stale_after_s: float = STALE_TMP_S) -> list[st
             os.rename(root / name, doomed)
             shutil.rmtree(doomed)
             deleted.append(name)
-        now = time.time()
-        for entry in os.scandir(root):
-            path = Path(entry.path)
-            if not entry.name.startswith(TMP_PREFIX):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if now - _newest_mtime(path) > stale_after_s and not _build_is_live(path):
-                    _remove(path)
-                    deleted.append(entry.name)
+        deleted += _gc_tmp(root, stale_after_s)
+        deleted += _gc_work(root, work_stale_after_s)
     return deleted

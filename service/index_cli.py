@@ -19,6 +19,15 @@ console = Console(stderr=True)
 index_app = typer.Typer(help="Build, inspect and maintain index versions.", no_args_is_help=True)
 
 
+def fail_on_os_error(what: str, e: OSError, where: Path) -> typer.Exit:
+    """One line on stderr for a failure of the machine (full disk, permissions, ...), not a
+    traceback: what failed, the reason, and the path (or the directory it was working in)."""
+    reason = (e.strerror or str(e)).rstrip(".")
+    path = e.filename if e.filename is not None else where
+    typer.echo(f"error: {what} failed: {reason[:1].lower()}{reason[1:]}: {path}", err=True)
+    return typer.Exit(1)
+
+
 def corpus_items(manifest: Path, splits: list[str] | None = None) -> list[Any]:
     from index.embed import CorpusItem
     from training.datasets import load_manifest
@@ -76,6 +85,14 @@ def build(
     ray_encoders: Annotated[
         int, typer.Option(min=0, help="Encoder actors on Ray (0 = one per GPU, or CPUs / 4).")
     ] = 0,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where the embedding shards go (default: INDEX/.work/<key of what is built>; "
+            "removed once the version is published).",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Embed a corpus and publish a new index version (atomically, with checksums)."""
     from index.build import SequenceCodec, build_index
@@ -118,11 +135,19 @@ def build(
                 on_progress=lambda done, total: progress.update(task, completed=done),
                 sequence_codec=codec,
                 runner=runner,
+                work_dir=work_dir,
             )
     except FileExistsError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from e
+    except OSError as e:
+        raise fail_on_os_error("index build", e, work_dir or out) from e
     console.print(f"published {report.version}: {report.items} items, factories {report.factories}")
+    if report.resumed_shards or report.stale_shards:
+        console.print(
+            f"resumed: {report.resumed_shards} shard(s) reused, {report.stale_shards} embedded "
+            "again (their files changed)"
+        )
     if report.failed:
         console.print(f"[yellow]{len(report.failed)} file(s) skipped:[/yellow]")
         for item_id, reason in sorted(report.failed.items())[:20]:
@@ -140,6 +165,14 @@ def add(
     ] = "auto",
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted add.")] = False,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir",
+            help="Where the embedding shards go (default: INDEX/.work/<key of what is built>; "
+            "removed once the version is published).",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Publish a new version = the current one + these items (old items are not re-embedded)."""
     from index.build import add_items
@@ -156,10 +189,13 @@ def add(
             index_type=index_type,
             workers=workers or None,
             resume=resume,
+            work_dir=work_dir,
         )
     except (ValueError, FileExistsError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from e
+    except OSError as e:
+        raise fail_on_os_error("index add", e, work_dir or root) from e
     console.print(
         f"published {report.version}: {report.items} items ({len(report.failed)} skipped)"
     )
@@ -179,6 +215,8 @@ def remove(
     except KeyError as e:
         console.print(f"[red]error:[/red] {e.args[0]}")
         raise typer.Exit(1) from e
+    except OSError as e:
+        raise fail_on_os_error("index remove", e, root) from e
     console.print(f"published {report.version}: {report.items} items")
     return {"version": report.version, "items": report.items}
 
@@ -219,11 +257,23 @@ def verify(
 def gc(
     root: Annotated[Path, typer.Option("--index", help="Index root.")],
     keep: Annotated[int, typer.Option(min=1, help="Newest versions to keep besides CURRENT.")] = 2,
+    work_max_age_h: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Remove the work dirs (shards) of builds that are not running once untouched "
+            "this many hours (until then they serve a --resume).",
+        ),
+    ] = 24.0,
 ) -> list[str]:
-    """Delete old, unreferenced versions and stale temporary builds."""
+    """Delete old, unreferenced versions, the temporary dirs of builds that are not running,
+    and their half-written and abandoned shards."""
     from index.version import gc as collect
 
-    removed = collect(root, keep)
+    try:
+        removed = collect(root, keep, work_stale_after_s=work_max_age_h * 3600)
+    except OSError as e:
+        raise fail_on_os_error("index gc", e, root) from e
     console.print(f"removed {len(removed)}: {', '.join(removed) or '-'}")
     return removed
 

@@ -263,25 +263,49 @@ def test_gc_keeps_current_and_newest(tmp_path: Path) -> None:
     assert publish(tmp_path, tag=9) > names[0]
 
 
-def test_stale_tmp_dirs(tmp_path: Path) -> None:
+def test_gc_removes_dead_tmp_dirs_at_once_and_never_a_live_build(tmp_path: Path) -> None:
+    """A `.tmp-` dir nobody holds an flock on is a killed build's: gone at the first gc, however
+    young. A live build (its VersionWriter holds the flock) stays, however old its files."""
     name = publish(tmp_path)
+    killed = tmp_path / ".tmp-killed"
+    killed.mkdir()
+    (killed / "visual.seq.f16").write_bytes(b"partial")
+    current_tmp = tmp_path / f".tmp-{CURRENT}-0a1b2c3d"  # a publish killed before its rename
+    current_tmp.write_text(name + "\n")
     old = time.time() - 2 * 3600
-    stale = tmp_path / ".tmp-crashed"
-    stale.mkdir()
-    (stale / "visual.seq.f16").write_bytes(b"partial")
-    fresh = tmp_path / ".tmp-fresh"
-    fresh.mkdir()
-    assert list_versions(tmp_path) == [name]
-    assert gc(tmp_path) == []  # not stale yet
-
     with writer(tmp_path) as live:  # a long build that has not touched its files for hours
-        for p in [stale / "visual.seq.f16", stale, live.path / "items.sqlite", live.path]:
+        for p in [live.path / "items.sqlite", live.path]:
             os.utime(p, (old, old))
-        assert gc(tmp_path) == [".tmp-crashed"]
-        assert live.path.is_dir() and fresh.is_dir()
+        assert sorted(gc(tmp_path)) == [f".tmp-{CURRENT}-0a1b2c3d", ".tmp-killed"]
+        assert live.path.is_dir() and not killed.exists() and not current_tmp.exists()
         fill(live, 2)
         live.publish()
     assert len(list_versions(tmp_path)) == 2
+    assert current_version(tmp_path) != name
+
+
+def test_gc_falls_back_to_age_where_flock_does_not_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    publish(tmp_path)
+    young, stale = tmp_path / ".tmp-young", tmp_path / ".tmp-stale"
+    for d in (young, stale):
+        d.mkdir()
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    real_flock = fcntl.flock
+
+    def flock(fd: object, op: int) -> None:
+        if op & fcntl.LOCK_NB:  # the probe gc makes; the root lock (blocking) still works
+            raise OSError(errno.ENOLCK, "No locks available")
+        real_flock(fd, op)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    assert gc(tmp_path) == [".tmp-stale"]
+    assert young.is_dir()
 
 
 @pytest.mark.parametrize(
