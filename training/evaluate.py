@@ -64,8 +64,9 @@ def embed_pool(
 
 def _signature(meta: dict[str, Any], kind: str) -> tuple | None:
     """What a caption of `kind` can say about a SynthAV clip: clips with equal signatures are
-    indistinguishable to it. None for corpora without SynthAV metadata."""
-    if meta.get("generator") != "synthav":
+    indistinguishable to it. None for corpora without SynthAV metadata (the own generator's, or
+    the foreign renderer's in benchmarks/foreign, which writes the same meta)."""
+    if meta.get("generator") not in ("synthav", "foreign"):
         return None
     seen = sorted(
         (s["kind"], s["colour"], s["size"], s["tempo"], s["direction"])

@@ -245,3 +245,13 @@ def test_reencoded_own_clips_decode_as_declared(tmp_path: Path) -> None:
         assert {k: item.meta[k] for k in kept} == kept
         assert item.video is not None
         _check_decodes(item.video, item.meta)
+
+
+def test_oracle_ceilings_read_the_foreign_meta(records: list[dict]) -> None:
+    """The evaluation's signatures (what a caption of each kind can tell apart) work on the
+    foreign corpus's meta exactly as on the own generator's."""
+    from training.evaluate import _signature
+
+    for record in records:
+        for kind in ("visual", "audio", "audiovisual"):
+            assert _signature(record["meta"], kind) is not None, (record["id"], kind)
