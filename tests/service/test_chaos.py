@@ -2,8 +2,8 @@
 removes and garbage-collects versions and kills builds (real processes throughout).
 
 What must hold: no request fails; after every repair the service picks the version up within one
-poll interval (plus the time to open a tiny version); no process of a killed build outlives it; every
-acknowledged item (an `index add` that exited 0, not removed since) is searchable at the end.
+poll interval (plus the time to open a tiny version); no process of a killed build outlives it;
+every acknowledged item (an `index add` that exited 0, not removed since) is searchable at the end.
 """
 
 from __future__ import annotations
