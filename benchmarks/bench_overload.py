@@ -20,53 +20,22 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import p50_p99, write_result
-from benchmarks.bench_service import free_port, make_index, query_text
+from benchmarks.bench_service import make_index, query_text, start_server
 
 POLICIES: dict[str, dict[str, str]] = {
     "default": {},
     "queue-5s": {"TRIMODAL_QUEUE_TARGET_S": "1000000", "TRIMODAL_QUEUE_WAIT_S": "5"},
 }
-
-
-def start_server(index: Path, ckpt: Path, policy: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRIMODAL_")},
-        "TRIMODAL_RELOAD_POLL_S": "0",
-        "TRIMODAL_CACHE_DIR": str(index.parent.parent / "cache"),
-        "HF_HUB_OFFLINE": "1",
-        **policy,
-    }
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--index", str(index), "--ckpt", str(ckpt)]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited")
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the server did not become ready")
 
 
 def load(url: str, clients: int, seconds: float, backoff: float | None) -> dict[str, Any]:
@@ -162,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         index = Path(tmp) / "index"
         make_index(index, ckpt, args.items, preset("small").embed_dim)
         for name in result["policies"]:
-            proc, url = start_server(index, ckpt, POLICIES[name])
+            proc, url = start_server(index, ckpt, queue=POLICIES[name])
             try:
                 load(url, 4, 2.0, args.backoff)  # warm-up: caches, and the service-time estimate
                 for clients in counts:
