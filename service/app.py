@@ -80,6 +80,32 @@ class BodyLimit:
         await self.app(scope, counted, answer)
 
 
+class Shed:
+    """The overload policy's refusal, before routing and before the body is read: a search that
+    `State.run` would refuse anyway costs no upload, no JSON parsing and no validation. Cheap
+    refusals matter most when the server is saturated, where every cycle spent saying no is taken
+    from the searches it can still answer. The body is left unread, so the connection is closed
+    after the 503 (a keep-alive client would otherwise send its next request after our unread
+    bytes)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            path: str = scope.get("path", "")
+            state = getattr(scope["app"].state, "trimodal", None) if "app" in scope else None
+            if path.startswith("/v1/search/") and state is not None:
+                wait = state.overloaded()
+                if wait is not None:
+                    busy = state.busy_error(wait)
+                    state.metrics.errors.labels(busy.code).inc()
+                    headers = {**(busy.headers or {}), "Connection": "close"}
+                    await _send_json(send, 503, error_body(busy.code, busy.message), headers)
+                    return
+        await self.app(scope, receive, send)
+
+
 class Observe:
     """Request id, latency histogram per route and a JSON log line per request (plain ASGI: the
     decorator form of middleware costs a task and a body copy per request)."""
@@ -127,11 +153,14 @@ class Observe:
             )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], extra: dict[str, str] | None = None
+) -> None:
     import json
 
     data = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -211,6 +240,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
+    app.add_middleware(Shed)
     app.add_middleware(BodyLimit, upload_limit=int(settings.max_upload_mb * 1024 * 1024))
     app.add_middleware(Observe, metrics=metrics)
 

@@ -59,7 +59,16 @@ class State:
         (queued and running) shared among the slots."""
         return (self.queued_s + self.running_s) / self.settings.max_concurrency
 
-    def _busy(self, wait_s: float) -> ApiError:
+    def overloaded(self) -> float | None:
+        """The estimated wait if a request arriving now should be refused (every slot taken and
+        the work ahead over `queue_target_s`), else None."""
+        s = self.settings
+        if self.admitted < s.max_concurrency:
+            return None
+        wait = self.estimated_wait_s()
+        return wait if wait > s.queue_target_s or s.queue_target_s == 0 else None
+
+    def busy_error(self, wait_s: float) -> ApiError:
         retry = max(1, math.ceil(wait_s))
         return ApiError(
             503, "busy", "the server is busy; retry shortly", headers={"Retry-After": str(retry)}
@@ -80,10 +89,8 @@ class State:
         cost = self.service_s.get(kind, 0.0)
         # Counted here, before any await: requests of one burst arrive in the same loop turn, and
         # the semaphore only shows them once their acquire tasks have run.
-        if self.admitted >= s.max_concurrency:
-            wait = self.estimated_wait_s()
-            if wait > s.queue_target_s or s.queue_target_s == 0:
-                raise self._busy(wait)
+        if (wait := self.overloaded()) is not None:
+            raise self.busy_error(wait)
         self.admitted += 1
         self.queued_s += cost
         try:
@@ -91,7 +98,7 @@ class State:
         except BaseException as e:  # not queued any more: timed out, or the client went away
             self.admitted -= 1
             if isinstance(e, TimeoutError):
-                raise self._busy(self.estimated_wait_s()) from None
+                raise self.busy_error(self.estimated_wait_s()) from None
             raise
         finally:
             self.queued_s = max(0.0, self.queued_s - cost)

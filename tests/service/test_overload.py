@@ -88,3 +88,55 @@ def test_target_zero_never_queues_behind_a_full_server(served, engine) -> None:
         await holder
 
     asyncio.run(scenario())
+
+
+def test_a_refused_search_is_answered_before_its_body_is_read(served, engine) -> None:
+    """Under overload a search is refused in the ASGI layer: no upload read, no parsing, and the
+    connection closed (its unread body must not be taken for the next request)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(settings_for(served, max_concurrency=1, queue_target_s=0.1), engine=engine)
+    with TestClient(app) as client:
+        state = app.state.trimodal
+        state.admitted, state.running_s = 1, 5.0  # the one slot taken, 5 s of work ahead
+        reads: list[int] = []
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            reads.append(1)
+            return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/search/audio",
+            "raw_path": b"/v1/search/audio",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"content-type", b"multipart/form-data; boundary=zz"),
+                (b"content-length", b"10000"),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        asyncio.run(app(scope, receive, send))
+        start = sent[0]
+        headers = dict(start["headers"])
+        assert start["status"] == 503 and reads == []
+        assert headers[b"connection"] == b"close" and int(headers[b"retry-after"]) >= 5
+        assert b'"busy"' in sent[1]["body"]
+        # Through a client too, and counted with the other errors.
+        r = client.post("/v1/search/text", json={"query": "a bell", "k": 3})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
+        assert 'trimodal_errors_total{code="busy"}' in client.get("/metrics").text
+        state.admitted, state.running_s = 0, 0.0
+        assert client.post("/v1/search/text", json={"query": "a bell", "k": 3}).status_code == 200
