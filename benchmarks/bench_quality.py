@@ -26,6 +26,7 @@ from rich.table import Table
 
 from benchmarks._common import write_result
 from models.config import preset as preset_config
+from training.augment import AugmentConfig
 from training.batches import all_captions, examples
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
@@ -84,10 +85,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     p.add_argument("--weights", default=None, help="single-stage pair weights vt,at,av (1,1,1)")
+    p.add_argument("--augment", action="store_true", help="train with training.augment's defaults")
+    p.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="NAME=MANIFEST",
+        help="another test pool reported beside the own one, e.g. foreign=DIR/manifest.jsonl "
+        "(benchmarks.foreign.render) or robust=DIR/manifest.jsonl (benchmarks.foreign.reencode); "
+        "never used for training or for choosing anything (repeatable)",
+    )
     args = p.parse_args(argv)
     wanted = set(args.only.split(","))
     console = Console(width=200)  # the summary table is wide; logs are not terminals
 
+    pools = other_pools(args.pool)
     manifest = ensure_corpus(args.corpus, args.train, args.val, args.test, args.seed)
     items = load_manifest(manifest)
     train_val = [i for i in items if i.split in ("train", "val")]
@@ -104,6 +116,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     console.print(f"features for {len(train_val)} train+val clips: {prep_s:.0f} s")
 
+    def prepared_pool(pool_items: list) -> tuple[list, Any, Any]:
+        """A pool's items with its features (decoded once, cached) and its captions' vectors."""
+        ready = prepare(pool_items, "small", cache_root)
+        ready.texts.ensure(all_captions(examples(pool_items, ready.cache)), prepared.backbone.embed)
+        return pool_items, ready.cache, ready.texts
+
     base = TrainConfig(
         preset="small",
         epochs=args.epochs,
@@ -112,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         embed_dim=args.embed_dim,
         **({"soft_target_temperature": args.soft_targets} if args.soft_targets is not None else {}),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
+        augment=AugmentConfig() if args.augment else None,
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),
@@ -163,6 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "train_seconds": round(train_s, 1),
             "epochs": result.epochs_done,
             "report": report,
+            "pools": {
+                pool: evaluate(model, *prepared_pool(pool_items), rerank_k=args.rerank)
+                for pool, pool_items in pools.items()
+            },
         }
         for mode in ("pooled", "hybrid"):
             r = row(report, mode)
@@ -173,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args, prepared, test_items, test_prepared, models["single-stage"], base, validate
         )
     console.print(table)
+    if pools:
+        console.print(transfer_table(results["runs"]))
     results["claims"] = claims(results)
     for claim, verdict in results["claims"].items():
         console.print(f"{claim}: {verdict}")
@@ -180,6 +205,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["train_config"] = asdict(base)
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
+
+
+def other_pools(specs: list[str]) -> dict[str, list]:
+    """NAME=MANIFEST → the manifest's items (every split: these pools are only ever tested)."""
+    pools = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or name == "own":
+            raise SystemExit(f"--pool wants NAME=MANIFEST (NAME not 'own'), got {spec!r}")
+        pools[name] = load_manifest(Path(path))
+    return pools
+
+
+def transfer_table(runs: dict[str, Any]) -> Table:
+    """Each run's pooled R@1 / R@10 on the own pool and each other pool, with the share of the
+    own pool's R@10 each keeps and the oracle ceiling of the text directions."""
+    table = Table(title="transfer: pooled R@1 / R@10 (share of own R@10) [text ceiling R@10]")
+    table.add_column("model")
+    table.add_column("pool")
+    for d in DIRS:
+        table.add_column(d, justify="right")
+    for name, run in runs.items():
+        own = run["report"]
+        for pool, report in {"own": own, **run.get("pools", {})}.items():
+            cells = []
+            for d in DIRS:
+                m = report[d]["pooled"]["all"]
+                base = own[d]["pooled"]["all"]["R@10"]
+                share = f" ({m['R@10'] / base:.0%})" if pool != "own" and base else ""
+                ceiling = report[d].get("ceiling", {}).get("all", {}).get("R@10")
+                roof = f" [{ceiling:.2f}]" if ceiling is not None else ""
+                cells.append(f"{m['R@1']:.3f} / {m['R@10']:.3f}{share}{roof}")
+            table.add_row(name, f"{pool} ({report['pool']})", *cells)
+    return table
 
 
 def curation(

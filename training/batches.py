@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from training.augment import AugmentConfig, augment_audio, augment_frames
 from training.cache import FeatureCache, TextCache
 from training.datasets import CAPTION_KINDS, ManifestItem
 
@@ -70,7 +71,12 @@ def iterate_batches(
     rng: np.random.Generator,
     shuffle: bool = True,
     drop_last: bool = True,
+    augment: AugmentConfig | None = None,
+    sample_rate: int = 16_000,
 ) -> Iterator[Batch]:
+    """Batches of examples in a random order (one caption of each kind drawn per clip); with
+    `augment`, each clip's frames and waveform are re-shown and re-heard another way each time
+    (`training.augment`; `sample_rate` is the cached waveforms')."""
     order = rng.permutation(len(exs)) if shuffle else np.arange(len(exs))
     stop = len(order) - (len(order) % batch_size if drop_last and len(order) >= batch_size else 0)
     for start in range(0, stop, batch_size):
@@ -82,10 +88,17 @@ def iterate_batches(
             )
             for kind in CAPTION_KINDS
         }
+        frames = [np.asarray(cache.frames(e.id)) for e in chosen]
+        audio = [cache.audio(e.id) for e in chosen]
+        if augment is not None:
+            frames = [augment_frames(f, rng, augment) for f in frames]
+            audio = [
+                augment_audio(np.asarray(a, np.float32), sample_rate, rng, augment) for a in audio
+            ]
         yield Batch(
             ids=[e.id for e in chosen],
-            frames=[np.asarray(cache.frames(e.id)) for e in chosen],
-            audio=[cache.audio(e.id) for e in chosen],
+            frames=frames,
+            audio=audio,
             text=text,
             has_video=torch.tensor([e.has_video for e in chosen]),
             has_audio=torch.tensor([e.has_audio for e in chosen]),

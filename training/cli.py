@@ -172,8 +172,13 @@ def train(
         Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+    augment: Annotated[
+        bool,
+        typer.Option(help="Show and play each training clip another way every epoch."),
+    ] = False,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
+    from training.augment import AugmentConfig
     from training.datasets import ManifestError, load_manifest
     from training.evaluate import evaluate, validation_score
     from training.trainer import TrainConfig
@@ -192,6 +197,7 @@ def train(
             max_minutes=max_minutes,
             text_head=text_head,
             embed_dim=embed_dim,
+            augment=AugmentConfig() if augment else None,
         )
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:

@@ -26,6 +26,7 @@ from models.config import Modality, preset
 from models.model import TrimodalModel
 from models.sequence import Distance
 from models.text import TextBackbone
+from training.augment import AugmentConfig
 from training.batches import Batch, Example, all_captions, examples, iterate_batches
 from training.cache import DecodeSpec, FeatureCache, TextCache
 from training.datasets import ManifestItem
@@ -64,6 +65,9 @@ class TrainConfig:
     # Soft text targets (losses.soft_targets): temperature over the frozen tower's caption
     # similarities; 0 = plain one-hot InfoNCE.
     soft_target_temperature: float = 0.0
+    # Re-show and re-hear every training clip another way each epoch (training.augment): crops,
+    # light, blur, noise; gain, EQ, band-limiting, reverb, noise. None = off.
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -276,7 +280,13 @@ def train(
             sums: dict[str, float] = {}
             n = 0
             for batch in iterate_batches(
-                prepared.train, prepared.cache, prepared.texts, cfg.batch_size, rng
+                prepared.train,
+                prepared.cache,
+                prepared.texts,
+                cfg.batch_size,
+                rng,
+                augment=cfg.augment,
+                sample_rate=model.cfg.audio.sample_rate,
             ):
                 with autocast:
                     loss, parts = train_step(model, batch, cfg, epoch, device)

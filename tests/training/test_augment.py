@@ -1,0 +1,94 @@
+"""Augmentation changes how a clip looks and sounds, never what the world says about it: colour,
+direction, day/night, pitch and event times survive every draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.augment import AugmentConfig, augment_audio, augment_frames
+
+SR = 16_000
+ALWAYS = AugmentConfig(p=1.0, blur_p=1.0, noise_p=1.0, lowpass_p=1.0, reverb_p=1.0)
+
+
+def _clip(background: int, colour: tuple[int, int, int], xs: list[int]) -> np.ndarray:
+    """A square glyph of `colour` at each x (one per frame) on a flat background."""
+    frames = np.full((len(xs), 64, 64, 3), background, np.uint8)
+    for t, x in enumerate(xs):
+        frames[t, 24:40, x : x + 12] = colour
+    return frames
+
+
+def _glyph_mask(frames: np.ndarray, background: int) -> np.ndarray:
+    return np.abs(frames.astype(int) - background).sum(-1) > 120
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_colour_direction_and_scene_survive(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    day = _clip(220, (200, 30, 30), [10, 20, 30, 40])  # a red glyph moving right, daylight
+    out = augment_frames(day, rng, ALWAYS)
+    assert out.shape == day.shape and out.dtype == np.uint8
+    assert out.mean() > 150  # still a light scene
+    red = out[..., 0].astype(int) - out[..., 1:].astype(int).max(-1)
+    assert (red > 40).sum() > 0.3 * (day[..., 0] == 200).sum()  # the glyph is still red
+    cols = np.arange(64)[None, None, :]
+    centroid = [((red[t] > 40) * cols[0]).sum() / max(1, (red[t] > 40).sum()) for t in range(4)]
+    assert centroid[-1] > centroid[0]  # still moving to the right (no mirror)
+    night = augment_frames(_clip(25, (30, 30, 200), [40, 30, 20, 10]), rng, ALWAYS)
+    assert night.mean() < 90  # still a dark scene
+
+
+def test_off_or_empty_is_untouched_and_draws_are_reproducible() -> None:
+    frames = _clip(220, (30, 200, 30), [10, 20])
+    assert augment_frames(frames, np.random.default_rng(0), AugmentConfig(p=0.0)) is frames
+    empty = np.zeros((0, 64, 64, 3), np.uint8)
+    assert augment_frames(empty, np.random.default_rng(0)) is empty
+    a = augment_frames(frames, np.random.default_rng(5), ALWAYS)
+    b = augment_frames(frames, np.random.default_rng(5), ALWAYS)
+    assert np.array_equal(a, b) and not np.array_equal(a, frames)
+    assert augment_audio(np.zeros(0, np.float32), SR, np.random.default_rng(0)).size == 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pitch_and_event_time_survive(seed: int) -> None:
+    t = np.arange(2 * SR) / SR
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * t) * (t >= 1.0) * np.exp(-4 * np.clip(t - 1.0, 0, None))
+    out = augment_audio(tone.astype(np.float32), SR, np.random.default_rng(seed), ALWAYS)
+    assert out.shape == tone.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.abs(out).max() <= 1.0
+    spectrum = np.abs(np.fft.rfft(out[SR : SR + 4096]))
+    assert abs(np.fft.rfftfreq(4096, 1 / SR)[spectrum.argmax()] - 1000) < 20  # same pitch
+    envelope = np.convolve(np.abs(out), np.ones(160) / 160, mode="same")  # 10 ms
+    before, after = envelope[int(0.5 * SR) : int(0.95 * SR)].max(), envelope[SR : SR + 800].max()
+    assert after > 2 * before  # the event still starts at 1.0 s, not smeared before it
+
+
+def test_the_batches_are_augmented_only_when_asked(tmp_path) -> None:
+    from training.batches import iterate_batches
+
+    class Cache:
+        def frames(self, _id: str) -> np.ndarray:
+            return _clip(220, (200, 30, 30), [10, 20, 30])
+
+        def audio(self, _id: str) -> np.ndarray:
+            return np.random.default_rng(1).standard_normal(SR).astype(np.float32) * 0.1
+
+    class Texts:
+        def lookup(self, captions: list[str]) -> np.ndarray:
+            return np.zeros((len(captions), 4), np.float32)
+
+    class Ex:
+        def __init__(self, i: int) -> None:
+            self.id, self.has_video, self.has_audio = f"c{i}", True, True
+            self.captions = {k: ["x"] for k in ("visual", "audio", "audiovisual")}
+
+    exs = [Ex(i) for i in range(4)]
+    plain = next(iterate_batches(exs, Cache(), Texts(), 4, np.random.default_rng(0)))
+    shown = next(
+        iterate_batches(exs, Cache(), Texts(), 4, np.random.default_rng(0), augment=ALWAYS)
+    )
+    assert all(np.array_equal(f, Cache().frames("")) for f in plain.frames)
+    assert not any(np.array_equal(f, Cache().frames("")) for f in shown.frames)
+    assert all(a.shape == (SR,) for a in shown.audio)
