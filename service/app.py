@@ -84,9 +84,12 @@ class Shed:
     """The overload policy's refusal, before routing and before the body is read: a search that
     `State.run` would refuse anyway costs no upload, no JSON parsing and no validation. Cheap
     refusals matter most when the server is saturated, where every cycle spent saying no is taken
-    from the searches it can still answer. The body is left unread, so the connection is closed
-    after the 503 (a keep-alive client would otherwise send its next request after our unread
-    bytes)."""
+    from the searches it can still answer. A small declared body (a text search) is read and
+    dropped so the connection stays open for the client's retry; a larger or chunked one (an
+    upload) is left unread and the connection closed after the 503 (a keep-alive client would
+    otherwise send its next request after our unread bytes)."""
+
+    SMALL_BODY = 64 << 10
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -100,10 +103,28 @@ class Shed:
                 if wait is not None:
                     busy = state.busy_error(wait)
                     state.metrics.errors.labels(busy.code).inc()
-                    headers = {**(busy.headers or {}), "Connection": "close"}
+                    headers = dict(busy.headers or {})
+                    if not await self._drain_small(scope, receive):
+                        headers["Connection"] = "close"
                     await _send_json(send, 503, error_body(busy.code, busy.message), headers)
                     return
         await self.app(scope, receive, send)
+
+    async def _drain_small(self, scope: Scope, receive: Receive) -> bool:
+        """Read and drop a body declared at most SMALL_BODY bytes; False if it is not one."""
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if not declared.isdigit() or int(declared) > self.SMALL_BODY:
+            return False
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False  # the client went away
+            seen += len(message.get("body", b""))
+            if seen > self.SMALL_BODY:
+                return False
+            if not message.get("more_body", False):
+                return True
 
 
 class Observe:

@@ -123,7 +123,7 @@ def test_a_refused_search_is_answered_before_its_body_is_read(served, engine) ->
             "root_path": "",
             "headers": [
                 (b"content-type", b"multipart/form-data; boundary=zz"),
-                (b"content-length", b"10000"),
+                (b"content-length", b"10000000"),  # an upload: never read
             ],
             "client": ("127.0.0.1", 1),
             "server": ("127.0.0.1", 80),
@@ -134,6 +134,19 @@ def test_a_refused_search_is_answered_before_its_body_is_read(served, engine) ->
         assert start["status"] == 503 and reads == []
         assert headers[b"connection"] == b"close" and int(headers[b"retry-after"]) >= 5
         assert b'"busy"' in sent[1]["body"]
+        # A small body (a text search) is read and dropped: the connection stays open.
+        sent.clear()
+        small = [{"type": "http.request", "body": b'{"query": "a', "more_body": True}]
+        small.append({"type": "http.request", "body": b' bell"}', "more_body": False})
+
+        async def receive_small() -> dict:
+            return small.pop(0)
+
+        text = {**scope, "path": "/v1/search/text", "raw_path": b"/v1/search/text"}
+        text["headers"] = [(b"content-type", b"application/json"), (b"content-length", b"19")]
+        asyncio.run(app(text, receive_small, send))
+        headers = dict(sent[0]["headers"])
+        assert sent[0]["status"] == 503 and small == [] and b"connection" not in headers
         # Through a client too, and counted with the other errors.
         r = client.post("/v1/search/text", json={"query": "a bell", "k": 3})
         assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
