@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from training.synthav.captions import make_captions
+from training.synthav.variety import draw_variety
 from training.synthav.world import (
     AMBIENCES,
     SCENES,
@@ -83,6 +84,8 @@ def _sample_clip(
         for i, (kind, role) in enumerate(zip(kinds, roles, strict=False))
     ]
     placed, n_lanes = _layout(sources)
+    # Its own generator (salt 3), so drawing a look never shifts what the world draws above.
+    variety = draw_variety(_clip_rng(cfg.seed, index, salt=3)) if cfg.variety else None
     return ClipSpec(
         id=f"clip{index:06d}",
         index=index,
@@ -92,6 +95,7 @@ def _sample_clip(
         sources=placed,
         n_lanes=n_lanes,
         noise_seed=int(rng.integers(2**31)),
+        variety=variety,
     )
 
 
@@ -143,7 +147,7 @@ def plan_corpus(cfg: GeneratorConfig) -> CorpusPlan:
         if i not in captions:
             crng = _clip_rng(cfg.seed, i, salt=1)
             captions[i] = make_captions(
-                spec, crng, cfg.captions_per_kind, test=spec.split == "test"
+                spec, crng, cfg.captions_per_kind, test=spec.split == "test", rich=cfg.variety
             )
     clips = tuple(PlannedClip(specs[i], captions[i]) for i in range(cfg.clips))
     return CorpusPlan(cfg, heldout, clips)
@@ -168,7 +172,7 @@ def _plan_twins(
             base = _sample_clip(cfg, base_index + 7919 * salt, "test", frozenset())
         group = f"twins{base_index:06d}"
         crng = _clip_rng(cfg.seed, base_index, salt=1)
-        shared = make_captions(base, crng, cfg.captions_per_kind, test=True)
+        shared = make_captions(base, crng, cfg.captions_per_kind, test=True, rich=cfg.variety)
         for j, i in enumerate(members):
             trng = _clip_rng(cfg.seed, i, salt=2)
             sources = (

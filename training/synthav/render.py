@@ -51,7 +51,7 @@ def _inside_polygon(x: np.ndarray, y: np.ndarray, poly: np.ndarray) -> np.ndarra
     return inside
 
 
-def _inside(kind: Source, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def inside_glyph(kind: Source, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if kind is Source.BALL:
         return x * x + y * y <= 1.0
     if kind is Source.SIREN:
@@ -92,7 +92,7 @@ def draw_glyph(
             # Into glyph units: undo rotation, then scale.
             ux = (cos * gx + sin * gy) / (radius * sx)
             uy = (-sin * gx + cos * gy) / (radius * sy)
-            cover += _inside(kind, ux, uy)
+            cover += inside_glyph(kind, ux, uy)
     alpha = (cover / _SUB.size**2)[..., None]
     region = canvas[y0:y1, x0:x1]
     region[:] = region * (1 - alpha) + colour * alpha
@@ -164,9 +164,11 @@ def _background(spec: ClipSpec, cfg: RenderConfig) -> np.ndarray:
     return bg.astype(np.float32)
 
 
-def _draw_source(
-    canvas: np.ndarray, spec: ClipSpec, s: SourceSpec, t: float, cfg: RenderConfig
-) -> None:
+Pose = tuple[Source, float, float, float, np.ndarray, float, float, float]
+
+
+def glyph_pose(spec: ClipSpec, s: SourceSpec, t: float, cfg: RenderConfig) -> Pose:
+    """Where and how a source's glyph stands at t: kind, centre, radius, colour, scale, angle."""
     h, w = cfg.height, cfg.width
     radius = RADIUS[s.size] * min(h, w)
     lane_h = h / spec.n_lanes
@@ -196,11 +198,22 @@ def _draw_source(
     elif kind is Source.SIREN:  # each tone switch: the ring blinks between bright and dim
         n = sum(1 for e in s.events if e <= t + 1e-9)
         colour = colour if n % 2 == 0 else colour * 0.3
-    draw_glyph(canvas, kind, cx, cy, radius, colour, sx, sy, angle)
+    return kind, cx, cy, radius, colour, sx, sy, angle
+
+
+def _draw_source(
+    canvas: np.ndarray, spec: ClipSpec, s: SourceSpec, t: float, cfg: RenderConfig
+) -> None:
+    draw_glyph(canvas, *glyph_pose(spec, s, t, cfg))
 
 
 def render_frames(spec: ClipSpec, cfg: RenderConfig) -> np.ndarray:
     """All frames of a clip: uint8 (T, H, W, 3)."""
+    if spec.variety is not None:
+        # Imported here: the styled renderer builds on this module's geometry.
+        from training.synthav.look import render_styled_frames
+
+        return render_styled_frames(spec, cfg, spec.variety.look)
     bg = _background(spec, cfg)
     frames = np.empty((cfg.num_frames, cfg.height, cfg.width, 3), dtype=np.uint8)
     for k in range(cfg.num_frames):

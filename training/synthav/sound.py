@@ -144,6 +144,11 @@ def _pan(track: np.ndarray, s: SourceSpec, cfg: RenderConfig) -> np.ndarray:
 def render_audio(spec: ClipSpec, cfg: RenderConfig) -> np.ndarray:
     """The clip's audio track, float32 (C, N) in [-1, 1]; a misaligned clip carries its donor's."""
     clip = spec.audio_clip
+    if clip.variety is not None:
+        # Imported here: the varied voices build on this module's fixed ones.
+        from training.synthav.voices import render_voiced_audio
+
+        return render_voiced_audio(clip, cfg, clip.variety.voice)
     rng = np.random.default_rng([clip.noise_seed, 7])
     channels = 2 if cfg.stereo else 1
     mix = np.zeros((channels, cfg.num_samples))

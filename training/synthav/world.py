@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from training.synthav.variety import Variety
 
 
 class Source(StrEnum):
@@ -94,6 +98,11 @@ class GeneratorConfig:
     two_sources_p: float = 0.4
     captions_per_kind: int = 3
     render: RenderConfig = field(default_factory=RenderConfig)
+    # Off: every clip is drawn, synthesised and worded one fixed way (the corpus of earlier
+    # releases, byte for byte). On: each clip draws its own look, sound, size, frame and sample
+    # rate, channels, container and a larger training grammar (see variety.py); `render` then
+    # gives only the duration.
+    variety: bool = False
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -154,6 +163,7 @@ class ClipSpec:
     heldout: bool = False
     twin_group: str | None = None
     audio_donor: ClipSpec | None = None  # misaligned: the clip whose audio track this one carries
+    variety: Variety | None = None  # how this clip is rendered; None: the fixed style
 
     @property
     def visible_sources(self) -> tuple[SourceSpec, ...]:

@@ -27,6 +27,7 @@ from av.video.stream import VideoStream
 from training.synthav.plan import CorpusPlan, PlannedClip, plan_corpus
 from training.synthav.render import render_frames
 from training.synthav.sound import render_audio
+from training.synthav.variety import clip_render_config
 from training.synthav.world import ClipSpec, GeneratorConfig, RenderConfig, Role, SourceSpec
 
 FORMAT_VERSION = 1
@@ -45,8 +46,13 @@ _VIDEO_OPTIONS = {
 _AUDIO_FRAME = 1024
 
 
-def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderConfig) -> None:
-    """Write frames uint8 (T, H, W, 3) and audio float32 (C, N) as one media file, atomically."""
+def encode_clip(
+    path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderConfig, crf: int | None = None
+) -> None:
+    """Write frames uint8 (T, H, W, 3) and audio float32 (C, N) as one media file, atomically.
+
+    `crf` overrides the video codec's quality (higher: more compression artefacts).
+    """
     container, vcodec, acodec, _ = FORMATS[cfg.format]
     tmp = path.with_name(f".{path.name}.part")
     layout = "stereo" if audio.shape[0] == 2 else "mono"
@@ -55,7 +61,10 @@ def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderCo
             VideoStream, out.add_stream(vcodec, rate=Fraction(cfg.fps).limit_denominator(1001))
         )
         v.width, v.height, v.pix_fmt = cfg.width, cfg.height, "yuv420p"
-        v.options = dict(_VIDEO_OPTIONS[vcodec])
+        options: dict[str, object] = dict(_VIDEO_OPTIONS[vcodec])
+        if crf is not None:
+            options["crf"] = str(crf)
+        v.options = options
         a = cast(AudioStream, out.add_stream(acodec, rate=cfg.sample_rate, layout=layout))
         if acodec == "aac":
             a.bit_rate = 64_000 * audio.shape[0]
@@ -76,12 +85,14 @@ def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, cfg: RenderCo
 
 
 def media_name(spec: ClipSpec, cfg: RenderConfig) -> str:
-    return f"media/{spec.id}{FORMATS[cfg.format][3]}"
+    return f"media/{spec.id}{FORMATS[clip_render_config(spec, cfg).format][3]}"
 
 
 def _render_one(job: tuple[ClipSpec, RenderConfig, str]) -> str:
-    spec, cfg, path = job
-    encode_clip(Path(path), render_frames(spec, cfg), render_audio(spec, cfg), cfg)
+    spec, base, path = job
+    cfg = clip_render_config(spec, base)
+    crf = spec.variety.look.crf if spec.variety is not None else None
+    encode_clip(Path(path), render_frames(spec, cfg), render_audio(spec, cfg), cfg, crf)
     return spec.id
 
 
@@ -97,7 +108,9 @@ def manifest_record(clip: PlannedClip, cfg: RenderConfig) -> dict[str, Any]:
     """One manifest line in DESIGN.md's format."""
     spec = clip.spec
     heard = spec.audio_clip
-    meta = {
+    name = media_name(spec, cfg)
+    cfg = clip_render_config(spec, cfg)
+    meta: dict[str, Any] = {
         "generator": "synthav",
         "duration_s": cfg.duration_s,
         "fps": cfg.fps,
@@ -120,9 +133,16 @@ def manifest_record(clip: PlannedClip, cfg: RenderConfig) -> dict[str, Any]:
         "heldout": spec.heldout,
         "twin_group": spec.twin_group,
     }
+    if spec.variety is not None:  # how it was drawn and voiced, for analysis; absent when off
+        meta["format"] = cfg.format
+        # Opus always decodes at 48 kHz whatever rate it was fed: say what the file holds.
+        meta["synth_sample_rate"] = cfg.sample_rate
+        meta["sample_rate"] = 48_000 if cfg.format == "webm" else cfg.sample_rate
+        meta["look"] = dataclasses.asdict(spec.variety.look)
+        meta["voice"] = dataclasses.asdict(heard.variety.voice) if heard.variety else None
     return {
         "id": spec.id,
-        "video": media_name(spec, cfg),
+        "video": name,
         "captions": clip.captions,
         "split": spec.split,
         "meta": meta,
@@ -142,7 +162,10 @@ class CorpusSummary:
 
 
 def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, **dataclasses.asdict(cfg)}
+    record = {"format_version": FORMAT_VERSION, **dataclasses.asdict(cfg)}
+    if not cfg.variety:  # a corpus made before the option existed resumes as the same corpus
+        del record["variety"]
+    return record
 
 
 def _check_out_dir(out: Path, record: dict[str, Any], overwrite: bool) -> None:
