@@ -1,9 +1,11 @@
 """Captions of three kinds, as in AVCaps: visual (what is seen), audio (what is heard), audiovisual.
 
 Each phrase has training wordings and wordings reserved for the test split, so text retrieval is
-measured on phrasings the model never trained on. Captions are truthful: a visual caption names only
-visible sources and visible attributes (colour, size, motion, scene); an audio caption names only
-audible sources and audible attributes (pitch, tempo, loudness, ambience).
+measured on phrasings the model never trained on. A corpus made with variety also draws from a
+larger training-only grammar (`extra` wordings, colour synonyms, more sentence forms); the test
+wordings stay the same and disjoint from all training ones. Captions are truthful: a visual
+caption names only visible sources and visible attributes (colour, size, motion, scene); an audio
+caption names only audible sources and audible attributes (pitch, tempo, loudness, ambience).
 """
 
 from __future__ import annotations
@@ -19,96 +21,175 @@ from training.synthav.world import ClipSpec, Role, Source, SourceSpec
 class Words:
     train: tuple[str, ...]
     test: tuple[str, ...]
+    extra: tuple[str, ...] = ()  # training wordings used only by a corpus made with variety
 
-    def pick(self, rng: np.random.Generator, test: bool) -> str:
-        return str(rng.choice(self.test if test else self.train))
+    def pick(self, rng: np.random.Generator, test: bool, rich: bool = False) -> str:
+        if test:
+            return str(rng.choice(self.test))
+        return str(rng.choice(self.train + self.extra if rich else self.train))
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.train + self.test
+        return self.train + self.test + self.extra
 
 
-def _w(train: str, test: str) -> Words:
-    return Words(tuple(train.split("|")), tuple(test.split("|")))
+def _w(train: str, test: str, extra: str = "") -> Words:
+    return Words(
+        tuple(train.split("|")), tuple(test.split("|")), tuple(extra.split("|") if extra else ())
+    )
 
 
 NOUNS: dict[Source, Words] = {
-    Source.BALL: _w("ball|rubber ball", "sphere"),
-    Source.BELL: _w("bell|hand bell", "chime"),
-    Source.DRUM: _w("drum|tom drum", "tom-tom"),
-    Source.BIRD: _w("bird|songbird", "finch"),
-    Source.CLOCK: _w("clock|wall clock", "timepiece"),
-    Source.ENGINE: _w("engine|motor", "machine"),
-    Source.SIREN: _w("siren|warning siren", "emergency horn"),
+    Source.BALL: _w("ball|rubber ball", "sphere", "bouncy ball|toy ball|round ball"),
+    Source.BELL: _w("bell|hand bell", "chime", "brass bell|handbell|bell shape"),
+    Source.DRUM: _w("drum|tom drum", "tom-tom", "snare drum|hand drum|kettle drum"),
+    Source.BIRD: _w("bird|songbird", "finch", "sparrow|robin|blackbird"),
+    Source.CLOCK: _w("clock|wall clock", "timepiece", "alarm clock|ticking clock|clock face"),
+    Source.ENGINE: _w("engine|motor", "machine", "car engine|diesel engine|generator"),
+    Source.SIREN: _w(
+        "siren|warning siren", "emergency horn", "police siren|fire siren|air-raid siren"
+    ),
 }
 # What the glyph is seen doing at each event.
 SEEN: dict[Source, Words] = {
-    Source.BALL: _w("bounces|hops", "rebounds"),
-    Source.BELL: _w("flashes|glints", "sparkles"),
-    Source.DRUM: _w("squashes|pulses", "flattens"),
-    Source.BIRD: _w("flaps|flutters", "beats its wings"),
-    Source.CLOCK: _w("turns step by step|rotates in steps", "ratchets round"),
-    Source.ENGINE: _w("drives|moves", "travels"),
-    Source.SIREN: _w("blinks|flashes on and off", "strobes"),
+    Source.BALL: _w("bounces|hops", "rebounds", "bounds|springs up and down|jumps"),
+    Source.BELL: _w("flashes|glints", "sparkles", "lights up|gleams|shines briefly"),
+    Source.DRUM: _w("squashes|pulses", "flattens", "squishes|compresses|jolts"),
+    Source.BIRD: _w(
+        "flaps|flutters", "beats its wings", "spreads its wings|twitches|flaps its wings"
+    ),
+    Source.CLOCK: _w(
+        "turns step by step|rotates in steps",
+        "ratchets round",
+        "steps around|turns notch by notch|rotates a notch at a time",
+    ),
+    Source.ENGINE: _w("drives|moves", "travels", "rolls|cruises|glides"),
+    Source.SIREN: _w(
+        "blinks|flashes on and off", "strobes", "flickers|pulses on and off|lights up by turns"
+    ),
 }
 # What it is heard doing.
 HEARD: dict[Source, Words] = {
-    Source.BALL: _w("thuds|thumps", "bumps"),
-    Source.BELL: _w("dings|rings", "chimes"),
-    Source.DRUM: _w("booms|is struck", "pounds"),
-    Source.BIRD: _w("chirps|tweets", "twitters"),
-    Source.CLOCK: _w("ticks|clicks", "tick-tocks"),
-    Source.ENGINE: _w("hums|drones", "rumbles"),
-    Source.SIREN: _w("wails|alternates between two tones", "howls"),
+    Source.BALL: _w("thuds|thumps", "bumps", "thunks|knocks|pats"),
+    Source.BELL: _w("dings|rings", "chimes", "tolls|rings out|peals"),
+    Source.DRUM: _w("booms|is struck", "pounds", "beats|resounds|throbs"),
+    Source.BIRD: _w("chirps|tweets", "twitters", "peeps|cheeps|sings"),
+    Source.CLOCK: _w("ticks|clicks", "tick-tocks", "tocks|taps|clacks"),
+    Source.ENGINE: _w("hums|drones", "rumbles", "whirs|buzzes|purrs"),
+    Source.SIREN: _w(
+        "wails|alternates between two tones",
+        "howls",
+        "blares|sounds two notes by turns|wails up and down",
+    ),
 }
 SOUND_NOUNS: dict[Source, Words] = {
-    Source.BALL: _w("thuds|dull thumps", "bumps"),
-    Source.BELL: _w("dings|rings", "chimes"),
-    Source.DRUM: _w("booms|drum hits", "pounding beats"),
-    Source.BIRD: _w("chirps|tweets", "twitters"),
-    Source.CLOCK: _w("ticks|clicks", "tick-tocks"),
-    Source.ENGINE: _w("humming|droning", "rumbling"),
-    Source.SIREN: _w("wailing tones|two-tone wails", "howling tones"),
+    Source.BALL: _w("thuds|dull thumps", "bumps", "thunks|knocks"),
+    Source.BELL: _w("dings|rings", "chimes", "tolls|peals"),
+    Source.DRUM: _w("booms|drum hits", "pounding beats", "beats|strikes"),
+    Source.BIRD: _w("chirps|tweets", "twitters", "peeps|cheeps"),
+    Source.CLOCK: _w("ticks|clicks", "tick-tocks", "tocks|taps"),
+    Source.ENGINE: _w("humming|droning", "rumbling", "whirring|buzzing"),
+    Source.SIREN: _w(
+        "wailing tones|two-tone wails", "howling tones", "blaring tones|two-note calls"
+    ),
 }
-SIZE_WORDS = {"small": _w("small|little", "tiny"), "large": _w("large|big", "huge")}
-PITCH_WORDS = {"small": _w("high-pitched|high", "shrill"), "large": _w("low|deep", "low-pitched")}
-ENGINE_LOUDNESS = {"slow": _w("quiet|soft", "faint"), "fast": _w("loud|roaring", "noisy")}
+SIZE_WORDS = {
+    "small": _w("small|little", "tiny", "miniature|compact|petite"),
+    "large": _w("large|big", "huge", "giant|sizeable|oversized"),
+}
+PITCH_WORDS = {
+    "small": _w("high-pitched|high", "shrill", "high-toned|treble|piping"),
+    "large": _w("low|deep", "low-pitched", "low-toned|bassy|deep-voiced"),
+}
+ENGINE_LOUDNESS = {
+    "slow": _w("quiet|soft", "faint", "gentle|muted|soft-sounding"),
+    "fast": _w("loud|roaring", "noisy", "thundering|blaring|powerful"),
+}
 TEMPO_WORDS = {
-    "slow": _w("slowly|at a slow pace", "unhurriedly"),
-    "fast": _w("quickly|rapidly", "briskly"),
+    "slow": _w(
+        "slowly|at a slow pace", "unhurriedly", "leisurely|at a leisurely pace|every so often"
+    ),
+    "fast": _w("quickly|rapidly", "briskly", "in quick succession|fast|at a fast pace"),
 }
 ENGINE_SPEED = {
-    "slow": _w("slowly|at a crawl", "unhurriedly"),
-    "fast": _w("quickly|at speed", "briskly"),
+    "slow": _w("slowly|at a crawl", "unhurriedly", "gently|sluggishly|at a leisurely pace"),
+    "fast": _w("quickly|at speed", "briskly", "at high speed|swiftly|fast"),
 }
 DIRECTION_WORDS = {
-    "left-to-right": _w("from left to right|toward the right", "rightward"),
-    "right-to-left": _w("from right to left|toward the left", "leftward"),
-    "still": _w("in place|without moving across", "while staying put"),
+    "left-to-right": _w(
+        "from left to right|toward the right",
+        "rightward",
+        "to the right|left to right|across to the right",
+    ),
+    "right-to-left": _w(
+        "from right to left|toward the left",
+        "leftward",
+        "to the left|right to left|across to the left",
+    ),
+    "still": _w(
+        "in place|without moving across",
+        "while staying put",
+        "on the spot|in one place|without going anywhere",
+    ),
 }
 SCENE_WORDS = {
-    "day": _w("on a bright background|in daylight", "by day"),
-    "night": _w("on a dark background|at night", "after dark"),
+    "day": _w(
+        "on a bright background|in daylight",
+        "by day",
+        "against a light backdrop|in bright light|under a daytime sky",
+    ),
+    "night": _w(
+        "on a dark background|at night",
+        "after dark",
+        "against a dark backdrop|in the dark|under a night sky",
+    ),
 }
 AMBIENCE_WORDS = {
-    "quiet": _w("in a quiet room|with no background noise", "in silence"),
-    "rain": _w("while rain falls|with rain in the background", "amid a downpour"),
-    "wind": _w("while wind blows|over the sound of wind", "in a gusty breeze"),
+    "quiet": _w(
+        "in a quiet room|with no background noise",
+        "in silence",
+        "in a still room|with nothing else to hear|in a noiseless room",
+    ),
+    "rain": _w(
+        "while rain falls|with rain in the background",
+        "amid a downpour",
+        "as rain patters|under steady rain|with raindrops pattering",
+    ),
+    "wind": _w(
+        "while wind blows|over the sound of wind",
+        "in a gusty breeze",
+        "as the wind gusts|with wind whooshing|over a blustery wind",
+    ),
 }
 COLOUR_WORDS = ("red", "green", "blue", "yellow", "white", "purple")
+# Training-only colour synonyms (variety): the test split always says the plain colour.
+COLOUR_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "red": ("crimson", "scarlet"),
+    "green": ("emerald", "leaf-green"),
+    "blue": ("azure", "cobalt"),
+    "yellow": ("golden", "lemon"),
+    "white": ("snow-white", "ivory"),
+    "purple": ("violet", "plum"),
+}
 
 # Templates: {seen} is a visual clause, {heard} an audio clause, {scene}/{amb} trailing phrases.
 VISUAL_TEMPLATES = _w(
     "{seen} {scene}|{Scene}, {seen}|in this video {seen} {scene}",
     "footage {scene} in which {seen}|we watch as {seen} {scene}",
+    "a video of how {seen} {scene}|{Scene} we can see that {seen}|the picture shows that {seen} "
+    "{scene}|here {seen} {scene}|{Seen}, {scene}|on screen, {seen} {scene}",
 )
 AUDIO_TEMPLATES = _w(
     "{heard} {amb}|listen as {heard} {amb}|{Amb}, {heard}",
     "in this recording {heard} {amb}|you can hear how {heard} {amb}",
+    "the sound of how {heard} {amb}|{Heard}, {amb}|a recording where {heard} {amb}|one hears that "
+    "{heard} {amb}|on the soundtrack {heard} {amb}",
 )
 AV_TEMPLATES = _w(
     "{both} {scene}, {amb}|{Scene}, {both}, {amb}|in this video {both} {scene} {amb}",
     "a clip {scene} in which {both}, {amb}|we see and hear how {both} {scene} {amb}",
+    "{Both}, {scene} and {amb}|a video where {both}, {scene}, {amb}|{Scene} and {amb}, {both}|on "
+    "screen and on the soundtrack, {both} {scene} {amb}",
 )
 
 
@@ -117,46 +198,75 @@ def _a(phrase: str) -> str:
     return f"an {phrase}" if phrase[:1].lower() in "aeiou" else f"a {phrase}"
 
 
-def _seen_clause(s: SourceSpec, rng: np.random.Generator, test: bool) -> str:
+def _colour(s: SourceSpec, rng: np.random.Generator, test: bool, rich: bool) -> str:
+    if test or not rich:
+        return s.colour
+    return str(rng.choice((s.colour, *COLOUR_SYNONYMS[s.colour])))
+
+
+def _seen_clause(s: SourceSpec, rng: np.random.Generator, test: bool, rich: bool = False) -> str:
     """'a small red ball bounces quickly from left to right'."""
-    size = SIZE_WORDS[s.size].pick(rng, test)
-    tempo = (ENGINE_SPEED if s.kind is Source.ENGINE else TEMPO_WORDS)[s.tempo].pick(rng, test)
-    direction = DIRECTION_WORDS[s.direction].pick(rng, test)
-    noun = NOUNS[s.kind].pick(rng, test)
-    verb = SEEN[s.kind].pick(rng, test)
-    return f"{_a(size)} {s.colour} {noun} {verb} {tempo} {direction}"
+    size = SIZE_WORDS[s.size].pick(rng, test, rich)
+    tempo = (ENGINE_SPEED if s.kind is Source.ENGINE else TEMPO_WORDS)[s.tempo].pick(
+        rng, test, rich
+    )
+    direction = DIRECTION_WORDS[s.direction].pick(rng, test, rich)
+    noun = NOUNS[s.kind].pick(rng, test, rich)
+    verb = SEEN[s.kind].pick(rng, test, rich)
+    if not rich or test:
+        return f"{_a(size)} {s.colour} {noun} {verb} {tempo} {direction}"
+    colour = _colour(s, rng, test, rich)
+    form = int(rng.integers(3))
+    if form == 1:
+        return f"{_a(colour)} {noun}, {size}, {verb} {tempo} {direction}"
+    if form == 2:
+        return f"{_a(size)} {noun} in {colour} {verb} {tempo} {direction}"
+    return f"{_a(size)} {colour} {noun} {verb} {tempo} {direction}"
 
 
-def _heard_clause(s: SourceSpec, rng: np.random.Generator, test: bool) -> str:
+def _heard_clause(s: SourceSpec, rng: np.random.Generator, test: bool, rich: bool = False) -> str:
     """'a high-pitched bell dings quickly' or 'high-pitched dings repeat quickly'."""
-    pitch = PITCH_WORDS[s.size].pick(rng, test)
-    noun = NOUNS[s.kind].pick(rng, test)
+    pitch = PITCH_WORDS[s.size].pick(rng, test, rich)
+    noun = NOUNS[s.kind].pick(rng, test, rich)
     if s.kind is Source.ENGINE:
-        loud = ENGINE_LOUDNESS[s.tempo].pick(rng, test)
-        return f"{_a(loud)} {pitch} {noun} {HEARD[s.kind].pick(rng, test)}"
-    tempo = TEMPO_WORDS[s.tempo].pick(rng, test)
-    if rng.random() < 0.5:
-        return f"{_a(pitch)} {noun} {HEARD[s.kind].pick(rng, test)} {tempo}"
-    return f"{pitch} {SOUND_NOUNS[s.kind].pick(rng, test)} from {_a(noun)} repeat {tempo}"
+        loud = ENGINE_LOUDNESS[s.tempo].pick(rng, test, rich)
+        return f"{_a(loud)} {pitch} {noun} {HEARD[s.kind].pick(rng, test, rich)}"
+    tempo = TEMPO_WORDS[s.tempo].pick(rng, test, rich)
+    if rich and not test:
+        form = int(rng.integers(4))
+        if form == 2:
+            return f"{_a(noun)} {HEARD[s.kind].pick(rng, test, rich)} {tempo}, sounding {pitch}"
+        if form == 3:
+            sound = SOUND_NOUNS[s.kind].pick(rng, test, rich)
+            return f"the {pitch} {sound} of {_a(noun)} come {tempo}"
+        first = form == 0
+    else:
+        first = rng.random() < 0.5
+    if first:
+        return f"{_a(pitch)} {noun} {HEARD[s.kind].pick(rng, test, rich)} {tempo}"
+    return f"{pitch} {SOUND_NOUNS[s.kind].pick(rng, test, rich)} from {_a(noun)} repeat {tempo}"
 
 
-def _both_clause(s: SourceSpec, rng: np.random.Generator, test: bool) -> str:
+def _both_clause(s: SourceSpec, rng: np.random.Generator, test: bool, rich: bool = False) -> str:
     """An audiovisual clause for one source, by its role."""
-    seen = _seen_clause(s, rng, test)
+    seen = _seen_clause(s, rng, test, rich)
     if s.role is Role.SILENT:
         return f"{seen} silently"
     if s.role is Role.OFFSCREEN:
-        return f"{_heard_clause(s, rng, test)} off screen"
-    heard = HEARD[s.kind].pick(rng, test)
+        return f"{_heard_clause(s, rng, test, rich)} off screen"
+    heard = HEARD[s.kind].pick(rng, test, rich)
     return (
         f"{seen} and {heard}" if s.kind is not Source.ENGINE else f"{seen} and {heard} as it goes"
     )
 
 
-def _join(clauses: list[str], rng: np.random.Generator) -> str:
+def _join(clauses: list[str], rng: np.random.Generator, rich: bool = False) -> str:
     if len(clauses) == 1:
         return clauses[0]
-    link = str(rng.choice([" while ", " and ", ", as "]))
+    links = [" while ", " and ", ", as "] + (
+        [" whereas ", "; meanwhile ", ", and "] if rich else []
+    )
+    link = str(rng.choice(links))
     return ", ".join(clauses[:-1]) + link + clauses[-1]
 
 
@@ -178,9 +288,9 @@ def _unique(make, n: int, rng: np.random.Generator) -> list[str]:
 
 
 def make_captions(
-    spec: ClipSpec, rng: np.random.Generator, n: int, test: bool
+    spec: ClipSpec, rng: np.random.Generator, n: int, test: bool, rich: bool = False
 ) -> dict[str, list[str]]:
-    """Visual, audio and audiovisual captions for one clip.
+    """Visual, audio and audiovisual captions for one clip (`rich`: the larger training grammar).
 
     For a misaligned clip (its audio taken from another clip), visual and audio captions stay true
     to what is seen and heard, while the audiovisual captions describe the clip as it was meant to
@@ -193,20 +303,24 @@ def make_captions(
     ambience = spec.audio_clip.ambience
 
     def visual() -> str:
-        clauses = [_seen_clause(s, rng, test) for s in seen]
-        scene = SCENE_WORDS[spec.scene].pick(rng, test)
-        return _fill(VISUAL_TEMPLATES.pick(rng, test), seen=_join(clauses, rng), scene=scene)
+        clauses = [_seen_clause(s, rng, test, rich) for s in seen]
+        scene = SCENE_WORDS[spec.scene].pick(rng, test, rich)
+        template = VISUAL_TEMPLATES.pick(rng, test, rich)
+        return _fill(template, seen=_join(clauses, rng, rich and not test), scene=scene)
 
     def audio() -> str:
-        clauses = [_heard_clause(s, rng, test) for s in heard]
-        amb = AMBIENCE_WORDS[ambience].pick(rng, test)
-        return _fill(AUDIO_TEMPLATES.pick(rng, test), heard=_join(clauses, rng), amb=amb)
+        clauses = [_heard_clause(s, rng, test, rich) for s in heard]
+        amb = AMBIENCE_WORDS[ambience].pick(rng, test, rich)
+        template = AUDIO_TEMPLATES.pick(rng, test, rich)
+        return _fill(template, heard=_join(clauses, rng, rich and not test), amb=amb)
 
     def audiovisual() -> str:
-        clauses = [_both_clause(s, rng, test) for s in meant]
-        scene = SCENE_WORDS[spec.scene].pick(rng, test)
-        amb = AMBIENCE_WORDS[spec.ambience].pick(rng, test)
-        return _fill(AV_TEMPLATES.pick(rng, test), both=_join(clauses, rng), scene=scene, amb=amb)
+        clauses = [_both_clause(s, rng, test, rich) for s in meant]
+        scene = SCENE_WORDS[spec.scene].pick(rng, test, rich)
+        amb = AMBIENCE_WORDS[spec.ambience].pick(rng, test, rich)
+        template = AV_TEMPLATES.pick(rng, test, rich)
+        both = _join(clauses, rng, rich and not test)
+        return _fill(template, both=both, scene=scene, amb=amb)
 
     return {
         "visual": _unique(visual, n, rng),
