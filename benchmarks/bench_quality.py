@@ -39,10 +39,16 @@ from training.trainer import TrainConfig, prepare, train
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
 
-def ensure_corpus(path: Path, train: int, val: int, test: int, seed: int) -> Path:
+def ensure_corpus(
+    path: Path, train: int, val: int, test: int, seed: int, variety: bool = False
+) -> Path:
     total = train + val + test
     cfg = GeneratorConfig(
-        clips=total, seed=seed, val_fraction=val / total, test_fraction=test / total
+        clips=total,
+        seed=seed,
+        val_fraction=val / total,
+        test_fraction=test / total,
+        variety=variety,
     )
     generate_corpus(path, cfg)  # resumes / reuses a complete corpus made with the same settings
     return path / "manifest.jsonl"
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     p.add_argument("--weights", default=None, help="single-stage pair weights vt,at,av (1,1,1)")
     p.add_argument("--augment", action="store_true", help="train with training.augment's defaults")
+    p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(
         "--pool",
         action="append",
@@ -100,7 +107,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console = Console(width=200)  # the summary table is wide; logs are not terminals
 
     pools = other_pools(args.pool)
-    manifest = ensure_corpus(args.corpus, args.train, args.val, args.test, args.seed)
+    manifest = ensure_corpus(
+        args.corpus, args.train, args.val, args.test, args.seed, variety=args.variety
+    )
     items = load_manifest(manifest)
     train_val = [i for i in items if i.split in ("train", "val")]
     test_items = [i for i in items if i.split == "test"]

@@ -49,6 +49,14 @@ def synth(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a corpus made with other settings.")
     ] = False,
+    variety: Annotated[
+        bool,
+        typer.Option(
+            help="Vary the rendering per clip: look, sound recipes, size, frame and sample rate, "
+            "channels, container, and a larger training caption grammar (--duration still holds; "
+            "--fps/--height/--width/--sample-rate/--stereo/--format are drawn per clip)."
+        ),
+    ] = False,
 ) -> CorpusSummary:
     """Generate a SynthAV corpus: real media files plus manifest.jsonl."""
     try:
@@ -68,6 +76,7 @@ def synth(
             test_fraction=test_fraction,
             misaligned_fraction=misaligned,
             render=render,
+            variety=variety,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
