@@ -237,6 +237,24 @@ def test_small_sounds_higher_than_large_in_every_voice(kind, tmp_path):
         assert centroids["small"] > 1.3 * centroids["large"], (variety.voice, centroids)
 
 
+def test_ambience_is_heard_in_every_recipe(tmp_path):
+    def background_rms(path: Path) -> float:  # between ticks: median of 50 ms windows
+        clip = decode_plain(path)
+        mono = clip.audio.mean(axis=0)
+        win = int(0.05 * clip.sample_rate)
+        frames = mono[: len(mono) // win * win].reshape(-1, win)
+        return float(np.median(np.sqrt((frames**2).mean(axis=1))))
+
+    for recipe, variety in enumerate(draws(2, seed=9)):
+        variety = replace(variety, voice=replace(variety.voice, ambience_recipe=recipe))
+        level = {}
+        for ambience in ("quiet", "rain", "wind"):
+            spec = replace(styled(Source.CLOCK, variety, seed=recipe), ambience=ambience)
+            level[ambience] = background_rms(write(replace(spec, id=ambience), tmp_path))
+        assert level["quiet"] > 0, "a quiet room still has a noise floor, never digital zero"
+        assert min(level["rain"], level["wind"]) > 10 * level["quiet"], (recipe, level)
+
+
 # ---------------------------------------------------------------------------------------------
 # Captions: a larger training grammar, the test wordings untouched and never in training
 

@@ -138,17 +138,15 @@ def styled_background(spec: ClipSpec, cfg: RenderConfig, look: Look) -> np.ndarr
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of (H, W, 3), edges extended."""
+    """Separable Gaussian blur of (H, W, 3) float32, edges extended."""
     r = max(1, math.ceil(3 * sigma))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2).astype(np.float32)
     k /= k.sum()
-    for axis in (0, 1):
-        pad = [(0, 0)] * 3
-        pad[axis] = (r, r)
-        padded = np.pad(image, pad, mode="edge")
-        n = image.shape[axis]
-        image = sum(k[i] * np.take(padded, np.arange(i, i + n), axis=axis) for i in range(k.size))
-    return image
+    h, w, _ = image.shape
+    rows = np.pad(image, ((r, r), (0, 0), (0, 0)), mode="edge")
+    image = sum((k[i] * rows[i : i + h] for i in range(k.size)), np.zeros_like(image))
+    cols = np.pad(image, ((0, 0), (r, r), (0, 0)), mode="edge")
+    return sum((k[i] * cols[:, i : i + w] for i in range(k.size)), np.zeros_like(image))
 
 
 def render_styled_frames(spec: ClipSpec, cfg: RenderConfig, look: Look) -> np.ndarray:
@@ -169,9 +167,12 @@ def render_styled_frames(spec: ClipSpec, cfg: RenderConfig, look: Look) -> np.nd
         gain = look.exposure * (
             1 + look.flicker * math.sin(2 * math.pi * flicker_hz * t + flicker_phase)
         )
-        canvas = 255.0 * (np.clip(canvas * gain, 0, 255) / 255.0) ** look.gamma
+        canvas = np.float32(255.0) * (np.clip(canvas * np.float32(gain / 255.0), 0, 1)) ** (
+            np.float32(look.gamma)
+        )
         if look.noise > 0:  # sensor noise: fresh every frame, seeded by the frame
             noise_rng = np.random.default_rng([spec.noise_seed, 9, k])
-            canvas = canvas + noise_rng.normal(0.0, look.noise, size=canvas.shape)
+            noise = noise_rng.standard_normal(size=canvas.shape, dtype=np.float32)
+            canvas += np.float32(look.noise) * noise
         frames[k] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return frames
