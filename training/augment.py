@@ -99,7 +99,8 @@ def augment_frames(
         return frames
     _, h, w, _ = frames.shape
     top, left, ch, cw = _crop_box(rng, h, w, cfg)
-    x = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + ch, left : left + cw]))
+    crop = np.array(frames[:, top : top + ch, left : left + cw])  # a copy: the cache is read-only
+    x = torch.from_numpy(crop)
     x = x.permute(0, 3, 1, 2).float()  # (T, 3, ch, cw)
     if (ch, cw) != (h, w):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
