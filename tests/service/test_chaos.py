@@ -43,7 +43,9 @@ from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 pytestmark = pytest.mark.slow
 
 POLL_S = 0.25
-OPEN_SLACK_S = 1.0  # opening (and verifying) a tiny version, and the readyz round trip
+# Opening (and verifying) a tiny version and the readyz round trip on a busy CI machine (idle:
+# every repair was served 0.08-0.24 s after it, within the 0.25 s poll).
+OPEN_SLACK_S = 0.5
 MARK = "TRIMODAL_CHAOS_MARK"
 SENTENCES = [
     "a red circle bounces to a bell",
@@ -342,6 +344,7 @@ def test_chaos(world: dict[str, Any]) -> None:
 
         assert load.ok > 50, f"the load made only {load.ok} requests"
         assert load.failures == [], load.failures[:10]
+        print(f"repair → served: {[round(w, 3) for w in repair_waits]} s (poll {POLL_S} s)")
         assert max(repair_waits) <= POLL_S + OPEN_SLACK_S, repair_waits
 
         # No process of any killed build is left (decode workers, resource trackers).
