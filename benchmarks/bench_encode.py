@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         clip = next((work / "q" / "media").glob("*"))
         cfg = model.cfg
         size = (cfg.visual.image_size, cfg.visual.image_size)
-        media = decode(clip, fps=cfg.visual.fps, size=size, sample_rate=cfg.audio.sample_rate)
+        media = decode(
+            clip,
+            fps=cfg.visual.fps,
+            size=size,
+            sample_rate=cfg.audio.sample_rate,
+            fit=cfg.visual.fit,
+        )
         mel, mel_mask = model.audio_inputs([media.audio])
         frames, frame_mask = model.visual_inputs([media.frames])
         sentence = ["a small red ball bounces quickly on the grass"]

@@ -94,6 +94,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--augment", action="store_true", help="train with training.augment's defaults")
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(
+        "--val-pool",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="pick each run's best epoch on this manifest's val split instead of the own one: "
+        "clips and wordings unlike the training ones (e.g. a --variety corpus when training on "
+        "a plain one), so that 'best' means best on unseen media; the own val score is logged",
+    )
+    p.add_argument(
+        "--fit",
+        choices=("pad", "stretch", "crop"),
+        default=None,
+        help="how non-square pictures are squared (default: the preset's)",
+    )
+    p.add_argument(
         "--pool",
         action="append",
         default=[],
@@ -117,9 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     cached = cache_root.is_dir() and any(cache_root.glob("features-*"))
     t0 = time.perf_counter()
-    prepared = prepare(train_val, "small", cache_root)
+    prepared = prepare(train_val, "small", cache_root, fit=args.fit)
     prep_s = time.perf_counter() - t0
-    test_prepared = prepare(test_items, "small", cache_root)
+    test_prepared = prepare(test_items, "small", cache_root, fit=args.fit)
     test_prepared.texts.ensure(
         all_captions(examples(test_items, test_prepared.cache)), prepared.backbone.embed
     )
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def prepared_pool(pool_items: list) -> tuple[list, Any, Any]:
         """A pool's items with its features (decoded once, cached) and its captions' vectors."""
-        ready = prepare(pool_items, "small", cache_root)
+        ready = prepare(pool_items, "small", cache_root, fit=args.fit)
         ready.texts.ensure(all_captions(examples(pool_items, ready.cache)), prepared.backbone.embed)
         return pool_items, ready.cache, ready.texts
 
@@ -165,12 +180,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
     val_items = [i for i in train_val if i.split == "val"]
+    moved_val = None
+    if args.val_pool is not None:
+        moved_val = prepared_pool([i for i in load_manifest(args.val_pool) if i.split == "val"])
+        if not moved_val[0]:
+            raise SystemExit(f"--val-pool {args.val_pool} has no val split")
 
     def validate(model) -> dict[str, float]:
         """Pick each run's best epoch by validation recall, never by training loss (a two-stage
-        run's loss is lowest at the end of stage 1, before audio has been trained at all)."""
+        run's loss is lowest at the end of stage 1, before audio has been trained at all); on
+        the --val-pool clips when given, the own val split's score logged beside it."""
         report = evaluate(model, val_items, prepared.cache, prepared.texts, modes=("pooled",))
-        return {"score": validation_score(report)}
+        own = validation_score(report)
+        if moved_val is None:
+            return {"score": own}
+        moved = validation_score(evaluate(*(model, *moved_val), modes=("pooled",)))
+        return {"score": moved, "own": own}
 
     models = {}
     for name, cfg in runs.items():
@@ -190,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["runs"][name] = {
             "train_seconds": round(train_s, 1),
             "epochs": result.epochs_done,
+            "val_score": round(result.best_score, 4),
             "report": report,
             "pools": {
                 pool: evaluate(model, *prepared_pool(pool_items), rerank_k=args.rerank)
@@ -212,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(f"{claim}: {verdict}")
     results["text_head"] = args.text_head or f"preset ({preset_config('small').text.head})"
     results["train_config"] = asdict(base)
+    results["fit"] = args.fit or preset_config("small").visual.fit
+    results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

@@ -155,7 +155,7 @@ def _timed_stages(items: list[Any], ckpt: Path, n: int) -> dict[str, float]:
 
     model = TrimodalModel.load(ckpt, "cpu")
     cfg = model.cfg
-    args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate)
+    args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, cfg.visual.fit)
     warm = [read_item(i, *args) for i in items[:4]]  # first calls: lazy initialisation
     encode_batch(model, [d for d in warm if d.error is None])
     sample = items[4 : 4 + n]

@@ -384,7 +384,7 @@ class LocalRunner:
                 on_progress(min(processed, total), total)
 
         args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, self.workers)
-        with Reader(*args) as reader:
+        with Reader(*args, fit=cfg.visual.fit) as reader:
             for j in pending:
                 embed_shard(plan.paths[j], reader.read(plan.chunk(j)), model, batch_size, tick)
 

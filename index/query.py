@@ -89,7 +89,9 @@ class QueryEncoder:
         """The pictures of a video file."""
         t = time.perf_counter()
         size = (self.cfg.visual.image_size, self.cfg.visual.image_size)
-        frames = decode_video(path, fps=self.cfg.visual.fps, size=size, limits=self.limits)
+        frames = decode_video(
+            path, fps=self.cfg.visual.fps, size=size, fit=self.cfg.visual.fit, limits=self.limits
+        )
         decode_ms = _ms(t)
         t = time.perf_counter()
         with torch.inference_mode():

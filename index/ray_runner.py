@@ -28,16 +28,17 @@ from typing import Any
 
 from index.embed import ShardPlan
 from index.reader import CorpusItem, Decoded, read_item
+from models.media import Fit
 from models.model import TrimodalModel
 
 log = logging.getLogger("trimodal.index")
 
 
 def decode_shard(
-    items: Sequence[CorpusItem], fps: float, image_size: int, sample_rate: int
+    items: Sequence[CorpusItem], fps: float, image_size: int, sample_rate: int, fit: Fit = "pad"
 ) -> list[Decoded]:
     """Stage 1, on a CPU worker: decode one shard's items (a refused file is an error record)."""
-    return [read_item(item, fps, image_size, sample_rate) for item in items]
+    return [read_item(item, fps, image_size, sample_rate, fit) for item in items]
 
 
 class ShardEncoder:
@@ -158,7 +159,7 @@ class RayRunner:
             for _ in range(shape["encoders"])
         ]
         log.info("ray build: %d shards on %d encoder actors (%s)", len(pending), len(actors), shape)
-        args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate)
+        args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, cfg.visual.fit)
         queue = list(pending)
         attempts = dict.fromkeys(pending, 0)
         running: dict[Any, int] = {}  # result ref -> shard

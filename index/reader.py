@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from models.media import MediaError, decode
+from models.media import Fit, MediaError, decode
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,13 @@ class Decoded:
     error: str | None = None
 
 
-def read_item(item: CorpusItem, fps: float, image_size: int, sample_rate: int) -> Decoded:
+def read_item(
+    item: CorpusItem, fps: float, image_size: int, sample_rate: int, fit: Fit = "pad"
+) -> Decoded:
     """Decode one item for the encoders; a refused file is an error with its reason."""
     try:
-        media = decode(item.media, fps=fps, size=(image_size, image_size), sample_rate=sample_rate)
+        size = (image_size, image_size)
+        media = decode(item.media, fps=fps, size=size, sample_rate=sample_rate, fit=fit)
         audio = media.audio
         if item.audio is not None:
             audio = decode(
@@ -57,7 +60,7 @@ def read_item(item: CorpusItem, fps: float, image_size: int, sample_rate: int) -
     return Decoded(item.id, media.frames, audio, media.duration_s)
 
 
-def _read_job(job: tuple[CorpusItem, float, int, int]) -> Decoded:
+def _read_job(job: tuple[CorpusItem, float, int, int, Fit]) -> Decoded:
     return read_item(*job)
 
 
@@ -94,8 +97,10 @@ class Reader:
     """Decodes items in worker processes (spawned: the parent holds torch threads). The workers
     die with the process that made them (`die_with_parent`)."""
 
-    def __init__(self, fps: float, image_size: int, sample_rate: int, workers: int) -> None:
-        self.args = (fps, image_size, sample_rate)
+    def __init__(
+        self, fps: float, image_size: int, sample_rate: int, workers: int, fit: Fit = "pad"
+    ) -> None:
+        self.args = (fps, image_size, sample_rate, fit)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class Modality(StrEnum):
@@ -51,6 +51,14 @@ class VisualConfig:
     dropout: float = 0.0
     backbone: str | None = None  # a local Hugging Face CLIP vision directory replaces the CNN stem
     backbone_frozen: bool = True
+    # How a non-square picture becomes the square input (models.media.decode): "pad" letterboxes
+    # (a 16:9 clip's glyphs shrink to 56 % of a square clip's), "stretch" keeps every pixel and the
+    # glyphs' height, "crop" cuts the sides. Checkpoints from before this field decoded with "pad".
+    fit: Literal["pad", "stretch", "crop"] = "pad"
+
+    def __post_init__(self) -> None:
+        if self.fit not in ("pad", "stretch", "crop"):
+            raise ValueError(f"visual fit must be 'pad', 'stretch' or 'crop', got {self.fit!r}")
 
 
 @dataclass(frozen=True)

@@ -320,7 +320,7 @@ def search(
         else:
             assert video is not None
             size = (cfg.visual.image_size, cfg.visual.image_size)
-            frames = decode_video(video, fps=cfg.visual.fps, size=size)
+            frames = decode_video(video, fps=cfg.visual.fps, size=size, fit=cfg.visual.fit)
             emb = model.encode_visual(*model.visual_inputs([frames]))
             query = Query(
                 "visual",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from models.config import ModelConfig
-from models.media import MediaError, decode
+from models.media import Fit, MediaError, decode
 from training.datasets import ManifestItem
 
 CACHE_VERSION = 1
@@ -37,10 +37,11 @@ class DecodeSpec:
     fps: float
     image_size: int
     sample_rate: int
+    fit: Fit = "pad"
 
     @classmethod
     def for_model(cls, cfg: ModelConfig) -> DecodeSpec:
-        return cls(cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate)
+        return cls(cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, cfg.visual.fit)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
         frames = None
         audio = None
         if item.video is not None:
-            media = decode(item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate)
+            media = decode(
+                item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate, fit=spec.fit
+            )
             frames, audio = media.frames, media.audio
         if item.audio is not None:  # a separate audio file wins over the video's own track
             media = decode(
@@ -77,7 +80,10 @@ def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
 
 
 def cache_key(items: Sequence[ManifestItem], spec: DecodeSpec) -> str:
-    digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **asdict(spec)}).encode())
+    settings = asdict(spec)
+    if settings["fit"] == "pad":  # caches made before `fit` existed decoded with "pad": keep them
+        del settings["fit"]
+    digest = hashlib.sha256(json.dumps({"v": CACHE_VERSION, **settings}).encode())
     for item in items:
         for path in (item.video, item.audio):
             if path is None:

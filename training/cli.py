@@ -132,7 +132,7 @@ def _progress() -> Progress:
     )
 
 
-def _prepare(items, model_preset: str, cache_root: Path, workers: int | None):
+def _prepare(items, model_preset: str, cache_root: Path, workers: int | None, fit=None):
     from training.trainer import prepare
 
     with _progress() as progress:
@@ -143,7 +143,7 @@ def _prepare(items, model_preset: str, cache_root: Path, workers: int | None):
                 tasks[stage] = progress.add_task(stage, total=total or 1)
             progress.update(tasks[stage], completed=done)
 
-        prepared = prepare(items, model_preset, cache_root, workers, on_progress=update)
+        prepared = prepare(items, model_preset, cache_root, workers, on_progress=update, fit=fit)
     if prepared.skipped:
         console.print(
             f"[yellow]skipped {len(prepared.skipped)} file(s) that failed to decode:[/yellow]"
@@ -185,6 +185,13 @@ def train(
         bool,
         typer.Option(help="Show and play each training clip another way every epoch."),
     ] = False,
+    fit: Annotated[
+        str | None,
+        typer.Option(
+            help="How non-square pictures become square: pad, stretch or crop (default: the "
+            "preset's). Recorded in the checkpoint; indexing and queries decode the same way."
+        ),
+    ] = None,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from training.augment import AugmentConfig
@@ -208,10 +215,12 @@ def train(
             embed_dim=embed_dim,
             augment=AugmentConfig() if augment else None,
         )
+        if fit not in (None, "pad", "stretch", "crop"):
+            raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
-    prepared = _prepare(items, model_preset, _cache_root(data, cache), workers or None)
+    prepared = _prepare(items, model_preset, _cache_root(data, cache), workers or None, fit)
     if len(prepared.train) < batch_size:
         raise typer.BadParameter(
             f"only {len(prepared.train)} usable train items; need >= batch size {batch_size}"

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models.config import Modality, preset
+from models.media import Fit
 from models.model import TrimodalModel
 from models.sequence import Distance
 from models.text import TextBackbone
@@ -113,9 +114,14 @@ def prepare(
     cache_root: Path,
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    fit: Fit | None = None,
 ) -> Prepared:
+    """Decode `items` for `model_preset` (cached), `fit` overriding how the preset squares
+    non-square pictures; a model trained on the result records that fit."""
     cfg = preset(model_preset)
     spec = DecodeSpec.for_model(cfg)
+    if fit is not None:
+        spec = replace(spec, fit=fit)
     cache = FeatureCache.build(
         items,
         spec,
@@ -249,6 +255,9 @@ def train(
         model_cfg = replace(model_cfg, text=replace(model_cfg.text, head=cfg.text_head))
     if cfg.embed_dim is not None:
         model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
+    # The model decodes pictures the way its training features were decoded, at index and query
+    # time too: the fit is the cache's, recorded in the checkpoint's config.
+    model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=prepared.cache.spec.fit))
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
     params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
