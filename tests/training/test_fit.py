@@ -53,8 +53,9 @@ def test_pad_caches_keep_their_old_key_and_other_fits_get_their_own(wide):
     spec = DecodeSpec(8.0, 32, 16_000)
     # The key as it was computed before `fit` existed: a pad cache built then is still found.
     digest = hashlib.sha256(
-        json.dumps({"v": CACHE_VERSION, "fps": 8.0, "image_size": 32, "sample_rate": 16_000})
-        .encode()
+        json.dumps(
+            {"v": CACHE_VERSION, "fps": 8.0, "image_size": 32, "sample_rate": 16_000}
+        ).encode()
     )
     for item in items:
         for path in (item.video, item.audio):
@@ -83,9 +84,10 @@ def test_the_trained_fit_is_recorded_and_used_by_the_index_and_queries(wide, tmp
     train(stretched, cfg, tmp_path / "run")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=stretched.backbone)
     assert model.cfg.visual.fit == "stretch"
-    assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["visual"][
-        "fit"
-    ] == "stretch"
+    assert (
+        json.loads((tmp_path / "run" / "best" / "config.json").read_text())["visual"]["fit"]
+        == "stretch"
+    )
 
     clip = items[0].video
     assert clip is not None
