@@ -32,6 +32,7 @@ from index.embed import (
 from index.store import SequenceWriter, StepEncoding
 from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
 from models.model import TrimodalModel
+from models.policy import SearchPolicy
 
 log = logging.getLogger("trimodal.index")
 
@@ -202,6 +203,18 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             if projection is not None:  # back to the full space; the same projection is reused
                 steps[m] = steps[m].astype(np.float32) @ projection.T
         yield Entry(record, pooled, steps)
+
+
+def policy_record(policy: SearchPolicy) -> dict[str, Any]:
+    """The model's search policy for a version's build info; none when the model had none (an
+    index without one searches pooled-only by default, see `index.search`)."""
+    return {"search_policy": policy.to_dict()} if policy.recorded else {}
+
+
+def policy_of(version: IndexVersion) -> dict[str, Any]:
+    """A derived version (add, remove) keeps the policy of the one it derives from: same model."""
+    found = version.manifest.get("build", {}).get("search_policy")
+    return {"search_policy": found} if found is not None else {}
 
 
 def codec_of(version: IndexVersion) -> tuple[SequenceCodec, np.ndarray | None]:
@@ -387,7 +400,7 @@ def remove_items(root: Path, ids: set[str], index_type: str = "auto") -> BuildRe
         dim=base.dim,
         steps_per_second=float(m["steps_per_second"]),
         index_type=index_type,
-        build_info={"derived_from": base.name, "removed": len(ids)},
+        build_info={"derived_from": base.name, "removed": len(ids), **policy_of(base)},
         codec=codec,
         projection=projection,
     )
@@ -446,7 +459,7 @@ def add_items(
             dim=base.dim,
             steps_per_second=float(base.manifest["steps_per_second"]),
             index_type=index_type,
-            build_info={"derived_from": base.name, "added": len(items)},
+            build_info={"derived_from": base.name, "added": len(items), **policy_of(base)},
             failed=failed,
             codec=codec,
             projection=projection,
@@ -504,7 +517,11 @@ def build_index(
             dim=model.cfg.embed_dim,
             steps_per_second=model.cfg.steps_per_second,
             index_type=index_type,
-            build_info={"shard_size": shard_size, "items_requested": len(items)},
+            build_info={
+                "shard_size": shard_size,
+                "items_requested": len(items),
+                **policy_record(model.search_policy),
+            },
             codec=codec,
         )
         _drop_work_dir(work)

@@ -13,6 +13,7 @@ read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -27,13 +28,11 @@ import torch
 from index.ann import VectorIndex
 from index.embed import MODALITIES
 from index.version import IndexCorrupt, IndexVersion
-from models.alignment import (
-    Segment,
-    align_sequence_batch,
-    align_sequence_tensors,
-    align_vector_batch,
-)
-from models.sequence import Distance, paired_distance, take_steps
+from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
+from models.policy import SearchPolicy
+from models.sequence import Distance
+
+log = logging.getLogger("trimodal.index")
 
 Target = Literal["video", "audio"]
 QueryModality = Literal["text", "audio", "visual"]
@@ -92,6 +91,7 @@ class SearchResult:
     hits: list[Hit]
     version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    reranked: bool = False  # whether the sequence re-rank ordered the hits
 
 
 class Searcher:
@@ -138,6 +138,11 @@ class Searcher:
                     f"expected {n_items} of dimension {want}"
                 )
         self.sequences = {m: version.sequences(m) for m in MODALITIES}
+        # Re-rank defaults measured when the model was trained (models.policy); a version built
+        # before they were recorded searches pooled-only unless a request asks otherwise.
+        self.policy = SearchPolicy.from_dict(manifest.get("build", {}).get("search_policy"))
+        if (warning := self.policy.warning()) is not None:
+            log.warning("index %s: %s", version.name, warning)
         self.items = version.items()
         if len(self.items) != n_items:
             raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")
@@ -224,15 +229,19 @@ class Searcher:
         target: Target = "video",
         *,
         k: int = 10,
-        rerank: bool = True,
+        rerank: bool | None = None,
         rerank_k: int = 100,
         distance: Distance = "interp",
         weights: dict[str, float] | None = None,
         where: ItemFilter | None = None,
     ) -> SearchResult:
+        """The best `k` items of `target` for `query`. `rerank` None: the index's measured default
+        for this direction (`self.policy`); True / False force the sequence re-rank on or off."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         weights = weights or DEFAULT_WEIGHTS[(query.modality, target)]
+        if rerank is None:
+            rerank = self.policy.reranks(query.modality, target)
         unknown = set(weights) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown fusion weights {sorted(unknown)}; use {MODALITIES}")
@@ -249,12 +258,12 @@ class Searcher:
         t0 = time.perf_counter()
         scores = dict(ranked)
         known: dict[int, Segment | None] = {}
-        if rerank and query.sequence is not None and ranked:
+        reranked = bool(reranking and ranked)
+        if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]]
             distances, found = self._rerank(query.sequence, top, primary, distance)
             order = sorted(range(len(top)), key=lambda i: (distances[i], top[i]))
-            reranked = [(top[i], -float(distances[i])) for i in order]
-            ranked = reranked + [(r, s) for r, s in ranked[rerank_k:]]
+            ranked = [(top[i], -float(distances[i])) for i in order] + ranked[rerank_k:]
             scores = dict(ranked)
             for i in order[:k]:  # segments only for the hits that are returned
                 known[top[i]] = found(i)
@@ -286,7 +295,7 @@ class Searcher:
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
-        return SearchResult(hits, self.name, timings)
+        return SearchResult(hits, self.name, timings, reranked)
 
     def _candidates(self, rows: list[int], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         seq, mask = self.sequences[modality].batch(rows)
@@ -302,32 +311,17 @@ class Searcher:
     def _rerank(
         self, sequence: np.ndarray, rows: list[int], modality: str, distance: Distance
     ) -> tuple[np.ndarray, Callable[[int], Segment | None]]:
-        """Distance between the query's steps and each candidate's best-matching window, and a
-        function giving candidate i's window as a Segment (built only when asked for).
-
-        A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
-        whole-sequence distance would compare it with everything else the candidate holds. So each
-        candidate is first cut to the window where the query aligns best, then measured there.
-        One batched pass for all K candidates: alignment, window gather, distance.
-        """
+        """Distance between the query's steps and each candidate's best-matching window
+        (`models.alignment.window_distances`: one batched pass for all K candidates), and a
+        function giving candidate i's window as a Segment (built only when asked for)."""
         cand, mask = self._candidates(rows, modality)
         q = self._project(sequence)
-        q_mask = torch.ones(q.shape[0], dtype=torch.bool)
         usable = mask.any(dim=1)
         out = np.full(len(rows), np.inf)
         if not usable.any() or q.shape[0] == 0:
             return out, lambda i: None
         idx = usable.nonzero().flatten()
-        cand, mask = cand[idx], mask[idx]
-        found = align_sequence_tensors(q, q_mask, cand, mask, self.sps)
-        start, end = found.start, torch.maximum(found.end, found.start + 1)
-        width = int((end - start).max())
-        steps = start[:, None] + torch.arange(width)[None, :]  # (K, W)
-        window_mask = steps < end[:, None]
-        picked = take_steps(cand, steps.clamp(max=cand.shape[1] - 1))
-        windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
-        with torch.no_grad():
-            d = paired_distance(distance, q[None], q_mask[None], windows, window_mask)
+        d, found = window_distances(q, cand[idx], mask[idx], self.sps, distance)
         out[idx.numpy()] = d.numpy()
         position = {int(r): j for j, r in enumerate(idx.tolist())}
 

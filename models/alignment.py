@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.sequence import _clean, _lengths
+from models.sequence import Distance, _clean, _lengths, paired_distance, take_steps
 
 
 @dataclass(frozen=True)
@@ -208,6 +208,34 @@ def align_sequence_tensors(
     return Alignments(start, end, score, timeline, lengths, steps_per_second)
 
 
+def window_distances(
+    query: Tensor,
+    targets: Tensor,
+    target_mask: Tensor,
+    steps_per_second: float = 4.0,
+    distance: Distance = "interp",
+) -> tuple[Tensor, Alignments]:
+    """The re-rank's measure: `distance` between the query's steps (Tq, D) and each target's
+    window where the query aligns best (`align_sequence_tensors`), (K,), with the alignments.
+
+    A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
+    whole-sequence distance would compare it with everything else the target holds. So each
+    target is first cut to its best window, then measured there. Every target needs at least
+    one valid step.
+    """
+    q_mask = torch.ones(query.shape[0], dtype=torch.bool, device=query.device)
+    found = align_sequence_tensors(query, q_mask, targets, target_mask, steps_per_second)
+    start, end = found.start, torch.maximum(found.end, found.start + 1)
+    width = int((end - start).max())
+    steps = start[:, None] + torch.arange(width, device=start.device)[None, :]  # (K, W)
+    window_mask = steps < end[:, None]
+    picked = take_steps(targets, steps.clamp(max=targets.shape[1] - 1))
+    windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
+    with torch.no_grad():
+        d = paired_distance(distance, query[None], q_mask[None], windows, window_mask)
+    return d, found
+
+
 def align_sequence(
     query: Tensor,
     query_mask: Tensor,
@@ -238,4 +266,5 @@ __all__ = [
     "align_sequence_tensors",
     "align_vector",
     "align_vector_batch",
+    "window_distances",
 ]

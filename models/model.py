@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from models.config import RANDOM_TINY, Modality, ModelConfig
 from models.encoders import AudioEncoder, Embeddings, VisualEncoder
 from models.features import LogMel, LogMelConfig, frames_to_tensor, pad_batch
+from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
 
 PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
@@ -59,6 +60,9 @@ class TrimodalModel(nn.Module):
                 n_mels=cfg.audio.n_mels,
             )
         )
+        # What the sequence heads are good for (models.policy): measured by the trainer after
+        # training and read back by `load`; a model not loaded from a checkpoint has no record.
+        self.search_policy = SearchPolicy.unrecorded()
 
     @property
     def text(self) -> TextEncoder:
@@ -138,6 +142,8 @@ class TrimodalModel(nn.Module):
         tmp_weights, tmp_config = out / f".{WEIGHTS_FILE}.part", out / f".{CONFIG_FILE}.part"
         save_file(state, str(tmp_weights))
         self.cfg.save(tmp_config)
+        # A search policy measured on the weights being replaced no longer applies to them.
+        (out / SEARCH_FILE).unlink(missing_ok=True)
         os.replace(tmp_weights, out / WEIGHTS_FILE)
         os.replace(tmp_config, out / CONFIG_FILE)
         return out
@@ -165,6 +171,7 @@ class TrimodalModel(nn.Module):
                 f"checkpoint {path} does not fit its config: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
+        model.search_policy = load_policy(path)
         return model.to(device).eval()
 
 

@@ -291,7 +291,13 @@ def search(
     target: Annotated[str, typer.Option(help="video or audio.")] = "video",
     k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
     rerank_k: Annotated[int, typer.Option(min=1, max=5000)] = 100,
-    no_rerank: Annotated[bool, typer.Option("--no-rerank")] = False,
+    rerank: Annotated[
+        bool | None,
+        typer.Option(
+            "--rerank/--no-rerank",
+            help="Force the sequence re-rank on or off (default: the index's measured default).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> dict[str, Any]:
     """Search an index from the terminal with a sentence, a sound or a piece of footage."""
@@ -331,7 +337,7 @@ def search(
         console.print(f"[red]cannot read the query file:[/red] {e.message} ({e.reason.value})")
         raise typer.Exit(2) from e
     searcher = Searcher.open(root)
-    result = searcher.search(query, target, k=k, rerank=not no_rerank, rerank_k=rerank_k)  # type: ignore[arg-type]
+    result = searcher.search(query, target, k=k, rerank=rerank, rerank_k=rerank_k)  # type: ignore[arg-type]
     out = {
         "version": result.version,
         "timings_ms": result.timings_ms,

@@ -38,7 +38,11 @@ class SearchOptions(BaseModel):
     target: Target = Field("video", description="What to find: videos or audio tracks.")
     k: int = Field(10, ge=1, le=1000, description="Hits per page.")
     offset: int = Field(0, ge=0, le=10_000, description="Hits to skip (pagination).")
-    rerank: bool = Field(True, description="Re-rank the first pass by sequence distance.")
+    rerank: bool | None = Field(
+        None,
+        description="Re-rank the first pass by sequence distance. Default: the index's measured "
+        "default for this direction (on only where the model's validation showed it helps).",
+    )
     rerank_k: int = Field(100, ge=1, le=10_000, description="Candidates the re-rank looks at.")
     distance: DistanceName = "interp"
     weights: dict[Literal["visual", "audio"], float] | None = Field(
@@ -109,6 +113,7 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float] = Field(
         description="Per stage: decode, encode, search, rerank, segments, total."
     )
+    reranked: bool = Field(False, description="Whether the sequence re-rank ordered the hits.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -162,6 +167,10 @@ class IndexInfo(BaseModel):
     factories: dict[str, str]
     sequence_codec: str
     model_hash: str
+    search_policy: dict = Field(
+        description="The model's re-rank defaults per direction, with the validation figures "
+        "behind them; `recorded` false for an index built before policies existed."
+    )
 
 
 class ErrorDetail(BaseModel):

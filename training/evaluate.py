@@ -17,9 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.alignment import window_distances
 from models.encoders import Embeddings
 from models.model import TrimodalModel
-from models.sequence import paired_distance
+from models.policy import DIRECTIONS as POLICY_DIRECTIONS
+from models.policy import SearchPolicy
+from models.sequence import Distance, paired_distance
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.metrics import ceiling_recall, ranks_from_scores, summarise
@@ -241,3 +244,123 @@ def validation_score(report: dict[str, Any]) -> float:
     """One number to pick the best epoch: mean pooled R@10 over the four directions."""
     vals = [report[d]["pooled"]["all"]["R@10"] for d in DIRECTIONS if report.get(d)]
     return float(np.mean(vals)) if vals else 0.0
+
+
+EXCERPT_DIRECTIONS = ("audio→audio", "audio→video", "video→video", "video→audio")
+
+
+@torch.inference_mode()
+def excerpt_report(
+    model: TrimodalModel,
+    items: Sequence[ManifestItem],
+    cache: FeatureCache,
+    seconds: float = 2.5,
+    seed: int = 0,
+    rerank_k: int = 100,
+    distance: Distance = "interp",
+) -> dict[str, Any]:
+    """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
+    offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
+    of a file. Pooled and hybrid (the service's re-rank: each candidate's best window,
+    `window_distances`) R@K, and for hybrid hits at rank 1 the error of the returned segment's
+    start. Clips without both streams, or shorter than the excerpt, are left out."""
+    model.eval()
+    by_id = {i.id: i for i in items if i.id in cache.row}
+    ids = list(by_id)
+    pool = embed_pool(model, cache, ids)
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+    sps = model.cfg.steps_per_second
+    n_frames = round(seconds * fps)
+    rng = np.random.default_rng(seed)
+    rows, offsets, waves, clips = [], [], [], []
+    for r, item_id in enumerate(ids):
+        frames, wave = cache.frames(item_id), cache.audio(item_id)
+        usable = min(len(frames) / fps, len(wave) / sr)
+        if len(frames) == 0 or len(wave) == 0 or usable < seconds + 1 / fps:
+            continue
+        first = int(rng.integers(0, int((usable - seconds) * fps) + 1))  # frame index
+        start_s = first / fps
+        rows.append(r)
+        offsets.append(start_s)
+        clips.append(np.asarray(frames[first : first + n_frames]))
+        a = round(start_s * sr)
+        waves.append(wave[a : a + round(seconds * sr)])
+    out: dict[str, Any] = {"seconds": seconds, "queries": len(rows)}
+    if not rows:
+        return out
+    queries = {
+        "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), waves),
+        "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), clips),
+    }
+    targets = {"audio": pool.audio, "video": pool.visual}
+    has = {"audio": pool.has_audio, "video": pool.has_video}
+    target = torch.tensor(rows)
+    true_start = torch.tensor(offsets)
+    for name in EXCERPT_DIRECTIONS:
+        src, dst = name.split("→")
+        q, t = queries[src], targets[dst]
+        scores = q.pooled @ t.pooled.T
+        scores[:, ~has[dst]] = -torch.inf
+        starts: dict[int, float] = {}
+
+        def seq_score(qi: int, cand: Tensor, q=q, t=t, starts=starts) -> Tensor:
+            steps = q.sequence[qi][q.mask[qi]]
+            d, found = window_distances(steps, t.sequence[cand], t.mask[cand], sps, distance)
+            starts[qi] = float(found.start[cand.tolist().index(rows[qi])]) / sps
+            return -d
+
+        hybrid = _rerank_ranks(scores, target, seq_score, rerank_k)
+        top1 = (hybrid == 1).nonzero().flatten().tolist()
+        errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
+        out[name] = {
+            "pooled": summarise(ranks_from_scores(scores, target)),
+            "hybrid": summarise(hybrid),
+            "start_error_s": {
+                "median": float(errors.median()) if errors.numel() else float("nan"),
+                "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
+            },
+        }
+    return out
+
+
+def _batched(encode, inputs: list, batch_size: int = 64) -> Embeddings:
+    parts = []
+    for start in range(0, len(inputs), batch_size):
+        e = encode(inputs[start : start + batch_size])
+        parts.append(Embeddings(e.pooled.float().cpu(), e.sequence.float().cpu(), e.mask.cpu()))
+    return _cat(parts)
+
+
+def measure_policy(
+    model: TrimodalModel,
+    items: Sequence[ManifestItem],
+    cache: FeatureCache,
+    texts: TextCache,
+    sequence_trained: bool,
+    rerank_k: int = 100,
+) -> SearchPolicy:
+    """The checkpoint's search defaults, measured on `items` (the validation split): a direction
+    re-ranks by default only if the sequence heads were trained and the re-rank is at least as
+    good as the pooled first pass on R@1 and R@10, for whole-clip queries (cross-modal) and for
+    2.5 s excerpts (every direction)."""
+    full = evaluate(model, items, cache, texts, rerank_k=rerank_k)
+    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k)
+    rerank, evidence = {}, {"pool": full.get("pool", 0), "excerpt_queries": excerpts["queries"]}
+    for name in POLICY_DIRECTIONS:
+        measured = []
+        if full.get(name):
+            measured.append(("full", full[name]["pooled"]["all"], full[name]["hybrid"]["all"]))
+        if name in excerpts:
+            measured.append(("excerpt", excerpts[name]["pooled"], excerpts[name]["hybrid"]))
+        gains = all(h[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10")) and bool(
+            measured
+        )
+        rerank[name] = sequence_trained and gains
+        evidence[name] = {
+            kind: {
+                "pooled": {k: round(p[k], 4) for k in ("R@1", "R@10")},
+                "hybrid": {k: round(h[k], 4) for k in ("R@1", "R@10")},
+            }
+            for kind, p, h in measured
+        }
+    return SearchPolicy(sequence_trained=sequence_trained, rerank=rerank, evidence=evidence)

@@ -25,12 +25,15 @@ import torch
 from models.config import Modality, preset
 from models.media import Fit
 from models.model import TrimodalModel
+from models.policy import DIRECTIONS as POLICY_DIRECTIONS
+from models.policy import SearchPolicy, save_policy
 from models.sequence import Distance
 from models.text import TextBackbone
 from training.augment import AugmentConfig
 from training.batches import Batch, Example, all_captions, examples, iterate_batches
 from training.cache import DecodeSpec, FeatureCache, TextCache
 from training.datasets import ManifestItem
+from training.evaluate import measure_policy
 from training.losses import (
     PairWeights,
     TextBatch,
@@ -106,6 +109,7 @@ class Prepared:
     texts: TextCache
     backbone: TextBackbone
     skipped: dict[str, str]
+    val_items: list[ManifestItem] = field(default_factory=list)  # for the search policy
 
 
 def prepare(
@@ -139,7 +143,29 @@ def prepare(
     if on_progress:
         on_progress("text", 0, len(captions))
     texts.ensure(captions, backbone.embed)
-    return Prepared(train, val, cache, texts, backbone, dict(cache.skipped))
+    val_items = [i for i in items if split[i.id] == "val" and i.id in cache.row]
+    return Prepared(train, val, cache, texts, backbone, dict(cache.skipped), val_items)
+
+
+def record_policy(
+    prepared: Prepared, checkpoint: Path, sequence_trained: bool, device: torch.device
+) -> SearchPolicy:
+    """Measure on the validation split what the checkpoint's sequence heads are good for, and
+    record it beside the weights (`models.policy`): the index and the service take their re-rank
+    defaults from it."""
+    if prepared.val_items:
+        model = TrimodalModel.load(checkpoint, device, prepared.backbone)
+        policy = measure_policy(
+            model, prepared.val_items, prepared.cache, prepared.texts, sequence_trained
+        )
+    else:
+        policy = SearchPolicy(
+            sequence_trained,
+            dict.fromkeys(POLICY_DIRECTIONS, False),
+            {"reason": "no validation split to measure the re-rank on"},
+        )
+    save_policy(checkpoint, policy)
+    return policy
 
 
 def _text_batch(model: TrimodalModel, batch: Batch, device: torch.device) -> TextBatch:
@@ -342,4 +368,6 @@ def train(
                 break
     finally:
         log.close()
+    if (out / "best").is_dir():
+        record_policy(prepared, out / "best", cfg.scav_weight > 0, device)
     return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)

@@ -88,6 +88,7 @@ def _search(
         index_version=result.version,
         query_duration_s=encoded.duration_s,
         timings_ms=timings,
+        reranked=result.reranked,
     )
 
 

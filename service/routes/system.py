@@ -26,6 +26,10 @@ def index_info(state: StateDep) -> IndexInfo:
         factories=m["factories"],
         sequence_codec=m.get("build", {}).get("sequence_codec", "f16"),
         model_hash=m["model_hash"],
+        search_policy={
+            **state.engine.searcher.policy.to_dict(),
+            "recorded": state.engine.searcher.policy.recorded,
+        },
     )
 
 

@@ -1,0 +1,111 @@
+"""What a checkpoint's sequence embeddings are good for, measured when it was trained.
+
+The pooled heads are always trained. The per-step sequence heads are trained only by a run with a
+sequence objective (SCAV), and an untrained head is a random projection: re-ranking by it makes
+results worse (measured: audio→video R@1 0.031 pooled, 0.004 re-ranked). So the trainer measures,
+on its validation split, whether re-ranking the pooled first pass by sequence distance helps each
+query → target direction, and records the answer beside the weights (`search.json`). The index
+build copies it into the version's manifest, and a search that does not say whether to re-rank
+gets the recorded default for its direction.
+
+A checkpoint or index without the record (made before it existed) has sequence heads that were
+never trained: it gets pooled-only search, and a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SEARCH_FILE = "search.json"
+POLICY_VERSION = 1
+
+# query modality → target, as the service names them; text queries have no steps to re-rank by.
+DIRECTIONS = ("audio→video", "video→audio", "audio→audio", "video→video")
+_QUERY = {"audio": "audio", "visual": "video"}
+
+
+def direction(query_modality: str, target: str) -> str | None:
+    """ "audio"/"visual" query → "video"/"audio" target as a DIRECTIONS key (None for text)."""
+    source = _QUERY.get(query_modality)
+    return None if source is None else f"{source}→{target}"
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    sequence_trained: bool  # whether any sequence objective trained the per-step heads
+    rerank: Mapping[str, bool]  # DIRECTIONS key → re-rank by default
+    evidence: Mapping[str, Any] = field(default_factory=dict)  # the figures behind each choice
+    recorded: bool = True  # False: the checkpoint or index predates the record
+
+    def reranks(self, query_modality: str, target: str) -> bool:
+        key = direction(query_modality, target)
+        return bool(key is not None and self.rerank.get(key, False))
+
+    @classmethod
+    def unrecorded(cls) -> SearchPolicy:
+        """For a checkpoint or index made before policies existed: pooled-only."""
+        return cls(
+            sequence_trained=False,
+            rerank=dict.fromkeys(DIRECTIONS, False),
+            evidence={"reason": "no search policy recorded: sequence heads assumed untrained"},
+            recorded=False,
+        )
+
+    def warning(self) -> str | None:
+        """One line for the logs when the defaults are not the measured ones."""
+        if not self.recorded:
+            return (
+                "this model/index records no search policy (made before policies existed): its "
+                "sequence heads are assumed untrained, so searches are pooled-only unless a "
+                "request asks for the re-rank"
+            )
+        if not self.sequence_trained:
+            return (
+                "this model's sequence heads were not trained: cross-modal searches are "
+                "pooled-only unless a request asks for the re-rank"
+            )
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": POLICY_VERSION,
+            "sequence_trained": self.sequence_trained,
+            "rerank": {d: bool(self.rerank.get(d, False)) for d in DIRECTIONS},
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SearchPolicy:
+        """A record as saved; None or an unreadable one → `unrecorded()`."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("rerank"), Mapping):
+            return cls.unrecorded()
+        rerank = data["rerank"]
+        return cls(
+            sequence_trained=bool(data.get("sequence_trained", False)),
+            rerank={d: rerank.get(d) is True for d in DIRECTIONS},
+            evidence=dict(data.get("evidence") or {}),
+        )
+
+
+def save_policy(directory: str | os.PathLike[str], policy: SearchPolicy) -> Path:
+    path = Path(directory) / SEARCH_FILE
+    tmp = path.with_name(f".{SEARCH_FILE}.part")
+    tmp.write_text(json.dumps(policy.to_dict(), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_policy(directory: str | os.PathLike[str]) -> SearchPolicy:
+    """The checkpoint's recorded policy; `unrecorded()` when it has none."""
+    path = Path(directory) / SEARCH_FILE
+    if not path.is_file():
+        return SearchPolicy.unrecorded()
+    try:
+        return SearchPolicy.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"unreadable search policy {path}: {e}") from e

@@ -1,0 +1,173 @@
+"""Re-rank defaults are measured, recorded with the checkpoint and the index, and obeyed.
+
+An untrained sequence head must never silently re-order results: the trainer measures on its
+validation split whether the re-rank helps each direction, writes `search.json` beside the
+weights, the index build copies it into the version, and a search that does not say whether to
+re-rank gets that default. Checkpoints and indexes from before the record are pooled-only, with a
+warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from index.build import add_items, build_index, remove_items
+from index.search import Query, Searcher
+from index.version import IndexVersion
+from models.alignment import window_distances
+from models.config import preset
+from models.model import TrimodalModel, checkpoint_hash
+from models.policy import DIRECTIONS, SEARCH_FILE, SearchPolicy, load_policy, save_policy
+from service.index_cli import corpus_items
+from training.datasets import load_manifest
+from training.evaluate import excerpt_report
+from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+from training.trainer import TrainConfig, prepare, train
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pol") / "corpus"
+    cfg = GeneratorConfig(
+        clips=40, seed=3, val_fraction=0.3, test_fraction=0.1, render=RenderConfig(duration_s=4.0)
+    )
+    generate_corpus(out, cfg, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus, tmp_path_factory):
+    items = load_manifest(corpus / "manifest.jsonl", splits=("train", "val"))
+    return prepare(items, "tiny", tmp_path_factory.mktemp("cache"), workers=2)
+
+
+def test_policy_round_trip_and_what_an_old_record_means(tmp_path):
+    policy = SearchPolicy(True, {"audio→video": True, "video→audio": False}, {"pool": 3})
+    save_policy(tmp_path, policy)
+    back = load_policy(tmp_path)
+    assert back.recorded and back.sequence_trained
+    assert back.reranks("audio", "video") and not back.reranks("visual", "audio")
+    assert not back.reranks("text", "video")  # text has no steps to re-rank by
+    assert set(back.to_dict()["rerank"]) == set(DIRECTIONS)
+    assert back.warning() is None
+
+    old = load_policy(tmp_path / "nowhere")
+    assert not old.recorded and not old.sequence_trained
+    assert not any(old.reranks(q, t) for q in ("audio", "visual") for t in ("audio", "video"))
+    assert "pooled-only" in (old.warning() or "")
+    (tmp_path / SEARCH_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable search policy"):
+        load_policy(tmp_path)
+
+
+def test_saving_new_weights_drops_a_policy_measured_on_the_old_ones(tmp_path):
+    model = TrimodalModel(preset("tiny"))
+    model.save(tmp_path)
+    save_policy(tmp_path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, True)))
+    assert TrimodalModel.load(tmp_path).search_policy.reranks("audio", "video")
+    model.save(tmp_path)
+    assert not (tmp_path / SEARCH_FILE).exists()
+    assert not TrimodalModel.load(tmp_path).search_policy.recorded
+
+
+def test_window_distances_find_an_excerpt_where_it_was_cut():
+    torch.manual_seed(0)
+    targets = torch.nn.functional.normalize(torch.randn(3, 24, 16), dim=-1)
+    mask = torch.ones(3, 24, dtype=torch.bool)
+    query = targets[1, 7:17]
+    d, found = window_distances(query, targets, mask, 4.0)
+    assert int(d.argmin()) == 1 and float(d[1]) < 1e-6
+    assert int(found.start[1]) == 7 and found.segment(1).start_s == pytest.approx(7 / 4)
+
+
+@pytest.mark.parametrize("scav", [0.0, 0.5])
+def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, scav):
+    cfg = TrainConfig(
+        preset="tiny", epochs=2, batch_size=8, warmup_steps=1, scav_weight=scav, device="cpu"
+    )
+    train(prepared, cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "best" / SEARCH_FILE).read_text())
+    assert record["sequence_trained"] is (scav > 0)
+    evidence = record["evidence"]
+    assert evidence["pool"] == len(prepared.val_items) > 0
+    for name in DIRECTIONS:
+        measured = evidence[name]
+        assert "excerpt" in measured  # every direction is measured on excerpts
+        if name in ("audio→video", "video→audio"):
+            assert "full" in measured
+        gains = all(
+            m["hybrid"][k] >= m["pooled"][k] for m in measured.values() for k in ("R@1", "R@10")
+        )
+        # Untrained heads never re-rank by default; trained ones only where it measured no worse.
+        assert record["rerank"][name] is (scav > 0 and gains)
+
+
+def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, tmp_path):
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    report = excerpt_report(model, prepared.val_items, prepared.cache, seconds=2.5, seed=1)
+    assert report["queries"] == len(prepared.val_items)  # every 4 s clip holds a 2.5 s excerpt
+    for name in ("audio→audio", "audio→video", "video→video", "video→audio"):
+        r = report[name]
+        assert r["pooled"]["n"] == r["hybrid"]["n"] == report["queries"]
+        err = r["start_error_s"]["median"]
+        assert np.isnan(err) or 0.0 <= err <= 4.0 - 2.5 + 0.25
+    # Too short to cut from: nothing is measured rather than a padded query.
+    assert excerpt_report(model, prepared.val_items, prepared.cache, seconds=10.0)["queries"] == 0
+
+
+def _index(corpus, ckpt, root):
+    items = corpus_items(corpus / "manifest.jsonl")[:8]
+    model = TrimodalModel.load(ckpt)
+    build_index(root, items, model, checkpoint_hash(ckpt), workers=1)
+    return items
+
+
+def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    TrimodalModel(preset("tiny")).save(ckpt)
+    rerank = {"audio→video": True, "video→audio": False, "audio→audio": True}
+    save_policy(ckpt, SearchPolicy(True, rerank, {"pool": 1}))
+    items = _index(corpus, ckpt, tmp_path / "index")
+    searcher = Searcher.open(tmp_path / "index")
+    assert searcher.policy.reranks("audio", "video")
+    assert not searcher.policy.reranks("visual", "audio")
+
+    audio = searcher.item_query(items[0].id, "audio")
+    visual = searcher.item_query(items[0].id, "visual")
+    assert searcher.search(audio, "video", k=3).reranked
+    assert not searcher.search(visual, "audio", k=3).reranked
+    assert searcher.search(visual, "audio", k=3, rerank=True).reranked  # a request can force it
+    assert not searcher.search(audio, "video", k=3, rerank=False).reranked
+    text = Query("text", audio.pooled)
+    assert not searcher.search(text, "video", k=3).reranked
+
+    # Derived versions keep the policy: same model.
+    remove_items(tmp_path / "index", {items[1].id})
+    model = TrimodalModel.load(ckpt)
+    extra = corpus_items(corpus / "manifest.jsonl")[8:10]
+    add_items(tmp_path / "index", extra, model, checkpoint_hash(ckpt), workers=1)
+    version = IndexVersion.open(tmp_path / "index")
+    assert version.manifest["build"]["search_policy"]["rerank"]["audio→video"] is True
+    assert Searcher.open(tmp_path / "index").policy.reranks("audio", "video")
+
+
+def test_an_index_without_a_policy_is_pooled_only_and_says_so(corpus, tmp_path, caplog):
+    ckpt = tmp_path / "ckpt"
+    TrimodalModel(preset("tiny")).save(ckpt)  # no search.json: as checkpoints before policies
+    items = _index(corpus, ckpt, tmp_path / "index")
+    with caplog.at_level(logging.WARNING, logger="trimodal.index"):
+        searcher = Searcher.open(tmp_path / "index")
+    assert "pooled-only" in caplog.text
+    assert not searcher.policy.recorded
+    audio = searcher.item_query(items[0].id, "audio")
+    plain = searcher.search(audio, "video", k=5)
+    assert not plain.reranked and "rerank" in plain.timings_ms
+    pooled = [h.pooled_score for h in plain.hits]
+    assert [h.score for h in plain.hits] == pooled == sorted(pooled, reverse=True)
+    assert searcher.search(audio, "video", k=5, rerank=True).reranked
