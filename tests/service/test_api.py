@@ -127,6 +127,31 @@ def test_audio_and_video_uploads_find_their_own_clip(client: TestClient, served)
     assert r.json()["hits"][0]["id"] == item_id
 
 
+def test_rerank_follows_the_index_policy_unless_a_request_forces_it(
+    client: TestClient, served
+) -> None:
+    # The served tiny checkpoint records no search policy (as checkpoints made before policies):
+    # its index searches pooled-only by default and says so.
+    policy = client.get("/v1/index").json()["search_policy"]
+    assert policy["recorded"] is False and not any(policy["rerank"].values())
+    _, path = clip(served, 2)
+
+    def search(**opts: object) -> dict:
+        r = client.post(
+            "/v1/search/audio",
+            files={"file": ("q.mp4", path.read_bytes(), "video/mp4")},
+            data={"options": json.dumps({"k": 5, **opts})},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    plain = search()
+    assert plain["reranked"] is False
+    assert [h["score"] for h in plain["hits"]] == [h["pooled_score"] for h in plain["hits"]]
+    assert search(rerank=True)["reranked"] is True
+    assert search(rerank=False)["reranked"] is False
+
+
 def test_more_like_this(client: TestClient, served) -> None:
     item_id, _ = clip(served, 5)
     r = client.post(f"/v1/search/item/{item_id}", json={"using": "visual", "k": 3})
