@@ -189,6 +189,7 @@ function showPage(page) {
   let meta = `Index ${page.index_version} · ${(t.total ?? 0).toFixed(1)} ms total`;
   if (parts.length) meta += ` (${parts.join(", ")} ms)`;
   if (page.query_duration_s != null) meta += ` · query ${seconds(page.query_duration_s)} s long`;
+  if (page.reranked) meta += " · re-ranked by time steps";
   ui.meta.textContent = meta;
   if (start > 0 && page.hits.length) {
     // Keyboard users land on the first new card.
