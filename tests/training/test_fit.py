@@ -71,8 +71,9 @@ def test_pad_caches_keep_their_old_key_and_other_fits_get_their_own(wide):
 
 def test_the_trained_fit_is_recorded_and_used_by_the_index_and_queries(wide, tmp_path):
     items = load_manifest(wide / "manifest.jsonl", splits=("train", "val"))
-    padded = prepare(items, "tiny", tmp_path / "cache", workers=1)
-    stretched = prepare(items, "tiny", tmp_path / "cache", workers=1, fit="stretch")
+    padded = prepare(items, "tiny", tmp_path / "cache", workers=1, fit="pad")
+    stretched = prepare(items, "tiny", tmp_path / "cache", workers=1)  # the presets stretch
+    assert stretched.cache.spec.fit == "stretch"
     assert padded.cache.directory != stretched.cache.directory
     some = padded.cache.ids[0]
     top_pad = padded.cache.frames(some)[:, :4].astype(int)
@@ -81,6 +82,8 @@ def test_the_trained_fit_is_recorded_and_used_by_the_index_and_queries(wide, tmp
     assert top_stretch.mean() > 10  # the picture reaches the top
 
     cfg = TrainConfig(preset="tiny", epochs=1, batch_size=8, warmup_steps=1, device="cpu")
+    train(padded, cfg, tmp_path / "padded")  # an override of the preset is what gets recorded
+    assert TrimodalModel.load(tmp_path / "padded" / "best").cfg.visual.fit == "pad"
     train(stretched, cfg, tmp_path / "run")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=stretched.backbone)
     assert model.cfg.visual.fit == "stretch"
