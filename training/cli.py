@@ -192,6 +192,15 @@ def train(
             "preset's). Recorded in the checkpoint; indexing and queries decode the same way."
         ),
     ] = None,
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--val-data",
+            help="Pick the best epoch on this manifest's val split instead of --data's: clips "
+            "and wordings unlike the training ones (e.g. `trimodal synth --variety`), so that "
+            "best means best on media the model did not train on.",
+        ),
+    ] = None,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from training.augment import AugmentConfig
@@ -226,11 +235,23 @@ def train(
             f"only {len(prepared.train)} usable train items; need >= batch size {batch_size}"
         )
     val_items = [i for i in items if i.split == "val"]
+    val_cache, val_texts = prepared.cache, prepared.texts
+    if val_data is not None:
+        try:
+            val_items = load_manifest(val_data, splits=("val",))
+        except (ManifestError, FileNotFoundError) as e:
+            raise typer.BadParameter(str(e)) from e
+        if not val_items:
+            raise typer.BadParameter(f"--val-data {val_data} has no val split")
+        unlike = _prepare(
+            val_items, model_preset, _cache_root(val_data, cache), workers or None, fit
+        )
+        val_cache, val_texts = unlike.cache, unlike.texts
 
     def validate(model) -> dict[str, float]:
         if not val_items:
             return {}
-        report = evaluate(model, val_items, prepared.cache, prepared.texts, modes=("pooled",))
+        report = evaluate(model, val_items, val_cache, val_texts, modes=("pooled",))
         return {"score": validation_score(report)}
 
     steps = max(1, len(prepared.train) // batch_size) * epochs

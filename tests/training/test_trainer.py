@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import typer
 import torch
 
 from models.config import Modality
@@ -141,3 +142,56 @@ def test_eval_and_curate_commands(corpus, prepared, tmp_path):
     assert len(
         [i for i in load_manifest(tmp_path / "cur" / "m.jsonl") if i.split == "test"]
     ) == len([i for i in load_manifest(corpus / "manifest.jsonl") if i.split == "test"])
+
+
+def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path):
+    """--val-data: the best epoch is chosen on another manifest's val split (here clips rendered
+    with per-clip variety and worded with the larger grammar), not on the training corpus's."""
+    from training.cli import train as train_command
+    from training.evaluate import evaluate, validation_score
+
+    unlike = tmp_path / "unlike"
+    generate_corpus(
+        unlike,
+        GeneratorConfig(
+            clips=12,
+            seed=21,
+            val_fraction=0.5,
+            test_fraction=0.1,
+            variety=True,
+            render=RenderConfig(duration_s=2.0),
+        ),
+        workers=2,
+    )
+    out = train_command(
+        data=corpus / "manifest.jsonl",
+        out=tmp_path / "run",
+        model_preset="tiny",
+        epochs=1,
+        batch_size=8,
+        device="cpu",
+        cache=tmp_path / "c",
+        workers=1,
+        val_data=unlike / "manifest.jsonl",
+    )
+    model = TrimodalModel.load(tmp_path / "run" / "best")
+    val = load_manifest(unlike / "manifest.jsonl", splits=("val",))
+    prep = prepare(val, "tiny", tmp_path / "c", workers=1)
+    expected = validation_score(evaluate(model, val, prep.cache, prep.texts, modes=("pooled",)))
+    assert out["history"][0]["val_score"] == pytest.approx(expected)
+    lines = (unlike / "manifest.jsonl").read_text().splitlines()
+    (unlike / "test-only.jsonl").write_text(
+        "\n".join(line for line in lines if '"split": "test"' in line) + "\n"
+    )
+    with pytest.raises(typer.BadParameter, match="no val split"):
+        train_command(
+            data=corpus / "manifest.jsonl",
+            out=tmp_path / "run2",
+            model_preset="tiny",
+            epochs=1,
+            batch_size=8,
+            device="cpu",
+            cache=tmp_path / "c",
+            workers=1,
+            val_data=unlike / "test-only.jsonl",
+        )
