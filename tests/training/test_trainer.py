@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-import typer
 import torch
+import typer
 
 from models.config import Modality
 from models.model import TrimodalModel
