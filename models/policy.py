@@ -1,9 +1,10 @@
 """What a checkpoint's sequence embeddings are good for, measured when it was trained.
 
 The pooled heads are always trained. The per-step sequence heads are trained only by a run with a
-sequence objective (SCAV), and an untrained head is a random projection: re-ranking by it makes
-results worse (measured: audio→video R@1 0.031 pooled, 0.004 re-ranked). So the trainer measures,
-on its validation split, whether re-ranking the pooled first pass by sequence distance helps each
+sequence objective (SCAV), and an untrained head is a random projection: re-ranking across
+modalities by it makes results worse (measured: audio→video R@1 0.031 pooled, 0.004 re-ranked),
+while aligning an excerpt with its own modality can still help. So the trainer measures, on its
+validation split, whether re-ranking the pooled first pass by sequence distance helps each
 query → target direction, and records the answer beside the weights (`search.json`). The index
 build copies it into the version's manifest, and a search that does not say whether to re-rank
 gets the recorded default for its direction.
@@ -65,9 +66,10 @@ class SearchPolicy:
                 "request asks for the re-rank"
             )
         if not self.sequence_trained:
+            off = [d for d in DIRECTIONS if not self.rerank.get(d, False)]
             return (
-                "this model's sequence heads were not trained: cross-modal searches are "
-                "pooled-only unless a request asks for the re-rank"
+                "this model's sequence heads were not trained by a sequence objective; the "
+                f"re-rank is off by default where validation found it hurts: {', '.join(off)}"
             )
         return None
 
