@@ -334,26 +334,29 @@ def curation(
     return out
 
 
+def _twice(new: float, old: float) -> str:
+    """Whether `new` is at least twice `old`; 0 against 0 is not (it was "x inf, holds")."""
+    if old > 0:
+        ratio = f"x{new / old:.2f}"
+        holds = new >= 2 * old
+    else:
+        ratio, holds = ("x inf", True) if new > 0 else ("both zero", False)
+    return f"{'holds' if holds else 'does not hold'}: {new:.3f} vs {old:.3f} ({ratio})"
+
+
 def claims(results: dict[str, Any]) -> dict[str, str]:
     runs = results["runs"]
     out = {}
     if {"two-stage", "single-stage"} <= set(runs):
         one = runs["single-stage"]["report"]["audio→video"]["pooled"]["all"]["R@10"]
         two = runs["two-stage"]["report"]["audio→video"]["pooled"]["all"]["R@10"]
-        ratio = one / two if two else float("inf")
-        out["single-stage >= 2x two-stage on audio→video R@10"] = (
-            f"{'holds' if ratio >= 2 else 'does not hold'}: {one:.3f} vs {two:.3f} (x{ratio:.2f})"
-        )
+        out["single-stage >= 2x two-stage on audio→video R@10"] = _twice(one, two)
     for name in ("single-stage+scav", "single-stage"):
         if name in runs:
             rep = runs[name]["report"]["audio→video"]
             pooled = rep["pooled"].get("twins", {}).get("R@1", float("nan"))
             hybrid = rep["hybrid"].get("twins", {}).get("R@1", float("nan"))
-            ratio = hybrid / pooled if pooled else float("inf")
-            verdict = "holds" if ratio >= 2 else "does not hold"
-            out[f"{name}: re-rank >= 2x pooled on twin R@1 (a→v)"] = (
-                f"{verdict}: {hybrid:.3f} vs {pooled:.3f} (x{ratio:.2f})"
-            )
+            out[f"{name}: re-rank >= 2x pooled on twin R@1 (a→v)"] = _twice(hybrid, pooled)
     if "curation" in results:
         c, r = results["curation"]["curated"], results["curation"]["random"]
         cm = sum(c["pooled"][d]["R@10"] for d in DIRS) / 4
