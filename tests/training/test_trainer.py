@@ -163,17 +163,16 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
         ),
         workers=2,
     )
-    out = train_command(
-        data=corpus / "manifest.jsonl",
-        out=tmp_path / "run",
-        model_preset="tiny",
-        epochs=1,
-        batch_size=8,
-        device="cpu",
-        cache=tmp_path / "c",
-        workers=1,
-        val_data=unlike / "manifest.jsonl",
-    )
+    common = {
+        "data": corpus / "manifest.jsonl",
+        "model_preset": "tiny",
+        "epochs": 1,
+        "batch_size": 8,
+        "device": "cpu",
+        "cache": tmp_path / "c",
+        "workers": 1,
+    }
+    out = train_command(out=tmp_path / "run", val_data=unlike / "manifest.jsonl", **common)
     model = TrimodalModel.load(tmp_path / "run" / "best")
     val = load_manifest(unlike / "manifest.jsonl", splits=("val",))
     prep = prepare(val, "tiny", tmp_path / "c", workers=1)
@@ -184,14 +183,4 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
         "\n".join(line for line in lines if '"split": "test"' in line) + "\n"
     )
     with pytest.raises(typer.BadParameter, match="no val split"):
-        train_command(
-            data=corpus / "manifest.jsonl",
-            out=tmp_path / "run2",
-            model_preset="tiny",
-            epochs=1,
-            batch_size=8,
-            device="cpu",
-            cache=tmp_path / "c",
-            workers=1,
-            val_data=unlike / "test-only.jsonl",
-        )
+        train_command(out=tmp_path / "run2", val_data=unlike / "test-only.jsonl", **common)
