@@ -14,6 +14,7 @@ read-only, and GPU indexes serialise themselves (see `index.ann.VectorIndex`).
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -92,6 +93,7 @@ class SearchResult:
     version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     reranked: bool = False  # whether the sequence re-rank ordered the hits
+    localised: bool = True  # False: sequences cannot align this query; segments = whole items
 
 
 class Searcher:
@@ -271,13 +273,22 @@ class Searcher:
 
         t0 = time.perf_counter()
         chosen = [r for r, _ in ranked[:k]]
-        missing = [r for r in chosen if r not in known]  # the re-rank already aligned the others
-        known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
-        segments = [_segment_tuple(known[r]) for r in chosen]
+        # A query's steps align with an item's only through sequence heads that mean something
+        # for the pair: the same encoder's steps always do; across modalities (and for text) only
+        # trained heads. Otherwise the segment would be noise: the hit gets the whole item.
+        localised = self.policy.sequence_trained or _same_space(query.modality, primary)
+        if localised:
+            missing = [r for r in chosen if r not in known]  # the re-rank aligned the others
+            known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
+            segments = [_segment_tuple(known[r]) for r in chosen]
+        else:
+            segments = [(0.0, math.inf, [])] * len(chosen)  # clipped to each item's duration
         hits = []
         for r, seg, record in zip(chosen, segments, self.items.by_rows(chosen), strict=True):
             if record.duration_s:  # codec padding can leave a last step past the real end
                 seg = (min(seg[0], record.duration_s), min(seg[1], record.duration_s), seg[2])
+            elif math.isinf(seg[1]):
+                seg = (0.0, 0.0, [])  # whole item of unknown length
             hits.append(
                 Hit(
                     row=r,
@@ -295,7 +306,7 @@ class Searcher:
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
-        return SearchResult(hits, self.name, timings, reranked)
+        return SearchResult(hits, self.name, timings, reranked, localised)
 
     def _candidates(self, rows: list[int], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         seq, mask = self.sequences[modality].batch(rows)
@@ -376,6 +387,11 @@ class Searcher:
         if self.projection is not None:  # stored compressed: back to the model's space
             sequence = sequence @ self.projection.T
         return Query(modality, pooled[0].astype(np.float32), sequence)
+
+
+def _same_space(query_modality: str, store: str) -> bool:
+    """Whether a query's steps come from the encoder that made the `store` modality's steps."""
+    return (query_modality, store) in (("visual", "visual"), ("audio", "audio"))
 
 
 def _message(e: Exception) -> str:

@@ -114,6 +114,12 @@ class SearchResponse(BaseModel):
         description="Per stage: decode, encode, search, rerank, segments, total."
     )
     reranked: bool = Field(False, description="Whether the sequence re-rank ordered the hits.")
+    localised: bool = Field(
+        True,
+        description="Whether each hit's start_s/end_s come from aligning time steps; false: the "
+        "model's sequence heads cannot align this kind of query (untrained), so a hit's segment is "
+        "the whole item and its timeline is empty.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -89,6 +89,7 @@ def _search(
         query_duration_s=encoded.duration_s,
         timings_ms=timings,
         reranked=result.reranked,
+        localised=result.localised,
     )
 
 

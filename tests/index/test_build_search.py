@@ -20,6 +20,7 @@ from index.search import Query, Searcher
 from index.version import IndexCorrupt, IndexVersion, current_version, verify
 from models.config import preset
 from models.model import TrimodalModel, checkpoint_hash
+from models.policy import DIRECTIONS, SearchPolicy, save_policy
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 
 
@@ -38,6 +39,8 @@ def ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ck") / "tiny"
     TrimodalModel(preset("tiny")).save(path)
+    # Searches here exercise the re-rank and segment machinery: record trained sequence heads.
+    save_policy(path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, True)))
     return path
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from index.build import build_index
 from models.config import preset
 from models.model import TrimodalModel, checkpoint_hash
+from models.policy import DIRECTIONS, SearchPolicy, save_policy
 from service.app import create_app
 from service.engine import Engine
 from service.index_cli import corpus_items
@@ -28,6 +29,10 @@ def served(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     ckpt = base / "ckpt"
     TrimodalModel(preset("tiny")).save(ckpt)
+    # As a trained checkpoint records it (training.trainer.record_policy): sequence heads trained,
+    # re-rank on by default except audio→video, so tests see both defaults and real segments.
+    rerank = {**dict.fromkeys(DIRECTIONS, True), "audio→video": False}
+    save_policy(ckpt, SearchPolicy(True, rerank, {"fixture": "random weights"}))
     items = corpus_items(corpus / "manifest.jsonl")
     for i, item in enumerate(items):  # tags for filter tests: every other item is "even"
         item.meta["tags"] = ["even"] if i % 2 == 0 else ["odd"]

@@ -50,6 +50,7 @@ def test_text_search_returns_hits_with_segments_and_timings(client: TestClient) 
     body = r.json()
     assert len(body["hits"]) == 5 and body["index_version"]
     assert r.headers["x-request-id"]
+    assert body["localised"] is True
     for h in body["hits"]:
         assert 0 <= h["start_s"] < h["end_s"] <= h["duration_s"] + 1e-6
         assert len(h["timeline"]) >= 1 and h["steps_per_second"] == 4.0
@@ -130,10 +131,10 @@ def test_audio_and_video_uploads_find_their_own_clip(client: TestClient, served)
 def test_rerank_follows_the_index_policy_unless_a_request_forces_it(
     client: TestClient, served
 ) -> None:
-    # The served tiny checkpoint records no search policy (as checkpoints made before policies):
-    # its index searches pooled-only by default and says so.
+    # The served checkpoint's record (conftest): re-rank on except for audio→video.
     policy = client.get("/v1/index").json()["search_policy"]
-    assert policy["recorded"] is False and not any(policy["rerank"].values())
+    assert policy["recorded"] is True and policy["rerank"]["audio→video"] is False
+    assert policy["rerank"]["audio→audio"] is True
     _, path = clip(served, 2)
 
     def search(**opts: object) -> dict:
@@ -145,11 +146,12 @@ def test_rerank_follows_the_index_policy_unless_a_request_forces_it(
         assert r.status_code == 200, r.text
         return r.json()
 
-    plain = search()
+    plain = search()  # target video
     assert plain["reranked"] is False
     assert [h["score"] for h in plain["hits"]] == [h["pooled_score"] for h in plain["hits"]]
+    assert search(target="audio")["reranked"] is True
     assert search(rerank=True)["reranked"] is True
-    assert search(rerank=False)["reranked"] is False
+    assert search(target="audio", rerank=False)["reranked"] is False
 
 
 def test_more_like_this(client: TestClient, served) -> None:

@@ -171,3 +171,26 @@ def test_an_index_without_a_policy_is_pooled_only_and_says_so(corpus, tmp_path, 
     pooled = [h.pooled_score for h in plain.hits]
     assert [h.score for h in plain.hits] == pooled == sorted(pooled, reverse=True)
     assert searcher.search(audio, "video", k=5, rerank=True).reranked
+
+
+def test_segments_come_only_from_sequences_that_can_align_the_query(corpus, tmp_path):
+    """Untrained sequence heads align a query only with steps of its own encoder: across
+    modalities, and for text, the segment would be noise, so a hit gets the whole item."""
+    ckpt = tmp_path / "ckpt"
+    TrimodalModel(preset("tiny")).save(ckpt)  # no record: heads assumed untrained
+    items = _index(corpus, ckpt, tmp_path / "index")
+    searcher = Searcher.open(tmp_path / "index")
+    audio = searcher.item_query(items[0].id, "audio")
+    for query, target in ((Query("text", audio.pooled), "video"), (audio, "video")):
+        found = searcher.search(query, target, k=4)
+        assert not found.localised
+        for hit in found.hits:
+            assert (hit.start_s, hit.end_s, hit.timeline) == (0.0, hit.duration_s, [])
+    same = searcher.search(audio, "audio", k=4)
+    assert same.localised and all(len(h.timeline) > 0 for h in same.hits)
+
+    trained = tmp_path / "trained"
+    save_policy(ckpt, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)))
+    _index(corpus, ckpt, trained)
+    cross = Searcher.open(trained).search(audio, "video", k=4)
+    assert cross.localised and all(len(h.timeline) > 0 for h in cross.hits)
