@@ -100,7 +100,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
     p.add_argument("--weights", default=None, help="single-stage pair weights vt,at,av (1,1,1)")
-    p.add_argument("--augment", action="store_true", help="train with training.augment's defaults")
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="both",
+        choices=("both", "audio", "visual"),
+        default=None,
+        help="train with training.augment's defaults, on both streams or only one",
+    )
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(
         "--val-pool",
@@ -163,7 +170,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         embed_dim=args.embed_dim,
         **({"soft_target_temperature": args.soft_targets} if args.soft_targets is not None else {}),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
-        augment=AugmentConfig() if args.augment else None,
+        augment=(
+            AugmentConfig(visual=args.augment != "audio", audio=args.augment != "visual")
+            if args.augment
+            else None
+        ),
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),

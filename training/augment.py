@@ -31,6 +31,8 @@ class AugmentConfig:
     """Ranges of each transform; `p` is the chance that a clip is augmented at all."""
 
     p: float = 0.8
+    visual: bool = True  # augment the pictures
+    audio: bool = True  # augment the sound
     # visual
     crop_scale: tuple[float, float] = (0.6, 1.0)  # share of the frame's area kept
     crop_aspect: tuple[float, float] = (0.75, 1.33)
@@ -95,7 +97,7 @@ def augment_frames(
     frames: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
 ) -> np.ndarray:
     """uint8 (T, H, W, 3) → uint8 (T, H, W, 3), the same transform for every frame of the clip."""
-    if len(frames) == 0 or rng.random() >= cfg.p:
+    if not cfg.visual or len(frames) == 0 or rng.random() >= cfg.p:
         return frames
     _, h, w, _ = frames.shape
     top, left, ch, cw = _crop_box(rng, h, w, cfg)
@@ -145,7 +147,7 @@ def augment_audio(
     cfg: AugmentConfig = AugmentConfig(),
 ) -> np.ndarray:
     """float32 (N,) → float32 (N,): same length, same event times, another room and microphone."""
-    if wave.size == 0 or rng.random() >= cfg.p:
+    if not cfg.audio or wave.size == 0 or rng.random() >= cfg.p:
         return wave
     x = wave.astype(np.float64)
     n = x.size

@@ -3,6 +3,8 @@ direction, day/night, pitch and event times survive every draw."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,20 @@ def test_off_or_empty_is_untouched_and_draws_are_reproducible() -> None:
     b = augment_frames(frames, np.random.default_rng(5), ALWAYS)
     assert np.array_equal(a, b) and not np.array_equal(a, frames)
     assert augment_audio(np.zeros(0, np.float32), SR, np.random.default_rng(0)).size == 0
+
+
+def test_one_stream_can_be_left_alone() -> None:
+    """`visual=False` / `audio=False`: only the other stream is re-shown or re-heard."""
+    frames = _clip(220, (30, 200, 30), [10, 20])
+    wave = (0.1 * np.sin(np.arange(SR) * 0.05)).astype(np.float32)
+    sound_only = replace(ALWAYS, visual=False)
+    pictures_only = replace(ALWAYS, audio=False)
+    assert augment_frames(frames, np.random.default_rng(1), sound_only) is frames
+    assert not np.array_equal(augment_audio(wave, SR, np.random.default_rng(1), sound_only), wave)
+    assert augment_audio(wave, SR, np.random.default_rng(1), pictures_only) is wave
+    assert not np.array_equal(
+        augment_frames(frames, np.random.default_rng(1), pictures_only), frames
+    )
 
 
 @pytest.mark.parametrize("seed", range(20))
