@@ -282,7 +282,7 @@ class Searcher:
             known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
             segments = [_segment_tuple(known[r]) for r in chosen]
         else:
-            segments = [(0.0, math.inf, [])] * len(chosen)  # clipped to each item's duration
+            segments = [(0.0, math.inf, []) for _ in chosen]  # clipped to each item's duration
         hits = []
         for r, seg, record in zip(chosen, segments, self.items.by_rows(chosen), strict=True):
             if record.duration_s:  # codec padding can leave a last step past the real end

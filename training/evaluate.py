@@ -258,16 +258,20 @@ def excerpt_report(
     seed: int = 0,
     rerank_k: int = 100,
     distance: Distance = "interp",
+    pool: Pool | None = None,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
     of a file. Pooled and hybrid (the service's re-rank: each candidate's best window,
     `window_distances`) R@K, and for hybrid hits at rank 1 the error of the returned segment's
-    start. Clips without both streams, or shorter than the excerpt, are left out."""
+    start. Clips without both streams, or shorter than the excerpt, are left out. `pool`: the
+    items' embeddings when the caller has them already."""
     model.eval()
-    by_id = {i.id: i for i in items if i.id in cache.row}
-    ids = list(by_id)
-    pool = embed_pool(model, cache, ids)
+    ids = [i.id for i in items if i.id in cache.row]
+    if pool is None:
+        pool = embed_pool(model, cache, ids)
+    elif pool.ids != ids:
+        raise ValueError("pool does not hold the items' embeddings in their order")
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     sps = model.cfg.steps_per_second
     n_frames = round(seconds * fps)
@@ -346,9 +350,17 @@ def measure_policy(
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
     compares the same encoder's features with themselves."""
-    full = evaluate(model, items, cache, texts, rerank_k=rerank_k)
-    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k)
-    rerank, evidence = {}, {"pool": full.get("pool", 0), "excerpt_queries": excerpts["queries"]}
+    by_id = {i.id: i for i in items if i.id in cache.row}
+    pool = embed_pool(model, cache, list(by_id))  # once, for both protocols
+    subsets: dict[str, Tensor] = {}
+    modes = ("pooled", "hybrid")
+    with torch.inference_mode():
+        full = {
+            d: _direction(model, d, by_id, pool, texts, subsets, rerank_k, "interp", modes)
+            for d in ("audio→video", "video→audio")  # text queries are never re-ranked
+        }
+    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k, pool=pool)
+    rerank, evidence = {}, {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
     for name in POLICY_DIRECTIONS:
         measured = []
         if full.get(name):
