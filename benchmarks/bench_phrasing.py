@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_style = []
     for item in items:
         spec = by_id[item.id].spec
-        caps = make_captions(
-            spec, np.random.default_rng([args.seed, spec.index, 99]), 3, test=False
-        )
+        caps = make_captions(spec, np.random.default_rng([args.seed, spec.index, 99]), 3, "train")
         train_style.append(replace(item, captions={k: tuple(v) for k, v in caps.items()}))
     prepared = prepare(items, "small", args.cache)
     model = TrimodalModel.load(args.ckpt, text_backbone=prepared.backbone)

@@ -37,6 +37,7 @@ from training.datasets import load_manifest
 from training.evaluate import evaluate, validation_score
 from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
+from training.synthav.writer import reword_corpus
 from training.trainer import TrainConfig, prepare, train
 
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
@@ -110,6 +111,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(
+        "--rich-captions",
+        action="store_true",
+        help="train on the larger caption grammar (the corpus re-worded: same media and features; "
+        "val and test keep their reserved wordings)",
+    )
+    p.add_argument(
+        "--paraphrase-weight",
+        type=float,
+        default=None,
+        help="weight of the paraphrase loss (default: TrainConfig's; needs a trainable text head)",
+    )
+    p.add_argument(
         "--val-pool",
         type=Path,
         default=None,
@@ -141,6 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = ensure_corpus(
         args.corpus, args.train, args.val, args.test, args.seed, variety=args.variety
     )
+    if args.rich_captions:
+        manifest = reword_corpus(args.corpus, rich_captions=True)
     items = load_manifest(manifest)
     train_val = [i for i in items if i.split in ("train", "val")]
     test_items = [i for i in items if i.split == "test"]
@@ -169,6 +184,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         text_head=args.text_head,
         embed_dim=args.embed_dim,
         **({"soft_target_temperature": args.soft_targets} if args.soft_targets is not None else {}),
+        **(
+            {"paraphrase_weight": args.paraphrase_weight}
+            if args.paraphrase_weight is not None
+            else {}
+        ),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
         augment=(
             AugmentConfig(visual=args.augment != "audio", audio=args.augment != "visual")
@@ -262,6 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["train_config"] = asdict(base)
     results["fit"] = args.fit or preset_config("small").visual.fit
     results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
+    results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

@@ -68,7 +68,9 @@ class TextConfig:
     max_length: int = 64
     hidden: int = 384  # backbone output width (filled from the backbone when loaded)
     # How text enters the shared space: "mlp" (trainable, bends the pretrained geometry most),
-    # "linear", or "identity" (the shared space is the pretrained one; needs embed_dim == hidden).
+    # "linear", "residual" (x + Wx with W from zero: the pretrained space, moved only as far as
+    # training pulls it; needs embed_dim == hidden), or "identity" (the shared space is the
+    # pretrained one; needs embed_dim == hidden).
     head: str = "mlp"
 
 

@@ -107,6 +107,20 @@ class TextBackbone(nn.Module):
         return out
 
 
+class ResidualHead(nn.Module):
+    """x + W x, W starting at zero: training starts from the pretrained sentence space and moves
+    away only as far as the losses pull it (weight decay pulls W back toward zero)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.delta = nn.Linear(hidden, hidden)
+        nn.init.zeros_(self.delta.weight)
+        nn.init.zeros_(self.delta.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.delta(x)
+
+
 class TextEncoder(nn.Module):
     """Backbone sentence vector → projection into the shared space. Text has one 'step'."""
 
@@ -121,6 +135,12 @@ class TextEncoder(nn.Module):
             )
         elif cfg.text.head == "linear":
             self.project_head = nn.Linear(hidden, cfg.embed_dim)
+        elif cfg.text.head == "residual":
+            if cfg.embed_dim != hidden:
+                raise ValueError(
+                    f"text.head residual needs embed_dim == {hidden}, got {cfg.embed_dim}"
+                )
+            self.project_head = ResidualHead(hidden)
         elif cfg.text.head == "identity":
             # The shared space *is* the pretrained sentence space: nothing on the text side trains,
             # so new wordings land wherever the pretrained encoder puts them.
@@ -130,7 +150,9 @@ class TextEncoder(nn.Module):
                 )
             self.project_head = nn.Identity()
         else:
-            raise ValueError(f"text.head must be mlp, linear or identity, not {cfg.text.head!r}")
+            raise ValueError(
+                f"text.head must be mlp, linear, residual or identity, not {cfg.text.head!r}"
+            )
 
     def project(self, features: Tensor) -> Embeddings:
         """Cached backbone vectors (B, hidden) → Embeddings with a one-step sequence."""

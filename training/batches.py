@@ -36,6 +36,9 @@ class Batch:
     text: dict[str, torch.Tensor]  # kind → (B, hidden) cached sentence vectors
     has_video: torch.Tensor  # (B,) bool
     has_audio: torch.Tensor  # (B,) bool
+    # kind → (B, hidden): another caption of the same kind per clip (a different one where the clip
+    # has several), for the paraphrase loss; None unless asked for.
+    text_alt: dict[str, torch.Tensor] | None = None
 
 
 def examples(items: Sequence[ManifestItem], cache: FeatureCache) -> list[Example]:
@@ -73,21 +76,38 @@ def iterate_batches(
     drop_last: bool = True,
     augment: AugmentConfig | None = None,
     sample_rate: int = 16_000,
+    paraphrases: bool = False,
 ) -> Iterator[Batch]:
     """Batches of examples in a random order (one caption of each kind drawn per clip); with
     `augment`, each clip's frames and waveform are re-shown and re-heard another way each time
-    (`training.augment`; `sample_rate` is the cached waveforms')."""
+    (`training.augment`; `sample_rate` is the cached waveforms'); with `paraphrases`, a second,
+    different caption of each kind per clip (`Batch.text_alt`)."""
     order = rng.permutation(len(exs)) if shuffle else np.arange(len(exs))
     stop = len(order) - (len(order) % batch_size if drop_last and len(order) >= batch_size else 0)
     for start in range(0, stop, batch_size):
         chosen = [exs[i] for i in order[start : start + batch_size]]
         # A fresh caption of each kind per clip per epoch: the captions are augmentation.
+        picks = {
+            kind: [int(rng.integers(len(e.captions[kind]))) for e in chosen]
+            for kind in CAPTION_KINDS
+        }
         text = {
             kind: texts.lookup(
-                [e.captions[kind][rng.integers(len(e.captions[kind]))] for e in chosen]
+                [e.captions[kind][i] for e, i in zip(chosen, picks[kind], strict=True)]
             )
             for kind in CAPTION_KINDS
         }
+        text_alt = None
+        if paraphrases:
+            text_alt = {}
+            for kind in CAPTION_KINDS:
+                alts = []
+                for e, i in zip(chosen, picks[kind], strict=True):
+                    n = len(e.captions[kind])
+                    alts.append(
+                        e.captions[kind][(i + 1 + int(rng.integers(n - 1))) % n if n > 1 else i]
+                    )
+                text_alt[kind] = texts.lookup(alts)
         frames = [np.asarray(cache.frames(e.id)) for e in chosen]
         audio = [cache.audio(e.id) for e in chosen]
         if augment is not None:
@@ -102,4 +122,5 @@ def iterate_batches(
             text=text,
             has_video=torch.tensor([e.has_video for e in chosen]),
             has_audio=torch.tensor([e.has_audio for e in chosen]),
+            text_alt=text_alt,
         )

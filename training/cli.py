@@ -57,6 +57,14 @@ def synth(
             "--fps/--height/--width/--sample-rate/--stereo/--format are drawn per clip)."
         ),
     ] = False,
+    rich_captions: Annotated[
+        bool | None,
+        typer.Option(
+            "--rich-captions/--plain-captions",
+            help="The larger training caption grammar with or without --variety's media "
+            "(default: with --variety only). The val and test splits keep their reserved wordings.",
+        ),
+    ] = None,
 ) -> CorpusSummary:
     """Generate a SynthAV corpus: real media files plus manifest.jsonl."""
     try:
@@ -77,6 +85,7 @@ def synth(
             misaligned_fraction=misaligned,
             render=render,
             variety=variety,
+            rich_captions=rich_captions,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
@@ -171,8 +180,18 @@ def train(
     max_minutes: Annotated[float | None, typer.Option(help="Stop cleanly after this long.")] = None,
     text_head: Annotated[
         str | None,
-        typer.Option(help="Text projection: mlp, linear or identity (default: the preset's)."),
+        typer.Option(
+            help="Text projection: mlp, linear, residual or identity (default: the preset's)."
+        ),
     ] = None,
+    paraphrase_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the paraphrase loss: two wordings of a clip's caption embed together "
+            "(needs a trainable --text-head; 0 = off).",
+        ),
+    ] = 0.0,
     embed_dim: Annotated[
         int | None, typer.Option(help="Shared dimension (default: the preset's).")
     ] = None,
@@ -223,6 +242,7 @@ def train(
             text_head=text_head,
             embed_dim=embed_dim,
             augment=AugmentConfig() if augment else None,
+            paraphrase_weight=paraphrase_weight,
         )
         if fit not in (None, "pad", "stretch", "crop"):
             raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")

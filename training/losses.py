@@ -6,6 +6,8 @@
   audiovisual captions with both.
 - `two_stage_loss`: the reference recipe SLAVA compares against: stage 1 aligns vision and text
   only; stage 2 aligns audio and text only, with vision frozen (the trainer freezes it).
+- `paraphrase_loss`: two wordings of one clip's caption embed together (the text head learns
+  meaning, not one grammar's wording).
 - `scav_loss`: SCAV's sequence-level contrast: negative sequence distances as logits, the distance
   matrix normalised row- and column-wise before the softmax.
 """
@@ -137,6 +139,26 @@ def two_stage_loss(
         )
         return loss, {"at": loss.item()}
     raise ValueError(f"stage must be 1 or 2, got {stage}")
+
+
+def paraphrase_loss(
+    anchor: Tensor, other: Tensor, anchor_raw: Tensor, other_raw: Tensor, temperature: float
+) -> Tensor:
+    """Two wordings of one clip's caption (same kind) must embed together, apart from the other
+    clips' captions: the text side learns what a caption says, not how this grammar says it.
+
+    anchor/other (B, D): projected; anchor_raw/other_raw (B, hidden): the frozen tower's vectors,
+    used only to find identical sentences, which count as positives wherever they sit in the batch.
+    """
+    if anchor.shape[0] < 2:
+        return anchor.new_zeros(())
+    logits = anchor @ other.T / temperature  # (B, B)
+    same = (anchor_raw[:, None, :] == other_raw[None, :, :]).all(-1)
+    same |= torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
+    masked = logits.masked_fill(~same, float("-inf"))
+    rows = torch.logsumexp(masked, 1) - torch.logsumexp(logits, 1)
+    cols = torch.logsumexp(masked, 0) - torch.logsumexp(logits, 0)
+    return -0.5 * (rows.mean() + cols.mean())
 
 
 def normalise_distances(distance: Tensor) -> Tensor:

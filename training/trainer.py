@@ -37,6 +37,7 @@ from training.evaluate import measure_policy
 from training.losses import (
     PairWeights,
     TextBatch,
+    paraphrase_loss,
     scav_loss,
     single_stage_loss,
     soft_targets,
@@ -72,6 +73,10 @@ class TrainConfig:
     # Re-show and re-hear every training clip another way each epoch (training.augment): crops,
     # light, blur, noise; gain, EQ, band-limiting, reverb, noise. None = off.
     augment: AugmentConfig | None = None
+    # Weight of the paraphrase loss (losses.paraphrase_loss): two wordings of one clip's caption
+    # embed together. Only a trainable text head (mlp, linear, residual) learns from it. 0 = off.
+    paraphrase_weight: float = 0.0
+    paraphrase_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -80,6 +85,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2 (contrast needs negatives)")
         if self.scav_weight < 0:
             raise ValueError("scav_weight must be >= 0")
+        if self.paraphrase_weight < 0 or self.paraphrase_temperature <= 0:
+            raise ValueError("paraphrase_weight must be >= 0 and paraphrase_temperature > 0")
         if self.soft_target_temperature < 0:
             raise ValueError("soft_target_temperature must be >= 0 (0 = off)")
 
@@ -213,6 +220,23 @@ def train_step(
         )
     else:
         loss, parts = two_stage_loss(stage, visual, audio, text, scales, audio_valid)
+    if cfg.paraphrase_weight > 0 and batch.text_alt is not None:
+        alt = _text_batch(model, replace(batch, text=batch.text_alt), device)
+        l_par = (
+            sum(
+                paraphrase_loss(
+                    getattr(text, kind),
+                    getattr(alt, kind),
+                    batch.text[kind].to(device),
+                    batch.text_alt[kind].to(device),
+                    cfg.paraphrase_temperature,
+                )
+                for kind in ("visual", "audio", "audiovisual")
+            )
+            / 3
+        )
+        loss = loss + cfg.paraphrase_weight * l_par
+        parts["para"] = float(l_par.detach())
     if cfg.scav_weight > 0 and visual is not None and audio is not None:
         l_seq = scav_loss(audio, visual, scales["sequence"], cfg.scav_distance, audio_valid)
         loss = loss + cfg.scav_weight * l_seq
@@ -285,6 +309,11 @@ def train(
     # time too: the fit is the cache's, recorded in the checkpoint's config.
     model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=prepared.cache.spec.fit))
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
+    if cfg.paraphrase_weight > 0 and not list(model.text.project_head.parameters()):
+        raise ValueError(
+            f"the paraphrase loss needs a trainable text head; {model_cfg.text.head!r} has none "
+            "(choose text_head mlp, linear or residual)"
+        )
     params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(prepared.train) // cfg.batch_size)
@@ -322,6 +351,7 @@ def train(
                 rng,
                 augment=cfg.augment,
                 sample_rate=model.cfg.audio.sample_rate,
+                paraphrases=cfg.paraphrase_weight > 0,
             ):
                 with autocast:
                     loss, parts = train_step(model, batch, cfg, epoch, device)

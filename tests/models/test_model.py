@@ -228,3 +228,19 @@ def test_text_head_variants():
         TrimodalModel(ModelConfig.from_dict({**ident_cfg, "embed_dim": 16}))
     with pytest.raises(ValueError, match=r"text\.head"):
         TrimodalModel(ModelConfig.from_dict({**base, "text": {**base["text"], "head": "deep"}}))
+
+
+def test_residual_text_head_starts_as_the_pretrained_space_and_trains():
+    base = PRESETS["tiny"].to_dict()
+    cfg = {**base, "embed_dim": 32, "text": {**base["text"], "head": "residual"}}
+    model = TrimodalModel(ModelConfig.from_dict(cfg))
+    feats = torch.randn(3, 32)
+    torch.testing.assert_close(
+        model.project_text(feats).pooled, torch.nn.functional.normalize(feats, dim=-1)
+    )
+    params = list(model.text.project_head.parameters())
+    assert params and all(p.requires_grad for p in params)
+    model.project_text(feats).pooled[:, 0].sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+    with pytest.raises(ValueError, match="embed_dim"):
+        TrimodalModel(ModelConfig.from_dict({**cfg, "embed_dim": 16}))

@@ -14,6 +14,7 @@ from training.losses import (
     TextBatch,
     info_nce,
     normalise_distances,
+    paraphrase_loss,
     scav_loss,
     single_stage_loss,
     soft_targets,
@@ -135,3 +136,33 @@ def test_info_nce_with_soft_targets_matches_naive_and_identity_is_plain():
     sub = p[keep][:, keep]
     expected = naive_soft_info_nce(a[keep], b[keep], 3.0, sub / sub.sum(1, keepdim=True))
     assert info_nce(a, b, 3.0, valid, p).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_paraphrase_loss_pulls_two_wordings_of_a_caption_together():
+    raw_a, raw_b = unit(8, 16, seed=1), unit(8, 16, seed=2)
+    near = F.normalize(raw_a + 0.1 * raw_b, dim=-1)  # the other wording, close to the anchor
+    low = paraphrase_loss(raw_a, near, raw_a, raw_b, temperature=0.1)
+    high = paraphrase_loss(raw_a, near.roll(1, 0), raw_a, raw_b.roll(1, 0), temperature=0.1)
+    assert 0 <= low < 0.1 < high
+    # Against a naive per-row version: identity targets, both directions.
+    logits = raw_a @ near.T / 0.1
+    naive = 0.5 * (
+        F.cross_entropy(logits, torch.arange(8)) + F.cross_entropy(logits.T, torch.arange(8))
+    )
+    torch.testing.assert_close(low, naive)
+
+
+def test_paraphrase_loss_counts_identical_sentences_as_positives():
+    raw = unit(4, 16, seed=3)
+    other_raw = raw.clone()
+    other_raw[1] = raw[2]  # clip 1's other wording is word for word clip 2's caption
+    proj = raw.clone()
+    other = raw.clone()
+    other[1] = raw[2]
+    with_dup = paraphrase_loss(proj, other, raw, other_raw, temperature=0.1)
+    logits = proj @ other.T / 0.1
+    plain = 0.5 * (
+        F.cross_entropy(logits, torch.arange(4)) + F.cross_entropy(logits.T, torch.arange(4))
+    )
+    assert with_dup < plain  # the duplicate is not pushed away as a negative
+    assert paraphrase_loss(proj[:1], other[:1], raw[:1], other_raw[:1], 0.1) == 0

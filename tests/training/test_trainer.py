@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -184,3 +185,86 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
     )
     with pytest.raises(typer.BadParameter, match="no val split"):
         train_command(out=tmp_path / "run2", val_data=unlike / "test-only.jsonl", **common)
+
+
+def test_paraphrase_batches_draw_another_wording_and_keep_the_stream_when_off(prepared):
+    def batches(paraphrases):
+        return list(
+            iterate_batches(
+                prepared.train,
+                prepared.cache,
+                prepared.texts,
+                8,
+                np.random.default_rng(5),
+                paraphrases=paraphrases,
+            )
+        )
+
+    plain, para = batches(False), batches(True)
+    assert all(b.text_alt is None for b in plain)
+    first = para[0]
+    assert first.text_alt is not None
+    torch.testing.assert_close(first.text["audio"], plain[0].text["audio"])
+    for kind, alt in first.text_alt.items():
+        several = [
+            i
+            for i, item_id in enumerate(first.ids)
+            if len({c for c in next(e for e in prepared.train if e.id == item_id).captions[kind]})
+            > 1
+        ]
+        assert several, kind
+        assert all(not torch.equal(alt[i], first.text[kind][i]) for i in several), kind
+
+
+def test_paraphrase_loss_trains_a_residual_text_head(prepared, tmp_path):
+    cfg = TrainConfig(
+        preset="tiny",
+        epochs=2,
+        batch_size=8,
+        warmup_steps=2,
+        device="cpu",
+        text_head="residual",
+        embed_dim=32,
+        paraphrase_weight=1.0,
+    )
+    train(prepared, cfg, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(x["para"] >= 0 for x in lines if "para" in x) and any("para" in x for x in lines)
+    model = TrimodalModel.load(tmp_path / "run" / "last", text_backbone=prepared.backbone)
+    assert model.cfg.text.head == "residual"
+    assert model.text.project_head.delta.weight.abs().sum() > 0  # it moved off the identity
+    with pytest.raises(ValueError, match="paraphrase"):
+        TrainConfig(paraphrase_weight=-1.0)
+    with pytest.raises(ValueError, match="trainable text head"):
+        train(prepared, replace(cfg, text_head="identity"), tmp_path / "nothing-to-train")
+
+
+def test_reword_corpus_changes_only_the_training_captions(corpus):
+    from training.synthav.writer import corpus_config, reword_corpus
+
+    path = reword_corpus(corpus, rich_captions=True)
+    assert path.name == "manifest-rich.jsonl" and corpus_config(corpus).rich_captions is None
+    old = {
+        r["id"]: r
+        for r in map(json.loads, (corpus / "manifest.jsonl").read_text().split("\n")[:-1])
+    }
+    new = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(new) == len(old)
+    changed = 0
+    for rec in new:
+        before = old[rec["id"]]
+        assert {**rec, "captions": 0} == {**before, "captions": 0}
+        if rec["split"] != "train":
+            assert rec["captions"] == before["captions"]
+        changed += rec["captions"] != before["captions"]
+    assert changed > 0.8 * sum(r["split"] == "train" for r in new)
+    items = load_manifest(path)  # a valid manifest, pointing at the same media files
+    assert all(i.video.is_file() for i in items)
+    (corpus / "manifest.jsonl").write_text(
+        "\n".join(list(map(json.dumps, old.values()))[:-1]) + "\n"
+    )
+    try:
+        with pytest.raises(ValueError, match="does not match"):
+            reword_corpus(corpus, rich_captions=True)
+    finally:
+        (corpus / "manifest.jsonl").write_text("\n".join(map(json.dumps, old.values())) + "\n")

@@ -147,7 +147,7 @@ def plan_corpus(cfg: GeneratorConfig) -> CorpusPlan:
         if i not in captions:
             crng = _clip_rng(cfg.seed, i, salt=1)
             captions[i] = make_captions(
-                spec, crng, cfg.captions_per_kind, test=spec.split == "test", rich=cfg.variety
+                spec, crng, cfg.captions_per_kind, wording=spec.split, rich=cfg.rich
             )
     clips = tuple(PlannedClip(specs[i], captions[i]) for i in range(cfg.clips))
     return CorpusPlan(cfg, heldout, clips)
@@ -172,7 +172,7 @@ def _plan_twins(
             base = _sample_clip(cfg, base_index + 7919 * salt, "test", frozenset())
         group = f"twins{base_index:06d}"
         crng = _clip_rng(cfg.seed, base_index, salt=1)
-        shared = make_captions(base, crng, cfg.captions_per_kind, test=True, rich=cfg.variety)
+        shared = make_captions(base, crng, cfg.captions_per_kind, "test", rich=cfg.rich)
         for j, i in enumerate(members):
             trng = _clip_rng(cfg.seed, i, salt=2)
             sources = (

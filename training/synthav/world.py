@@ -103,6 +103,14 @@ class GeneratorConfig:
     # rate, channels, container and a larger training grammar (see variety.py); `render` then
     # gives only the duration.
     variety: bool = False
+    # The larger training caption grammar (more sentence forms, synonyms, colour words) on its own,
+    # for a corpus whose media stay plain. None: follow `variety`. Captions draw from their own
+    # random stream, so the media are the same either way.
+    rich_captions: bool | None = None
+
+    @property
+    def rich(self) -> bool:
+        return self.variety if self.rich_captions is None else self.rich_captions
 
     def __post_init__(self) -> None:
         if self.clips < 1:

@@ -163,8 +163,11 @@ class CorpusSummary:
 
 def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
     record = {"format_version": FORMAT_VERSION, **dataclasses.asdict(cfg)}
-    if not cfg.variety:  # a corpus made before the option existed resumes as the same corpus
+    # A corpus made before an option existed resumes as the same corpus.
+    if not cfg.variety:
         del record["variety"]
+    if cfg.rich_captions is None:
+        del record["rich_captions"]
     return record
 
 
@@ -295,3 +298,37 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield json.loads(line)
+
+
+def corpus_config(out_dir: str | os.PathLike[str]) -> GeneratorConfig:
+    """The settings a complete corpus directory was made with (its synthav.json)."""
+    info = json.loads((Path(out_dir) / "synthav.json").read_text())
+    if not info.get("complete"):
+        raise ValueError(f"{out_dir} holds no complete SynthAV corpus")
+    record = dict(info["config"])
+    record.pop("format_version", None)
+    record["render"] = RenderConfig(**record["render"])
+    return GeneratorConfig(**record)
+
+
+def reword_corpus(out_dir: str | os.PathLike[str], rich_captions: bool) -> Path:
+    """Write `manifest-rich.jsonl` (or `manifest-plain.jsonl`) beside a corpus's manifest: the
+    same clips and media files with the captions the generator gives them under the other caption
+    grammar. Captions draw from their own random stream, so nothing but the train split's captions
+    changes (the val and test splits keep their reserved wordings); checked record by record, and
+    the media need no re-rendering, nor the feature caches recomputing."""
+    out = Path(out_dir)
+    cfg = dataclasses.replace(corpus_config(out), rich_captions=rich_captions)
+    plan = plan_corpus(cfg)
+    current = list(read_manifest(out / "manifest.jsonl"))
+    if len(current) != len(plan.clips):
+        raise ValueError(f"{out}/manifest.jsonl does not match its synthav.json")
+    lines = []
+    for old, clip in zip(current, plan.clips, strict=True):
+        new = json.loads(json.dumps(manifest_record(clip, cfg.render)))
+        if {**new, "captions": None} != {**old, "captions": None}:
+            raise ValueError(f"{clip.spec.id}: the re-planned clip differs from {out}'s")
+        lines.append(json.dumps(new))
+    path = out / f"manifest-{'rich' if rich_captions else 'plain'}.jsonl"
+    _write_json_atomic(path, "\n".join(lines) + "\n")
+    return path
