@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for fit in FITS:
         by_pool = {}
         for name, items in pools.items():
-            ready = prepare(items, "small", args.cache, fit=fit)
+            ready = prepare(items, "small", args.cache, fit=fit, fps=model.cfg.visual.fps)
             ready.texts.ensure(all_captions(examples(items, ready.cache)), backbone.embed)
             report = evaluate(model, items, ready.cache, ready.texts, modes=("pooled",))
             by_pool[name] = {"score": validation_score(report), "report": report}

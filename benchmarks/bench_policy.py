@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for d in DIRECTIONS:
         table.add_column(f"{d} (default {'on' if recorded.rerank.get(d) else 'off'})")
     for name, items in other_pools(args.pool).items():
-        ready = prepare(items, "small", args.cache, fit=model.cfg.visual.fit)
+        ready = prepare(
+            items, "small", args.cache, fit=model.cfg.visual.fit, fps=model.cfg.visual.fps
+        )
         ready.texts.ensure(all_captions(examples(items, ready.cache)), backbone.embed)
         found = measure_policy(model, items, ready.cache, ready.texts, recorded.sequence_trained)
         results["pools"][name] = found.to_dict()

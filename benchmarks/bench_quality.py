@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "a plain one), so that 'best' means best on unseen media; the own val score is logged",
     )
     p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frames a second the visual encoder samples (default: the preset's; a multiple of "
+        "its steps per second)",
+    )
+    p.add_argument(
         "--fit",
         choices=("pad", "stretch", "crop"),
         default=None,
@@ -163,9 +170,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     cached = cache_root.is_dir() and any(cache_root.glob("features-*"))
     t0 = time.perf_counter()
-    prepared = prepare(train_val, "small", cache_root, fit=args.fit)
+    prepared = prepare(train_val, "small", cache_root, fit=args.fit, fps=args.fps)
     prep_s = time.perf_counter() - t0
-    test_prepared = prepare(test_items, "small", cache_root, fit=args.fit)
+    test_prepared = prepare(test_items, "small", cache_root, fit=args.fit, fps=args.fps)
     test_prepared.texts.ensure(
         all_captions(examples(test_items, test_prepared.cache)), prepared.backbone.embed
     )
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def prepared_pool(pool_items: list) -> tuple[list, Any, Any]:
         """A pool's items with its features (decoded once, cached) and its captions' vectors."""
-        ready = prepare(pool_items, "small", cache_root, fit=args.fit)
+        ready = prepare(pool_items, "small", cache_root, fit=args.fit, fps=args.fps)
         ready.texts.ensure(all_captions(examples(pool_items, ready.cache)), prepared.backbone.embed)
         return pool_items, ready.cache, ready.texts
 
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["text_head"] = args.text_head or f"preset ({preset_config('small').text.head})"
     results["train_config"] = asdict(base)
     results["fit"] = args.fit or preset_config("small").visual.fit
+    results["fps"] = args.fps or preset_config("small").visual.fps
     results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
     results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)

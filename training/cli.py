@@ -141,7 +141,7 @@ def _progress() -> Progress:
     )
 
 
-def _prepare(items, model_preset: str, cache_root: Path, workers: int | None, fit=None):
+def _prepare(items, model_preset: str, cache_root: Path, workers: int | None, fit=None, fps=None):
     from training.trainer import prepare
 
     with _progress() as progress:
@@ -152,7 +152,9 @@ def _prepare(items, model_preset: str, cache_root: Path, workers: int | None, fi
                 tasks[stage] = progress.add_task(stage, total=total or 1)
             progress.update(tasks[stage], completed=done)
 
-        prepared = prepare(items, model_preset, cache_root, workers, on_progress=update, fit=fit)
+        prepared = prepare(
+            items, model_preset, cache_root, workers, on_progress=update, fit=fit, fps=fps
+        )
     if prepared.skipped:
         console.print(
             f"[yellow]skipped {len(prepared.skipped)} file(s) that failed to decode:[/yellow]"
@@ -211,6 +213,14 @@ def train(
             "preset's). Recorded in the checkpoint; indexing and queries decode the same way."
         ),
     ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Frames a second the visual encoder samples (default: the preset's; a multiple "
+            "of its steps per second). Recorded in the checkpoint; indexing and queries sample "
+            "the same way."
+        ),
+    ] = None,
     val_data: Annotated[
         Path | None,
         typer.Option(
@@ -246,10 +256,17 @@ def train(
         )
         if fit not in (None, "pad", "stretch", "crop"):
             raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")
+        if fps is not None:
+            from dataclasses import replace
+
+            from models.config import preset
+
+            base = preset(model_preset)
+            replace(base, visual=replace(base.visual, fps=fps))  # raises if the grid cannot hold it
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e
-    prepared = _prepare(items, model_preset, _cache_root(data, cache), workers or None, fit)
+    prepared = _prepare(items, model_preset, _cache_root(data, cache), workers or None, fit, fps)
     if len(prepared.train) < batch_size:
         raise typer.BadParameter(
             f"only {len(prepared.train)} usable train items; need >= batch size {batch_size}"
@@ -264,7 +281,7 @@ def train(
         if not val_items:
             raise typer.BadParameter(f"--val-data {val_data} has no val split")
         unlike = _prepare(
-            val_items, model_preset, _cache_root(val_data, cache), workers or None, fit
+            val_items, model_preset, _cache_root(val_data, cache), workers or None, fit, fps
         )
         val_cache, val_texts = unlike.cache, unlike.texts
 

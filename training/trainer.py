@@ -126,13 +126,19 @@ def prepare(
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     fit: Fit | None = None,
+    fps: float | None = None,
 ) -> Prepared:
     """Decode `items` for `model_preset` (cached), `fit` overriding how the preset squares
-    non-square pictures; a model trained on the result records that fit."""
+    non-square pictures and `fps` how many frames a second it samples; a model trained on the
+    result records both."""
     cfg = preset(model_preset)
     spec = DecodeSpec.for_model(cfg)
     if fit is not None:
         spec = replace(spec, fit=fit)
+    if fps is not None:
+        # Checked here, before any decoding: the grid needs whole frames per step.
+        replace(cfg, visual=replace(cfg.visual, fps=fps))
+        spec = replace(spec, fps=fps)
     cache = FeatureCache.build(
         items,
         spec,
@@ -306,8 +312,9 @@ def train(
     if cfg.embed_dim is not None:
         model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
     # The model decodes pictures the way its training features were decoded, at index and query
-    # time too: the fit is the cache's, recorded in the checkpoint's config.
-    model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=prepared.cache.spec.fit))
+    # time too: the fit and the frame rate are the cache's, recorded in the checkpoint's config.
+    spec = prepared.cache.spec
+    model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=spec.fit, fps=spec.fps))
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
     if cfg.paraphrase_weight > 0 and not list(model.text.project_head.parameters()):
         raise ValueError(

@@ -268,3 +268,30 @@ def test_reword_corpus_changes_only_the_training_captions(corpus):
             reword_corpus(corpus, rich_captions=True)
     finally:
         (corpus / "manifest.jsonl").write_text("\n".join(map(json.dumps, old.values())) + "\n")
+
+
+def test_frame_rate_override_is_decoded_trained_and_recorded(corpus, tmp_path):
+    """--fps: the cache samples that many frames a second, the checkpoint records it, and every
+    later decode of the model (eval, index, queries: DecodeSpec.for_model) samples the same way."""
+    from training.cache import DecodeSpec
+    from training.cli import train as train_command
+
+    common = {
+        "data": corpus / "manifest.jsonl",
+        "model_preset": "tiny",
+        "epochs": 1,
+        "batch_size": 8,
+        "device": "cpu",
+        "cache": tmp_path / "c",
+        "workers": 1,
+    }
+    train_command(out=tmp_path / "run", fps=12.0, **common)
+    model = TrimodalModel.load(tmp_path / "run" / "last")
+    assert model.cfg.visual.fps == 12.0 and model.cfg.frames_per_step == 3
+    assert DecodeSpec.for_model(model.cfg).fps == 12.0
+    items = load_manifest(corpus / "manifest.jsonl", splits=("val",))
+    ready = prepare(items, "tiny", tmp_path / "c2", workers=1, fps=12.0)
+    frames = ready.cache.frames(items[0].id)
+    assert len(frames) == 24  # 2 s at 12 fps (the preset samples 8: 16 frames)
+    with pytest.raises(typer.BadParameter, match="multiple of steps_per_second"):
+        train_command(out=tmp_path / "bad", fps=10.0, **common)

@@ -1,0 +1,87 @@
+"""bench_events: non-learned event envelopes find a clip's picture from its sound, and only its."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_events as be
+from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+
+
+def clicks_and_flashes(times: list[float], fps: float, seconds: float = 4.0):
+    sr = be.SAMPLE_RATE
+    wave = np.random.default_rng(0).normal(0, 1e-3, int(seconds * sr)).astype(np.float32)
+    frames = np.full((int(seconds * fps), 16, 16, 3), 40, np.uint8)
+    for t in times:
+        start = int(t * sr)
+        wave[start : start + 400] += np.sin(np.arange(400) * 0.3).astype(np.float32)
+        frames[int(t * fps) : int(t * fps) + 1] = 220
+    return wave, frames
+
+
+def test_envelopes_pair_each_sound_with_its_own_picture():
+    rng = np.random.default_rng(3)
+    fps, seconds = 12.0, 4.0
+    length = int(fps * seconds)
+    patterns = [sorted(rng.uniform(0.2, 3.7, 5).tolist()) for _ in range(8)]
+    sounds, pictures = [], []
+    for times in patterns:
+        wave, frames = clicks_and_flashes(times, fps, seconds)
+        sounds.append(be.standardise(be.sound_envelope(wave, fps, length)))
+        pictures.append(be.standardise(be.picture_envelope(frames, fps, fps, length)))
+    scores = be.alignment_scores(np.stack(sounds), np.stack(pictures))
+    assert be.recall(scores)["R@1"] == 1.0
+    assert be.recall(scores.T)["R@1"] == 1.0
+    # Pairing each sound with another clip's picture: its own is no longer there to be found.
+    shifted = be.alignment_scores(np.stack(sounds), np.roll(np.stack(pictures), 1, axis=0))
+    assert be.recall(shifted)["R@1"] <= 0.25
+
+
+def test_envelopes_refuse_what_has_no_events_to_measure():
+    with pytest.raises(ValueError, match="sound"):
+        be.sound_envelope(np.zeros(0, np.float32), 12.0, 10)
+    with pytest.raises(ValueError, match="two frames"):
+        be.picture_envelope(np.zeros((1, 8, 8, 3), np.uint8), 12.0, 12.0, 10)
+
+
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, monkeypatch):
+    corpus = tmp_path / "c"
+    generate_corpus(
+        corpus,
+        GeneratorConfig(
+            clips=16,
+            seed=9,
+            val_fraction=0.0,
+            test_fraction=1.0,
+            render=RenderConfig(duration_s=3.0),
+        ),
+        workers=2,
+    )
+    monkeypatch.setattr("benchmarks._common.RESULTS", tmp_path / "results")
+    out = be.main(
+        [
+            "--pool",
+            f"tiny={corpus / 'manifest.jsonl'}",
+            "--fps",
+            "12",
+            "--max-lag",
+            "1",
+            "--duration",
+            "3",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--workers",
+            "1",
+        ]
+    )
+    m = out["pools"]["tiny"]["12fps-lag1"]
+    assert m["pool"] == 16 and not m["skipped"]
+    # Chance is 1/16: event timing alone finds a good share of the clips (3 s clips carry only a
+    # few events each; 6 s test clips do far better, see benchmarks/results/bench_events-*).
+    assert m["audio→video"]["shared"]["R@1"] >= 0.3, m
+    assert m["audio→video"]["all"]["R@10"] >= 0.6, m
+    written = list((tmp_path / "results").glob("bench_events-*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
