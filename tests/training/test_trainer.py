@@ -35,6 +35,19 @@ def prepared(corpus, tmp_path_factory):
     return prepare(items, "tiny", tmp_path_factory.mktemp("cache"), workers=2)
 
 
+def one_epoch_command_args(corpus, tmp_path) -> dict:
+    """`trimodal train` arguments for one quick tiny-preset epoch on the module's corpus."""
+    return {
+        "data": corpus / "manifest.jsonl",
+        "model_preset": "tiny",
+        "epochs": 1,
+        "batch_size": 8,
+        "device": "cpu",
+        "cache": tmp_path / "c",
+        "workers": 1,
+    }
+
+
 def fixed_batch_loss(model, prepared, cfg):
     batch = next(
         iterate_batches(prepared.train, prepared.cache, prepared.texts, 8, np.random.default_rng(0))
@@ -164,15 +177,7 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
         ),
         workers=2,
     )
-    common = {
-        "data": corpus / "manifest.jsonl",
-        "model_preset": "tiny",
-        "epochs": 1,
-        "batch_size": 8,
-        "device": "cpu",
-        "cache": tmp_path / "c",
-        "workers": 1,
-    }
+    common = one_epoch_command_args(corpus, tmp_path)
     out = train_command(out=tmp_path / "run", val_data=unlike / "manifest.jsonl", **common)
     model = TrimodalModel.load(tmp_path / "run" / "best")
     val = load_manifest(unlike / "manifest.jsonl", splits=("val",))
@@ -276,15 +281,7 @@ def test_frame_rate_override_is_decoded_trained_and_recorded(corpus, tmp_path):
     from training.cache import DecodeSpec
     from training.cli import train as train_command
 
-    common = {
-        "data": corpus / "manifest.jsonl",
-        "model_preset": "tiny",
-        "epochs": 1,
-        "batch_size": 8,
-        "device": "cpu",
-        "cache": tmp_path / "c",
-        "workers": 1,
-    }
+    common = one_epoch_command_args(corpus, tmp_path)
     train_command(out=tmp_path / "run", fps=12.0, **common)
     model = TrimodalModel.load(tmp_path / "run" / "last")
     assert model.cfg.visual.fps == 12.0 and model.cfg.frames_per_step == 3
