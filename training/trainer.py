@@ -228,8 +228,8 @@ def train_step(
         loss, parts = two_stage_loss(stage, visual, audio, text, scales, audio_valid)
     if cfg.paraphrase_weight > 0 and batch.text_alt is not None:
         alt = _text_batch(model, replace(batch, text=batch.text_alt), device)
-        l_par = (
-            sum(
+        l_par = torch.stack(
+            [
                 paraphrase_loss(
                     getattr(text, kind),
                     getattr(alt, kind),
@@ -238,9 +238,8 @@ def train_step(
                     cfg.paraphrase_temperature,
                 )
                 for kind in ("visual", "audio", "audiovisual")
-            )
-            / 3
-        )
+            ]
+        ).mean()
         loss = loss + cfg.paraphrase_weight * l_par
         parts["para"] = float(l_par.detach())
     if cfg.scav_weight > 0 and visual is not None and audio is not None:

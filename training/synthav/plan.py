@@ -6,10 +6,11 @@ Everything here is decided from the seed alone, before any pixel or sample is ma
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 
-from training.synthav.captions import make_captions
+from training.synthav.captions import Wording, make_captions
 from training.synthav.variety import draw_variety
 from training.synthav.world import (
     AMBIENCES,
@@ -147,7 +148,11 @@ def plan_corpus(cfg: GeneratorConfig) -> CorpusPlan:
         if i not in captions:
             crng = _clip_rng(cfg.seed, i, salt=1)
             captions[i] = make_captions(
-                spec, crng, cfg.captions_per_kind, wording=spec.split, rich=cfg.rich
+                spec,
+                crng,
+                cfg.captions_per_kind,
+                wording=cast(Wording, spec.split),  # "train" | "val" | "test" (_sample_clip)
+                rich=cfg.rich,
             )
     clips = tuple(PlannedClip(specs[i], captions[i]) for i in range(cfg.clips))
     return CorpusPlan(cfg, heldout, clips)
