@@ -1,7 +1,7 @@
 """How far text retrieval can go in a text space: clips placed perfectly, queries in new words.
 
     python -m benchmarks.bench_text_ceiling --manifest data/bench-synthav/manifest.jsonl \
-        [--split test|val] [--ckpt RUN/best]
+        [--split test|val | --queries OTHER/manifest.jsonl] [--ckpt RUN/best]
 
 The oracle ceilings of `bench_quality` assume a model that knows every clip's attributes. This
 asks what the *shared space* allows: each clip of the split is placed where an ideal encoder
@@ -10,7 +10,8 @@ every clip with the same SynthAV signature — and the split's own captions, in 
 reserved for it, are ranked against those points. Clips whose signature never occurs in training
 have no centroid and are left out (the pool size is reported). Ties count in the query's favour:
 this is a ceiling. The space is the frozen text tower's (the `small` preset's identity head), or a
-checkpoint's trained text head with `--ckpt`.
+checkpoint's trained text head with `--ckpt`. `--queries` takes the query clips and their captions
+from another manifest instead (every split; e.g. the foreign corpus, worded by another grammar).
 
 A text→audio R@10 ceiling below a target means no audio encoder can meet that target in this space.
 """
@@ -70,13 +71,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument(
+        "--queries",
+        type=Path,
+        default=None,
+        help="query clips and captions from this manifest (all splits) instead of --split",
+    )
     p.add_argument("--ckpt", type=Path, default=None, help="use this checkpoint's text head")
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
 
     items = load_manifest(args.manifest)
     train = [i for i in items if i.split == "train"]
-    queries = [i for i in items if i.split == args.split]
+    queries = (
+        load_manifest(args.queries)
+        if args.queries is not None
+        else [i for i in items if i.split == args.split]
+    )
     if args.ckpt is not None:
         backbone = TextBackbone(ModelConfig.load(args.ckpt / "config.json").text)
         model = TrimodalModel.load(args.ckpt, text_backbone=backbone)
@@ -93,12 +104,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results: dict[str, Any] = {
         "manifest": str(args.manifest),
-        "split": args.split,
+        "split": str(args.queries) if args.queries is not None else args.split,
         "head": head,
         "ckpt": str(args.ckpt) if args.ckpt else None,
         "kinds": {k: ceiling(train, queries, k, project) for k in KINDS},
     }
-    table = Table(title=f"text-space ceiling ({args.split} wordings, head: {head})")
+    worded = args.queries.parent.name if args.queries is not None else args.split
+    table = Table(title=f"text-space ceiling ({worded} wordings, head: {head})")
     for col in ("caption kind", "pool", "queries", "R@1", "R@10"):
         table.add_column(col, justify="left" if col == "caption kind" else "right")
     for kind, m in results["kinds"].items():
