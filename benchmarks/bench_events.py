@@ -40,6 +40,7 @@ from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
 from models.features import LogMel, LogMelConfig
 from training.cache import DecodeSpec, FeatureCache
+from training.evaluate import shares_an_event
 
 SAMPLE_RATE = 16_000
 IMAGE_SIZE = 64
@@ -106,13 +107,6 @@ def recall(scores: np.ndarray, subset: np.ndarray | None = None) -> dict[str, fl
         "R@10": float(np.mean(ranks < 10)),
         "n": int(ranks.size),
     }
-
-
-def shares_an_event(meta: dict[str, Any]) -> bool:
-    """A seen-and-heard source with events, and the sound track is the clip's own."""
-    if meta.get("misaligned"):
-        return False
-    return any(s.get("role") == "main" and s.get("events") for s in meta.get("sources", ()))
 
 
 def measure(

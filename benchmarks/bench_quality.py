@@ -123,6 +123,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="weight of the paraphrase loss (default: TrainConfig's; needs a trainable text head)",
     )
     p.add_argument(
+        "--sync-weight",
+        type=float,
+        default=None,
+        help="weight of the per-step audio–visual contrast that trains the sequence heads "
+        "(default: TrainConfig's)",
+    )
+    p.add_argument(
+        "--excerpt-weight",
+        type=float,
+        default=None,
+        help="weight of the excerpt objective (pieces land on their clip's steps; default: "
+        "TrainConfig's)",
+    )
+    p.add_argument(
+        "--position-jitter",
+        type=int,
+        default=None,
+        help="training positions start at a random step below this (default: TrainConfig's)",
+    )
+    p.add_argument(
+        "--event-inputs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sound onsets and picture changes as explicit encoder inputs (default: the preset's)",
+    )
+    p.add_argument(
         "--val-pool",
         type=Path,
         default=None,
@@ -196,6 +222,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.paraphrase_weight is not None
             else {}
         ),
+        event_inputs=args.event_inputs,
+        **({"excerpt_weight": args.excerpt_weight} if args.excerpt_weight is not None else {}),
+        **({"position_jitter": args.position_jitter} if args.position_jitter is not None else {}),
+        **({"sync_weight": args.sync_weight} if args.sync_weight is not None else {}),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
         augment=(
             AugmentConfig(visual=args.augment != "audio", audio=args.augment != "visual")

@@ -268,3 +268,77 @@ __all__ = [
     "align_vector_batch",
     "window_distances",
 ]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How well a clip's sound fits its own picture, and by how much the sound is late."""
+
+    score: float  # peak similarity over lags minus the median over lags: a clear peak = in sync
+    offset_s: float  # the sound lags the picture by this much (negative: it comes early)
+    similarity: float  # the mean step similarity at the peak
+    curve: Tensor  # (2 * max_lag + 1,) mean step similarity at each lag, -max_lag .. +max_lag
+
+
+def av_agreement(
+    audio: Tensor,
+    audio_mask: Tensor,
+    visual: Tensor,
+    visual_mask: Tensor,
+    steps_per_second: float = 4.0,
+    max_lag_s: float = 1.5,
+) -> list[Agreement]:
+    """Audio–visual agreement of B clips from their own sequences (B, T, D) each (SyncNet's and
+    "synchronizability"'s idea, on the shared step grid): the mean cosine similarity of the
+    sound at t + lag with the picture at t, for every lag within ±max_lag_s. A clip whose sound
+    belongs to its picture has one lag that stands out; another clip's sound, or a sound with
+    nothing to see, has none. The best lag is refined between steps by the parabola through it
+    and its neighbours, so the offset is finer than a step. A lag counts only where at least
+    half of the shorter stream overlaps."""
+    la = _lengths(audio, audio_mask, "audio")
+    lv = _lengths(visual, visual_mask, "visual")
+    if audio.shape[0] != visual.shape[0] or audio.shape[2] != visual.shape[2]:
+        raise ValueError(
+            f"audio {tuple(audio.shape)} and visual {tuple(visual.shape)} must have the same "
+            "batch and embedding sizes"
+        )
+    if not steps_per_second > 0 or max_lag_s < 0:
+        raise ValueError("steps_per_second must be > 0 and max_lag_s >= 0")
+    with torch.no_grad():
+        a = _unit_steps(audio, audio_mask).float()
+        v = _unit_steps(visual, visual_mask).float()
+        t = max(a.shape[1], v.shape[1])
+        a = F.pad(a, (0, 0, 0, t - a.shape[1]))
+        v = F.pad(v, (0, 0, 0, t - v.shape[1]))
+        sims = torch.einsum("btd,bsd->bts", a, v)  # (B, Ta, Tv): sound step t, picture step s
+        m = round(max_lag_s * steps_per_second)
+        lags = torch.arange(-m, m + 1)
+        curve = torch.full((a.shape[0], len(lags)), float("-inf"))
+        need = (torch.minimum(la, lv).float() / 2).clamp(min=1)
+        for j, lag in enumerate(lags.tolist()):
+            # sound step s + lag against picture step s
+            diag = torch.diagonal(sims, offset=-lag, dim1=1, dim2=2)  # (B, n)
+            s0 = max(0, -lag)
+            steps = torch.arange(diag.shape[1]) + s0  # picture step of each diagonal entry
+            valid = (steps[None] < lv[:, None]) & (steps[None] + lag < la[:, None])
+            count = valid.sum(1)
+            mean = (diag * valid).sum(1) / count.clamp(min=1)
+            curve[:, j] = torch.where(count >= need, mean, torch.tensor(float("-inf")))
+    out = []
+    for row in curve:
+        finite = torch.isfinite(row)
+        if not finite.any():
+            out.append(Agreement(0.0, 0.0, 0.0, row))
+            continue
+        best = int(row.masked_fill(~finite, float("-inf")).argmax())
+        peak = float(row[best])
+        shift = 0.0
+        if 0 < best < len(row) - 1 and bool(finite[best - 1] & finite[best + 1]):
+            left, right = float(row[best - 1]), float(row[best + 1])
+            bend = left - 2 * peak + right
+            if bend < 0:
+                shift = max(-0.5, min(0.5, 0.5 * (left - right) / bend))
+        offset = (int(lags[best]) + shift) / steps_per_second
+        score = peak - float(row[finite].median())
+        out.append(Agreement(score, offset, peak, row))
+    return out

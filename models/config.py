@@ -37,6 +37,9 @@ class AudioConfig:
     dropout: float = 0.0
     backbone: str | None = None  # a local Hugging Face AST directory replaces the conv stem
     backbone_frozen: bool = True
+    # Onsets as an explicit input (models.encoders.onset_features): per token, how much each mel
+    # band rose since the frame before. False for checkpoints from before the field.
+    events: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class VisualConfig:
     # (a 16:9 clip's glyphs shrink to 56 % of a square clip's), "stretch" keeps every pixel and the
     # glyphs' height, "crop" cuts the sides. Checkpoints from before this field decoded with "pad".
     fit: Literal["pad", "stretch", "crop"] = "pad"
+    # Picture changes as an explicit input (models.encoders.change_features): per frame, how much
+    # each region of the raw picture changed since the frame before (a flash, a squash). False for
+    # checkpoints from before the field.
+    events: bool = False
 
     def __post_init__(self) -> None:
         if self.fit not in ("pad", "stretch", "crop"):

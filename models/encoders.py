@@ -46,6 +46,34 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int) -> Tensor:
     return (x * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
 
 
+ONSET_BANDS = 8  # mel bands grouped for the onset input
+CHANGE_GRID = 4  # the picture-change input: a CHANGE_GRID x CHANGE_GRID grid of regions
+
+
+def onset_features(mel: Tensor, mel_mask: Tensor, token_frames: int) -> Tensor:
+    """(B, n_mels, F) log-mel → (B, F // token_frames, 2 * ONSET_BANDS): the positive spectral flux
+    of each band group, its largest value inside each token and its mean. A sound's start is one
+    mel frame (10 ms) long; a token is 50 ms: the largest value keeps it, wherever it falls."""
+    b, _, f = mel.shape
+    mel = mel * mel_mask.unsqueeze(1)
+    rise = (mel[:, :, 1:] - mel[:, :, :-1]).clamp(min=0)
+    rise = F.pad(rise, (1, 0)) * mel_mask.unsqueeze(1)  # the first frame rose from nothing known
+    bands = F.adaptive_avg_pool1d(rise.transpose(1, 2), ONSET_BANDS).transpose(1, 2)  # (B, 8, F)
+    tokens = bands.reshape(b, ONSET_BANDS, f // token_frames, token_frames)
+    return torch.cat([tokens.amax(-1), tokens.mean(-1)], dim=1).transpose(1, 2)
+
+
+def change_features(frames: Tensor, frame_mask: Tensor) -> Tensor:
+    """(B, F, 3, H, W) → (B, F, CHANGE_GRID² + 1): mean absolute change of each region of the raw
+    picture since the frame before, and of the whole picture. No learning: a glyph that flashes or
+    squashes for one frame changes pixels a learned per-frame stem may average away."""
+    diff = (frames[:, 1:] - frames[:, :-1]).abs().mean(2)  # (B, F-1, H, W)
+    diff = diff * (frame_mask[:, 1:] & frame_mask[:, :-1])[..., None, None]
+    regions = F.adaptive_avg_pool2d(diff, CHANGE_GRID).flatten(2)  # (B, F-1, 16)
+    out = torch.cat([regions, regions.mean(-1, keepdim=True)], dim=-1)
+    return F.pad(out, (0, 0, 1, 0))  # the first frame: no change known
+
+
 class TemporalHead(nn.Module):
     """Windowed transformer over tokens, grouping onto grid steps, sequence and pooled heads."""
 
@@ -61,6 +89,10 @@ class TemporalHead(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.sequence_head = nn.Linear(width, dim)
         self.pooled_head = nn.Linear(width, dim)
+        # Training only: each sample's positions start at a random step in [0, position_jitter),
+        # so that a step's embedding cannot say how far it is from the start of the input (an
+        # excerpt starts at 0 wherever it was cut from) and an excerpt lands on the same steps.
+        self.position_jitter = 0
 
     def forward(self, tokens: Tensor, token_mask: Tensor) -> Embeddings:
         b, n, w = tokens.shape
@@ -74,7 +106,15 @@ class TemporalHead(nn.Module):
         chunk = min(length, window)
         x = tokens.reshape(b * (length // chunk), chunk, w)  # (B·windows, chunk, W)
         m = token_mask.reshape(b * (length // chunk), chunk)
-        x = x + sinusoidal_positions(chunk, w, x.device)
+        if self.training and self.position_jitter > 0:
+            start = torch.randint(0, self.position_jitter, (x.shape[0], 1), device=x.device)
+            table = sinusoidal_positions(
+                chunk + self.position_jitter * self.tokens_per_step, w, x.device
+            )
+            index = start * self.tokens_per_step + torch.arange(chunk, device=x.device)[None]
+            x = x + table[index]
+        else:
+            x = x + sinusoidal_positions(chunk, w, x.device)
         # A window with no real token would make attention all -inf: let it attend, mask it later.
         empty = ~m.any(dim=1)
         attn_mask = m.clone()
@@ -111,6 +151,7 @@ class AudioEncoder(nn.Module):
                 nn.Conv1d(a.width, a.width, kernel_size=a.token_frames, stride=a.token_frames),
                 nn.GELU(),
             )
+        self.onsets = nn.Linear(2 * ONSET_BANDS, a.width) if a.events else None
         self.head = TemporalHead(
             a.width, a.layers, a.heads, a.dropout, cfg.audio_tokens_per_step, cfg.embed_dim
         )
@@ -129,6 +170,8 @@ class AudioEncoder(nn.Module):
         x = (mel + 5.0) / 4.0 * mel_mask.unsqueeze(1)
         tokens = self.stem(x).transpose(1, 2)  # (B, N, W)
         token_mask = mel_mask.reshape(mel_mask.shape[0], -1, k).any(dim=2)  # (B, N)
+        if self.onsets is not None:
+            tokens = tokens + self.onsets(onset_features(mel, mel_mask, k) / 4.0)
         return self.head(tokens, token_mask)
 
 
@@ -174,6 +217,7 @@ class VisualEncoder(nn.Module):
         )
         # Frame differences carry the events (a flash, a squash): hand them to the transformer.
         self.motion = nn.Linear(v.width, v.width)
+        self.changes = nn.Linear(CHANGE_GRID * CHANGE_GRID + 1, v.width) if v.events else None
         self.head = TemporalHead(
             v.width, v.layers, v.heads, v.dropout, cfg.frames_per_step, cfg.embed_dim
         )
@@ -187,4 +231,6 @@ class VisualEncoder(nn.Module):
         delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
         delta[:, 0] = 0
         tokens = per_frame + self.motion(delta)
+        if self.changes is not None:
+            tokens = tokens + self.changes(change_features(frames, frame_mask))
         return self.head(tokens, frame_mask)

@@ -197,6 +197,37 @@ def train(
     embed_dim: Annotated[
         int | None, typer.Option(help="Shared dimension (default: the preset's).")
     ] = None,
+    sync_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the per-step audio–visual contrast that teaches the sequence heads "
+            "when things happen (0 = off).",
+        ),
+    ] = 0.0,
+    excerpt_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of the excerpt objective: a piece of a clip, encoded alone, lands on the "
+            "clip's steps at the same times (0 = off).",
+        ),
+    ] = 0.0,
+    position_jitter: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Training positions start at a random step below this, so a step's embedding "
+            "does not say where the input began (0 = off).",
+        ),
+    ] = 0,
+    event_inputs: Annotated[
+        bool | None,
+        typer.Option(
+            help="Sound onsets and picture changes as explicit encoder inputs (default: the "
+            "preset's)."
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.")] = False,
     cache: Annotated[
         Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
@@ -253,6 +284,10 @@ def train(
             embed_dim=embed_dim,
             augment=AugmentConfig() if augment else None,
             paraphrase_weight=paraphrase_weight,
+            sync_weight=sync_weight,
+            excerpt_weight=excerpt_weight,
+            position_jitter=position_jitter,
+            event_inputs=event_inputs,
         )
         if fit not in (None, "pad", "stretch", "crop"):
             raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")

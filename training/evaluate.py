@@ -161,6 +161,27 @@ def _report(ranks: Tensor, subset: dict[str, Tensor]) -> dict[str, Any]:
     return out
 
 
+def shares_an_event(meta: dict[str, Any]) -> bool:
+    """Whether a clip's sound and picture share an event source: a seen-and-heard source with
+    events (an engine has none), and the sound track is the clip's own. Only such a clip can be
+    told from others by *when* things happen in it."""
+    if meta.get("misaligned"):
+        return False
+    return any(s.get("role") == "main" and s.get("events") for s in meta.get("sources", ()))
+
+
+def clip_subsets_of(items: Sequence[ManifestItem]) -> dict[str, Tensor]:
+    """The clips reported apart (from SynthAV metadata; a corpus without it has none): held-out
+    combinations, timing twins, and the clips whose sound and picture share an event source."""
+    if not any(i.meta for i in items):
+        return {}
+    return {
+        "heldout": torch.tensor([bool(i.meta.get("heldout")) for i in items]),
+        "twins": torch.tensor([i.meta.get("twin_group") is not None for i in items]),
+        "shared": torch.tensor([shares_an_event(i.meta) for i in items]),
+    }
+
+
 def evaluate(
     model: TrimodalModel,
     items: Sequence[ManifestItem],
@@ -174,10 +195,7 @@ def evaluate(
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(model, cache, list(by_id))
     results: dict[str, Any] = {"pool": len(pool.ids)}
-    clip_subsets = {
-        "heldout": torch.tensor([bool(by_id[i].meta.get("heldout")) for i in pool.ids]),
-        "twins": torch.tensor([by_id[i].meta.get("twin_group") is not None for i in pool.ids]),
-    }
+    clip_subsets = clip_subsets_of([by_id[i] for i in pool.ids])
     with torch.inference_mode():
         for direction in DIRECTIONS:
             results[direction] = _direction(
@@ -249,6 +267,39 @@ def validation_score(report: dict[str, Any]) -> float:
 EXCERPT_DIRECTIONS = ("audio→audio", "audio→video", "video→video", "video→audio")
 
 
+@dataclass
+class Excerpts:
+    """Pieces cut from a pool's clips: `seconds` of sound and of footage at one random offset
+    per clip (on the visual frame grid), for clips that have both streams and are long enough."""
+
+    seconds: float
+    rows: list[int]  # the clip each excerpt was cut from (pool row)
+    starts: list[float]  # where it starts in that clip, seconds
+    waves: list[np.ndarray]
+    clips: list[np.ndarray]
+
+
+def cut_excerpts(
+    ids: Sequence[str], cache: FeatureCache, seconds: float, fps: float, sr: int, seed: int = 0
+) -> Excerpts:
+    rng = np.random.default_rng(seed)
+    n_frames = round(seconds * fps)
+    out = Excerpts(seconds, [], [], [], [])
+    for r, item_id in enumerate(ids):
+        frames, wave = cache.frames(item_id), cache.audio(item_id)
+        usable = min(len(frames) / fps, len(wave) / sr)
+        if len(frames) == 0 or len(wave) == 0 or usable < seconds + 1 / fps:
+            continue
+        first = int(rng.integers(0, int((usable - seconds) * fps) + 1))  # frame index
+        start_s = first / fps
+        out.rows.append(r)
+        out.starts.append(start_s)
+        out.clips.append(np.asarray(frames[first : first + n_frames]))
+        a = round(start_s * sr)
+        out.waves.append(wave[a : a + round(seconds * sr)])
+    return out
+
+
 @torch.inference_mode()
 def excerpt_report(
     model: TrimodalModel,
@@ -259,47 +310,36 @@ def excerpt_report(
     rerank_k: int = 100,
     distance: Distance = "interp",
     pool: Pool | None = None,
+    subsets: dict[str, Tensor] | None = None,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
     of a file. Pooled and hybrid (the service's re-rank: each candidate's best window,
     `window_distances`) R@K, and for hybrid hits at rank 1 the error of the returned segment's
     start. Clips without both streams, or shorter than the excerpt, are left out. `pool`: the
-    items' embeddings when the caller has them already."""
+    items' embeddings when the caller has them already; `subsets`: name → (pool size,) bool, the
+    clips whose excerpts are also reported apart."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
         pool = embed_pool(model, cache, ids)
     elif pool.ids != ids:
         raise ValueError("pool does not hold the items' embeddings in their order")
-    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     sps = model.cfg.steps_per_second
-    n_frames = round(seconds * fps)
-    rng = np.random.default_rng(seed)
-    rows, offsets, waves, clips = [], [], [], []
-    for r, item_id in enumerate(ids):
-        frames, wave = cache.frames(item_id), cache.audio(item_id)
-        usable = min(len(frames) / fps, len(wave) / sr)
-        if len(frames) == 0 or len(wave) == 0 or usable < seconds + 1 / fps:
-            continue
-        first = int(rng.integers(0, int((usable - seconds) * fps) + 1))  # frame index
-        start_s = first / fps
-        rows.append(r)
-        offsets.append(start_s)
-        clips.append(np.asarray(frames[first : first + n_frames]))
-        a = round(start_s * sr)
-        waves.append(wave[a : a + round(seconds * sr)])
+    cut = cut_excerpts(ids, cache, seconds, model.cfg.visual.fps, model.cfg.audio.sample_rate, seed)
+    rows, offsets = cut.rows, cut.starts
     out: dict[str, Any] = {"seconds": seconds, "queries": len(rows)}
     if not rows:
         return out
     queries = {
-        "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), waves),
-        "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), clips),
+        "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
+        "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
     }
     targets = {"audio": pool.audio, "video": pool.visual}
     has = {"audio": pool.has_audio, "video": pool.has_video}
     target = torch.tensor(rows)
     true_start = torch.tensor(offsets)
+    parts = {name: mask[target] for name, mask in (subsets or {}).items()}
     for name in EXCERPT_DIRECTIONS:
         src, dst = name.split("→")
         q, t = queries[src], targets[dst]
@@ -313,17 +353,24 @@ def excerpt_report(
             starts[qi] = float(found.start[cand.tolist().index(rows[qi])]) / sps
             return -d
 
+        pooled = ranks_from_scores(scores, target)
         hybrid = _rerank_ranks(scores, target, seq_score, rerank_k)
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
-            "pooled": summarise(ranks_from_scores(scores, target)),
+            "pooled": summarise(pooled),
             "hybrid": summarise(hybrid),
             "start_error_s": {
                 "median": float(errors.median()) if errors.numel() else float("nan"),
                 "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
             },
         }
+        for part, mask in parts.items():
+            if mask.any():
+                out[name][part] = {
+                    "pooled": summarise(pooled[mask]),
+                    "hybrid": summarise(hybrid[mask]),
+                }
     return out
 
 

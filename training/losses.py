@@ -10,6 +10,9 @@
   meaning, not one grammar's wording).
 - `scav_loss`: SCAV's sequence-level contrast: negative sequence distances as logits, the distance
   matrix normalised row- and column-wise before the softmax.
+- `step_contrast_loss`: per-step audio–visual contrast: the sound at step t against the picture at
+  t, the picture at the clip's other times and every other clip's steps (Synchformer's segment
+  contrast at the grid's resolution): the sequence heads learn *when*, not only *what*.
 """
 
 from __future__ import annotations
@@ -187,5 +190,33 @@ def scav_loss(
         return a_seq.new_zeros(())
     dist = pairwise_distance(distance, a_seq, a_mask, v_seq, v_mask)  # (B, B)
     logits = -scale * normalise_distances(dist)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def step_contrast_loss(
+    audio: Embeddings,
+    visual: Embeddings,
+    temperature: float,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Per-step audio–visual InfoNCE: each audio step's positive is the visual step at the same time
+    of the same clip; its negatives are the clip's other visual steps (so only timing separates
+    them: an event heard at t is seen at t, not a second later) and every step of the other clips
+    in the batch. Symmetric. Steps past either stream's end, and rows where `valid` is False (no
+    sound, or no picture), take no part.
+
+    Temporal negatives that look alike (two quiet steps of one clip) cannot be told apart and keep
+    a floor under this loss; that is the point: what can be told apart is where the events are.
+    """
+    a_seq, a_mask, v_seq, v_mask = audio.sequence, audio.mask, visual.sequence, visual.mask
+    if valid is not None:
+        a_seq, a_mask, v_seq, v_mask = a_seq[valid], a_mask[valid], v_seq[valid], v_mask[valid]
+    t = min(a_seq.shape[1], v_seq.shape[1])
+    both = a_mask[:, :t] & v_mask[:, :t]
+    a_steps, v_steps = a_seq[:, :t][both], v_seq[:, :t][both]  # (N, D) each, row-aligned
+    if a_steps.shape[0] < 2:
+        return a_seq.new_zeros(())
+    logits = a_steps @ v_steps.T / temperature  # (N, N)
     target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

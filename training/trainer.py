@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models.config import Modality, preset
+from models.encoders import Embeddings, TemporalHead
 from models.media import Fit
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -41,6 +42,7 @@ from training.losses import (
     scav_loss,
     single_stage_loss,
     soft_targets,
+    step_contrast_loss,
     two_stage_loss,
 )
 
@@ -77,6 +79,25 @@ class TrainConfig:
     # embed together. Only a trainable text head (mlp, linear, residual) learns from it. 0 = off.
     paraphrase_weight: float = 0.0
     paraphrase_temperature: float = 0.05
+    # Weight of the per-step audio–visual contrast (losses.step_contrast_loss), which trains the
+    # sequence heads to know when things happen; 0 = off. Its temperature is fixed: cosine logits.
+    sync_weight: float = 0.0
+    sync_temperature: float = 0.07
+    # Positions start at a random step in [0, position_jitter) per training sample
+    # (models.encoders.TemporalHead): an excerpt's steps then match the whole clip's. 0 = off.
+    position_jitter: int = 0
+    # Weight of the excerpt objective (`excerpt_loss`): a piece cut from each clip at a random
+    # step, encoded alone, must land on the whole clip's steps at the same times, in its own
+    # modality and the other. 0 = off. Costs an extra encoder pass over the pieces.
+    excerpt_weight: float = 0.0
+    excerpt_steps: tuple[int, int] = (6, 16)  # the pieces' lengths, in steps (1.5–4 s at 4/s)
+    # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
+    event_inputs: bool | None = None
+
+    @property
+    def trains_sequences(self) -> bool:
+        """Whether a sequence objective trains the per-step heads."""
+        return self.scav_weight > 0 or self.sync_weight > 0 or self.excerpt_weight > 0
 
     def __post_init__(self) -> None:
         if self.objective not in ("single-stage", "two-stage"):
@@ -85,6 +106,14 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2 (contrast needs negatives)")
         if self.scav_weight < 0:
             raise ValueError("scav_weight must be >= 0")
+        if self.excerpt_weight < 0 or not 1 <= self.excerpt_steps[0] <= self.excerpt_steps[1]:
+            raise ValueError(
+                "excerpt_weight must be >= 0 and excerpt_steps an ordered (lo, hi) >= 1"
+            )
+        if self.position_jitter < 0:
+            raise ValueError("position_jitter must be >= 0 (steps; 0 = off)")
+        if self.sync_weight < 0 or self.sync_temperature <= 0:
+            raise ValueError("sync_weight must be >= 0 and sync_temperature > 0")
         if self.paraphrase_weight < 0 or self.paraphrase_temperature <= 0:
             raise ValueError("paraphrase_weight must be >= 0 and paraphrase_temperature > 0")
         if self.soft_target_temperature < 0:
@@ -246,8 +275,67 @@ def train_step(
         l_seq = scav_loss(audio, visual, scales["sequence"], cfg.scav_distance, audio_valid)
         loss = loss + cfg.scav_weight * l_seq
         parts["scav"] = l_seq.item()
+    if cfg.sync_weight > 0 and visual is not None and audio is not None:
+        l_sync = step_contrast_loss(audio, visual, cfg.sync_temperature, audio_valid)
+        loss = loss + cfg.sync_weight * l_sync
+        parts["sync"] = l_sync.item()
+    if cfg.excerpt_weight > 0 and visual is not None and audio is not None:
+        l_ex = excerpt_loss(model, batch, audio, visual, audio_valid, cfg)
+        loss = loss + cfg.excerpt_weight * l_ex
+        parts["excerpt"] = float(l_ex.detach())
     parts["loss"] = loss.item()
     return loss, parts
+
+
+def excerpt_loss(
+    model: TrimodalModel,
+    batch: Batch,
+    audio: Embeddings,
+    visual: Embeddings,
+    valid: torch.Tensor,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    """Pieces of `cfg.excerpt_steps` steps cut from every clip with both streams at a random
+    step, sound and picture encoded alone (as a user's excerpt query is), contrasted step by step
+    with the whole clip's steps at the same times (`step_contrast_loss`): sound piece against the
+    clip's sound and its picture, picture piece against its picture and its sound. A piece then
+    lands on the steps it was cut from, wherever it starts."""
+    mc = model.cfg
+    sps, fps, sr = mc.steps_per_second, mc.visual.fps, mc.audio.sample_rate
+    length = torch.minimum(audio.mask.sum(1), visual.mask.sum(1))  # (B,) steps in both
+    lo, hi = cfg.excerpt_steps
+    n = int(torch.randint(lo, hi + 1, ()))
+    rows = [b for b in range(len(batch.ids)) if bool(valid[b]) and int(length[b]) > n]
+    if len(rows) < 2:
+        return audio.pooled.new_zeros(())
+    starts = [int(torch.randint(0, int(length[b]) - n + 1, ())) for b in rows]
+    frames = [
+        batch.frames[b][round(s * fps / sps) : round((s + n) * fps / sps)]
+        for b, s in zip(rows, starts, strict=True)
+    ]
+    waves = [
+        batch.audio[b][round(s * sr / sps) : round((s + n) * sr / sps)]
+        for b, s in zip(rows, starts, strict=True)
+    ]
+    piece_a = model.encode_audio(*model.audio_inputs(waves))
+    piece_v = model.encode_visual(*model.visual_inputs(frames))
+    index = torch.tensor(rows, device=audio.sequence.device)
+    steps = torch.tensor(starts, device=index.device)[:, None] + torch.arange(
+        n, device=index.device
+    )
+
+    def cut(e: Embeddings) -> Embeddings:
+        seq = e.sequence[index[:, None], steps]  # (R, n, D)
+        return Embeddings(e.pooled[index], seq, e.mask[index[:, None], steps])
+
+    whole_a, whole_v = cut(audio), cut(visual)
+    t = cfg.sync_temperature
+    return 0.25 * (
+        step_contrast_loss(piece_a, whole_a, t)
+        + step_contrast_loss(piece_v, whole_v, t)
+        + step_contrast_loss(piece_a, whole_v, t)
+        + step_contrast_loss(whole_a, piece_v, t)
+    )
 
 
 def _lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -310,11 +398,21 @@ def train(
         model_cfg = replace(model_cfg, text=replace(model_cfg.text, head=cfg.text_head))
     if cfg.embed_dim is not None:
         model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
+    if cfg.event_inputs is not None:
+        model_cfg = replace(
+            model_cfg,
+            audio=replace(model_cfg.audio, events=cfg.event_inputs),
+            visual=replace(model_cfg.visual, events=cfg.event_inputs),
+        )
     # The model decodes pictures the way its training features were decoded, at index and query
     # time too: the fit and the frame rate are the cache's, recorded in the checkpoint's config.
     spec = prepared.cache.spec
     model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=spec.fit, fps=spec.fps))
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
+    for modality in (Modality.AUDIO, Modality.VISUAL):
+        head = model.encoders[modality].head
+        assert isinstance(head, TemporalHead)
+        head.position_jitter = cfg.position_jitter
     if cfg.paraphrase_weight > 0 and not list(model.text.project_head.parameters()):
         raise ValueError(
             f"the paraphrase loss needs a trainable text head; {model_cfg.text.head!r} has none "
@@ -405,5 +503,5 @@ def train(
     finally:
         log.close()
     if (out / "best").is_dir():
-        record_policy(prepared, out / "best", cfg.scav_weight > 0, device)
+        record_policy(prepared, out / "best", cfg.trains_sequences, device)
     return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)

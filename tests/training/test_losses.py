@@ -18,6 +18,7 @@ from training.losses import (
     scav_loss,
     single_stage_loss,
     soft_targets,
+    step_contrast_loss,
     two_stage_loss,
 )
 
@@ -166,3 +167,40 @@ def test_paraphrase_loss_counts_identical_sentences_as_positives():
     )
     assert with_dup < plain  # the duplicate is not pushed away as a negative
     assert paraphrase_loss(proj[:1], other[:1], raw[:1], other_raw[:1], 0.1) == 0
+
+
+def test_step_contrast_loss_knows_when_not_only_what():
+    """The same steps in another order (every clip's own content, at the wrong times) must cost
+    more than the right order; padded steps and invalid rows take no part."""
+    a = emb(b=4, t=6, d=16, seed=21)
+    aligned = step_contrast_loss(a, a, 0.1)
+    shifted = Embeddings(a.pooled, torch.roll(a.sequence, 2, dims=1), a.mask)
+    assert aligned < step_contrast_loss(a, shifted, 0.1) - 1.0
+
+    garbage = a.sequence.clone()
+    garbage[:, 4:] = float("nan")  # padding may hold anything
+    mask = a.mask.clone()
+    mask[:, 4:] = False
+    padded = Embeddings(a.pooled, garbage, mask)
+    cut = Embeddings(a.pooled, a.sequence[:, :4], a.mask[:, :4])
+    assert torch.allclose(
+        step_contrast_loss(padded, padded, 0.1), step_contrast_loss(cut, cut, 0.1)
+    )
+
+    valid = torch.tensor([True, True, False, True])
+    noisy = Embeddings(a.pooled, a.sequence.clone(), a.mask)
+    noisy.sequence[2] = unit(6, 16, seed=5)  # a row without its pair: ignored when invalid
+    assert torch.allclose(
+        step_contrast_loss(a, noisy, 0.1, valid), step_contrast_loss(a, a, 0.1, valid)
+    )
+    one = Embeddings(a.pooled[:1], a.sequence[:1, :1], a.mask[:1, :1])
+    assert step_contrast_loss(one, one, 0.1) == 0  # a single step: nothing to contrast
+
+
+def test_step_contrast_loss_has_gradients_on_both_sides():
+    a = emb(b=3, t=4, d=8, seed=31)
+    v = Embeddings(a.pooled, unit(3, 4, 8, seed=32).requires_grad_(True), a.mask)
+    s = Embeddings(a.pooled, a.sequence.clone().requires_grad_(True), a.mask)
+    step_contrast_loss(s, v, 0.07).backward()
+    assert torch.isfinite(v.sequence.grad).all() and v.sequence.grad.abs().sum() > 0
+    assert torch.isfinite(s.sequence.grad).all() and s.sequence.grad.abs().sum() > 0

@@ -292,3 +292,54 @@ def test_frame_rate_override_is_decoded_trained_and_recorded(corpus, tmp_path):
     assert len(frames) == 24  # 2 s at 12 fps (the preset samples 8: 16 frames)
     with pytest.raises(typer.BadParameter, match="multiple of steps_per_second"):
         train_command(out=tmp_path / "bad", fps=10.0, **common)
+
+
+def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_path):
+    """sync + excerpt + position jitter + event inputs: every part runs, lowers its own loss on a
+    fixed batch, and the checkpoint's policy records trained sequence heads (an untrained run's
+    says the opposite)."""
+    cfg = TrainConfig(
+        preset="tiny",
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=2,
+        device="cpu",
+        sync_weight=1.0,
+        excerpt_weight=1.0,
+        excerpt_steps=(2, 4),
+        position_jitter=8,
+        event_inputs=True,
+    )
+    assert cfg.trains_sequences and not TrainConfig(preset="tiny").trains_sequences
+    result = train(prepared, cfg, tmp_path / "run")
+    first, last = result.history[0], result.history[-1]
+    assert last["sync"] < first["sync"] and last["excerpt"] < first["excerpt"], (first, last)
+    model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
+    assert model.cfg.audio.events and model.cfg.visual.events
+    assert model.search_policy.sequence_trained and model.search_policy.recorded
+    with pytest.raises(ValueError, match="excerpt"):
+        TrainConfig(excerpt_weight=1.0, excerpt_steps=(5, 2))
+    with pytest.raises(ValueError, match="jitter"):
+        TrainConfig(position_jitter=-1)
+
+
+def test_train_command_passes_the_timing_options(corpus, tmp_path):
+    from training.cli import train as train_command
+
+    out = tmp_path / "run"
+    train_command(
+        **one_epoch_command_args(corpus, tmp_path),
+        out=out,
+        sync_weight=0.5,
+        excerpt_weight=0.5,
+        position_jitter=4,
+        event_inputs=True,
+    )
+    saved = json.loads((out / "train_config.json").read_text())
+    assert (saved["sync_weight"], saved["excerpt_weight"], saved["position_jitter"]) == (
+        0.5,
+        0.5,
+        4,
+    )
+    assert json.loads((out / "best" / "search.json").read_text())["sequence_trained"] is True

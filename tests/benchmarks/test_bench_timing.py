@@ -1,0 +1,86 @@
+"""bench_timing: its peer (Chromaprint alignment), its ROC AUC, and a run on a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_timing as bt
+from models.config import preset
+from models.model import TrimodalModel
+from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+
+
+def test_roc_auc_matches_counting_pairs():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 40).round(1), rng.normal(0, 1, 30).round(1)
+    pairs = [(p > n) + 0.5 * (p == n) for p in pos for n in neg]
+    assert bt.roc_auc(pos, neg) == pytest.approx(np.mean(pairs))
+    assert bt.roc_auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert np.isnan(bt.roc_auc(np.array([]), neg))
+
+
+def test_fingerprint_alignment_finds_the_planted_offset_and_the_right_clip():
+    rng = np.random.default_rng(1)
+    targets = rng.integers(0, 2**32, (5, 40), dtype=np.uint64).astype(np.uint32)
+    lengths = np.array([40, 40, 25, 40, 6])
+    query = targets[3, 12:20].copy()
+    query[2] ^= np.uint32(0xFF)  # a few flipped bits: still found
+    ber, offset = bt.best_alignment(query, targets, lengths)
+    assert int(ber.argmin()) == 3 and int(offset[3]) == 12
+    assert ber[3] == pytest.approx(8 / (32 * 8))
+    # a target shorter than the query is compared over its own length, never past it
+    assert 0.0 <= ber[4] <= 1.0
+
+
+@pytest.mark.skipif(shutil.which("fpcalc") is None, reason="fpcalc (libchromaprint-tools) missing")
+def test_chromaprint_finds_a_4s_excerpt_and_where_it_starts():
+    rng = np.random.default_rng(2)
+    sr = 16_000
+    pool = []
+    for _ in range(3):  # noise bursts at random times: distinct, fingerprintable sounds
+        wave = rng.normal(0, 0.01, 8 * sr).astype(np.float32)
+        for t in rng.uniform(0, 7.5, 12):
+            a = int(t * sr)
+            wave[a : a + 2000] += rng.normal(0, 0.5, 2000).astype(np.float32)
+        pool.append(wave)
+    start = 2.0
+    excerpt = pool[1][int(start * sr) : int((start + 4) * sr)]
+    out = bt.chromaprint_report(pool, [excerpt, excerpt[:sr]], [1, 1], [start, start], sr)
+    assert out["n"] == 2 and out["no_fingerprint"] == 1  # one second is too short
+    assert out["R@1"] == 0.5
+    assert out["start_error_s"]["median"] < 0.15
+
+
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, monkeypatch):
+    corpus = tmp_path / "c"
+    generate_corpus(
+        corpus,
+        GeneratorConfig(
+            clips=10,
+            seed=4,
+            val_fraction=0.0,
+            test_fraction=1.0,
+            render=RenderConfig(duration_s=3.0),
+        ),
+        workers=1,
+    )
+    TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
+    monkeypatch.setattr("benchmarks._common.RESULTS", tmp_path / "results")
+    args = ["--ckpt", str(tmp_path / "ckpt"), "--pool", f"tiny={corpus / 'manifest.jsonl'}"]
+    args += ["--seconds", "1.5", "--chromaprint", "--cache", str(tmp_path / "cache")]
+    out = bt.main(args)
+    r = out["pools"]["tiny"]
+    assert r["pool"] == 10 and not r["skipped"]
+    assert set(r["full"]) == {"audio→video", "video→audio"}
+    assert r["full"]["audio→video"]["service"]["all"]["n"] == 10
+    assert r["excerpts"]["1.5s"]["queries"] == 10
+    agreement = r["agreement"]
+    assert agreement["clips"] == 10 and 0.0 <= agreement["swapped_auc"]["all"] <= 1.0
+    assert out["search_policy"]["sequence_trained"] is False  # an untrained model says so
+    written = list((tmp_path / "results").glob("bench_timing-*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
