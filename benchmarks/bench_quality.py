@@ -143,6 +143,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="training positions start at a random step below this (default: TrainConfig's)",
     )
     p.add_argument(
+        "--sequence-branch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sequences from their own branch on the detached encoder outputs (default: the "
+        "preset's)",
+    )
+    p.add_argument(
+        "--branch-trunk-gradient",
+        type=float,
+        default=None,
+        help="share of the sequence branch's gradient that reaches the shared encoder",
+    )
+    p.add_argument(
         "--event-inputs",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -223,6 +236,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             else {}
         ),
         event_inputs=args.event_inputs,
+        sequence_branch=args.sequence_branch,
+        **(
+            {"branch_trunk_gradient": args.branch_trunk_gradient}
+            if args.branch_trunk_gradient is not None
+            else {}
+        ),
         **({"excerpt_weight": args.excerpt_weight} if args.excerpt_weight is not None else {}),
         **({"position_jitter": args.position_jitter} if args.position_jitter is not None else {}),
         **({"sync_weight": args.sync_weight} if args.sync_weight is not None else {}),

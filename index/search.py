@@ -274,9 +274,12 @@ class Searcher:
         t0 = time.perf_counter()
         chosen = [r for r, _ in ranked[:k]]
         # A query's steps align with an item's only through sequence heads that mean something
-        # for the pair: the same encoder's steps always do; across modalities (and for text) only
-        # trained heads. Otherwise the segment would be noise: the hit gets the whole item.
-        localised = self.policy.sequence_trained or _same_space(query.modality, primary)
+        # for the pair: the same encoder's steps always do; across modalities only trained heads,
+        # and for text only heads trained in the text space (the policy says which). Otherwise
+        # the segment would be noise: the hit gets the whole item.
+        localised = _same_space(query.modality, primary) or (
+            self.policy.localises_text if query.modality == "text" else self.policy.sequence_trained
+        )
         if localised:
             missing = [r for r in chosen if r not in known]  # the re-rank aligned the others
             known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))

@@ -89,6 +89,10 @@ class ModelConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     visual: VisualConfig = field(default_factory=VisualConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    # Per-step sequences from their own branch on the encoders' detached outputs, with explicit
+    # event inputs (models.encoders.SequenceBranch), instead of a head on the shared transformer.
+    # False for checkpoints from before the field.
+    sequence_branch: bool = False
 
     def __post_init__(self) -> None:
         mel_fps = self.audio.sample_rate / self.audio.hop_length

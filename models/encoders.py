@@ -78,7 +78,14 @@ class TemporalHead(nn.Module):
     """Windowed transformer over tokens, grouping onto grid steps, sequence and pooled heads."""
 
     def __init__(
-        self, width: int, layers: int, heads: int, dropout: float, tokens_per_step: int, dim: int
+        self,
+        width: int,
+        layers: int,
+        heads: int,
+        dropout: float,
+        tokens_per_step: int,
+        dim: int,
+        pooled: bool = True,
     ) -> None:
         super().__init__()
         self.tokens_per_step = tokens_per_step
@@ -88,13 +95,19 @@ class TemporalHead(nn.Module):
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.sequence_head = nn.Linear(width, dim)
-        self.pooled_head = nn.Linear(width, dim)
+        # A head whose pooled vector nobody uses (SequenceBranch) has none: it pools its steps.
+        self.pooled_head = nn.Linear(width, dim) if pooled else None
         # Training only: each sample's positions start at a random step in [0, position_jitter),
         # so that a step's embedding cannot say how far it is from the start of the input (an
         # excerpt starts at 0 wherever it was cut from) and an excerpt lands on the same steps.
         self.position_jitter = 0
 
     def forward(self, tokens: Tensor, token_mask: Tensor) -> Embeddings:
+        return self.run(tokens, token_mask)[0]
+
+    def run(self, tokens: Tensor, token_mask: Tensor) -> tuple[Embeddings, Tensor, Tensor]:
+        """The embeddings, and the transformer's output tokens (B, N', W) with their mask (N'
+        padded to whole steps or windows), for a branch that reads them (`SequenceBranch`)."""
         b, n, w = tokens.shape
         window = CONTEXT_STEPS * self.tokens_per_step
         pad = (-n) % self.tokens_per_step
@@ -120,16 +133,54 @@ class TemporalHead(nn.Module):
         attn_mask = m.clone()
         attn_mask[empty] = True
         x = self.transformer(x, src_key_padding_mask=~attn_mask)
-        x = self.norm(x).reshape(b, length, w)
+        out_tokens = self.norm(x).reshape(b, length, w)
 
         steps = length // self.tokens_per_step
-        x = x.reshape(b, steps, self.tokens_per_step, w)
+        x = out_tokens.reshape(b, steps, self.tokens_per_step, w)
         m = token_mask.reshape(b, steps, self.tokens_per_step)
         step_feat = masked_mean(x, m, dim=2)  # (B, T, W)
         step_mask = m.any(dim=2)  # (B, T)
         sequence = F.normalize(self.sequence_head(step_feat), dim=-1) * step_mask.unsqueeze(-1)
-        pooled = F.normalize(self.pooled_head(masked_mean(step_feat, step_mask, dim=1)), dim=-1)
-        return Embeddings(pooled, sequence, step_mask)
+        if self.pooled_head is not None:
+            pooled = F.normalize(self.pooled_head(masked_mean(step_feat, step_mask, dim=1)), dim=-1)
+        else:
+            pooled = F.normalize(masked_mean(sequence, step_mask, dim=1), dim=-1)
+        return Embeddings(pooled, sequence, step_mask), out_tokens, token_mask
+
+
+class SequenceBranch(nn.Module):
+    """The per-step sequence of an encoder, learned apart from its pooled vector.
+
+    Reads the encoder's output tokens *detached* (an objective on the steps cannot move what the
+    pooled vector, and so every text and pooled figure, was trained to be; `trunk_gradient`, a
+    training setting, lets a share of it through) plus explicit event
+    inputs (sound onsets or picture changes), through its own one-layer windowed transformer.
+    Trained by the timing objectives (step contrast, excerpts); a model without the branch takes
+    its steps from the shared transformer's sequence head, as checkpoints before it did."""
+
+    def __init__(
+        self, width: int, heads: int, tokens_per_step: int, dim: int, event_dim: int
+    ) -> None:
+        super().__init__()
+        # The share of the branch's gradient that reaches the shared encoder (0 = detached).
+        self.trunk_gradient = 0.0
+        self.events = nn.Linear(event_dim, width)
+        self.head = TemporalHead(width, 1, heads, 0.0, tokens_per_step, dim, pooled=False)
+
+    def forward(self, tokens: Tensor, token_mask: Tensor, events: Tensor) -> Embeddings:
+        events = F.pad(events, (0, 0, 0, tokens.shape[1] - events.shape[1]))
+        g = self.trunk_gradient  # same values, a share g of the gradient
+        tokens = g * tokens + (1 - g) * tokens.detach() if g > 0 else tokens.detach()
+        return self.head(tokens + self.events(events), token_mask)
+
+
+def _with_branch(
+    trunk: Embeddings, branch: SequenceBranch, tokens: Tensor, mask: Tensor, events: Tensor
+) -> Embeddings:
+    steps = branch(tokens, mask, events)
+    if steps.sequence.shape[1] != trunk.sequence.shape[1]:
+        raise RuntimeError("the sequence branch and the trunk disagree on the number of steps")
+    return Embeddings(trunk.pooled, steps.sequence, trunk.mask)
 
 
 class AudioEncoder(nn.Module):
@@ -155,14 +206,21 @@ class AudioEncoder(nn.Module):
         self.head = TemporalHead(
             a.width, a.layers, a.heads, a.dropout, cfg.audio_tokens_per_step, cfg.embed_dim
         )
+        self.branch = (
+            SequenceBranch(
+                a.width, a.heads, cfg.audio_tokens_per_step, cfg.embed_dim, 2 * ONSET_BANDS
+            )
+            if cfg.sequence_branch
+            else None
+        )
 
     def forward(self, mel: Tensor, mel_mask: Tensor) -> Embeddings:
         """mel: log-mel (B, n_mels, F); mel_mask (B, F) True for real frames."""
         if mel.ndim != 3 or mel.shape[1] != self.cfg.n_mels:
             raise ValueError(f"expected log-mel (B, {self.cfg.n_mels}, F), got {tuple(mel.shape)}")
-        if self.pretrained is not None:
-            return self.head(*self.pretrained(mel, mel_mask))
         k = self.cfg.token_frames
+        if self.pretrained is not None:
+            return self._heads(*self.pretrained(mel, mel_mask), mel, mel_mask)
         pad = (-mel.shape[-1]) % k
         mel = F.pad(mel, (0, pad))
         mel_mask = F.pad(mel_mask, (0, pad), value=False)
@@ -172,7 +230,18 @@ class AudioEncoder(nn.Module):
         token_mask = mel_mask.reshape(mel_mask.shape[0], -1, k).any(dim=2)  # (B, N)
         if self.onsets is not None:
             tokens = tokens + self.onsets(onset_features(mel, mel_mask, k) / 4.0)
-        return self.head(tokens, token_mask)
+        return self._heads(tokens, token_mask, mel, mel_mask)
+
+    def _heads(
+        self, tokens: Tensor, token_mask: Tensor, mel: Tensor, mel_mask: Tensor
+    ) -> Embeddings:
+        if self.branch is None:
+            return self.head(tokens, token_mask)
+        trunk, out, out_mask = self.head.run(tokens, token_mask)
+        k = self.cfg.token_frames
+        pad = (-mel.shape[-1]) % k
+        onsets = onset_features(F.pad(mel, (0, pad)), F.pad(mel_mask, (0, pad), value=False), k)
+        return _with_branch(trunk, self.branch, out, out_mask, onsets[:, : out.shape[1]] / 4.0)
 
 
 class FrameStem(nn.Module):
@@ -221,6 +290,13 @@ class VisualEncoder(nn.Module):
         self.head = TemporalHead(
             v.width, v.layers, v.heads, v.dropout, cfg.frames_per_step, cfg.embed_dim
         )
+        self.branch = (
+            SequenceBranch(
+                v.width, v.heads, cfg.frames_per_step, cfg.embed_dim, CHANGE_GRID * CHANGE_GRID + 1
+            )
+            if cfg.sequence_branch
+            else None
+        )
 
     def forward(self, frames: Tensor, frame_mask: Tensor) -> Embeddings:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -231,6 +307,12 @@ class VisualEncoder(nn.Module):
         delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
         delta[:, 0] = 0
         tokens = per_frame + self.motion(delta)
+        changes = None
+        if self.changes is not None or self.branch is not None:
+            changes = change_features(frames, frame_mask)
         if self.changes is not None:
-            tokens = tokens + self.changes(change_features(frames, frame_mask))
-        return self.head(tokens, frame_mask)
+            tokens = tokens + self.changes(changes)
+        if self.branch is None:
+            return self.head(tokens, frame_mask)
+        trunk, out, out_mask = self.head.run(tokens, frame_mask)
+        return _with_branch(trunk, self.branch, out, out_mask, changes)

@@ -42,6 +42,14 @@ class SearchPolicy:
     rerank: Mapping[str, bool]  # DIRECTIONS key → re-rank by default
     evidence: Mapping[str, Any] = field(default_factory=dict)  # the figures behind each choice
     recorded: bool = True  # False: the checkpoint or index predates the record
+    # Whether the steps live in the text space, so a text query can be localised by them. The
+    # timing objectives train steps that know *when* sound and picture agree, not what a caption
+    # says: their text hits get the whole item. None (records before the field): as trained.
+    text_segments: bool | None = None
+
+    @property
+    def localises_text(self) -> bool:
+        return self.sequence_trained if self.text_segments is None else self.text_segments
 
     def reranks(self, query_modality: str, target: str) -> bool:
         key = direction(query_modality, target)
@@ -79,6 +87,7 @@ class SearchPolicy:
             "sequence_trained": self.sequence_trained,
             "rerank": {d: bool(self.rerank.get(d, False)) for d in DIRECTIONS},
             "evidence": dict(self.evidence),
+            **({} if self.text_segments is None else {"text_segments": self.text_segments}),
         }
 
     @classmethod
@@ -87,10 +96,12 @@ class SearchPolicy:
         if not isinstance(data, Mapping) or not isinstance(data.get("rerank"), Mapping):
             return cls.unrecorded()
         rerank = data["rerank"]
+        text_segments = data.get("text_segments")
         return cls(
             sequence_trained=bool(data.get("sequence_trained", False)),
             rerank={d: rerank.get(d) is True for d in DIRECTIONS},
             evidence=dict(data.get("evidence") or {}),
+            text_segments=text_segments if isinstance(text_segments, bool) else None,
         )
 
 

@@ -389,6 +389,7 @@ def measure_policy(
     texts: TextCache,
     sequence_trained: bool,
     rerank_k: int = 100,
+    text_segments: bool | None = None,
 ) -> SearchPolicy:
     """The checkpoint's search defaults, measured on `items` (the validation split): a direction
     re-ranks by default only if the re-rank is at least as good as the pooled first pass on R@1
@@ -425,4 +426,9 @@ def measure_policy(
             }
             for kind, p, h in measured
         }
-    return SearchPolicy(sequence_trained=sequence_trained, rerank=rerank, evidence=evidence)
+    return SearchPolicy(
+        sequence_trained=sequence_trained,
+        rerank=rerank,
+        evidence=evidence,
+        text_segments=text_segments,
+    )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from models.config import Modality, preset
-from models.encoders import Embeddings, TemporalHead
+from models.encoders import Embeddings, SequenceBranch, TemporalHead
 from models.media import Fit
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -91,6 +91,11 @@ class TrainConfig:
     # modality and the other. 0 = off. Costs an extra encoder pass over the pieces.
     excerpt_weight: float = 0.0
     excerpt_steps: tuple[int, int] = (6, 16)  # the pieces' lengths, in steps (1.5–4 s at 4/s)
+    excerpt_rows: int = 16  # clips of a batch that give a piece (the extra pass costs time)
+    # Share of the sequence branch's gradient that reaches the shared encoder (0 = detached).
+    branch_trunk_gradient: float = 0.0
+    # Override the preset's sequence branch (models.encoders.SequenceBranch).
+    sequence_branch: bool | None = None
     # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
     event_inputs: bool | None = None
 
@@ -110,6 +115,8 @@ class TrainConfig:
             raise ValueError(
                 "excerpt_weight must be >= 0 and excerpt_steps an ordered (lo, hi) >= 1"
             )
+        if self.excerpt_rows < 2 or not 0 <= self.branch_trunk_gradient <= 1:
+            raise ValueError("excerpt_rows must be >= 2 and branch_trunk_gradient in [0, 1]")
         if self.position_jitter < 0:
             raise ValueError("position_jitter must be >= 0 (steps; 0 = off)")
         if self.sync_weight < 0 or self.sync_temperature <= 0:
@@ -194,17 +201,24 @@ def record_policy(
 ) -> SearchPolicy:
     """Measure on the validation split what the checkpoint's sequence heads are good for, and
     record it beside the weights (`models.policy`): the index and the service take their re-rank
-    defaults from it."""
+    defaults from it. No objective here puts the steps in the text space (SCAV and the timing
+    objectives contrast sound with picture), so text hits are never localised by them."""
     if prepared.val_items:
         model = TrimodalModel.load(checkpoint, device, prepared.backbone)
         policy = measure_policy(
-            model, prepared.val_items, prepared.cache, prepared.texts, sequence_trained
+            model,
+            prepared.val_items,
+            prepared.cache,
+            prepared.texts,
+            sequence_trained,
+            text_segments=False,
         )
     else:
         policy = SearchPolicy(
             sequence_trained,
             dict.fromkeys(POLICY_DIRECTIONS, False),
             {"reason": "no validation split to measure the re-rank on"},
+            text_segments=False,
         )
     save_policy(checkpoint, policy)
     return policy
@@ -306,6 +320,7 @@ def excerpt_loss(
     lo, hi = cfg.excerpt_steps
     n = int(torch.randint(lo, hi + 1, ()))
     rows = [b for b in range(len(batch.ids)) if bool(valid[b]) and int(length[b]) > n]
+    rows = rows[: cfg.excerpt_rows]  # batches come shuffled: the first ones are a random few
     if len(rows) < 2:
         return audio.pooled.new_zeros(())
     starts = [int(torch.randint(0, int(length[b]) - n + 1, ())) for b in rows]
@@ -398,6 +413,8 @@ def train(
         model_cfg = replace(model_cfg, text=replace(model_cfg.text, head=cfg.text_head))
     if cfg.embed_dim is not None:
         model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
+    if cfg.sequence_branch is not None:
+        model_cfg = replace(model_cfg, sequence_branch=cfg.sequence_branch)
     if cfg.event_inputs is not None:
         model_cfg = replace(
             model_cfg,
@@ -409,10 +426,11 @@ def train(
     spec = prepared.cache.spec
     model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=spec.fit, fps=spec.fps))
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
-    for modality in (Modality.AUDIO, Modality.VISUAL):
-        head = model.encoders[modality].head
-        assert isinstance(head, TemporalHead)
-        head.position_jitter = cfg.position_jitter
+    for module in model.modules():
+        if isinstance(module, TemporalHead):
+            module.position_jitter = cfg.position_jitter
+        if isinstance(module, SequenceBranch):
+            module.trunk_gradient = cfg.branch_trunk_gradient
     if cfg.paraphrase_weight > 0 and not list(model.text.project_head.parameters()):
         raise ValueError(
             f"the paraphrase loss needs a trainable text head; {model_cfg.text.head!r} has none "

@@ -93,6 +93,7 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, scav):
     train(prepared, cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "best" / SEARCH_FILE).read_text())
     assert record["sequence_trained"] is (scav > 0)
+    assert record["text_segments"] is False  # no objective puts the steps in the text space
     evidence = record["evidence"]
     assert evidence["pool"] == len(prepared.val_items) > 0
     for name in DIRECTIONS:
@@ -194,3 +195,21 @@ def test_segments_come_only_from_sequences_that_can_align_the_query(corpus, tmp_
     _index(corpus, ckpt, trained)
     cross = Searcher.open(trained).search(audio, "video", k=4)
     assert cross.localised and all(len(h.timeline) > 0 for h in cross.hits)
+
+    # Steps trained to match sound with picture localise audio and video queries, not text ones.
+    timing = tmp_path / "timing"
+    save_policy(ckpt, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), text_segments=False))
+    _index(corpus, ckpt, timing)
+    searcher = Searcher.open(timing)
+    assert searcher.search(audio, "video", k=4).localised
+    text = searcher.search(Query("text", audio.pooled), "video", k=4)
+    assert not text.localised and all(h.timeline == [] for h in text.hits)
+
+
+def test_text_segments_are_recorded_and_old_records_keep_their_meaning(tmp_path):
+    save_policy(tmp_path, SearchPolicy(True, {}, text_segments=False))
+    back = load_policy(tmp_path)
+    assert back.sequence_trained and back.text_segments is False and not back.localises_text
+    older = SearchPolicy.from_dict({"sequence_trained": True, "rerank": {}})
+    assert older.text_segments is None and older.localises_text  # as before the field
+    assert "text_segments" not in older.to_dict()
