@@ -130,6 +130,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "(default: TrainConfig's)",
     )
     p.add_argument(
+        "--sync-objective",
+        choices=("steps", "clips"),
+        default=None,
+        help="the timing objective --sync-weight weighs (default: TrainConfig's)",
+    )
+    p.add_argument("--sync-temperature", type=float, default=None, help="default: TrainConfig's")
+    p.add_argument(
         "--excerpt-weight",
         type=float,
         default=None,
@@ -242,6 +249,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.branch_trunk_gradient is not None
             else {}
         ),
+        **({"sync_objective": args.sync_objective} if args.sync_objective else {}),
+        **({"sync_temperature": args.sync_temperature} if args.sync_temperature else {}),
         **({"excerpt_weight": args.excerpt_weight} if args.excerpt_weight is not None else {}),
         **({"position_jitter": args.position_jitter} if args.position_jitter is not None else {}),
         **({"sync_weight": args.sync_weight} if args.sync_weight is not None else {}),

@@ -280,6 +280,7 @@ def measure_pool(
     seconds: list[float],
     chromaprint_seconds: list[float],
     rerank_k: int,
+    max_queries: int | None = None,
 ) -> dict[str, Any]:
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)
@@ -311,6 +312,7 @@ def measure_pool(
             s,
             rerank_k=rerank_k,
             pool=pool,
+            max_queries=max_queries,
             subsets={k: v for k, v in subsets.items() if k in ("shared", "unshared")},
         )
         for d in EXCERPT_DIRECTIONS:
@@ -323,7 +325,7 @@ def measure_pool(
     if chromaprint_seconds:
         whole = [np.asarray(cache.audio(i)) for i in ids]
         for s in chromaprint_seconds:
-            cut = cut_excerpts(ids, cache, s, fps, sr)  # the same excerpts as the model's
+            cut = cut_excerpts(ids, cache, s, fps, sr, max_queries=max_queries)  # the model's
             out["chromaprint"][f"{s:g}s"] = chromaprint_report(
                 whole, cut.waves, cut.rows, cut.starts, sr
             )
@@ -356,6 +358,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--rerank", type=int, default=100)
     p.add_argument(
+        "--max-queries",
+        type=int,
+        default=None,
+        help="excerpts from this many clips per pool (a fixed random subset; every clip is "
+        "still a target)",
+    )
+    p.add_argument(
         "--cache", type=Path, default=None, help="feature cache (default: beside --ckpt)"
     )
     p.add_argument("--workers", type=int, default=None)
@@ -384,7 +393,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ex.add_column(col, justify="left" if col in ("pool", "length", "direction") else "right")
     for name, items in other_pools(args.pool).items():
         cache = FeatureCache.build(items, spec, cache_root, args.workers)
-        r = measure_pool(model, items, cache, args.seconds, args.chromaprint, args.rerank)
+        r = measure_pool(
+            model, items, cache, args.seconds, args.chromaprint, args.rerank, args.max_queries
+        )
         results["pools"][name] = r
         for d, rep in r["full"].items():
             row = []

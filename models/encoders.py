@@ -149,38 +149,81 @@ class TemporalHead(nn.Module):
 
 
 class SequenceBranch(nn.Module):
-    """The per-step sequence of an encoder, learned apart from its pooled vector.
+    """The per-step sequence of an encoder, learned apart from its pooled vector (SyncNet's idea:
+    a stream of its own for *when*).
 
-    Reads the encoder's output tokens *detached* (an objective on the steps cannot move what the
-    pooled vector, and so every text and pooled figure, was trained to be; `trunk_gradient`, a
-    training setting, lets a share of it through) plus explicit event
-    inputs (sound onsets or picture changes), through its own one-layer windowed transformer.
-    Trained by the timing objectives (step contrast, excerpts); a model without the branch takes
-    its steps from the shared transformer's sequence head, as checkpoints before it did."""
+    A small stem of its own reads what changes — the sound's rise in each mel band, the picture's
+    difference from the frame before — and its one-layer windowed transformer also reads the
+    encoder's output tokens *detached*: an objective on the steps cannot move what the pooled
+    vector, and so every text and pooled figure, was trained to be (`trunk_gradient`, a training
+    setting, lets a share through). Trained by the timing objectives (step contrast, excerpts); a
+    model without the branch takes its steps from the shared transformer's sequence head, as
+    checkpoints from before it did."""
 
-    def __init__(
-        self, width: int, heads: int, tokens_per_step: int, dim: int, event_dim: int
-    ) -> None:
+    def __init__(self, stem: nn.Module, width: int, heads: int, tokens_per_step: int, dim: int):
         super().__init__()
-        # The share of the branch's gradient that reaches the shared encoder (0 = detached).
-        self.trunk_gradient = 0.0
-        self.events = nn.Linear(event_dim, width)
+        self.trunk_gradient = 0.0  # share of the gradient that reaches the shared encoder
+        self.stem = stem  # changes → (B, N, width) tokens on the encoder's token grid
         self.head = TemporalHead(width, 1, heads, 0.0, tokens_per_step, dim, pooled=False)
 
-    def forward(self, tokens: Tensor, token_mask: Tensor, events: Tensor) -> Embeddings:
-        events = F.pad(events, (0, 0, 0, tokens.shape[1] - events.shape[1]))
+    def forward(self, tokens: Tensor, token_mask: Tensor, changes: Tensor) -> Embeddings:
+        own = self.stem(changes)
+        own = F.pad(own, (0, 0, 0, tokens.shape[1] - own.shape[1]))[:, : tokens.shape[1]]
         g = self.trunk_gradient  # same values, a share g of the gradient
         tokens = g * tokens + (1 - g) * tokens.detach() if g > 0 else tokens.detach()
-        return self.head(tokens + self.events(events), token_mask)
+        return self.head(tokens + own, token_mask)
 
 
 def _with_branch(
-    trunk: Embeddings, branch: SequenceBranch, tokens: Tensor, mask: Tensor, events: Tensor
+    trunk: Embeddings, branch: SequenceBranch, tokens: Tensor, mask: Tensor, changes: Tensor
 ) -> Embeddings:
-    steps = branch(tokens, mask, events)
+    """The trunk's pooled vector with the branch's steps."""
+    steps = branch(tokens, mask, changes)
     if steps.sequence.shape[1] != trunk.sequence.shape[1]:
         raise RuntimeError("the sequence branch and the trunk disagree on the number of steps")
     return Embeddings(trunk.pooled, steps.sequence, trunk.mask)
+
+
+class _SoundChanges(nn.Module):
+    """Normalised log-mel (B, n_mels, F) → its positive rise per band, convolved onto tokens."""
+
+    def __init__(self, n_mels: int, width: int, token_frames: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv1d(2 * n_mels, width, kernel_size=3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(width, width, kernel_size=token_frames, stride=token_frames),
+            nn.GELU(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        rise = F.pad((x[:, :, 1:] - x[:, :, :-1]).clamp(min=0), (1, 0))
+        return self.conv(torch.cat([x, rise], dim=1)).transpose(1, 2)  # (B, N, W)
+
+
+class _PictureChanges(nn.Module):
+    """Normalised frames (B, F, 3, H, W) → a small CNN over each frame's difference from the one
+    before (a flash, a squash, a step), keeping a coarse 4x4 layout."""
+
+    def __init__(self, patch: int, width: int, channels: tuple[int, int] = (16, 32)) -> None:
+        super().__init__()
+        c0, c1 = channels
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, c0, kernel_size=patch, stride=patch),
+            nn.GroupNorm(min(8, c0), c0),
+            nn.GELU(),
+            nn.Conv2d(c0, c1, kernel_size=3, stride=2, padding=1),
+            nn.GroupNorm(min(8, c1), c1),
+            nn.GELU(),
+            nn.AdaptiveAvgPool2d(4),
+        )
+        self.proj = nn.Linear(c1 * 16, width)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        b, f = frames.shape[:2]
+        diff = frames - F.pad(frames, (0, 0, 0, 0, 0, 0, 1, 0))[:, :-1]
+        diff[:, 0] = 0  # the first frame: no change known
+        return self.proj(self.conv(diff.flatten(0, 1)).flatten(1)).reshape(b, f, -1)
 
 
 class AudioEncoder(nn.Module):
@@ -208,7 +251,11 @@ class AudioEncoder(nn.Module):
         )
         self.branch = (
             SequenceBranch(
-                a.width, a.heads, cfg.audio_tokens_per_step, cfg.embed_dim, 2 * ONSET_BANDS
+                _SoundChanges(a.n_mels, a.width, a.token_frames),
+                a.width,
+                a.heads,
+                cfg.audio_tokens_per_step,
+                cfg.embed_dim,
             )
             if cfg.sequence_branch
             else None
@@ -240,8 +287,8 @@ class AudioEncoder(nn.Module):
         trunk, out, out_mask = self.head.run(tokens, token_mask)
         k = self.cfg.token_frames
         pad = (-mel.shape[-1]) % k
-        onsets = onset_features(F.pad(mel, (0, pad)), F.pad(mel_mask, (0, pad), value=False), k)
-        return _with_branch(trunk, self.branch, out, out_mask, onsets[:, : out.shape[1]] / 4.0)
+        x = F.pad((mel + 5.0) / 4.0 * mel_mask.unsqueeze(1), (0, pad))  # as the stem sees it
+        return _with_branch(trunk, self.branch, out, out_mask, x)
 
 
 class FrameStem(nn.Module):
@@ -292,7 +339,11 @@ class VisualEncoder(nn.Module):
         )
         self.branch = (
             SequenceBranch(
-                v.width, v.heads, cfg.frames_per_step, cfg.embed_dim, CHANGE_GRID * CHANGE_GRID + 1
+                _PictureChanges(v.patch, v.width),
+                v.width,
+                v.heads,
+                cfg.frames_per_step,
+                cfg.embed_dim,
             )
             if cfg.sequence_branch
             else None
@@ -307,12 +358,10 @@ class VisualEncoder(nn.Module):
         delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
         delta[:, 0] = 0
         tokens = per_frame + self.motion(delta)
-        changes = None
-        if self.changes is not None or self.branch is not None:
-            changes = change_features(frames, frame_mask)
         if self.changes is not None:
-            tokens = tokens + self.changes(changes)
+            tokens = tokens + self.changes(change_features(frames, frame_mask))
         if self.branch is None:
             return self.head(tokens, frame_mask)
         trunk, out, out_mask = self.head.run(tokens, frame_mask)
-        return _with_branch(trunk, self.branch, out, out_mask, changes)
+        masked = frames * frame_mask[:, :, None, None, None]  # padding is no change
+        return _with_branch(trunk, self.branch, out, out_mask, masked)

@@ -280,12 +280,25 @@ class Excerpts:
 
 
 def cut_excerpts(
-    ids: Sequence[str], cache: FeatureCache, seconds: float, fps: float, sr: int, seed: int = 0
+    ids: Sequence[str],
+    cache: FeatureCache,
+    seconds: float,
+    fps: float,
+    sr: int,
+    seed: int = 0,
+    max_queries: int | None = None,
 ) -> Excerpts:
+    """`max_queries`: cut from that many clips only (a random subset, the same for every length
+    and seed-for-seed), the rest of the pool still searched."""
     rng = np.random.default_rng(seed)
     n_frames = round(seconds * fps)
     out = Excerpts(seconds, [], [], [], [])
-    for r, item_id in enumerate(ids):
+    chosen = range(len(ids))
+    if max_queries is not None and max_queries < len(ids):
+        pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
+        chosen = sorted(pick.tolist())
+    for r in chosen:
+        item_id = ids[r]
         frames, wave = cache.frames(item_id), cache.audio(item_id)
         usable = min(len(frames) / fps, len(wave) / sr)
         if len(frames) == 0 or len(wave) == 0 or usable < seconds + 1 / fps:
@@ -311,6 +324,7 @@ def excerpt_report(
     distance: Distance = "interp",
     pool: Pool | None = None,
     subsets: dict[str, Tensor] | None = None,
+    max_queries: int | None = None,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
@@ -326,7 +340,8 @@ def excerpt_report(
     elif pool.ids != ids:
         raise ValueError("pool does not hold the items' embeddings in their order")
     sps = model.cfg.steps_per_second
-    cut = cut_excerpts(ids, cache, seconds, model.cfg.visual.fps, model.cfg.audio.sample_rate, seed)
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+    cut = cut_excerpts(ids, cache, seconds, fps, sr, seed, max_queries)
     rows, offsets = cut.rows, cut.starts
     out: dict[str, Any] = {"seconds": seconds, "queries": len(rows)}
     if not rows:

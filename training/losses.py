@@ -220,3 +220,44 @@ def step_contrast_loss(
     logits = a_steps @ v_steps.T / temperature  # (N, N)
     target = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def _lagged_self(a: Tensor, v: Tensor, am: Tensor, vm: Tensor, lag: int) -> Tensor:
+    """(B,) mean over valid steps of a[t + lag] · v[t] for each clip with itself."""
+    if lag > 0:
+        a, am, v, vm = a[:, lag:], am[:, lag:], v[:, :-lag], vm[:, :-lag]
+    elif lag < 0:
+        a, am, v, vm = a[:, :lag], am[:, :lag], v[:, -lag:], vm[:, -lag:]
+    both = (am & vm).to(a.dtype)
+    return (a * v).sum(-1).mul(both).sum(1) / both.sum(1).clamp(min=1)
+
+
+def sync_loss(
+    audio: Embeddings,
+    visual: Embeddings,
+    temperature: float,
+    lags: tuple[int, ...] = (-4, -3, -2, -1, 1, 2, 3, 4),
+    valid: Tensor | None = None,
+) -> Tensor:
+    """Whole-sequence audio–visual contrast that only timing can solve (SyncNet's negatives on
+    SCAV's sequences): a clip's sound against its own picture, step by step at lag 0 (the
+    positive), against every other clip's picture (the batch's negatives) and against its *own*
+    picture shifted by each of `lags` steps (negatives that share everything but the time).
+    Score = mean step cosine over the steps both have. Symmetric over sound and picture."""
+    a, am, v, vm = audio.sequence, audio.mask, visual.sequence, visual.mask
+    if valid is not None:
+        a, am, v, vm = a[valid], am[valid], v[valid], vm[valid]
+    t = min(a.shape[1], v.shape[1])
+    a, am, v, vm = a[:, :t], am[:, :t], v[:, :t], vm[:, :t]
+    a = torch.where(am.unsqueeze(-1), a, torch.zeros((), dtype=a.dtype))
+    v = torch.where(vm.unsqueeze(-1), v, torch.zeros((), dtype=v.dtype))
+    if a.shape[0] < 2:
+        return a.new_zeros(())
+    count = torch.einsum("it,jt->ij", am.to(a.dtype), vm.to(a.dtype)).clamp(min=1)
+    cross = torch.einsum("itd,jtd->ij", a, v) / count  # (B, B): sound i, picture j, lag 0
+    shifted = [_lagged_self(a, v, am, vm, lag) for lag in lags if abs(lag) < t]
+    own = torch.stack(shifted, 1) if shifted else cross.new_zeros((a.shape[0], 0))  # (B, L)
+    target = torch.arange(a.shape[0], device=a.device)
+    by_sound = torch.cat([cross, own], 1) / temperature
+    by_picture = torch.cat([cross.T, own], 1) / temperature
+    return 0.5 * (F.cross_entropy(by_sound, target) + F.cross_entropy(by_picture, target))

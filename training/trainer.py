@@ -43,6 +43,7 @@ from training.losses import (
     single_stage_loss,
     soft_targets,
     step_contrast_loss,
+    sync_loss,
     two_stage_loss,
 )
 
@@ -83,6 +84,10 @@ class TrainConfig:
     # sequence heads to know when things happen; 0 = off. Its temperature is fixed: cosine logits.
     sync_weight: float = 0.0
     sync_temperature: float = 0.07
+    # Which timing objective `sync_weight` weighs: "steps" (losses.step_contrast_loss) or "clips"
+    # (losses.sync_loss: whole sequences, other clips and the clip's own shifted picture as
+    # negatives).
+    sync_objective: Literal["steps", "clips"] = "steps"
     # Positions start at a random step in [0, position_jitter) per training sample
     # (models.encoders.TemporalHead): an excerpt's steps then match the whole clip's. 0 = off.
     position_jitter: int = 0
@@ -290,7 +295,10 @@ def train_step(
         loss = loss + cfg.scav_weight * l_seq
         parts["scav"] = l_seq.item()
     if cfg.sync_weight > 0 and visual is not None and audio is not None:
-        l_sync = step_contrast_loss(audio, visual, cfg.sync_temperature, audio_valid)
+        if cfg.sync_objective == "clips":
+            l_sync = sync_loss(audio, visual, cfg.sync_temperature, valid=audio_valid)
+        else:
+            l_sync = step_contrast_loss(audio, visual, cfg.sync_temperature, audio_valid)
         loss = loss + cfg.sync_weight * l_sync
         parts["sync"] = l_sync.item()
     if cfg.excerpt_weight > 0 and visual is not None and audio is not None:

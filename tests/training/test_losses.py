@@ -19,6 +19,7 @@ from training.losses import (
     single_stage_loss,
     soft_targets,
     step_contrast_loss,
+    sync_loss,
     two_stage_loss,
 )
 
@@ -204,3 +205,21 @@ def test_step_contrast_loss_has_gradients_on_both_sides():
     step_contrast_loss(s, v, 0.07).backward()
     assert torch.isfinite(v.sequence.grad).all() and v.sequence.grad.abs().sum() > 0
     assert torch.isfinite(s.sequence.grad).all() and s.sequence.grad.abs().sum() > 0
+
+
+def test_sync_loss_needs_the_right_time_not_only_the_right_clip():
+    """Each clip's own picture shifted in time is a negative: the same content two steps late
+    costs more than the right timing, and far more than chance when aligned."""
+    a = emb(b=6, t=12, d=16, seed=41)
+    aligned = sync_loss(a, a, 0.05)
+    late = Embeddings(a.pooled, torch.roll(a.sequence, 2, dims=1), a.mask)
+    assert aligned < 0.1 * sync_loss(a, late, 0.05)
+    assert aligned < 0.1 * math.log(6 + 8)
+    valid = torch.tensor([True, True, True, False, True, True])
+    other = Embeddings(a.pooled, a.sequence.clone(), a.mask)
+    other.sequence[3] = unit(12, 16, seed=6)
+    assert torch.allclose(
+        sync_loss(a, other, 0.05, valid=valid), sync_loss(a, a, 0.05, valid=valid)
+    )
+    short = Embeddings(a.pooled[:, :], a.sequence[:, :3], a.mask[:, :3])
+    assert torch.isfinite(sync_loss(short, short, 0.05))  # lags longer than the clip are skipped
