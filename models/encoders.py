@@ -267,7 +267,8 @@ class AudioEncoder(nn.Module):
             raise ValueError(f"expected log-mel (B, {self.cfg.n_mels}, F), got {tuple(mel.shape)}")
         k = self.cfg.token_frames
         if self.pretrained is not None:
-            return self._heads(*self.pretrained(mel, mel_mask), mel, mel_mask)
+            tokens, token_mask = self.pretrained(mel, mel_mask)
+            return self._heads(tokens, token_mask, mel, mel_mask)
         pad = (-mel.shape[-1]) % k
         mel = F.pad(mel, (0, pad))
         mel_mask = F.pad(mel_mask, (0, pad), value=False)

@@ -293,7 +293,7 @@ def cut_excerpts(
     rng = np.random.default_rng(seed)
     n_frames = round(seconds * fps)
     out = Excerpts(seconds, [], [], [], [])
-    chosen = range(len(ids))
+    chosen: Sequence[int] = range(len(ids))
     if max_queries is not None and max_queries < len(ids):
         pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
         chosen = sorted(pick.tolist())
