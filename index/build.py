@@ -8,8 +8,10 @@ Everything goes through `VersionWriter`, which publishes atomically with checksu
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import torch
 
 from index import ann
 from index.embed import (
@@ -30,7 +33,15 @@ from index.embed import (
     remove_work_dir,
 )
 from index.store import SequenceWriter, StepEncoding
-from index.version import PROJECTION, IndexVersion, ItemRecord, VersionWriter, projection_bytes
+from index.version import (
+    AGREEMENT,
+    PROJECTION,
+    IndexVersion,
+    ItemRecord,
+    VersionWriter,
+    projection_bytes,
+)
+from models.alignment import av_agreement
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
 
@@ -255,6 +266,11 @@ def publish_entries(
     records: list[ItemRecord] = []  # not yet in the item table
     buffered: list[Entry] = []  # waiting for the projection to be fitted
     buffered_steps = 0
+    # Audio–visual agreement per item, from its own two sequences: only meaningful when a timing
+    # objective trained them (the model's recorded policy says so).
+    policy = SearchPolicy.from_dict((build_info or {}).get("search_policy"))
+    agreeing = policy.sequence_trained
+    agreement: list[tuple[float, float]] = []
     with (
         VersionWriter(
             root, model_hash=model_hash, dim=dim, steps_per_second=steps_per_second, factories={}
@@ -305,6 +321,8 @@ def publish_entries(
             buffered = []
 
         for n, entry in enumerate(entries):
+            if agreeing:
+                agreement.append(_agreement(entry, steps_per_second))
             if entry.record.id in seen:
                 raise ValueError(
                     f"item {entry.record.id!r} is already in the index; remove it first"
@@ -346,6 +364,11 @@ def publish_entries(
             del index, vectors
         if projection is not None:
             writer.add_file(PROJECTION, projection_bytes(projection))
+        if agreeing:
+            table = np.asarray(agreement, np.float32).reshape(-1, 2)
+            buffer = io.BytesIO()
+            np.save(buffer, table, allow_pickle=False)
+            writer.add_file(AGREEMENT, buffer.getvalue())
         writer.describe(
             factories,
             {
@@ -357,6 +380,23 @@ def publish_entries(
         )
         version = writer.publish()
     return BuildReport(version, len(seen), failed, factories, params, 0)
+
+
+def _agreement(entry: Entry, steps_per_second: float) -> tuple[float, float]:
+    """(score, audio offset s) of an item's own sound against its own picture; NaN without one."""
+    a, v = entry.steps["audio"], entry.steps["visual"]
+    if len(a) == 0 or len(v) == 0:
+        return (math.nan, math.nan)
+    at = torch.from_numpy(np.asarray(a, np.float32))[None]
+    vt = torch.from_numpy(np.asarray(v, np.float32))[None]
+    found = av_agreement(
+        at,
+        torch.ones(at.shape[:2], dtype=torch.bool),
+        vt,
+        torch.ones(vt.shape[:2], dtype=torch.bool),
+        steps_per_second,
+    )[0]
+    return (found.score, found.offset_s)
 
 
 def publish_from_shards(

@@ -71,6 +71,14 @@ class Hit:
     media: str
     has_video: bool = True
     has_audio: bool = True
+    # How well the item's own sound fits its picture (models.alignment.av_agreement), and by how
+    # much its sound lags; None where the index has no agreement or the item lacks a stream.
+    av_agreement: float | None = None
+    audio_offset_s: float | None = None
+
+
+class FilterUnavailable(ValueError):
+    """A filter this index cannot apply (it lacks the data the filter reads)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class ItemFilter:
     has_audio: bool | None = None
     has_video: bool | None = None
     tags: tuple[str, ...] = ()  # every one must be among the item's `meta["tags"]`
+    min_av_agreement: float | None = None  # only items whose sound agrees with their picture
 
     def is_empty(self) -> bool:
         return self == ItemFilter()
@@ -148,6 +157,7 @@ class Searcher:
         self.items = version.items()
         if len(self.items) != n_items:
             raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")
+        self.agreement = version.agreement()  # (n_items, 2) or None
 
     def prepare_filters(self) -> None:
         """Read the per-item columns filters need (done on first filtered search otherwise)."""
@@ -175,6 +185,13 @@ class Searcher:
             ok &= audio == where.has_audio
         if where.has_video is not None:
             ok &= video == where.has_video
+        if where.min_av_agreement is not None:
+            if self.agreement is None:
+                raise FilterUnavailable(
+                    "min_av_agreement: this index has no audio–visual agreement (its model's "
+                    "sequence heads were not trained to match sound with picture)"
+                )
+            ok &= self.agreement[:, 0] >= where.min_av_agreement  # NaN (no sound) fails
         for tag in where.tags:
             tagged = np.zeros(len(durations), bool)
             tagged[by_tag.get(tag, np.zeros(0, np.int64))] = True
@@ -306,10 +323,17 @@ class Searcher:
                     media=record.media,
                     has_video=record.has_video,
                     has_audio=record.has_audio,
+                    **self._agreement_of(r),
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
         return SearchResult(hits, self.name, timings, reranked, localised)
+
+    def _agreement_of(self, row: int) -> dict[str, float | None]:
+        if self.agreement is None or not np.isfinite(self.agreement[row, 0]):
+            return {"av_agreement": None, "audio_offset_s": None}
+        score, offset = self.agreement[row]
+        return {"av_agreement": round(float(score), 4), "audio_offset_s": round(float(offset), 3)}
 
     def _candidates(self, rows: list[int], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         seq, mask = self.sequences[modality].batch(rows)

@@ -62,6 +62,10 @@ _FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CHUNK = 1 << 20
 # Optional (dim, d) float32 projection of the modality stores' steps (compressed stores).
 PROJECTION = "sequence_projection.f32"
+# Optional (n_items, 2) float32 .npy: each item's audio–visual agreement score and estimated audio
+# offset in seconds (models.alignment.av_agreement), NaN where an item lacks sound or picture.
+# Written only when the model's sequence heads were trained to match sound with picture.
+AGREEMENT = "av_agreement.npy"
 # Item flag that says an item has each indexed modality.
 _FLAG = {"visual": "has_video", "audio": "has_audio"}
 
@@ -781,6 +785,19 @@ class IndexVersion:
             if self._projection is None:
                 self._projection = _read_projection(self.path / PROJECTION)
             return self._projection
+
+    def agreement(self) -> np.ndarray | None:
+        """(n_items, 2) float32: agreement score and audio offset (s) per item row, NaN where it
+        does not apply; None for a version without them (see `AGREEMENT`)."""
+        if AGREEMENT not in self.manifest["files"]:
+            return None
+        values = np.load(self.path / AGREEMENT, allow_pickle=False)
+        n = self.manifest["counts"]["items"]
+        if values.dtype != np.float32 or values.shape != (n, 2):
+            raise IndexCorrupt(
+                f"{AGREEMENT}: expected float32 ({n}, 2), got {values.dtype} {values.shape}"
+            )
+        return values
 
     def rows(self, modality: str) -> np.ndarray:
         """FAISS row -> item row, int64 (KeyError if the version has no such index)."""

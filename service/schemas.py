@@ -21,6 +21,12 @@ class Filters(BaseModel):
     tags: list[str] = Field(
         default_factory=list, max_length=32, description="Every tag must match."
     )
+    min_av_agreement: float | None = Field(
+        default=None,
+        description="Only items whose sound agrees with their picture at least this much "
+        "(see Hit.av_agreement); items without sound or picture never pass. Refused (422) by an "
+        "index whose model was not trained to match sound with picture.",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> Filters:
@@ -102,6 +108,18 @@ class Hit(BaseModel):
     has_video: bool
     media_url: str
     thumbnail_url: str | None
+    av_agreement: float | None = Field(
+        None,
+        description="How clearly the item's own sound fits its picture: the best lag's mean step "
+        "similarity above the median over lags of ±1.5 s (about 0 = no sign of sync: another "
+        "track, or nothing to see of what is heard). None: no sound or no picture, or an index "
+        "without agreement.",
+    )
+    audio_offset_s: float | None = Field(
+        None,
+        description="By how much the item's sound lags its picture at the best lag (negative: it "
+        "comes early); meaningful where av_agreement is high.",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -13,8 +13,8 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from pydantic import ValidationError
 
 from index.query import Encoded
+from index.search import FilterUnavailable, ItemFilter, Query, Searcher
 from index.search import Hit as SearchHit
-from index.search import ItemFilter, Query, Searcher
 from models.media import MediaError, MediaErrorReason
 from service.deps import State, StateDep
 from service.errors import ApiError
@@ -62,7 +62,14 @@ def _search(
     state: State, searcher: Searcher, encoded: Encoded, opts: SearchOptions, start: float
 ) -> SearchResponse:
     f = opts.filters
-    where = ItemFilter(f.min_duration_s, f.max_duration_s, f.has_audio, f.has_video, tuple(f.tags))
+    where = ItemFilter(
+        f.min_duration_s,
+        f.max_duration_s,
+        f.has_audio,
+        f.has_video,
+        tuple(f.tags),
+        f.min_av_agreement,
+    )
     try:
         result = searcher.search(
             encoded.query,
@@ -76,6 +83,8 @@ def _search(
         )
     except KeyError as e:  # no default fusion for this direction
         raise ApiError(422, "invalid_request", f"unsupported direction: {e}") from None
+    except FilterUnavailable as e:  # e.g. min_av_agreement on an index without agreement
+        raise ApiError(422, "invalid_request", str(e)) from None
     timings = {**encoded.timings_ms, **{k: round(v, 3) for k, v in result.timings_ms.items()}}
     for stage, ms in timings.items():
         state.metrics.stages.labels(stage).observe(ms)
@@ -106,6 +115,8 @@ def _hit(h: SearchHit, searcher: Searcher) -> Hit:
         duration_s=h.duration_s,
         has_audio=h.has_audio,
         has_video=h.has_video,
+        av_agreement=h.av_agreement,
+        audio_offset_s=h.audio_offset_s,
         **item_urls(h.id, h.has_video),
     )
 

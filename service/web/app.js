@@ -197,6 +197,14 @@ function showPage(page) {
   }
 }
 
+// Audio–visual agreement of the item itself (indexes whose model learned timing only).
+function syncText(hit) {
+  if (hit.av_agreement == null) return "";
+  const offset = hit.audio_offset_s ?? 0;
+  const sign = offset > 0 ? "+" : "";
+  return `A/V sync ${hit.av_agreement.toFixed(2)} · audio ${sign}${offset.toFixed(2)} s`;
+}
+
 function card(hit, rank) {
   const button = document.createElement("button");
   button.type = "button";
@@ -226,6 +234,16 @@ function card(hit, rank) {
   segment.className = "segment";
   segment.textContent = segmentText(hit);
   facts.append(score, segment);
+  const sync = syncText(hit);
+  if (sync) {
+    const agreement = document.createElement("span");
+    agreement.className = "sync";
+    agreement.textContent = sync;
+    agreement.title =
+      "How clearly this item's sound fits its picture, and by how much the sound is late " +
+      "(negative: early)";
+    facts.append(agreement);
+  }
 
   button.append(title, facts, timeline(hit, 28));
   button.addEventListener("click", () => play(hit, button));

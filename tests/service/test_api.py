@@ -415,3 +415,16 @@ def test_exported_encoders_next_to_the_checkpoint_are_used(served, tmp_path: Pat
     with pytest.raises(EngineError, match="another checkpoint"):
         Engine(settings_for(served, ckpt=ckpt, encoder_runtime="onnx"))
     assert Engine(settings).encoder.runtime != "onnx (exported encoders)"  # auto: falls back
+
+
+def test_hits_carry_av_agreement_and_it_filters(client: TestClient) -> None:
+    hits = client.post("/v1/search/text", json={"query": "a dog", "k": 12}).json()["hits"]
+    assert len(hits) == 12
+    scores = sorted(h["av_agreement"] for h in hits)
+    assert all(isinstance(h["audio_offset_s"], float) for h in hits)
+    middle = scores[len(scores) // 2]
+    kept = client.post(
+        "/v1/search/text",
+        json={"query": "a dog", "k": 12, "filters": {"min_av_agreement": middle}},
+    ).json()["hits"]
+    assert 0 < len(kept) < 12 and all(h["av_agreement"] >= middle - 1e-4 for h in kept)

@@ -213,3 +213,47 @@ def test_text_segments_are_recorded_and_old_records_keep_their_meaning(tmp_path)
     older = SearchPolicy.from_dict({"sequence_trained": True, "rerank": {}})
     assert older.text_segments is None and older.localises_text  # as before the field
     assert "text_segments" not in older.to_dict()
+
+
+def test_an_index_of_a_timing_trained_model_carries_each_items_av_agreement(corpus, tmp_path):
+    """Stored per item at build (from the item's own two sequences), returned with every hit,
+    usable as a filter; an index whose model was not trained for it has none and says so."""
+    from index.search import FilterUnavailable, ItemFilter
+    from models.alignment import av_agreement
+
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    TrimodalModel(preset("tiny")).save(ckpt)
+    save_policy(ckpt, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), text_segments=False))
+    items = _index(corpus, ckpt, tmp_path / "index")
+    searcher = Searcher.open(tmp_path / "index")
+    table = searcher.agreement
+    assert table is not None and table.shape == (len(items), 2)
+    row, record = searcher.items.by_id(items[2].id)
+    a = torch.from_numpy(np.asarray(searcher.sequences["audio"].get(row), np.float32))[None]
+    v = torch.from_numpy(np.asarray(searcher.sequences["visual"].get(row), np.float32))[None]
+    ones = lambda x: torch.ones(x.shape[:2], dtype=torch.bool)  # noqa: E731
+    (expected,) = av_agreement(a, ones(a), v, ones(v), searcher.sps)
+    assert table[row, 0] == pytest.approx(expected.score, abs=1e-5)
+    assert table[row, 1] == pytest.approx(expected.offset_s, abs=1e-5)
+
+    query = searcher.item_query(record.id, "audio")
+    hits = searcher.search(query, "video", k=8).hits
+    assert all(h.av_agreement is not None and h.audio_offset_s is not None for h in hits)
+    threshold = float(np.median(table[:, 0]))
+    kept = searcher.search(query, "video", k=8, where=ItemFilter(min_av_agreement=threshold)).hits
+    assert kept and all(h.av_agreement >= threshold - 1e-4 for h in kept)
+    assert len(kept) < len(hits)
+
+    remove_items(tmp_path / "index", {items[0].id})  # a derived version keeps them
+    derived = IndexVersion.open(tmp_path / "index").agreement()
+    assert derived is not None and derived.shape == (len(items) - 1, 2)
+
+    plain = tmp_path / "plain"
+    save_policy(ckpt, SearchPolicy(False, dict.fromkeys(DIRECTIONS, False)))
+    _index(corpus, ckpt, plain)
+    untrained = Searcher.open(plain)
+    assert untrained.agreement is None
+    assert all(h.av_agreement is None for h in untrained.search(query, "video", k=4).hits)
+    with pytest.raises(FilterUnavailable, match="agreement"):
+        untrained.search(query, "video", k=4, where=ItemFilter(min_av_agreement=0.0))
