@@ -153,11 +153,15 @@ PRESETS: dict[str, ModelConfig] = {
             image_size=32, patch=4, channels=(8, 16), width=32, layers=1, heads=2, fit="stretch"
         ),
         text=TextConfig(model=RANDOM_TINY, hidden=32),
+        sequence_branch=True,
     ),
     # Measured on SynthAV (benchmarks/results/bench_quality-*head*.json): with no trainable text
     # projection, text→video R@10 on unseen wordings rose from 0.24 (mlp) and 0.31 (linear) to 0.46.
     "small": ModelConfig(
-        embed_dim=384, visual=VisualConfig(fit="stretch"), text=TextConfig(head="identity")
+        embed_dim=384,
+        visual=VisualConfig(fit="stretch"),
+        text=TextConfig(head="identity"),
+        sequence_branch=True,
     ),
     "base": ModelConfig(
         embed_dim=512,
@@ -172,6 +176,7 @@ PRESETS: dict[str, ModelConfig] = {
             dropout=0.1,
             fit="stretch",
         ),
+        sequence_branch=True,
     ),
 }
 

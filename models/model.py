@@ -82,11 +82,12 @@ class TrimodalModel(nn.Module):
 
         An empty waveform (a silent video) gets an all-False mask, never a fake silent clip.
         """
-        hop = self.cfg.audio.hop_length
+        hop, edge = self.cfg.audio.hop_length, self.cfg.audio.n_fft // 2
         tensors = [torch.as_tensor(w, dtype=torch.float32).reshape(-1) for w in waves]
-        batch, _ = pad_batch(
-            [t if t.numel() >= hop else F.pad(t, (0, hop - t.numel())) for t in tensors]
-        )
+        # Each clip's end mirrored before the batch pads it: the last frames' windows then see the
+        # same samples alone or beside a longer clip (the centred STFT would otherwise mirror a
+        # lone clip's end but see a batched one's zero padding).
+        batch, _ = pad_batch([_mirror_end(t, edge, hop) for t in tensors])
         mel = self.log_mel(batch.to(self.device))
         # floor(n / hop) frames: the centred STFT's extra last frame would start a step that holds
         # only 10 ms of sound.
@@ -173,6 +174,12 @@ class TrimodalModel(nn.Module):
             )
         model.search_policy = load_policy(path)
         return model.to(device).eval()
+
+
+def _mirror_end(wave: Tensor, edge: int, minimum: int) -> Tensor:
+    if wave.numel() > edge:
+        return torch.cat([wave, wave[-edge - 1 : -1].flip(0)])
+    return F.pad(wave, (0, max(0, minimum - wave.numel())))  # too short to mirror: silence
 
 
 def checkpoint_hash(directory: str | os.PathLike[str]) -> str:

@@ -198,29 +198,29 @@ def train(
         int | None, typer.Option(help="Shared dimension (default: the preset's).")
     ] = None,
     sync_weight: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.0,
-            help="Weight of the per-step audio–visual contrast that teaches the sequence heads "
-            "when things happen (0 = off).",
+            help="Weight of the audio–visual timing objective that teaches the sequence heads "
+            "when things happen (0 = off; default: TrainConfig's, 1).",
         ),
-    ] = 0.0,
+    ] = None,
     excerpt_weight: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.0,
             help="Weight of the excerpt objective: a piece of a clip, encoded alone, lands on the "
-            "clip's steps at the same times (0 = off).",
+            "clip's steps at the same times (0 = off; default: TrainConfig's, 1).",
         ),
-    ] = 0.0,
+    ] = None,
     position_jitter: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             help="Training positions start at a random step below this, so a step's embedding "
-            "does not say where the input began (0 = off).",
+            "does not say where the input began (0 = off; default: TrainConfig's, 24).",
         ),
-    ] = 0,
+    ] = None,
     event_inputs: Annotated[
         bool | None,
         typer.Option(
@@ -263,6 +263,8 @@ def train(
     ] = None,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
+    from dataclasses import replace as replace_config
+
     from training.augment import AugmentConfig
     from training.datasets import ManifestError, load_manifest
     from training.evaluate import evaluate, validation_score
@@ -284,10 +286,16 @@ def train(
             embed_dim=embed_dim,
             augment=AugmentConfig() if augment else None,
             paraphrase_weight=paraphrase_weight,
-            sync_weight=sync_weight,
-            excerpt_weight=excerpt_weight,
-            position_jitter=position_jitter,
             event_inputs=event_inputs,
+        )
+        defaults = cfg
+        cfg = replace_config(
+            cfg,
+            sync_weight=defaults.sync_weight if sync_weight is None else sync_weight,
+            excerpt_weight=defaults.excerpt_weight if excerpt_weight is None else excerpt_weight,
+            position_jitter=defaults.position_jitter
+            if position_jitter is None
+            else position_jitter,
         )
         if fit not in (None, "pad", "stretch", "crop"):
             raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")

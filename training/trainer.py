@@ -82,21 +82,26 @@ class TrainConfig:
     paraphrase_temperature: float = 0.05
     # Weight of the per-step audio–visual contrast (losses.step_contrast_loss), which trains the
     # sequence heads to know when things happen; 0 = off. Its temperature is fixed: cosine logits.
-    sync_weight: float = 0.0
-    sync_temperature: float = 0.07
-    # Which timing objective `sync_weight` weighs: "steps" (losses.step_contrast_loss) or "clips"
-    # (losses.sync_loss: whole sequences, other clips and the clip's own shifted picture as
-    # negatives).
-    sync_objective: Literal["steps", "clips"] = "steps"
+    # Every preset trains its sequence heads with these (chosen on the val split, see README
+    # "Time-aware matching"): whole-sequence sync with shifted negatives, the excerpt objective,
+    # and positions jittered so neither can be solved by matching positions.
+    sync_weight: float = 1.0
+    sync_temperature: float = 0.05
+    # Which timing objective `sync_weight` weighs: "clips" (losses.sync_loss: whole sequences,
+    # other clips and the clip's own shifted picture as negatives) or "steps"
+    # (losses.step_contrast_loss).
+    sync_objective: Literal["steps", "clips"] = "clips"
     # Positions start at a random step in [0, position_jitter) per training sample
-    # (models.encoders.TemporalHead): an excerpt's steps then match the whole clip's. 0 = off.
-    position_jitter: int = 0
+    # (models.encoders.TemporalHead): an excerpt's steps then match the whole clip's, and sound
+    # and picture cannot be matched by position. 0 = off (the step contrast is then solved by
+    # positions alone: measured).
+    position_jitter: int = 24
     # Weight of the excerpt objective (`excerpt_loss`): a piece cut from each clip at a random
     # step, encoded alone, must land on the whole clip's steps at the same times, in its own
     # modality and the other. 0 = off. Costs an extra encoder pass over the pieces.
-    excerpt_weight: float = 0.0
+    excerpt_weight: float = 1.0
     excerpt_steps: tuple[int, int] = (6, 16)  # the pieces' lengths, in steps (1.5–4 s at 4/s)
-    excerpt_rows: int = 16  # clips of a batch that give a piece (the extra pass costs time)
+    excerpt_rows: int = 8  # clips of a batch that give a piece (the extra pass costs time)
     # Share of the sequence branch's gradient that reaches the shared encoder (0 = detached).
     branch_trunk_gradient: float = 0.0
     # Override the preset's sequence branch (models.encoders.SequenceBranch).

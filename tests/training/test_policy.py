@@ -85,14 +85,13 @@ def test_window_distances_find_an_excerpt_where_it_was_cut():
     assert int(found.start[1]) == 7 and found.segment(1).start_s == pytest.approx(7 / 4)
 
 
-@pytest.mark.parametrize("scav", [0.0, 0.5])
-def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, scav):
-    cfg = TrainConfig(
-        preset="tiny", epochs=2, batch_size=8, warmup_steps=1, scav_weight=scav, device="cpu"
-    )
+@pytest.mark.parametrize("timing", [False, True])
+def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing):
+    off = {} if timing else {"sync_weight": 0.0, "excerpt_weight": 0.0}
+    cfg = TrainConfig(preset="tiny", epochs=2, batch_size=8, warmup_steps=1, device="cpu", **off)
     train(prepared, cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "best" / SEARCH_FILE).read_text())
-    assert record["sequence_trained"] is (scav > 0)
+    assert record["sequence_trained"] is cfg.trains_sequences
     assert record["text_segments"] is False  # no objective puts the steps in the text space
     evidence = record["evidence"]
     assert evidence["pool"] == len(prepared.val_items) > 0

@@ -67,10 +67,19 @@ def test_a_few_epochs_lower_the_loss(prepared, tmp_path):
         warmup_steps=2,
         scav_weight=0.5,
         device="cpu",
+        # SCAV on the shared trunk's sequence head, as before the sequence branch; the timing
+        # objectives draw random pieces and positions: tested on their own below
+        sequence_branch=False,
+        sync_weight=0.0,
+        excerpt_weight=0.0,
+        position_jitter=0,
     )
     torch.manual_seed(0)
     before = fixed_batch_loss(
-        TrimodalModel(__import__("models.config").config.preset("tiny"), prepared.backbone),
+        TrimodalModel(
+            replace(__import__("models.config").config.preset("tiny"), sequence_branch=False),
+            prepared.backbone,
+        ),
         prepared,
         cfg,
     )
@@ -311,7 +320,8 @@ def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_pat
         position_jitter=8,
         event_inputs=True,
     )
-    assert cfg.trains_sequences and not TrainConfig(preset="tiny").trains_sequences
+    assert cfg.trains_sequences and TrainConfig(preset="tiny").trains_sequences  # the default
+    assert not TrainConfig(preset="tiny", sync_weight=0, excerpt_weight=0).trains_sequences
     result = train(prepared, cfg, tmp_path / "run")
     first, last = result.history[0], result.history[-1]
     assert last["sync"] < first["sync"] and last["excerpt"] < first["excerpt"], (first, last)
