@@ -42,6 +42,7 @@ from index.version import (
     projection_bytes,
 )
 from models.alignment import av_agreement
+from models.features import pad_batch
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
 
@@ -382,6 +383,10 @@ def publish_entries(
     return BuildReport(version, len(seen), failed, factories, params, 0)
 
 
+def _float(steps: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(steps, np.float32))
+
+
 class _Agreements:
     """Each entry's (score, audio offset s) of its own sound against its own picture, NaN without
     one; computed 256 items at a time (one call per item cost 2 ms, mostly dispatch)."""
@@ -405,8 +410,8 @@ class _Agreements:
         if not self.pending:
             return
         rows = [r for r, _, _ in self.pending]
-        a, am = _padded([x for _, x, _ in self.pending])
-        v, vm = _padded([x for _, _, x in self.pending])
+        a, am = pad_batch([_float(x) for _, x, _ in self.pending])
+        v, vm = pad_batch([_float(x) for _, _, x in self.pending])
         for row, found in zip(rows, av_agreement(a, am, v, vm, self.sps), strict=True):
             self.values[row] = (found.score, found.offset_s)
         self.pending = []
@@ -414,16 +419,6 @@ class _Agreements:
     def table(self) -> np.ndarray:
         self._flush()
         return np.asarray(self.values, np.float32).reshape(-1, 2)
-
-
-def _padded(steps: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(len(s) for s in steps)
-    out = torch.zeros(len(steps), longest, steps[0].shape[1])
-    mask = torch.zeros(len(steps), longest, dtype=torch.bool)
-    for i, s in enumerate(steps):
-        out[i, : len(s)] = torch.from_numpy(np.asarray(s, np.float32))
-        mask[i, : len(s)] = True
-    return out, mask
 
 
 def publish_from_shards(

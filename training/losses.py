@@ -13,6 +13,8 @@
 - `step_contrast_loss`: per-step audio–visual contrast: the sound at step t against the picture at
   t, the picture at the clip's other times and every other clip's steps (Synchformer's segment
   contrast at the grid's resolution): the sequence heads learn *when*, not only *what*.
+- `sync_loss`: whole-sequence audio–visual contrast whose extra negatives are the clip's own
+  picture shifted by a few steps: only timing separates them (the default timing objective).
 """
 
 from __future__ import annotations

@@ -80,11 +80,11 @@ class TrainConfig:
     # embed together. Only a trainable text head (mlp, linear, residual) learns from it. 0 = off.
     paraphrase_weight: float = 0.0
     paraphrase_temperature: float = 0.05
-    # Weight of the per-step audio–visual contrast (losses.step_contrast_loss), which trains the
-    # sequence heads to know when things happen; 0 = off. Its temperature is fixed: cosine logits.
-    # Every preset trains its sequence heads with these (chosen on the val split, see README
-    # "Time-aware matching"): whole-sequence sync with shifted negatives, the excerpt objective,
-    # and positions jittered so neither can be solved by matching positions.
+    # Weight of the timing objective (`sync_objective`) that trains the sequence heads to know
+    # when things happen; 0 = off. Its temperature is fixed (cosine logits). Every preset trains
+    # its sequence heads with these (see README "Time-aware matching"): whole-sequence sync with
+    # shifted negatives, the excerpt objective, and positions jittered so that neither can be
+    # solved by matching positions.
     sync_weight: float = 1.0
     sync_temperature: float = 0.05
     # Which timing objective `sync_weight` weighs: "clips" (losses.sync_loss: whole sequences,
