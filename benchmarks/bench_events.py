@@ -28,6 +28,7 @@ envelope rate and detrending were fixed on the own val split, never on a test po
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +111,25 @@ def recall(scores: np.ndarray, subset: np.ndarray | None = None) -> dict[str, fl
 
 
 def measure(
-    items: list, cache: FeatureCache, fps: float, duration_s: float, max_lag: int = 1
+    items: list,
+    cache: FeatureCache,
+    fps: float,
+    duration_s: float,
+    max_lag: int = 1,
+    grid: float | None = None,
 ) -> dict[str, Any]:
-    length = round(duration_s * fps)
+    """`grid`: envelope bins per second (default: one per frame); a coarser grid keeps the
+    largest change inside each bin, as a model's time steps would."""
+    rate = fps if grid is None else grid
+    length = round(duration_s * rate)
     sounds, pictures, shared, skipped = [], [], [], {}
     for item in items:
         if item.id not in cache.row:
             skipped[item.id] = cache.skipped.get(item.id, "not decoded")
             continue
         try:
-            sounds.append(standardise(sound_envelope(cache.audio(item.id), fps, length)))
-            pictures.append(standardise(picture_envelope(cache.frames(item.id), fps, fps, length)))
+            sounds.append(standardise(sound_envelope(cache.audio(item.id), rate, length)))
+            pictures.append(standardise(picture_envelope(cache.frames(item.id), fps, rate, length)))
         except ValueError as e:
             skipped[item.id] = str(e)
             continue
@@ -129,6 +138,7 @@ def measure(
     scores = alignment_scores(s, p, max_lag)
     return {
         "fps": fps,
+        "grid_per_s": rate,
         "max_lag_bins": max_lag,
         "pool": len(sounds),
         "shared_share": float(sh.mean()),
@@ -143,6 +153,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--pool", action="append", default=[], metavar="NAME=MANIFEST", required=True)
     p.add_argument("--fps", type=float, nargs="+", default=[8.0, 12.0])
     p.add_argument("--max-lag", type=int, nargs="+", default=[1, 2], help="lag tolerances (bins)")
+    p.add_argument(
+        "--grid", type=float, nargs="+", default=[0.0], help="bins per second (0: one per frame)"
+    )
     p.add_argument("--duration", type=float, default=6.0, help="seconds of each clip compared")
     p.add_argument("--cache", type=Path, default=Path("data/bench-events-cache"))
     p.add_argument("--workers", type=int, default=None)
@@ -152,16 +165,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"settings": {"detrend_bins": DETREND_BINS}}
     results["pools"] = {}
     table = Table(title="event envelopes, nothing learned: R@1 / R@10 (shared-event clips)")
-    for col in ("pool", "fps", "lag ≤", "clips", "shared", "audio→video", "video→audio"):
+    for col in ("pool", "fps", "bins/s", "lag ≤", "clips", "shared", "audio→video", "video→audio"):
         table.add_column(col, justify="left" if col == "pool" else "right")
     for name, items in other_pools(args.pool).items():
         by_fps = {}
         for fps in args.fps:
             spec = DecodeSpec(fps, IMAGE_SIZE, SAMPLE_RATE, "stretch")
             cache = FeatureCache.build(items, spec, args.cache, args.workers)
-            for lag in args.max_lag:
-                m = measure(items, cache, fps, args.duration, lag)
-                by_fps[f"{fps:g}fps-lag{lag}"] = m
+            for grid, lag in itertools.product(args.grid, args.max_lag):
+                m = measure(items, cache, fps, args.duration, lag, grid or None)
+                key = f"{fps:g}fps-lag{lag}" + (f"-grid{grid:g}" if grid else "")
+                by_fps[key] = m
                 cells = [
                     f"{m[d]['all']['R@1']:.3f} / {m[d]['all']['R@10']:.3f} "
                     f"({m[d]['shared']['R@1']:.3f} / {m[d]['shared']['R@10']:.3f})"
@@ -170,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 table.add_row(
                     name,
                     f"{fps:g}",
-                    f"{lag / fps:.2f} s",
+                    f"{m['grid_per_s']:g}",
+                    f"{lag / m['grid_per_s']:.2f} s",
                     str(m["pool"]),
                     f"{m['shared_share']:.2f}",
                     *cells,

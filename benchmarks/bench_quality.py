@@ -185,6 +185,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "its steps per second)",
     )
     p.add_argument(
+        "--sequence-detrend",
+        type=int,
+        default=None,
+        help="steps of the moving average the sequence branch's steps are taken relative to "
+        "(0 = off; default: the preset's)",
+    )
+    p.add_argument(
+        "--trunk-every",
+        type=int,
+        default=None,
+        help="the visual trunk reads every k-th frame, the sequence branch all (default: the "
+        "preset's trunk frame rate)",
+    )
+    p.add_argument(
         "--fit",
         choices=("pad", "stretch", "crop"),
         default=None,
@@ -244,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         event_inputs=args.event_inputs,
         sequence_branch=args.sequence_branch,
+        trunk_every=args.trunk_every,
+        sequence_detrend=args.sequence_detrend,
         **(
             {"branch_trunk_gradient": args.branch_trunk_gradient}
             if args.branch_trunk_gradient is not None

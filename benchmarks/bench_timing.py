@@ -44,6 +44,7 @@ from benchmarks.bench_quality import other_pools
 from models.alignment import av_agreement
 from models.encoders import Embeddings
 from models.model import TrimodalModel
+from models.policy import DIRECTIONS
 from training.cache import DecodeSpec, FeatureCache
 from training.datasets import load_manifest
 from training.evaluate import (
@@ -297,9 +298,15 @@ def measure_pool(
         "chromaprint": {},
     }
     policy = model.search_policy
+    # "hybrid" re-ranks as the service does, with the checkpoint's recorded fusion weight for the
+    # direction; "sequence" (in hybrid_by_weight) orders the candidates by the steps alone.
+    tried = {
+        d: (None,) if policy.rerank_weight.get(d) is None else (policy.rerank_weight[d], None)
+        for d in DIRECTIONS
+    }
     for d in FULL_DIRECTIONS:
         rep = _direction(
-            model, d, by_id, pool, None, subsets, rerank_k, "interp", ("pooled", "hybrid")
+            model, d, by_id, pool, None, subsets, rerank_k, "interp", ("pooled", "hybrid"), tried[d]
         )
         rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -314,6 +321,7 @@ def measure_pool(
             pool=pool,
             max_queries=max_queries,
             subsets={k: v for k, v in subsets.items() if k in ("shared", "unshared")},
+            weights=tried,
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:

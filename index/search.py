@@ -31,7 +31,7 @@ from index.embed import MODALITIES
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
 from models.policy import SearchPolicy
-from models.sequence import Distance
+from models.sequence import Distance, sequence_similarity
 
 log = logging.getLogger("trimodal.index")
 
@@ -281,8 +281,16 @@ class Searcher:
         if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]]
             distances, found = self._rerank(query.sequence, top, primary, distance)
-            order = sorted(range(len(top)), key=lambda i: (distances[i], top[i]))
-            ranked = [(top[i], -float(distances[i])) for i in order] + ranked[rerank_k:]
+            weight = self.policy.fusion_weight(query.modality, target)
+            if weight is None:  # the sequence distance alone
+                fused_scores = [-float(d) for d in distances]
+            else:  # the first pass's score plus the window's mean step similarity, weighed
+                fused_scores = [
+                    fused[r] + weight * sequence_similarity(float(d), distance)
+                    for r, d in zip(top, distances, strict=True)
+                ]
+            order = sorted(range(len(top)), key=lambda i: (-fused_scores[i], top[i]))
+            ranked = [(top[i], fused_scores[i]) for i in order] + ranked[rerank_k:]
             scores = dict(ranked)
             for i in order[:k]:  # segments only for the hits that are returned
                 known[top[i]] = found(i)

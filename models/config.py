@@ -62,8 +62,16 @@ class VisualConfig:
     # each region of the raw picture changed since the frame before (a flash, a squash). False for
     # checkpoints from before the field.
     events: bool = False
+    # The shared encoder (the pooled vector) reads every `trunk_every`-th frame; the sequence
+    # branch reads them all. A flash or a squash lasts one frame at SynthAV's 12 fps, and timing
+    # needs every frame, while what a clip shows (colour, shape, scene, direction) does not: the
+    # branch's stem is a few pooled pixels per frame, the trunk's a CNN. 1 for checkpoints from
+    # before the field.
+    trunk_every: int = 1
 
     def __post_init__(self) -> None:
+        if self.trunk_every < 1:
+            raise ValueError(f"visual trunk_every must be >= 1, got {self.trunk_every}")
         if self.fit not in ("pad", "stretch", "crop"):
             raise ValueError(f"visual fit must be 'pad', 'stretch' or 'crop', got {self.fit!r}")
 
@@ -93,8 +101,17 @@ class ModelConfig:
     # event inputs (models.encoders.SequenceBranch), instead of a head on the shared transformer.
     # False for checkpoints from before the field.
     sequence_branch: bool = False
+    # Each step of the branch taken relative to the mean of the steps within this many (odd) of
+    # it, then unit length again: the steps say what *changes* there, as an onset envelope minus
+    # its moving average does. Without it the steps where nothing happens, alike in every clip,
+    # swamp the few that tell clips apart. 0 = off (checkpoints from before the field).
+    sequence_detrend: int = 0
 
     def __post_init__(self) -> None:
+        if self.sequence_detrend < 0 or (self.sequence_detrend and self.sequence_detrend % 2 == 0):
+            raise ValueError(
+                f"sequence_detrend must be 0 or an odd number of steps, got {self.sequence_detrend}"
+            )
         mel_fps = self.audio.sample_rate / self.audio.hop_length
         tokens_per_step = mel_fps / self.audio.token_frames / self.steps_per_second
         if abs(tokens_per_step - round(tokens_per_step)) > 1e-6 or tokens_per_step < 1:
@@ -107,6 +124,11 @@ class ModelConfig:
             raise ValueError(
                 f"visual fps must be a multiple of steps_per_second, got {frames_per_step:g}"
             )
+        if round(frames_per_step) % self.visual.trunk_every:
+            raise ValueError(
+                f"visual trunk_every ({self.visual.trunk_every}) must divide the frames per step "
+                f"({round(frames_per_step)})"
+            )
 
     @property
     def audio_tokens_per_step(self) -> int:
@@ -116,6 +138,11 @@ class ModelConfig:
     @property
     def frames_per_step(self) -> int:
         return round(self.visual.fps / self.steps_per_second)
+
+    @property
+    def trunk_frames_per_step(self) -> int:
+        """Frames per step that the visual encoder's trunk reads (`VisualConfig.trunk_every`)."""
+        return self.frames_per_step // self.visual.trunk_every
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,25 +177,36 @@ PRESETS: dict[str, ModelConfig] = {
         embed_dim=32,
         audio=AudioConfig(n_mels=32, width=32, layers=1, heads=2),
         visual=VisualConfig(
-            image_size=32, patch=4, channels=(8, 16), width=32, layers=1, heads=2, fit="stretch"
+            image_size=32,
+            fps=12.0,
+            trunk_every=3,
+            patch=4,
+            channels=(8, 16),
+            width=32,
+            layers=1,
+            heads=2,
+            fit="stretch",
         ),
         text=TextConfig(model=RANDOM_TINY, hidden=32),
         sequence_branch=True,
+        sequence_detrend=5,
     ),
     # Measured on SynthAV (benchmarks/results/bench_quality-*head*.json): with no trainable text
     # projection, text→video R@10 on unseen wordings rose from 0.24 (mlp) and 0.31 (linear) to 0.46.
     "small": ModelConfig(
         embed_dim=384,
-        visual=VisualConfig(fit="stretch"),
+        visual=VisualConfig(fps=12.0, trunk_every=3, fit="stretch"),
         text=TextConfig(head="identity"),
         sequence_branch=True,
+        sequence_detrend=5,
     ),
     "base": ModelConfig(
         embed_dim=512,
         audio=AudioConfig(n_mels=128, width=384, layers=6, heads=6, dropout=0.1),
         visual=VisualConfig(
             image_size=128,
-            fps=8.0,
+            fps=12.0,
+            trunk_every=3,
             channels=(64, 128, 256, 384),
             width=384,
             layers=6,
@@ -177,6 +215,7 @@ PRESETS: dict[str, ModelConfig] = {
             fit="stretch",
         ),
         sequence_branch=True,
+        sequence_detrend=5,
     ),
 }
 

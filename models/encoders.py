@@ -160,11 +160,20 @@ class SequenceBranch(nn.Module):
     model without the branch takes its steps from the shared transformer's sequence head, as
     checkpoints from before it did."""
 
-    def __init__(self, stem: nn.Module, width: int, heads: int, tokens_per_step: int, dim: int):
+    def __init__(
+        self,
+        stem: nn.Module,
+        width: int,
+        heads: int,
+        tokens_per_step: int,
+        dim: int,
+        detrend: int = 0,
+    ) -> None:
         super().__init__()
         self.trunk_gradient = 0.0  # share of the gradient that reaches the shared encoder
         self.stem = stem  # changes → (B, N, width) tokens on the encoder's token grid
         self.head = TemporalHead(width, 1, heads, 0.0, tokens_per_step, dim, pooled=False)
+        self.detrend = detrend  # ModelConfig.sequence_detrend
 
     def forward(self, tokens: Tensor, token_mask: Tensor, changes: Tensor) -> Embeddings:
         """tokens (B, N', W): the trunk's output, padded to whole steps or windows; changes: the
@@ -174,7 +183,29 @@ class SequenceBranch(nn.Module):
         tokens, token_mask = tokens[:, :n], token_mask[:, :n]
         g = self.trunk_gradient  # same values, a share g of the gradient
         tokens = g * tokens + (1 - g) * tokens.detach() if g > 0 else tokens.detach()
-        return self.head(tokens + own, token_mask)
+        steps = self.head(tokens + own, token_mask)
+        return detrend_steps(steps, self.detrend) if self.detrend else steps
+
+
+DETREND_FLOOR = 1e-4
+
+
+def detrend_steps(e: Embeddings, window: int) -> Embeddings:
+    """Each valid step minus the mean of the valid steps within `window` (odd) centred on it,
+    unit length again; padding stays zero. A step that differs from nothing around it (a clip of
+    one step) becomes zero: it has no timing to compare."""
+    m = e.mask.to(e.sequence.dtype).unsqueeze(-1)  # (B, T, 1)
+    x = e.sequence * m
+
+    def local_mean(z: Tensor) -> Tensor:  # (B, T, C) → mean over the window, padding as zeros
+        pooled = F.avg_pool1d(z.transpose(1, 2), window, 1, window // 2, count_include_pad=True)
+        return pooled.transpose(1, 2)
+
+    share = local_mean(m).clamp(min=1.0 / window)  # valid steps in the window / window
+    # Rounding leaves ~1e-8 where nothing changed: a floor well below any real change (the steps
+    # are unit vectors) keeps that near zero instead of blowing it up to unit length.
+    change = F.normalize(x - local_mean(x) / share, dim=-1, eps=DETREND_FLOOR)
+    return Embeddings(e.pooled, change * m, e.mask)
 
 
 def _with_branch(
@@ -257,6 +288,7 @@ class AudioEncoder(nn.Module):
                 a.heads,
                 cfg.audio_tokens_per_step,
                 cfg.embed_dim,
+                cfg.sequence_detrend,
             )
             if cfg.sequence_branch
             else None
@@ -341,7 +373,7 @@ class VisualEncoder(nn.Module):
         self.motion = nn.Linear(v.width, v.width)
         self.changes = nn.Linear(CHANGE_GRID * CHANGE_GRID + 1, v.width) if v.events else None
         self.head = TemporalHead(
-            v.width, v.layers, v.heads, v.dropout, cfg.frames_per_step, cfg.embed_dim
+            v.width, v.layers, v.heads, v.dropout, cfg.trunk_frames_per_step, cfg.embed_dim
         )
         self.branch = (
             SequenceBranch(
@@ -350,6 +382,7 @@ class VisualEncoder(nn.Module):
                 v.heads,
                 cfg.frames_per_step,
                 cfg.embed_dim,
+                cfg.sequence_detrend,
             )
             if cfg.sequence_branch
             else None
@@ -358,16 +391,26 @@ class VisualEncoder(nn.Module):
     def forward(self, frames: Tensor, frame_mask: Tensor) -> Embeddings:
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise ValueError(f"expected frames (B, F, 3, H, W), got {tuple(frames.shape)}")
-        b, f = frames.shape[:2]
-        per_frame = self.stem(frames.flatten(0, 1)).reshape(b, f, -1)  # (B, F, W)
-        per_frame = per_frame * frame_mask.unsqueeze(-1)
+        every = self.cfg.trunk_every
+        picked, picked_mask = frames[:, ::every], frame_mask[:, ::every]
+        b, f = picked.shape[:2]
+        per_frame = self.stem(picked.flatten(0, 1)).reshape(b, f, -1)  # (B, F / every, W)
+        per_frame = per_frame * picked_mask.unsqueeze(-1)
         delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
         delta[:, 0] = 0
         tokens = per_frame + self.motion(delta)
         if self.changes is not None:
-            tokens = tokens + self.changes(change_features(frames, frame_mask))
+            changes = change_features(frames, frame_mask)  # every frame's, the largest per pick
+            changes = F.pad(changes, (0, 0, 0, (-changes.shape[1]) % every))
+            changes = changes.reshape(b, f, every, -1).amax(2)
+            tokens = tokens + self.changes(changes)
         if self.branch is None:
-            return self.head(tokens, frame_mask)
-        trunk, out, out_mask = self.head.run(tokens, frame_mask)
+            return self.head(tokens, picked_mask)
+        trunk, out, out_mask = self.head.run(tokens, picked_mask)
+        if every > 1:  # the trunk's tokens onto every frame's: each pick stands for its group
+            out = out.repeat_interleave(every, dim=1)
+            out_mask = out_mask.repeat_interleave(every, dim=1) & F.pad(
+                frame_mask, (0, out.shape[1] - frame_mask.shape[1]), value=False
+            )
         # Padded frames are zeros: the change into the first of them lands on a padded step.
         return _with_branch(trunk, self.branch, out, out_mask, frames)

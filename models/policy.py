@@ -46,6 +46,15 @@ class SearchPolicy:
     # timing objectives train steps that know *when* sound and picture agree, not what a caption
     # says: their text hits get the whole item. None (records before the field): as trained.
     text_segments: bool | None = None
+    # DIRECTIONS key → how the re-rank weighs the sequences against the pooled first pass:
+    # score = pooled similarity + w × the aligned window's mean step similarity. Absent (records
+    # before the field, or a direction measured best without the pooled score): the sequence
+    # distance alone orders the candidates.
+    rerank_weight: Mapping[str, float] = field(default_factory=dict)
+
+    def fusion_weight(self, query_modality: str, target: str) -> float | None:
+        key = direction(query_modality, target)
+        return None if key is None else self.rerank_weight.get(key)
 
     @property
     def localises_text(self) -> bool:
@@ -88,6 +97,11 @@ class SearchPolicy:
             "rerank": {d: bool(self.rerank.get(d, False)) for d in DIRECTIONS},
             "evidence": dict(self.evidence),
             **({} if self.text_segments is None else {"text_segments": self.text_segments}),
+            **(
+                {"rerank_weight": {d: float(w) for d, w in self.rerank_weight.items()}}
+                if self.rerank_weight
+                else {}
+            ),
         }
 
     @classmethod
@@ -97,11 +111,18 @@ class SearchPolicy:
             return cls.unrecorded()
         rerank = data["rerank"]
         text_segments = data.get("text_segments")
+        weights = data.get("rerank_weight")
+        weights = weights if isinstance(weights, Mapping) else {}
         return cls(
             sequence_trained=bool(data.get("sequence_trained", False)),
             rerank={d: rerank.get(d) is True for d in DIRECTIONS},
             evidence=dict(data.get("evidence") or {}),
             text_segments=text_segments if isinstance(text_segments, bool) else None,
+            rerank_weight={
+                d: float(w)
+                for d, w in weights.items()
+                if d in DIRECTIONS and isinstance(w, int | float) and w >= 0
+            },
         )
 
 

@@ -26,6 +26,13 @@ from torch import Tensor
 Distance = Literal["interp", "softdtw", "dtw", "wasserstein"]
 
 
+def sequence_similarity(d: float | Tensor, distance: Distance = "interp") -> Any:
+    """A re-rank distance as a similarity to add to a pooled cosine. "interp" between unit steps
+    is 2 - 2 × their mean cosine, so 1 - d / 2 is that mean cosine (in [-1, 1]); the other
+    distances have no such reading and give -d (it orders the same way)."""
+    return 1.0 - d / 2.0 if distance == "interp" else -d
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -483,6 +490,7 @@ __all__ = [
     "paired_distance",
     "pairwise_distance",
     "resample",
+    "sequence_similarity",
     "sinkhorn_wasserstein",
     "soft_dtw",
 ]

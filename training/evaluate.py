@@ -9,7 +9,7 @@ how many pool items share the query's attributes (a caption cannot tell them apa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from models.encoders import Embeddings
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
 from models.policy import SearchPolicy
-from models.sequence import Distance, paired_distance
+from models.sequence import Distance, paired_distance, sequence_similarity
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.metrics import ceiling_recall, ranks_from_scores, summarise
@@ -204,7 +204,12 @@ def evaluate(
     return results
 
 
-def _direction(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes):
+def _direction(
+    model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes, weights=(None,)
+):
+    """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
+    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_score`), and with
+    several weights "hybrid_by_weight" holds each one's (the distances computed once)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -234,28 +239,73 @@ def _direction(model, direction, by_id, pool, texts, clip_subsets, rerank_k, dis
         subset = {k: v[rows] for k, v in clip_subsets.items()}
         equivalent = None
 
-        def seq_score(qi, cand):  # negative sequence distance, query broadcast over candidates
+        def sequence_distance(qi, cand):  # query broadcast over candidates
             r = rows[qi]
-            d = paired_distance(
+            return paired_distance(
                 distance,
                 src.sequence[r : r + 1],
                 src.mask[r : r + 1],
                 dst.sequence[cand],
                 dst.mask[cand],
             )
-            return -d
+
+        seq_score = fused_scorer(scores, _Memo(sequence_distance), weights[0], distance)
 
     out: dict[str, Any] = {}
     if "pooled" in modes:
         out["pooled"] = _report(ranks_from_scores(scores, target), subset)
     if "hybrid" in modes:
         out["hybrid"] = _report(_rerank_ranks(scores, target, seq_score, rerank_k), subset)
+        if len(weights) > 1 and not direction.startswith("text"):
+            memo = seq_score.memo
+            out["hybrid_by_weight"] = {
+                weight_label(w): _report(
+                    _rerank_ranks(
+                        scores, target, fused_scorer(scores, memo, w, distance), rerank_k
+                    ),
+                    subset,
+                )
+                for w in weights
+            }
     if equivalent is not None:
         out["ceiling"] = {"all": ceiling_recall(equivalent)}
         for name, mask in subset.items():
             if mask.any():
                 out["ceiling"][name] = ceiling_recall(equivalent[mask])
     return out
+
+
+class _Memo:
+    """A query's sequence distances to its candidates, computed once for every weight tried."""
+
+    def __init__(self, compute: Callable[[int, Tensor], Tensor]) -> None:
+        self.compute = compute
+        self.known: dict[int, Tensor] = {}
+
+    def __call__(self, qi: int, cand: Tensor) -> Tensor:
+        if qi not in self.known:
+            self.known[qi] = self.compute(qi, cand)
+        return self.known[qi]
+
+
+def weight_label(w: float | None) -> str:
+    return "sequence" if w is None else f"{w:g}"
+
+
+def fused_scorer(
+    scores: Tensor, memo: _Memo, weight: float | None, distance: Distance
+) -> Callable[[int, Tensor], Tensor]:
+    """The re-rank's score of each candidate, as the service computes it (`index.search`): the
+    sequence distance alone (None), or the pooled score plus `weight` × the steps' similarity."""
+
+    def score(qi: int, cand: Tensor) -> Tensor:
+        d = memo(qi, cand)
+        if weight is None:
+            return -d
+        return scores[qi, cand] + weight * sequence_similarity(d, distance)
+
+    score.memo = memo  # type: ignore[attr-defined]
+    return score
 
 
 def validation_score(report: dict[str, Any]) -> float:
@@ -325,6 +375,7 @@ def excerpt_report(
     pool: Pool | None = None,
     subsets: dict[str, Tensor] | None = None,
     max_queries: int | None = None,
+    weights: Sequence[float | None] | Mapping[str, Sequence[float | None]] = (None,),
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
@@ -332,7 +383,9 @@ def excerpt_report(
     `window_distances`) R@K, and for hybrid hits at rank 1 the error of the returned segment's
     start. Clips without both streams, or shorter than the excerpt, are left out. `pool`: the
     items' embeddings when the caller has them already; `subsets`: name → (pool size,) bool, the
-    clips whose excerpts are also reported apart."""
+    clips whose excerpts are also reported apart. `weights` (one list, or one per direction): the
+    re-rank's fusion weights (`fused_scorer`); "hybrid" and the start errors use the first, and
+    with several "hybrid_by_weight" holds each one's."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -362,14 +415,17 @@ def excerpt_report(
         scores[:, ~has[dst]] = -torch.inf
         starts: dict[int, float] = {}
 
-        def seq_score(qi: int, cand: Tensor, q=q, t=t, starts=starts) -> Tensor:
+        def window_distance(qi: int, cand: Tensor, q=q, t=t, starts=starts) -> Tensor:
             steps = q.sequence[qi][q.mask[qi]]
             d, found = window_distances(steps, t.sequence[cand], t.mask[cand], sps, distance)
             starts[qi] = float(found.start[cand.tolist().index(rows[qi])]) / sps
-            return -d
+            return d
 
+        memo = _Memo(window_distance)
         pooled = ranks_from_scores(scores, target)
-        hybrid = _rerank_ranks(scores, target, seq_score, rerank_k)
+        tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
+        scorer = fused_scorer(scores, memo, tried[0], distance)
+        hybrid = _rerank_ranks(scores, target, scorer, rerank_k)
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
@@ -380,6 +436,13 @@ def excerpt_report(
                 "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
             },
         }
+        if len(tried) > 1:
+            out[name]["hybrid_by_weight"] = {
+                weight_label(w): summarise(
+                    _rerank_ranks(scores, target, fused_scorer(scores, memo, w, distance), rerank_k)
+                )
+                for w in tried
+            }
         for part, mask in parts.items():
             if mask.any():
                 out[name][part] = {
@@ -397,6 +460,10 @@ def _batched(encode, inputs: list, batch_size: int = 64) -> Embeddings:
     return _cat(parts)
 
 
+# The re-rank's fusion weights tried on the validation split (None: the sequence distance alone).
+POLICY_WEIGHTS: tuple[float | None, ...] = (None, 4.0, 2.0, 1.0, 0.5, 0.25)
+
+
 def measure_policy(
     model: TrimodalModel,
     items: Sequence[ManifestItem],
@@ -405,10 +472,13 @@ def measure_policy(
     sequence_trained: bool,
     rerank_k: int = 100,
     text_segments: bool | None = None,
+    weights: Sequence[float | None] = POLICY_WEIGHTS,
 ) -> SearchPolicy:
-    """The checkpoint's search defaults, measured on `items` (the validation split): a direction
-    re-ranks by default only if the re-rank is at least as good as the pooled first pass on R@1
-    and R@10, for whole-clip queries (cross-modal) and for 2.5 s excerpts (every direction).
+    """The checkpoint's search defaults, measured on `items` (the validation split): for each
+    direction, each fusion weight of the re-rank (`fused_scorer`) that is at least as good as the
+    pooled first pass on R@1 and R@10, for whole-clip queries (cross-modal) and for 2.5 s excerpts
+    (every direction), is eligible; the one with the best R@1 (summed over both protocols, then
+    R@10) becomes the default, and with none eligible the direction does not re-rank.
     Measured, not assumed from `sequence_trained`: untrained heads fail the cross-modal test
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
@@ -417,33 +487,61 @@ def measure_policy(
     pool = embed_pool(model, cache, list(by_id))  # once, for both protocols
     subsets: dict[str, Tensor] = {}
     modes = ("pooled", "hybrid")
+    weights = tuple(weights) or (None,)
     with torch.inference_mode():
         full = {
-            d: _direction(model, d, by_id, pool, texts, subsets, rerank_k, "interp", modes)
+            d: _direction(model, d, by_id, pool, texts, subsets, rerank_k, "interp", modes, weights)
             for d in ("audio→video", "video→audio")  # text queries are never re-ranked
         }
-    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k, pool=pool)
-    rerank, evidence = {}, {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
+    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k, pool=pool, weights=weights)
+    rerank, chosen_weights = {}, {}
+    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
     for name in POLICY_DIRECTIONS:
-        measured = []
+        measured: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         if full.get(name):
-            measured.append(("full", full[name]["pooled"]["all"], full[name]["hybrid"]["all"]))
+            report = full[name]
+            measured.append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
         if name in excerpts:
-            measured.append(("excerpt", excerpts[name]["pooled"], excerpts[name]["hybrid"]))
-        gains = all(h[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10")) and bool(
-            measured
+            report = excerpts[name]
+            measured.append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
+        if not measured:
+            rerank[name] = False
+            continue
+
+        def hybrid_of(by_weight: dict[str, Any], w: float | None) -> dict[str, Any]:
+            report = by_weight[weight_label(w)]
+            return report.get("all", report)
+
+        eligible = [
+            w
+            for w in weights
+            if all(hybrid_of(h, w)[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10"))
+        ]
+        best = max(
+            eligible,
+            key=lambda w: tuple(
+                sum(hybrid_of(h, w)[k] for _, _, h in measured) for k in ("R@1", "R@10")
+            ),
+            default="off",
         )
-        rerank[name] = gains
+        rerank[name] = best != "off"
+        if best not in ("off", None):
+            chosen_weights[name] = float(best)
         evidence[name] = {
             kind: {
                 "pooled": {k: round(p[k], 4) for k in ("R@1", "R@10")},
-                "hybrid": {k: round(h[k], 4) for k in ("R@1", "R@10")},
+                **{
+                    weight_label(w): {k: round(hybrid_of(h, w)[k], 4) for k in ("R@1", "R@10")}
+                    for w in weights
+                },
             }
             for kind, p, h in measured
         }
+        evidence[name]["chosen"] = best if best == "off" else weight_label(best)  # type: ignore[arg-type]
     return SearchPolicy(
         sequence_trained=sequence_trained,
         rerank=rerank,
         evidence=evidence,
         text_segments=text_segments,
+        rerank_weight=chosen_weights,
     )

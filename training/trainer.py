@@ -108,6 +108,10 @@ class TrainConfig:
     sequence_branch: bool | None = None
     # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
     event_inputs: bool | None = None
+    # Override the preset's sequence_detrend (models.config.ModelConfig).
+    sequence_detrend: int | None = None
+    # Override the preset's visual trunk_every (the shared encoder reads every k-th frame).
+    trunk_every: int | None = None
 
     @property
     def trains_sequences(self) -> bool:
@@ -182,8 +186,9 @@ def prepare(
     if fit is not None:
         spec = replace(spec, fit=fit)
     if fps is not None:
-        # Checked here, before any decoding: the grid needs whole frames per step.
-        replace(cfg, visual=replace(cfg.visual, fps=fps))
+        # Checked here, before any decoding: the grid needs whole frames per step (the trunk's
+        # share of them is the training config's to choose).
+        replace(cfg, visual=replace(cfg.visual, fps=fps, trunk_every=1))
         spec = replace(spec, fps=fps)
     cache = FeatureCache.build(
         items,
@@ -428,6 +433,8 @@ def train(
         model_cfg = replace(model_cfg, embed_dim=cfg.embed_dim)
     if cfg.sequence_branch is not None:
         model_cfg = replace(model_cfg, sequence_branch=cfg.sequence_branch)
+    if cfg.sequence_detrend is not None:
+        model_cfg = replace(model_cfg, sequence_detrend=cfg.sequence_detrend)
     if cfg.event_inputs is not None:
         model_cfg = replace(
             model_cfg,
@@ -437,7 +444,11 @@ def train(
     # The model decodes pictures the way its training features were decoded, at index and query
     # time too: the fit and the frame rate are the cache's, recorded in the checkpoint's config.
     spec = prepared.cache.spec
-    model_cfg = replace(model_cfg, visual=replace(model_cfg.visual, fit=spec.fit, fps=spec.fps))
+    every = model_cfg.visual.trunk_every if cfg.trunk_every is None else cfg.trunk_every
+    model_cfg = replace(
+        model_cfg,
+        visual=replace(model_cfg.visual, fit=spec.fit, fps=spec.fps, trunk_every=every),
+    )
     model = TrimodalModel(model_cfg, prepared.backbone).to(device)
     for module in model.modules():
         if isinstance(module, TemporalHead):

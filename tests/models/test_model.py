@@ -21,7 +21,7 @@ def waves(seconds, sr=16_000, seed=0):
     return [rng.normal(0, 0.1, int(s * sr)).astype(np.float32) for s in seconds]
 
 
-def clips(seconds, fps=8.0, size=40, seed=0):
+def clips(seconds, fps=12.0, size=40, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 255, (int(s * fps), size, size, 3), dtype=np.uint8) for s in seconds]
 
@@ -70,7 +70,7 @@ def test_missing_streams_give_empty_masks_not_fake_content(tiny):
     _, mask = tiny.audio_inputs([np.zeros(0, np.float32), waves([1.0])[0]])
     assert not mask[0].any() and mask[1].any()
     frames, fmask = tiny.visual_inputs([np.zeros((0, 40, 40, 3), np.uint8), clips([1.0])[0]])
-    assert not fmask[0].any() and fmask[1].sum() == 8
+    assert not fmask[0].any() and fmask[1].sum() == 12
     out = tiny.encode_visual(frames, fmask)
     assert not out.mask[0].any() and torch.isfinite(out.pooled).all()
 

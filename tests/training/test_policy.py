@@ -25,7 +25,7 @@ from models.model import TrimodalModel, checkpoint_hash
 from models.policy import DIRECTIONS, SEARCH_FILE, SearchPolicy, load_policy, save_policy
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
-from training.evaluate import excerpt_report
+from training.evaluate import POLICY_WEIGHTS, excerpt_report, weight_label
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
@@ -95,16 +95,33 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     assert record["text_segments"] is False  # no objective puts the steps in the text space
     evidence = record["evidence"]
     assert evidence["pool"] == len(prepared.val_items) > 0
+    weights = record.get("rerank_weight", {})
     for name in DIRECTIONS:
-        measured = evidence[name]
+        measured = {k: v for k, v in evidence[name].items() if k != "chosen"}
         assert "excerpt" in measured  # every direction is measured on excerpts
         if name in ("audio→video", "video→audio"):
             assert "full" in measured
-        gains = all(
-            m["hybrid"][k] >= m["pooled"][k] for m in measured.values() for k in ("R@1", "R@10")
-        )
-        # Re-ranked by default exactly where it measured no worse than pooled, trained or not.
-        assert record["rerank"][name] is gains
+        labels = [w for w in measured["excerpt"] if w != "pooled"]
+        assert set(labels) == {weight_label(w) for w in POLICY_WEIGHTS}
+        eligible = [
+            w
+            for w in labels
+            if all(m[w][k] >= m["pooled"][k] for m in measured.values() for k in ("R@1", "R@10"))
+        ]
+        # Re-ranked by default exactly where some weighing measured no worse than pooled, with
+        # the best of those (by R@1, then R@10) recorded; trained or not.
+        assert record["rerank"][name] is bool(eligible)
+        chosen = evidence[name]["chosen"]
+        assert chosen == "off" if not eligible else chosen in eligible
+        if eligible:
+            best = max(
+                eligible,
+                key=lambda w: tuple(
+                    sum(m[w][k] for m in measured.values()) for k in ("R@1", "R@10")
+                ),
+            )
+            assert chosen == best
+            assert weights.get(name) == (None if chosen == "sequence" else float(chosen))
 
 
 def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, tmp_path):
@@ -132,7 +149,7 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     torch.manual_seed(0)
     TrimodalModel(preset("tiny")).save(ckpt)
     rerank = {"audio→video": True, "video→audio": False, "audio→audio": True}
-    save_policy(ckpt, SearchPolicy(True, rerank, {"pool": 1}))
+    save_policy(ckpt, SearchPolicy(True, rerank, {"pool": 1}, rerank_weight={"audio→video": 0.5}))
     items = _index(corpus, ckpt, tmp_path / "index")
     searcher = Searcher.open(tmp_path / "index")
     assert searcher.policy.reranks("audio", "video")
@@ -146,6 +163,19 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     assert not searcher.search(audio, "video", k=3, rerank=False).reranked
     text = Query("text", audio.pooled)
     assert not searcher.search(text, "video", k=3).reranked
+
+    # audio→video weighs the steps at 0.5 against the first pass, as recorded; audio→audio,
+    # recorded without a weight, orders by the sequence distance alone.
+    assert searcher.policy.fusion_weight("audio", "video") == 0.5
+    fused = searcher.search(audio, "video", k=5)
+    for hit in fused.hits:
+        d, _ = searcher._rerank(audio.sequence, [hit.row], "visual", "interp")
+        assert hit.score == pytest.approx(hit.pooled_score + 0.5 * (1 - d[0] / 2), abs=1e-5)
+    assert [h.score for h in fused.hits] == sorted((h.score for h in fused.hits), reverse=True)
+    alone = searcher.search(audio, "audio", k=5)
+    for hit in alone.hits:
+        d, _ = searcher._rerank(audio.sequence, [hit.row], "audio", "interp")
+        assert hit.score == pytest.approx(-d[0], abs=1e-5)
 
     # Derived versions keep the policy: same model.
     remove_items(tmp_path / "index", {items[1].id})
@@ -203,6 +233,23 @@ def test_segments_come_only_from_sequences_that_can_align_the_query(corpus, tmp_
     assert searcher.search(audio, "video", k=4).localised
     text = searcher.search(Query("text", audio.pooled), "video", k=4)
     assert not text.localised and all(h.timeline == [] for h in text.hits)
+
+
+def test_fusion_weights_round_trip_and_bad_ones_are_dropped(tmp_path):
+    weights = {"audio→video": 2.0, "video→video": 0.5}
+    save_policy(
+        tmp_path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, True), rerank_weight=weights)
+    )
+    back = load_policy(tmp_path)
+    assert back.rerank_weight == weights
+    assert back.fusion_weight("audio", "video") == 2.0
+    assert back.fusion_weight("audio", "audio") is None  # the sequence distance alone
+    assert back.fusion_weight("text", "video") is None
+    record = back.to_dict()
+    record["rerank_weight"] = {"audio→video": -1, "video→video": "x", "nowhere": 1.0}
+    assert SearchPolicy.from_dict(record).rerank_weight == {}
+    del record["rerank_weight"]  # a record from before the field
+    assert SearchPolicy.from_dict(record).rerank_weight == {}
 
 
 def test_text_segments_are_recorded_and_old_records_keep_their_meaning(tmp_path):
