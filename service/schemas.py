@@ -96,7 +96,11 @@ def item_urls(item_id: str, has_video: bool) -> dict[str, str | None]:
 
 class Hit(BaseModel):
     id: str
-    score: float = Field(description="Ranking score (after re-ranking when it applied).")
+    score: float = Field(
+        description="Ranking score: the pooled score, or after a re-rank the pooled score plus "
+        "the index's recorded weight × the aligned window's mean step similarity (or minus the "
+        "sequence distance where no weight is recorded)."
+    )
     pooled_score: float = Field(description="First-pass (pooled vector) score.")
     start_s: float = Field(description="Start of the best-matching segment, seconds.")
     end_s: float = Field(description="End of the best-matching segment, seconds.")
