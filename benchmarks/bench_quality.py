@@ -185,6 +185,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "its steps per second)",
     )
     p.add_argument(
+        "--branch-epochs",
+        type=int,
+        default=None,
+        help="epochs after the main ones in which only the sequence branches learn (default: "
+        "TrainConfig's)",
+    )
+    p.add_argument(
         "--sequence-detrend",
         type=int,
         default=None,
@@ -259,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         event_inputs=args.event_inputs,
         sequence_branch=args.sequence_branch,
         trunk_every=args.trunk_every,
+        **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
         sequence_detrend=args.sequence_detrend,
         **(
             {"branch_trunk_gradient": args.branch_trunk_gradient}

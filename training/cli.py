@@ -213,6 +213,14 @@ def train(
             "clip's steps at the same times (0 = off; default: TrainConfig's, 1).",
         ),
     ] = None,
+    branch_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Epochs after the main ones in which only the sequence branches learn, on the "
+            "best epoch's settled encoders (default: TrainConfig's).",
+        ),
+    ] = None,
     position_jitter: Annotated[
         int | None,
         typer.Option(
@@ -293,6 +301,7 @@ def train(
             cfg,
             sync_weight=defaults.sync_weight if sync_weight is None else sync_weight,
             excerpt_weight=defaults.excerpt_weight if excerpt_weight is None else excerpt_weight,
+            branch_epochs=defaults.branch_epochs if branch_epochs is None else branch_epochs,
             position_jitter=defaults.position_jitter
             if position_jitter is None
             else position_jitter,

@@ -108,6 +108,10 @@ class TrainConfig:
     sequence_branch: bool | None = None
     # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
     event_inputs: bool | None = None
+    # After the main epochs: this many more in which only the sequence branches learn (the rest
+    # frozen as the best epoch left it), from the timing objectives alone. The branch reads
+    # tokens that keep moving while the trunk trains; on a settled trunk it learns far faster.
+    branch_epochs: int = 0
     # Override the preset's sequence_detrend (models.config.ModelConfig).
     sequence_detrend: int | None = None
     # Override the preset's visual trunk_every (the shared encoder reads every k-th frame).
@@ -317,6 +321,89 @@ def train_step(
         parts["excerpt"] = float(l_ex.detach())
     parts["loss"] = loss.item()
     return loss, parts
+
+
+def branch_step(
+    model: TrimodalModel, batch: Batch, cfg: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The timing objectives alone (`train_step`'s sync and excerpt terms), for the branch phase."""
+    visual = model.encode_visual(*model.visual_inputs(batch.frames))
+    audio = model.encode_audio(*model.audio_inputs(batch.audio))
+    valid = batch.has_audio.to(device) & batch.has_video.to(device)
+    loss = visual.pooled.new_zeros(())
+    parts: dict[str, float] = {}
+    if cfg.sync_weight > 0:
+        if cfg.sync_objective == "clips":
+            l_sync = sync_loss(audio, visual, cfg.sync_temperature, valid=valid)
+        else:
+            l_sync = step_contrast_loss(audio, visual, cfg.sync_temperature, valid)
+        loss = loss + cfg.sync_weight * l_sync
+        parts["sync"] = float(l_sync.detach())
+    if cfg.excerpt_weight > 0:
+        l_ex = excerpt_loss(model, batch, audio, visual, valid, cfg)
+        loss = loss + cfg.excerpt_weight * l_ex
+        parts["excerpt"] = float(l_ex.detach())
+    parts["loss"] = float(loss.detach())
+    return loss, parts
+
+
+def _branch_phase(
+    prepared: Prepared,
+    cfg: TrainConfig,
+    out: Path,
+    device: torch.device,
+    log: Any,
+    on_step: Callable[[int, int, dict[str, float]], None] | None,
+    start: float,
+) -> None:
+    """`cfg.branch_epochs` epochs in which only the sequence branches of the best checkpoint
+    learn; the result replaces `best/` (its pooled vectors stay bit-identical)."""
+    model = TrimodalModel.load(out / "best", device, prepared.backbone)
+    branches = [m for m in model.modules() if isinstance(m, SequenceBranch)]
+    if not branches or not cfg.trains_sequences:
+        return
+    model.requires_grad_(False)
+    params = [p for b in branches for p in b.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    for module in model.modules():
+        if isinstance(module, TemporalHead):
+            module.position_jitter = cfg.position_jitter
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    for epoch in range(cfg.branch_epochs):
+        rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
+        sums: dict[str, float] = {}
+        n = 0
+        for batch in iterate_batches(
+            prepared.train,
+            prepared.cache,
+            prepared.texts,
+            cfg.batch_size,
+            rng,
+            augment=cfg.augment,
+            sample_rate=model.cfg.audio.sample_rate,
+        ):
+            loss, parts = branch_step(model, batch, cfg, device)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            n += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if on_step:
+                on_step(cfg.epochs + epoch, n, parts)
+        record = {
+            "phase": "branch",
+            "epoch": cfg.epochs + epoch,
+            **{k: v / max(1, n) for k, v in sums.items()},
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    model.eval()
+    model.save(out / "best")
 
 
 def excerpt_loss(
@@ -542,6 +629,8 @@ def train(
             _save_state(out, model, opt, sched, epoch + 1, step, best)
             if stopped:
                 break
+        if cfg.branch_epochs > 0 and not stopped and (out / "best").is_dir():
+            _branch_phase(prepared, cfg, out, device, log, on_step, start)
     finally:
         log.close()
     if (out / "best").is_dir():
