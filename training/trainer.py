@@ -14,7 +14,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -349,6 +349,26 @@ def branch_step(
     return loss, parts
 
 
+def _epoch_batches(
+    prepared: Prepared,
+    cfg: TrainConfig,
+    model: TrimodalModel,
+    rng: np.random.Generator,
+    paraphrases: bool = False,
+) -> Iterator[Batch]:
+    """One epoch of the training split in batches, augmented as `cfg` says."""
+    return iterate_batches(
+        prepared.train,
+        prepared.cache,
+        prepared.texts,
+        cfg.batch_size,
+        rng,
+        augment=cfg.augment,
+        sample_rate=model.cfg.audio.sample_rate,
+        paraphrases=paraphrases,
+    )
+
+
 def _branch_phase(
     prepared: Prepared,
     cfg: TrainConfig,
@@ -377,15 +397,7 @@ def _branch_phase(
         rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
         sums: dict[str, float] = {}
         n = 0
-        for batch in iterate_batches(
-            prepared.train,
-            prepared.cache,
-            prepared.texts,
-            cfg.batch_size,
-            rng,
-            augment=cfg.augment,
-            sample_rate=model.cfg.audio.sample_rate,
-        ):
+        for batch in _epoch_batches(prepared, cfg, model, rng):
             loss, parts = branch_step(model, batch, cfg, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -578,15 +590,8 @@ def train(
             rng = np.random.default_rng([cfg.seed, epoch])
             sums: dict[str, float] = {}
             n = 0
-            for batch in iterate_batches(
-                prepared.train,
-                prepared.cache,
-                prepared.texts,
-                cfg.batch_size,
-                rng,
-                augment=cfg.augment,
-                sample_rate=model.cfg.audio.sample_rate,
-                paraphrases=cfg.paraphrase_weight > 0,
+            for batch in _epoch_batches(
+                prepared, cfg, model, rng, paraphrases=cfg.paraphrase_weight > 0
             ):
                 with autocast:
                     loss, parts = train_step(model, batch, cfg, epoch, device)
