@@ -16,6 +16,7 @@ never trained: it gets pooled-only search, and a warning.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -121,7 +122,11 @@ class SearchPolicy:
             rerank_weight={
                 d: float(w)
                 for d, w in weights.items()
-                if d in DIRECTIONS and isinstance(w, int | float) and w >= 0
+                if d in DIRECTIONS
+                and isinstance(w, int | float)
+                and not isinstance(w, bool)
+                and math.isfinite(w)
+                and w >= 0
             },
         )
 

@@ -208,7 +208,7 @@ def _direction(
     model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes, weights=(None,)
 ):
     """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
-    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_score`), and with
+    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`), and with
     several weights "hybrid_by_weight" holds each one's (the distances computed once)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):

@@ -310,29 +310,24 @@ def train_step(
         l_seq = scav_loss(audio, visual, scales["sequence"], cfg.scav_distance, audio_valid)
         loss = loss + cfg.scav_weight * l_seq
         parts["scav"] = l_seq.item()
-    if cfg.sync_weight > 0 and visual is not None and audio is not None:
-        if cfg.sync_objective == "clips":
-            l_sync = sync_loss(audio, visual, cfg.sync_temperature, valid=audio_valid)
-        else:
-            l_sync = step_contrast_loss(audio, visual, cfg.sync_temperature, audio_valid)
-        loss = loss + cfg.sync_weight * l_sync
-        parts["sync"] = l_sync.item()
-    if cfg.excerpt_weight > 0 and visual is not None and audio is not None:
-        l_ex = excerpt_loss(model, batch, audio, visual, audio_valid, cfg)
-        loss = loss + cfg.excerpt_weight * l_ex
-        parts["excerpt"] = float(l_ex.detach())
+    if visual is not None and audio is not None:
+        l_timing, timing_parts = timing_losses(model, batch, audio, visual, audio_valid, cfg)
+        loss = loss + l_timing
+        parts |= timing_parts
     parts["loss"] = loss.item()
     return loss, parts
 
 
-def branch_step(
-    model: TrimodalModel, batch: Batch, cfg: TrainConfig, device: torch.device
+def timing_losses(
+    model: TrimodalModel,
+    batch: Batch,
+    audio: Embeddings,
+    visual: Embeddings,
+    valid: torch.Tensor,
+    cfg: TrainConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The timing objectives alone (`train_step`'s sync and excerpt terms), for the branch phase."""
-    visual = model.encode_visual(*model.visual_inputs(batch.frames))
-    audio = model.encode_audio(*model.audio_inputs(batch.audio))
-    valid = batch.has_audio.to(device) & batch.has_video.to(device)
-    loss = visual.pooled.new_zeros(())
+    """The weighted timing objectives (sync, excerpt) and their parts for the log."""
+    loss = audio.pooled.new_zeros(())
     parts: dict[str, float] = {}
     if cfg.sync_weight > 0:
         if cfg.sync_objective == "clips":
@@ -345,6 +340,17 @@ def branch_step(
         l_ex = excerpt_loss(model, batch, audio, visual, valid, cfg)
         loss = loss + cfg.excerpt_weight * l_ex
         parts["excerpt"] = float(l_ex.detach())
+    return loss, parts
+
+
+def branch_step(
+    model: TrimodalModel, batch: Batch, cfg: TrainConfig, device: torch.device
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The timing objectives alone (`train_step`'s sync and excerpt terms), for the branch phase."""
+    visual = model.encode_visual(*model.visual_inputs(batch.frames))
+    audio = model.encode_audio(*model.audio_inputs(batch.audio))
+    valid = batch.has_audio.to(device) & batch.has_video.to(device)
+    loss, parts = timing_losses(model, batch, audio, visual, valid, cfg)
     parts["loss"] = float(loss.detach())
     return loss, parts
 
@@ -367,6 +373,9 @@ def _epoch_batches(
         sample_rate=model.cfg.audio.sample_rate,
         paraphrases=paraphrases,
     )
+
+
+BRANCH_PHASE_DONE = "branch_phase.json"
 
 
 def _branch_phase(
@@ -581,6 +590,11 @@ def train(
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in finally)
     history: list[dict[str, Any]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    # The branch phase ran on the current best/ (so a resumed finished run does not repeat it,
+    # and one interrupted inside the phase completes it); main epochs that run again reset it.
+    phase_done = out / BRANCH_PHASE_DONE
+    if first_epoch < cfg.epochs:
+        phase_done.unlink(missing_ok=True)
     stopped = False
     epoch = first_epoch
     try:
@@ -636,8 +650,14 @@ def train(
             _save_state(out, model, opt, sched, epoch + 1, step, best)
             if stopped:
                 break
-        if cfg.branch_epochs > 0 and not stopped and (out / "best").is_dir():
+        if (
+            cfg.branch_epochs > 0
+            and not stopped
+            and (out / "best").is_dir()
+            and not phase_done.exists()
+        ):
             _branch_phase(prepared, cfg, out, device, log, on_step, start)
+            phase_done.write_text(json.dumps({"branch_epochs": cfg.branch_epochs}) + "\n")
     finally:
         log.close()
     if (out / "best").is_dir():

@@ -246,7 +246,13 @@ def test_fusion_weights_round_trip_and_bad_ones_are_dropped(tmp_path):
     assert back.fusion_weight("audio", "audio") is None  # the sequence distance alone
     assert back.fusion_weight("text", "video") is None
     record = back.to_dict()
-    record["rerank_weight"] = {"audio→video": -1, "video→video": "x", "nowhere": 1.0}
+    record["rerank_weight"] = {
+        "audio→video": -1,
+        "video→video": "x",
+        "audio→audio": True,
+        "video→audio": float("inf"),
+        "nowhere": 1.0,
+    }
     assert SearchPolicy.from_dict(record).rerank_weight == {}
     del record["rerank_weight"]  # a record from before the field
     assert SearchPolicy.from_dict(record).rerank_weight == {}

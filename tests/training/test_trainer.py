@@ -381,3 +381,9 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(prepared
     assert [x["epoch"] for x in phase] == [1, 2, 3]
     assert phase[-1]["sync"] < phase[0]["sync"], phase
     assert after.search_policy.recorded and after.search_policy.sequence_trained
+    # Resuming a finished run does not run the phase again on its own result.
+    train(prepared, cfg, tmp_path / "run", resume=True)
+    again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum(json.loads(x).get("phase") == "branch" for x in again) == len(phase)
+    resumed = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in b.items())
