@@ -260,6 +260,15 @@ def train(
             "the same way."
         ),
     ] = None,
+    trunk_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The shared visual encoder reads every k-th frame, the sequence branch all "
+            "(default: the preset's, 3 of 12 fps; it must divide the frames per step, so e.g. "
+            "--fps 8 needs --trunk-every 1 or 2).",
+        ),
+    ] = None,
     val_data: Annotated[
         Path | None,
         typer.Option(
@@ -295,6 +304,7 @@ def train(
             augment=AugmentConfig() if augment else None,
             paraphrase_weight=paraphrase_weight,
             event_inputs=event_inputs,
+            trunk_every=trunk_every,
         )
         defaults = cfg
         cfg = replace_config(
@@ -314,7 +324,9 @@ def train(
             from models.config import preset
 
             base = preset(model_preset)
-            replace(base, visual=replace(base.visual, fps=fps))  # raises if the grid cannot hold it
+            every = base.visual.trunk_every if trunk_every is None else trunk_every
+            # raises if the grid cannot hold it
+            replace(base, visual=replace(base.visual, fps=fps, trunk_every=every))
         items = load_manifest(data, splits=("train", "val"))
     except (ValueError, ManifestError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from e

@@ -298,9 +298,15 @@ def test_frame_rate_override_is_decoded_trained_and_recorded(corpus, tmp_path):
     items = load_manifest(corpus / "manifest.jsonl", splits=("val",))
     ready = prepare(items, "tiny", tmp_path / "c2", workers=1, fps=12.0)
     frames = ready.cache.frames(items[0].id)
-    assert len(frames) == 24  # 2 s at 12 fps (the preset samples 8: 16 frames)
+    assert len(frames) == 24  # 2 s at 12 fps
     with pytest.raises(typer.BadParameter, match="multiple of steps_per_second"):
         train_command(out=tmp_path / "bad", fps=10.0, **common)
+    # 8 fps is 2 frames a step: the preset's trunk (every 3rd frame) cannot sit on it, every 2nd can
+    with pytest.raises(typer.BadParameter, match="trunk_every"):
+        train_command(out=tmp_path / "bad8", fps=8.0, **common)
+    train_command(out=tmp_path / "run8", fps=8.0, trunk_every=2, **common)
+    eight = TrimodalModel.load(tmp_path / "run8" / "last").cfg
+    assert (eight.visual.fps, eight.visual.trunk_every, eight.trunk_frames_per_step) == (8.0, 2, 1)
 
 
 def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_path):
