@@ -192,6 +192,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "TrainConfig's)",
     )
     p.add_argument(
+        "--branch-in-main-epochs",
+        action="store_true",
+        help="train the sequence branches in the main epochs too (the recipe before 2026-11-30's)",
+    )
+    p.add_argument(
         "--sequence-detrend",
         type=int,
         default=None,
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sequence_branch=args.sequence_branch,
         trunk_every=args.trunk_every,
         **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
+        branch_in_main_epochs=args.branch_in_main_epochs,
         sequence_detrend=args.sequence_detrend,
         **(
             {"branch_trunk_gradient": args.branch_trunk_gradient}

@@ -293,6 +293,9 @@ class AudioEncoder(nn.Module):
             if cfg.sequence_branch
             else None
         )
+        # Training only (`training.trainer`): False while the trunk trains without the branch,
+        # whose steps are then learnt afterwards on the settled trunk; steps come from the trunk.
+        self.run_branch = True
 
     def forward(self, mel: Tensor, mel_mask: Tensor) -> Embeddings:
         """mel: log-mel (B, n_mels, F); mel_mask (B, F) True for real frames."""
@@ -316,7 +319,7 @@ class AudioEncoder(nn.Module):
     def _heads(
         self, tokens: Tensor, token_mask: Tensor, mel: Tensor, mel_mask: Tensor
     ) -> Embeddings:
-        if self.branch is None:
+        if self.branch is None or not self.run_branch:
             return self.head(tokens, token_mask)
         trunk, out, out_mask = self.head.run(tokens, token_mask)
         k = self.cfg.token_frames
@@ -387,6 +390,7 @@ class VisualEncoder(nn.Module):
             if cfg.sequence_branch
             else None
         )
+        self.run_branch = True  # as AudioEncoder.run_branch
 
     def forward(self, frames: Tensor, frame_mask: Tensor) -> Embeddings:
         if frames.ndim != 5 or frames.shape[2] != 3:
@@ -404,7 +408,7 @@ class VisualEncoder(nn.Module):
             changes = F.pad(changes, (0, 0, 0, (-changes.shape[1]) % every))
             changes = changes.reshape(b, f, every, -1).amax(2)
             tokens = tokens + self.changes(changes)
-        if self.branch is None:
+        if self.branch is None or not self.run_branch:
             return self.head(tokens, picked_mask)
         trunk, out, out_mask = self.head.run(tokens, picked_mask)
         if every > 1:  # the trunk's tokens onto every frame's: each pick stands for its group

@@ -210,7 +210,7 @@ def train(
         typer.Option(
             min=0.0,
             help="Weight of the excerpt objective: a piece of a clip, encoded alone, lands on the "
-            "clip's steps at the same times (0 = off; default: TrainConfig's, 1).",
+            "clip's steps at the same times (0 = off; default: TrainConfig's, 0.25).",
         ),
     ] = None,
     branch_epochs: Annotated[
@@ -218,9 +218,17 @@ def train(
         typer.Option(
             min=0,
             help="Epochs after the main ones in which only the sequence branches learn, on the "
-            "best epoch's settled encoders (default: TrainConfig's).",
+            "best epoch's settled encoders; the main epochs then leave the branches out unless "
+            "--branch-in-main-epochs (0: the main epochs train them; default: TrainConfig's).",
         ),
     ] = None,
+    branch_in_main_epochs: Annotated[
+        bool,
+        typer.Option(
+            "--branch-in-main-epochs",
+            help="Train the sequence branches in the main epochs too, before the branch phase.",
+        ),
+    ] = False,
     position_jitter: Annotated[
         int | None,
         typer.Option(
@@ -312,6 +320,7 @@ def train(
             sync_weight=defaults.sync_weight if sync_weight is None else sync_weight,
             excerpt_weight=defaults.excerpt_weight if excerpt_weight is None else excerpt_weight,
             branch_epochs=defaults.branch_epochs if branch_epochs is None else branch_epochs,
+            branch_in_main_epochs=branch_in_main_epochs,
             position_jitter=defaults.position_jitter
             if position_jitter is None
             else position_jitter,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from models.config import Modality, preset
-from models.encoders import Embeddings, SequenceBranch, TemporalHead
+from models.encoders import AudioEncoder, Embeddings, SequenceBranch, TemporalHead, VisualEncoder
 from models.media import Fit
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -67,7 +67,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None
     log_every: int = 10
-    max_minutes: float | None = None  # stop cleanly (and checkpoint) after this long
+    # Stop the main epochs cleanly (and checkpoint) after this long; the branch phase still runs.
+    max_minutes: float | None = None
     text_head: str | None = None  # override the preset's text projection (mlp, linear, identity)
     embed_dim: int | None = None  # override the preset's shared dimension
     # Soft text targets (losses.soft_targets): temperature over the frozen tower's caption
@@ -98,8 +99,10 @@ class TrainConfig:
     position_jitter: int = 24
     # Weight of the excerpt objective (`excerpt_loss`): a piece cut from each clip at a random
     # step, encoded alone, must land on the whole clip's steps at the same times, in its own
-    # modality and the other. 0 = off. Costs an extra encoder pass over the pieces.
-    excerpt_weight: float = 1.0
+    # modality and the other. 0 = off. Costs an extra encoder pass over the pieces. 0.25 beside
+    # the sync loss's 1, chosen on the val split for the branch phase (0, 0.25, 0.5, 1: README
+    # "Time-aware matching").
+    excerpt_weight: float = 0.25
     excerpt_steps: tuple[int, int] = (6, 16)  # the pieces' lengths, in steps (1.5–4 s at 4/s)
     excerpt_rows: int = 8  # clips of a batch that give a piece (the extra pass costs time)
     # Share of the sequence branch's gradient that reaches the shared encoder (0 = detached).
@@ -108,16 +111,23 @@ class TrainConfig:
     sequence_branch: bool | None = None
     # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
     event_inputs: bool | None = None
-    # After the main epochs: this many more in which only the sequence branches learn (the rest
-    # frozen as the best epoch left it), from the timing objectives alone. The branch reads
-    # tokens that keep moving while the trunk trains; on settled ones it learns faster. Chosen on
-    # the val split (bench_quality-small-bphase3-*: whole-clip video→audio R@1 0.345 → 0.390,
-    # 2.5 s sound → audio 0.825 → 0.855) for 97 s on two cores with the small preset.
-    branch_epochs: int = 3
+    # After the main epochs: this many more in which only the sequence branches learn, from the
+    # timing objectives alone, on the trunk as the best epoch left it (run as at search time).
+    # The main epochs then leave the branches out (faster; they read detached trunk tokens, so
+    # they never shaped the trunk) unless `branch_in_main_epochs`; with 0 the main epochs train
+    # them. Chosen on the val split (README "Time-aware matching").
+    branch_epochs: int = 8
+    # Train the sequence branches in the main epochs too (before the branch phase, if any).
+    branch_in_main_epochs: bool = False
     # Override the preset's sequence_detrend (models.config.ModelConfig).
     sequence_detrend: int | None = None
     # Override the preset's visual trunk_every (the shared encoder reads every k-th frame).
     trunk_every: int | None = None
+
+    @property
+    def defers_branches(self) -> bool:
+        """Whether the sequence branches learn only in the branch phase (not in the main epochs)."""
+        return self.branch_epochs > 0 and not self.branch_in_main_epochs
 
     @property
     def trains_sequences(self) -> bool:
@@ -310,12 +320,23 @@ def train_step(
         l_seq = scav_loss(audio, visual, scales["sequence"], cfg.scav_distance, audio_valid)
         loss = loss + cfg.scav_weight * l_seq
         parts["scav"] = l_seq.item()
-    if visual is not None and audio is not None:
+    if visual is not None and audio is not None and _branches_run(model):
         l_timing, timing_parts = timing_losses(model, batch, audio, visual, audio_valid, cfg)
         loss = loss + l_timing
         parts |= timing_parts
     parts["loss"] = loss.item()
     return loss, parts
+
+
+def _encoders_with_branches(model: TrimodalModel) -> list[AudioEncoder | VisualEncoder]:
+    encoders = (model.encoders[Modality.AUDIO], model.encoders[Modality.VISUAL])
+    return [e for e in encoders if isinstance(e, AudioEncoder | VisualEncoder) and e.branch]
+
+
+def _branches_run(model: TrimodalModel) -> bool:
+    """False while the main epochs leave the sequence branches out (`defers_branches`): the
+    timing objectives then wait for the branch phase."""
+    return all(e.run_branch for e in _encoders_with_branches(model))
 
 
 def timing_losses(
@@ -397,10 +418,13 @@ def _branch_phase(
     params = [p for b in branches for p in b.parameters()]
     for p in params:
         p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The frozen trunk runs in training mode (dropout, jittered positions) as in the main
+    # epochs: its tokens vary a little from epoch to epoch, which the branch gains from (with
+    # the trunk as at search time, val audio→video and video→audio were lower: README).
     for module in model.modules():
         if isinstance(module, TemporalHead):
             module.position_jitter = cfg.position_jitter
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     for epoch in range(cfg.branch_epochs):
         rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
@@ -570,7 +594,15 @@ def train(
             f"the paraphrase loss needs a trainable text head; {model_cfg.text.head!r} has none "
             "(choose text_head mlp, linear or residual)"
         )
-    params = [p for n, p in model.named_parameters() if not n.startswith("encoders.text.backbone.")]
+    # Branches that learn only in the branch phase stay out of the main epochs altogether.
+    deferred = bool(_encoders_with_branches(model)) and cfg.defers_branches and cfg.trains_sequences
+    for encoder in _encoders_with_branches(model):
+        encoder.run_branch = not deferred
+    params = [
+        p
+        for n, p in model.named_parameters()
+        if not n.startswith("encoders.text.backbone.") and not (deferred and ".branch." in n)
+    ]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(prepared.train) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -650,16 +682,17 @@ def train(
             _save_state(out, model, opt, sched, epoch + 1, step, best)
             if stopped:
                 break
-        if (
-            cfg.branch_epochs > 0
-            and not stopped
-            and (out / "best").is_dir()
-            and not phase_done.exists()
-        ):
+        # Also after a stop at max_minutes (the cap bounds the main epochs; the phase's few
+        # epochs cost a known time): branches left out of the main epochs must not ship
+        # untrained. A resumed run's main epochs reset the marker, so the phase runs again.
+        if cfg.branch_epochs > 0 and (out / "best").is_dir() and not phase_done.exists():
             _branch_phase(prepared, cfg, out, device, log, on_step, start)
             phase_done.write_text(json.dumps({"branch_epochs": cfg.branch_epochs}) + "\n")
     finally:
         log.close()
     if (out / "best").is_dir():
-        record_policy(prepared, out / "best", cfg.trains_sequences, device)
+        # Deferred branches that never had their phase (a run stopped early) are untrained: the
+        # checkpoint says so and searches pooled-only, with a warning, instead of by noise.
+        trained = cfg.trains_sequences and (not deferred or phase_done.exists())
+        record_policy(prepared, out / "best", trained, device)
     return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)

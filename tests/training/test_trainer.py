@@ -325,6 +325,8 @@ def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_pat
         excerpt_steps=(2, 4),
         position_jitter=8,
         event_inputs=True,
+        branch_in_main_epochs=True,
+        branch_epochs=0,
     )
     assert cfg.trains_sequences and TrainConfig(preset="tiny").trains_sequences  # the default
     assert not TrainConfig(preset="tiny", sync_weight=0, excerpt_weight=0).trains_sequences
@@ -351,8 +353,11 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
         excerpt_weight=0.5,
         position_jitter=4,
         event_inputs=True,
+        branch_epochs=1,
+        branch_in_main_epochs=True,
     )
     saved = json.loads((out / "train_config.json").read_text())
+    assert (saved["branch_epochs"], saved["branch_in_main_epochs"]) == (1, True)
     assert (saved["sync_weight"], saved["excerpt_weight"], saved["position_jitter"]) == (
         0.5,
         0.5,
@@ -361,10 +366,17 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
     assert json.loads((out / "best" / "search.json").read_text())["sequence_trained"] is True
 
 
-def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(prepared, tmp_path):
-    """After the main epochs, `branch_epochs` more train the sequence branches alone: every other
-    weight of the best checkpoint is kept bit for bit, the timing loss falls, the log says so,
-    and the policy is measured on the result."""
+def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
+    prepared, tmp_path, monkeypatch
+):
+    """The main epochs leave the sequence branches out (no timing loss, branch weights as
+    initialised); then `branch_epochs` more train the branches alone: every other weight of the
+    best checkpoint is kept bit for bit, the timing loss falls, the log says so, and the policy
+    is measured on the result."""
+    import shutil
+
+    import training.trainer as trainer
+
     cfg = TrainConfig(
         preset="tiny",
         epochs=1,
@@ -375,21 +387,66 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(prepared
         position_jitter=8,
         branch_epochs=3,
     )
-    train(prepared, replace(cfg, branch_epochs=0), tmp_path / "plain")
+    phase = trainer._branch_phase
+
+    def keep_best_then_run(prepared_, cfg_, out, *rest):
+        shutil.copytree(out / "best", tmp_path / "before-phase")
+        return phase(prepared_, cfg_, out, *rest)
+
+    monkeypatch.setattr(trainer, "_branch_phase", keep_best_then_run)
     train(prepared, cfg, tmp_path / "run")
-    before = TrimodalModel.load(tmp_path / "plain" / "best", text_backbone=prepared.backbone)
+    before = TrimodalModel.load(tmp_path / "before-phase", text_backbone=prepared.backbone)
     after = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     a, b = before.state_dict(), after.state_dict()
     moved = {k for k in a if not torch.equal(a[k], b[k])}
     assert moved and all(".branch." in k for k in moved), sorted(moved)[:5]
+    # The main epochs did not touch the branches: they are still as the model was built.
+    torch.manual_seed(cfg.seed)
+    built = TrimodalModel(before.cfg, prepared.backbone).state_dict()
+    assert all(torch.equal(a[k], built[k]) for k in a if ".branch." in k)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    phase = [x for x in lines if x.get("phase") == "branch"]
-    assert [x["epoch"] for x in phase] == [1, 2, 3]
-    assert phase[-1]["sync"] < phase[0]["sync"], phase
+    main = [x for x in lines if "phase" not in x]
+    assert main and not any("sync" in x or "excerpt" in x for x in main)
+    phase_lines = [x for x in lines if x.get("phase") == "branch"]
+    assert [x["epoch"] for x in phase_lines] == [1, 2, 3]
+    assert phase_lines[-1]["sync"] < phase_lines[0]["sync"], phase_lines
     assert after.search_policy.recorded and after.search_policy.sequence_trained
     # Resuming a finished run does not run the phase again on its own result.
     train(prepared, cfg, tmp_path / "run", resume=True)
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert sum(json.loads(x).get("phase") == "branch" for x in again) == len(phase)
+    assert sum(json.loads(x).get("phase") == "branch" for x in again) == len(phase_lines)
     resumed = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in b.items())
+
+
+def test_branches_trained_in_the_main_epochs_on_request_or_without_a_phase(prepared, tmp_path):
+    """`branch_in_main_epochs`, or no branch phase at all: the main epochs train the branches
+    with the timing objectives (the recipe before the phase took them over)."""
+    cfg = TrainConfig(
+        preset="tiny",
+        epochs=1,
+        batch_size=8,
+        warmup_steps=1,
+        device="cpu",
+        excerpt_steps=(2, 4),
+        branch_epochs=0,
+    )
+    for name, run in {"none": cfg, "both": replace(cfg, branch_in_main_epochs=True)}.items():
+        train(prepared, run, tmp_path / name)
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        main = [json.loads(x) for x in lines if "phase" not in json.loads(x)]
+        assert main and all("sync" in x and "excerpt" in x for x in main), name
+
+
+def test_a_run_stopped_at_max_minutes_still_trains_its_branches(prepared, tmp_path):
+    """The time cap stops the main epochs; the branches, left out of them, still get their
+    phase, so the checkpoint never ships untrained steps recorded as trained (or at all)."""
+    cfg = TrainConfig(
+        preset="tiny", epochs=2, batch_size=8, device="cpu", branch_epochs=2, max_minutes=1e-9
+    )
+    result = train(prepared, cfg, tmp_path / "cut")
+    assert result.stopped_early and result.epochs_done == 1
+    lines = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x.get("phase") == "branch"] == [2, 3]
+    model = TrimodalModel.load(tmp_path / "cut" / "best", text_backbone=prepared.backbone)
+    assert model.search_policy.recorded and model.search_policy.sequence_trained
