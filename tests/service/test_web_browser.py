@@ -6,6 +6,7 @@ Needs Debian's `chromium` and `chromium-driver` (CI installs them, see .ci/run) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -53,9 +54,9 @@ def _get(url: str) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-@pytest.fixture(scope="module")
-def base_url(served, engine) -> Iterator[str]:
-    app = create_app(settings_for(served), engine=engine)
+@contextlib.contextmanager
+def _serving(app: Any) -> Iterator[str]:
+    """`app` behind a real uvicorn server on a free port, in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -79,6 +80,12 @@ def base_url(served, engine) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(served, engine) -> Iterator[str]:
+    with _serving(create_app(settings_for(served), engine=engine)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -414,3 +421,125 @@ def test_an_audio_only_webm_is_searched_as_sound(browser, base_url, served, tmp_
     assert browser.find_element("id", "error").is_displayed() is False
     assert "query 3.0" in browser.find_element("id", "meta").text
     _no_script_errors(browser)
+
+
+# ------------------------------------------------------------------------------ make demo, trained
+
+
+EXCERPT_S = 2.5
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    """What `make demo` builds, as it builds it (service.demo.demo with its defaults: 600 SynthAV
+    clips, the small preset, the index; ~7 minutes on two cores), without serving. A smaller
+    corpus trains too few steps to say anything about the demo (100 clips: no excerpt placed)."""
+    from service.demo import demo
+
+    out = tmp_path_factory.mktemp("demo")
+    demo(out=out, serve=False)
+    return out
+
+
+def _wav(samples: Any, sample_rate: int, path: Path) -> Path:
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+def _sound_excerpts(run: Path, out: Path, n: int) -> list[tuple[str, float, Path]]:
+    """(clip id, cut offset in s, WAV path): a 2.5 s piece of each of the first n clips' sound,
+    cut at a random offset (seeded)."""
+    import numpy as np
+
+    from models.media import decode_audio
+    from training.datasets import load_manifest
+
+    rng = np.random.default_rng(7)
+    found = []
+    for item in load_manifest(run / "corpus" / "manifest.jsonl")[:n]:
+        samples, rate = decode_audio(run / "corpus" / item.video)
+        offset = round(float(rng.uniform(0.3, len(samples) / rate - EXCERPT_S - 0.3)), 3)
+        piece = samples[round(offset * rate) : round((offset + EXCERPT_S) * rate)]
+        found.append((item.id, offset, _wav(piece, rate, out / f"{item.id}-at-{offset}.wav")))
+    return found
+
+
+def _upload(base_url: str, path: Path, target: str) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(
+        f"{base_url}/v1/search/audio",
+        files={"file": (path.name, path.read_bytes(), "audio/wav")},
+        data={"options": json.dumps({"target": target, "k": 10})},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.mark.slow
+def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
+    browser, demo_run, tmp_path
+) -> None:
+    """The issue's scenario on `make demo`: 2.5 s of an indexed clip's sound, uploaded, finds
+    that clip first with the segment it was cut from. Over 40 excerpts through the API (floors
+    well under what was measured, far above chance: 1 in 600), then one that was found and
+    placed, uploaded in the page: its first card is the clip and the timeline highlights the
+    steps the excerpt came from. Measured 2026-11-30 on another draw of 40 pieces (README
+    "Time-aware matching"): 11 first, 6 of them placed within 0.25 s — the demo's model is far
+    weaker than the benchmark's (480 training clips; the re-rank of sound by sound was measured
+    off on its 60 val clips)."""
+    from service.settings import Settings
+
+    settings = Settings(
+        index=demo_run / "index",
+        ckpt=demo_run / "model" / "best",
+        reload_poll_s=0,
+        cache_dir=demo_run / "service-cache",
+    )
+    excerpts = _sound_excerpts(demo_run, tmp_path, 40)
+    with _serving(create_app(settings)) as url:
+        answers = [_upload(url, wav, "audio")["hits"] for _, _, wav in excerpts]
+        first = [hits[0] for hits in answers]
+        right = [
+            (clip, offset, wav, hit)
+            for (clip, offset, wav), hit in zip(excerpts, first, strict=True)
+            if hit["id"] == clip
+        ]
+        placed = [r for r in right if abs(r[3]["start_s"] - r[1]) <= 0.25]
+        assert len(right) >= 6, [(c, h["id"]) for c, _, _, h in right]
+        assert len(placed) >= 3, [(o, h["start_s"]) for _, o, _, h in right]
+
+        clip, offset, wav, hit = placed[0]
+        _open(browser, url)
+        browser.find_element("css selector", 'input[name="target"][value="audio"]').click()
+        browser.find_element("id", "file").send_keys(str(wav))
+        _wait(browser, lambda d: wav.name in d.find_element("id", "results-heading").text)
+        cards = _wait(browser, _cards)
+        assert cards[0].get_attribute("data-id") == clip
+        start = float(cards[0].get_attribute("data-start-s"))
+        assert abs(start - offset) <= 0.25
+        assert f"{hit['start_s']:.2f}–{hit['end_s']:.2f} s" in cards[0].text
+        # The band over the matched steps, and the bars inside it marked as the hit.
+        sps = hit["steps_per_second"]
+        band = cards[0].find_element("css selector", "svg.timeline rect.band")
+        assert float(band.get_attribute("x")) == pytest.approx(hit["start_s"] * sps)
+        assert float(band.get_attribute("width")) == pytest.approx(
+            (hit["end_s"] - hit["start_s"]) * sps
+        )
+        bars = cards[0].find_elements("css selector", "svg.timeline rect.bar.hit")
+        assert bars
+        for bar in bars:
+            left = float(bar.get_attribute("x"))
+            assert hit["start_s"] * sps - 1 <= left < hit["end_s"] * sps
+        browser.save_screenshot(str(ARTIFACTS / "web_demo_excerpt.png"))
+        _no_script_errors(browser)
