@@ -441,25 +441,12 @@ def demo_run(tmp_path_factory) -> Path:
     return out
 
 
-def _wav(samples: Any, sample_rate: int, path: Path) -> Path:
-    import wave
-
-    import numpy as np
-
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(pcm.tobytes())
-    return path
-
-
 def _sound_excerpts(run: Path, out: Path, n: int) -> list[tuple[str, float, Path]]:
     """(clip id, cut offset in s, WAV path): a 2.5 s piece of each of the first n clips' sound,
     cut at a random offset (seeded)."""
     import numpy as np
 
+    from benchmarks.bench_timing import _write_wav
     from models.media import decode_audio
     from training.datasets import load_manifest
 
@@ -469,7 +456,9 @@ def _sound_excerpts(run: Path, out: Path, n: int) -> list[tuple[str, float, Path
         samples, rate = decode_audio(run / "corpus" / item.video)
         offset = round(float(rng.uniform(0.3, len(samples) / rate - EXCERPT_S - 0.3)), 3)
         piece = samples[round(offset * rate) : round((offset + EXCERPT_S) * rate)]
-        found.append((item.id, offset, _wav(piece, rate, out / f"{item.id}-at-{offset}.wav")))
+        wav = out / f"{item.id}-at-{offset}.wav"
+        _write_wav(wav, piece, rate)
+        found.append((item.id, offset, wav))
     return found
 
 

@@ -366,6 +366,12 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
     assert json.loads((out / "best" / "search.json").read_text())["sequence_trained"] is True
 
 
+# One quick tiny epoch with short excerpt pieces (2 s clips): the branch-phase tests' base.
+ONE_EPOCH_TIMING = TrainConfig(
+    preset="tiny", epochs=1, batch_size=8, warmup_steps=1, device="cpu", excerpt_steps=(2, 4)
+)
+
+
 def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
     prepared, tmp_path, monkeypatch
 ):
@@ -377,16 +383,7 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
 
     import training.trainer as trainer
 
-    cfg = TrainConfig(
-        preset="tiny",
-        epochs=1,
-        batch_size=8,
-        warmup_steps=1,
-        device="cpu",
-        excerpt_steps=(2, 4),
-        position_jitter=8,
-        branch_epochs=3,
-    )
+    cfg = replace(ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3)
     phase = trainer._branch_phase
 
     def keep_best_then_run(prepared_, cfg_, out, *rest):
@@ -422,15 +419,7 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
 def test_branches_trained_in_the_main_epochs_on_request_or_without_a_phase(prepared, tmp_path):
     """`branch_in_main_epochs`, or no branch phase at all: the main epochs train the branches
     with the timing objectives (the recipe before the phase took them over)."""
-    cfg = TrainConfig(
-        preset="tiny",
-        epochs=1,
-        batch_size=8,
-        warmup_steps=1,
-        device="cpu",
-        excerpt_steps=(2, 4),
-        branch_epochs=0,
-    )
+    cfg = replace(ONE_EPOCH_TIMING, branch_epochs=0)
     for name, run in {"none": cfg, "both": replace(cfg, branch_in_main_epochs=True)}.items():
         train(prepared, run, tmp_path / name)
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
