@@ -230,10 +230,25 @@ def window_distances(
     steps = start[:, None] + torch.arange(width, device=start.device)[None, :]  # (K, W)
     window_mask = steps < end[:, None]
     picked = take_steps(targets, steps.clamp(max=targets.shape[1] - 1))
-    windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
     with torch.no_grad():
+        if distance == "interp" and width == query.shape[0] and bool(window_mask.all()):
+            # Every window as long as the query (the usual case: items longer than the query):
+            # interpolation is the identity, and the mean squared step distance comes from
+            # norms and one matrix-vector product, without a (K, W, D) difference.
+            return _mean_squared_distance(query.to(picked.dtype), picked), found
+        windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
         d = paired_distance(distance, query[None], q_mask[None], windows, window_mask)
     return d, found
+
+
+def _mean_squared_distance(query: Tensor, windows: Tensor) -> Tensor:
+    """(K,) mean over steps of ‖q_i − w_i‖² for a query (L, D) and K windows (K, L, D) of the
+    same length: `paired_distance("interp")` when nothing needs resampling, expanded as
+    ‖q‖² + ‖w‖² − 2 q·w (clamped at 0: rounding can take an exact match a hair below)."""
+    flat = windows.reshape(windows.shape[0], -1)  # (K, L·D)
+    q = query.reshape(-1)
+    squared = torch.linalg.vector_norm(flat, dim=1).square() + q.dot(q) - 2 * (flat @ q)
+    return squared.clamp(min=0) / query.shape[0]
 
 
 def align_sequence(

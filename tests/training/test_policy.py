@@ -85,6 +85,35 @@ def test_window_distances_find_an_excerpt_where_it_was_cut():
     assert int(found.start[1]) == 7 and found.segment(1).start_s == pytest.approx(7 / 4)
 
 
+def test_window_distances_equal_the_paired_distance_of_their_windows(monkeypatch):
+    """The fast path (every window as long as the query: norms and one product) and the general
+    one (a candidate shorter than the query: windows resampled) both equal `paired_distance` of
+    the query with the window each candidate was aligned at."""
+    import models.alignment as alignment
+    from models.sequence import paired_distance, take_steps
+
+    fast = []
+    direct = alignment._mean_squared_distance
+    monkeypatch.setattr(
+        alignment, "_mean_squared_distance", lambda q, w: fast.append(1) or direct(q, w)
+    )
+    torch.manual_seed(1)
+    query = torch.randn(6, 16)  # not unit length: the stores' steps need not be either
+    for lengths in ([20, 20, 9, 12], [20, 5, 9, 12]):  # the second has a candidate < the query
+        targets = torch.randn(4, 20, 16)
+        mask = torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]
+        d, found = window_distances(query, targets, mask, 4.0)
+        for k in range(4):
+            s, e = int(found.start[k]), int(found.end[k])
+            window = take_steps(targets[k : k + 1], torch.arange(s, e)[None])
+            ones = torch.ones(1, e - s, dtype=torch.bool)
+            want = paired_distance(
+                "interp", query[None], torch.ones(1, 6, dtype=torch.bool), window, ones
+            )
+            assert float(d[k]) == pytest.approx(float(want[0]), rel=1e-5, abs=1e-5), (lengths, k)
+    assert fast == [1]  # the first set took the fast path, the second the general one
+
+
 @pytest.mark.parametrize("timing", [False, True])
 def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing):
     off = {} if timing else {"sync_weight": 0.0, "excerpt_weight": 0.0}
