@@ -112,7 +112,8 @@ class TrainConfig:
     # Override the preset's explicit event inputs (sound onsets, picture changes; models.encoders).
     event_inputs: bool | None = None
     # After the main epochs: this many more in which only the sequence branches learn, from the
-    # timing objectives alone, on the trunk as the best epoch left it (run as at search time).
+    # timing objectives alone, on the trunk as the best epoch left it (frozen; in training mode,
+    # see `_branch_phase`).
     # The main epochs then leave the branches out (faster; they read detached trunk tokens, so
     # they never shaped the trunk) unless `branch_in_main_epochs`; with 0 the main epochs train
     # them. Chosen on the val split (README "Time-aware matching").
@@ -330,7 +331,9 @@ def train_step(
 
 def _encoders_with_branches(model: TrimodalModel) -> list[AudioEncoder | VisualEncoder]:
     encoders = (model.encoders[Modality.AUDIO], model.encoders[Modality.VISUAL])
-    return [e for e in encoders if isinstance(e, AudioEncoder | VisualEncoder) and e.branch]
+    return [
+        e for e in encoders if isinstance(e, AudioEncoder | VisualEncoder) and e.branch is not None
+    ]
 
 
 def _branches_run(model: TrimodalModel) -> bool:
