@@ -135,6 +135,9 @@ class Alignments:
     timeline: Tensor  # (K, Tk) per-step similarity, valid for the first lengths[k] steps
     lengths: Tensor  # (K,) valid target steps
     steps_per_second: float
+    # (K,) the query step aligned with the window's first step: 0 unless the query is longer than
+    # the target (then the target lies inside the query, from this step on)
+    query_start: Tensor
 
     def segment(self, k: int) -> Segment:
         sps, n = self.steps_per_second, int(self.lengths[k])
@@ -205,7 +208,7 @@ def align_sequence_tensors(
         timeline = torch.where(in_window, aligned, sims.amax(1))  # (K, Tk)
         start = delta.clamp(min=0)
         end = start + lengths.clamp(max=nq)
-    return Alignments(start, end, score, timeline, lengths, steps_per_second)
+    return Alignments(start, end, score, timeline, lengths, steps_per_second, (-delta).clamp(min=0))
 
 
 def window_distances(
@@ -220,8 +223,11 @@ def window_distances(
 
     A query is usually shorter than what it is searched in (a 5 s sound against a film), and a
     whole-sequence distance would compare it with everything else the target holds. So each
-    target is first cut to its best window, then measured there. Every target needs at least
-    one valid step.
+    target is first cut to its best window, then measured there. A target shorter than the query
+    lies inside it at its best offset, and the "interp" distance compares it with that part of the
+    query, step for step (as a longer target is compared with the whole query): the two sides of
+    every pair are then equally long, and nothing is resampled. Every target needs at least one
+    valid step.
     """
     q_mask = torch.ones(query.shape[0], dtype=torch.bool, device=query.device)
     found = align_sequence_tensors(query, q_mask, targets, target_mask, steps_per_second)
@@ -231,11 +237,14 @@ def window_distances(
     window_mask = steps < end[:, None]
     picked = take_steps(targets, steps.clamp(max=targets.shape[1] - 1))
     with torch.no_grad():
-        if distance == "interp" and width == query.shape[0] and bool(window_mask.all()):
-            # Every window as long as the query (the usual case: items longer than the query):
-            # interpolation is the identity, and the mean squared step distance comes from
-            # norms and one matrix-vector product, without a (K, W, D) difference.
-            return _mean_squared_distance(query.to(picked.dtype), picked), found
+        if distance == "interp":
+            query = query.to(picked.dtype)
+            if width == query.shape[0] and bool(window_mask.all()):
+                # Every window as long as the query (the usual case: items longer than the
+                # query): the mean squared step distance comes from norms and one matrix-vector
+                # product, without a (K, W, D) difference.
+                return _mean_squared_distance(query, picked), found
+            return _aligned_squared_distance(query, found.query_start, picked, window_mask), found
         windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
         d = paired_distance(distance, query[None], q_mask[None], windows, window_mask)
     return d, found
@@ -249,6 +258,18 @@ def _mean_squared_distance(query: Tensor, windows: Tensor) -> Tensor:
     q = query.reshape(-1)
     squared = torch.linalg.vector_norm(flat, dim=1).square() + q.dot(q) - 2 * (flat @ q)
     return squared.clamp(min=0) / query.shape[0]
+
+
+def _aligned_squared_distance(
+    query: Tensor, query_start: Tensor, windows: Tensor, window_mask: Tensor
+) -> Tensor:
+    """(K,) mean over the valid steps of window k (K, W, D) of ‖q_{s_k + i} − w_i‖², the query
+    (Tq, D) read from step s_k = query_start[k] on: each window against the part of the query it
+    was aligned with (the whole query, or, for a window shorter than it, the aligned part)."""
+    steps = query_start[:, None] + torch.arange(windows.shape[1], device=windows.device)[None, :]
+    aligned = query[steps.clamp(max=query.shape[0] - 1)]  # (K, W, D)
+    squared = (aligned - windows).pow(2).sum(-1) * window_mask  # (K, W)
+    return squared.sum(1) / window_mask.sum(1)
 
 
 def align_sequence(

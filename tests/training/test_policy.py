@@ -85,10 +85,11 @@ def test_window_distances_find_an_excerpt_where_it_was_cut():
     assert int(found.start[1]) == 7 and found.segment(1).start_s == pytest.approx(7 / 4)
 
 
-def test_window_distances_equal_the_paired_distance_of_their_windows(monkeypatch):
+def test_window_distances_equal_the_paired_distance_of_their_aligned_parts(monkeypatch):
     """The fast path (every window as long as the query: norms and one product) and the general
-    one (a candidate shorter than the query: windows resampled) both equal `paired_distance` of
-    the query with the window each candidate was aligned at."""
+    one (a candidate shorter than the query) both equal `paired_distance` of the two aligned
+    parts: the query with the window each candidate was aligned at, or — for a candidate shorter
+    than the query — the candidate with the part of the query it lies in."""
     import models.alignment as alignment
     from models.sequence import paired_distance, take_steps
 
@@ -99,19 +100,36 @@ def test_window_distances_equal_the_paired_distance_of_their_windows(monkeypatch
     )
     torch.manual_seed(1)
     query = torch.randn(6, 16)  # not unit length: the stores' steps need not be either
-    for lengths in ([20, 20, 9, 12], [20, 5, 9, 12]):  # the second has a candidate < the query
+    for lengths in ([20, 20, 9, 12], [20, 5, 9, 3]):  # the second has candidates < the query
         targets = torch.randn(4, 20, 16)
         mask = torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]
         d, found = window_distances(query, targets, mask, 4.0)
         for k in range(4):
             s, e = int(found.start[k]), int(found.end[k])
+            qs = int(found.query_start[k])
+            assert qs == 0 or lengths[k] < 6
             window = take_steps(targets[k : k + 1], torch.arange(s, e)[None])
+            part = query[qs : qs + e - s][None]
             ones = torch.ones(1, e - s, dtype=torch.bool)
-            want = paired_distance(
-                "interp", query[None], torch.ones(1, 6, dtype=torch.bool), window, ones
-            )
+            want = paired_distance("interp", part, ones, window, ones)
             assert float(d[k]) == pytest.approx(float(want[0]), rel=1e-5, abs=1e-5), (lengths, k)
     assert fast == [1]  # the first set took the fast path, the second the general one
+
+
+def test_a_candidate_shorter_than_the_query_is_measured_where_it_lies_in_it():
+    """A 10-step query that holds a 4-step item at steps 5..8: the item's distance is ~0 (its
+    own steps), however the rest of the query looks; another short item is far."""
+    torch.manual_seed(2)
+    item = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    query = torch.nn.functional.normalize(torch.randn(10, 16), dim=-1)
+    query[5:9] = item
+    targets = torch.zeros(2, 6, 16)
+    targets[0, :4] = item
+    targets[1, :4] = torch.nn.functional.normalize(torch.randn(4, 16), dim=-1)
+    mask = torch.arange(6)[None, :] < 4
+    d, found = window_distances(query, targets, mask.expand(2, -1), 4.0)
+    assert int(found.query_start[0]) == 5 and float(d[0]) < 1e-6 < float(d[1])
+    assert (int(found.start[0]), int(found.end[0])) == (0, 4)
 
 
 @pytest.mark.parametrize("timing", [False, True])
