@@ -625,11 +625,10 @@ def train(
     log = open(out / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in finally)
     history: list[dict[str, Any]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    # The branch phase ran on the current best/ (so a resumed finished run does not repeat it,
-    # and one interrupted inside the phase completes it); main epochs that run again reset it.
+    # The branch phase ran on best/ as it is now: a resumed run whose epochs find no better
+    # checkpoint does not phase the same branches twice, one interrupted inside the phase
+    # completes it, and a new best/ (fresh from the main epochs) drops the marker.
     phase_done = out / BRANCH_PHASE_DONE
-    if first_epoch < cfg.epochs:
-        phase_done.unlink(missing_ok=True)
     stopped = False
     epoch = first_epoch
     try:
@@ -677,6 +676,7 @@ def train(
             score = record.get("val_score", -record.get("loss", 0.0))
             if score > best:
                 best = score
+                phase_done.unlink(missing_ok=True)
                 model.save(out / "best")
             record["seconds"] = round(time.perf_counter() - start, 1)
             history.append(record)
@@ -687,7 +687,7 @@ def train(
                 break
         # Also after a stop at max_minutes (the cap bounds the main epochs; the phase's few
         # epochs cost a known time): branches left out of the main epochs must not ship
-        # untrained. A resumed run's main epochs reset the marker, so the phase runs again.
+        # untrained.
         if cfg.branch_epochs > 0 and (out / "best").is_dir() and not phase_done.exists():
             _branch_phase(prepared, cfg, out, device, log, on_step, start)
             phase_done.write_text(json.dumps({"branch_epochs": cfg.branch_epochs}) + "\n")

@@ -433,9 +433,34 @@ def test_a_run_stopped_at_max_minutes_still_trains_its_branches(prepared, tmp_pa
     cfg = TrainConfig(
         preset="tiny", epochs=2, batch_size=8, device="cpu", branch_epochs=2, max_minutes=1e-9
     )
-    result = train(prepared, cfg, tmp_path / "cut")
+    scores = iter([1.0, 0.5, 2.0])  # epoch 1, then the resumed epoch 2 twice
+    result = train(prepared, cfg, tmp_path / "cut", validate=lambda m: {"score": next(scores)})
     assert result.stopped_early and result.epochs_done == 1
     lines = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines if x.get("phase") == "branch"] == [2, 3]
     model = TrimodalModel.load(tmp_path / "cut" / "best", text_backbone=prepared.backbone)
     assert model.search_policy.recorded and model.search_policy.sequence_trained
+
+    # Resumed, an epoch that does not beat best/ leaves it as phased: its branches are not
+    # trained a second time (the phase learns from the branches' initial weights, once).
+    import shutil
+
+    shutil.copytree(tmp_path / "cut", tmp_path / "again")
+    whole = replace(cfg, max_minutes=0)
+
+    def phases(run: str) -> int:
+        text = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return sum(json.loads(x).get("phase") == "branch" for x in text)
+
+    phased = model.state_dict()
+    train(
+        prepared, whole, tmp_path / "cut", resume=True, validate=lambda m: {"score": next(scores)}
+    )
+    assert phases("cut") == 2
+    kept = TrimodalModel.load(tmp_path / "cut" / "best", text_backbone=prepared.backbone)
+    assert all(torch.equal(v, kept.state_dict()[k]) for k, v in phased.items())
+    # One that does beat it is a new best/ from the main epochs: its branches get their phase.
+    train(
+        prepared, whole, tmp_path / "again", resume=True, validate=lambda m: {"score": next(scores)}
+    )
+    assert phases("again") == 4
