@@ -29,7 +29,7 @@ from rich.table import Table
 from benchmarks._common import write_result
 from models.config import preset as preset_config
 from models.policy import SearchPolicy, load_policy
-from training.augment import AugmentConfig
+from training.augment import AugmentConfig, level_only
 from training.batches import all_captions, examples
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
@@ -76,6 +76,15 @@ def row(report: dict[str, Any], mode: str, policy: SearchPolicy | None = None) -
     return out
 
 
+def _augment(name: str) -> AugmentConfig | None:
+    """`--augment`'s choice as a TrainConfig.augment."""
+    if name == "none":
+        return None
+    if name == "level":
+        return level_only()
+    return AugmentConfig(visual=name != "audio", audio=name != "visual")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", type=Path, default=Path("data/bench-synthav"))
@@ -105,9 +114,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--augment",
         nargs="?",
         const="both",
-        choices=("both", "audio", "visual"),
+        choices=("both", "audio", "visual", "level", "none"),
         default=None,
-        help="train with training.augment's defaults, on both streams or only one",
+        help="train with training.augment's defaults, on both streams or only one; 'level' "
+        "(TrainConfig's default): only the sound's recording level (training.augment."
+        "level_only); 'none': no augmentation (the recipe before 2026-11-30's level)",
     )
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(
@@ -285,11 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **({"position_jitter": args.position_jitter} if args.position_jitter is not None else {}),
         **({"sync_weight": args.sync_weight} if args.sync_weight is not None else {}),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
-        augment=(
-            AugmentConfig(visual=args.augment != "audio", audio=args.augment != "visual")
-            if args.augment
-            else None
-        ),
+        **({"augment": _augment(args.augment)} if args.augment is not None else {}),
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),

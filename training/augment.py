@@ -64,6 +64,22 @@ class AugmentConfig:
             raise ValueError(f"crop_scale must be within (0, 1], got {self.crop_scale}")
 
 
+def level_only(gain_db: tuple[float, float] = (-24.0, 6.0), p: float = 0.8) -> AugmentConfig:
+    """Only the recording level changes (the pictures and the sound's colour stay): how loud a
+    file is recorded is not part of the world a clip shows, yet a model trained on one
+    synthesiser's levels learns them (README, "A learned space that transfers"). Gains above
+    what fits are taken back to full scale, as a recorder's limiter would."""
+    return AugmentConfig(
+        p=p,
+        visual=False,
+        gain_db=gain_db,
+        eq_db=0.0,
+        lowpass_p=0.0,
+        reverb_p=0.0,
+        audio_noise_p=0.0,
+    )
+
+
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 

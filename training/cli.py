@@ -250,9 +250,13 @@ def train(
     ] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
     augment: Annotated[
-        bool,
-        typer.Option(help="Show and play each training clip another way every epoch."),
-    ] = False,
+        str,
+        typer.Option(
+            help="How each training clip is shown and played another way every epoch: 'level' "
+            "(the sound's recording level only), 'full' (crops, light, blur, noise; gain, EQ, "
+            "band-limiting, reverb, noise) or 'none'."
+        ),
+    ] = "level",
     fit: Annotated[
         str | None,
         typer.Option(
@@ -290,12 +294,17 @@ def train(
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from dataclasses import replace as replace_config
 
-    from training.augment import AugmentConfig
+    from training.augment import AugmentConfig, level_only
     from training.datasets import ManifestError, load_manifest
     from training.evaluate import evaluate, validation_score
     from training.trainer import TrainConfig
     from training.trainer import train as run_training
 
+    augmentations = {"level": level_only, "full": AugmentConfig, "none": lambda: None}
+    if augment not in augmentations:
+        raise typer.BadParameter(
+            f"--augment must be level, full or none, not {augment!r}", param_hint="--augment"
+        )
     try:
         cfg = TrainConfig(
             preset=model_preset,
@@ -309,7 +318,7 @@ def train(
             max_minutes=max_minutes,
             text_head=text_head,
             embed_dim=embed_dim,
-            augment=AugmentConfig() if augment else None,
+            augment=augmentations[augment](),
             paraphrase_weight=paraphrase_weight,
             event_inputs=event_inputs,
             trunk_every=trunk_every,

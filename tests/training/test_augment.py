@@ -108,3 +108,26 @@ def test_the_batches_are_augmented_only_when_asked(tmp_path) -> None:
     assert all(np.array_equal(f, Cache().frames("")) for f in plain.frames)
     assert not any(np.array_equal(f, Cache().frames("")) for f in shown.frames)
     assert all(a.shape == (SR,) for a in shown.audio)
+
+
+def test_level_only_changes_the_recording_level_and_nothing_else() -> None:
+    """`level_only`: the pictures are left alone, and each augmented sound is the same waveform
+    scaled by a gain within the range (taken back to full scale where it would clip)."""
+    from training.augment import level_only
+
+    cfg = level_only(gain_db=(-24.0, 6.0), p=1.0)
+    rng = np.random.default_rng(0)
+    frames = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    assert augment_frames(frames, rng, cfg) is frames
+    quiet = (0.05 * np.sin(np.linspace(0, 400, 16_000))).astype(np.float32)
+    loud = quiet * 19.0  # peak 0.95: +6 dB would clip
+    gains = []
+    for wave in (quiet, loud):
+        for _ in range(20):
+            out = augment_audio(wave, 16_000, rng, cfg)
+            gain = float(np.dot(out, wave) / np.dot(wave, wave))
+            assert np.allclose(out, gain * wave, atol=1e-6)  # only a level, no colour or noise
+            assert np.abs(out).max() <= 1.0 + 1e-6
+            gains.append(20 * np.log10(gain))
+    assert min(gains) >= -24.0 - 1e-3 and max(gains) <= 6.0 + 1e-3
+    assert min(gains) < -12.0  # the range is used, not one gain

@@ -73,6 +73,7 @@ def test_a_few_epochs_lower_the_loss(prepared, tmp_path):
         sync_weight=0.0,
         excerpt_weight=0.0,
         position_jitter=0,
+        augment=None,  # the loss is measured on a fixed batch as decoded
     )
     torch.manual_seed(0)
     before = fixed_batch_loss(
@@ -327,6 +328,7 @@ def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_pat
         event_inputs=True,
         branch_in_main_epochs=True,
         branch_epochs=0,
+        augment=None,  # four tiny epochs: each loss's own descent, not the level's variety
     )
     assert cfg.trains_sequences and TrainConfig(preset="tiny").trains_sequences  # the default
     assert not TrainConfig(preset="tiny", sync_weight=0, excerpt_weight=0).trains_sequences
@@ -355,8 +357,10 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
         event_inputs=True,
         branch_epochs=1,
         branch_in_main_epochs=True,
+        augment="none",
     )
     saved = json.loads((out / "train_config.json").read_text())
+    assert saved["augment"] is None
     assert (saved["branch_epochs"], saved["branch_in_main_epochs"]) == (1, True)
     assert (saved["sync_weight"], saved["excerpt_weight"], saved["position_jitter"]) == (
         0.5,
@@ -364,6 +368,22 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
         4,
     )
     assert json.loads((out / "best" / "search.json").read_text())["sequence_trained"] is True
+
+
+def test_training_changes_the_recording_level_by_default_and_the_command_says_how(tmp_path):
+    """The default augmentation is the sound's level only; `--augment full|none` choose the
+    whole set or nothing, and anything else is refused before any training."""
+    import typer
+
+    from training.augment import AugmentConfig, level_only
+    from training.cli import train as train_command
+
+    assert TrainConfig().augment == level_only()
+    assert not TrainConfig().augment.visual
+    with pytest.raises(typer.BadParameter, match="level, full or none"):
+        train_command(data=tmp_path / "absent.jsonl", out=tmp_path / "run", augment="loud")
+    assert not (tmp_path / "run").exists()
+    assert AugmentConfig().visual  # `full` is training.augment's whole set
 
 
 # One quick tiny epoch with short excerpt pieces (2 s clips): the branch-phase tests' base.
