@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_events as be
-from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+from tests.benchmarks.tiny_corpus import tiny_corpus
 
 
 def clicks_and_flashes(times: list[float], fps: float, seconds: float = 4.0):
@@ -47,24 +47,12 @@ def test_envelopes_refuse_what_has_no_events_to_measure():
         be.picture_envelope(np.zeros((1, 8, 8, 3), np.uint8), 12.0, 12.0, 10)
 
 
-def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, monkeypatch):
-    corpus = tmp_path / "c"
-    generate_corpus(
-        corpus,
-        GeneratorConfig(
-            clips=16,
-            seed=9,
-            val_fraction=0.0,
-            test_fraction=1.0,
-            render=RenderConfig(duration_s=3.0),
-        ),
-        workers=2,
-    )
-    monkeypatch.setattr("benchmarks._common.RESULTS", tmp_path / "results")
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
+    manifest = tiny_corpus(tmp_path / "c", clips=16, seed=9, workers=2)
     out = be.main(
         [
             "--pool",
-            f"tiny={corpus / 'manifest.jsonl'}",
+            f"tiny={manifest}",
             "--fps",
             "12",
             "--max-lag",
@@ -83,5 +71,5 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, monkeypatch):
     # few events each; 6 s test clips do far better, see benchmarks/results/bench_events-*).
     assert m["audio→video"]["shared"]["R@1"] >= 0.3, m
     assert m["audio→video"]["all"]["R@10"] >= 0.6, m
-    written = list((tmp_path / "results").glob("bench_events-*.json"))
+    written = list(results.glob("bench_events-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1

@@ -10,7 +10,7 @@ import numpy as np
 from benchmarks import bench_level as bl
 from models.config import preset
 from models.model import TrimodalModel
-from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+from tests.benchmarks.tiny_corpus import tiny_corpus
 
 
 def test_a_level_scales_the_sound_and_never_passes_full_scale():
@@ -22,27 +22,15 @@ def test_a_level_scales_the_sound_and_never_passes_full_scale():
     assert bl.at_level(np.zeros(0, np.float32), 6.0).size == 0
 
 
-def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, monkeypatch):
-    corpus = tmp_path / "c"
-    generate_corpus(
-        corpus,
-        GeneratorConfig(
-            clips=8,
-            seed=5,
-            val_fraction=1.0,
-            test_fraction=0.0,
-            render=RenderConfig(duration_s=2.0),
-        ),
-        workers=1,
-    )
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: Path):
+    manifest = tiny_corpus(tmp_path / "c", clips=8, seed=5, split="val", seconds=2.0)
     TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
-    monkeypatch.setattr("benchmarks._common.RESULTS", tmp_path / "results")
     out = bl.main(
         [
             "--ckpt",
             str(tmp_path / "ckpt"),
             "--manifest",
-            str(corpus / "manifest.jsonl"),
+            str(manifest),
             "--gains-db=-20,0",
             "--cache",
             str(tmp_path / "cache"),
@@ -54,5 +42,5 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, monkeypatc
         assert all(0.0 <= row[d]["R@10"] <= 1.0 for d in bl.DIRECTIONS)
     # The pictures and the text are the same at every level: only sound-side directions move.
     assert out["by_gain"]["-20 dB"]["text→video"] == out["by_gain"]["+0 dB"]["text→video"]
-    written = list((tmp_path / "results").glob("bench_level-*.json"))
+    written = list(results.glob("bench_level-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["split"] == "val"

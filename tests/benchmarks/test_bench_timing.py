@@ -12,7 +12,7 @@ import pytest
 from benchmarks import bench_timing as bt
 from models.config import preset
 from models.model import TrimodalModel
-from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
+from tests.benchmarks.tiny_corpus import tiny_corpus
 
 
 def test_roc_auc_matches_counting_pairs():
@@ -56,22 +56,10 @@ def test_chromaprint_finds_a_4s_excerpt_and_where_it_starts():
     assert out["start_error_s"]["median"] < 0.15
 
 
-def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, monkeypatch):
-    corpus = tmp_path / "c"
-    generate_corpus(
-        corpus,
-        GeneratorConfig(
-            clips=10,
-            seed=4,
-            val_fraction=0.0,
-            test_fraction=1.0,
-            render=RenderConfig(duration_s=3.0),
-        ),
-        workers=1,
-    )
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: Path):
+    manifest = tiny_corpus(tmp_path / "c", clips=10, seed=4)
     TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
-    monkeypatch.setattr("benchmarks._common.RESULTS", tmp_path / "results")
-    args = ["--ckpt", str(tmp_path / "ckpt"), "--pool", f"tiny={corpus / 'manifest.jsonl'}"]
+    args = ["--ckpt", str(tmp_path / "ckpt"), "--pool", f"tiny={manifest}"]
     args += ["--seconds", "1.5", "--chromaprint", "--cache", str(tmp_path / "cache")]
     out = bt.main(args)
     r = out["pools"]["tiny"]
@@ -82,5 +70,5 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, monkeypatc
     agreement = r["agreement"]
     assert agreement["clips"] == 10 and 0.0 <= agreement["swapped_auc"]["all"] <= 1.0
     assert out["search_policy"]["sequence_trained"] is False  # an untrained model says so
-    written = list((tmp_path / "results").glob("bench_timing-*.json"))
+    written = list(results.glob("bench_timing-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
