@@ -5,6 +5,7 @@ Each command is a plain function with typer annotations, so tests call it with a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -300,7 +301,11 @@ def train(
     from training.trainer import TrainConfig
     from training.trainer import train as run_training
 
-    augmentations = {"level": level_only, "full": AugmentConfig, "none": lambda: None}
+    augmentations: dict[str, Callable[[], AugmentConfig | None]] = {
+        "level": level_only,
+        "full": AugmentConfig,
+        "none": lambda: None,
+    }
     if augment not in augmentations:
         raise typer.BadParameter(
             f"--augment must be level, full or none, not {augment!r}", param_hint="--augment"
