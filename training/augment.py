@@ -175,16 +175,22 @@ def augment_audio(
         tail = rng.standard_normal(length) * np.exp(-6.9 * np.arange(length) / max(1, length))
         tail /= np.sqrt((tail**2).sum()) + 1e-12
         size = 1 << (n + length - 1).bit_length()
-    spectrum = np.fft.rfft(x, size)
-    spectrum *= _eq_curve(rng, spectrum.size, sample_rate, cfg)
-    if rng.random() < cfg.lowpass_p:
-        cutoff = _uniform(rng, cfg.lowpass_hz)
-        freqs = np.fft.rfftfreq(size, 1 / sample_rate)
-        spectrum *= 1 / np.sqrt(1 + (freqs / cutoff) ** 16)  # 8th-order Butterworth magnitude
-    if reverb:
-        wet = _uniform(rng, cfg.reverb_wet)
-        spectrum = spectrum * ((1 - wet) + wet * np.fft.rfft(tail, size))
-    x = np.fft.irfft(spectrum, size)[:n]
+    if reverb or cfg.eq_db or cfg.lowpass_p:
+        spectrum = np.fft.rfft(x, size)
+        spectrum *= _eq_curve(rng, spectrum.size, sample_rate, cfg)
+        if rng.random() < cfg.lowpass_p:
+            cutoff = _uniform(rng, cfg.lowpass_hz)
+            freqs = np.fft.rfftfreq(size, 1 / sample_rate)
+            spectrum *= 1 / np.sqrt(1 + (freqs / cutoff) ** 16)  # 8th-order Butterworth
+        if reverb:
+            wet = _uniform(rng, cfg.reverb_wet)
+            spectrum = spectrum * ((1 - wet) + wet * np.fft.rfft(tail, size))
+        x = np.fft.irfft(spectrum, size)[:n]
+    else:
+        # Nothing changes the sound's colour (`level_only`): no round trip through the FFT, and
+        # the same random draws as that path, so both give the same sound (to rounding).
+        _eq_curve(rng, 1, sample_rate, cfg)
+        rng.random()
     if rng.random() < cfg.audio_noise_p:
         power = float(np.mean(x**2))
         if power > 0:

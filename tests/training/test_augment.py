@@ -131,3 +131,23 @@ def test_level_only_changes_the_recording_level_and_nothing_else() -> None:
             gains.append(20 * np.log10(gain))
     assert min(gains) >= -24.0 - 1e-3 and max(gains) <= 6.0 + 1e-3
     assert min(gains) < -12.0  # the range is used, not one gain
+
+
+def test_a_level_only_sound_skips_the_fft_and_sounds_the_same(monkeypatch) -> None:
+    """`level_only` takes the short path (no spectrum: nothing colours the sound), with the same
+    random draws as the spectral path, so a draw gives the same sound either way (to rounding)."""
+    from training.augment import level_only
+
+    wave = (np.random.default_rng(3).standard_normal(8_000) * 0.1).astype(np.float32)
+    cfg = level_only(p=1.0)
+    # The same config forced down the spectral path: a band-limit that never happens is "on".
+    forced = replace(cfg, lowpass_p=1e-12)
+    spectra = []
+    rfft = np.fft.rfft
+    monkeypatch.setattr(np.fft, "rfft", lambda *a, **k: spectra.append(1) or rfft(*a, **k))
+    short = [augment_audio(wave, 16_000, np.random.default_rng(s), cfg) for s in range(5)]
+    assert not spectra
+    longer = [augment_audio(wave, 16_000, np.random.default_rng(s), forced) for s in range(5)]
+    assert len(spectra) == 5
+    for a, b in zip(short, longer, strict=True):
+        assert np.allclose(a, b, atol=1e-6) and not np.allclose(a, wave, atol=1e-4)
