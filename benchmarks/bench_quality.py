@@ -29,7 +29,7 @@ from rich.table import Table
 from benchmarks._common import write_result
 from models.config import preset as preset_config
 from models.policy import SearchPolicy, load_policy
-from training.augment import AugmentConfig, level_only
+from training.augment import named
 from training.batches import all_captions, examples
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
@@ -74,15 +74,6 @@ def row(report: dict[str, Any], mode: str, policy: SearchPolicy | None = None) -
     twins_v = report["video→audio"][v2a].get("twins")
     out["twin R@1 (v→a)"] = twins_v["R@1"] if twins_v else float("nan")
     return out
-
-
-def _augment(name: str) -> AugmentConfig | None:
-    """`--augment`'s choice as a TrainConfig.augment."""
-    if name == "none":
-        return None
-    if name == "level":
-        return level_only()
-    return AugmentConfig(visual=name != "audio", audio=name != "visual")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -296,7 +287,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **({"position_jitter": args.position_jitter} if args.position_jitter is not None else {}),
         **({"sync_weight": args.sync_weight} if args.sync_weight is not None else {}),
         **({"weights": PairWeights(*map(float, args.weights.split(",")))} if args.weights else {}),
-        **({"augment": _augment(args.augment)} if args.augment is not None else {}),
+        **(
+            {"augment": named("full" if args.augment == "both" else args.augment)}
+            if args.augment is not None
+            else {}
+        ),
     )
     runs = {
         "two-stage": TrainConfig(**{**base.__dict__, "objective": "two-stage"}),

@@ -80,6 +80,21 @@ def level_only(gain_db: tuple[float, float] = (-24.0, 6.0), p: float = 0.8) -> A
     )
 
 
+AUGMENTATIONS = ("level", "full", "audio", "visual", "none")
+
+
+def named(name: str) -> AugmentConfig | None:
+    """The augmentation called `name`: "level" (`level_only`), "full" (every transform, both
+    streams), "audio" or "visual" (every transform, one stream), "none"."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, not {name!r}")
+    if name == "none":
+        return None
+    if name == "level":
+        return level_only()
+    return AugmentConfig(visual=name != "audio", audio=name != "visual")
+
+
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 

@@ -5,7 +5,6 @@ Each command is a plain function with typer annotations, so tests call it with a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -255,7 +254,7 @@ def train(
         typer.Option(
             help="How each training clip is shown and played another way every epoch: 'level' "
             "(the sound's recording level only), 'full' (crops, light, blur, noise; gain, EQ, "
-            "band-limiting, reverb, noise) or 'none'."
+            "band-limiting, reverb, noise), 'audio' or 'visual' (full, one stream) or 'none'."
         ),
     ] = "level",
     fit: Annotated[
@@ -295,21 +294,16 @@ def train(
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from dataclasses import replace as replace_config
 
-    from training.augment import AugmentConfig, level_only
+    from training.augment import named
     from training.datasets import ManifestError, load_manifest
     from training.evaluate import evaluate, validation_score
     from training.trainer import TrainConfig
     from training.trainer import train as run_training
 
-    augmentations: dict[str, Callable[[], AugmentConfig | None]] = {
-        "level": level_only,
-        "full": AugmentConfig,
-        "none": lambda: None,
-    }
-    if augment not in augmentations:
-        raise typer.BadParameter(
-            f"--augment must be level, full or none, not {augment!r}", param_hint="--augment"
-        )
+    try:
+        augmentation = named(augment)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--augment") from None
     try:
         cfg = TrainConfig(
             preset=model_preset,
@@ -323,7 +317,7 @@ def train(
             max_minutes=max_minutes,
             text_head=text_head,
             embed_dim=embed_dim,
-            augment=augmentations[augment](),
+            augment=augmentation,
             paraphrase_weight=paraphrase_weight,
             event_inputs=event_inputs,
             trunk_every=trunk_every,

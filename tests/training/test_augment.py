@@ -151,3 +151,14 @@ def test_a_level_only_sound_skips_the_fft_and_sounds_the_same(monkeypatch) -> No
     assert len(spectra) == 5
     for a, b in zip(short, longer, strict=True):
         assert np.allclose(a, b, atol=1e-6) and not np.allclose(a, wave, atol=1e-4)
+
+
+def test_augmentations_by_name() -> None:
+    from training.augment import level_only, named
+
+    assert named("level") == level_only() and named("none") is None
+    assert named("full") == AugmentConfig()
+    assert (named("audio").audio, named("audio").visual) == (True, False)
+    assert (named("visual").audio, named("visual").visual) == (False, True)
+    with pytest.raises(ValueError, match="loud"):
+        named("loud")

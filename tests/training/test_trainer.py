@@ -380,7 +380,7 @@ def test_training_changes_the_recording_level_by_default_and_the_command_says_ho
 
     assert TrainConfig().augment == level_only()
     assert not TrainConfig().augment.visual
-    with pytest.raises(typer.BadParameter, match="level, full or none"):
+    with pytest.raises(typer.BadParameter, match="level, full, audio, visual, none"):
         train_command(data=tmp_path / "absent.jsonl", out=tmp_path / "run", augment="loud")
     assert not (tmp_path / "run").exists()
     assert AugmentConfig().visual  # `full` is training.augment's whole set
