@@ -6,23 +6,19 @@
 
 In SynthAV every clip has its own event times, shared by picture and sound. This measures how much
 of that a frame rate keeps, before any model: each clip is decoded by the product's decoder
-(`training.cache`, stretched to 64×64, 16 kHz) at each `--fps`, and reduced to two envelopes on a
-grid of one bin per frame:
-- sound: positive spectral flux of the log-mel (`models.features.LogMel`, 100 frames/s), the
-  largest value inside each bin (an onset anywhere in the bin counts);
-- picture: mean absolute difference between a frame and the one before (a flash, a squash, a
-  flap, a step of the clock's hand).
-Each envelope minus its 5-bin moving average (motion across the screen is slow; events are not),
-standardised. A sound is scored against a picture by their best correlation over lags of -L..+L
+(`training.cache`, stretched to 64×64, 16 kHz) at each `--fps`, and reduced to the product's two
+envelopes (`models.events`: onset strength of the sound, change of the picture, one bin per frame
+or `--grid` bins a second, each minus its 5-bin moving average and standardised). A sound is
+scored against a picture by their best correlation over lags of -L..+L
 bins, for each `--max-lag` L: a frame shows an event up to a frame after it sounds, and encoders
 shift sound further (AAC priming, frame-rate conversion), so the tolerance is reported, not
 fixed. Audio→video and video→audio R@1 / R@10 over the whole pool and over the clips whose sound
 and picture share an event source (a seen and heard source that has events; an engine has none),
 with that share.
 
-It answers the time-aware matching issue's "choose frame sampling by measurement": the figures are
-a floor for what per-step sequences could find in the media at that rate, not a product path. The
-envelope rate and detrending were fixed on the own val split, never on a test pool.
+It answered the time-aware matching issue's "choose frame sampling by measurement", and led to the
+envelopes becoming a product path (`index.search` scans and weighs them). The envelope rate and
+detrending were fixed on the own val split, never on a test pool.
 """
 
 from __future__ import annotations
@@ -33,55 +29,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
-from models.features import LogMel, LogMelConfig
+from models.events import DETREND_BINS, picture_events, sound_events
 from training.cache import DecodeSpec, FeatureCache
 from training.evaluate import shares_an_event
 
 SAMPLE_RATE = 16_000
 IMAGE_SIZE = 64
-DETREND_BINS = 5
-_MEL = LogMel(LogMelConfig(sample_rate=SAMPLE_RATE))
 
 
-def _bins(n: int, per_second: float, rate: float) -> np.ndarray:
-    """Bin index of each of n samples taken `per_second`, on a grid of `rate` bins a second."""
-    return np.floor(np.arange(n) / per_second * rate + 1e-9).astype(int)
-
-
-def _max_per_bin(values: np.ndarray, bins: np.ndarray, length: int) -> np.ndarray:
+def _fixed(x: np.ndarray, length: int) -> np.ndarray:
+    """Cut or pad (with zeros: nothing happens) to `length` bins, so a pool is one matrix."""
     out = np.zeros(length, np.float32)
-    keep = bins < length
-    np.maximum.at(out, bins[keep], values[keep])
+    out[: min(length, len(x))] = x[:length]
     return out
-
-
-def sound_envelope(wave: np.ndarray, rate: float, length: int) -> np.ndarray:
-    """Onset strength (positive spectral flux of the log-mel), the largest inside each bin."""
-    if wave.size == 0:
-        raise ValueError("no sound to take an envelope of")
-    mel = _MEL(torch.from_numpy(np.ascontiguousarray(wave, np.float32))).numpy()  # (n_mels, F)
-    flux = np.concatenate([[0.0], np.maximum(np.diff(mel, axis=1), 0.0).sum(0)])
-    return _max_per_bin(flux, _bins(len(flux), _MEL.cfg.frames_per_second, rate), length)
-
-
-def picture_envelope(frames: np.ndarray, fps: float, rate: float, length: int) -> np.ndarray:
-    """How much each frame differs from the one before, the largest inside each bin."""
-    if len(frames) < 2:
-        raise ValueError("fewer than two frames: no change to measure")
-    f = frames.astype(np.float32) / 255.0
-    change = np.concatenate([[0.0], np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))])
-    return _max_per_bin(change, _bins(len(change), fps, rate), length)
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    x = x - np.convolve(x, np.ones(DETREND_BINS) / DETREND_BINS, mode="same")
-    return (x - x.mean()) / (x.std() + 1e-6)
 
 
 def alignment_scores(sound: np.ndarray, picture: np.ndarray, max_lag: int = 1) -> np.ndarray:
@@ -128,8 +93,8 @@ def measure(
             skipped[item.id] = cache.skipped.get(item.id, "not decoded")
             continue
         try:
-            sounds.append(standardise(sound_envelope(cache.audio(item.id), rate, length)))
-            pictures.append(standardise(picture_envelope(cache.frames(item.id), fps, rate, length)))
+            sounds.append(_fixed(sound_events(cache.audio(item.id), SAMPLE_RATE, rate), length))
+            pictures.append(_fixed(picture_events(cache.frames(item.id), fps, rate), length))
         except ValueError as e:
             skipped[item.id] = str(e)
             continue

@@ -2,8 +2,9 @@
 
     python -m benchmarks.bench_service [--sizes 10000,100000] [--clients 1,8,32]
 
-The index is synthetic (clustered pooled vectors and 24-step sequences at the model's dimension,
-published with `index.build.publish_entries` under the checkpoint's hash) so that 100k items take
+The index is synthetic (clustered pooled vectors, 24-step sequences at the model's dimension and
+6 s event envelopes, published with `index.build.publish_entries` under the checkpoint's hash,
+with every direction re-ranked by steps and envelopes by default) so that 100k items take
 minutes, not days, to make; everything a request does is real: HTTP, JSON, the text tower
 (all-MiniLM-L6-v2), the audio/visual encoders of a `small` model, FAISS, the re-rank, segments.
 Measured: text search p50/p99 and QPS at 1, 8 and 32 concurrent clients; audio search with a 6 s
@@ -41,6 +42,7 @@ from rich.table import Table
 from benchmarks._common import write_result
 
 STEPS = 24
+EVENT_RATE = 12.0  # the small preset's frame rate: one envelope bin a frame
 QUERIES = [
     "a small red ball bounces on the grass",
     "a bell rings twice at night",
@@ -54,12 +56,17 @@ QUERIES = [
 
 
 def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
+    """n items with synthetic steps and event envelopes, and the slowest search defaults a
+    checkpoint can record: every direction re-ranked, with the event scan and envelopes."""
     from index.build import Entry, publish_entries
     from index.version import ItemRecord
+    from models.events import standardise
     from models.model import checkpoint_hash
+    from models.policy import DIRECTIONS, SearchPolicy
 
     rng = np.random.default_rng(n)
     centres = rng.normal(size=(500, dim)).astype(np.float32)
+    bins = round(STEPS / 4.0 * EVENT_RATE)
 
     def entries():
         for i in range(n):
@@ -71,8 +78,17 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             record = ItemRecord(
                 f"item{i:07d}", f"/nonexistent/{i}.mp4", STEPS / 4.0, True, True, f"item {i}"
             )
-            yield Entry(record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq})
+            events = {m: standardise(rng.standard_normal(bins)) for m in ("visual", "audio")}
+            yield Entry(
+                record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
+            )
 
+    policy = SearchPolicy(
+        sequence_trained=True,
+        rerank=dict.fromkeys(DIRECTIONS, True),
+        rerank_weight=dict.fromkeys(DIRECTIONS, 1.0),
+        event_weight=dict.fromkeys(DIRECTIONS, 1.0),
+    )
     publish_entries(
         root,
         entries(),
@@ -80,6 +96,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         dim=dim,
         steps_per_second=4.0,
         index_type="ivf",
+        build_info={"search_policy": policy.to_dict(), "event_rate": EVENT_RATE},
     )
 
 

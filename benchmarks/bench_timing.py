@@ -298,15 +298,30 @@ def measure_pool(
         "chromaprint": {},
     }
     policy = model.search_policy
-    # "hybrid" re-ranks as the service does, with the checkpoint's recorded fusion weight for the
-    # direction; "sequence" (in hybrid_by_weight) orders the candidates by the steps alone.
+    # "hybrid" re-ranks as the service does, with the checkpoint's recorded fusion weights for the
+    # direction; hybrid_by_weight also holds the steps alone ("sequence") and each without the
+    # event envelopes (what they add).
     tried = {
         d: (None,) if policy.rerank_weight.get(d) is None else (policy.rerank_weight[d], None)
         for d in DIRECTIONS
     }
+    tried_events = {
+        d: (0.0,) if not policy.event_weight.get(d) else (policy.event_weight[d], 0.0)
+        for d in DIRECTIONS
+    }
     for d in FULL_DIRECTIONS:
         rep = _direction(
-            model, d, by_id, pool, None, subsets, rerank_k, "interp", ("pooled", "hybrid"), tried[d]
+            model,
+            d,
+            by_id,
+            pool,
+            None,
+            subsets,
+            rerank_k,
+            "interp",
+            ("pooled", "hybrid"),
+            tried[d],
+            tried_events[d],
         )
         rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -322,6 +337,7 @@ def measure_pool(
             max_queries=max_queries,
             subsets={k: v for k, v in subsets.items() if k in ("shared", "unshared")},
             weights=tried,
+            event_weights=tried_events,
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -158,6 +158,9 @@ class Entry:
     record: ItemRecord
     pooled: dict[str, np.ndarray | None]
     steps: dict[str, np.ndarray]
+    # per modality its event envelope (`models.events`); absent or empty: none (an index built
+    # before envelopes were kept, or an item without that stream)
+    events: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def entries_from_shards(
@@ -167,7 +170,9 @@ def entries_from_shards(
     by_id = {item.id: item for item in items}
     for path in shards:
         shard = load_shard(path)
-        cursor = {m: (0, 0) for m in MODALITIES}  # (pooled row, step offset) within the shard
+        cursor = {m: (0, 0, 0) for m in MODALITIES}  # pooled row, step and event offsets
+        # Shards written before envelopes were kept have none: their items get none.
+        kept_events = all(f"{m}_events" in shard for m in MODALITIES)
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -175,13 +180,17 @@ def entries_from_shards(
                 continue
             pooled: dict[str, np.ndarray | None] = {}
             steps: dict[str, np.ndarray] = {}
+            events: dict[str, np.ndarray] = {}
             for m in MODALITIES:
                 if shard[f"{m}_present"][k]:
-                    row, step = cursor[m]
+                    row, step, event = cursor[m]
                     n_steps = int(shard[f"{m}_lengths"][row])
                     pooled[m] = shard[f"{m}_pooled"][row]
                     steps[m] = shard[f"{m}_steps"][step : step + n_steps]
-                    cursor[m] = (row + 1, step + n_steps)
+                    n_bins = int(shard[f"{m}_event_lengths"][row]) if kept_events else 0
+                    if kept_events:
+                        events[m] = shard[f"{m}_events"][event : event + n_bins]
+                    cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
             item = by_id[item_id]
@@ -194,7 +203,7 @@ def entries_from_shards(
                 title=item.title,
                 meta=item.meta,
             )
-            yield Entry(record, pooled, steps)
+            yield Entry(record, pooled, steps, events)
 
 
 def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> Iterator[Entry]:
@@ -202,6 +211,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     table = version.items()
     exclude = set(exclude)
     projection = version.projection()
+    kept = [m for m in MODALITIES if f"{m}.events" in version.manifest["sequence_stores"]]
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -214,7 +224,8 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             steps[m] = np.asarray(version.sequences(m).get(row))
             if projection is not None:  # back to the full space; the same projection is reused
                 steps[m] = steps[m].astype(np.float32) @ projection.T
-        yield Entry(record, pooled, steps)
+        events = {m: version.sequences(f"{m}.events").get(row)[:, 0] for m in kept}
+        yield Entry(record, pooled, steps, events)
 
 
 def policy_record(policy: SearchPolicy) -> dict[str, Any]:
@@ -224,9 +235,10 @@ def policy_record(policy: SearchPolicy) -> dict[str, Any]:
 
 
 def policy_of(version: IndexVersion) -> dict[str, Any]:
-    """A derived version (add, remove) keeps the policy of the one it derives from: same model."""
-    found = version.manifest.get("build", {}).get("search_policy")
-    return {"search_policy": found} if found is not None else {}
+    """A derived version (add, remove) keeps the policy and the event rate of the one it derives
+    from: same model."""
+    build = version.manifest.get("build", {})
+    return {k: build[k] for k in ("search_policy", "event_rate") if build.get(k) is not None}
 
 
 def codec_of(version: IndexVersion) -> tuple[SequenceCodec, np.ndarray | None]:
@@ -272,6 +284,7 @@ def publish_entries(
     policy = SearchPolicy.from_dict((build_info or {}).get("search_policy"))
     agreeing = policy.sequence_trained
     agreement = _Agreements(steps_per_second)
+    event_rate = (build_info or {}).get("event_rate")
     with (
         VersionWriter(
             root, model_hash=model_hash, dim=dim, steps_per_second=steps_per_second, factories={}
@@ -291,6 +304,11 @@ def publish_entries(
                 stores[f"{m}.pooled"] = open_stores.enter_context(
                     writer.sequence_writer(f"{m}.pooled")
                 )
+                # Event envelopes (one value a bin) where the build info says at what rate.
+                if event_rate is not None:
+                    stores[f"{m}.events"] = open_stores.enter_context(
+                        writer.sequence_writer(f"{m}.events", 1)
+                    )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -306,6 +324,10 @@ def publish_entries(
                     if vector is None
                     else np.asarray(vector, np.float32)[None]
                 )
+                if event_rate is not None:
+                    found = entry.events.get(m)
+                    bins = np.zeros(0, np.float32) if found is None else found
+                    stores[f"{m}.events"].append(np.asarray(bins, np.float32).reshape(-1, 1))
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)
@@ -583,6 +605,7 @@ def build_index(
                 "shard_size": shard_size,
                 "items_requested": len(items),
                 **policy_record(model.search_policy),
+                "event_rate": model.cfg.visual.fps,
             },
             codec=codec,
         )

@@ -33,6 +33,7 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
+from models.events import picture_events, sound_events
 from models.model import TrimodalModel
 
 MODALITIES = ("visual", "audio")
@@ -40,7 +41,9 @@ MODALITIES = ("visual", "audio")
 
 @torch.inference_mode()
 def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, list[Any]]:
-    """(pooled (D,), sequence (T, D)) per item and modality; None where the item lacks it."""
+    """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
+    `models.events`, one bin per visual frame); None where the item lacks it."""
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
     with_audio = [i for i, d in enumerate(batch) if d.audio is not None and d.audio.size]
@@ -52,6 +55,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
             out["visual"][i] = (
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
+                picture_events(frames[j], fps, fps),  # type: ignore[arg-type]
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
@@ -61,6 +65,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
             out["audio"][i] = (
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
+                sound_events(waves[j], sr, fps),  # type: ignore[arg-type]
             )
     return out
 
@@ -88,7 +93,8 @@ def _fsync_write(path: Path, write: Callable[[Any], None]) -> None:
 def write_shard(
     path: Path, records: list[Decoded], encoded: dict[str, list[Any]], dim: int
 ) -> None:
-    """One shard: ids, status, durations, and per modality pooled vectors + ragged sequences."""
+    """One shard: ids, status, durations, and per modality pooled vectors + ragged sequences +
+    ragged event envelopes."""
     arrays: dict[str, np.ndarray] = {
         "ids": np.array([r.id for r in records], dtype=object),
         "errors": np.array([r.error or "" for r in records], dtype=object),
@@ -104,7 +110,10 @@ def write_shard(
         seqs = [e[1] for e in encoded[m] if e is not None]
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         steps = np.concatenate(seqs) if seqs else np.zeros((0, dim))
+        events = [e[2] for e in encoded[m] if e is not None]
         arrays |= {
+            f"{m}_event_lengths": np.array([len(e) for e in events], dtype=np.int64),
+            f"{m}_events": np.concatenate(events) if events else np.zeros(0, np.float32),
             f"{m}_present": present,
             f"{m}_pooled": pooled.astype(np.float32),
             f"{m}_lengths": lengths,

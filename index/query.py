@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
+from models.events import picture_events, sound_events
 from models.media import MediaLimits, decode_audio, decode_video
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
@@ -81,7 +82,8 @@ class QueryEncoder:
             mel, mask = self.model.audio_inputs([wave])
             found = self.onnx.audio(mel, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_audio(mel, mask)
-        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0])
+        events = sound_events(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
+        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0], events)
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 
@@ -98,16 +100,21 @@ class QueryEncoder:
             pixels, mask = self.model.visual_inputs([frames])
             found = self.onnx.visual(pixels, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_visual(pixels, mask)
-        query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0])
+        events = picture_events(frames, self.cfg.visual.fps, self.cfg.visual.fps)
+        query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events)
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 
 
 def _sequence_query(
-    modality: QueryModality, pooled: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor
+    modality: QueryModality,
+    pooled: torch.Tensor,
+    seq: torch.Tensor,
+    mask: torch.Tensor,
+    events: np.ndarray,
 ) -> Query:
     steps = seq[mask].float().cpu().numpy()  # (T, D): only the valid steps
-    return Query(modality, pooled.float().cpu().numpy(), np.ascontiguousarray(steps))
+    return Query(modality, pooled.float().cpu().numpy(), np.ascontiguousarray(steps), events)
 
 
 def _ms(start: float) -> float:

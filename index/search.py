@@ -30,6 +30,7 @@ from index.ann import VectorIndex
 from index.embed import MODALITIES
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
+from models.events import EventScan, match_events
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -55,6 +56,7 @@ class Query:
     modality: QueryModality
     pooled: np.ndarray  # (D,) unit vector
     sequence: np.ndarray | None = None  # (T, D) for audio / visual queries
+    events: np.ndarray | None = None  # (E,) its event envelope (`models.events`), same kinds
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class Searcher:
             None
         )
         self._columns_lock = threading.Lock()
+        self._scans: dict[str, EventScan] = {}
+        self._scans_lock = threading.Lock()
 
     def _open_parts(self, use_gpu: bool) -> None:
         version, manifest = self.version, self.version.manifest
@@ -142,7 +146,7 @@ class Searcher:
         step_dim = dim if self.projection is None else self.projection.shape[1]
         for name in manifest["sequence_stores"]:  # the pooled stores too ("more like this")
             stored = version.sequences(name)
-            want = dim if name.endswith(".pooled") else step_dim
+            want = dim if name.endswith(".pooled") else 1 if name.endswith(".events") else step_dim
             if stored.dim != want or len(stored) != n_items:
                 raise ValueError(
                     f"{name} sequence store: {len(stored)} items of dimension {stored.dim}, "
@@ -158,6 +162,14 @@ class Searcher:
         if len(self.items) != n_items:
             raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")
         self.agreement = version.agreement()  # (n_items, 2) or None
+        # Event envelopes per item where the index keeps them (`models.events`), at this rate.
+        rate = manifest.get("build", {}).get("event_rate")
+        self.event_rate = float(rate) if isinstance(rate, int | float) and rate > 0 else None
+        self.events = {
+            m: version.sequences(f"{m}.events")
+            for m in MODALITIES
+            if f"{m}.events" in manifest["sequence_stores"] and self.event_rate is not None
+        }
 
     def prepare_filters(self) -> None:
         """Read the per-item columns filters need (done on first filtered search otherwise)."""
@@ -271,15 +283,25 @@ class Searcher:
         fetch = max(k, rerank_k) if reranking else max(k, min(rerank_k, 4 * k))
         fused = self._first_pass(pooled, weights, fetch, allowed)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        primary = max(weights, key=lambda m: weights[m])
+        # The event envelopes weigh in where the policy measured they help this direction; they
+        # also bring their own candidates, found by scanning every item's envelope.
+        event_weight = self.policy.events_weight(query.modality, target) if reranking else 0.0
+        by_events = event_weight > 0 and query.events is not None and primary in self.events
+        extra: list[int] = []
+        if by_events and query.events is not None:
+            listed = {r for r, _ in ranked[:rerank_k]}
+            found_rows = self._event_candidates(query.events, primary, allowed)
+            extra = [r for r in found_rows if r not in listed]
+            fused |= self._pooled_scores(pooled, weights, extra)
         timings["search"] = (time.perf_counter() - start) * 1e3
 
-        primary = max(weights, key=lambda m: weights[m])
         t0 = time.perf_counter()
         scores = dict(ranked)
         known: dict[int, Segment | None] = {}
-        reranked = bool(reranking and ranked)
+        reranked = bool(reranking and (ranked or extra))
         if reranked and query.sequence is not None:
-            top = [r for r, _ in ranked[:rerank_k]]
+            top = [r for r, _ in ranked[:rerank_k]] + extra
             distances, found = self._rerank(query.sequence, top, primary, distance)
             weight = self.policy.fusion_weight(query.modality, target)
             if weight is None:  # the sequence distance alone
@@ -289,8 +311,15 @@ class Searcher:
                     fused[r] + weight * sequence_similarity(float(d), distance)
                     for r, d in zip(top, distances, strict=True)
                 ]
+            if by_events and query.events is not None:
+                agree = self._event_scores(query.events, top, primary)
+                fused_scores = [
+                    s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
+                ]
             order = sorted(range(len(top)), key=lambda i: (-fused_scores[i], top[i]))
-            ranked = [(top[i], fused_scores[i]) for i in order] + ranked[rerank_k:]
+            added = set(extra)
+            rest = [(r, s) for r, s in ranked[rerank_k:] if r not in added]
+            ranked = [(top[i], fused_scores[i]) for i in order] + rest
             scores = dict(ranked)
             for i in order[:k]:  # segments only for the hits that are returned
                 known[top[i]] = found(i)
@@ -336,6 +365,57 @@ class Searcher:
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
         return SearchResult(hits, self.name, timings, reranked, localised)
+
+    # Candidates the event scan adds to the first pass's (the evaluation does the same).
+    EVENT_CANDIDATES = 50
+
+    def _scan(self, modality: str) -> EventScan:
+        """Every item's `modality` envelope laid out for scanning, built on first use."""
+        with self._scans_lock:
+            if modality not in self._scans:
+                store = self.events[modality]
+                assert self.event_rate is not None
+                envelopes = [store.get(r)[:, 0].astype(np.float32) for r in range(len(store))]
+                self._scans[modality] = EventScan(envelopes, self.event_rate)
+            return self._scans[modality]
+
+    def prepare_events(self) -> None:
+        """Build the event scans now (done on the first search that uses them otherwise)."""
+        for m in self.events:
+            self._scan(m)
+
+    def _event_candidates(
+        self, query: np.ndarray, modality: str, allowed: np.ndarray | None
+    ) -> list[int]:
+        scores = self._scan(modality).scores(query)
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        n = min(self.EVENT_CANDIDATES, len(scores))
+        if n == 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.isfinite(scores[top])]
+        return [int(r) for r in top[np.argsort(-scores[top], kind="stable")]]
+
+    def _pooled_scores(
+        self, pooled: np.ndarray, weights: dict[str, float], rows: list[int]
+    ) -> dict[int, float]:
+        """The first pass's fused score of `rows` it did not return (exact, from the stores)."""
+        if not rows:
+            return {}
+        total = np.zeros(len(rows), np.float64)
+        for m, w in weights.items():
+            if w <= 0 or m not in self.indexes:
+                continue
+            vectors, mask = self.version.sequences(f"{m}.pooled").batch(rows)
+            total += w * np.where(mask[:, 0], vectors[:, 0] @ pooled, 0.0)
+        return dict(zip(rows, total.tolist(), strict=True))
+
+    def _event_scores(self, query: np.ndarray, rows: list[int], modality: str) -> list[float]:
+        """Each row's event correlation with the query (-1 where it has no envelope)."""
+        store = self.events[modality]
+        found = match_events(query, [store.get(r)[:, 0].astype(np.float32) for r in rows])
+        return np.where(np.isfinite(found.scores), found.scores, -1.0).tolist()
 
     def _agreement_of(self, row: int) -> dict[str, float | None]:
         if self.agreement is None or not np.isfinite(self.agreement[row, 0]):

@@ -52,6 +52,14 @@ class SearchPolicy:
     # before the field, or a direction measured best without the pooled score): the sequence
     # distance alone orders the candidates.
     rerank_weight: Mapping[str, float] = field(default_factory=dict)
+    # DIRECTIONS key → how much the event envelopes' correlation (`models.events`) adds to the
+    # re-rank's score; a direction with a weight also takes the first pass's candidates from an
+    # event scan of every item. Absent (records before the field, or measured no better): none.
+    event_weight: Mapping[str, float] = field(default_factory=dict)
+
+    def events_weight(self, query_modality: str, target: str) -> float:
+        key = direction(query_modality, target)
+        return 0.0 if key is None else float(self.event_weight.get(key, 0.0))
 
     def fusion_weight(self, query_modality: str, target: str) -> float | None:
         key = direction(query_modality, target)
@@ -103,6 +111,11 @@ class SearchPolicy:
                 if self.rerank_weight
                 else {}
             ),
+            **(
+                {"event_weight": {d: float(w) for d, w in self.event_weight.items()}}
+                if self.event_weight
+                else {}
+            ),
         }
 
     @classmethod
@@ -112,23 +125,29 @@ class SearchPolicy:
             return cls.unrecorded()
         rerank = data["rerank"]
         text_segments = data.get("text_segments")
-        weights = data.get("rerank_weight")
-        weights = weights if isinstance(weights, Mapping) else {}
         return cls(
             sequence_trained=bool(data.get("sequence_trained", False)),
             rerank={d: rerank.get(d) is True for d in DIRECTIONS},
             evidence=dict(data.get("evidence") or {}),
             text_segments=text_segments if isinstance(text_segments, bool) else None,
-            rerank_weight={
-                d: float(w)
-                for d, w in weights.items()
-                if d in DIRECTIONS
-                and isinstance(w, int | float)
-                and not isinstance(w, bool)
-                and math.isfinite(w)
-                and w >= 0
-            },
+            rerank_weight=_weights(data.get("rerank_weight")),
+            event_weight=_weights(data.get("event_weight")),
         )
+
+
+def _weights(found: object) -> dict[str, float]:
+    """A record's per-direction weights, keeping only finite non-negative numbers."""
+    if not isinstance(found, Mapping):
+        return {}
+    return {
+        d: float(w)
+        for d, w in found.items()
+        if d in DIRECTIONS
+        and isinstance(w, int | float)
+        and not isinstance(w, bool)
+        and math.isfinite(w)
+        and w >= 0
+    }
 
 
 def save_policy(directory: str | os.PathLike[str], policy: SearchPolicy) -> Path:

@@ -301,41 +301,30 @@ def search(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> dict[str, Any]:
     """Search an index from the terminal with a sentence, a sound or a piece of footage."""
-    from index.search import Query, Searcher
-    from models.media import MediaError, decode_audio, decode_video
+    from index.query import QueryEncoder
+    from index.search import Searcher
+    from models.media import MediaError
     from models.model import TrimodalModel
 
     if sum(x is not None for x in (text, audio, video)) != 1:
         raise typer.BadParameter("give exactly one of --text, --audio, --video")
     if target not in ("video", "audio"):
         raise typer.BadParameter("--target must be video or audio")
-    model = TrimodalModel.load(ckpt)
-    cfg = model.cfg
+    # The service's own query encoder: the terminal and the API encode a query exactly alike.
+    encoder = QueryEncoder(TrimodalModel.load(ckpt))
     try:
         if text is not None:
-            emb = model.encode_text([text])
-            query = Query("text", emb.pooled[0].detach().numpy())
+            query = encoder.text(text).query
         elif audio is not None:
-            wave, _ = decode_audio(audio, sample_rate=cfg.audio.sample_rate)
-            emb = model.encode_audio(*model.audio_inputs([wave]))
-            query = Query(
-                "audio",
-                emb.pooled[0].detach().numpy(),
-                emb.sequence[0][emb.mask[0]].detach().numpy(),
-            )
+            query = encoder.audio(audio).query
         else:
             assert video is not None
-            size = (cfg.visual.image_size, cfg.visual.image_size)
-            frames = decode_video(video, fps=cfg.visual.fps, size=size, fit=cfg.visual.fit)
-            emb = model.encode_visual(*model.visual_inputs([frames]))
-            query = Query(
-                "visual",
-                emb.pooled[0].detach().numpy(),
-                emb.sequence[0][emb.mask[0]].detach().numpy(),
-            )
+            query = encoder.video(video).query
     except MediaError as e:
         console.print(f"[red]cannot read the query file:[/red] {e.message} ({e.reason.value})")
         raise typer.Exit(2) from e
+    except ValueError as e:  # an empty or over-long sentence
+        raise typer.BadParameter(str(e)) from e
     searcher = Searcher.open(root)
     result = searcher.search(query, target, k=k, rerank=rerank, rerank_k=rerank_k)  # type: ignore[arg-type]
     out = {

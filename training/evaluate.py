@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,13 @@ from torch import Tensor
 
 from models.alignment import window_distances
 from models.encoders import Embeddings
+from models.events import (
+    EventScan,
+    item_events,
+    match_events,
+    picture_events,
+    sound_events,
+)
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
 from models.policy import SearchPolicy
@@ -37,6 +45,17 @@ class Pool:
     audio: Embeddings
     has_video: Tensor  # (N,) bool
     has_audio: Tensor
+    # "visual" / "audio" → each row's event envelope (`models.events`; empty: no such stream)
+    events: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    _scans: dict[str, EventScan] = field(default_factory=dict, repr=False)
+
+    def scan(self, modality: str) -> EventScan:
+        """The event scan over every row's `modality` envelope, built once."""
+        if modality not in self._scans:
+            self._scans[modality] = EventScan(self.events[modality], self.event_rate)
+        return self._scans[modality]
+
+    event_rate: float = 12.0
 
 
 def _cat(parts: list[Embeddings]) -> Embeddings:
@@ -62,7 +81,10 @@ def embed_pool(
         aud.append(Embeddings(a.pooled.float().cpu(), a.sequence.float().cpu(), a.mask.cpu()))
     has_video = torch.tensor([len(cache.frames(i)) > 0 for i in ids])
     has_audio = torch.tensor([cache.audio(i).size > 0 for i in ids])
-    return Pool(list(ids), _cat(vis), _cat(aud), has_video, has_audio)
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+    found = [item_events(np.asarray(cache.frames(i)), cache.audio(i), fps, sr) for i in ids]
+    events = {m: [e[m] for e in found] for m in ("visual", "audio")}
+    return Pool(list(ids), _cat(vis), _cat(aud), has_video, has_audio, events, event_rate=fps)
 
 
 def _signature(meta: dict[str, Any], kind: str) -> tuple | None:
@@ -135,22 +157,55 @@ def _text_queries(
     )
 
 
-def _rerank_ranks(pooled_scores: Tensor, target: Tensor, rerank_scores, k: int) -> Tensor:
-    """Ranks after re-ordering each query's pooled top-k by `rerank_scores(q, candidates)`.
+def _rerank_ranks(
+    pooled_scores: Tensor,
+    target: Tensor,
+    rerank_scores,
+    k: int,
+    extra: Callable[[int], Tensor] | None = None,
+) -> Tensor:
+    """Ranks after re-ordering each query's pooled top-k, and the candidates `extra(q)` adds
+    (the event scan's), by `rerank_scores(q, candidates)`.
 
-    The target keeps its pooled rank when it is outside the top-k (re-ranking cannot reach it).
+    The target keeps its pooled rank when it is not a candidate (re-ranking cannot reach it).
     """
     base = ranks_from_scores(pooled_scores, target)
     k = min(k, pooled_scores.shape[1])
     top = pooled_scores.topk(k, dim=1).indices  # (Q, k)
     out = base.clone()
     for q in range(pooled_scores.shape[0]):
-        hit = (top[q] == target[q]).nonzero()
+        cand = top[q] if extra is None else _union(top[q], extra(q))
+        hit = (cand == target[q]).nonzero()
         if hit.numel() == 0:
             continue
-        s = rerank_scores(q, top[q])  # (k,)
+        s = rerank_scores(q, cand)  # (k,)
         out[q] = int((s >= s[hit[0, 0]]).sum())
     return out
+
+
+def _union(first: Tensor, more: Tensor) -> Tensor:
+    """`first`, then the entries of `more` not in it, in order."""
+    return torch.cat([first, more[~torch.isin(more, first)]])
+
+
+# Candidates the event scan adds to the pooled first pass's (`index.search` does the same).
+EVENT_CANDIDATES = 50
+
+
+def _event_candidates(
+    scan: EventScan, queries: Sequence[np.ndarray], allowed: Tensor
+) -> Callable[[int], Tensor]:
+    """Query i → the rows whose envelopes match its envelope best (`EVENT_CANDIDATES`)."""
+    known: dict[int, Tensor] = {}
+
+    def extra(qi: int) -> Tensor:
+        if qi not in known:
+            s = torch.from_numpy(scan.scores(queries[qi])).masked_fill(~allowed, -torch.inf)
+            top = s.topk(min(EVENT_CANDIDATES, len(s))).indices
+            known[qi] = top[torch.isfinite(s[top])]
+        return known[qi]
+
+    return extra
 
 
 def _report(ranks: Tensor, subset: dict[str, Tensor]) -> dict[str, Any]:
@@ -205,11 +260,23 @@ def evaluate(
 
 
 def _direction(
-    model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes, weights=(None,)
+    model,
+    direction,
+    by_id,
+    pool,
+    texts,
+    clip_subsets,
+    rerank_k,
+    distance,
+    modes,
+    weights=(None,),
+    event_weights=(0.0,),
 ):
     """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
-    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`), and with
-    several weights "hybrid_by_weight" holds each one's (the distances computed once)."""
+    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`) and
+    `event_weights[0]` (e > 0: + e × the event envelopes' correlation, and the event scan's
+    candidates join the pooled ones), and with several weightings "hybrid_by_weight" holds each
+    one's (the distances computed once)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -228,7 +295,13 @@ def _direction(
             steps = target_emb.sequence[cand] @ qv[qi]  # (k, T)
             steps = steps.masked_fill(~target_emb.mask[cand], -torch.inf).amax(dim=1)
             return 0.5 * (scores[qi, cand] + steps)
+
+        def hybrid_ranks(w: float | None, e: float) -> Tensor:
+            return _rerank_ranks(scores, target, seq_score, rerank_k)
+
+        combos: list[Weighting] = [(None, 0.0)]
     else:
+        src_m, dst_m = ("audio", "visual") if direction == "audio→video" else ("visual", "audio")
         src, dst = (
             (pool.audio, pool.visual) if direction == "audio→video" else (pool.visual, pool.audio)
         )
@@ -249,23 +322,24 @@ def _direction(
                 dst.mask[cand],
             )
 
-        seq_score = fused_scorer(scores, _Memo(sequence_distance), weights[0], distance)
+        memo = _Memo(sequence_distance)
+        queries = [pool.events[src_m][r] for r in rows.tolist()]
+        event_memo = _event_memo(queries, pool.events[dst_m])
+        extra = _event_candidates(pool.scan(dst_m), queries, both)
+        combos = list(product(weights, event_weights))
+
+        def hybrid_ranks(w: float | None, e: float) -> Tensor:
+            scorer = fused_scorer(scores, memo, w, distance, event_memo, e)
+            return _rerank_ranks(scores, target, scorer, rerank_k, extra if e else None)
 
     out: dict[str, Any] = {}
     if "pooled" in modes:
         out["pooled"] = _report(ranks_from_scores(scores, target), subset)
     if "hybrid" in modes:
-        out["hybrid"] = _report(_rerank_ranks(scores, target, seq_score, rerank_k), subset)
-        if len(weights) > 1 and not direction.startswith("text"):
-            memo = seq_score.memo
+        out["hybrid"] = _report(hybrid_ranks(*combos[0]), subset)
+        if len(combos) > 1:
             out["hybrid_by_weight"] = {
-                weight_label(w): _report(
-                    _rerank_ranks(
-                        scores, target, fused_scorer(scores, memo, w, distance), rerank_k
-                    ),
-                    subset,
-                )
-                for w in weights
+                weight_label(w, e): _report(hybrid_ranks(w, e), subset) for w, e in combos
             }
     if equivalent is not None:
         out["ceiling"] = {"all": ceiling_recall(equivalent)}
@@ -276,35 +350,64 @@ def _direction(
 
 
 class _Memo:
-    """A query's sequence distances to its candidates, computed once for every weight tried."""
+    """A query's distances (or scores) to candidates, each computed once for every weight tried
+    (the candidates of a query differ between weights only by the event scan's)."""
 
     def __init__(self, compute: Callable[[int, Tensor], Tensor]) -> None:
         self.compute = compute
-        self.known: dict[int, Tensor] = {}
+        self.known: dict[int, dict[int, float]] = {}
 
     def __call__(self, qi: int, cand: Tensor) -> Tensor:
-        if qi not in self.known:
-            self.known[qi] = self.compute(qi, cand)
-        return self.known[qi]
+        known = self.known.setdefault(qi, {})
+        missing = [c for c in cand.tolist() if c not in known]
+        if missing:
+            found = self.compute(qi, torch.tensor(missing, dtype=torch.long))
+            known.update(zip(missing, found.tolist(), strict=True))
+        return torch.tensor([known[c] for c in cand.tolist()], dtype=torch.float32)
 
 
-def weight_label(w: float | None) -> str:
-    return "sequence" if w is None else f"{w:g}"
+def _event_memo(queries: Sequence[np.ndarray], targets: Sequence[np.ndarray], rate: float) -> _Memo:
+    """Query i's event correlation with each candidate row (`models.events.match_events`)."""
+
+    def compute(qi: int, cand: Tensor) -> Tensor:
+        found = match_events(queries[qi], [targets[c] for c in cand.tolist()])
+        scores = np.where(np.isfinite(found.scores), found.scores, -1.0)
+        return torch.from_numpy(scores)
+
+    return _Memo(compute)
+
+
+# A re-rank weighting: (sequence weight, None = the sequence distance alone; event weight).
+Weighting = tuple[float | None, float]
+
+
+def weight_label(w: float | None, events: float = 0.0) -> str:
+    label = "sequence" if w is None else f"{w:g}"
+    return label if not events else f"{label}+events {events:g}"
 
 
 def fused_scorer(
-    scores: Tensor, memo: _Memo, weight: float | None, distance: Distance
+    scores: Tensor,
+    memo: _Memo,
+    weight: float | None,
+    distance: Distance,
+    events: _Memo | None = None,
+    event_weight: float = 0.0,
 ) -> Callable[[int, Tensor], Tensor]:
     """The re-rank's score of each candidate, as the service computes it (`index.search`): the
-    sequence distance alone (None), or the pooled score plus `weight` × the steps' similarity."""
+    sequence distance alone (None), or the pooled score plus `weight` × the steps' similarity;
+    plus `event_weight` × the event envelopes' correlation."""
 
     def score(qi: int, cand: Tensor) -> Tensor:
         d = memo(qi, cand)
         if weight is None:
-            return -d
-        return scores[qi, cand] + weight * sequence_similarity(d, distance)
+            base = -d
+        else:
+            base = scores[qi, cand] + weight * sequence_similarity(d, distance)
+        if events is not None and event_weight:
+            base = base + event_weight * events(qi, cand)
+        return base
 
-    score.memo = memo  # type: ignore[attr-defined]
     return score
 
 
@@ -376,6 +479,7 @@ def excerpt_report(
     subsets: dict[str, Tensor] | None = None,
     max_queries: int | None = None,
     weights: Sequence[float | None] | Mapping[str, Sequence[float | None]] = (None,),
+    event_weights: Sequence[float] | Mapping[str, Sequence[float]] = (0.0,),
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
@@ -384,8 +488,9 @@ def excerpt_report(
     start. Clips without both streams, or shorter than the excerpt, are left out. `pool`: the
     items' embeddings when the caller has them already; `subsets`: name → (pool size,) bool, the
     clips whose excerpts are also reported apart. `weights` (one list, or one per direction): the
-    re-rank's fusion weights (`fused_scorer`); "hybrid" and the start errors use the first, and
-    with several "hybrid_by_weight" holds each one's."""
+    re-rank's fusion weights (`fused_scorer`), and `event_weights` likewise the event envelopes';
+    "hybrid" and the start errors use the first of each, and with several "hybrid_by_weight"
+    holds each weighting's."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -403,7 +508,12 @@ def excerpt_report(
         "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
         "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
     }
+    query_events = {
+        "audio": [sound_events(w, sr, fps) for w in cut.waves],
+        "video": [picture_events(c, fps, fps) for c in cut.clips],
+    }
     targets = {"audio": pool.audio, "video": pool.visual}
+    store_of = {"audio": "audio", "video": "visual"}
     has = {"audio": pool.has_audio, "video": pool.has_video}
     target = torch.tensor(rows)
     true_start = torch.tensor(offsets)
@@ -418,14 +528,27 @@ def excerpt_report(
         def window_distance(qi: int, cand: Tensor, q=q, t=t, starts=starts) -> Tensor:
             steps = q.sequence[qi][q.mask[qi]]
             d, found = window_distances(steps, t.sequence[cand], t.mask[cand], sps, distance)
-            starts[qi] = float(found.start[cand.tolist().index(rows[qi])]) / sps
+            if rows[qi] in (listed := cand.tolist()):
+                starts[qi] = float(found.start[listed.index(rows[qi])]) / sps
             return d
 
         memo = _Memo(window_distance)
+        event_memo = _event_memo(query_events[src], pool.events[store_of[dst]])
+        extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])
         pooled = ranks_from_scores(scores, target)
         tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
-        scorer = fused_scorer(scores, memo, tried[0], distance)
-        hybrid = _rerank_ranks(scores, target, scorer, rerank_k)
+        tried_events = (
+            event_weights.get(name, (0.0,)) if isinstance(event_weights, Mapping) else event_weights
+        )
+        combos = list(product(tried, tried_events))
+
+        def ranks_of(
+            w: float | None, e: float, scores=scores, memo=memo, event_memo=event_memo, extra=extra
+        ) -> Tensor:
+            scorer = fused_scorer(scores, memo, w, distance, event_memo, e)
+            return _rerank_ranks(scores, target, scorer, rerank_k, extra if e else None)
+
+        hybrid = ranks_of(*combos[0])
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
@@ -436,12 +559,9 @@ def excerpt_report(
                 "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
             },
         }
-        if len(tried) > 1:
+        if len(combos) > 1:
             out[name]["hybrid_by_weight"] = {
-                weight_label(w): summarise(
-                    _rerank_ranks(scores, target, fused_scorer(scores, memo, w, distance), rerank_k)
-                )
-                for w in tried
+                weight_label(w, e): summarise(ranks_of(w, e)) for w, e in combos
             }
         for part, mask in parts.items():
             if mask.any():
@@ -462,6 +582,8 @@ def _batched(encode, inputs: list, batch_size: int = 64) -> Embeddings:
 
 # The re-rank's fusion weights tried on the validation split (None: the sequence distance alone).
 POLICY_WEIGHTS: tuple[float | None, ...] = (None, 4.0, 2.0, 1.0, 0.5, 0.25)
+# The event envelopes' weights tried with each (0: the envelopes left out, no event scan).
+POLICY_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
 
 
 def measure_policy(
@@ -473,12 +595,14 @@ def measure_policy(
     rerank_k: int = 100,
     text_segments: bool | None = None,
     weights: Sequence[float | None] = POLICY_WEIGHTS,
+    event_weights: Sequence[float] = POLICY_EVENT_WEIGHTS,
 ) -> SearchPolicy:
     """The checkpoint's search defaults, measured on `items` (the validation split): for each
-    direction, each fusion weight of the re-rank (`fused_scorer`) that is at least as good as the
-    pooled first pass on R@1 and R@10, for whole-clip queries (cross-modal) and for 2.5 s excerpts
-    (every direction), is eligible; the one with the best R@1 (summed over both protocols, then
-    R@10) becomes the default, and with none eligible the direction does not re-rank.
+    direction, each weighting of the re-rank (`fused_scorer`: the steps' weight × the event
+    envelopes' weight) that is at least as good as the pooled first pass on R@1 and R@10, for
+    whole-clip queries (cross-modal) and for 2.5 s excerpts (every direction), is eligible; the
+    one with the best R@1 (summed over both protocols, then R@10) becomes the default, and with
+    none eligible the direction does not re-rank.
     Measured, not assumed from `sequence_trained`: untrained heads fail the cross-modal test
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
@@ -488,13 +612,37 @@ def measure_policy(
     subsets: dict[str, Tensor] = {}
     modes = ("pooled", "hybrid")
     weights = tuple(weights) or (None,)
+    event_weights = tuple(event_weights) or (0.0,)
+    combos: list[Weighting] = list(product(weights, event_weights))
     with torch.inference_mode():
         full = {
-            d: _direction(model, d, by_id, pool, texts, subsets, rerank_k, "interp", modes, weights)
+            d: _direction(
+                model,
+                d,
+                by_id,
+                pool,
+                texts,
+                subsets,
+                rerank_k,
+                "interp",
+                modes,
+                weights,
+                event_weights,
+            )
             for d in ("audio→video", "video→audio")  # text queries are never re-ranked
         }
-    excerpts = excerpt_report(model, items, cache, rerank_k=rerank_k, pool=pool, weights=weights)
-    rerank, chosen_weights = {}, {}
+    excerpts = excerpt_report(
+        model,
+        items,
+        cache,
+        rerank_k=rerank_k,
+        pool=pool,
+        weights=weights,
+        event_weights=event_weights,
+    )
+    rerank: dict[str, bool] = {}
+    chosen_weights: dict[str, float] = {}
+    chosen_events: dict[str, float] = {}
     evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
     for name in POLICY_DIRECTIONS:
         measured: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -508,40 +656,43 @@ def measure_policy(
             rerank[name] = False
             continue
 
-        def hybrid_of(by_weight: dict[str, Any], w: float | None) -> dict[str, Any]:
-            report = by_weight[weight_label(w)]
+        def hybrid_of(by_weight: dict[str, Any], combo: Weighting) -> dict[str, Any]:
+            report = by_weight[weight_label(*combo)]
             return report.get("all", report)
 
         eligible = [
-            w
-            for w in weights
-            if all(hybrid_of(h, w)[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10"))
+            c
+            for c in combos
+            if all(hybrid_of(h, c)[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10"))
         ]
         best = max(
             eligible,
-            key=lambda w: tuple(
-                sum(hybrid_of(h, w)[k] for _, _, h in measured) for k in ("R@1", "R@10")
+            key=lambda c: tuple(
+                sum(hybrid_of(h, c)[k] for _, _, h in measured) for k in ("R@1", "R@10")
             ),
-            default="off",
+            default=None,
         )
-        rerank[name] = best != "off"
-        if best not in ("off", None):
-            chosen_weights[name] = float(best)
+        rerank[name] = best is not None
+        if best is not None and best[0] is not None:
+            chosen_weights[name] = float(best[0])
+        if best is not None and best[1]:
+            chosen_events[name] = float(best[1])
         evidence[name] = {
             kind: {
                 "pooled": {k: round(p[k], 4) for k in ("R@1", "R@10")},
                 **{
-                    weight_label(w): {k: round(hybrid_of(h, w)[k], 4) for k in ("R@1", "R@10")}
-                    for w in weights
+                    weight_label(*c): {k: round(hybrid_of(h, c)[k], 4) for k in ("R@1", "R@10")}
+                    for c in combos
                 },
             }
             for kind, p, h in measured
         }
-        evidence[name]["chosen"] = best if best == "off" else weight_label(best)  # type: ignore[arg-type]
+        evidence[name]["chosen"] = "off" if best is None else weight_label(*best)
     return SearchPolicy(
         sequence_trained=sequence_trained,
         rerank=rerank,
         evidence=evidence,
         text_segments=text_segments,
         rerank_weight=chosen_weights,
+        event_weight=chosen_events,
     )

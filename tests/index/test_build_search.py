@@ -128,7 +128,8 @@ def synthetic_shard(tmp_path: Path, dim: int = 16) -> tuple[list[CorpusItem], Pa
             seq[8:14] = unit(query + 0.05 * rng.normal(size=query.shape))
         pooled = unit(seq.mean(0)).astype(np.float32)
         records.append(Decoded(f"item{i}", None, None, 6.0))
-        encoded["visual"].append((pooled, seq))
+        envelope = np.random.default_rng(i).standard_normal(72).astype(np.float32)
+        encoded["visual"].append((pooled, seq, envelope))
         encoded["audio"].append(None)
         items.append(CorpusItem(f"item{i}", tmp_path / f"item{i}.mp4"))
     path = tmp_path / "shard-000000.npz"

@@ -25,7 +25,12 @@ from models.model import TrimodalModel, checkpoint_hash
 from models.policy import DIRECTIONS, SEARCH_FILE, SearchPolicy, load_policy, save_policy
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
-from training.evaluate import POLICY_WEIGHTS, excerpt_report, weight_label
+from training.evaluate import (
+    POLICY_EVENT_WEIGHTS,
+    POLICY_WEIGHTS,
+    excerpt_report,
+    weight_label,
+)
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
@@ -143,13 +148,15 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     evidence = record["evidence"]
     assert evidence["pool"] == len(prepared.val_items) > 0
     weights = record.get("rerank_weight", {})
+    event_weights = record.get("event_weight", {})
+    combos = {weight_label(w, e): (w, e) for w in POLICY_WEIGHTS for e in POLICY_EVENT_WEIGHTS}
     for name in DIRECTIONS:
         measured = {k: v for k, v in evidence[name].items() if k != "chosen"}
         assert "excerpt" in measured  # every direction is measured on excerpts
         if name in ("audio→video", "video→audio"):
             assert "full" in measured
         labels = [w for w in measured["excerpt"] if w != "pooled"]
-        assert set(labels) == {weight_label(w) for w in POLICY_WEIGHTS}
+        assert set(labels) == set(combos)  # every steps' weight with every envelopes' weight
         eligible = [
             w
             for w in labels
@@ -168,7 +175,8 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
                 ),
             )
             assert chosen == best
-            assert weights.get(name) == (None if chosen == "sequence" else float(chosen))
+            w, e = combos[chosen]
+            assert weights.get(name) == w and event_weights.get(name, 0.0) == e
 
 
 def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, tmp_path):

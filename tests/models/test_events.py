@@ -1,0 +1,135 @@
+"""Event envelopes: they mark when sound starts and picture changes, and they match where a piece
+was cut from; the scan finds what the exact match finds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.events import (
+    EventScan,
+    item_events,
+    match_events,
+    picture_events,
+    scan_window,
+    sound_events,
+    standardise,
+)
+
+SR, FPS = 16_000, 12.0
+
+
+def clicks(times_s: list[float], seconds: float = 6.0) -> np.ndarray:
+    """Quiet noise with a short loud burst at each time."""
+    rng = np.random.default_rng(0)
+    wave = 0.001 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+    for t in times_s:
+        start = int(t * SR)
+        wave[start : start + 800] += 0.5 * rng.standard_normal(800).astype(np.float32)
+    return wave
+
+
+def flashes(frames_at: list[int], n: int = 72) -> np.ndarray:
+    frames = np.full((n, 8, 8, 3), 40, np.uint8)
+    for f in frames_at:
+        frames[f] = 250
+    return frames
+
+
+def test_sound_onsets_and_picture_changes_peak_in_their_bins():
+    times = [0.5, 2.0, 4.25]
+    sound = sound_events(clicks(times), SR, FPS)
+    assert len(sound) == 72
+    peaks = sorted(np.argsort(sound)[-3:].tolist())
+    assert peaks == [int(t * FPS) for t in times]
+    picture = picture_events(flashes([6, 24, 51]), FPS, FPS)
+    assert len(picture) == 72
+    # a one-frame flash changes the picture as it appears and as it goes
+    assert set(np.argsort(picture)[-6:].tolist()) == {6, 7, 24, 25, 51, 52}
+    assert abs(float(sound.mean())) < 1e-5 and float(sound.std()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_nothing_happening_is_all_zeros_and_broken_input_is_refused():
+    assert not standardise(np.ones(30)).any()
+    assert not picture_events(np.zeros((24, 4, 4, 3), np.uint8), FPS, FPS).any()
+    with pytest.raises(ValueError, match="no sound"):
+        sound_events(np.zeros(0, np.float32), SR, FPS)
+    with pytest.raises(ValueError, match="non-finite"):
+        sound_events(np.array([0.0, np.nan] * 800, np.float32), SR, FPS)
+    with pytest.raises(ValueError, match="frames"):
+        picture_events(np.zeros((0, 4, 4, 3), np.uint8), FPS, FPS)
+    found = item_events(None, clicks([1.0], 2.0), FPS, SR)
+    assert found["visual"].size == 0 and found["audio"].size == 24
+
+
+def naive_best(query: np.ndarray, cand: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """Every allowed placement, one dot product each."""
+    n, m = len(query), len(cand)
+    low, high = min(0, m - n) - max_lag, max(0, m - n) + max_lag
+    best, where = -np.inf, 0
+    for p in range(low, high + 1):
+        total = sum(query[t] * cand[p + t] for t in range(n) if 0 <= p + t < m)
+        if total / n > best:
+            best, where = total / n, p
+    return float(best), where
+
+
+def test_a_piece_is_matched_where_it_was_cut_and_equals_the_naive_search():
+    rng = np.random.default_rng(1)
+    items = [standardise(rng.standard_normal(n)) for n in (72, 50, 90, 30, 0)]
+    piece = items[2][37:67].copy()
+    found = match_events(piece, items, max_lag=2)
+    assert int(np.argmax(found.scores)) == 2 and int(found.placement[2]) == 37
+    assert found.scores[4] == -np.inf  # nothing to compare with
+    for i, cand in enumerate(items[:4]):
+        best, _ = naive_best(piece, cand, 2)
+        assert found.scores[i] == pytest.approx(best, abs=1e-5)
+    # a query longer than the item slides the item inside it
+    longer = match_events(items[3], [items[0]], max_lag=1)
+    assert longer.scores[0] == pytest.approx(naive_best(items[3], items[0], 1)[0], abs=1e-5)
+
+
+def test_lag_tolerance_reaches_exactly_max_lag_bins():
+    rng = np.random.default_rng(2)
+    clip = standardise(rng.standard_normal(72))
+    late = np.roll(clip, 2)  # the same clip two bins later
+    assert match_events(clip, [late], max_lag=2).placement[0] == 2
+    assert (
+        match_events(clip, [late], max_lag=1).scores[0]
+        < 0.5
+        < (match_events(clip, [late], max_lag=2).scores[0])
+    )
+
+
+def test_the_scan_scores_its_window_against_every_item_as_the_exact_match_does():
+    """An item within one row: the window's best correlation over every placement in the row
+    (past the item's end it meets silence, zeros). A longer item spans several rows: at least
+    the best placement wholly inside it."""
+    rng = np.random.default_rng(3)
+    items = [standardise(rng.standard_normal(n)) for n in (72, 72, 30, 200, 10, 0, 73)]
+    scan = EventScan(items, FPS)
+    assert int((scan.owner == 3).sum()) >= 3 and int((scan.owner == 5).sum()) == 0
+
+    def window_score(window: np.ndarray, cand: np.ndarray, p: int) -> float:
+        n, m = len(window), len(cand)
+        return sum(window[t] * cand[p + t] for t in range(n) if 0 <= p + t < m) / n
+
+    for query in (items[3][100:172], items[0][5:35], rng.standard_normal(20)):
+        window = scan_window(np.asarray(query, np.float32), FPS)
+        n = len(window)
+        got = scan.scores(np.asarray(query, np.float32))
+        for i, cand in enumerate(items):
+            if len(cand) == 0:
+                assert got[i] == -np.inf
+                continue
+            if len(cand) <= scan.row_bins:
+                placements = range(-2, scan.row_bins - n + 3)
+                want = max(window_score(window, cand, p) for p in placements)
+                assert got[i] == pytest.approx(want, abs=1e-4), i
+            else:
+                inside = range(0, len(cand) - n + 1)
+                want = max(window_score(window, cand, p) for p in inside)
+                assert got[i] >= want - 1e-4, i
+    # a piece of the long item is found in it, and a whole clip finds itself
+    assert int(np.argmax(scan.scores(items[3][100:172]))) == 3
+    assert int(np.argmax(scan.scores(items[1]))) == 1
