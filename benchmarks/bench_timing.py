@@ -43,8 +43,9 @@ from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
 from models.alignment import av_agreement
 from models.encoders import Embeddings
+from models.events import event_agreement, fused_agreement, sound_events
 from models.model import TrimodalModel
-from models.policy import DIRECTIONS
+from models.policy import DIRECTIONS, SearchPolicy
 from training.cache import DecodeSpec, FeatureCache
 from training.datasets import load_manifest
 from training.evaluate import (
@@ -56,7 +57,7 @@ from training.evaluate import (
     embed_pool,
     excerpt_report,
 )
-from training.metrics import summarise
+from training.metrics import roc_auc, summarise
 
 # Chromaprint's default algorithm: 11,025 Hz, one item per 4096 / 3 samples.
 CHROMAPRINT_ITEM_S = 4096 / 3 / 11_025
@@ -167,27 +168,25 @@ def chromaprint_report(
 # --------------------------------------------------------------------------- agreement
 
 
-def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(a positive scores above a negative), ties half: the area under the ROC curve."""
-    if positive.size == 0 or negative.size == 0:
-        return float("nan")
-    both = np.concatenate([positive, negative])
-    order = both.argsort(kind="stable")
-    ranks = np.empty(both.size)
-    ranks[order] = np.arange(1, both.size + 1)
-    for value in np.unique(both):  # ties share their mean rank
-        tied = both == value
-        ranks[tied] = ranks[tied].mean()
-    pos_ranks = ranks[: positive.size].sum()
-    return float(
-        (pos_ranks - positive.size * (positive.size + 1) / 2) / (positive.size * negative.size)
-    )
-
-
-def _agreements(model: TrimodalModel, audio, visual: Embeddings) -> list:
-    return av_agreement(
+def _agreements(
+    model: TrimodalModel,
+    audio: Embeddings,
+    visual: Embeddings,
+    sounds: list[np.ndarray],
+    pictures: list[np.ndarray],
+) -> list[tuple[float, float]]:
+    """(score, offset s) per clip as an index stores them: the steps' agreement fused with the
+    envelopes' by the checkpoint's recorded weight (`models.events.fused_agreement`)."""
+    weight = model.search_policy.agreement_event_weight
+    steps = av_agreement(
         audio.sequence, audio.mask, visual.sequence, visual.mask, model.cfg.steps_per_second
     )
+    fps = model.cfg.visual.fps
+    out = []
+    for found, sound, picture in zip(steps, sounds, pictures, strict=True):
+        events = None if weight is None else event_agreement(sound, picture, fps)
+        out.append(fused_agreement(found.score, found.offset_s, events, weight or 0.0))
+    return out
 
 
 @torch.inference_mode()
@@ -206,14 +205,18 @@ def agreement_report(
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
         return {}
+    sounds, pictures = pool.events["audio"], pool.events["visual"]
+    own_pictures = [pictures[r] for r in rows.tolist()]
     own_sound, picture = _take(pool.audio, rows), _take(pool.visual, rows)
-    own = _agreements(model, own_sound, picture)
+    own = _agreements(model, own_sound, picture, [sounds[r] for r in rows.tolist()], own_pictures)
     other = rows[
         torch.from_numpy(np.roll(np.arange(len(rows)), 1 + int(rng.integers(len(rows) - 1))))
     ]
-    swapped = _agreements(model, _take(pool.audio, other), picture)
-    score = np.array([a.score for a in own])
-    score_swapped = np.array([a.score for a in swapped])
+    swapped = _agreements(
+        model, _take(pool.audio, other), picture, [sounds[r] for r in other.tolist()], own_pictures
+    )
+    score = np.array([a for a, _ in own])
+    score_swapped = np.array([a for a, _ in swapped])
     sr = model.cfg.audio.sample_rate
     shifts = rng.uniform(0.25, 1.0, len(rows)) * rng.choice([-1.0, 1.0], len(rows))
     waves = []
@@ -228,10 +231,14 @@ def agreement_report(
             else np.concatenate([wave[n:], pad])
         )
     shifted = _agreements(
-        model, _batched(lambda w: model.encode_audio(*model.audio_inputs(w)), waves), picture
+        model,
+        _batched(lambda w: model.encode_audio(*model.audio_inputs(w)), waves),
+        picture,
+        [sound_events(w, sr, model.cfg.visual.fps) for w in waves],
+        own_pictures,
     )
-    error = np.abs(np.array([a.offset_s for a in shifted]) - shifts)
-    in_sync = np.abs(np.array([a.offset_s for a in own]))
+    error = np.abs(np.array([o for _, o in shifted]) - shifts)
+    in_sync = np.abs(np.array([o for _, o in own]))
     sub = shared[rows].numpy() if shared is not None else np.ones(len(rows), bool)
     return {
         "clips": len(rows),
@@ -255,8 +262,14 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
     ids = list(by_id)
     pool = embed_pool(model, cache, ids)
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
-    agreement = _agreements(model, _take(pool.audio, rows), _take(pool.visual, rows))
-    score = np.array([a.score for a in agreement])
+    agreement = _agreements(
+        model,
+        _take(pool.audio, rows),
+        _take(pool.visual, rows),
+        [pool.events["audio"][r] for r in rows.tolist()],
+        [pool.events["visual"][r] for r in rows.tolist()],
+    )
+    score = np.array([a for a, _ in agreement])
     flagged = np.array([bool(by_id[ids[r]].meta.get("misaligned")) for r in rows.tolist()])
     # the misaligned clips are the ones to find: a low score flags them
     return {
@@ -298,17 +311,21 @@ def measure_pool(
         "chromaprint": {},
     }
     policy = model.search_policy
+
     # "hybrid" re-ranks as the service does, with the checkpoint's recorded fusion weights for the
     # direction; hybrid_by_weight also holds the steps alone ("sequence") and each without the
     # event envelopes (what they add).
-    tried = {
-        d: (None,) if policy.rerank_weight.get(d) is None else (policy.rerank_weight[d], None)
-        for d in DIRECTIONS
-    }
-    tried_events = {
-        d: (0.0,) if not policy.event_weight.get(d) else (policy.event_weight[d], 0.0)
-        for d in DIRECTIONS
-    }
+    def tried(band: SearchPolicy) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        weights = {
+            d: (None,) if band.rerank_weight.get(d) is None else (band.rerank_weight[d], None)
+            for d in DIRECTIONS
+        }
+        events = {
+            d: (0.0,) if not band.event_weight.get(d) else (band.event_weight[d], 0.0)
+            for d in DIRECTIONS
+        }
+        return weights, events
+
     for d in FULL_DIRECTIONS:
         rep = _direction(
             model,
@@ -320,13 +337,15 @@ def measure_pool(
             rerank_k,
             "interp",
             ("pooled", "hybrid"),
-            tried[d],
-            tried_events[d],
+            tried(policy)[0][d],
+            tried(policy)[1][d],
         )
         rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     for s in seconds:
+        band = policy.for_length(s)  # the defaults a query this long gets
+        weights, events = tried(band)
         rep = excerpt_report(
             model,
             [by_id[i] for i in ids],
@@ -336,13 +355,13 @@ def measure_pool(
             pool=pool,
             max_queries=max_queries,
             subsets={k: v for k, v in subsets.items() if k in ("shared", "unshared")},
-            weights=tried,
-            event_weights=tried_events,
+            weights=weights,
+            event_weights=events,
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:
                 rep[d]["service"] = (
-                    rep[d]["hybrid"] if policy.rerank.get(d, False) else rep[d]["pooled"]
+                    rep[d]["hybrid"] if band.rerank.get(d, False) else rep[d]["pooled"]
                 )
         out["excerpts"][f"{s:g}s"] = rep
     out["agreement"] = agreement_report(model, ids, cache, pool, subsets.get("shared"))

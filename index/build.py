@@ -42,6 +42,7 @@ from index.version import (
     projection_bytes,
 )
 from models.alignment import av_agreement
+from models.events import EventAgreement, event_agreement, fused_agreement
 from models.features import pad_batch
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -283,8 +284,12 @@ def publish_entries(
     # objective trained them (the model's recorded policy says so).
     policy = SearchPolicy.from_dict((build_info or {}).get("search_policy"))
     agreeing = policy.sequence_trained
-    agreement = _Agreements(steps_per_second)
     event_rate = (build_info or {}).get("event_rate")
+    agreement = _Agreements(
+        steps_per_second,
+        event_rate if policy.agreement_event_weight is not None else None,
+        policy.agreement_event_weight or 0.0,
+    )
     with (
         VersionWriter(
             root, model_hash=model_hash, dim=dim, steps_per_second=steps_per_second, factories={}
@@ -415,16 +420,26 @@ class _Agreements:
 
     CHUNK = 256
 
-    def __init__(self, steps_per_second: float) -> None:
+    def __init__(
+        self, steps_per_second: float, event_rate: float | None = None, event_weight: float = 0.0
+    ) -> None:
+        """`event_rate`: the entries' envelopes join in (`models.events.fused_agreement`)."""
         self.sps = steps_per_second
+        self.event_rate = event_rate
+        self.event_weight = event_weight
         self.values: list[tuple[float, float]] = []
         self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.events: dict[int, EventAgreement | None] = {}
 
     def add(self, entry: Entry) -> None:
         a, v = entry.steps["audio"], entry.steps["visual"]
         self.values.append((math.nan, math.nan))
         if len(a) and len(v):
-            self.pending.append((len(self.values) - 1, a, v))
+            row = len(self.values) - 1
+            self.pending.append((row, a, v))
+            sound, picture = entry.events.get("audio"), entry.events.get("visual")
+            if self.event_rate is not None and sound is not None and picture is not None:
+                self.events[row] = event_agreement(sound, picture, self.event_rate)
             if len(self.pending) >= self.CHUNK:
                 self._flush()
 
@@ -435,7 +450,10 @@ class _Agreements:
         a, am = pad_batch([_float(x) for _, x, _ in self.pending])
         v, vm = pad_batch([_float(x) for _, _, x in self.pending])
         for row, found in zip(rows, av_agreement(a, am, v, vm, self.sps), strict=True):
-            self.values[row] = (found.score, found.offset_s)
+            events = self.events.pop(row, None)
+            self.values[row] = fused_agreement(
+                found.score, found.offset_s, events, self.event_weight
+            )
         self.pending = []
 
     def table(self) -> np.ndarray:

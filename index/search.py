@@ -271,8 +271,11 @@ class Searcher:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         weights = weights or DEFAULT_WEIGHTS[(query.modality, target)]
+        # A short query has its own measured defaults (`models.policy.SHORT_QUERY_S`).
+        seconds = None if query.sequence is None else len(query.sequence) / self.sps
+        policy = self.policy.for_length(seconds)
         if rerank is None:
-            rerank = self.policy.reranks(query.modality, target)
+            rerank = policy.reranks(query.modality, target)
         unknown = set(weights) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown fusion weights {sorted(unknown)}; use {MODALITIES}")
@@ -286,7 +289,7 @@ class Searcher:
         primary = max(weights, key=lambda m: weights[m])
         # The event envelopes weigh in where the policy measured they help this direction; they
         # also bring their own candidates, found by scanning every item's envelope.
-        event_weight = self.policy.events_weight(query.modality, target) if reranking else 0.0
+        event_weight = policy.events_weight(query.modality, target) if reranking else 0.0
         by_events = event_weight > 0 and query.events is not None and primary in self.events
         extra: list[int] = []
         if by_events and query.events is not None:
@@ -303,7 +306,7 @@ class Searcher:
         if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]] + extra
             distances, found = self._rerank(query.sequence, top, primary, distance)
-            weight = self.policy.fusion_weight(query.modality, target)
+            weight = policy.fusion_weight(query.modality, target)
             if weight is None:  # the sequence distance alone
                 fused_scores = [-float(d) for d in distances]
             else:  # the first pass's score plus the window's mean step similarity, weighed
@@ -501,7 +504,10 @@ class Searcher:
         sequence = self.sequences[store_name].get(row).astype(np.float32)
         if self.projection is not None:  # stored compressed: back to the model's space
             sequence = sequence @ self.projection.T
-        return Query(modality, pooled[0].astype(np.float32), sequence)
+        events = None
+        if store_name in self.events:
+            events = self.events[store_name].get(row)[:, 0].astype(np.float32)
+        return Query(modality, pooled[0].astype(np.float32), sequence, events)
 
 
 def _same_space(query_modality: str, store: str) -> bool:

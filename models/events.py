@@ -91,7 +91,10 @@ def picture_events(frames: np.ndarray, fps: float, rate: float) -> np.ndarray:
     if frames.ndim != 4 or len(frames) == 0:
         raise ValueError(f"frames must be (T, H, W, C) with T ≥ 1, got {frames.shape}")
     f = frames.astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
-    change = np.concatenate([[0.0], np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))])
+    # What changed between frame k and frame k + 1 happened in the interval that starts at frame
+    # k: placed there, a change lines up with the onset that caused it (placed at k + 1, every
+    # picture came out a bin late, and the lag tolerance was lopsided around the truth).
+    change = np.concatenate([np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)), [0.0]])
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
     return standardise(_max_per_bin(change, fps, rate, length))
 
@@ -250,3 +253,18 @@ def event_agreement(
         score=float(curve[best] - np.median(curve[finite])),
         offset_s=(best - m + shift) / rate,
     )
+
+
+def fused_agreement(
+    steps_score: float,
+    steps_offset_s: float,
+    events: EventAgreement | None,
+    weight: float,
+) -> tuple[float, float]:
+    """A clip's agreement (score, audio offset s) from its learned steps and, where both its
+    envelopes have events, from them: the score adds `weight` × theirs (the weight the trainer
+    measured on val, `SearchPolicy.agreement_event_weight`); the offset is theirs, measured
+    on a grid three times finer than the steps' (val: median error 0.03 s vs 0.13 s)."""
+    if events is None:
+        return steps_score, steps_offset_s
+    return steps_score + weight * events.score, events.offset_s

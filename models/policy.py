@@ -26,6 +26,12 @@ from typing import Any
 SEARCH_FILE = "search.json"
 POLICY_VERSION = 1
 
+# Queries shorter than this are measured apart and get their own defaults (`SearchPolicy.short`):
+# a second and a half of steps or events matches something in any clip by chance far more often
+# than a whole clip does (measured on val: the whole-clip weighing cut 1.5 s audio→video R@10
+# 0.575 → 0.475), so what helps a long query can hurt a short one.
+SHORT_QUERY_S = 2.0
+
 # query modality → target, as the service names them; text queries have no steps to re-rank by.
 DIRECTIONS = ("audio→video", "video→audio", "audio→audio", "video→video")
 _QUERY = {"audio": "audio", "visual": "video"}
@@ -56,6 +62,18 @@ class SearchPolicy:
     # re-rank's score; a direction with a weight also takes the first pass's candidates from an
     # event scan of every item. Absent (records before the field, or measured no better): none.
     event_weight: Mapping[str, float] = field(default_factory=dict)
+    # The defaults measured on queries shorter than `SHORT_QUERY_S` (None: records before the
+    # field, or not measured: the same as longer queries).
+    short: SearchPolicy | None = None
+    # How much the event envelopes' agreement adds to the steps' (`models.events.fused_agreement`);
+    # None (records before the field): the steps' alone, offsets included.
+    agreement_event_weight: float | None = None
+
+    def for_length(self, seconds: float | None) -> SearchPolicy:
+        """The defaults for a query this long (None: unknown length, the long-query ones)."""
+        if self.short is not None and seconds is not None and seconds < SHORT_QUERY_S:
+            return self.short
+        return self
 
     def events_weight(self, query_modality: str, target: str) -> float:
         key = direction(query_modality, target)
@@ -116,6 +134,16 @@ class SearchPolicy:
                 if self.event_weight
                 else {}
             ),
+            **(
+                {"agreement_event_weight": self.agreement_event_weight}
+                if self.agreement_event_weight is not None
+                else {}
+            ),
+            **(
+                {"short_queries": {"below_s": SHORT_QUERY_S, **self.short.to_dict()}}
+                if self.short is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -125,6 +153,9 @@ class SearchPolicy:
             return cls.unrecorded()
         rerank = data["rerank"]
         text_segments = data.get("text_segments")
+        short = data.get("short_queries")
+        # A record made with another threshold cannot be applied at this one: treated as absent.
+        usable = isinstance(short, Mapping) and short.get("below_s") == SHORT_QUERY_S
         return cls(
             sequence_trained=bool(data.get("sequence_trained", False)),
             rerank={d: rerank.get(d) is True for d in DIRECTIONS},
@@ -132,22 +163,23 @@ class SearchPolicy:
             text_segments=text_segments if isinstance(text_segments, bool) else None,
             rerank_weight=_weights(data.get("rerank_weight")),
             event_weight=_weights(data.get("event_weight")),
+            short=cls.from_dict(short) if usable and isinstance(short, Mapping) else None,
+            agreement_event_weight=_weight(data.get("agreement_event_weight")),
         )
+
+
+def _weight(w: object) -> float | None:
+    """A recorded weight if it is a finite non-negative number, else None."""
+    if isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0:
+        return float(w)
+    return None
 
 
 def _weights(found: object) -> dict[str, float]:
     """A record's per-direction weights, keeping only finite non-negative numbers."""
     if not isinstance(found, Mapping):
         return {}
-    return {
-        d: float(w)
-        for d, w in found.items()
-        if d in DIRECTIONS
-        and isinstance(w, int | float)
-        and not isinstance(w, bool)
-        and math.isfinite(w)
-        and w >= 0
-    }
+    return {d: w for d, raw in found.items() if d in DIRECTIONS and (w := _weight(raw)) is not None}
 
 
 def save_policy(directory: str | os.PathLike[str], policy: SearchPolicy) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.alignment import window_distances
+from models.alignment import av_agreement, window_distances
 from models.encoders import Embeddings
 from models.events import (
     EventScan,
+    event_agreement,
+    fused_agreement,
     item_events,
     match_events,
     picture_events,
@@ -33,7 +35,7 @@ from models.policy import SearchPolicy
 from models.sequence import Distance, paired_distance, sequence_similarity
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
-from training.metrics import ceiling_recall, ranks_from_scores, summarise
+from training.metrics import ceiling_recall, ranks_from_scores, roc_auc, summarise
 
 DIRECTIONS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -366,7 +368,7 @@ class _Memo:
         return torch.tensor([known[c] for c in cand.tolist()], dtype=torch.float32)
 
 
-def _event_memo(queries: Sequence[np.ndarray], targets: Sequence[np.ndarray], rate: float) -> _Memo:
+def _event_memo(queries: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> _Memo:
     """Query i's event correlation with each candidate row (`models.events.match_events`)."""
 
     def compute(qi: int, cand: Tensor) -> Tensor:
@@ -584,6 +586,45 @@ def _batched(encode, inputs: list, batch_size: int = 64) -> Embeddings:
 POLICY_WEIGHTS: tuple[float | None, ...] = (None, 4.0, 2.0, 1.0, 0.5, 0.25)
 # The event envelopes' weights tried with each (0: the envelopes left out, no event scan).
 POLICY_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+# The length of the excerpts the short-query defaults are measured on (below SHORT_QUERY_S).
+SHORT_EXCERPT_S = 1.5
+# How much the event envelopes' agreement may add to the steps' (`fused_agreement`).
+AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
+
+
+def agreement_scores(
+    model: TrimodalModel, pool: Pool, sound_rows: Tensor, picture_rows: Tensor, weight: float
+) -> list[tuple[float, float]]:
+    """(score, audio offset s) of each picture row with the paired sound row, as an index
+    stores them (`index.build`): the steps' agreement and the envelopes' fused."""
+    steps = av_agreement(
+        pool.audio.sequence[sound_rows],
+        pool.audio.mask[sound_rows],
+        pool.visual.sequence[picture_rows],
+        pool.visual.mask[picture_rows],
+        model.cfg.steps_per_second,
+    )
+    out = []
+    for found, s, p in zip(steps, sound_rows.tolist(), picture_rows.tolist(), strict=True):
+        events = event_agreement(pool.events["audio"][s], pool.events["visual"][p], pool.event_rate)
+        out.append(fused_agreement(found.score, found.offset_s, events, weight))
+    return out
+
+
+def choose_agreement_weight(model: TrimodalModel, pool: Pool) -> tuple[float, dict[str, Any]]:
+    """The envelopes' weight in the agreement score that best tells each clip's own sound from
+    another clip's (ROC AUC on the pool: each picture with its sound and with the next clip's);
+    ties go to the smaller weight."""
+    rows = (pool.has_audio & pool.has_video).nonzero().flatten()
+    if len(rows) < 2:
+        return 0.0, {"reason": "fewer than two clips with sound and picture"}
+    auc = {}
+    for w in AGREEMENT_EVENT_WEIGHTS:
+        own = np.array([a for a, _ in agreement_scores(model, pool, rows, rows, w)])
+        other = np.array([a for a, _ in agreement_scores(model, pool, rows.roll(1), rows, w)])
+        auc[w] = roc_auc(own, other)
+    best = max(AGREEMENT_EVENT_WEIGHTS, key=lambda w: (auc[w], -w))
+    return best, {"swapped_auc": {f"{w:g}": round(a, 4) for w, a in auc.items()}, "chosen": best}
 
 
 def measure_policy(
@@ -602,7 +643,8 @@ def measure_policy(
     envelopes' weight) that is at least as good as the pooled first pass on R@1 and R@10, for
     whole-clip queries (cross-modal) and for 2.5 s excerpts (every direction), is eligible; the
     one with the best R@1 (summed over both protocols, then R@10) becomes the default, and with
-    none eligible the direction does not re-rank.
+    none eligible the direction does not re-rank. Queries shorter than `SHORT_QUERY_S` get
+    their own choice, made the same way on `SHORT_EXCERPT_S` excerpts (`SearchPolicy.short`).
     Measured, not assumed from `sequence_trained`: untrained heads fail the cross-modal test
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
@@ -640,19 +682,62 @@ def measure_policy(
         weights=weights,
         event_weights=event_weights,
     )
+    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
+    measured: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    for name in POLICY_DIRECTIONS:
+        measured[name] = []
+        if full.get(name):
+            report = full[name]
+            measured[name].append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
+        if name in excerpts:
+            report = excerpts[name]
+            measured[name].append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
+    # Short queries apart (`SHORT_QUERY_S`): excerpts of SHORT_EXCERPT_S, their own choice.
+    short = excerpt_report(
+        model,
+        items,
+        cache,
+        seconds=SHORT_EXCERPT_S,
+        rerank_k=rerank_k,
+        pool=pool,
+        weights=weights,
+        event_weights=event_weights,
+    )
+    short_measured = {
+        name: [("excerpt", short[name]["pooled"], short[name]["hybrid_by_weight"])]
+        if name in short
+        else []
+        for name in POLICY_DIRECTIONS
+    }
+    short_evidence: dict[str, Any] = {"excerpt_s": SHORT_EXCERPT_S, "queries": short["queries"]}
+    agreement_weight, evidence["agreement"] = choose_agreement_weight(model, pool)
+    chosen = _choose(
+        measured,
+        combos,
+        evidence,
+        sequence_trained,
+        text_segments,
+        short=_choose(short_measured, combos, short_evidence, sequence_trained, text_segments),
+    )
+    return replace(chosen, agreement_event_weight=agreement_weight)
+
+
+def _choose(
+    measured: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]],
+    combos: list[Weighting],
+    evidence: dict[str, Any],
+    sequence_trained: bool,
+    text_segments: bool | None,
+    short: SearchPolicy | None = None,
+) -> SearchPolicy:
+    """Per direction, the weighting no worse than pooled on R@1 and R@10 in every protocol
+    measured, best by R@1 summed over them (then R@10); none eligible: no re-rank."""
     rerank: dict[str, bool] = {}
     chosen_weights: dict[str, float] = {}
     chosen_events: dict[str, float] = {}
-    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
     for name in POLICY_DIRECTIONS:
-        measured: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        if full.get(name):
-            report = full[name]
-            measured.append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
-        if name in excerpts:
-            report = excerpts[name]
-            measured.append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
-        if not measured:
+        found = measured.get(name, [])
+        if not found:
             rerank[name] = False
             continue
 
@@ -663,12 +748,12 @@ def measure_policy(
         eligible = [
             c
             for c in combos
-            if all(hybrid_of(h, c)[k] >= p[k] for _, p, h in measured for k in ("R@1", "R@10"))
+            if all(hybrid_of(h, c)[k] >= p[k] for _, p, h in found for k in ("R@1", "R@10"))
         ]
         best = max(
             eligible,
             key=lambda c: tuple(
-                sum(hybrid_of(h, c)[k] for _, _, h in measured) for k in ("R@1", "R@10")
+                sum(hybrid_of(h, c)[k] for _, _, h in found) for k in ("R@1", "R@10")
             ),
             default=None,
         )
@@ -685,7 +770,7 @@ def measure_policy(
                     for c in combos
                 },
             }
-            for kind, p, h in measured
+            for kind, p, h in found
         }
         evidence[name]["chosen"] = "off" if best is None else weight_label(*best)
     return SearchPolicy(
@@ -695,4 +780,5 @@ def measure_policy(
         text_segments=text_segments,
         rerank_weight=chosen_weights,
         event_weight=chosen_events,
+        short=short,
     )

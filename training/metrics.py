@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -45,3 +46,20 @@ def ceiling_recall(equivalent: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[s
     (its own clip included): a perfect model ranks them first, in some order: R@K = min(1, K/n)."""
     n = equivalent.float().clamp(min=1)
     return {f"R@{k}": torch.clamp(k / n, max=1.0).mean().item() for k in ks}
+
+
+def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties half: the area under the ROC curve."""
+    if positive.size == 0 or negative.size == 0:
+        return float("nan")
+    both = np.concatenate([positive, negative])
+    order = both.argsort(kind="stable")
+    ranks = np.empty(both.size)
+    ranks[order] = np.arange(1, both.size + 1)
+    for value in np.unique(both):  # ties share their mean rank
+        tied = both == value
+        ranks[tied] = ranks[tied].mean()
+    pos_ranks = ranks[: positive.size].sum()
+    return float(
+        (pos_ranks - positive.size * (positive.size + 1) / 2) / (positive.size * negative.size)
+    )

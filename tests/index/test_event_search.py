@@ -18,12 +18,14 @@ DIM, STEPS, BINS, RATE = 16, 24, 72, 12.0
 
 
 def _policy(event_weight: float) -> dict:
+    """Re-rank everything, with the envelopes for audio→video; short queries never re-ranked."""
     weights = {"audio→video": event_weight} if event_weight else {}
     return SearchPolicy(
         sequence_trained=True,
         rerank=dict.fromkeys(DIRECTIONS, True),
         rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
         event_weight=weights,
+        short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
     ).to_dict()
 
 
@@ -119,3 +121,13 @@ def test_an_excerpt_envelope_is_found_inside_its_item(tmp_path: Path, length: in
         "audio", q.pooled, q.sequence[:10], np.asarray(made["events"][77][20 : 20 + length])
     )
     assert searcher.search(piece, "video", k=3, rerank_k=10).hits[0].id == "item77"
+
+
+def test_a_short_query_gets_the_short_defaults(tmp_path: Path) -> None:
+    made = _build(tmp_path / "root", 60, event_weight=2.0)
+    searcher = Searcher.open(tmp_path / "root")
+    q = _query_for(made, 9)
+    brief = Query("audio", q.pooled, q.sequence[:6], q.events[:18])  # 1.5 s at 4 steps a second
+    assert not searcher.search(brief, "video", k=3).reranked
+    assert searcher.search(brief, "video", k=3, rerank=True).reranked  # a request can force it
+    assert searcher.search(q, "video", k=3).reranked

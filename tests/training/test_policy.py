@@ -22,7 +22,14 @@ from index.version import IndexVersion
 from models.alignment import window_distances
 from models.config import preset
 from models.model import TrimodalModel, checkpoint_hash
-from models.policy import DIRECTIONS, SEARCH_FILE, SearchPolicy, load_policy, save_policy
+from models.policy import (
+    DIRECTIONS,
+    SEARCH_FILE,
+    SHORT_QUERY_S,
+    SearchPolicy,
+    load_policy,
+    save_policy,
+)
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
 from training.evaluate import (
@@ -68,6 +75,29 @@ def test_policy_round_trip_and_what_an_old_record_means(tmp_path):
     (tmp_path / SEARCH_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="unreadable search policy"):
         load_policy(tmp_path)
+
+
+def test_short_queries_get_their_own_recorded_defaults(tmp_path):
+    short = SearchPolicy(True, {"audio→video": False}, rerank_weight={"video→video": 0.5})
+    policy = SearchPolicy(
+        True,
+        dict.fromkeys(DIRECTIONS, True),
+        rerank_weight={"audio→video": 2.0},
+        event_weight={"audio→video": 1.0},
+        short=short,
+    )
+    save_policy(tmp_path, policy)
+    back = load_policy(tmp_path)
+    assert back.event_weight == {"audio→video": 1.0}
+    assert back.events_weight("audio", "video") == 1.0 and back.events_weight("text", "video") == 0
+    long, brief = back.for_length(SHORT_QUERY_S), back.for_length(SHORT_QUERY_S - 0.5)
+    assert long is back and back.for_length(None) is back
+    assert not brief.reranks("audio", "video") and brief.events_weight("audio", "video") == 0
+    assert brief.fusion_weight("visual", "video") == 0.5
+    # a record measured below another threshold cannot be applied at this one
+    record = back.to_dict()
+    record["short_queries"]["below_s"] = SHORT_QUERY_S + 1
+    assert SearchPolicy.from_dict(record).short is None
 
 
 def test_saving_new_weights_drops_a_policy_measured_on_the_old_ones(tmp_path):
@@ -177,6 +207,17 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
             assert chosen == best
             w, e = combos[chosen]
             assert weights.get(name) == w and event_weights.get(name, 0.0) == e
+    # Short queries: their own choice, on their own excerpts, by the same rule.
+    short = record["short_queries"]
+    assert short["below_s"] == SHORT_QUERY_S
+    assert short["evidence"]["excerpt_s"] < SHORT_QUERY_S
+    for name in DIRECTIONS:
+        m = short["evidence"][name]["excerpt"]
+        chosen = short["evidence"][name]["chosen"]
+        eligible = [w for w in combos if all(m[w][k] >= m["pooled"][k] for k in ("R@1", "R@10"))]
+        assert short["rerank"][name] is bool(eligible)
+        if eligible:
+            assert chosen == max(eligible, key=lambda w: (m[w]["R@1"], m[w]["R@10"]))
 
 
 def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, tmp_path):
@@ -231,6 +272,12 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     for hit in alone.hits:
         d, _ = searcher._rerank(audio.sequence, [hit.row], "audio", "interp")
         assert hit.score == pytest.approx(-d[0], abs=1e-5)
+
+    # The index keeps each item's event envelopes at the model's frame rate; "more like this"
+    # carries them; a direction recorded without an event weight does not use them.
+    assert searcher.event_rate == TrimodalModel.load(ckpt).cfg.visual.fps
+    assert audio.events is not None and len(audio.events) > 0
+    assert searcher.policy.events_weight("audio", "video") == 0.0
 
     # Derived versions keep the policy: same model.
     remove_items(tmp_path / "index", {items[1].id})
