@@ -8,6 +8,8 @@ import pytest
 
 from models.events import (
     EventScan,
+    event_agreement,
+    fused_agreement,
     item_events,
     match_events,
     picture_events,
@@ -133,3 +135,25 @@ def test_the_scan_scores_its_window_against_every_item_as_the_exact_match_does()
     # a piece of the long item is found in it, and a whole clip finds itself
     assert int(np.argmax(scan.scores(items[3][100:172]))) == 3
     assert int(np.argmax(scan.scores(items[1]))) == 1
+
+
+def test_agreement_finds_how_late_the_sound_is_and_fuses_with_the_steps():
+    times = [0.6, 1.7, 2.4, 3.9, 5.1]
+    frames = flashes([round(t * FPS) for t in times])
+    picture = picture_events(frames, FPS, FPS)
+    for late_s in (0.0, 0.5, -0.75):
+        sound = sound_events(clicks([t + late_s for t in times if 0 <= t + late_s < 6]), SR, FPS)
+        found = event_agreement(sound, picture, FPS)
+        assert found is not None and abs(found.offset_s - late_s) <= 1 / FPS, late_s
+    own = event_agreement(sound_events(clicks(times), SR, FPS), picture, FPS)
+    other = event_agreement(sound_events(clicks([0.3, 2.9, 4.4]), SR, FPS), picture, FPS)
+    assert own is not None and other is not None and own.score > other.score
+    # a flat envelope has no events to agree with
+    assert event_agreement(np.zeros(72, np.float32), picture, FPS) is None
+    assert event_agreement(np.zeros(0, np.float32), picture, FPS) is None
+    # fused: the steps' score plus the weighed envelopes', the envelopes' offset; steps alone
+    # where there are no envelopes
+    assert fused_agreement(0.1, 0.4, own, 0.2) == pytest.approx(
+        (0.1 + 0.2 * own.score, own.offset_s)
+    )
+    assert fused_agreement(0.1, 0.4, None, 0.2) == (0.1, 0.4)

@@ -374,6 +374,7 @@ def test_an_index_of_a_timing_trained_model_carries_each_items_av_agreement(corp
     usable as a filter; an index whose model was not trained for it has none and says so."""
     from index.search import FilterUnavailable, ItemFilter
     from models.alignment import av_agreement
+    from models.events import event_agreement, fused_agreement
 
     ckpt = tmp_path / "ckpt"
     torch.manual_seed(0)
@@ -398,6 +399,25 @@ def test_an_index_of_a_timing_trained_model_carries_each_items_av_agreement(corp
     kept = searcher.search(query, "video", k=8, where=ItemFilter(min_av_agreement=threshold)).hits
     assert kept and all(h.av_agreement >= threshold - 1e-4 for h in kept)
     assert len(kept) < len(hits)
+
+    # With an envelope weight recorded, the score adds the envelopes' and the offset is theirs.
+    fused_root = tmp_path / "fused"
+    save_policy(
+        ckpt,
+        SearchPolicy(
+            True, dict.fromkeys(DIRECTIONS, False), text_segments=False, agreement_event_weight=0.3
+        ),
+    )
+    _index(corpus, ckpt, fused_root)
+    fused = Searcher.open(fused_root)
+    row, _ = fused.items.by_id(items[2].id)
+    sound = fused.events["audio"].get(row)[:, 0].astype(np.float32)
+    picture = fused.events["visual"].get(row)[:, 0].astype(np.float32)
+    events = event_agreement(sound, picture, fused.event_rate)
+    want = fused_agreement(expected.score, expected.offset_s, events, 0.3)
+    assert events is not None and fused.agreement is not None
+    assert tuple(fused.agreement[row]) == pytest.approx(want, abs=2e-3)  # float16 envelopes
+    save_policy(ckpt, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), text_segments=False))
 
     remove_items(tmp_path / "index", {items[0].id})  # a derived version keeps them
     derived = IndexVersion.open(tmp_path / "index").agreement()
