@@ -306,6 +306,7 @@ class Searcher:
         if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]] + extra
             distances, found = self._rerank(query.sequence, top, primary, distance)
+            placed: list[int | None] = []
             weight = policy.fusion_weight(query.modality, target)
             if weight is None:  # the sequence distance alone
                 fused_scores = [-float(d) for d in distances]
@@ -315,7 +316,7 @@ class Searcher:
                     for r, d in zip(top, distances, strict=True)
                 ]
             if by_events and query.events is not None:
-                agree = self._event_scores(query.events, top, primary)
+                agree, placed = self._event_scores(query.events, top, primary)
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
@@ -326,6 +327,11 @@ class Searcher:
             scores = dict(ranked)
             for i in order[:k]:  # segments only for the hits that are returned
                 known[top[i]] = found(i)
+                at = placed[i] if placed else None
+                if at is not None and query.events is not None:
+                    # The envelopes place a piece to a frame, the steps to a quarter second
+                    # (val, 2.5 s sound → audio: start within 0.25 s for 92 % vs 64 %).
+                    known[top[i]] = _placed(known[top[i]], at, len(query.events), self)
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
@@ -414,11 +420,16 @@ class Searcher:
             total += w * np.where(mask[:, 0], vectors[:, 0] @ pooled, 0.0)
         return dict(zip(rows, total.tolist(), strict=True))
 
-    def _event_scores(self, query: np.ndarray, rows: list[int], modality: str) -> list[float]:
-        """Each row's event correlation with the query (-1 where it has no envelope)."""
+    def _event_scores(
+        self, query: np.ndarray, rows: list[int], modality: str
+    ) -> tuple[list[float], list[int | None]]:
+        """Each row's event correlation with the query (-1 where it has no envelope), and where
+        the query's first bin lies in it (None: nowhere)."""
         store = self.events[modality]
         found = match_events(query, [store.get(r)[:, 0].astype(np.float32) for r in rows])
-        return np.where(np.isfinite(found.scores), found.scores, -1.0).tolist()
+        ok = np.isfinite(found.scores)
+        placed = [int(p) if f else None for p, f in zip(found.placement, ok, strict=True)]
+        return np.where(ok, found.scores, -1.0).tolist(), placed
 
     def _agreement_of(self, row: int) -> dict[str, float | None]:
         if self.agreement is None or not np.isfinite(self.agreement[row, 0]):
@@ -508,6 +519,17 @@ class Searcher:
         if store_name in self.events:
             events = self.events[store_name].get(row)[:, 0].astype(np.float32)
         return Query(modality, pooled[0].astype(np.float32), sequence, events)
+
+
+def _placed(seg: Segment | None, placement: int, bins: int, searcher: Searcher) -> Segment | None:
+    """`seg` with its start and end where the query's envelope was placed (its first bin at
+    `placement`, `bins` long), clipped to the item; the per-step timeline is kept."""
+    if seg is None or searcher.event_rate is None:
+        return seg
+    rate = searcher.event_rate
+    start = max(0.0, placement / rate)
+    end = max(start, (placement + bins) / rate)
+    return Segment(start, end, seg.score, seg.timeline)
 
 
 def _same_space(query_modality: str, store: str) -> bool:

@@ -113,14 +113,18 @@ def test_envelopes_survive_a_derived_version(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("length", [30, 72])
-def test_an_excerpt_envelope_is_found_inside_its_item(tmp_path: Path, length: int) -> None:
+def test_an_excerpt_envelope_is_found_inside_its_item_and_placed_to_the_bin(
+    tmp_path: Path, length: int
+) -> None:
     made = _build(tmp_path / "root", 200, event_weight=2.0)
     searcher = Searcher.open(tmp_path / "root")
     q = _query_for(made, 77)
-    piece = Query(
-        "audio", q.pooled, q.sequence[:10], np.asarray(made["events"][77][20 : 20 + length])
-    )
-    assert searcher.search(piece, "video", k=3, rerank_k=10).hits[0].id == "item77"
+    piece = np.asarray(made["events"][77][20 : 20 + length])
+    hit = searcher.search(Query("audio", q.pooled, q.sequence[:10], piece), "video", k=3).hits[0]
+    assert hit.id == "item77"
+    # the segment is where the envelope lies (bin 20 of 12 a second), not on the steps' grid
+    assert hit.start_s == pytest.approx(20 / RATE)
+    assert hit.end_s == pytest.approx(min(6.0, (20 + len(piece)) / RATE))
 
 
 def test_a_short_query_gets_the_short_defaults(tmp_path: Path) -> None:
