@@ -54,13 +54,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["pools"][name] = found.to_dict()
         cells = []
         for d in DIRECTIONS:
+            # the weighting the checkpoint recorded, measured on this pool, against pooled
+            evidence = found.evidence.get(d, {})
+            label = recorded.evidence.get(d, {}).get("chosen", "off")
             parts = []
-            for kind, m in found.evidence[d].items():
-                p_, h = m["pooled"], m["hybrid"]
+            for kind, m in evidence.items():
+                if kind == "chosen":
+                    continue
+                p_, h = m["pooled"], m.get(label, m["pooled"])
                 parts.append(
                     f"{kind} {p_['R@1']:.3f}/{p_['R@10']:.3f} → {h['R@1']:.3f}/{h['R@10']:.3f}"
                 )
-            cells.append("\n".join(parts))
+            cells.append("\n".join(parts) + f"\n(recorded: {label})")
         table.add_row(name, *cells)
     Console(width=200).print(table)
     write_result("bench_policy" + (f"-{args.tag}" if args.tag else ""), results)

@@ -63,10 +63,10 @@ def row(report: dict[str, Any], mode: str, policy: SearchPolicy | None = None) -
     checkpoint's recorded policy (hybrid where it re-ranks, pooled elsewhere; text is pooled)."""
     out: dict[str, float] = {}
     for d in DIRS:
-        m = report[d][_service_mode(d, policy) if mode == "service" else mode]["all"]
+        m = report[d][_service_mode(d, policy, report) if mode == "service" else mode]["all"]
         out |= {f"{d} R@1": m["R@1"], f"{d} R@5": m["R@5"], f"{d} R@10": m["R@10"]}
     a2v, v2a = (
-        (_service_mode(d, policy) if mode == "service" else mode)
+        (_service_mode(d, policy, report) if mode == "service" else mode)
         for d in ("audio→video", "video→audio")
     )
     twins = report["audio→video"][a2v].get("twins")
@@ -345,8 +345,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         model = TrimodalModel.load(args.runs / name / "best", text_backbone=prepared.backbone)
         models[name] = model
+        policy = load_policy(args.runs / name / "best")
         report = evaluate(
-            model, test_items, test_prepared.cache, test_prepared.texts, rerank_k=args.rerank
+            model,
+            test_items,
+            test_prepared.cache,
+            test_prepared.texts,
+            rerank_k=args.rerank,
+            policy=policy,
         )
         print_report(report, title=name)
         results["runs"][name] = {
@@ -355,11 +361,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "val_score": round(result.best_score, 4),
             "report": report,
             "pools": {
-                pool: evaluate(model, *prepared_pool(pool_items), rerank_k=args.rerank)
+                pool: evaluate(
+                    model, *prepared_pool(pool_items), rerank_k=args.rerank, policy=policy
+                )
                 for pool, pool_items in pools.items()
             },
         }
-        policy = load_policy(args.runs / name / "best")
         results["runs"][name]["search_policy"] = policy.to_dict()
         for mode in ("pooled", "hybrid", "service"):
             r = row(report, mode, policy)
@@ -385,9 +392,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return results
 
 
-def _service_mode(direction: str, policy: SearchPolicy | None) -> str:
+def _service_mode(direction: str, policy: SearchPolicy | None, report: dict | None = None) -> str:
     if policy is None or direction.startswith("text"):  # the service never re-ranks text
         return "pooled"
+    if report is not None and "service" in report.get(direction, {}):
+        return "service"  # measured with the policy's weights (`training.evaluate.evaluate`)
     return "hybrid" if policy.rerank.get(direction, False) else "pooled"
 
 

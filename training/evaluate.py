@@ -247,8 +247,11 @@ def evaluate(
     rerank_k: int = 100,
     distance: str = "interp",
     modes: Sequence[str] = ("pooled", "hybrid"),
+    policy: SearchPolicy | None = None,
 ) -> dict[str, Any]:
-    """Every direction × mode × subset. Items missing from the cache (skipped files) are out."""
+    """Every direction × mode × subset. Items missing from the cache (skipped files) are out.
+    With `policy` (the checkpoint's), audio↔video also get "service": what a search does by
+    default — the recorded steps' and envelopes' weights where it re-ranks, pooled elsewhere."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(model, cache, list(by_id))
     results: dict[str, Any] = {"pool": len(pool.ids)}
@@ -258,7 +261,33 @@ def evaluate(
             results[direction] = _direction(
                 model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes
             )
+            if policy is not None and not direction.startswith("text"):
+                results[direction]["service"] = _service(
+                    model, direction, by_id, pool, clip_subsets, rerank_k, distance, policy
+                )
     return results
+
+
+def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, policy):
+    """Whole-clip queries as a search answers them by default under `policy`."""
+    if not policy.rerank.get(direction, False):
+        return _direction(
+            model, direction, by_id, pool, None, clip_subsets, rerank_k, distance, ("pooled",)
+        )["pooled"]
+    weighting = (policy.rerank_weight.get(direction), policy.event_weight.get(direction, 0.0))
+    return _direction(
+        model,
+        direction,
+        by_id,
+        pool,
+        None,
+        clip_subsets,
+        rerank_k,
+        distance,
+        ("hybrid",),
+        (weighting[0],),
+        (weighting[1],),
+    )["hybrid"]
 
 
 def _direction(

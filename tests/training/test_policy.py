@@ -431,3 +431,41 @@ def test_an_index_of_a_timing_trained_model_carries_each_items_av_agreement(corp
     assert all(h.av_agreement is None for h in untrained.search(query, "video", k=4).hits)
     with pytest.raises(FilterUnavailable, match="agreement"):
         untrained.search(query, "video", k=4, where=ItemFilter(min_av_agreement=0.0))
+
+
+def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
+    """ "service": pooled where the policy does not re-rank, else the re-rank with the recorded
+    steps' and envelopes' weights — the same figures as that weighting measured on its own."""
+    from training.evaluate import _direction, clip_subsets_of, evaluate
+
+    torch.manual_seed(0)
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    policy = SearchPolicy(
+        True,
+        {"audio→video": True, "video→audio": False},
+        rerank_weight={"audio→video": 1.0},
+        event_weight={"audio→video": 2.0},
+    )
+    items, cache, texts = prepared.val_items, prepared.cache, prepared.texts
+    report = evaluate(model, items, cache, texts, policy=policy)
+    assert report["video→audio"]["service"] == report["video→audio"]["pooled"]
+    assert "service" not in report["text→video"]  # text is never re-ranked
+    by_id = {i.id: i for i in items if i.id in cache.row}
+    from training.evaluate import embed_pool
+
+    pool = embed_pool(model, cache, list(by_id))
+    subsets = clip_subsets_of([by_id[i] for i in pool.ids])
+    both = _direction(
+        model,
+        "audio→video",
+        by_id,
+        pool,
+        None,
+        subsets,
+        100,
+        "interp",
+        ("hybrid",),
+        (1.0, None),
+        (2.0, 0.0),
+    )["hybrid_by_weight"]
+    assert report["audio→video"]["service"] == both[weight_label(1.0, 2.0)]
