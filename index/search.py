@@ -170,6 +170,12 @@ class Searcher:
             for m in MODALITIES
             if f"{m}.events" in manifest["sequence_stores"] and self.event_rate is not None
         }
+        if self.policy.event_weight and not self.events:
+            log.warning(
+                "index %s keeps no event envelopes (built before they were kept): searches by "
+                "sound or footage re-rank by the steps alone; rebuild it to use them",
+                version.name,
+            )
 
     def prepare_filters(self) -> None:
         """Read the per-item columns filters need (done on first filtered search otherwise)."""

@@ -91,9 +91,11 @@ def test_directions_without_an_event_weight_do_not_use_the_envelopes(tmp_path: P
     assert "item123" not in {h.id for h in found.hits}
 
 
-def test_an_index_without_envelopes_searches_as_before(tmp_path: Path) -> None:
+def test_an_index_without_envelopes_searches_as_before(tmp_path: Path, caplog) -> None:
     made = _build(tmp_path / "root", 50, event_weight=2.0, rate=None)
-    searcher = Searcher.open(tmp_path / "root")
+    with caplog.at_level("WARNING", logger="trimodal.index"):
+        searcher = Searcher.open(tmp_path / "root")
+    assert "keeps no event envelopes" in caplog.text
     assert searcher.events == {} and searcher.event_rate is None
     hits = searcher.search(_query_for(made, 7), "video", k=5, rerank_k=10).hits
     assert len(hits) == 5  # re-ranked by the steps alone, no scan, no error
