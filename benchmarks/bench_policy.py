@@ -4,7 +4,7 @@
         --pool foreign=DIR/manifest.jsonl --pool robust=DIR/manifest.jsonl
 
 The trainer decides each direction's re-rank default on its validation split
-(`training.evaluate.measure_policy`: whole clips for audio↔video, 2.5 s excerpts for every
+(`training.search_policy.measure_policy`: whole clips for audio↔video, 2.5 s excerpts for every
 direction). This runs the same measurement on other pools, only to report it beside the recorded
 choice: pooled vs re-ranked R@1 / R@10 per direction and pool.
 """
@@ -25,7 +25,7 @@ from models.model import TrimodalModel
 from models.policy import DIRECTIONS
 from models.text import TextBackbone
 from training.batches import all_captions, examples
-from training.evaluate import measure_policy
+from training.search_policy import measure_policy
 from training.trainer import prepare
 
 

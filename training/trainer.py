@@ -34,7 +34,6 @@ from training.augment import AugmentConfig, level_only
 from training.batches import Batch, Example, all_captions, examples, iterate_batches
 from training.cache import DecodeSpec, FeatureCache, TextCache
 from training.datasets import ManifestItem
-from training.evaluate import measure_policy
 from training.losses import (
     PairWeights,
     TextBatch,
@@ -46,6 +45,7 @@ from training.losses import (
     sync_loss,
     two_stage_loss,
 )
+from training.search_policy import measure_policy
 
 Objective = Literal["single-stage", "two-stage"]
 

@@ -32,12 +32,8 @@ from models.policy import (
 )
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
-from training.evaluate import (
-    POLICY_EVENT_WEIGHTS,
-    POLICY_WEIGHTS,
-    excerpt_report,
-    weight_label,
-)
+from training.evaluate import excerpt_report, weight_label
+from training.search_policy import POLICY_EVENT_WEIGHTS, POLICY_WEIGHTS
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
