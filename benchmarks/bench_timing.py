@@ -41,9 +41,8 @@ from torch import Tensor
 
 from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
-from models.alignment import av_agreement
 from models.encoders import Embeddings
-from models.events import event_agreement, fused_agreement, sound_events
+from models.events import fused_agreement, sound_events
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS, SearchPolicy
 from training.cache import DecodeSpec, FeatureCache
@@ -52,10 +51,12 @@ from training.evaluate import (
     EXCERPT_DIRECTIONS,
     _batched,
     _direction,
+    agreement_parts,
     clip_subsets_of,
     cut_excerpts,
     embed_pool,
     excerpt_report,
+    take_rows,
 )
 from training.metrics import roc_auc, summarise
 
@@ -176,17 +177,12 @@ def _agreements(
     pictures: list[np.ndarray],
 ) -> list[tuple[float, float]]:
     """(score, offset s) per clip as an index stores them: the steps' agreement fused with the
-    envelopes' by the checkpoint's recorded weight (`models.events.fused_agreement`)."""
+    envelopes' by the checkpoint's recorded weight (none recorded: the steps' alone)."""
     weight = model.search_policy.agreement_event_weight
-    steps = av_agreement(
-        audio.sequence, audio.mask, visual.sequence, visual.mask, model.cfg.steps_per_second
-    )
-    fps = model.cfg.visual.fps
-    out = []
-    for found, sound, picture in zip(steps, sounds, pictures, strict=True):
-        events = None if weight is None else event_agreement(sound, picture, fps)
-        out.append(fused_agreement(found.score, found.offset_s, events, weight or 0.0))
-    return out
+    return [
+        fused_agreement(a.score, a.offset_s, None if weight is None else e, weight or 0.0)
+        for a, e in agreement_parts(model, audio, visual, sounds, pictures)
+    ]
 
 
 @torch.inference_mode()
@@ -207,13 +203,17 @@ def agreement_report(
         return {}
     sounds, pictures = pool.events["audio"], pool.events["visual"]
     own_pictures = [pictures[r] for r in rows.tolist()]
-    own_sound, picture = _take(pool.audio, rows), _take(pool.visual, rows)
+    own_sound, picture = take_rows(pool.audio, rows), take_rows(pool.visual, rows)
     own = _agreements(model, own_sound, picture, [sounds[r] for r in rows.tolist()], own_pictures)
     other = rows[
         torch.from_numpy(np.roll(np.arange(len(rows)), 1 + int(rng.integers(len(rows) - 1))))
     ]
     swapped = _agreements(
-        model, _take(pool.audio, other), picture, [sounds[r] for r in other.tolist()], own_pictures
+        model,
+        take_rows(pool.audio, other),
+        picture,
+        [sounds[r] for r in other.tolist()],
+        own_pictures,
     )
     score = np.array([a for a, _ in own])
     score_swapped = np.array([a for a, _ in swapped])
@@ -264,8 +264,8 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     agreement = _agreements(
         model,
-        _take(pool.audio, rows),
-        _take(pool.visual, rows),
+        take_rows(pool.audio, rows),
+        take_rows(pool.visual, rows),
         [pool.events["audio"][r] for r in rows.tolist()],
         [pool.events["visual"][r] for r in rows.tolist()],
     )
@@ -277,10 +277,6 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
         "misaligned": int(flagged.sum()),
         "roc_auc": roc_auc(-score[flagged], -score[~flagged]),
     }
-
-
-def _take(e: Embeddings, rows: Tensor) -> Embeddings:
-    return Embeddings(e.pooled[rows], e.sequence[rows], e.mask[rows])
 
 
 # --------------------------------------------------------------------------- the model
@@ -326,6 +322,7 @@ def measure_pool(
         }
         return weights, events
 
+    long_weights, long_events = tried(policy)
     for d in FULL_DIRECTIONS:
         rep = _direction(
             model,
@@ -337,8 +334,8 @@ def measure_pool(
             rerank_k,
             "interp",
             ("pooled", "hybrid"),
-            tried(policy)[0][d],
-            tried(policy)[1][d],
+            long_weights[d],
+            long_events[d],
         )
         rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep

@@ -30,7 +30,7 @@ from index.ann import VectorIndex
 from index.embed import MODALITIES
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import EventScan, match_events
+from models.events import SCAN_CANDIDATES, EventScan, match_events
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -334,10 +334,10 @@ class Searcher:
             for i in order[:k]:  # segments only for the hits that are returned
                 known[top[i]] = found(i)
                 at = placed[i] if placed else None
-                if at is not None and query.events is not None:
+                if at is not None and query.events is not None and self.event_rate:
                     # The envelopes place a piece to a frame, the steps to a quarter second
                     # (val, 2.5 s sound → audio: start within 0.25 s for 92 % vs 64 %).
-                    known[top[i]] = _placed(known[top[i]], at, len(query.events), self)
+                    known[top[i]] = _placed(known[top[i]], at, len(query.events), self.event_rate)
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
@@ -381,9 +381,6 @@ class Searcher:
         timings["segments"] = (time.perf_counter() - t0) * 1e3
         return SearchResult(hits, self.name, timings, reranked, localised)
 
-    # Candidates the event scan adds to the first pass's (the evaluation does the same).
-    EVENT_CANDIDATES = 50
-
     def _scan(self, modality: str) -> EventScan:
         """Every item's `modality` envelope laid out for scanning, built on first use."""
         with self._scans_lock:
@@ -405,7 +402,7 @@ class Searcher:
         scores = self._scan(modality).scores(query)
         if allowed is not None:
             scores = np.where(allowed, scores, -np.inf)
-        n = min(self.EVENT_CANDIDATES, len(scores))
+        n = min(SCAN_CANDIDATES, len(scores))
         if n == 0:
             return []
         top = np.argpartition(-scores, n - 1)[:n]
@@ -527,15 +524,14 @@ class Searcher:
         return Query(modality, pooled[0].astype(np.float32), sequence, events)
 
 
-def _placed(seg: Segment | None, placement: int, bins: int, searcher: Searcher) -> Segment | None:
+def _placed(seg: Segment | None, placement: int, bins: int, rate: float) -> Segment | None:
     """`seg` with its start and end where the query's envelope was placed (its first bin at
-    `placement`, `bins` long), clipped to the item; the per-step timeline is kept."""
-    if seg is None or searcher.event_rate is None:
+    bin `placement` of the item, `bins` long, `rate` bins a second); the per-step timeline is
+    kept. The hit's duration clips it later, as it does every segment."""
+    if seg is None:
         return seg
-    rate = searcher.event_rate
     start = max(0.0, placement / rate)
-    end = max(start, (placement + bins) / rate)
-    return Segment(start, end, seg.score, seg.timeline)
+    return Segment(start, max(start, (placement + bins) / rate), seg.score, seg.timeline)
 
 
 def _same_space(query_modality: str, store: str) -> bool:

@@ -45,6 +45,9 @@ MAX_LAG_BINS = 2
 # The first pass scans every item with at most this many bins of the query (its most eventful
 # stretch): its cost grows with the window, and 3 s of events already single out a clip.
 SCAN_WINDOW_S = 3.0
+# How many of the scan's best items join the pooled first pass's candidates (`index.search`; the
+# evaluation does the same).
+SCAN_CANDIDATES = 50
 
 
 @lru_cache(maxsize=4)

@@ -18,10 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.alignment import window_distances
+from models.alignment import Agreement, av_agreement, window_distances
 from models.encoders import Embeddings
 from models.events import (
+    SCAN_CANDIDATES,
+    EventAgreement,
     EventScan,
+    event_agreement,
     item_events,
     match_events,
     picture_events,
@@ -44,17 +47,37 @@ class Pool:
     audio: Embeddings
     has_video: Tensor  # (N,) bool
     has_audio: Tensor
-    # "visual" / "audio" → each row's event envelope (`models.events`; empty: no such stream)
-    events: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    _scans: dict[str, EventScan] = field(default_factory=dict, repr=False)
+    event_rate: float = 12.0  # envelope bins a second: the model's frame rate
+    # where the rows' media are, to take their event envelopes from when first asked for (most
+    # evaluations never are: per-epoch validation is pooled only)
+    cache: FeatureCache | None = field(default=None, repr=False, compare=False)
+    sample_rate: int = 16_000
+    _events: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
+    _scans: dict[str, EventScan] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def events(self) -> dict[str, list[np.ndarray]]:
+        """ "visual" / "audio" → each row's event envelope (`models.events`; empty: no stream)."""
+        if self._events is None:
+            if self.cache is None:
+                raise ValueError("this pool was made without its media: no envelopes to take")
+            found = [
+                item_events(
+                    np.asarray(self.cache.frames(i)),
+                    self.cache.audio(i),
+                    self.event_rate,
+                    self.sample_rate,
+                )
+                for i in self.ids
+            ]
+            self._events = {m: [e[m] for e in found] for m in ("visual", "audio")}
+        return self._events
 
     def scan(self, modality: str) -> EventScan:
         """The event scan over every row's `modality` envelope, built once."""
         if modality not in self._scans:
             self._scans[modality] = EventScan(self.events[modality], self.event_rate)
         return self._scans[modality]
-
-    event_rate: float = 12.0
 
 
 def _cat(parts: list[Embeddings]) -> Embeddings:
@@ -80,10 +103,41 @@ def embed_pool(
         aud.append(Embeddings(a.pooled.float().cpu(), a.sequence.float().cpu(), a.mask.cpu()))
     has_video = torch.tensor([len(cache.frames(i)) > 0 for i in ids])
     has_audio = torch.tensor([cache.audio(i).size > 0 for i in ids])
-    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
-    found = [item_events(np.asarray(cache.frames(i)), cache.audio(i), fps, sr) for i in ids]
-    events = {m: [e[m] for e in found] for m in ("visual", "audio")}
-    return Pool(list(ids), _cat(vis), _cat(aud), has_video, has_audio, events, event_rate=fps)
+    return Pool(
+        list(ids),
+        _cat(vis),
+        _cat(aud),
+        has_video,
+        has_audio,
+        event_rate=model.cfg.visual.fps,
+        cache=cache,
+        sample_rate=model.cfg.audio.sample_rate,
+    )
+
+
+def take_rows(e: Embeddings, rows: Tensor) -> Embeddings:
+    """The embeddings of `rows` only."""
+    return Embeddings(e.pooled[rows], e.sequence[rows], e.mask[rows])
+
+
+def agreement_parts(
+    model: TrimodalModel,
+    audio: Embeddings,
+    visual: Embeddings,
+    sounds: Sequence[np.ndarray],
+    pictures: Sequence[np.ndarray],
+) -> list[tuple[Agreement, EventAgreement | None]]:
+    """Each clip's sound (row i of `audio`, envelope `sounds[i]`) against its picture (row i of
+    `visual`, `pictures[i]`): the steps' agreement and the envelopes' (None: no events), for
+    `models.events.fused_agreement` to combine as an index does (`index.build`)."""
+    steps = av_agreement(
+        audio.sequence, audio.mask, visual.sequence, visual.mask, model.cfg.steps_per_second
+    )
+    rate = model.cfg.visual.fps
+    return [
+        (found, event_agreement(sound, picture, rate))
+        for found, sound, picture in zip(steps, sounds, pictures, strict=True)
+    ]
 
 
 def _signature(meta: dict[str, Any], kind: str) -> tuple | None:
@@ -187,20 +241,16 @@ def _union(first: Tensor, more: Tensor) -> Tensor:
     return torch.cat([first, more[~torch.isin(more, first)]])
 
 
-# Candidates the event scan adds to the pooled first pass's (`index.search` does the same).
-EVENT_CANDIDATES = 50
-
-
 def _event_candidates(
     scan: EventScan, queries: Sequence[np.ndarray], allowed: Tensor
 ) -> Callable[[int], Tensor]:
-    """Query i → the rows whose envelopes match its envelope best (`EVENT_CANDIDATES`)."""
+    """Query i → the rows whose envelopes match its envelope best (`SCAN_CANDIDATES`)."""
     known: dict[int, Tensor] = {}
 
     def extra(qi: int) -> Tensor:
         if qi not in known:
             s = torch.from_numpy(scan.scores(queries[qi])).masked_fill(~allowed, -torch.inf)
-            top = s.topk(min(EVENT_CANDIDATES, len(s))).indices
+            top = s.topk(min(SCAN_CANDIDATES, len(s))).indices
             known[qi] = top[torch.isfinite(s[top])]
         return known[qi]
 

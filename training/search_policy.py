@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.alignment import av_agreement
-from models.events import event_agreement, fused_agreement
+from models.events import fused_agreement
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
 from models.policy import SearchPolicy
@@ -29,8 +28,10 @@ from training.evaluate import (
     Pool,
     Weighting,
     _direction,
+    agreement_parts,
     embed_pool,
     excerpt_report,
+    take_rows,
     weight_label,
 )
 from training.metrics import roc_auc
@@ -45,25 +46,6 @@ SHORT_EXCERPT_S = 1.5
 AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
-def clip_agreements(
-    model: TrimodalModel, pool: Pool, sound_rows: Tensor, picture_rows: Tensor, weight: float
-) -> list[tuple[float, float]]:
-    """(score, audio offset s) of each picture row with the paired sound row, as an index
-    stores them (`index.build`): the steps' agreement and the envelopes' fused."""
-    steps = av_agreement(
-        pool.audio.sequence[sound_rows],
-        pool.audio.mask[sound_rows],
-        pool.visual.sequence[picture_rows],
-        pool.visual.mask[picture_rows],
-        model.cfg.steps_per_second,
-    )
-    out = []
-    for found, s, p in zip(steps, sound_rows.tolist(), picture_rows.tolist(), strict=True):
-        events = event_agreement(pool.events["audio"][s], pool.events["visual"][p], pool.event_rate)
-        out.append(fused_agreement(found.score, found.offset_s, events, weight))
-    return out
-
-
 def choose_agreement_weight(model: TrimodalModel, pool: Pool) -> tuple[float, dict[str, Any]]:
     """The envelopes' weight in the agreement score that best tells each clip's own sound from
     another clip's (ROC AUC on the pool: each picture with its sound and with the next clip's);
@@ -71,11 +53,20 @@ def choose_agreement_weight(model: TrimodalModel, pool: Pool) -> tuple[float, di
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
         return 0.0, {"reason": "fewer than two clips with sound and picture"}
-    auc = {}
-    for w in AGREEMENT_EVENT_WEIGHTS:
-        own = np.array([a for a, _ in clip_agreements(model, pool, rows, rows, w)])
-        other = np.array([a for a, _ in clip_agreements(model, pool, rows.roll(1), rows, w)])
-        auc[w] = roc_auc(own, other)
+    pictures = [pool.events["visual"][r] for r in rows.tolist()]
+
+    def parts(sound_rows: Tensor) -> list:
+        sounds = [pool.events["audio"][r] for r in sound_rows.tolist()]
+        return agreement_parts(
+            model, take_rows(pool.audio, sound_rows), take_rows(pool.visual, rows), sounds, pictures
+        )
+
+    own, other = parts(rows), parts(rows.roll(1))  # once; only the fusion differs by weight
+
+    def scores(found: list, w: float) -> np.ndarray:
+        return np.array([fused_agreement(a.score, a.offset_s, e, w)[0] for a, e in found])
+
+    auc = {w: roc_auc(scores(own, w), scores(other, w)) for w in AGREEMENT_EVENT_WEIGHTS}
     best = max(AGREEMENT_EVENT_WEIGHTS, key=lambda w: (auc[w], -w))
     return best, {"swapped_auc": {f"{w:g}": round(a, 4) for w, a in auc.items()}, "chosen": best}
 
