@@ -94,7 +94,11 @@ def measure(
             continue
         try:
             sounds.append(_fixed(sound_events(cache.audio(item.id), SAMPLE_RATE, rate), length))
-            pictures.append(_fixed(picture_events(cache.frames(item.id), fps, rate), length))
+            pictures.append(
+                _fixed(
+                    picture_events(cache.frames(item.id), fps, rate, cache.changes(item.id)), length
+                )
+            )
         except ValueError as e:
             skipped[item.id] = str(e)
             continue

@@ -23,6 +23,7 @@ import torch
 
 from index import ann
 from index.embed import (
+    BANDS_STORE,
     MODALITIES,
     CorpusItem,
     Runner,
@@ -42,7 +43,7 @@ from index.version import (
     projection_bytes,
 )
 from models.alignment import av_agreement
-from models.events import EventAgreement, event_agreement, fused_agreement
+from models.events import SOUND_BANDS, EventAgreement, event_agreement, fused_agreement
 from models.features import pad_batch
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -159,8 +160,9 @@ class Entry:
     record: ItemRecord
     pooled: dict[str, np.ndarray | None]
     steps: dict[str, np.ndarray]
-    # per modality its event envelope (`models.events`); absent or empty: none (an index built
-    # before envelopes were kept, or an item without that stream)
+    # per modality its event envelope (`models.events`), and "audio_bands" its sound's banded
+    # one (bins, B); absent or empty: none (an index built before they were kept, or an item
+    # without that stream)
     events: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -174,6 +176,7 @@ def entries_from_shards(
         cursor = {m: (0, 0, 0) for m in MODALITIES}  # pooled row, step and event offsets
         # Shards written before envelopes were kept have none: their items get none.
         kept_events = all(f"{m}_events" in shard for m in MODALITIES)
+        kept_bands = kept_events and "audio_bands" in shard
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -191,6 +194,8 @@ def entries_from_shards(
                     n_bins = int(shard[f"{m}_event_lengths"][row]) if kept_events else 0
                     if kept_events:
                         events[m] = shard[f"{m}_events"][event : event + n_bins]
+                    if m == "audio" and kept_bands:
+                        events["audio_bands"] = shard["audio_bands"][event : event + n_bins]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -212,7 +217,9 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     table = version.items()
     exclude = set(exclude)
     projection = version.projection()
-    kept = [m for m in MODALITIES if f"{m}.events" in version.manifest["sequence_stores"]]
+    stores = version.manifest["sequence_stores"]
+    kept = [m for m in MODALITIES if f"{m}.events" in stores]
+    banded = BANDS_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -226,6 +233,8 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             if projection is not None:  # back to the full space; the same projection is reused
                 steps[m] = steps[m].astype(np.float32) @ projection.T
         events = {m: version.sequences(f"{m}.events").get(row)[:, 0] for m in kept}
+        if banded:
+            events["audio_bands"] = np.asarray(version.sequences(BANDS_STORE).get(row), np.float32)
         yield Entry(record, pooled, steps, events)
 
 
@@ -314,6 +323,11 @@ def publish_entries(
                     stores[f"{m}.events"] = open_stores.enter_context(
                         writer.sequence_writer(f"{m}.events", 1)
                     )
+            if event_rate is not None:  # sounds against sounds match band by band; int8 keeps
+                # them at 10 B a bin (standardised values, each bin its own scale)
+                stores[BANDS_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(BANDS_STORE, SOUND_BANDS, "i8")
+                )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -333,6 +347,13 @@ def publish_entries(
                     found = entry.events.get(m)
                     bins = np.zeros(0, np.float32) if found is None else found
                     stores[f"{m}.events"].append(np.asarray(bins, np.float32).reshape(-1, 1))
+            if event_rate is not None:
+                bands = entry.events.get("audio_bands")  # none: an item embedded before them
+                stores[BANDS_STORE].append(
+                    np.zeros((0, SOUND_BANDS), np.float32)
+                    if bands is None
+                    else np.asarray(bands, np.float32).reshape(-1, SOUND_BANDS)
+                )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)

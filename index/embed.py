@@ -33,16 +33,19 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
-from models.events import picture_events, sound_events
+from models.events import SOUND_BANDS, picture_events, sound_envelopes
 from models.model import TrimodalModel
 
 MODALITIES = ("visual", "audio")
+# The store of the sounds' banded envelopes (`models.events.sound_bands`), one row per item.
+BANDS_STORE = "audio.bands"
 
 
 @torch.inference_mode()
 def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, list[Any]]:
     """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
-    `models.events`, one bin per visual frame); None where the item lacks it."""
+    `models.events`, one bin per visual frame), and for audio a fourth, the banded envelope
+    (E, B) (`models.events.sound_bands`); None where the item lacks it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -55,17 +58,19 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
             out["visual"][i] = (
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
-                picture_events(frames[j], fps, fps),  # type: ignore[arg-type]
+                picture_events(frames[j], fps, fps, batch[i].changes),  # type: ignore[arg-type]
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
         emb = model.encode_audio(*model.audio_inputs(waves))  # type: ignore[arg-type]
         for j, i in enumerate(with_audio):
             t = int(emb.mask[j].sum())
+            single, banded = sound_envelopes(waves[j], sr, fps)  # type: ignore[arg-type]
             out["audio"][i] = (
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
-                sound_events(waves[j], sr, fps),  # type: ignore[arg-type]
+                single,
+                banded,
             )
     return out
 
@@ -119,6 +124,13 @@ def write_shard(
             f"{m}_lengths": lengths,
             f"{m}_steps": steps.astype(np.float16),
         }
+        if m == "audio":  # banded envelopes, as many bins as the envelope's
+            bands = [e[3] for e in encoded[m] if e is not None]
+            arrays["audio_bands"] = (
+                np.concatenate(bands).astype(np.float32)
+                if bands
+                else np.zeros((0, SOUND_BANDS), np.float32)
+            )
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.events import picture_events, sound_events
-from models.media import MediaLimits, decode_audio, decode_video
+from models.events import picture_events, sound_envelopes
+from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
 
@@ -82,8 +82,8 @@ class QueryEncoder:
             mel, mask = self.model.audio_inputs([wave])
             found = self.onnx.audio(mel, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_audio(mel, mask)
-        events = sound_events(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
-        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0], events)
+        events, bands = sound_envelopes(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
+        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands)
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 
@@ -91,16 +91,18 @@ class QueryEncoder:
         """The pictures of a video file."""
         t = time.perf_counter()
         size = (self.cfg.visual.image_size, self.cfg.visual.image_size)
-        frames = decode_video(
+        media = decode_pictures(
             path, fps=self.cfg.visual.fps, size=size, fit=self.cfg.visual.fit, limits=self.limits
         )
+        frames = media.frames
+        assert frames is not None
         decode_ms = _ms(t)
         t = time.perf_counter()
         with torch.inference_mode():
             pixels, mask = self.model.visual_inputs([frames])
             found = self.onnx.visual(pixels, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_visual(pixels, mask)
-        events = picture_events(frames, self.cfg.visual.fps, self.cfg.visual.fps)
+        events = picture_events(frames, self.cfg.visual.fps, self.cfg.visual.fps, media.changes)
         query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events)
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
@@ -112,9 +114,11 @@ def _sequence_query(
     seq: torch.Tensor,
     mask: torch.Tensor,
     events: np.ndarray,
+    bands: np.ndarray | None = None,
 ) -> Query:
     steps = seq[mask].float().cpu().numpy()  # (T, D): only the valid steps
-    return Query(modality, pooled.float().cpu().numpy(), np.ascontiguousarray(steps), events)
+    pooled_np = pooled.float().cpu().numpy()
+    return Query(modality, pooled_np, np.ascontiguousarray(steps), events, bands)
 
 
 def _ms(start: float) -> float:

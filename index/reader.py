@@ -41,6 +41,7 @@ class Decoded:
     audio: np.ndarray | None
     duration_s: float
     error: str | None = None
+    changes: np.ndarray | None = None  # (T,) the decoder's picture change per frame
 
 
 def read_item(
@@ -57,7 +58,7 @@ def read_item(
             ).audio
     except MediaError as e:
         return Decoded(item.id, None, None, 0.0, f"{e.reason.value}: {e.message}")
-    return Decoded(item.id, media.frames, audio, media.duration_s)
+    return Decoded(item.id, media.frames, audio, media.duration_s, changes=media.changes)
 
 
 def _read_job(job: tuple[CorpusItem, float, int, int, Fit]) -> Decoded:

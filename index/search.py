@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import MODALITIES
+from index.embed import BANDS_STORE, MODALITIES
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import SCAN_CANDIDATES, EventScan, match_events
+from models.events import SCAN_CANDIDATES, SOUND_BANDS, EventScan, match_events
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -57,6 +57,7 @@ class Query:
     pooled: np.ndarray  # (D,) unit vector
     sequence: np.ndarray | None = None  # (T, D) for audio / visual queries
     events: np.ndarray | None = None  # (E,) its event envelope (`models.events`), same kinds
+    bands: np.ndarray | None = None  # (E, B) a sound's banded envelope (`sound_bands`)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,15 @@ class Searcher:
         step_dim = dim if self.projection is None else self.projection.shape[1]
         for name in manifest["sequence_stores"]:  # the pooled stores too ("more like this")
             stored = version.sequences(name)
-            want = dim if name.endswith(".pooled") else 1 if name.endswith(".events") else step_dim
+            want = (
+                dim
+                if name.endswith(".pooled")
+                else 1
+                if name.endswith(".events")
+                else SOUND_BANDS
+                if name == BANDS_STORE
+                else step_dim
+            )
             if stored.dim != want or len(stored) != n_items:
                 raise ValueError(
                     f"{name} sequence store: {len(stored)} items of dimension {stored.dim}, "
@@ -170,6 +179,12 @@ class Searcher:
             for m in MODALITIES
             if f"{m}.events" in manifest["sequence_stores"] and self.event_rate is not None
         }
+        # Sounds against sounds: banded envelopes, where the index keeps them (else the single).
+        self.bands = (
+            version.sequences(BANDS_STORE)
+            if BANDS_STORE in manifest["sequence_stores"] and self.events
+            else None
+        )
         if self.policy.event_weight and not self.events:
             log.warning(
                 "index %s keeps no event envelopes (built before they were kept): searches by "
@@ -322,7 +337,7 @@ class Searcher:
                     for r, d in zip(top, distances, strict=True)
                 ]
             if by_events and query.events is not None:
-                agree, placed = self._event_scores(query.events, top, primary)
+                agree, placed = self._event_scores(query, top, primary)
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
@@ -424,12 +439,26 @@ class Searcher:
         return dict(zip(rows, total.tolist(), strict=True))
 
     def _event_scores(
-        self, query: np.ndarray, rows: list[int], modality: str
+        self, query: Query, rows: list[int], modality: str
     ) -> tuple[list[float], list[int | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
-        the query's first bin lies in it (None: nowhere)."""
+        the query's first bin lies in it (None: nowhere). A sound against sounds is matched
+        band by band where both have bands (`models.events.sound_bands`)."""
+        assert query.events is not None
+        if (
+            modality == "audio"
+            and query.modality == "audio"
+            and query.bands is not None
+            and self.bands is not None
+        ):
+            banded = [self.bands.get(r) for r in rows]
+            if all(len(b) for b in banded):  # an item embedded before bands has none
+                found = match_events(query.bands, [np.asarray(b, np.float32) for b in banded])
+                ok = np.isfinite(found.scores)
+                placed = [int(p) if f else None for p, f in zip(found.placement, ok, strict=True)]
+                return np.where(ok, found.scores, -1.0).tolist(), placed
         store = self.events[modality]
-        found = match_events(query, [store.get(r)[:, 0].astype(np.float32) for r in rows])
+        found = match_events(query.events, [store.get(r)[:, 0].astype(np.float32) for r in rows])
         ok = np.isfinite(found.scores)
         placed = [int(p) if f else None for p, f in zip(found.placement, ok, strict=True)]
         return np.where(ok, found.scores, -1.0).tolist(), placed
@@ -518,10 +547,12 @@ class Searcher:
         sequence = self.sequences[store_name].get(row).astype(np.float32)
         if self.projection is not None:  # stored compressed: back to the model's space
             sequence = sequence @ self.projection.T
-        events = None
+        events = bands = None
         if store_name in self.events:
             events = self.events[store_name].get(row)[:, 0].astype(np.float32)
-        return Query(modality, pooled[0].astype(np.float32), sequence, events)
+        if store_name == "audio" and self.bands is not None and len(self.bands.get(row)):
+            bands = np.asarray(self.bands.get(row), np.float32)
+        return Query(modality, pooled[0].astype(np.float32), sequence, events, bands)
 
 
 def _placed(seg: Segment | None, placement: int, bins: int, rate: float) -> Segment | None:

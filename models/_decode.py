@@ -94,8 +94,17 @@ def _to_rgb(
 
 class _VideoSampler:
     """Sample-and-hold onto t_j = j / fps: target j shows the last frame at or before t_j (the
-    first frame for targets before it). Only frames that are shown are converted to RGB, so
-    decoding 60 fps to 4 fps costs 4 conversions a second. fps None keeps every frame."""
+    first frame for targets before it). fps None keeps every frame.
+
+    In fps mode every decoded frame is also converted (at the target size) to measure how much
+    the picture changes between consecutive frames, on the file's own timestamps: `changes[j]` is
+    the largest mean absolute difference between a frame and the next among the frames that start
+    in target j's interval. Measured on the sampled grid instead, a clip at another frame rate
+    than the grid's changes by two source frames in one target interval and by none in the next
+    (judder), and that pattern, not the clip's events, fills the change envelope
+    (`models.events.picture_events`): a clip re-encoded at 25 or 30 fps kept 0.12 correlation
+    with its own envelope. Converting every frame costs one scaled conversion per source frame
+    instead of one per target frame."""
 
     def __init__(
         self, fps: float | None, size: tuple[int, int] | None, fit: Fit, sar: float
@@ -103,8 +112,9 @@ class _VideoSampler:
         self.fps, self._size, self._fit, self._sar = fps, size, fit, sar
         self.out: list[np.ndarray] = []
         self.count = 0
-        self._held: av.VideoFrame | None = None
-        self._held_rgb: np.ndarray | None = None
+        self._held: np.ndarray | None = None
+        self._held_t = 0.0
+        self._changes: dict[int, float] = {}
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -113,35 +123,37 @@ class _VideoSampler:
             return _scaled(self._rf, frame)
         return _to_rgb(self._rf, frame, self._size, self._fit, self._sar)
 
-    def _held_image(self) -> np.ndarray:
-        assert self._held is not None
-        if self._held_rgb is None:
-            self._held_rgb = self._convert(self._held)
-        return self._held_rgb
-
-    def _hold(self, frame: av.VideoFrame) -> None:
-        if frame is not self._held:
-            self._held, self._held_rgb = frame, None
-
     def add(self, frame: av.VideoFrame, t: float) -> None:
         """`t` is seconds from the timeline origin."""
         self.count += 1
+        image = self._convert(frame)
         if self.fps is None:
-            self.out.append(self._convert(frame))
+            self.out.append(image)
             return
         if self._held is None:
-            self._hold(frame)
+            self._held = image
+        else:
+            change = float(np.abs(image.astype(np.int16) - self._held).mean()) / 255.0
+            j = max(0, math.floor(self._held_t * self.fps + _EPS))
+            self._changes[j] = max(change, self._changes.get(j, 0.0))
         while len(self.out) / self.fps + _EPS < t:
-            self.out.append(self._held_image())
-        self._hold(frame)
+            self.out.append(self._held)
+        self._held, self._held_t = image, t
 
     def finish(self, n: int) -> np.ndarray:
         """Stack `n` frames (fps mode), repeating the last one up to the end of the media."""
         if self.fps is not None:
+            assert self._held is not None
             while len(self.out) < n:
-                self.out.append(self._held_image())
+                self.out.append(self._held)
             del self.out[n:]
         return np.stack(self.out)
+
+    def changes(self, n: int) -> np.ndarray | None:
+        """(n,) float32 change per target frame (class docstring); None when fps is None."""
+        if self.fps is None:
+            return None
+        return np.array([self._changes.get(j, 0.0) for j in range(n)], np.float32)
 
 
 def _float_samples(frame: av.AudioFrame) -> np.ndarray:
@@ -472,10 +484,11 @@ def _decode_opened(
             _check_complete(session, stream, opened.path)
         assert session.origin is not None
         duration = max(session.ends.values()) - session.origin
-        frames = out_fps = samples = None
+        frames = changes = out_fps = samples = None
         if sampler is not None:
             n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
             frames = sampler.finish(n)
+            changes = sampler.changes(n)
             native = _stream_rate(vstream) if vstream is not None else None
             out_fps = fps or native or sampler.count / max(duration, _EPS)
         if collector is not None:
@@ -495,4 +508,5 @@ def _decode_opened(
         samples,
         sample_rate if samples is not None else None,
         duration,
+        changes,
     )

@@ -186,7 +186,10 @@ class MediaInfo:
 @dataclass(frozen=True)
 class DecodedMedia:
     """Frames `(T, H, W, 3)` uint8 RGB on the grid t = j / fps and mono float32 audio, both
-    measured from the same origin (the earliest first timestamp of the decoded streams)."""
+    measured from the same origin (the earliest first timestamp of the decoded streams).
+    `changes` (T,) float32, when frames were sampled at an fps: how much the picture changed
+    inside each frame's interval, measured between every pair of the file's own consecutive
+    frames (`models._decode._VideoSampler`; what `models.events.picture_events` reads)."""
 
     info: MediaInfo
     frames: np.ndarray | None
@@ -194,6 +197,7 @@ class DecodedMedia:
     audio: np.ndarray | None
     sample_rate: int | None
     duration_s: float
+    changes: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,6 +684,18 @@ def decode_video(
     limits: MediaLimits = MediaLimits(),
 ) -> np.ndarray:
     """RGB frames `(T, H, W, 3)`; NO_STREAMS if the file has no video stream."""
+    return decode_pictures(path, fps=fps, size=size, fit=fit, limits=limits).frames  # type: ignore[return-value]
+
+
+def decode_pictures(
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None = 4.0,
+    size: tuple[int, int] | None = (128, 128),
+    fit: Fit = "pad",
+    limits: MediaLimits = MediaLimits(),
+) -> DecodedMedia:
+    """The video stream alone, with its frames' `changes`; NO_STREAMS if the file has none."""
     out = _decode(
         path,
         fps=fps,
@@ -692,7 +708,7 @@ def decode_video(
         require="video",
     )
     assert out.frames is not None
-    return out.frames
+    return out
 
 
 __all__ = [
@@ -704,6 +720,7 @@ __all__ = [
     "StreamInfo",
     "decode",
     "decode_audio",
+    "decode_pictures",
     "decode_video",
     "probe",
 ]

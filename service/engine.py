@@ -20,7 +20,7 @@ import torch
 from index.query import QueryEncoder
 from index.search import Query, Searcher
 from index.version import CURRENT, IndexCorrupt, IndexVersion, current_version, is_version_name
-from models.events import sound_events
+from models.events import sound_envelopes
 from models.media import MediaLimits
 from models.model import TrimodalModel, checkpoint_hash
 from models.onnx_export import MANIFEST as ONNX_MANIFEST
@@ -216,7 +216,7 @@ class Engine:
             frames = rng.integers(0, 255, (int(4 * fps), size, size, 3), dtype=np.uint8)
             model.encode_visual(*model.visual_inputs([frames]))
         steps = audio.sequence[0][audio.mask[0]].float().numpy()
-        events = sound_events(wave, sr, fps)
-        query = Query("audio", audio.pooled[0].float().numpy(), steps, events)
+        events, bands = sound_envelopes(wave, sr, fps)
+        query = Query("audio", audio.pooled[0].float().numpy(), steps, events, bands)
         self.searcher.prepare_events()
         self.searcher.search(query, "video", k=1, rerank_k=10)

@@ -29,7 +29,8 @@ from models.config import ModelConfig
 from models.media import Fit, MediaError, decode
 from training.datasets import ManifestItem
 
-CACHE_VERSION = 1
+# 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,19 @@ class Decoded:
     frames: np.ndarray | None  # uint8 (T, S, S, 3)
     audio: np.ndarray | None  # float32 (N,)
     error: str | None = None  # "reason: message" when the file was refused
+    changes: np.ndarray | None = None  # float32 (T,): the decoder's picture change per frame
 
 
 def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
     """Decode one manifest item; a refused file comes back as an error, never as zeros."""
     size = (spec.image_size, spec.image_size)
     try:
-        frames = None
-        audio = None
+        frames = audio = changes = None
         if item.video is not None:
             media = decode(
                 item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate, fit=spec.fit
             )
-            frames, audio = media.frames, media.audio
+            frames, audio, changes = media.frames, media.audio, media.changes
         if item.audio is not None:  # a separate audio file wins over the video's own track
             media = decode(
                 item.audio, fps=None, size=None, sample_rate=spec.sample_rate, video=False
@@ -72,7 +73,7 @@ def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
         return Decoded(item.id, None, None, f"{e.reason.value}: {e.message}")
     if frames is None and audio is None:
         return Decoded(item.id, None, None, "no_streams: neither video nor audio decoded")
-    return Decoded(item.id, frames, audio)
+    return Decoded(item.id, frames, audio, changes=changes)
 
 
 def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
@@ -124,6 +125,11 @@ class FeatureCache:
             if total_samples
             else np.zeros((0,), dtype=np.float16)
         )
+        self._changes = (
+            np.memmap(directory / "changes.f32", dtype=np.float32, mode="r", shape=(total_frames,))
+            if total_frames and (directory / "changes.f32").is_file()
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,6 +138,14 @@ class FeatureCache:
         """uint8 (T, S, S, 3); T = 0 for an audio-only item."""
         i = self.row[item_id]
         return self._frames[self.frame_offsets[i] : self.frame_offsets[i + 1]]
+
+    def changes(self, item_id: str) -> np.ndarray | None:
+        """float32 (T,): the decoder's picture change per frame (`picture_events`); None in a
+        cache made before they were kept."""
+        if self._changes is None:
+            return None
+        i = self.row[item_id]
+        return np.asarray(self._changes[self.frame_offsets[i] : self.frame_offsets[i + 1]])
 
     def audio(self, item_id: str) -> np.ndarray:
         """float32 (N,); N = 0 for a silent video."""
@@ -160,7 +174,11 @@ class FeatureCache:
         ids: list[str] = []
         frame_offsets, audio_offsets = [0], [0]
         skipped: dict[str, str] = {}
-        with open(tmp / "frames.u8", "wb") as ff, open(tmp / "audio.f16", "wb") as af:
+        with (
+            open(tmp / "frames.u8", "wb") as ff,
+            open(tmp / "audio.f16", "wb") as af,
+            open(tmp / "changes.f32", "wb") as cf,
+        ):
             for n, result in enumerate(_decode_all(items, spec, workers), 1):
                 if result.error is not None:
                     skipped[result.id] = result.error
@@ -169,16 +187,19 @@ class FeatureCache:
                         result.frames if result.frames is not None else np.zeros((0,), np.uint8)
                     )
                     audio = result.audio if result.audio is not None else np.zeros((0,), np.float32)
+                    count = len(frames) if frames.ndim == 4 else 0
+                    changes = result.changes if result.changes is not None else np.zeros(0)
+                    if len(changes) != count:  # the decoder gives one per sampled frame
+                        raise ValueError(f"{result.id}: {len(changes)} changes, {count} frames")
                     ff.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
                     af.write(audio.astype(np.float16).tobytes())
+                    cf.write(np.asarray(changes, np.float32).tobytes())
                     ids.append(result.id)
-                    frame_offsets.append(
-                        frame_offsets[-1] + (len(frames) if frames.ndim == 4 else 0)
-                    )
+                    frame_offsets.append(frame_offsets[-1] + count)
                     audio_offsets.append(audio_offsets[-1] + len(audio))
                 if on_progress:
                     on_progress(n, len(items))
-            for f in (ff, af):
+            for f in (ff, af, cf):
                 f.flush()
                 os.fsync(f.fileno())
         (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1))

@@ -28,7 +28,7 @@ from models.events import (
     item_events,
     match_events,
     picture_events,
-    sound_events,
+    sound_envelopes,
 )
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -57,7 +57,8 @@ class Pool:
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
-        """ "visual" / "audio" → each row's event envelope (`models.events`; empty: no stream)."""
+        """ "visual" / "audio" → each row's event envelope, "audio_bands" → its banded sound
+        envelope (`models.events`; empty: no stream)."""
         if self._events is None:
             if self.cache is None:
                 raise ValueError("this pool was made without its media: no envelopes to take")
@@ -67,10 +68,11 @@ class Pool:
                     self.cache.audio(i),
                     self.event_rate,
                     self.sample_rate,
+                    self.cache.changes(i),
                 )
                 for i in self.ids
             ]
-            self._events = {m: [e[m] for e in found] for m in ("visual", "audio")}
+            self._events = {m: [e[m] for e in found] for m in ("visual", "audio", "audio_bands")}
         return self._events
 
     def scan(self, modality: str) -> EventScan:
@@ -508,6 +510,9 @@ class Excerpts:
     starts: list[float]  # where it starts in that clip, seconds
     waves: list[np.ndarray]
     clips: list[np.ndarray]
+    # the decoder's picture change per frame of each piece (None: a cache without them); the
+    # last frame's is 0, as in a file cut there: its next frame is not in the piece
+    changes: list[np.ndarray | None]
 
 
 def cut_excerpts(
@@ -523,7 +528,7 @@ def cut_excerpts(
     and seed-for-seed), the rest of the pool still searched."""
     rng = np.random.default_rng(seed)
     n_frames = round(seconds * fps)
-    out = Excerpts(seconds, [], [], [], [])
+    out = Excerpts(seconds, [], [], [], [], [])
     chosen: Sequence[int] = range(len(ids))
     if max_queries is not None and max_queries < len(ids):
         pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
@@ -539,6 +544,11 @@ def cut_excerpts(
         out.rows.append(r)
         out.starts.append(start_s)
         out.clips.append(np.asarray(frames[first : first + n_frames]))
+        changes = cache.changes(item_id)
+        if changes is not None:
+            changes = np.array(changes[first : first + n_frames], np.float32)
+            changes[-1] = 0.0
+        out.changes.append(changes)
         a = round(start_s * sr)
         out.waves.append(wave[a : a + round(seconds * sr)])
     return out
@@ -586,10 +596,14 @@ def excerpt_report(
         "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
         "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
     }
+    sounds = [sound_envelopes(w, sr, fps) for w in cut.waves]
     query_events = {
-        "audio": [sound_events(w, sr, fps) for w in cut.waves],
-        "video": [picture_events(c, fps, fps) for c in cut.clips],
+        "audio": [single for single, _ in sounds],
+        "video": [
+            picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
+        ],
     }
+    query_bands = [banded for _, banded in sounds]
     targets = {"audio": pool.audio, "video": pool.visual}
     store_of = {"audio": "audio", "video": "visual"}
     has = {"audio": pool.has_audio, "video": pool.has_video}
@@ -611,7 +625,13 @@ def excerpt_report(
             return d
 
         memo = _Memo(window_distance)
-        event_memo = _event_memo(query_events[src], pool.events[store_of[dst]])
+        # sounds against sounds are compared band by band, as `index.search` does
+        matched, against = (
+            (query_bands, pool.events["audio_bands"])
+            if name == "audio→audio"
+            else (query_events[src], pool.events[store_of[dst]])
+        )
+        event_memo = _event_memo(matched, against)
         extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])
         pooled = ranks_from_scores(scores, target)
         tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
@@ -629,7 +649,7 @@ def excerpt_report(
         hybrid = ranks_of(*combos[0])
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         if combos[0][1]:  # weighing the envelopes, the service places a hit by them
-            starts = _event_starts(query_events[src], pool.events[store_of[dst]], rows, top1, fps)
+            starts = _event_starts(matched, against, rows, top1, fps)
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
             "pooled": summarise(pooled),

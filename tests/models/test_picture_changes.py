@@ -1,0 +1,106 @@
+"""The decoder measures how much the picture changes on every frame of the file, so a clip's
+change envelope keeps its events at another frame rate: sampled onto 12 frames a second, a 30 fps
+copy of a 12 fps clip repeats some frames and skips others (judder), and the sampled frames'
+differences follow that pattern instead of the events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.events import picture_events
+from models.media import decode, decode_pictures
+from tests.models.conftest import write_media
+from training.cache import DecodeSpec, FeatureCache
+from training.datasets import ManifestItem
+
+FPS = 12.0
+FLASHES_S = (0.75, 2.5, 3.9, 5.1)
+
+
+def scene(t: float, height: int = 64, width: int = 64) -> np.ndarray:
+    """The picture at t seconds: a red square swinging left and right (smooth motion, drawn with
+    soft edges) that flashes white for a twelfth of a second at each of FLASHES_S."""
+    x = 26.0 + 20.0 * np.sin(2 * np.pi * t / 3.0)  # left edge, px
+    cols = np.arange(width, dtype=np.float64)
+    cover = np.clip(np.minimum(cols + 1 - x, x + 12 - cols), 0.0, 1.0)  # per column
+    flash = any(f <= t < f + 1 / FPS for f in FLASHES_S)
+    colour = np.array((250, 250, 250) if flash else (200, 40, 40), np.float64)
+    img = np.full((height, width, 3), 60.0)
+    img[24:36] = 60.0 + cover[None, :, None] * (colour - 60.0)
+    return img.round().astype(np.uint8)
+
+
+def footage(path: Path, fps: int) -> Path:
+    """The scene filmed at `fps`, nearly lossless."""
+    return write_media(
+        path,
+        video="libx264",
+        audio=None,
+        duration=6.0,
+        fps=fps,
+        size=(64, 64),
+        draw=lambda i, t, h, w: scene(t, h, w),
+    )
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    n = min(len(a), len(b))
+    return float(np.dot(a[:n], b[:n]) / n)
+
+
+def test_changes_at_the_grid_rate_are_the_sampled_frames_differences(tmp_path):
+    media = decode(footage(tmp_path / "c12.mp4", 12), fps=FPS, size=(64, 64), audio=False)
+    assert media.changes is not None and media.changes.shape == (len(media.frames),)
+    f = media.frames.astype(np.float32) / 255
+    np.testing.assert_allclose(
+        media.changes[:-1], np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)), atol=1e-6
+    )
+    assert media.changes[-1] == 0.0
+    np.testing.assert_allclose(
+        picture_events(media.frames, FPS, FPS, media.changes),
+        picture_events(media.frames, FPS, FPS),
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_another_frame_rate_keeps_the_events_where_sampled_frames_lose_them(tmp_path, fps):
+    own = picture_events(np.stack([scene(j / FPS) for j in range(72)]), FPS, FPS)
+    media = decode_pictures(footage(tmp_path / f"c{fps}.mp4", fps), fps=FPS, size=(64, 64))
+    assert media.frames is not None and len(media.frames) == 72
+    measured = picture_events(media.frames, FPS, FPS, media.changes)
+    sampled = picture_events(media.frames, FPS, FPS)
+    assert correlation(measured, own) > 0.7
+    assert correlation(measured, own) > correlation(sampled, own) + 0.1
+
+    def found(envelope: np.ndarray) -> list[bool]:
+        """Each flash among the envelope's peaks, in its own bin or the one before (it changes
+        the picture as it appears and as it goes)."""
+        peaks = set(np.argsort(envelope)[-2 * len(FLASHES_S) :].tolist())
+        return [bool({int(t * FPS) - 1, int(t * FPS)} & peaks) for t in FLASHES_S]
+
+    assert all(found(measured))
+    assert not all(found(sampled))  # the judder the decoder's changes avoid
+
+
+def test_picture_events_refuses_changes_that_do_not_fit_the_frames():
+    frames = np.zeros((10, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="one per frame"):
+        picture_events(frames, FPS, FPS, np.zeros(9, np.float32))
+    with pytest.raises(ValueError, match="one per frame"):
+        picture_events(frames, FPS, FPS, np.full(10, np.nan, np.float32))
+
+
+def test_the_feature_cache_keeps_the_decoders_changes(tmp_path):
+    clip = footage(tmp_path / "c25.mp4", 25)
+    items = [ManifestItem(id="a", video=clip, audio=None, captions={}, split="test")]
+    spec = DecodeSpec(FPS, 64, 16_000, "stretch")
+    cache = FeatureCache.build(items, spec, tmp_path / "cache", workers=1)
+    want = decode(clip, fps=FPS, size=(64, 64), fit="stretch", audio=False).changes
+    np.testing.assert_array_equal(cache.changes("a"), want)
+    # a cache made before the changes were kept still reads, without them
+    (cache.directory / "changes.f32").unlink()
+    assert FeatureCache(cache.directory).changes("a") is None
