@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 
 from index.build import Entry, entries_from_version, publish_entries, remove_items
+from index.query import QueryEncoder
+from index.reader import CorpusItem, read_item
 from index.search import ItemFilter, Query, Searcher
 from index.version import IndexVersion, ItemRecord
-from models.events import standardise
+from models.config import preset
+from models.events import SOUND_BANDS, picture_events, sound_envelopes, standardise
+from models.media import decode
+from models.model import TrimodalModel
 from models.policy import DIRECTIONS, SearchPolicy
+from tests.models.conftest import write_media
 
 DIM, STEPS, BINS, RATE = 16, 24, 72, 12.0
 
@@ -137,3 +143,117 @@ def test_a_short_query_gets_the_short_defaults(tmp_path: Path) -> None:
     assert not searcher.search(brief, "video", k=3).reranked
     assert searcher.search(brief, "video", k=3, rerank=True).reranked  # a request can force it
     assert searcher.search(q, "video", k=3).reranked
+
+
+def _sound_policy() -> dict:
+    """Sounds searched among sounds re-ranked with the envelopes; nothing else."""
+    return SearchPolicy(
+        sequence_trained=True,
+        rerank=dict.fromkeys(DIRECTIONS, True),
+        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
+        event_weight={"audio→audio": 2.0},
+        short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
+    ).to_dict()
+
+
+def _build_sounds(root: Path, n: int, with_bands: bool = True) -> dict:
+    """n items whose sounds all share one onset envelope and differ only band by band."""
+    rng = np.random.default_rng(2)
+    shared = standardise(rng.standard_normal(BINS))
+    made: dict = {"bands": []}
+
+    def entries():
+        for i in range(n):
+            seq = _unit(rng.normal(size=(STEPS, DIM)))
+            pooled = _unit(seq.mean(0))
+            bands = np.stack(
+                [standardise(rng.standard_normal(BINS)) for _ in range(SOUND_BANDS)], axis=1
+            )
+            made["bands"].append(bands)
+            events = {"visual": shared, "audio": shared}
+            if with_bands:
+                events["audio_bands"] = bands
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": pooled, "audio": pooled},
+                {"visual": seq, "audio": seq},
+                events,
+            )
+
+    info = {"search_policy": _sound_policy(), "event_rate": RATE}
+    publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
+    return made
+
+
+def test_a_sound_among_sounds_is_matched_band_by_band(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_sounds(root, 120)
+    searcher = Searcher.open(root)
+    stored = searcher.version.sequences("audio.bands")
+    assert stored.dim == SOUND_BANDS and stored.encoding == "i8"
+    np.testing.assert_allclose(stored.get(5), made["bands"][5], atol=0.05)  # int8, own scales
+    rng = np.random.default_rng(9)
+    piece = made["bands"][64][30:60]  # 2.5 s of item 64's sound
+    single = standardise(rng.standard_normal(BINS))[30:60]
+    query = Query("audio", _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM))), single)
+    banded = Query(query.modality, query.pooled, query.sequence, query.events, piece)
+    hits = searcher.search(banded, "audio", k=3, rerank_k=120).hits
+    assert hits[0].id == "item64" and hits[0].start_s == pytest.approx(30 / RATE)
+    # every item has the same single envelope: without the bands nothing singles it out
+    assert searcher.search(query, "audio", k=3, rerank_k=120).hits[0].id != "item64"
+    # footage is never matched by a sound's bands
+    assert searcher.search(banded, "video", k=3, rerank_k=120).hits[0].id != "item64"
+    # "more like this" from an item's sound carries its stored bands
+    like = searcher.item_query("item64", "audio")
+    assert like.bands is not None and like.bands.shape == (BINS, SOUND_BANDS)
+    # the bands survive a derived version
+    remove_items(root, {"item0"})
+    kept = list(entries_from_version(IndexVersion.open(root)))
+    np.testing.assert_allclose(kept[63].events["audio_bands"], made["bands"][64], atol=0.05)
+
+
+def test_items_embedded_before_bands_fall_back_to_the_single_envelope(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_sounds(root, 30, with_bands=False)
+    searcher = Searcher.open(root)
+    assert searcher.bands is not None and len(searcher.bands.get(0)) == 0
+    assert searcher.item_query("item3", "audio").bands is None
+    rng = np.random.default_rng(9)
+    piece = made["bands"][7][30:60]
+    single = searcher.events["audio"].get(7)[30:60, 0].astype(np.float32)
+    query = Query("audio", _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM))), single)
+    banded = Query(query.modality, query.pooled, query.sequence, query.events, piece)
+    hits = searcher.search(banded, "audio", k=3, rerank_k=30).hits
+    assert len(hits) == 3 and hits[0].start_s == pytest.approx(30 / RATE)  # placed by the single
+
+
+def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path) -> None:
+    """A sound's single and banded envelopes, and footage's envelope from the decoder's
+    per-frame changes, exactly as an index computes them for its items."""
+    model = TrimodalModel(preset("tiny"))
+    cfg = model.cfg
+    clip = write_media(tmp_path / "c.mp4", duration=3.0, fps=25, size=(48, 64))
+    encoder = QueryEncoder(model)
+    sound = encoder.audio(clip).query
+    media = decode(
+        clip,
+        fps=cfg.visual.fps,
+        size=(cfg.visual.image_size,) * 2,
+        sample_rate=cfg.audio.sample_rate,
+        fit=cfg.visual.fit,
+    )
+    single, bands = sound_envelopes(media.audio, cfg.audio.sample_rate, cfg.visual.fps)
+    np.testing.assert_allclose(sound.events, single, atol=1e-5)
+    np.testing.assert_allclose(sound.bands, bands, atol=1e-5)
+    footage = encoder.video(clip).query
+    assert media.changes is not None
+    want = picture_events(media.frames, cfg.visual.fps, cfg.visual.fps, media.changes)
+    np.testing.assert_allclose(footage.events, want, atol=1e-5)
+    item = read_item(
+        CorpusItem("c", clip),
+        cfg.visual.fps,
+        cfg.visual.image_size,
+        cfg.audio.sample_rate,
+        cfg.visual.fit,
+    )
+    np.testing.assert_array_equal(item.changes, media.changes)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from models.events import (
+    SOUND_BANDS,
     EventScan,
     event_agreement,
     fused_agreement,
@@ -14,6 +15,8 @@ from models.events import (
     match_events,
     picture_events,
     scan_window,
+    sound_bands,
+    sound_envelopes,
     sound_events,
     standardise,
 )
@@ -157,3 +160,62 @@ def test_agreement_finds_how_late_the_sound_is_and_fuses_with_the_steps():
         (0.1 + 0.2 * own.score, own.offset_s)
     )
     assert fused_agreement(0.1, 0.4, None, 0.2) == (0.1, 0.4)
+
+
+def pitched_clicks(times_s: list[float], hz: float, seconds: float = 6.0) -> np.ndarray:
+    """Quiet noise with a short decaying tone at `hz` at each time."""
+    rng = np.random.default_rng(0)
+    wave = 0.001 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+    n = 1600
+    k = np.arange(n)
+    # a 5 ms rise: a sharp edge would sound in every band
+    burst = 0.5 * np.sin(2 * np.pi * hz * k / SR) * (1 - np.exp(-k / 80.0)) * np.exp(-k / 300.0)
+    for t in times_s:
+        start = int(t * SR)
+        wave[start : start + n] += burst.astype(np.float32)
+    return wave
+
+
+def test_sound_bands_tell_apart_sounds_that_start_together():
+    """Two recordings with onsets at the same times, one low and one high: one envelope each
+    cannot tell them apart, their banded envelopes can."""
+    times = [0.4, 1.3, 2.2, 3.6, 4.9]
+    low, high = pitched_clicks(times, 150.0), pitched_clicks(times, 3000.0)
+    single_low, bands_low = sound_envelopes(low, SR, FPS)
+    single_high, bands_high = sound_envelopes(high, SR, FPS)
+    assert bands_low.shape == (72, SOUND_BANDS)
+    np.testing.assert_allclose(bands_low.std(axis=0), 1.0, atol=1e-3)  # each band on its own
+    np.testing.assert_array_equal(single_low, sound_events(low, SR, FPS))
+    np.testing.assert_array_equal(bands_low, sound_bands(low, SR, FPS))
+    # a 2.5 s piece of the low recording
+    piece_single, piece_bands = sound_envelopes(low[int(1.0 * SR) : int(3.5 * SR)], SR, FPS)
+    by_single = match_events(piece_single, [single_high, single_low]).scores
+    by_bands = match_events(piece_bands, [bands_high, bands_low])
+    assert abs(by_single[0] - by_single[1]) < 0.1  # a tie: the same onsets
+    assert by_bands.scores[1] > by_bands.scores[0] + 0.3
+    assert by_bands.placement[1] == 12  # cut at 1.0 s: bin 12
+    with pytest.raises(ValueError, match="bands"):
+        sound_bands(low, SR, FPS, bands=0)
+    with pytest.raises(ValueError, match="bands"):
+        match_events(piece_bands, [single_low])
+
+
+def test_banded_matching_is_the_mean_of_the_bands_correlations():
+    rng = np.random.default_rng(4)
+    query = rng.standard_normal((20, 3)).astype(np.float32)
+    cands = [rng.standard_normal((m, 3)).astype(np.float32) for m in (72, 20, 9)]
+    found = match_events(query, cands, max_lag=2)
+    for c, score, where in zip(cands, found.scores, found.placement, strict=True):
+        best = max(
+            (
+                np.mean([naive_best_at(query[:, b], c[:, b], p) for b in range(3)]),
+                p,
+            )
+            for p in range(min(0, len(c) - 20) - 2, max(0, len(c) - 20) + 3)
+        )
+        assert score == pytest.approx(best[0], abs=1e-5) and where == best[1]
+
+
+def naive_best_at(query: np.ndarray, cand: np.ndarray, p: int) -> float:
+    n, m = len(query), len(cand)
+    return sum(query[t] * cand[p + t] for t in range(n) if 0 <= p + t < m) / n

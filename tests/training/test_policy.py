@@ -21,6 +21,7 @@ from index.search import Query, Searcher
 from index.version import IndexVersion
 from models.alignment import window_distances
 from models.config import preset
+from models.events import SOUND_BANDS
 from models.model import TrimodalModel, checkpoint_hash
 from models.policy import (
     DIRECTIONS,
@@ -273,6 +274,8 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     # carries them; a direction recorded without an event weight does not use them.
     assert searcher.event_rate == TrimodalModel.load(ckpt).cfg.visual.fps
     assert audio.events is not None and len(audio.events) > 0
+    # the real build keeps each sound's banded envelope too, bin for bin
+    assert audio.bands is not None and audio.bands.shape == (len(audio.events), SOUND_BANDS)
     assert searcher.policy.events_weight("audio", "video") == 0.0
 
     # Derived versions keep the policy: same model.
