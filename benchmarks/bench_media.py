@@ -2,10 +2,10 @@
 
     python -m benchmarks.bench_media [--clips 40] [--repeats 5]
 
-Decoding is measured through `models.media.decode` with the product's settings (4 steps/s frames at
-128x128, 16 kHz mono audio) and, for a reference ratio in the same run, with bare PyAV (decode every
-frame and audio packet, convert nothing). Two inputs: the default SynthAV clip (6 s, 128x128,
-12 fps) and a generated 60 s 720p 30 fps h264+aac clip.
+Decoding is measured through `models.media.decode` with the product's settings (the `small`
+preset's frame rate, size and fit; 16 kHz mono audio) and, for a reference ratio in the same run,
+with bare PyAV (decode every frame and audio packet, convert nothing). Two inputs: the default
+SynthAV clip (6 s, 128x128, 12 fps) and a generated 60 s 720p 30 fps h264+aac clip.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import write_result
+from models.config import preset
 from models.media import MediaLimits, decode
 from training.synthav import GeneratorConfig, generate_corpus
 
@@ -91,12 +92,22 @@ def main(argv: list[str] | None = None) -> dict:
         make_720p(big, seconds=args.seconds)
 
         limits = MediaLimits()
+        # the product's settings: the `small` preset's frame rate, size and fit (every frame of
+        # the file is converted too, for the picture changes: `models.media.DecodedMedia`)
+        model_cfg = preset("small")
+        vis, sr = model_cfg.visual, model_cfg.audio.sample_rate
+        size = (vis.image_size, vis.image_size)
         for name, path, duration in (
             ("synthav 6s 128x128 12fps", synth_clip, cfg.render.duration_s),
             (f"{args.seconds}s 1280x720 30fps h264", big, float(args.seconds)),
         ):
             repeats = args.repeats if duration < 30 else max(1, args.repeats // 2)
-            ours = timed(lambda p=path: decode(p, fps=4.0, size=(128, 128), limits=limits), repeats)
+            ours = timed(
+                lambda p=path: decode(
+                    p, fps=vis.fps, size=size, sample_rate=sr, fit=vis.fit, limits=limits
+                ),
+                repeats,
+            )
             bare = timed(lambda p=path: bare_decode(p), repeats)
             rows[name] = {
                 "duration_s": duration,
@@ -107,7 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "overhead_vs_bare": round(ours / bare, 2),
             }
 
-    table = Table(title="media decode (models.media.decode: 4 steps/s, 128x128, 16 kHz mono)")
+    small = preset("small")
+    table = Table(
+        title=f"media decode (models.media.decode: {small.visual.fps:g} fps, "
+        f"{small.visual.image_size}x{small.visual.image_size} {small.visual.fit}, "
+        f"{small.audio.sample_rate // 1000} kHz mono)"
+    )
     for col in ("input", "ours s", "x real time", "bare PyAV s", "bare x rt", "ours/bare"):
         table.add_column(col, justify="right" if col != "input" else "left")
     for name, r in rows.items():

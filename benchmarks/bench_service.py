@@ -60,7 +60,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     checkpoint can record: every direction re-ranked, with the event scan and envelopes."""
     from index.build import Entry, publish_entries
     from index.version import ItemRecord
-    from models.events import standardise
+    from models.events import BANDS, standardise
     from models.model import checkpoint_hash
     from models.policy import DIRECTIONS, SearchPolicy
 
@@ -79,6 +79,10 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                 f"item{i:07d}", f"/nonexistent/{i}.mp4", STEPS / 4.0, True, True, f"item {i}"
             )
             events = {m: standardise(rng.standard_normal(bins)) for m in ("visual", "audio")}
+            for m in ("visual", "audio"):
+                events[f"{m}_bands"] = np.stack(
+                    [standardise(rng.standard_normal(bins)) for _ in range(BANDS[m])], axis=1
+                )
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -238,10 +242,13 @@ def _stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
     return {k: round(statistics.median([s[k] for s in stages if k in s]), 2) for k in keys}
 
 
-def upload_latency(url: str, kind: str, path: Path, n: int) -> dict[str, Any]:
+def upload_latency(
+    url: str, kind: str, path: Path, n: int, target: str | None = None
+) -> dict[str, Any]:
+    """`target`: by default the other modality's (sound → videos, footage → audio tracks)."""
     latencies, stages = [], []
     data = path.read_bytes()
-    target = "video" if kind == "audio" else "audio"
+    target = target or ("video" if kind == "audio" else "audio")
     first_ms = None
     with httpx.Client(base_url=url, timeout=60) as c:
         for i in range(n + 1):  # the first is reported apart: it pays for cold caches
@@ -262,6 +269,7 @@ def upload_latency(url: str, kind: str, path: Path, n: int) -> dict[str, Any]:
             stages.append(r.json()["timings_ms"])
     return {
         "kind": kind,
+        "target": target,
         "requests": n,
         "first_ms": first_ms,
         "p50_ms": round(statistics.median(latencies), 2),
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
     console = Console(width=160)
+    from index.version import IndexVersion
     from models.config import preset
     from models.model import TrimodalModel
     from training.synthav import GeneratorConfig, generate_corpus
@@ -310,6 +319,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             proc, url = start_server(Path(tmp) / "index", ckpt, args.server_workers, args.http)
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
+                # what the timing envelopes add to every item (`*.events`, `*.bands`: their
+                # steps, scales and offsets)
+                version = IndexVersion.open(Path(tmp) / "index").path
+                kept = [
+                    f
+                    for f in version.iterdir()
+                    if f.name.startswith(
+                        ("visual.events.", "audio.events.", "visual.bands.", "audio.bands.")
+                    )
+                ]
+                run["envelope_bytes_per_item"] = {
+                    f.name: round(f.stat().st_size / n, 1) for f in sorted(kept)
+                }
                 run_clients(url, 1, 2.0, args.client)  # warm-up
                 run["text"] = [
                     run_clients(url, int(c), args.seconds, args.client)
@@ -317,6 +339,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ]
                 run["audio_upload_6s"] = upload_latency(url, "audio", clip, args.uploads)
                 run["video_upload_6s"] = upload_latency(url, "video", clip, args.uploads)
+                # a sound among sounds: matched band by band (`models.events.sound_bands`)
+                run["audio_upload_6s_to_audio"] = upload_latency(
+                    url, "audio", clip, args.uploads, target="audio"
+                )
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -350,7 +376,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 str(r["errors"]),
                 _stages(r["server_stages_p50_ms"]),
             )
-        for key in ("audio_upload_6s", "video_upload_6s"):
+        for key in ("audio_upload_6s", "video_upload_6s", "audio_upload_6s_to_audio"):
+            if key not in run:
+                continue
             r = run[key]
             table.add_row(
                 str(run["items"]),

@@ -23,10 +23,10 @@ import torch
 
 from index import ann
 from index.embed import (
-    BANDS_STORE,
     MODALITIES,
     CorpusItem,
     Runner,
+    bands_store,
     default_work_dir,
     embed_corpus,
     hold_work_dir,
@@ -43,7 +43,7 @@ from index.version import (
     projection_bytes,
 )
 from models.alignment import av_agreement
-from models.events import SOUND_BANDS, EventAgreement, event_agreement, fused_agreement
+from models.events import BANDS, EventAgreement, event_agreement, fused_agreement
 from models.features import pad_batch
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -160,8 +160,8 @@ class Entry:
     record: ItemRecord
     pooled: dict[str, np.ndarray | None]
     steps: dict[str, np.ndarray]
-    # per modality its event envelope (`models.events`), and "audio_bands" its sound's banded
-    # one (bins, B); absent or empty: none (an index built before they were kept, or an item
+    # per modality its event envelope (`models.events`), and "<modality>_bands" its banded one
+    # (bins, B); absent or empty: none (an index built before they were kept, or an item
     # without that stream)
     events: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -176,7 +176,7 @@ def entries_from_shards(
         cursor = {m: (0, 0, 0) for m in MODALITIES}  # pooled row, step and event offsets
         # Shards written before envelopes were kept have none: their items get none.
         kept_events = all(f"{m}_events" in shard for m in MODALITIES)
-        kept_bands = kept_events and "audio_bands" in shard
+        kept_bands = kept_events and all(f"{m}_bands" in shard for m in MODALITIES)
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -194,8 +194,8 @@ def entries_from_shards(
                     n_bins = int(shard[f"{m}_event_lengths"][row]) if kept_events else 0
                     if kept_events:
                         events[m] = shard[f"{m}_events"][event : event + n_bins]
-                    if m == "audio" and kept_bands:
-                        events["audio_bands"] = shard["audio_bands"][event : event + n_bins]
+                    if kept_bands:
+                        events[f"{m}_bands"] = shard[f"{m}_bands"][event : event + n_bins]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -219,7 +219,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     projection = version.projection()
     stores = version.manifest["sequence_stores"]
     kept = [m for m in MODALITIES if f"{m}.events" in stores]
-    banded = BANDS_STORE in stores
+    banded = [m for m in MODALITIES if bands_store(m) in stores]
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -233,8 +233,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             if projection is not None:  # back to the full space; the same projection is reused
                 steps[m] = steps[m].astype(np.float32) @ projection.T
         events = {m: version.sequences(f"{m}.events").get(row)[:, 0] for m in kept}
-        if banded:
-            events["audio_bands"] = np.asarray(version.sequences(BANDS_STORE).get(row), np.float32)
+        for m in banded:
+            events[f"{m}_bands"] = np.asarray(
+                version.sequences(bands_store(m)).get(row), np.float32
+            )
         yield Entry(record, pooled, steps, events)
 
 
@@ -323,11 +325,12 @@ def publish_entries(
                     stores[f"{m}.events"] = open_stores.enter_context(
                         writer.sequence_writer(f"{m}.events", 1)
                     )
-            if event_rate is not None:  # sounds against sounds match band by band; int8 keeps
-                # them at 10 B a bin (standardised values, each bin its own scale)
-                stores[BANDS_STORE] = open_stores.enter_context(
-                    writer.sequence_writer(BANDS_STORE, SOUND_BANDS, "i8")
-                )
+                # Banded envelopes: sounds against sounds and footage against footage match
+                # band by band; int8 (standardised values, each bin its own float16 scale)
+                if event_rate is not None:
+                    stores[bands_store(m)] = open_stores.enter_context(
+                        writer.sequence_writer(bands_store(m), BANDS[m], "i8")
+                    )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -347,13 +350,13 @@ def publish_entries(
                     found = entry.events.get(m)
                     bins = np.zeros(0, np.float32) if found is None else found
                     stores[f"{m}.events"].append(np.asarray(bins, np.float32).reshape(-1, 1))
-            if event_rate is not None:
-                bands = entry.events.get("audio_bands")  # none: an item embedded before them
-                stores[BANDS_STORE].append(
-                    np.zeros((0, SOUND_BANDS), np.float32)
-                    if bands is None
-                    else np.asarray(bands, np.float32).reshape(-1, SOUND_BANDS)
-                )
+                if event_rate is not None:
+                    banded = entry.events.get(f"{m}_bands")  # none: embedded before them
+                    stores[bands_store(m)].append(
+                        np.zeros((0, BANDS[m]), np.float32)
+                        if banded is None
+                        else np.asarray(banded, np.float32).reshape(-1, BANDS[m])
+                    )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)

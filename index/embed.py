@@ -33,19 +33,23 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
-from models.events import SOUND_BANDS, picture_events, sound_envelopes
+from models.events import BANDS, picture_bands, picture_events, sound_envelopes
 from models.model import TrimodalModel
 
 MODALITIES = ("visual", "audio")
-# The store of the sounds' banded envelopes (`models.events.sound_bands`), one row per item.
-BANDS_STORE = "audio.bands"
+
+
+def bands_store(modality: str) -> str:
+    """The store of a modality's banded envelopes (`models.events.sound_bands` /
+    `picture_bands`), one row per item."""
+    return f"{modality}.bands"
 
 
 @torch.inference_mode()
 def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, list[Any]]:
     """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
-    `models.events`, one bin per visual frame), and for audio a fourth, the banded envelope
-    (E, B) (`models.events.sound_bands`); None where the item lacks it."""
+    `models.events`, one bin per visual frame) and its banded envelope (E, B)
+    (`models.events.picture_bands` / `sound_bands`); None where the item lacks it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -59,6 +63,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
                 picture_events(frames[j], fps, fps, batch[i].changes),  # type: ignore[arg-type]
+                picture_bands(frames[j], fps, fps, batch[i].region_changes),  # type: ignore[arg-type]
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
@@ -124,12 +129,13 @@ def write_shard(
             f"{m}_lengths": lengths,
             f"{m}_steps": steps.astype(np.float16),
         }
-        if m == "audio":  # banded envelopes, as many bins as the envelope's
-            bands = [e[3] for e in encoded[m] if e is not None]
-            arrays["audio_bands"] = (
+        # banded envelopes, as many bins as the envelope's (none given: the shard has none)
+        bands = [e[3] for e in encoded[m] if e is not None and len(e) > 3]
+        if len(bands) == len(events):
+            arrays[f"{m}_bands"] = (
                 np.concatenate(bands).astype(np.float32)
                 if bands
-                else np.zeros((0, SOUND_BANDS), np.float32)
+                else np.zeros((0, BANDS[m]), np.float32)
             )
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 

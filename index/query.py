@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.events import picture_events, sound_envelopes
+from models.events import picture_bands, picture_events, sound_envelopes
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
@@ -102,8 +102,12 @@ class QueryEncoder:
             pixels, mask = self.model.visual_inputs([frames])
             found = self.onnx.visual(pixels, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_visual(pixels, mask)
-        events = picture_events(frames, self.cfg.visual.fps, self.cfg.visual.fps, media.changes)
-        query = _sequence_query("visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events)
+        fps = self.cfg.visual.fps
+        events = picture_events(frames, fps, fps, media.changes)
+        bands = picture_bands(frames, fps, fps, media.region_changes)
+        query = _sequence_query(
+            "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands
+        )
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 

@@ -42,6 +42,7 @@ class Decoded:
     duration_s: float
     error: str | None = None
     changes: np.ndarray | None = None  # (T,) the decoder's picture change per frame
+    region_changes: np.ndarray | None = None  # (T, 4) the same per quadrant
 
 
 def read_item(
@@ -58,7 +59,14 @@ def read_item(
             ).audio
     except MediaError as e:
         return Decoded(item.id, None, None, 0.0, f"{e.reason.value}: {e.message}")
-    return Decoded(item.id, media.frames, audio, media.duration_s, changes=media.changes)
+    return Decoded(
+        item.id,
+        media.frames,
+        audio,
+        media.duration_s,
+        changes=media.changes,
+        region_changes=media.region_changes,
+    )
 
 
 def _read_job(job: tuple[CorpusItem, float, int, int, Fit]) -> Decoded:

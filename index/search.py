@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import BANDS_STORE, MODALITIES
+from index.embed import MODALITIES, bands_store
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import SCAN_CANDIDATES, SOUND_BANDS, EventScan, match_events
+from models.events import BANDS, SCAN_CANDIDATES, EventScan, match_events
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -57,7 +57,7 @@ class Query:
     pooled: np.ndarray  # (D,) unit vector
     sequence: np.ndarray | None = None  # (T, D) for audio / visual queries
     events: np.ndarray | None = None  # (E,) its event envelope (`models.events`), same kinds
-    bands: np.ndarray | None = None  # (E, B) a sound's banded envelope (`sound_bands`)
+    bands: np.ndarray | None = None  # (E, B) its banded envelope (`sound_bands`, `picture_bands`)
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ class Searcher:
                 if name.endswith(".pooled")
                 else 1
                 if name.endswith(".events")
-                else SOUND_BANDS
-                if name == BANDS_STORE
+                else BANDS[name.split(".")[0]]
+                if name.endswith(".bands")
                 else step_dim
             )
             if stored.dim != want or len(stored) != n_items:
@@ -179,12 +179,12 @@ class Searcher:
             for m in MODALITIES
             if f"{m}.events" in manifest["sequence_stores"] and self.event_rate is not None
         }
-        # Sounds against sounds: banded envelopes, where the index keeps them (else the single).
-        self.bands = (
-            version.sequences(BANDS_STORE)
-            if BANDS_STORE in manifest["sequence_stores"] and self.events
-            else None
-        )
+        # Same-modality matches by banded envelopes, where the index keeps them (else the single).
+        self.bands = {
+            m: version.sequences(bands_store(m))
+            for m in self.events
+            if bands_store(m) in manifest["sequence_stores"]
+        }
         if self.policy.event_weight and not self.events:
             log.warning(
                 "index %s keeps no event envelopes (built before they were kept): searches by "
@@ -442,16 +442,12 @@ class Searcher:
         self, query: Query, rows: list[int], modality: str
     ) -> tuple[list[float], list[int | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
-        the query's first bin lies in it (None: nowhere). A sound against sounds is matched
-        band by band where both have bands (`models.events.sound_bands`)."""
+        the query's first bin lies in it (None: nowhere). A sound against sounds and footage
+        against footage are matched band by band where both have bands
+        (`models.events.sound_bands`, `picture_bands`)."""
         assert query.events is not None
-        if (
-            modality == "audio"
-            and query.modality == "audio"
-            and query.bands is not None
-            and self.bands is not None
-        ):
-            banded = [self.bands.get(r) for r in rows]
+        if query.modality == modality and query.bands is not None and modality in self.bands:
+            banded = [self.bands[modality].get(r) for r in rows]
             if all(len(b) for b in banded):  # an item embedded before bands has none
                 found = match_events(query.bands, [np.asarray(b, np.float32) for b in banded])
                 ok = np.isfinite(found.scores)
@@ -550,8 +546,8 @@ class Searcher:
         events = bands = None
         if store_name in self.events:
             events = self.events[store_name].get(row)[:, 0].astype(np.float32)
-        if store_name == "audio" and self.bands is not None and len(self.bands.get(row)):
-            bands = np.asarray(self.bands.get(row), np.float32)
+        if store_name in self.bands and len(self.bands[store_name].get(row)):
+            bands = np.asarray(self.bands[store_name].get(row), np.float32)
         return Query(modality, pooled[0].astype(np.float32), sequence, events, bands)
 
 

@@ -115,6 +115,7 @@ class _VideoSampler:
         self._held: np.ndarray | None = None
         self._held_t = 0.0
         self._changes: dict[int, float] = {}
+        self._regions: dict[int, np.ndarray] = {}  # the same per quadrant: (2, 2)
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -133,9 +134,14 @@ class _VideoSampler:
         if self._held is None:
             self._held = image
         else:
-            change = float(np.abs(image.astype(np.int16) - self._held).mean()) / 255.0
+            # |a - b| in uint8 without a wider copy; summed exactly, per quadrant
+            diff = np.maximum(image, self._held) - np.minimum(image, self._held)
+            sums, sizes, total = _quadrant_sums(diff)
+            change = total / (diff.size * 255.0)
+            regions = sums / (np.maximum(sizes, 1) * 255.0)
             j = max(0, math.floor(self._held_t * self.fps + _EPS))
             self._changes[j] = max(change, self._changes.get(j, 0.0))
+            self._regions[j] = np.maximum(regions, self._regions.get(j, regions))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
         self._held, self._held_t = image, t
@@ -154,6 +160,32 @@ class _VideoSampler:
         if self.fps is None:
             return None
         return np.array([self._changes.get(j, 0.0) for j in range(n)], np.float32)
+
+    def region_changes(self, n: int) -> np.ndarray | None:
+        """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom
+        left, bottom right); None when fps is None."""
+        if self.fps is None:
+            return None
+        none = np.zeros((2, 2))
+        return np.stack([self._regions.get(j, none).reshape(4) for j in range(n)]).astype(
+            np.float32
+        )
+
+
+def _quadrant_sums(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(2, 2) sums of an (H, W, C) uint8 difference per quadrant, the quadrants' sizes, and the
+    whole sum (a picture one pixel high or wide has overlapping "quadrants")."""
+    height, width = diff.shape[:2]
+    h, w = height // 2, width // 2
+    if height == 2 * h and width == 2 * w and h and w:  # one pass
+        sums = diff.reshape(2, h, 2, w, -1).sum(axis=(1, 3, 4), dtype=np.int64)
+        return sums.astype(np.float64), np.full((2, 2), float(diff.size // 4)), float(sums.sum())
+    sums, sizes = np.zeros((2, 2)), np.zeros((2, 2))
+    for a, rows in enumerate((slice(0, max(h, 1)), slice(h, None))):
+        for b, cols in enumerate((slice(0, max(w, 1)), slice(w, None))):
+            part = diff[rows, cols]
+            sums[a, b], sizes[a, b] = float(part.sum(dtype=np.int64)), part.size
+    return sums, sizes, float(diff.sum(dtype=np.int64))
 
 
 def _float_samples(frame: av.AudioFrame) -> np.ndarray:
@@ -484,11 +516,12 @@ def _decode_opened(
             _check_complete(session, stream, opened.path)
         assert session.origin is not None
         duration = max(session.ends.values()) - session.origin
-        frames = changes = out_fps = samples = None
+        frames = changes = regions = out_fps = samples = None
         if sampler is not None:
             n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
             frames = sampler.finish(n)
             changes = sampler.changes(n)
+            regions = sampler.region_changes(n)
             native = _stream_rate(vstream) if vstream is not None else None
             out_fps = fps or native or sampler.count / max(duration, _EPS)
         if collector is not None:
@@ -509,4 +542,5 @@ def _decode_opened(
         sample_rate if samples is not None else None,
         duration,
         changes,
+        regions,
     )

@@ -198,6 +198,7 @@ class DecodedMedia:
     sample_rate: int | None
     duration_s: float
     changes: np.ndarray | None = None
+    region_changes: np.ndarray | None = None  # (T, 4): `changes` per quadrant (picture_bands)
 
 
 # ---------------------------------------------------------------------------------------------

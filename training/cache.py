@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from models.config import ModelConfig
+from models.events import PICTURE_REGIONS
 from models.media import Fit, MediaError, decode
 from training.datasets import ManifestItem
 
 # 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
-CACHE_VERSION = 2
+# 3: and per quadrant (`region_changes.f32`, `DecodedMedia.region_changes`)
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -52,18 +54,20 @@ class Decoded:
     audio: np.ndarray | None  # float32 (N,)
     error: str | None = None  # "reason: message" when the file was refused
     changes: np.ndarray | None = None  # float32 (T,): the decoder's picture change per frame
+    region_changes: np.ndarray | None = None  # float32 (T, 4): the same per quadrant
 
 
 def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
     """Decode one manifest item; a refused file comes back as an error, never as zeros."""
     size = (spec.image_size, spec.image_size)
     try:
-        frames = audio = changes = None
+        frames = audio = changes = regions = None
         if item.video is not None:
             media = decode(
                 item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate, fit=spec.fit
             )
-            frames, audio, changes = media.frames, media.audio, media.changes
+            frames, audio = media.frames, media.audio
+            changes, regions = media.changes, media.region_changes
         if item.audio is not None:  # a separate audio file wins over the video's own track
             media = decode(
                 item.audio, fps=None, size=None, sample_rate=spec.sample_rate, video=False
@@ -73,7 +77,7 @@ def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
         return Decoded(item.id, None, None, f"{e.reason.value}: {e.message}")
     if frames is None and audio is None:
         return Decoded(item.id, None, None, "no_streams: neither video nor audio decoded")
-    return Decoded(item.id, frames, audio, changes=changes)
+    return Decoded(item.id, frames, audio, changes=changes, region_changes=regions)
 
 
 def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
@@ -130,6 +134,16 @@ class FeatureCache:
             if total_frames and (directory / "changes.f32").is_file()
             else None
         )
+        self._regions = (
+            np.memmap(
+                directory / "region_changes.f32",
+                dtype=np.float32,
+                mode="r",
+                shape=(total_frames, PICTURE_REGIONS),
+            )
+            if total_frames and (directory / "region_changes.f32").is_file()
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -146,6 +160,14 @@ class FeatureCache:
             return None
         i = self.row[item_id]
         return np.asarray(self._changes[self.frame_offsets[i] : self.frame_offsets[i + 1]])
+
+    def region_changes(self, item_id: str) -> np.ndarray | None:
+        """float32 (T, 4): the decoder's picture change per frame and quadrant
+        (`picture_bands`); None in a cache made before they were kept."""
+        if self._regions is None:
+            return None
+        i = self.row[item_id]
+        return np.asarray(self._regions[self.frame_offsets[i] : self.frame_offsets[i + 1]])
 
     def audio(self, item_id: str) -> np.ndarray:
         """float32 (N,); N = 0 for a silent video."""
@@ -178,6 +200,7 @@ class FeatureCache:
             open(tmp / "frames.u8", "wb") as ff,
             open(tmp / "audio.f16", "wb") as af,
             open(tmp / "changes.f32", "wb") as cf,
+            open(tmp / "region_changes.f32", "wb") as rf,
         ):
             for n, result in enumerate(_decode_all(items, spec, workers), 1):
                 if result.error is not None:
@@ -194,12 +217,22 @@ class FeatureCache:
                     ff.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
                     af.write(audio.astype(np.float16).tobytes())
                     cf.write(np.asarray(changes, np.float32).tobytes())
+                    regions = (
+                        result.region_changes
+                        if result.region_changes is not None
+                        else np.zeros((0, PICTURE_REGIONS))
+                    )
+                    if regions.shape != (count, PICTURE_REGIONS):
+                        raise ValueError(
+                            f"{result.id}: region changes {regions.shape}, {count} frames"
+                        )
+                    rf.write(np.ascontiguousarray(regions, np.float32).tobytes())
                     ids.append(result.id)
                     frame_offsets.append(frame_offsets[-1] + count)
                     audio_offsets.append(audio_offsets[-1] + len(audio))
                 if on_progress:
                     on_progress(n, len(items))
-            for f in (ff, af, cf):
+            for f in (ff, af, cf, rf):
                 f.flush()
                 os.fsync(f.fileno())
         (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1))

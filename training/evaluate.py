@@ -27,6 +27,7 @@ from models.events import (
     event_agreement,
     item_events,
     match_events,
+    picture_bands,
     picture_events,
     sound_envelopes,
 )
@@ -57,8 +58,8 @@ class Pool:
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
-        """ "visual" / "audio" → each row's event envelope, "audio_bands" → its banded sound
-        envelope (`models.events`; empty: no stream)."""
+        """ "visual" / "audio" → each row's event envelope, "visual_bands" / "audio_bands" → its
+        banded ones (`models.events`; empty: no stream)."""
         if self._events is None:
             if self.cache is None:
                 raise ValueError("this pool was made without its media: no envelopes to take")
@@ -69,10 +70,12 @@ class Pool:
                     self.event_rate,
                     self.sample_rate,
                     self.cache.changes(i),
+                    self.cache.region_changes(i),
                 )
                 for i in self.ids
             ]
-            self._events = {m: [e[m] for e in found] for m in ("visual", "audio", "audio_bands")}
+            kinds = ("visual", "audio", "visual_bands", "audio_bands")
+            self._events = {m: [e[m] for e in found] for m in kinds}
         return self._events
 
     def scan(self, modality: str) -> EventScan:
@@ -513,6 +516,7 @@ class Excerpts:
     # the decoder's picture change per frame of each piece (None: a cache without them); the
     # last frame's is 0, as in a file cut there: its next frame is not in the piece
     changes: list[np.ndarray | None]
+    region_changes: list[np.ndarray | None]
 
 
 def cut_excerpts(
@@ -528,7 +532,7 @@ def cut_excerpts(
     and seed-for-seed), the rest of the pool still searched."""
     rng = np.random.default_rng(seed)
     n_frames = round(seconds * fps)
-    out = Excerpts(seconds, [], [], [], [], [])
+    out = Excerpts(seconds, [], [], [], [], [], [])
     chosen: Sequence[int] = range(len(ids))
     if max_queries is not None and max_queries < len(ids):
         pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
@@ -544,11 +548,14 @@ def cut_excerpts(
         out.rows.append(r)
         out.starts.append(start_s)
         out.clips.append(np.asarray(frames[first : first + n_frames]))
-        changes = cache.changes(item_id)
-        if changes is not None:
-            changes = np.array(changes[first : first + n_frames], np.float32)
-            changes[-1] = 0.0
-        out.changes.append(changes)
+        for kept, found in (
+            (out.changes, cache.changes(item_id)),
+            (out.region_changes, cache.region_changes(item_id)),
+        ):
+            if found is not None:
+                found = np.array(found[first : first + n_frames], np.float32)
+                found[-1] = 0.0
+            kept.append(found)
         a = round(start_s * sr)
         out.waves.append(wave[a : a + round(seconds * sr)])
     return out
@@ -603,7 +610,13 @@ def excerpt_report(
             picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
         ],
     }
-    query_bands = [banded for _, banded in sounds]
+    query_bands = {
+        "audio": [banded for _, banded in sounds],
+        "video": [
+            picture_bands(c, fps, fps, r)
+            for c, r in zip(cut.clips, cut.region_changes, strict=True)
+        ],
+    }
     targets = {"audio": pool.audio, "video": pool.visual}
     store_of = {"audio": "audio", "video": "visual"}
     has = {"audio": pool.has_audio, "video": pool.has_video}
@@ -625,10 +638,11 @@ def excerpt_report(
             return d
 
         memo = _Memo(window_distance)
-        # sounds against sounds are compared band by band, as `index.search` does
+        # sounds against sounds and footage against footage are compared band by band, as
+        # `index.search` does
         matched, against = (
-            (query_bands, pool.events["audio_bands"])
-            if name == "audio→audio"
+            (query_bands[src], pool.events[f"{store_of[dst]}_bands"])
+            if src == dst
             else (query_events[src], pool.events[store_of[dst]])
         )
         event_memo = _event_memo(matched, against)

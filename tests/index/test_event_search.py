@@ -14,7 +14,7 @@ from index.reader import CorpusItem, read_item
 from index.search import ItemFilter, Query, Searcher
 from index.version import IndexVersion, ItemRecord
 from models.config import preset
-from models.events import SOUND_BANDS, picture_events, sound_envelopes, standardise
+from models.events import BANDS, picture_bands, picture_events, sound_envelopes, standardise
 from models.media import decode
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS, SearchPolicy
@@ -145,34 +145,36 @@ def test_a_short_query_gets_the_short_defaults(tmp_path: Path) -> None:
     assert searcher.search(q, "video", k=3).reranked
 
 
-def _sound_policy() -> dict:
-    """Sounds searched among sounds re-ranked with the envelopes; nothing else."""
+def _same_modality_policy() -> dict:
+    """Sounds among sounds and footage among footage re-ranked with the envelopes; nothing else."""
     return SearchPolicy(
         sequence_trained=True,
         rerank=dict.fromkeys(DIRECTIONS, True),
         rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
-        event_weight={"audio→audio": 2.0},
+        event_weight={"audio→audio": 2.0, "video→video": 2.0},
         short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
     ).to_dict()
 
 
-def _build_sounds(root: Path, n: int, with_bands: bool = True) -> dict:
-    """n items whose sounds all share one onset envelope and differ only band by band."""
+def _build_banded(root: Path, n: int, with_bands: bool = True) -> dict:
+    """n items whose pictures share one change envelope and whose sounds share one onset
+    envelope: they differ only band by band (quadrant by quadrant for the pictures)."""
     rng = np.random.default_rng(2)
     shared = standardise(rng.standard_normal(BINS))
-    made: dict = {"bands": []}
+    made: dict = {"audio": [], "visual": []}
 
     def entries():
         for i in range(n):
             seq = _unit(rng.normal(size=(STEPS, DIM)))
             pooled = _unit(seq.mean(0))
-            bands = np.stack(
-                [standardise(rng.standard_normal(BINS)) for _ in range(SOUND_BANDS)], axis=1
-            )
-            made["bands"].append(bands)
             events = {"visual": shared, "audio": shared}
-            if with_bands:
-                events["audio_bands"] = bands
+            for m in ("visual", "audio"):
+                bands = np.stack(
+                    [standardise(rng.standard_normal(BINS)) for _ in range(BANDS[m])], axis=1
+                )
+                made[m].append(bands)
+                if with_bands:
+                    events[f"{m}_bands"] = bands
             yield Entry(
                 ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
                 {"visual": pooled, "audio": pooled},
@@ -180,46 +182,51 @@ def _build_sounds(root: Path, n: int, with_bands: bool = True) -> dict:
                 events,
             )
 
-    info = {"search_policy": _sound_policy(), "event_rate": RATE}
+    info = {"search_policy": _same_modality_policy(), "event_rate": RATE}
     publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
     return made
 
 
-def test_a_sound_among_sounds_is_matched_band_by_band(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("modality", "target", "other"), [("audio", "audio", "video"), ("visual", "video", "audio")]
+)
+def test_same_modality_pieces_are_matched_band_by_band(
+    tmp_path: Path, modality: str, target: str, other: str
+) -> None:
     root = tmp_path / "root"
-    made = _build_sounds(root, 120)
+    made = _build_banded(root, 120)
     searcher = Searcher.open(root)
-    stored = searcher.version.sequences("audio.bands")
-    assert stored.dim == SOUND_BANDS and stored.encoding == "i8"
-    np.testing.assert_allclose(stored.get(5), made["bands"][5], atol=0.05)  # int8, own scales
+    stored = searcher.version.sequences(f"{modality}.bands")
+    assert stored.dim == BANDS[modality] and stored.encoding == "i8"
+    np.testing.assert_allclose(stored.get(5), made[modality][5], atol=0.05)  # int8, own scales
     rng = np.random.default_rng(9)
-    piece = made["bands"][64][30:60]  # 2.5 s of item 64's sound
+    piece = made[modality][64][30:60]  # 2.5 s of item 64
     single = standardise(rng.standard_normal(BINS))[30:60]
-    query = Query("audio", _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM))), single)
+    query = Query(modality, _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM))), single)
     banded = Query(query.modality, query.pooled, query.sequence, query.events, piece)
-    hits = searcher.search(banded, "audio", k=3, rerank_k=120).hits
+    hits = searcher.search(banded, target, k=3, rerank_k=120).hits
     assert hits[0].id == "item64" and hits[0].start_s == pytest.approx(30 / RATE)
     # every item has the same single envelope: without the bands nothing singles it out
-    assert searcher.search(query, "audio", k=3, rerank_k=120).hits[0].id != "item64"
-    # footage is never matched by a sound's bands
-    assert searcher.search(banded, "video", k=3, rerank_k=120).hits[0].id != "item64"
-    # "more like this" from an item's sound carries its stored bands
-    like = searcher.item_query("item64", "audio")
-    assert like.bands is not None and like.bands.shape == (BINS, SOUND_BANDS)
+    assert searcher.search(query, target, k=3, rerank_k=120).hits[0].id != "item64"
+    # the other modality is never matched by these bands
+    assert searcher.search(banded, other, k=3, rerank_k=120).hits[0].id != "item64"
+    # "more like this" from an item carries its stored bands
+    like = searcher.item_query("item64", modality)
+    assert like.bands is not None and like.bands.shape == (BINS, BANDS[modality])
     # the bands survive a derived version
     remove_items(root, {"item0"})
     kept = list(entries_from_version(IndexVersion.open(root)))
-    np.testing.assert_allclose(kept[63].events["audio_bands"], made["bands"][64], atol=0.05)
+    np.testing.assert_allclose(kept[63].events[f"{modality}_bands"], made[modality][64], atol=0.05)
 
 
 def test_items_embedded_before_bands_fall_back_to_the_single_envelope(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    made = _build_sounds(root, 30, with_bands=False)
+    made = _build_banded(root, 30, with_bands=False)
     searcher = Searcher.open(root)
-    assert searcher.bands is not None and len(searcher.bands.get(0)) == 0
+    assert len(searcher.bands["audio"].get(0)) == 0
     assert searcher.item_query("item3", "audio").bands is None
     rng = np.random.default_rng(9)
-    piece = made["bands"][7][30:60]
+    piece = made["audio"][7][30:60]
     single = searcher.events["audio"].get(7)[30:60, 0].astype(np.float32)
     query = Query("audio", _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM))), single)
     banded = Query(query.modality, query.pooled, query.sequence, query.events, piece)
@@ -249,6 +256,9 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     assert media.changes is not None
     want = picture_events(media.frames, cfg.visual.fps, cfg.visual.fps, media.changes)
     np.testing.assert_allclose(footage.events, want, atol=1e-5)
+    assert media.region_changes is not None
+    quads = picture_bands(media.frames, cfg.visual.fps, cfg.visual.fps, media.region_changes)
+    np.testing.assert_allclose(footage.bands, quads, atol=1e-5)
     item = read_item(
         CorpusItem("c", clip),
         cfg.visual.fps,
@@ -257,3 +267,4 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
         cfg.visual.fit,
     )
     np.testing.assert_array_equal(item.changes, media.changes)
+    np.testing.assert_array_equal(item.region_changes, media.region_changes)

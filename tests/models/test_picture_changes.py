@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.events import picture_events
+from models.events import PICTURE_REGIONS, match_events, picture_bands, picture_events
 from models.media import decode, decode_pictures
 from tests.models.conftest import write_media
 from training.cache import DecodeSpec, FeatureCache
@@ -101,6 +101,54 @@ def test_the_feature_cache_keeps_the_decoders_changes(tmp_path):
     cache = FeatureCache.build(items, spec, tmp_path / "cache", workers=1)
     want = decode(clip, fps=FPS, size=(64, 64), fit="stretch", audio=False).changes
     np.testing.assert_array_equal(cache.changes("a"), want)
+    regions = decode(clip, fps=FPS, size=(64, 64), fit="stretch", audio=False).region_changes
+    np.testing.assert_array_equal(cache.region_changes("a"), regions)
     # a cache made before the changes were kept still reads, without them
     (cache.directory / "changes.f32").unlink()
-    assert FeatureCache(cache.directory).changes("a") is None
+    (cache.directory / "region_changes.f32").unlink()
+    old = FeatureCache(cache.directory)
+    assert old.changes("a") is None and old.region_changes("a") is None
+
+
+def test_region_changes_are_the_changes_per_quadrant(tmp_path):
+    media = decode(footage(tmp_path / "c12.mp4", 12), fps=FPS, size=(64, 64), audio=False)
+    regions = media.region_changes
+    assert regions is not None and regions.shape == (len(media.frames), PICTURE_REGIONS)
+    f = media.frames.astype(np.float32) / 255
+    d = np.abs(np.diff(f, axis=0))
+    want = np.stack(
+        [d[:, :32, :32].mean((1, 2, 3)), d[:, :32, 32:].mean((1, 2, 3)),
+         d[:, 32:, :32].mean((1, 2, 3)), d[:, 32:, 32:].mean((1, 2, 3))],
+        axis=1,
+    )  # fmt: skip
+    np.testing.assert_allclose(regions[:-1], want, atol=1e-6)
+    np.testing.assert_allclose(regions.mean(axis=1), media.changes, atol=1e-6)  # equal quadrants
+    np.testing.assert_allclose(
+        picture_bands(media.frames, FPS, FPS, regions),
+        picture_bands(media.frames, FPS, FPS),
+        atol=1e-5,
+    )
+
+
+def test_picture_bands_tell_apart_footage_that_changes_at_the_same_times():
+    """Two clips with flashes at the same frames, one top left and one bottom right: the whole
+    frame's envelope cannot tell them apart, the quadrants' can."""
+    flashes = (9, 30, 47, 61)
+
+    def clip(top_left: bool) -> np.ndarray:
+        frames = np.full((72, 32, 32, 3), 50, np.uint8)
+        rows, cols = (slice(2, 10), slice(2, 10)) if top_left else (slice(20, 28), slice(20, 28))
+        for j in flashes:
+            frames[j, rows, cols] = 250
+        return frames
+
+    a, b = clip(True), clip(False)
+    np.testing.assert_allclose(picture_events(a, FPS, FPS), picture_events(b, FPS, FPS))
+    bands_a, bands_b = picture_bands(a, FPS, FPS), picture_bands(b, FPS, FPS)
+    assert bands_a.shape == (72, PICTURE_REGIONS)
+    piece = bands_a[20:50]
+    found = match_events(piece, [bands_b, bands_a])
+    # (three quadrants never change: their flat envelopes add nothing to either)
+    assert found.scores[1] > found.scores[0] + 0.2 and found.placement[1] == 20
+    with pytest.raises(ValueError, match="region changes"):
+        picture_bands(a, FPS, FPS, np.zeros((72, 3), np.float32))
