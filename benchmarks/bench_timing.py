@@ -11,9 +11,10 @@ For each pool (every item is searched against all the others, as in `bench_quali
   policy does by default), over all clips, the clips whose sound and picture share an event source
   (only those can be told apart by *when* things happen: an engine has no events, a misaligned
   clip's sound is another clip's), the others, and the timing twins;
-- **excerpts** of `--seconds` (1.5 / 2.5 / 4 s) cut at a random offset from each clip, searched in
-  four directions (sound → audio, sound → video, footage → video, footage → audio), R@1 / R@10
-  and the start error of the segment returned for hits at rank 1;
+- **excerpts** of `--seconds` (1.5 / 2.5 / 4 s) cut at a random offset from each clip (footage at
+  a frame, sound at any sample, as a user cuts them), searched in four directions (sound →
+  audio, sound → video, footage → video, footage → audio), R@1 / R@10 and the start error of
+  the segment returned for hits at rank 1;
 - a **Chromaprint** row (`fpcalc -raw`, Debian `libchromaprint-tools`; a peer, not a dependency
   of the product) for sound → audio on the *same* excerpts: each pool clip fingerprinted whole,
   each excerpt fingerprinted alone and slid along it, the lowest bit-error rate wins, the best
@@ -367,7 +368,7 @@ def measure_pool(
         for s in chromaprint_seconds:
             cut = cut_excerpts(ids, cache, s, fps, sr, max_queries=max_queries)  # the model's
             out["chromaprint"][f"{s:g}s"] = chromaprint_report(
-                whole, cut.waves, cut.rows, cut.starts, sr
+                whole, cut.waves, cut.rows, cut.sound_starts, sr
             )
     return out
 

@@ -7,6 +7,7 @@ model). Safe to call from many threads: the model is only run under `torch.infer
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.events import picture_bands, picture_events, sound_envelopes
+from models.events import picture_bands, picture_events, sound_phases
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
@@ -82,8 +83,11 @@ class QueryEncoder:
             mel, mask = self.model.audio_inputs([wave])
             found = self.onnx.audio(mel, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_audio(mel, mask)
-        events, bands = sound_envelopes(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
-        query = _sequence_query("audio", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands)
+        phases = sound_phases(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
+        query = _sequence_query(
+            "audio", emb.pooled[0], emb.sequence[0], emb.mask[0], phases[0].events, phases[0].bands
+        )
+        query = dataclasses.replace(query, phases=tuple(phases))
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 

@@ -30,7 +30,7 @@ from index.ann import VectorIndex
 from index.embed import MODALITIES, bands_store
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import BANDS, SCAN_CANDIDATES, EventScan, match_events
+from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -58,6 +58,9 @@ class Query:
     sequence: np.ndarray | None = None  # (T, D) for audio / visual queries
     events: np.ndarray | None = None  # (E,) its event envelope (`models.events`), same kinds
     bands: np.ndarray | None = None  # (E, B) its banded envelope (`sound_bands`, `picture_bands`)
+    # a sound's envelopes at sub-bin offsets (`models.events.sound_phases`, phase 0 = `events`,
+    # `bands`): matched at each, the best counts; empty: phase 0 alone
+    phases: tuple[Phase, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ class Searcher:
         if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]] + extra
             distances, found = self._rerank(query.sequence, top, primary, distance)
-            placed: list[int | None] = []
+            placed: list[float | None] = []
             weight = policy.fusion_weight(query.modality, target)
             if weight is None:  # the sequence distance alone
                 fused_scores = [-float(d) for d in distances]
@@ -440,24 +443,29 @@ class Searcher:
 
     def _event_scores(
         self, query: Query, rows: list[int], modality: str
-    ) -> tuple[list[float], list[int | None]]:
+    ) -> tuple[list[float], list[float | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
-        the query's first bin lies in it (None: nowhere). A sound against sounds and footage
-        against footage are matched band by band where both have bands
-        (`models.events.sound_bands`, `picture_bands`)."""
+        the query's first bin lies in it, in bins (None: nowhere). A sound against sounds and
+        footage against footage are matched band by band where both have bands
+        (`models.events.sound_bands`, `picture_bands`); a sound at each of its phases
+        (`sound_phases`), the best counting."""
         assert query.events is not None
+        phases = list(query.phases) or [Phase(0.0, query.events, query.bands)]  # type: ignore[arg-type]
+        candidates: list[np.ndarray] | None = None
+        banded = False
         if query.modality == modality and query.bands is not None and modality in self.bands:
-            banded = [self.bands[modality].get(r) for r in rows]
-            if all(len(b) for b in banded):  # an item embedded before bands has none
-                found = match_events(query.bands, [np.asarray(b, np.float32) for b in banded])
-                ok = np.isfinite(found.scores)
-                placed = [int(p) if f else None for p, f in zip(found.placement, ok, strict=True)]
-                return np.where(ok, found.scores, -1.0).tolist(), placed
-        store = self.events[modality]
-        found = match_events(query.events, [store.get(r)[:, 0].astype(np.float32) for r in rows])
-        ok = np.isfinite(found.scores)
-        placed = [int(p) if f else None for p, f in zip(found.placement, ok, strict=True)]
-        return np.where(ok, found.scores, -1.0).tolist(), placed
+            stored = [self.bands[modality].get(r) for r in rows]
+            if all(len(b) for b in stored):  # an item embedded before bands has none
+                candidates = [np.asarray(b, np.float32) for b in stored]
+                banded = True
+        if candidates is None:
+            store = self.events[modality]
+            candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]
+        rate = self.event_rate or 1.0
+        scores, starts = best_phase(phases, candidates, rate, banded)
+        ok = np.isfinite(scores)
+        placed = [float(p) if f else None for p, f in zip(starts, ok, strict=True)]
+        return np.where(ok, scores, -1.0).tolist(), placed
 
     def _agreement_of(self, row: int) -> dict[str, float | None]:
         if self.agreement is None or not np.isfinite(self.agreement[row, 0]):
@@ -551,7 +559,7 @@ class Searcher:
         return Query(modality, pooled[0].astype(np.float32), sequence, events, bands)
 
 
-def _placed(seg: Segment | None, placement: int, bins: int, rate: float) -> Segment | None:
+def _placed(seg: Segment | None, placement: float, bins: int, rate: float) -> Segment | None:
     """`seg` with its start and end where the query's envelope was placed (its first bin at
     bin `placement` of the item, `bins` long, `rate` bins a second); the per-step timeline is
     kept. The hit's duration clips it later, as it does every segment."""

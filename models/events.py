@@ -64,6 +64,12 @@ SOUND_BANDS = 8
 PICTURE_REGIONS = 4
 # What each modality's banded envelope has per bin.
 BANDS = {"audio": SOUND_BANDS, "visual": PICTURE_REGIONS}
+# A piece of sound cut anywhere starts part of the way into one of its recording's bins, and its
+# own bins then straddle the recording's: on val, 2.5 s pieces cut at any sample found their clip
+# (banded envelopes alone) R@1 0.465 against 0.825 for pieces cut on the bin grid. Matched at
+# this many phases (the piece's first 0, 1/4, 2/4, 3/4 of a bin dropped), the best phase
+# counting: 0.73 (2 phases: 0.66).
+SOUND_PHASES = 4
 
 
 @lru_cache(maxsize=4)
@@ -138,6 +144,46 @@ def sound_envelopes(
         axis=1,
     )
     return single, banded
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A sound's envelopes with its first `skip_s` seconds dropped (`sound_phases`)."""
+
+    skip_s: float
+    events: np.ndarray  # (bins,) as `sound_events`
+    bands: np.ndarray  # (bins, SOUND_BANDS) as `sound_bands`
+
+
+def sound_phases(
+    wave: np.ndarray, sample_rate: int, rate: float, phases: int = SOUND_PHASES
+) -> list[Phase]:
+    """The envelopes of a sound at `phases` sub-bin offsets, phase 0 first (`SOUND_PHASES`): one
+    of them lies within 1 / (phases × rate) s of any recording's bin grid."""
+    wave = np.asarray(wave, np.float32).reshape(-1)
+    out = []
+    for p in range(max(1, phases)):
+        skip = round(p * sample_rate / rate / max(1, phases))
+        if p and wave.size - skip < sample_rate / rate:  # less than a bin left
+            break
+        single, banded = sound_envelopes(wave[skip:], sample_rate, rate)
+        out.append(Phase(skip / sample_rate, single, banded))
+    return out
+
+
+def best_phase(
+    phases: list[Phase], candidates: list[np.ndarray], rate: float, banded: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's best correlation over a sound's phases (`match_events` on their single or
+    banded envelopes), and where the whole sound starts in it then, in (fractional) bins."""
+    scores = np.full(len(candidates), -np.inf, np.float32)
+    starts = np.zeros(len(candidates))
+    for phase in phases:
+        found = match_events(phase.bands if banded else phase.events, candidates)
+        better = found.scores > scores
+        scores = np.where(better, found.scores, scores)
+        starts = np.where(better, found.placement - phase.skip_s * rate, starts)
+    return scores, starts
 
 
 def picture_events(

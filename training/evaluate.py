@@ -24,12 +24,14 @@ from models.events import (
     SCAN_CANDIDATES,
     EventAgreement,
     EventScan,
+    Phase,
+    best_phase,
     event_agreement,
     item_events,
     match_events,
     picture_bands,
     picture_events,
-    sound_envelopes,
+    sound_phases,
 )
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -449,13 +451,23 @@ class _Memo:
         return torch.tensor([known[c] for c in cand.tolist()], dtype=torch.float32)
 
 
-def _event_memo(queries: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> _Memo:
-    """Query i's event correlation with each candidate row (`models.events.match_events`)."""
+def _event_memo(
+    queries: Sequence[np.ndarray | list[Phase]],
+    targets: Sequence[np.ndarray],
+    rate: float = 1.0,
+    banded: bool = False,
+) -> _Memo:
+    """Query i's event correlation with each candidate row (`models.events.match_events`); a
+    query given as a sound's phases (`sound_phases`) scores its best phase, on the phases'
+    banded envelopes if `banded`, as `index.search` does."""
 
     def compute(qi: int, cand: Tensor) -> Tensor:
-        found = match_events(queries[qi], [targets[c] for c in cand.tolist()])
-        scores = np.where(np.isfinite(found.scores), found.scores, -1.0)
-        return torch.from_numpy(scores)
+        query, chosen = queries[qi], [targets[c] for c in cand.tolist()]
+        if isinstance(query, list):
+            found, _ = best_phase(query, chosen, rate, banded)
+        else:
+            found = match_events(query, chosen).scores
+        return torch.from_numpy(np.where(np.isfinite(found), found, -1.0).astype(np.float32))
 
     return _Memo(compute)
 
@@ -506,17 +518,19 @@ EXCERPT_DIRECTIONS = ("audio→audio", "audio→video", "video→video", "video�
 @dataclass
 class Excerpts:
     """Pieces cut from a pool's clips: `seconds` of sound and of footage at one random offset
-    per clip (on the visual frame grid), for clips that have both streams and are long enough."""
+    per clip (the footage at a frame, the sound up to a frame later at any sample, as a user's
+    pieces start), for clips that have both streams and are long enough."""
 
     seconds: float
     rows: list[int]  # the clip each excerpt was cut from (pool row)
-    starts: list[float]  # where it starts in that clip, seconds
+    starts: list[float]  # where its footage starts in that clip, seconds (on the frame grid)
     waves: list[np.ndarray]
     clips: list[np.ndarray]
     # the decoder's picture change per frame of each piece (None: a cache without them); the
     # last frame's is 0, as in a file cut there: its next frame is not in the piece
     changes: list[np.ndarray | None]
     region_changes: list[np.ndarray | None]
+    sound_starts: list[float]  # where its sound starts in that clip: at any sample
 
 
 def cut_excerpts(
@@ -531,8 +545,9 @@ def cut_excerpts(
     """`max_queries`: cut from that many clips only (a random subset, the same for every length
     and seed-for-seed), the rest of the pool still searched."""
     rng = np.random.default_rng(seed)
+    jitter = np.random.default_rng([seed, 2])
     n_frames = round(seconds * fps)
-    out = Excerpts(seconds, [], [], [], [], [], [])
+    out = Excerpts(seconds, [], [], [], [], [], [], [])
     chosen: Sequence[int] = range(len(ids))
     if max_queries is not None and max_queries < len(ids):
         pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
@@ -547,6 +562,10 @@ def cut_excerpts(
         start_s = first / fps
         out.rows.append(r)
         out.starts.append(start_s)
+        # footage is cut at a frame, sound at any sample: up to a frame after the footage (its
+        # own generator, so the frame offsets stay the same), the whole piece inside the clip
+        sound_start = min(start_s + float(jitter.uniform(0.0, 1.0 / fps)), usable - seconds)
+        out.sound_starts.append(sound_start)
         out.clips.append(np.asarray(frames[first : first + n_frames]))
         for kept, found in (
             (out.changes, cache.changes(item_id)),
@@ -556,7 +575,7 @@ def cut_excerpts(
                 found = np.array(found[first : first + n_frames], np.float32)
                 found[-1] = 0.0
             kept.append(found)
-        a = round(start_s * sr)
+        a = round(sound_start * sr)
         out.waves.append(wave[a : a + round(seconds * sr)])
     return out
 
@@ -577,15 +596,15 @@ def excerpt_report(
     event_weights: Sequence[float] | Mapping[str, Sequence[float]] = (0.0,),
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
-    offset (on the visual frame grid), searched against the whole clips, as a user drops a piece
-    of a file. Pooled and hybrid (the service's re-rank: each candidate's best window,
-    `window_distances`) R@K, and for hybrid hits at rank 1 the error of the returned segment's
-    start. Clips without both streams, or shorter than the excerpt, are left out. `pool`: the
-    items' embeddings when the caller has them already; `subsets`: name → (pool size,) bool, the
-    clips whose excerpts are also reported apart. `weights` (one list, or one per direction): the
-    re-rank's fusion weights (`fused_scorer`), and `event_weights` likewise the event envelopes';
-    "hybrid" and the start errors use the first of each, and with several "hybrid_by_weight"
-    holds each weighting's."""
+    offset (footage at a frame, sound at any sample), searched against the whole clips, as a
+    user drops a piece of a file. Pooled and hybrid (the service's re-rank: each candidate's
+    best window, `window_distances`) R@K, and for hybrid hits at rank 1 the error of the
+    returned segment's start. Clips without both streams, or shorter than the excerpt, are left
+    out. `pool`: the items' embeddings when the caller has them already; `subsets`: name → (pool
+    size,) bool, the clips whose excerpts are also reported apart. `weights` (one list, or one
+    per direction): the re-rank's fusion weights (`fused_scorer`), and `event_weights` likewise
+    the event envelopes'; "hybrid" and the start errors use the first of each, and with several
+    "hybrid_by_weight" holds each weighting's."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -603,15 +622,16 @@ def excerpt_report(
         "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
         "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
     }
-    sounds = [sound_envelopes(w, sr, fps) for w in cut.waves]
+    # a sound is matched at each of its phases, as `index.query` encodes an upload
+    sounds = [sound_phases(w, sr, fps) for w in cut.waves]
     query_events = {
-        "audio": [single for single, _ in sounds],
+        "audio": [phases[0].events for phases in sounds],
         "video": [
             picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
         ],
     }
     query_bands = {
-        "audio": [banded for _, banded in sounds],
+        "audio": [phases[0].bands for phases in sounds],
         "video": [
             picture_bands(c, fps, fps, r)
             for c, r in zip(cut.clips, cut.region_changes, strict=True)
@@ -621,11 +641,12 @@ def excerpt_report(
     store_of = {"audio": "audio", "video": "visual"}
     has = {"audio": pool.has_audio, "video": pool.has_video}
     target = torch.tensor(rows)
-    true_start = torch.tensor(offsets)
+    true_starts = {"audio": torch.tensor(cut.sound_starts), "video": torch.tensor(offsets)}
     parts = {name: mask[target] for name, mask in (subsets or {}).items()}
     for name in EXCERPT_DIRECTIONS:
         src, dst = name.split("→")
         q, t = queries[src], targets[dst]
+        true_start = true_starts[src]
         scores = q.pooled @ t.pooled.T
         scores[:, ~has[dst]] = -torch.inf
         starts: dict[int, float] = {}
@@ -640,12 +661,12 @@ def excerpt_report(
         memo = _Memo(window_distance)
         # sounds against sounds and footage against footage are compared band by band, as
         # `index.search` does
-        matched, against = (
-            (query_bands[src], pool.events[f"{store_of[dst]}_bands"])
-            if src == dst
-            else (query_events[src], pool.events[store_of[dst]])
+        banded = src == dst
+        against = pool.events[f"{store_of[dst]}_bands" if banded else store_of[dst]]
+        matched: Sequence[np.ndarray | list[Phase]] = (
+            sounds if src == "audio" else query_bands[src] if banded else query_events[src]
         )
-        event_memo = _event_memo(matched, against)
+        event_memo = _event_memo(matched, against, fps, banded)
         extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])
         pooled = ranks_from_scores(scores, target)
         tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
@@ -663,7 +684,7 @@ def excerpt_report(
         hybrid = ranks_of(*combos[0])
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         if combos[0][1]:  # weighing the envelopes, the service places a hit by them
-            starts = _event_starts(matched, against, rows, top1, fps)
+            starts = _event_starts(matched, against, rows, top1, fps, banded)
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
             "pooled": summarise(pooled),
@@ -687,19 +708,25 @@ def excerpt_report(
 
 
 def _event_starts(
-    queries: Sequence[np.ndarray],
+    queries: Sequence[np.ndarray | list[Phase]],
     targets: Sequence[np.ndarray],
     rows: Sequence[int],
     which: Sequence[int],
     rate: float,
+    banded: bool = False,
 ) -> dict[int, float]:
-    """Where query i's envelope lies in its own clip's (seconds), as `index.search` places a hit
-    found with the envelopes' help."""
+    """Where query i lies in its own clip (seconds), as `index.search` places a hit found with
+    the envelopes' help (a sound's phases: by its best one)."""
     out = {}
     for i in which:
-        found = match_events(queries[i], [targets[rows[i]]])
-        if np.isfinite(found.scores[0]):
-            out[i] = max(0, int(found.placement[0])) / rate
+        query = queries[i]
+        if isinstance(query, list):
+            scores, starts = best_phase(query, [targets[rows[i]]], rate, banded)
+        else:
+            found = match_events(query, [targets[rows[i]]])
+            scores, starts = found.scores, found.placement.astype(np.float64)
+        if np.isfinite(scores[0]):
+            out[i] = max(0.0, float(starts[0])) / rate
     return out
 
 

@@ -14,7 +14,14 @@ from index.reader import CorpusItem, read_item
 from index.search import ItemFilter, Query, Searcher
 from index.version import IndexVersion, ItemRecord
 from models.config import preset
-from models.events import BANDS, picture_bands, picture_events, sound_envelopes, standardise
+from models.events import (
+    BANDS,
+    SOUND_PHASES,
+    picture_bands,
+    picture_events,
+    sound_envelopes,
+    standardise,
+)
 from models.media import decode
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS, SearchPolicy
@@ -252,6 +259,9 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     single, bands = sound_envelopes(media.audio, cfg.audio.sample_rate, cfg.visual.fps)
     np.testing.assert_allclose(sound.events, single, atol=1e-5)
     np.testing.assert_allclose(sound.bands, bands, atol=1e-5)
+    # and at its sub-bin phases, phase 0 first (`models.events.sound_phases`)
+    assert len(sound.phases) == SOUND_PHASES and sound.phases[0].skip_s == 0.0
+    np.testing.assert_array_equal(sound.phases[0].bands, sound.bands)
     footage = encoder.video(clip).query
     assert media.changes is not None
     want = picture_events(media.frames, cfg.visual.fps, cfg.visual.fps, media.changes)

@@ -8,7 +8,9 @@ import pytest
 
 from models.events import (
     SOUND_BANDS,
+    SOUND_PHASES,
     EventScan,
+    best_phase,
     event_agreement,
     fused_agreement,
     item_events,
@@ -18,6 +20,7 @@ from models.events import (
     sound_bands,
     sound_envelopes,
     sound_events,
+    sound_phases,
     standardise,
 )
 
@@ -219,3 +222,27 @@ def test_banded_matching_is_the_mean_of_the_bands_correlations():
 def naive_best_at(query: np.ndarray, cand: np.ndarray, p: int) -> float:
     n, m = len(query), len(cand)
     return sum(query[t] * cand[p + t] for t in range(n) if 0 <= p + t < m) / n
+
+
+def test_a_piece_cut_between_bins_is_matched_at_its_best_phase():
+    """Onsets 2 ms into their bins; a piece cut 40 ms into a bin has them 45 ms into its own
+    bins: one of its phases lines up with the recording's bins again (a clearly higher
+    correlation than phase 0's), and places the piece where it was cut."""
+    rng = np.random.default_rng(3)
+    times = sorted(int(b) / FPS + 0.002 for b in rng.choice(np.arange(3, 70), 14, replace=False))
+    recording = pitched_clicks(times, 1000.0)
+    start = 1.0 + 0.04  # half a bin into bin 12
+    piece = recording[int(start * SR) : int((start + 2.5) * SR)]
+    phases = sound_phases(piece, SR, FPS)
+    skips = [k / FPS / SOUND_PHASES for k in range(SOUND_PHASES)]
+    assert [p.skip_s for p in phases] == pytest.approx(skips, abs=1e-4)
+    np.testing.assert_array_equal(phases[0].events, sound_events(piece, SR, FPS))
+    np.testing.assert_array_equal(phases[0].bands, sound_bands(piece, SR, FPS))
+    item = sound_bands(recording, SR, FPS)
+    at_zero = match_events(phases[0].bands, [item]).scores[0]
+    scores, starts = best_phase(phases, [item], FPS, banded=True)
+    assert scores[0] > at_zero + 0.1
+    assert abs(starts[0] / FPS - start) < 1 / FPS  # within a bin of where it was cut
+    whole = sound_events(recording, SR, FPS)
+    single, _ = best_phase(phases, [whole], FPS, banded=False)
+    assert single[0] >= match_events(phases[0].events, [whole]).scores[0]
