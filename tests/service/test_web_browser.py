@@ -484,9 +484,10 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
     well under what was measured, far above chance: 1 in 600), then one that was found and
     placed, uploaded in the page: its first card is the clip and the timeline highlights the
     steps the excerpt came from. Measured 2026-11-30 on this draw of 40 pieces (README
-    "Time-aware matching"): 17 first, 15 of them placed within 0.25 s with the event envelopes
-    (13 and 9 without) — the demo's model is weaker than the benchmark's (480 training clips,
-    its search weights chosen on 60 val clips)."""
+    "Time-aware matching"): 25 first, all 25 placed within 0.25 s with banded, phased envelopes
+    (17 and 15 with one envelope on the bin grid, 13 and 9 with the steps alone) — the demo's
+    model is weaker than the benchmark's (480 training clips, its search weights chosen on 60 val
+    clips, and training stops at 4 minutes, so a slower machine trains less)."""
     from service.settings import Settings
 
     settings = Settings(
@@ -505,8 +506,8 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
             if hit["id"] == clip
         ]
         placed = [r for r in right if abs(r[3]["start_s"] - r[1]) <= 0.25]
-        assert len(right) >= 10, [(c, h["id"]) for c, _, _, h in right]
-        assert len(placed) >= 8, [(o, h["start_s"]) for _, o, _, h in right]
+        assert len(right) >= 16, [(c, h["id"]) for c, _, _, h in right]
+        assert len(placed) >= 14, [(o, h["start_s"]) for _, o, _, h in right]
 
         clip, offset, wav, hit = placed[0]
         _open(browser, url)
