@@ -178,8 +178,8 @@ def best_phase(
     banded envelopes), and where the whole sound starts in it then, in (fractional) bins."""
     scores = np.full(len(candidates), -np.inf, np.float32)
     starts = np.zeros(len(candidates))
-    for phase in phases:
-        found = match_events(phase.bands if banded else phase.events, candidates)
+    matched = match_many([p.bands if banded else p.events for p in phases], candidates)
+    for phase, found in zip(phases, matched, strict=True):
         better = found.scores > scores
         scores = np.where(better, found.scores, scores)
         starts = np.where(better, found.placement - phase.skip_s * rate, starts)
@@ -270,35 +270,47 @@ def match_events(
     """A query envelope against each candidate's, at every placement allowed (module doc).
     Banded envelopes (`sound_bands`: (bins, B) query and candidates) score the mean over bands
     of each band's correlation at one placement."""
-    query = np.asarray(query, np.float32)
-    n = len(query)
-    channels = 1 if query.ndim == 1 else query.shape[1]
+    return match_many([query], candidates, max_lag)[0]
+
+
+def match_many(
+    queries: list[np.ndarray], candidates: list[np.ndarray], max_lag: int = MAX_LAG_BINS
+) -> list[EventMatches]:
+    """`match_events` for several queries of one kind (a sound's phases) against the same
+    candidates, laid out once: the layout, not the correlation, is most of the cost."""
+    arrays = [np.asarray(q, np.float32) for q in queries]
+    channels = 1 if arrays[0].ndim == 1 else arrays[0].shape[1]
     k = len(candidates)
-    scores = np.full(k, -np.inf, np.float32)
-    placement = np.zeros(k, np.int64)
     lengths = torch.tensor([len(c) for c in candidates], dtype=torch.int64)
     usable = (lengths > 0).nonzero().flatten()
-    if n == 0 or len(usable) == 0:
-        return EventMatches(scores, placement)
-    longest = int(lengths.max())
-    pad = n - 1 + max_lag
-    x = torch.zeros(k, channels, longest + 2 * pad)
+    out = [EventMatches(np.full(k, -np.inf, np.float32), np.zeros(k, np.int64)) for _ in arrays]
+    longest_query = max(len(q) for q in arrays)
+    if longest_query == 0 or len(usable) == 0:
+        return out
+    pad = longest_query - 1 + max_lag
+    x = torch.zeros(k, channels, int(lengths.max()) + 2 * pad)
     for i in usable.tolist():
         c = torch.from_numpy(np.asarray(candidates[i], np.float32).reshape(len(candidates[i]), -1))
         if c.shape[1] != channels:
             raise ValueError(f"candidate {i} has {c.shape[1]} bands, the query {channels}")
         x[i, :, pad : pad + len(c)] = c.T
-    q = torch.from_numpy(np.ascontiguousarray(query.reshape(n, channels).T))
-    # (K, P): column j is placement p = j - pad
-    corr = F.conv1d(x, q[None]).squeeze(1) / (n * channels)
-    p = torch.arange(corr.shape[1]) - pad
-    low, high = _placements(n, lengths, max_lag)
-    allowed = (p[None] >= low[:, None]) & (p[None] <= high[:, None])
-    corr = corr.masked_fill(~allowed, -torch.inf)
-    best, where = corr.max(dim=1)
-    scores[usable.numpy()] = best[usable].numpy()
-    placement[usable.numpy()] = (where[usable] - pad).numpy()
-    return EventMatches(scores, placement)
+    rows = usable.numpy()
+    for query, found in zip(arrays, out, strict=True):
+        n = len(query)
+        if n == 0:
+            continue
+        if (1 if query.ndim == 1 else query.shape[1]) != channels:
+            raise ValueError("the queries must have the same bands")
+        q = torch.from_numpy(np.ascontiguousarray(query.reshape(n, channels).T))
+        # (K, P): column j is placement p = j - pad
+        corr = F.conv1d(x, q[None]).squeeze(1) / (n * channels)
+        p = torch.arange(corr.shape[1]) - pad
+        low, high = _placements(n, lengths, max_lag)
+        allowed = (p[None] >= low[:, None]) & (p[None] <= high[:, None])
+        best, where = corr.masked_fill(~allowed, -torch.inf).max(dim=1)
+        found.scores[rows] = best[usable].numpy()
+        found.placement[rows] = (where[usable] - pad).numpy()
+    return out
 
 
 def scan_window(query: np.ndarray, rate: float) -> np.ndarray:
