@@ -33,21 +33,13 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import write_result
+from benchmarks.bench_quality import other_pools
 from models.config import preset
 from models.events import item_events, match_events, match_many
 from training.cache import DecodeSpec, FeatureCache
 from training.datasets import ManifestItem, load_manifest
 from training.evaluate import shares_an_event
 from training.metrics import summarise
-
-
-def pool_items(spec: str) -> tuple[str, list[ManifestItem]]:
-    """NAME=MANIFEST[#SPLIT] → (name, its items)."""
-    name, sep, path = spec.partition("=")
-    if not sep or not name:
-        raise SystemExit(f"--pool wants NAME=MANIFEST[#SPLIT], got {spec!r}")
-    path, _, split = path.partition("#")
-    return name, load_manifest(Path(path), [split] if split else None)
 
 
 def _ranks(scores: list[np.ndarray], targets: list[int]) -> np.ndarray:
@@ -100,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             load_manifest(args.val, ["val"])
             + load_manifest(args.val, ["train"])[: args.distractors]
         )
-    pools |= dict(pool_items(s) for s in args.pool)
+    pools |= other_pools(args.pool)
     table = Table(title="envelopes alone, shared-event clips: R@1 / R@10")
     for col in ("pool", "clips", "queries", "direction", "single", "best band"):
         table.add_column(col, justify="left" if col in ("pool", "direction") else "right")

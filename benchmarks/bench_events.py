@@ -1,6 +1,6 @@
 """What timing the media carry: sound and picture aligned by their events, with nothing learned.
 
-    python -m benchmarks.bench_events --pool test=data/bench-synthav/test.jsonl \
+    python -m benchmarks.bench_events --pool test=data/bench-synthav/manifest.jsonl#test \
         --pool foreign=data/foreign-1000/manifest.jsonl \
         --pool robust=data/robust-test/manifest.jsonl
 

@@ -1,6 +1,6 @@
 """Does the re-rank default a checkpoint recorded on its val split hold on other media?
 
-    python -m benchmarks.bench_policy --ckpt RUN/best --pool own=DIR/test.jsonl \
+    python -m benchmarks.bench_policy --ckpt RUN/best --pool test=DIR/manifest.jsonl#test \
         --pool foreign=DIR/manifest.jsonl --pool robust=DIR/manifest.jsonl
 
 The trainer decides each direction's re-rank default on its validation split

@@ -401,13 +401,21 @@ def _service_mode(direction: str, policy: SearchPolicy | None, report: dict | No
 
 
 def other_pools(specs: list[str]) -> dict[str, list]:
-    """NAME=MANIFEST → the manifest's items (every split: these pools are only ever tested)."""
+    """NAME=MANIFEST → the manifest's items (every split: these pools are only ever tested);
+    NAME=MANIFEST#SPLIT → the items of that split only (`manifest.jsonl#test`: the own test
+    split, with no file of its own to write first)."""
     pools = {}
     for spec in specs:
-        name, sep, path = spec.partition("=")
+        name, sep, where = spec.partition("=")
         if not sep or not name or name == "own":
-            raise SystemExit(f"--pool wants NAME=MANIFEST (NAME not 'own'), got {spec!r}")
-        pools[name] = load_manifest(Path(path))
+            raise SystemExit(f"--pool wants NAME=MANIFEST[#SPLIT] (NAME not 'own'), got {spec!r}")
+        path, _, split = where.partition("#")
+        items = load_manifest(Path(path), [split] if split else None)
+        if not items:
+            raise SystemExit(
+                f"--pool {spec!r}: no items" + (f" in split {split!r}" if split else "")
+            )
+        pools[name] = items
     return pools
 
 

@@ -1,7 +1,7 @@
 """Time-aware matching: whole clips and excerpts across sound and picture, with a fingerprint peer.
 
     python -m benchmarks.bench_timing --ckpt RUN/best \
-        --pool test=data/bench-synthav/test.jsonl \
+        --pool test=data/bench-synthav/manifest.jsonl#test \
         --pool foreign=data/foreign-1000/manifest.jsonl \
         --pool robust=data/robust-test/manifest.jsonl
 
