@@ -39,13 +39,7 @@ from models.events import item_events, match_events, match_many
 from training.cache import DecodeSpec, FeatureCache
 from training.datasets import ManifestItem, load_manifest
 from training.evaluate import shares_an_event
-from training.metrics import summarise
-
-
-def _ranks(scores: list[np.ndarray], targets: list[int]) -> np.ndarray:
-    return np.array(
-        [int((s >= s[t]).sum()) for s, t in zip(scores, targets, strict=True)], np.float32
-    )
+from training.metrics import ranks_from_scores, summarise
 
 
 def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[str, Any]:
@@ -72,7 +66,11 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
         found["video→audio best band"].append(
             np.max([match_events(picture[q], per_band[k]).scores for k in range(n_bands)], 0)
         )
-    return {name: summarise(torch.from_numpy(_ranks(s, queries))) for name, s in found.items()}
+    target = torch.tensor(queries, dtype=torch.long)
+    return {
+        name: summarise(ranks_from_scores(torch.from_numpy(np.stack(s)), target))
+        for name, s in found.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -96,12 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table = Table(title="envelopes alone, shared-event clips: R@1 / R@10")
     for col in ("pool", "clips", "queries", "direction", "single", "best band"):
         table.add_column(col, justify="left" if col in ("pool", "direction") else "right")
-    results: dict[str, Any] = {"settings": vars(args) | {"val": str(args.val)}, "pools": {}}
-    results["settings"] = {k: str(v) for k, v in results["settings"].items()}
+    results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}, "pools": {}}
+    fps, sr = cfg.visual.fps, cfg.audio.sample_rate
     for name, items in pools.items():
         cache = FeatureCache.build(items, spec, args.cache, args.workers)
         kept = [i for i in items if i.id not in cache.skipped]
-        fps, sr = cfg.visual.fps, cfg.audio.sample_rate
         envelopes = [
             item_events(
                 np.asarray(cache.frames(i.id)),
