@@ -337,6 +337,7 @@ def measure_pool(
             ("pooled", "hybrid"),
             long_weights[d],
             long_events[d],
+            cross_bands=d in policy.cross_bands,
         )
         rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -355,6 +356,7 @@ def measure_pool(
             subsets={k: v for k, v in subsets.items() if k in ("shared", "unshared")},
             weights=weights,
             event_weights=events,
+            cross_bands=band.cross_bands,
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:

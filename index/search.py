@@ -340,7 +340,8 @@ class Searcher:
                     for r, d in zip(top, distances, strict=True)
                 ]
             if by_events and query.events is not None:
-                agree, placed = self._event_scores(query, top, primary)
+                across = policy.matches_by_bands(query.modality, target)
+                agree, placed = self._event_scores(query, top, primary, across)
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
@@ -442,22 +443,34 @@ class Searcher:
         return dict(zip(rows, total.tolist(), strict=True))
 
     def _event_scores(
-        self, query: Query, rows: list[int], modality: str
+        self, query: Query, rows: list[int], modality: str, across: bool = False
     ) -> tuple[list[float], list[float | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
         the query's first bin lies in it, in bins (None: nowhere). A sound against sounds and
         footage against footage are matched band by band where both have bands
-        (`models.events.sound_bands`, `picture_bands`); a sound at each of its phases
-        (`sound_phases`), the best counting."""
+        (`models.events.sound_bands`, `picture_bands`), with `across` a sound against a picture
+        by the sound's best band (`match_across`; where the policy measured it so); a sound at
+        each of its phases (`sound_phases`), the best counting. Items embedded before bands were
+        kept are matched by single envelopes."""
         assert query.events is not None
         phases = list(query.phases) or [Phase(0.0, query.events, query.bands)]  # type: ignore[arg-type]
         candidates: list[np.ndarray] | None = None
         banded = False
-        if query.modality == modality and query.bands is not None and modality in self.bands:
+        query_banded = query.bands is not None and all(p.bands is not None for p in phases)
+        # the candidates' bands where they are what the query meets: its own modality's, or a
+        # sound's against a picture query
+        if modality in self.bands and (
+            (query.modality == modality and query_banded)
+            or (across and query.modality == "visual" and modality == "audio")
+        ):
             stored = [self.bands[modality].get(r) for r in rows]
-            if all(len(b) for b in stored):  # an item embedded before bands has none
+            # an item embedded before bands were kept has an envelope and no bands
+            events = self.events[modality]
+            if all(len(b) or not len(events.get(r)) for b, r in zip(stored, rows, strict=True)):
                 candidates = [np.asarray(b, np.float32) for b in stored]
-                banded = True
+                banded = query.modality == modality
+        elif across and query.modality == "audio" and modality == "visual" and query_banded:
+            banded = True  # the sound's bands against each picture's single envelope
         if candidates is None:
             store = self.events[modality]
             candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]

@@ -68,6 +68,10 @@ class SearchPolicy:
     # How much the event envelopes' agreement adds to the steps' (`models.events.fused_agreement`);
     # None (records before the field): the steps' alone, offsets included.
     agreement_event_weight: float | None = None
+    # The directions (audio→video, video→audio) whose event weight was measured, and is applied,
+    # matching sound against picture by the sound's best band (`models.events.match_across`);
+    # the others match the single envelopes (records before the field: all of them).
+    cross_bands: frozenset[str] = frozenset()
 
     def for_length(self, seconds: float | None) -> SearchPolicy:
         """The defaults for a query this long (None: unknown length, the long-query ones)."""
@@ -78,6 +82,10 @@ class SearchPolicy:
     def events_weight(self, query_modality: str, target: str) -> float:
         key = direction(query_modality, target)
         return 0.0 if key is None else float(self.event_weight.get(key, 0.0))
+
+    def matches_by_bands(self, query_modality: str, target: str) -> bool:
+        """Whether sound meets picture by the sound's best band in this direction."""
+        return direction(query_modality, target) in self.cross_bands
 
     def fusion_weight(self, query_modality: str, target: str) -> float | None:
         key = direction(query_modality, target)
@@ -139,6 +147,7 @@ class SearchPolicy:
                 if self.agreement_event_weight is not None
                 else {}
             ),
+            **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **(
                 {"short_queries": {"below_s": SHORT_QUERY_S, **self.short.to_dict()}}
                 if self.short is not None
@@ -165,6 +174,7 @@ class SearchPolicy:
             event_weight=_weights(data.get("event_weight")),
             short=cls.from_dict(short) if usable and isinstance(short, Mapping) else None,
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
+            cross_bands=_directions(data.get("cross_bands")),
         )
 
 
@@ -173,6 +183,13 @@ def _weight(w: object) -> float | None:
     if isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0:
         return float(w)
     return None
+
+
+def _directions(found: object) -> frozenset[str]:
+    """A record's list of directions, keeping only known ones."""
+    if not isinstance(found, list | tuple):
+        return frozenset()
+    return frozenset(d for d in found if isinstance(d, str) and d in DIRECTIONS)
 
 
 def _weights(found: object) -> dict[str, float]:

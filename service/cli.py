@@ -26,6 +26,7 @@ app = typer.Typer(
 app.command("synth")(training_cli.synth)
 app.command("train")(training_cli.train)
 app.command("eval")(training_cli.evaluate_command)
+app.command("policy")(training_cli.policy_command)
 app.command("curate")(training_cli.curate)
 app.add_typer(index_cli.index_app, name="index")
 app.command("search")(index_cli.search)

@@ -456,6 +456,52 @@ def evaluate_command(
     return report
 
 
+def policy_command(
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="Checkpoint directory to record into.")],
+    data: Annotated[Path, typer.Option("--data", help="Manifest (JSONL) with a val split.")],
+    split: Annotated[str, typer.Option(help="Split to measure on (never a test split).")] = "val",
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
+) -> dict:
+    """Measure a checkpoint's search defaults again on a val split and record them beside its
+    weights, as training does at its end: after an upgrade changed how the search scores, no
+    training again. Indexes keep the defaults they were built with until built again."""
+    from models.policy import DIRECTIONS, save_policy
+    from training.datasets import ManifestError, load_manifest
+    from training.search_policy import measure_policy
+
+    if split == "test":
+        raise typer.BadParameter("defaults are chosen on a val split, never on the test split")
+    try:
+        items = load_manifest(data, splits=(split,))
+    except (ManifestError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from e
+    if not items:
+        raise typer.BadParameter(f"no items in split {split!r} of {data}")
+    model, feature_cache, texts = _load_for_eval(
+        ckpt, items, _cache_root(data, cache), workers or None
+    )
+    before = model.search_policy
+    # as the trainer records it: no objective puts the steps in the text space
+    after = measure_policy(
+        model, items, feature_cache, texts, before.sequence_trained, text_segments=False
+    )
+    save_policy(ckpt, after)
+    table = Table(title=f"search defaults of {ckpt} (measured on {len(items)} {split} clips)")
+    for col in ("direction", "before", "now"):
+        table.add_column(col)
+    for d in DIRECTIONS:
+        table.add_row(
+            d,
+            str(before.evidence.get(d, {}).get("chosen", "off")),
+            str(after.evidence.get(d, {}).get("chosen", "off")),
+        )
+    Console().print(table)
+    return after.to_dict()
+
+
 def print_report(report: dict, title: str = "retrieval") -> None:
     table = Table(title=f"{title} (pool {report['pool']})")
     for col in ("direction", "mode", "subset", "R@1", "R@5", "R@10", "MdR", "n", "ceiling R@10"):

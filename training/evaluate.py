@@ -9,7 +9,7 @@ how many pool items share the query's attributes (a caption cannot tell them apa
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -341,6 +341,7 @@ def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, po
         ("hybrid",),
         (weighting[0],),
         (weighting[1],),
+        cross_bands=direction in policy.cross_bands,
     )["hybrid"]
 
 
@@ -356,12 +357,14 @@ def _direction(
     modes,
     weights=(None,),
     event_weights=(0.0,),
+    cross_bands=True,
 ):
     """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
     the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`) and
-    `event_weights[0]` (e > 0: + e × the event envelopes' correlation, and the event scan's
-    candidates join the pooled ones), and with several weightings "hybrid_by_weight" holds each
-    one's (the distances computed once)."""
+    `event_weights[0]` (e > 0: + e × the event envelopes' correlation, by the sound's best band
+    if `cross_bands`, else by the single envelopes; and the event scan's candidates join the
+    pooled ones), and with several weightings "hybrid_by_weight" holds each one's (the
+    distances computed once)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -408,9 +411,14 @@ def _direction(
             )
 
         memo = _Memo(sequence_distance)
-        queries = [pool.events[src_m][r] for r in rows.tolist()]
-        event_memo = _event_memo(queries, pool.events[dst_m])
-        extra = _event_candidates(pool.scan(dst_m), queries, both)
+        # with `cross_bands`, the sound's bands against the picture's single envelope, the best
+        # band counting (`models.events.match_across`), as `index.search` does then
+        sound = "audio_bands" if cross_bands else "audio"
+        queries = [pool.events[sound if src_m == "audio" else src_m][r] for r in rows.tolist()]
+        event_memo = _event_memo(queries, pool.events[sound if dst_m == "audio" else dst_m])
+        # the scan for candidates, on the single envelopes as `index.search` scans
+        singles = [pool.events[src_m][r] for r in rows.tolist()]
+        extra = _event_candidates(pool.scan(dst_m), singles, both)
         combos = list(product(weights, event_weights))
 
         def hybrid_ranks(w: float | None, e: float) -> Tensor:
@@ -513,6 +521,8 @@ def validation_score(report: dict[str, Any]) -> float:
 
 
 EXCERPT_DIRECTIONS = ("audio→audio", "audio→video", "video→video", "video→audio")
+# The directions where sound meets picture (`models.events.match_across`).
+CROSS_DIRECTIONS = ("audio→video", "video→audio")
 
 
 @dataclass
@@ -594,6 +604,7 @@ def excerpt_report(
     max_queries: int | None = None,
     weights: Sequence[float | None] | Mapping[str, Sequence[float | None]] = (None,),
     event_weights: Sequence[float] | Mapping[str, Sequence[float]] = (0.0,),
+    cross_bands: Collection[str] = CROSS_DIRECTIONS,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (footage at a frame, sound at any sample), searched against the whole clips, as a
@@ -604,7 +615,9 @@ def excerpt_report(
     size,) bool, the clips whose excerpts are also reported apart. `weights` (one list, or one
     per direction): the re-rank's fusion weights (`fused_scorer`), and `event_weights` likewise
     the event envelopes'; "hybrid" and the start errors use the first of each, and with several
-    "hybrid_by_weight" holds each weighting's."""
+    "hybrid_by_weight" holds each weighting's. `cross_bands`: the directions whose sound meets
+    picture by the sound's best band (`models.events.match_across`), the others by the single
+    envelopes."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -659,12 +672,15 @@ def excerpt_report(
             return d
 
         memo = _Memo(window_distance)
-        # sounds against sounds and footage against footage are compared band by band, as
-        # `index.search` does
-        banded = src == dst
-        against = pool.events[f"{store_of[dst]}_bands" if banded else store_of[dst]]
+        # as `index.search` does: sounds against sounds and footage against footage band by
+        # band, a sound against a picture by the sound's best band in `cross_bands`
+        across = src != dst and name in cross_bands
+        banded = src == dst or across
+        against = pool.events[
+            f"{store_of[dst]}_bands" if src == dst or (across and dst == "audio") else store_of[dst]
+        ]
         matched: Sequence[np.ndarray | list[Phase]] = (
-            sounds if src == "audio" else query_bands[src] if banded else query_events[src]
+            sounds if src == "audio" else query_bands[src] if src == dst else query_events[src]
         )
         event_memo = _event_memo(matched, against, fps, banded)
         extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])

@@ -10,7 +10,7 @@ measurements are `training.evaluate`'s, which mirror `index.search`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any
 
@@ -25,6 +25,7 @@ from models.policy import SearchPolicy
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.evaluate import (
+    CROSS_DIRECTIONS,
     Pool,
     Weighting,
     _direction,
@@ -40,6 +41,8 @@ from training.metrics import roc_auc
 POLICY_WEIGHTS: tuple[float | None, ...] = (None, 4.0, 2.0, 1.0, 0.5, 0.25)
 # The event envelopes' weights tried with each (0: the envelopes left out, no event scan).
 POLICY_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+# The length of the excerpts the defaults are measured on beside whole clips.
+EXCERPT_S = 2.5
 # The length of the excerpts the short-query defaults are measured on (below SHORT_QUERY_S).
 SHORT_EXCERPT_S = 1.5
 # How much the event envelopes' agreement may add to the steps' (`fused_agreement`).
@@ -84,22 +87,78 @@ def measure_policy(
 ) -> SearchPolicy:
     """The checkpoint's search defaults, measured on `items` (the validation split): for each
     direction, each weighting of the re-rank (`fused_scorer`: the steps' weight × the event
-    envelopes' weight) that is at least as good as the pooled first pass on R@1 and R@10, for
-    whole-clip queries (cross-modal) and for 2.5 s excerpts (every direction), is eligible; the
-    one with the best R@1 (summed over both protocols, then R@10) becomes the default, and with
-    none eligible the direction does not re-rank. Queries shorter than `SHORT_QUERY_S` get
-    their own choice, made the same way on `SHORT_EXCERPT_S` excerpts (`SearchPolicy.short`).
+    envelopes' weight, and for sound against picture the envelopes matched singly or by the
+    sound's best band, `models.events.match_across`) that is at least as good as the pooled
+    first pass on R@1 and R@10, for whole-clip queries (cross-modal) and for 2.5 s excerpts
+    (every direction), is eligible; the one with the best R@1 (summed over both protocols, then
+    R@10) becomes the default, and with none eligible the direction does not re-rank. Queries
+    shorter than `SHORT_QUERY_S` get their own choice, made the same way on `SHORT_EXCERPT_S`
+    excerpts (`SearchPolicy.short`).
     Measured, not assumed from `sequence_trained`: untrained heads fail the cross-modal test
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
-    compares the same encoder's features with themselves."""
+    compares the same encoder's features with themselves. Nor is the best band assumed: on val
+    it gained on whole clips and lost on short excerpts (a short envelope's eight bands give
+    eight chances of a chance correlation)."""
     by_id = {i.id: i for i in items if i.id in cache.row}
-    pool = embed_pool(model, cache, list(by_id))  # once, for both protocols
-    subsets: dict[str, Tensor] = {}
-    modes = ("pooled", "hybrid")
+    pool = embed_pool(model, cache, list(by_id))  # once, for every protocol
     weights = tuple(weights) or (None,)
     event_weights = tuple(event_weights) or (0.0,)
     combos: list[Weighting] = list(product(weights, event_weights))
+    ordered = [by_id[i] for i in pool.ids]
+    singly, banded = (
+        _measure(model, ordered, cache, texts, pool, rerank_k, weights, event_weights, bands)
+        for bands in (False, True)
+    )
+    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": singly.queries}
+    short_evidence: dict[str, Any] = {"excerpt_s": SHORT_EXCERPT_S, "queries": singly.short_queries}
+    agreement_weight, evidence["agreement"] = choose_agreement_weight(model, pool)
+    short = _choose(
+        _merged(singly.short, banded.short),
+        combos,
+        short_evidence,
+        sequence_trained,
+        text_segments,
+    )
+    chosen = _choose(
+        _merged(singly.long, banded.long),
+        combos,
+        evidence,
+        sequence_trained,
+        text_segments,
+        short=short,
+    )
+    return replace(chosen, agreement_event_weight=agreement_weight)
+
+
+# Per direction, each protocol measured: (kind, its pooled figures, weighting label → figures).
+Measured = dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]]
+# A weighting's label when sound met picture by the sound's best band (`weight_label` + this).
+BEST_BAND = " by best band"
+
+
+@dataclass(frozen=True)
+class _Measurement:
+    long: Measured  # whole clips and 2.5 s excerpts
+    short: Measured  # SHORT_EXCERPT_S excerpts
+    queries: int
+    short_queries: int
+
+
+def _measure(
+    model: TrimodalModel,
+    items: list[ManifestItem],
+    cache: FeatureCache,
+    texts: TextCache,
+    pool: Pool,
+    rerank_k: int,
+    weights: tuple[float | None, ...],
+    event_weights: tuple[float, ...],
+    cross_bands: bool,
+) -> _Measurement:
+    """Every weighting in every protocol, sound meeting picture by the sound's best band or by
+    the single envelopes."""
+    by_id = {i.id: i for i in items}
     with torch.inference_mode():
         full = {
             d: _direction(
@@ -108,66 +167,77 @@ def measure_policy(
                 by_id,
                 pool,
                 texts,
-                subsets,
+                {},
                 rerank_k,
                 "interp",
-                modes,
+                ("pooled", "hybrid"),
                 weights,
                 event_weights,
+                cross_bands=cross_bands,
             )
-            for d in ("audio→video", "video→audio")  # text queries are never re-ranked
+            for d in CROSS_DIRECTIONS  # text queries are never re-ranked
         }
-    excerpts = excerpt_report(
-        model,
-        items,
-        cache,
-        rerank_k=rerank_k,
-        pool=pool,
-        weights=weights,
-        event_weights=event_weights,
+    excerpts, short = (
+        excerpt_report(
+            model,
+            items,
+            cache,
+            seconds=seconds,
+            rerank_k=rerank_k,
+            pool=pool,
+            weights=weights,
+            event_weights=event_weights,
+            cross_bands=CROSS_DIRECTIONS if cross_bands else (),
+        )
+        for seconds in (EXCERPT_S, SHORT_EXCERPT_S)
     )
-    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": excerpts["queries"]}
-    measured: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]] = {}
+    long: Measured = {}
     for name in POLICY_DIRECTIONS:
-        measured[name] = []
+        long[name] = []
         if full.get(name):
             report = full[name]
-            measured[name].append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
+            long[name].append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
         if name in excerpts:
             report = excerpts[name]
-            measured[name].append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
-    # Short queries apart (`SHORT_QUERY_S`): excerpts of SHORT_EXCERPT_S, their own choice.
-    short = excerpt_report(
-        model,
-        items,
-        cache,
-        seconds=SHORT_EXCERPT_S,
-        rerank_k=rerank_k,
-        pool=pool,
-        weights=weights,
-        event_weights=event_weights,
-    )
-    short_measured = {
+            long[name].append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
+    short_measured: Measured = {
         name: [("excerpt", short[name]["pooled"], short[name]["hybrid_by_weight"])]
         if name in short
         else []
         for name in POLICY_DIRECTIONS
     }
-    short_evidence: dict[str, Any] = {"excerpt_s": SHORT_EXCERPT_S, "queries": short["queries"]}
-    agreement_weight, evidence["agreement"] = choose_agreement_weight(model, pool)
-    chosen = _choose(
-        measured,
-        combos,
-        evidence,
-        sequence_trained,
-        text_segments,
-        short=_choose(short_measured, combos, short_evidence, sequence_trained, text_segments),
-    )
-    return replace(chosen, agreement_event_weight=agreement_weight)
+    return _Measurement(long, short_measured, excerpts["queries"], short["queries"])
+
+
+def _merged(singly: Measured, banded: Measured) -> Measured:
+    """One table per direction and protocol: the weightings with the single envelopes, and for
+    sound against picture those with the envelopes matched by the best band besides, labelled
+    so (`BEST_BAND`). The pooled figures are the same in both."""
+    out: Measured = {}
+    for name, found in singly.items():
+        others = {kind: h for kind, _, h in banded.get(name, [])}
+        out[name] = []
+        for kind, pooled, by_weight in found:
+            merged = dict(by_weight)
+            if name in CROSS_DIRECTIONS and kind in others:
+                for label, figures in others[kind].items():
+                    if "+events" in label:  # the envelopes weighed in: the matching mattered
+                        merged[label + BEST_BAND] = figures
+            out[name].append((kind, pooled, merged))
+    return out
+
+
+# A choice of the re-rank: its weighting, and whether sound met picture by the best band.
+Choice = tuple[float | None, float, bool]
+
+
+def choice_label(choice: Choice) -> str:
+    w, e, bands = choice
+    return weight_label(w, e) + (BEST_BAND if bands else "")
 
 
 def _choose(
-    measured: dict[str, list[tuple[str, dict[str, Any], dict[str, Any]]]],
+    measured: Measured,
     combos: list[Weighting],
     evidence: dict[str, Any],
     sequence_trained: bool,
@@ -175,23 +245,28 @@ def _choose(
     short: SearchPolicy | None = None,
 ) -> SearchPolicy:
     """Per direction, the weighting no worse than pooled on R@1 and R@10 in every protocol
-    measured, best by R@1 summed over them (then R@10); none eligible: no re-rank."""
+    measured, best by R@1 summed over them (then R@10; a tie to the one listed first, the
+    single envelopes before the best band); none eligible: no re-rank."""
     rerank: dict[str, bool] = {}
     chosen_weights: dict[str, float] = {}
     chosen_events: dict[str, float] = {}
+    cross_bands: set[str] = set()
     for name in POLICY_DIRECTIONS:
         found = measured.get(name, [])
         if not found:
             rerank[name] = False
             continue
+        choices: list[Choice] = [(w, e, False) for w, e in combos]
+        if all(choice_label((w, e, True)) in h for w, e in combos if e for _, _, h in found):
+            choices += [(w, e, True) for w, e in combos if e]
 
-        def hybrid_of(by_weight: dict[str, Any], combo: Weighting) -> dict[str, Any]:
-            report = by_weight[weight_label(*combo)]
+        def hybrid_of(by_weight: dict[str, Any], choice: Choice) -> dict[str, Any]:
+            report = by_weight[choice_label(choice)]
             return report.get("all", report)
 
         eligible = [
             c
-            for c in combos
+            for c in choices
             if all(hybrid_of(h, c)[k] >= p[k] for _, p, h in found for k in ("R@1", "R@10"))
         ]
         best = max(
@@ -206,17 +281,19 @@ def _choose(
             chosen_weights[name] = float(best[0])
         if best is not None and best[1]:
             chosen_events[name] = float(best[1])
+            if best[2]:
+                cross_bands.add(name)
         evidence[name] = {
             kind: {
                 "pooled": {k: round(p[k], 4) for k in ("R@1", "R@10")},
                 **{
-                    weight_label(*c): {k: round(hybrid_of(h, c)[k], 4) for k in ("R@1", "R@10")}
-                    for c in combos
+                    choice_label(c): {k: round(hybrid_of(h, c)[k], 4) for k in ("R@1", "R@10")}
+                    for c in choices
                 },
             }
             for kind, p, h in found
         }
-        evidence[name]["chosen"] = "off" if best is None else weight_label(*best)
+        evidence[name]["chosen"] = "off" if best is None else choice_label(best)
     return SearchPolicy(
         sequence_trained=sequence_trained,
         rerank=rerank,
@@ -225,4 +302,5 @@ def _choose(
         rerank_weight=chosen_weights,
         event_weight=chosen_events,
         short=short,
+        cross_bands=frozenset(cross_bands),
     )

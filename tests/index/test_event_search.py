@@ -278,3 +278,99 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     )
     np.testing.assert_array_equal(item.changes, media.changes)
     np.testing.assert_array_equal(item.region_changes, media.region_changes)
+
+
+def _cross_policy(cross_bands: bool = True) -> dict:
+    """Sound against picture re-ranked with the envelopes (by the sound's best band, or as a
+    record made before it: by the single envelopes); nothing else."""
+    return SearchPolicy(
+        sequence_trained=True,
+        rerank=dict.fromkeys(DIRECTIONS, True),
+        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
+        event_weight={"audio→video": 2.0, "video→audio": 2.0},
+        short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
+        cross_bands=frozenset({"audio→video", "video→audio"} if cross_bands else ()),
+    ).to_dict()
+
+
+def _build_drowned(root: Path, n: int, with_bands: bool = True, cross_bands: bool = True) -> dict:
+    """n items whose sound holds their picture's events in one band only: the other bands, and
+    the single envelope that sums them, are unrelated (rain, an offscreen source). Their vectors
+    are all the same: only the envelopes tell them apart."""
+    rng = np.random.default_rng(4)
+    made: dict = {"picture": [], "sound": [], "bands": []}
+    seq = _unit(rng.normal(size=(STEPS, DIM)))
+    pooled = _unit(seq.mean(0))
+
+    def entries():
+        for i in range(n):
+            picture = standardise(rng.standard_normal(BINS))
+            bands = np.stack(
+                [standardise(rng.standard_normal(BINS)) for _ in range(BANDS["audio"])], axis=1
+            )
+            bands[:, i % BANDS["audio"]] = picture
+            sound = standardise(rng.standard_normal(BINS))
+            made["picture"].append(picture)
+            made["sound"].append(sound)
+            made["bands"].append(bands)
+            events = {"visual": picture, "audio": sound}
+            if with_bands:
+                events["audio_bands"] = bands
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": pooled, "audio": pooled},
+                {"visual": seq, "audio": seq},
+                events,
+            )
+
+    info = {"search_policy": _cross_policy(cross_bands), "event_rate": RATE}
+    publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
+    return made
+
+
+def test_sound_and_picture_meet_by_the_sounds_best_band(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_drowned(root, 120)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    # a piece of item 45's sound: its single envelope says nothing, its bands do
+    single, bands = made["sound"][45][20:56], made["bands"][45][20:56]
+    sound = Query("audio", pooled, steps, single, bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert hits[0].id == "item45" and hits[0].start_s == pytest.approx(20 / RATE)
+    alone = Query("audio", pooled, steps, single)  # no bands: the single envelope alone
+    assert searcher.search(alone, "video", k=3, rerank_k=120).hits[0].id != "item45"
+    # a piece of item 77's footage finds the sound whose band holds its changes
+    picture = Query("visual", pooled, steps, made["picture"][77][10:46])
+    hits = searcher.search(picture, "audio", k=3, rerank_k=120).hits
+    assert hits[0].id == "item77" and hits[0].start_s == pytest.approx(10 / RATE)
+
+
+def test_a_picture_meets_sounds_embedded_before_bands_by_their_single_envelope(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    made = _build_drowned(root, 30, with_bands=False)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    # footage whose changes are item 12's sound's single envelope: found by it
+    picture = Query("visual", pooled, steps, made["sound"][12][10:46])
+    hits = searcher.search(picture, "audio", k=3, rerank_k=30).hits
+    assert hits[0].id == "item12" and hits[0].start_s == pytest.approx(10 / RATE)
+
+
+def test_a_policy_measured_before_the_best_band_keeps_the_single_envelopes(tmp_path: Path) -> None:
+    """Its event weights were measured with the single envelopes: the search matches as they
+    were measured."""
+    root = tmp_path / "root"
+    made = _build_drowned(root, 120, cross_bands=False)
+    searcher = Searcher.open(root)
+    assert not searcher.policy.matches_by_bands("audio", "video")
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    sound = Query("audio", pooled, steps, made["sound"][45][20:56], made["bands"][45][20:56])
+    assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
+    picture = Query("visual", pooled, steps, made["sound"][77][10:46])
+    assert searcher.search(picture, "audio", k=3, rerank_k=120).hits[0].id == "item77"

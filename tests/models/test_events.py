@@ -14,6 +14,7 @@ from models.events import (
     event_agreement,
     fused_agreement,
     item_events,
+    match_across,
     match_events,
     picture_events,
     scan_window,
@@ -200,7 +201,7 @@ def test_sound_bands_tell_apart_sounds_that_start_together():
     with pytest.raises(ValueError, match="bands"):
         sound_bands(low, SR, FPS, bands=0)
     with pytest.raises(ValueError, match="bands"):
-        match_events(piece_bands, [single_low])
+        match_events(piece_bands, [bands_low[:, :4]])
 
 
 def test_banded_matching_is_the_mean_of_the_bands_correlations():
@@ -246,3 +247,58 @@ def test_a_piece_cut_between_bins_is_matched_at_its_best_phase():
     whole = sound_events(recording, SR, FPS)
     single, _ = best_phase(phases, [whole], FPS, banded=False)
     assert single[0] >= match_events(phases[0].events, [whole]).scores[0]
+
+
+def hiss(times_s: list[float], seconds: float = 6.0, above_hz: float = 2000.0) -> np.ndarray:
+    """A short burst of noise at each time with nothing below `above_hz`: rain on a roof."""
+    rng = np.random.default_rng(1)
+    wave = np.zeros(int(seconds * SR), np.float32)
+    n = 800
+    for t in times_s:
+        start = int(t * SR)
+        wave[start : start + n] += rng.standard_normal(n) * np.exp(-np.arange(n) / 300.0)
+    spectrum = np.fft.rfft(wave)
+    spectrum[np.fft.rfftfreq(len(wave), 1 / SR) < above_hz] = 0
+    return np.fft.irfft(spectrum, len(wave)).astype(np.float32)
+
+
+def test_a_sound_meets_a_picture_by_its_best_band():
+    """A seen source (low tones, one flash each) heard under offscreen rain (high bursts the
+    picture never shows): summed into one envelope the rain drowns the tones, one band holds
+    them alone. Matched by the sound's best band, the clip's picture scores far higher than by
+    the single envelope, above a decoy's, and equals each band's best correlation taken alone;
+    picture against sound is the same match the other way round."""
+    rng = np.random.default_rng(11)
+    seen = [0.6, 1.9, 3.1, 4.4, 5.3]
+    rain = sorted(float(t) for t in rng.uniform(0.2, 5.7, 24))
+    wave = pitched_clicks(seen, 150.0) + 0.5 * hiss(rain)
+    single, bands = sound_envelopes(wave, SR, FPS)
+    picture = picture_events(flashes([round(t * FPS) for t in seen]), FPS, FPS)
+    decoy = picture_events(flashes([round(t * FPS) for t in (0.9, 1.4, 2.7, 3.9, 5.0)]), FPS, FPS)
+    by_single = match_events(single, [picture, decoy]).scores
+    by_band = match_events(bands, [picture, decoy])
+    assert by_band.scores[0] > by_single[0] + 0.2
+    assert by_band.scores[0] > by_band.scores[1] + 0.2
+    assert by_band.placement[0] == 0
+    for found, cand in zip(by_band.scores, (picture, decoy), strict=True):
+        per_band = [match_events(bands[:, b].copy(), [cand]).scores[0] for b in range(SOUND_BANDS)]
+        assert found == pytest.approx(max(per_band), abs=1e-6)
+    # the picture as the query, the sounds' bands as the candidates (a piece: placed where cut)
+    other = sound_bands(pitched_clicks([0.9, 1.4, 2.7, 3.9, 5.0], 150.0), SR, FPS)
+    back = match_events(picture, [other, bands])
+    assert back.scores[1] == pytest.approx(by_band.scores[0], abs=1e-5)
+    assert back.scores[1] > back.scores[0] + 0.2
+    piece = match_events(picture[6:66], [other, bands])
+    assert np.argmax(piece.scores) == 1 and piece.placement[1] == 6
+    # several banded queries at once (a sound's phases) match as each alone
+    many = match_across([bands, bands[6:66]], [picture, decoy])
+    np.testing.assert_allclose(many[0].scores, by_band.scores, atol=1e-6)
+    alone = match_events(bands[6:66], [picture, decoy])
+    np.testing.assert_allclose(many[1].scores, alone.scores, atol=1e-6)
+    assert many[1].placement[0] == alone.placement[0] == 6
+    with pytest.raises(ValueError, match="banded"):
+        match_across([bands, single], [picture])
+    with pytest.raises(ValueError, match="bands"):
+        match_across([picture], [bands, bands[:, :4]])
+    # a candidate without the stream scores nothing
+    assert match_events(picture, [np.zeros((0, SOUND_BANDS), np.float32)]).scores[0] == -np.inf

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ from models.policy import (
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
 from training.evaluate import excerpt_report, weight_label
-from training.search_policy import POLICY_EVENT_WEIGHTS, POLICY_WEIGHTS
+from training.search_policy import BEST_BAND, POLICY_EVENT_WEIGHTS, POLICY_WEIGHTS
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
@@ -64,6 +65,13 @@ def test_policy_round_trip_and_what_an_old_record_means(tmp_path):
     assert not back.reranks("text", "video")  # text has no steps to re-rank by
     assert set(back.to_dict()["rerank"]) == set(DIRECTIONS)
     assert back.warning() is None
+    # how sound met picture when the weights were measured: a record before the field, singly
+    assert not back.cross_bands and "cross_bands" not in back.to_dict()
+    bands = frozenset({"audio→video"})
+    save_policy(tmp_path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), cross_bands=bands))
+    back = load_policy(tmp_path)
+    assert back.cross_bands == bands and back.matches_by_bands("audio", "video")
+    assert not back.matches_by_bands("visual", "audio")
 
     old = load_policy(tmp_path / "nowhere")
     assert not old.recorded and not old.sequence_trained
@@ -176,12 +184,23 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     assert evidence["pool"] == len(prepared.val_items) > 0
     weights = record.get("rerank_weight", {})
     event_weights = record.get("event_weight", {})
-    combos = {weight_label(w, e): (w, e) for w in POLICY_WEIGHTS for e in POLICY_EVENT_WEIGHTS}
+    singly = {
+        weight_label(w, e): (w, e, False) for w in POLICY_WEIGHTS for e in POLICY_EVENT_WEIGHTS
+    }
+    # sound against picture: the envelopes matched by the sound's best band besides
+    banded = {
+        weight_label(w, e) + BEST_BAND: (w, e, True)
+        for w in POLICY_WEIGHTS
+        for e in POLICY_EVENT_WEIGHTS
+        if e
+    }
     for name in DIRECTIONS:
         measured = {k: v for k, v in evidence[name].items() if k != "chosen"}
         assert "excerpt" in measured  # every direction is measured on excerpts
+        combos = singly
         if name in ("audio→video", "video→audio"):
             assert "full" in measured
+            combos = singly | banded
         labels = [w for w in measured["excerpt"] if w != "pooled"]
         assert set(labels) == set(combos)  # every steps' weight with every envelopes' weight
         eligible = [
@@ -202,8 +221,9 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
                 ),
             )
             assert chosen == best
-            w, e = combos[chosen]
+            w, e, bands = combos[chosen]
             assert weights.get(name) == w and event_weights.get(name, 0.0) == e
+            assert (name in record.get("cross_bands", [])) is bands
     # Short queries: their own choice, on their own excerpts, by the same rule.
     short = record["short_queries"]
     assert short["below_s"] == SHORT_QUERY_S
@@ -211,6 +231,7 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     for name in DIRECTIONS:
         m = short["evidence"][name]["excerpt"]
         chosen = short["evidence"][name]["chosen"]
+        combos = singly | banded if name in ("audio→video", "video→audio") else singly
         eligible = [w for w in combos if all(m[w][k] >= m["pooled"][k] for k in ("R@1", "R@10"))]
         assert short["rerank"][name] is bool(eligible)
         if eligible:
@@ -454,17 +475,25 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
 
     pool = embed_pool(model, cache, list(by_id))
     subsets = clip_subsets_of([by_id[i] for i in pool.ids])
-    both = _direction(
-        model,
-        "audio→video",
-        by_id,
-        pool,
-        None,
-        subsets,
-        100,
-        "interp",
-        ("hybrid",),
-        (1.0, None),
-        (2.0, 0.0),
-    )["hybrid_by_weight"]
-    assert report["audio→video"]["service"] == both[weight_label(1.0, 2.0)]
+
+    def by_weight(cross_bands: bool) -> dict:
+        return _direction(
+            model,
+            "audio→video",
+            by_id,
+            pool,
+            None,
+            subsets,
+            100,
+            "interp",
+            ("hybrid",),
+            (1.0, None),
+            (2.0, 0.0),
+            cross_bands=cross_bands,
+        )["hybrid_by_weight"]
+
+    # a record before the best band: the single envelopes; one measured with it: the best band
+    assert report["audio→video"]["service"] == by_weight(False)[weight_label(1.0, 2.0)]
+    banded = replace(policy, cross_bands=frozenset({"audio→video"}))
+    service = evaluate(model, items, cache, texts, policy=banded)["audio→video"]["service"]
+    assert service == by_weight(True)[weight_label(1.0, 2.0)]
