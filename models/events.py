@@ -367,21 +367,23 @@ def match_many(
             raise ValueError(f"candidate {i} has {c.shape[1]} bands, the query {channels}")
         x[i, :, pad : pad + len(c)] = c.T
     rows = usable.numpy()
-    for query, found in zip(arrays, out, strict=True):
-        n = len(query)
-        if n == 0:
-            continue
+    by_length: dict[int, list[int]] = {}  # queries of one length: one convolution
+    for j, query in enumerate(arrays):
         if (1 if query.ndim == 1 else query.shape[1]) != channels:
             raise ValueError("the queries must have the same bands")
-        q = torch.from_numpy(np.ascontiguousarray(query.reshape(n, channels).T))
-        # (K, P): column j is placement p = j - pad
-        corr = F.conv1d(x, q[None]).squeeze(1) / (n * channels)
-        p = torch.arange(corr.shape[1]) - pad
+        if len(query):
+            by_length.setdefault(len(query), []).append(j)
+    for n, group in by_length.items():
+        weight = np.stack([arrays[j].reshape(n, channels).T for j in group])  # (Q, C, n)
+        # (K, Q, P): column j is placement p = j - pad
+        corr = F.conv1d(x, torch.from_numpy(weight)) / (n * channels)
+        p = torch.arange(corr.shape[2]) - pad
         low, high = _placements(n, lengths, max_lag)
         allowed = (p[None] >= low[:, None]) & (p[None] <= high[:, None])
-        best, where = corr.masked_fill(~allowed, -torch.inf).max(dim=1)
-        found.scores[rows] = best[usable].numpy()
-        found.placement[rows] = (where[usable] - pad).numpy()
+        best, where = corr.masked_fill(~allowed[:, None, :], -torch.inf).max(dim=2)
+        for column, j in enumerate(group):
+            out[j].scores[rows] = best[usable, column].numpy()
+            out[j].placement[rows] = (where[usable, column] - pad).numpy()
     return out
 
 

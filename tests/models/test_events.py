@@ -16,6 +16,7 @@ from models.events import (
     item_events,
     match_across,
     match_events,
+    match_many,
     picture_events,
     scan_window,
     sound_bands,
@@ -302,3 +303,20 @@ def test_a_sound_meets_a_picture_by_its_best_band():
         match_across([picture], [bands, bands[:, :4]])
     # a candidate without the stream scores nothing
     assert match_events(picture, [np.zeros((0, SOUND_BANDS), np.float32)]).scores[0] == -np.inf
+
+
+def test_several_queries_at_once_match_as_each_alone():
+    """`match_many` convolves queries of one length together: the same scores and placements
+    as one query at a time, whatever the mix of lengths (an empty one scores nothing)."""
+    rng = np.random.default_rng(6)
+    cands = [rng.standard_normal((m, 2)).astype(np.float32) for m in (72, 30, 9, 0)]
+    queries = [rng.standard_normal((n, 2)).astype(np.float32) for n in (30, 12, 30, 30, 0, 12)]
+    together = match_many(queries, cands)
+    for query, found in zip(queries, together, strict=True):
+        if not len(query):
+            assert (found.scores == -np.inf).all()
+            continue
+        alone = match_many([query], cands)[0]
+        np.testing.assert_array_equal(found.placement, alone.placement)
+        np.testing.assert_allclose(found.scores, alone.scores, atol=1e-6)
+        assert found.scores[3] == -np.inf  # the candidate without the stream

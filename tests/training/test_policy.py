@@ -497,3 +497,37 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     banded = replace(policy, cross_bands=frozenset({"audio→video"}))
     service = evaluate(model, items, cache, texts, policy=banded)["audio→video"]["service"]
     assert service == by_weight(True)[weight_label(1.0, 2.0)]
+
+
+def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus, tmp_path):
+    """`trimodal policy`: a checkpoint whose record was measured with an older scoring gets its
+    defaults measured again on the val split, as training records them; never on test."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    TrimodalModel(preset("tiny")).save(ckpt)
+    old = SearchPolicy(
+        True,
+        dict.fromkeys(DIRECTIONS, True),
+        {"audio→video": {"chosen": "2+events 1"}},
+        event_weight={"audio→video": 1.0},
+    )
+    save_policy(ckpt, old)
+    manifest = corpus / "manifest.jsonl"
+    args = ["policy", "--ckpt", str(ckpt), "--data", str(manifest), "--cache", str(tmp_path / "c")]
+    refused = CliRunner().invoke(app, [*args, "--split", "test"])
+    assert refused.exit_code != 0 and "val split" in refused.output
+    assert load_policy(ckpt) == old  # untouched
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    now = load_policy(ckpt)
+    val = load_manifest(manifest, splits=("val",))
+    assert now.sequence_trained and now.evidence["pool"] == len(val)
+    assert now.text_segments is False and now.short is not None
+    for name in DIRECTIONS:  # every direction measured and its choice recorded
+        assert "excerpt" in now.evidence[name] and "chosen" in now.evidence[name]
+    assert now.cross_bands <= {"audio→video", "video→audio"}
+    assert "2+events 1" in done.output  # what it was, beside what it is now
