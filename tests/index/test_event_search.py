@@ -30,16 +30,24 @@ from tests.models.conftest import write_media
 DIM, STEPS, BINS, RATE = 16, 24, 72, 12.0
 
 
-def _policy(event_weight: float) -> dict:
-    """Re-rank everything, with the envelopes for audio→video; short queries never re-ranked."""
-    weights = {"audio→video": event_weight} if event_weight else {}
+def _events_policy(
+    event_weight: dict[str, float], cross_bands: frozenset[str] = frozenset()
+) -> dict:
+    """Re-rank everything, with the envelopes in `event_weight`'s directions (sound against
+    picture by the sound's best band in `cross_bands`'s); short queries never re-ranked."""
     return SearchPolicy(
         sequence_trained=True,
         rerank=dict.fromkeys(DIRECTIONS, True),
         rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
-        event_weight=weights,
+        event_weight=event_weight,
         short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
+        cross_bands=cross_bands,
     ).to_dict()
+
+
+def _policy(event_weight: float) -> dict:
+    """The envelopes for audio→video only."""
+    return _events_policy({"audio→video": event_weight} if event_weight else {})
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -154,13 +162,7 @@ def test_a_short_query_gets_the_short_defaults(tmp_path: Path) -> None:
 
 def _same_modality_policy() -> dict:
     """Sounds among sounds and footage among footage re-ranked with the envelopes; nothing else."""
-    return SearchPolicy(
-        sequence_trained=True,
-        rerank=dict.fromkeys(DIRECTIONS, True),
-        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
-        event_weight={"audio→audio": 2.0, "video→video": 2.0},
-        short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
-    ).to_dict()
+    return _events_policy({"audio→audio": 2.0, "video→video": 2.0})
 
 
 def _build_banded(root: Path, n: int, with_bands: bool = True) -> dict:
@@ -283,14 +285,8 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
 def _cross_policy(cross_bands: bool = True) -> dict:
     """Sound against picture re-ranked with the envelopes (by the sound's best band, or as a
     record made before it: by the single envelopes); nothing else."""
-    return SearchPolicy(
-        sequence_trained=True,
-        rerank=dict.fromkeys(DIRECTIONS, True),
-        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
-        event_weight={"audio→video": 2.0, "video→audio": 2.0},
-        short=SearchPolicy(True, dict.fromkeys(DIRECTIONS, False)),
-        cross_bands=frozenset({"audio→video", "video→audio"} if cross_bands else ()),
-    ).to_dict()
+    cross = frozenset({"audio→video", "video→audio"})
+    return _events_policy(dict.fromkeys(cross, 2.0), cross if cross_bands else frozenset())
 
 
 def _build_drowned(root: Path, n: int, with_bands: bool = True, cross_bands: bool = True) -> dict:
