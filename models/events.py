@@ -316,12 +316,13 @@ def match_across(
     shaped = [np.asarray(c, np.float32) for c in candidates]
     nonempty = [c for c in shaped if len(c)]
     bands = _band_count(nonempty, "candidates") if nonempty else 1
-    # each candidate's bands become `bands` single candidates in a row: k × bands of them
-    flat = [
-        c[:, b].copy() if len(c) else np.zeros(0, np.float32) for c in shaped for b in range(bands)
-    ]
+    # laid out once as they are, then each band a single candidate of its own: k × bands rows
+    laid = _layout(shaped, bands, arrays, max_lag)
+    if laid is not None:
+        x = laid.x.reshape(len(shaped) * bands, 1, laid.x.shape[2])
+        laid = _Laid(x, laid.lengths.repeat_interleave(bands), laid.pad)
     out = []
-    for matches in match_many(arrays, flat, max_lag):
+    for matches in _correlate(arrays, laid, len(shaped) * bands, 1, max_lag):
         scores = matches.scores.reshape(len(shaped), bands)
         placement = matches.placement.reshape(len(shaped), bands)
         best = scores.argmax(axis=1)
@@ -352,38 +353,69 @@ def match_many(
     candidates, laid out once: the layout, not the correlation, is most of the cost."""
     arrays = [np.asarray(q, np.float32) for q in queries]
     channels = 1 if arrays[0].ndim == 1 else arrays[0].shape[1]
-    k = len(candidates)
+    laid = _layout(candidates, channels, arrays, max_lag)
+    return _correlate(arrays, laid, len(candidates), channels, max_lag)
+
+
+@dataclass(frozen=True)
+class _Laid:
+    x: torch.Tensor  # (K, C, longest + 2 pad): each candidate's bins after `pad` zeros
+    lengths: torch.Tensor  # (K,) int64
+    pad: int
+
+
+def _layout(
+    candidates: list[np.ndarray], channels: int, queries: list[np.ndarray], max_lag: int
+) -> _Laid | None:
+    """The candidates zero-padded for every placement of the longest query (None: nothing to
+    compare)."""
     lengths = torch.tensor([len(c) for c in candidates], dtype=torch.int64)
-    usable = (lengths > 0).nonzero().flatten()
-    out = [EventMatches(np.full(k, -np.inf, np.float32), np.zeros(k, np.int64)) for _ in arrays]
-    longest_query = max(len(q) for q in arrays)
-    if longest_query == 0 or len(usable) == 0:
-        return out
+    longest_query = max((len(q) for q in queries), default=0)
+    if longest_query == 0 or not bool((lengths > 0).any()):
+        return None
     pad = longest_query - 1 + max_lag
-    x = torch.zeros(k, channels, int(lengths.max()) + 2 * pad)
-    for i in usable.tolist():
-        c = torch.from_numpy(np.asarray(candidates[i], np.float32).reshape(len(candidates[i]), -1))
+    x = torch.zeros(len(candidates), channels, int(lengths.max()) + 2 * pad)
+    for i, found in enumerate(candidates):
+        if not len(found):
+            continue
+        c = torch.from_numpy(np.asarray(found, np.float32).reshape(len(found), -1))
         if c.shape[1] != channels:
             raise ValueError(f"candidate {i} has {c.shape[1]} bands, the query {channels}")
         x[i, :, pad : pad + len(c)] = c.T
-    rows = usable.numpy()
-    by_length: dict[int, list[int]] = {}  # queries of one length: one convolution
+    return _Laid(x, lengths, pad)
+
+
+def _correlate(
+    arrays: list[np.ndarray], laid: _Laid | None, k: int, channels: int, max_lag: int
+) -> list[EventMatches]:
+    """Each query against each of the `k` laid-out candidates (queries of one length in one
+    convolution): the best placement allowed and its score (-inf: nothing to compare)."""
+    out = [EventMatches(np.full(k, -np.inf, np.float32), np.zeros(k, np.int64)) for _ in arrays]
+    by_length: dict[int, list[int]] = {}
     for j, query in enumerate(arrays):
         if (1 if query.ndim == 1 else query.shape[1]) != channels:
             raise ValueError("the queries must have the same bands")
         if len(query):
             by_length.setdefault(len(query), []).append(j)
+    if laid is None:
+        return out
+    usable = (laid.lengths > 0).nonzero().flatten()
+    rows = usable.numpy()
     for n, group in by_length.items():
         weight = np.stack([arrays[j].reshape(n, channels).T for j in group])  # (Q, C, n)
-        # (K, Q, P): column j is placement p = j - pad
-        corr = F.conv1d(x, torch.from_numpy(weight)) / (n * channels)
-        p = torch.arange(corr.shape[2]) - pad
-        low, high = _placements(n, lengths, max_lag)
+        low, high = _placements(n, laid.lengths, max_lag)
+        # only the placements some candidate allows (a whole clip against whole clips: 5 of
+        # the ~150 a full correlation would compute); x holds placement p at column pad + p
+        first, last = int(low[usable].min()), int(high[usable].max())
+        span = laid.x[:, :, laid.pad + first : laid.pad + last + n]
+        # (K, Q, P): column j is placement p = first + j
+        corr = F.conv1d(span, torch.from_numpy(weight)) / (n * channels)
+        p = torch.arange(corr.shape[2]) + first
         allowed = (p[None] >= low[:, None]) & (p[None] <= high[:, None])
         best, where = corr.masked_fill(~allowed[:, None, :], -torch.inf).max(dim=2)
         for column, j in enumerate(group):
             out[j].scores[rows] = best[usable, column].numpy()
-            out[j].placement[rows] = (where[usable, column] - pad).numpy()
+            out[j].placement[rows] = (where[usable, column] + first).numpy()
     return out
 
 
