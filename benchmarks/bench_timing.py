@@ -43,7 +43,7 @@ from torch import Tensor
 from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
 from models.encoders import Embeddings
-from models.events import fused_agreement, sound_events
+from models.events import fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS, SearchPolicy
 from training.cache import DecodeSpec, FeatureCache
@@ -202,7 +202,9 @@ def agreement_report(
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
         return {}
-    sounds, pictures = pool.events["audio"], pool.events["visual"]
+    # the sound's best band against the picture where the checkpoint's policy chose it
+    by_bands = model.search_policy.agreement_bands
+    sounds, pictures = pool.events["audio_bands" if by_bands else "audio"], pool.events["visual"]
     own_pictures = [pictures[r] for r in rows.tolist()]
     own_sound, picture = take_rows(pool.audio, rows), take_rows(pool.visual, rows)
     own = _agreements(model, own_sound, picture, [sounds[r] for r in rows.tolist()], own_pictures)
@@ -235,7 +237,7 @@ def agreement_report(
         model,
         _batched(lambda w: model.encode_audio(*model.audio_inputs(w)), waves),
         picture,
-        [sound_events(w, sr, model.cfg.visual.fps) for w in waves],
+        [sound_envelopes(w, sr, model.cfg.visual.fps)[1 if by_bands else 0] for w in waves],
         own_pictures,
     )
     error = np.abs(np.array([o for _, o in shifted]) - shifts)

@@ -300,6 +300,7 @@ def publish_entries(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
         policy.agreement_event_weight or 0.0,
+        policy.agreement_bands,
     )
     with (
         VersionWriter(
@@ -445,12 +446,18 @@ class _Agreements:
     CHUNK = 256
 
     def __init__(
-        self, steps_per_second: float, event_rate: float | None = None, event_weight: float = 0.0
+        self,
+        steps_per_second: float,
+        event_rate: float | None = None,
+        event_weight: float = 0.0,
+        by_bands: bool = False,
     ) -> None:
-        """`event_rate`: the entries' envelopes join in (`models.events.fused_agreement`)."""
+        """`event_rate`: the entries' envelopes join in (`models.events.fused_agreement`);
+        `by_bands`: the sound's by its best band where the entry has bands."""
         self.sps = steps_per_second
         self.event_rate = event_rate
         self.event_weight = event_weight
+        self.by_bands = by_bands
         self.values: list[tuple[float, float]] = []
         self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.events: dict[int, EventAgreement | None] = {}
@@ -462,6 +469,9 @@ class _Agreements:
             row = len(self.values) - 1
             self.pending.append((row, a, v))
             sound, picture = entry.events.get("audio"), entry.events.get("visual")
+            bands = entry.events.get("audio_bands")
+            if self.by_bands and bands is not None and len(bands):
+                sound = bands
             if self.event_rate is not None and sound is not None and picture is not None:
                 self.events[row] = event_agreement(sound, picture, self.event_rate)
             if len(self.pending) >= self.CHUNK:

@@ -72,6 +72,10 @@ class SearchPolicy:
     # matching sound against picture by the sound's best band (`models.events.match_across`);
     # the others match the single envelopes (records before the field: all of them).
     cross_bands: frozenset[str] = frozenset()
+    # Whether a clip's agreement and audio offset take the sound's best band against its picture
+    # (`models.events.event_agreement` on `sound_bands`), as measured on val; False (records
+    # before the field): the single envelope.
+    agreement_bands: bool = False
 
     def for_length(self, seconds: float | None) -> SearchPolicy:
         """The defaults for a query this long (None: unknown length, the long-query ones)."""
@@ -148,6 +152,7 @@ class SearchPolicy:
                 else {}
             ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
+            **({"agreement_bands": True} if self.agreement_bands else {}),
             **(
                 {"short_queries": {"below_s": SHORT_QUERY_S, **self.short.to_dict()}}
                 if self.short is not None
@@ -175,6 +180,7 @@ class SearchPolicy:
             short=cls.from_dict(short) if usable and isinstance(short, Mapping) else None,
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
             cross_bands=_directions(data.get("cross_bands")),
+            agreement_bands=data.get("agreement_bands") is True,
         )
 
 

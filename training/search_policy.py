@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.events import fused_agreement
+from models.events import event_agreement, fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
 from models.policy import SearchPolicy
@@ -49,17 +49,29 @@ SHORT_EXCERPT_S = 1.5
 AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
-def choose_agreement_weight(model: TrimodalModel, pool: Pool) -> tuple[float, dict[str, Any]]:
-    """The envelopes' weight in the agreement score that best tells each clip's own sound from
-    another clip's (ROC AUC on the pool: each picture with its sound and with the next clip's);
-    ties go to the smaller weight."""
+def choose_agreement(
+    model: TrimodalModel, pool: Pool, cache: FeatureCache | None = None
+) -> tuple[float, bool, dict[str, Any]]:
+    """How a clip's agreement is scored (`models.events.fused_agreement`): whether its sound's
+    envelopes meet its picture by the best band or the single envelope — the one that places
+    each clip's own sound, shifted by ±0.25–1 s, closer (median error; the offset is the
+    envelopes' alone; a tie, or no `cache` to read sounds from: single) — and the envelopes'
+    weight that best tells each clip's own sound from another clip's (ROC AUC on the pool: each
+    picture with its sound and with the next clip's); ties go to the smaller weight."""
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
-        return 0.0, {"reason": "fewer than two clips with sound and picture"}
+        return 0.0, False, {"reason": "fewer than two clips with sound and picture"}
     pictures = [pool.events["visual"][r] for r in rows.tolist()]
+    evidence: dict[str, Any] = {}
+    by_bands = False
+    if cache is not None:
+        errors = shifted_offset_errors(model, pool, cache, rows)
+        evidence["shifted_offset_error_s"] = {k: round(v, 4) for k, v in errors.items()}
+        by_bands = errors["best band"] < errors["single"]
+    sound_kind = "audio_bands" if by_bands else "audio"
 
     def parts(sound_rows: Tensor) -> list:
-        sounds = [pool.events["audio"][r] for r in sound_rows.tolist()]
+        sounds = [pool.events[sound_kind][r] for r in sound_rows.tolist()]
         return agreement_parts(
             model, take_rows(pool.audio, sound_rows), take_rows(pool.visual, rows), sounds, pictures
         )
@@ -71,7 +83,40 @@ def choose_agreement_weight(model: TrimodalModel, pool: Pool) -> tuple[float, di
 
     auc = {w: roc_auc(scores(own, w), scores(other, w)) for w in AGREEMENT_EVENT_WEIGHTS}
     best = max(AGREEMENT_EVENT_WEIGHTS, key=lambda w: (auc[w], -w))
-    return best, {"swapped_auc": {f"{w:g}": round(a, 4) for w, a in auc.items()}, "chosen": best}
+    evidence |= {
+        "matching": "best band" if by_bands else "single",
+        "swapped_auc": {f"{w:g}": round(a, 4) for w, a in auc.items()},
+        "chosen": best,
+    }
+    return best, by_bands, evidence
+
+
+def shifted_offset_errors(
+    model: TrimodalModel, pool: Pool, cache: FeatureCache, rows: Tensor, seed: int = 0
+) -> dict[str, float]:
+    """Median error of the offset the envelopes alone estimate (`event_agreement`) for each
+    clip's own sound shifted by ±0.25–1 s against its picture: "single" and "best band"."""
+    rng = np.random.default_rng(seed)
+    sr, rate = model.cfg.audio.sample_rate, model.cfg.visual.fps
+    errors: dict[str, list[float]] = {"single": [], "best band": []}
+    for r in rows.tolist():
+        wave = np.asarray(cache.audio(pool.ids[r]), np.float32)
+        shift = float(rng.uniform(0.25, 1.0) * rng.choice([-1.0, 1.0]))
+        n = min(len(wave), round(abs(shift) * sr))
+        pad = np.zeros(n, np.float32)
+        # late: silence first, the end cut off; early: the start cut off, silence after
+        moved = (
+            np.concatenate([pad, wave])[: len(wave)]
+            if shift > 0
+            else np.concatenate([wave[n:], pad])
+        )
+        single, bands = sound_envelopes(moved, sr, rate)
+        picture = pool.events["visual"][r]
+        for name, sound in (("single", single), ("best band", bands)):
+            found = event_agreement(sound, picture, rate)
+            if found is not None:
+                errors[name].append(abs(found.offset_s - shift))
+    return {k: float(np.median(v)) if v else float("inf") for k, v in errors.items()}
 
 
 def measure_policy(
@@ -112,7 +157,7 @@ def measure_policy(
     )
     evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": singly.queries}
     short_evidence: dict[str, Any] = {"excerpt_s": SHORT_EXCERPT_S, "queries": singly.short_queries}
-    agreement_weight, evidence["agreement"] = choose_agreement_weight(model, pool)
+    agreement_weight, agreement_bands, evidence["agreement"] = choose_agreement(model, pool, cache)
     short = _choose(
         _merged(singly.short, banded.short),
         combos,
@@ -128,7 +173,7 @@ def measure_policy(
         text_segments,
         short=short,
     )
-    return replace(chosen, agreement_event_weight=agreement_weight)
+    return replace(chosen, agreement_event_weight=agreement_weight, agreement_bands=agreement_bands)
 
 
 # Per direction, each protocol measured: (kind, its pooled figures, weighting label → figures).

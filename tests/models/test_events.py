@@ -320,3 +320,29 @@ def test_several_queries_at_once_match_as_each_alone():
         np.testing.assert_array_equal(found.placement, alone.placement)
         np.testing.assert_allclose(found.scores, alone.scores, atol=1e-6)
         assert found.scores[3] == -np.inf  # the candidate without the stream
+
+
+def test_agreement_by_the_best_band_places_a_sound_under_rain():
+    """A seen source under offscreen rain: the single envelope's best lag follows the rain (its
+    offset is wrong by up to a second), the band that holds the source alone places the sound
+    to a bin, with a clearer peak."""
+    seen = [0.6, 1.9, 3.1, 4.4, 5.3]
+    picture = picture_events(flashes([round(t * FPS) for t in seen]), FPS, FPS)
+    wrong = 0
+    for seed, late_s in enumerate((0.0, 0.5, -0.75)):
+        rain = sorted(float(t) for t in np.random.default_rng(seed).uniform(0.2, 5.7, 24))
+        source = pitched_clicks([t + late_s for t in seen if 0 <= t + late_s < 6], 150.0)
+        single, bands = sound_envelopes(source + 0.5 * hiss(rain), SR, FPS)
+        by_single = event_agreement(single, picture, FPS)
+        by_band = event_agreement(bands, picture, FPS)
+        assert by_single is not None and by_band is not None
+        assert abs(by_band.offset_s - late_s) <= 1 / FPS
+        assert by_band.score > by_single.score
+        wrong += abs(by_single.offset_s - late_s) > 0.25
+    assert wrong >= 2  # what the single envelope does under rain
+    # a band without events is passed over; none with events: nothing to agree with
+    quiet = np.zeros((72, SOUND_BANDS), np.float32)
+    assert event_agreement(quiet, picture, FPS) is None
+    quiet[:, 3] = picture_events(flashes([round(t * FPS) + 6 for t in seen]), FPS, FPS)
+    found = event_agreement(quiet, picture, FPS)
+    assert found is not None and found.offset_s == pytest.approx(0.5, abs=1 / FPS)

@@ -71,6 +71,11 @@ def test_policy_round_trip_and_what_an_old_record_means(tmp_path):
     save_policy(tmp_path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), cross_bands=bands))
     back = load_policy(tmp_path)
     assert back.cross_bands == bands and back.matches_by_bands("audio", "video")
+    assert not back.agreement_bands  # a record before the field: the single envelope
+    save_policy(
+        tmp_path, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), agreement_bands=True)
+    )
+    assert load_policy(tmp_path).agreement_bands
     assert not back.matches_by_bands("visual", "audio")
 
     old = load_policy(tmp_path / "nowhere")
@@ -182,6 +187,12 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     assert record["text_segments"] is False  # no objective puts the steps in the text space
     evidence = record["evidence"]
     assert evidence["pool"] == len(prepared.val_items) > 0
+    # the agreement's envelopes: the matching that placed shifted sounds closer on val
+    agreement = evidence["agreement"]
+    errors = agreement["shifted_offset_error_s"]
+    assert (agreement["matching"] == "best band") is record.get("agreement_bands", False)
+    if abs(errors["best band"] - errors["single"]) > 1e-3:
+        assert record.get("agreement_bands", False) is (errors["best band"] < errors["single"])
     weights = record.get("rerank_weight", {})
     event_weights = record.get("event_weight", {})
     singly = {
@@ -437,6 +448,27 @@ def test_an_index_of_a_timing_trained_model_carries_each_items_av_agreement(corp
     want = fused_agreement(expected.score, expected.offset_s, events, 0.3)
     assert events is not None and fused.agreement is not None
     assert tuple(fused.agreement[row]) == pytest.approx(want, abs=2e-3)  # float16 envelopes
+    # Recorded so, the sound's envelopes meet the picture by their best band.
+    banded_root = tmp_path / "banded"
+    save_policy(
+        ckpt,
+        SearchPolicy(
+            True,
+            dict.fromkeys(DIRECTIONS, False),
+            text_segments=False,
+            agreement_event_weight=0.3,
+            agreement_bands=True,
+        ),
+    )
+    _index(corpus, ckpt, banded_root)
+    banded = Searcher.open(banded_root)
+    row, _ = banded.items.by_id(items[2].id)
+    bands = banded.bands["audio"].get(row).astype(np.float32)
+    by_band = event_agreement(bands, picture, banded.event_rate)
+    assert by_band is not None and banded.agreement is not None
+    want = fused_agreement(expected.score, expected.offset_s, by_band, 0.3)
+    assert tuple(banded.agreement[row]) == pytest.approx(want, abs=2e-3)  # int8 bands
+    assert abs(banded.agreement[row, 0] - fused.agreement[row, 0]) > 1e-2  # not the single's
     save_policy(ckpt, SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), text_segments=False))
 
     remove_items(tmp_path / "index", {items[0].id})  # a derived version keeps them
