@@ -45,8 +45,8 @@ from index.version import (
 from models.alignment import av_agreement
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement
 from models.features import pad_batch
-from models.model import TrimodalModel
-from models.policy import SearchPolicy
+from models.model import TrimodalModel, checkpoint_hash
+from models.policy import SearchPolicy, load_policy
 
 log = logging.getLogger("trimodal.index")
 
@@ -537,6 +537,40 @@ def remove_items(root: Path, ids: set[str], index_type: str = "auto") -> BuildRe
         steps_per_second=float(m["steps_per_second"]),
         index_type=index_type,
         build_info={"derived_from": base.name, "removed": len(ids), **policy_of(base)},
+        codec=codec,
+        projection=projection,
+    )
+
+
+def adopt_policy(root: Path, checkpoint: Path, index_type: str = "auto") -> BuildReport:
+    """A new version of the same items with the search defaults the checkpoint records now
+    (`trimodal policy` measured them again): nothing is embedded again; the per-item agreement
+    is computed again, as the defaults say. Refused for another model's checkpoint (its
+    defaults were measured on other embeddings) or one that records none."""
+    base = IndexVersion.open(root)
+    m = base.manifest
+    if checkpoint_hash(checkpoint) != m["model_hash"]:
+        raise ValueError(
+            f"{checkpoint} is not the model index {base.name} was built with: its search "
+            "defaults were measured on other embeddings"
+        )
+    policy = load_policy(checkpoint)
+    if not policy.recorded:
+        raise ValueError(f"{checkpoint} records no search defaults (see `trimodal policy`)")
+    codec, projection = codec_of(base)
+    return publish_entries(
+        root,
+        entries_from_version(base),
+        model_hash=m["model_hash"],
+        dim=base.dim,
+        steps_per_second=float(m["steps_per_second"]),
+        index_type=index_type,
+        build_info={
+            "derived_from": base.name,
+            **policy_of(base),
+            **policy_record(policy),
+            "policy_from": str(checkpoint),
+        },
         codec=codec,
         projection=projection,
     )

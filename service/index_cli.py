@@ -221,6 +221,26 @@ def remove(
     return {"version": report.version, "items": report.items}
 
 
+@index_app.command("policy")
+def policy(
+    root: Annotated[Path, typer.Option("--index", help="Index root.")],
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="The checkpoint the index was built with.")],
+) -> dict[str, Any]:
+    """Publish a new version of the same items with the search defaults the checkpoint records
+    now (after `trimodal policy`): no embedding again; a running service reloads it."""
+    from index.build import adopt_policy
+
+    try:
+        report = adopt_policy(root, ckpt)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    except OSError as e:
+        raise fail_on_os_error("index policy", e, root) from e
+    console.print(f"published {report.version}: {report.items} items, the defaults of {ckpt}")
+    return {"version": report.version, "items": report.items}
+
+
 @index_app.command("info")
 def info(root: Annotated[Path, typer.Option("--index", help="Index root.")]) -> dict[str, Any]:
     """Show the live version: counts, dims, factories, tuned parameters, model hash."""

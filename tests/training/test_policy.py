@@ -563,3 +563,60 @@ def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus,
         assert "excerpt" in now.evidence[name] and "chosen" in now.evidence[name]
     assert now.cross_bands <= {"audio→video", "video→audio"}
     assert "2+events 1" in done.output  # what it was, beside what it is now
+
+
+def test_an_index_adopts_defaults_measured_again_without_embedding_again(corpus, tmp_path):
+    """`trimodal index policy`: a new version of the same items with the checkpoint's defaults
+    as they are now — the same as building the index again with them (agreement included),
+    without embedding anything; another model's checkpoint is refused, the index untouched."""
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    TrimodalModel(preset("tiny")).save(ckpt)
+    before = SearchPolicy(True, dict.fromkeys(DIRECTIONS, False), text_segments=False)
+    save_policy(ckpt, before)
+    root = tmp_path / "index"
+    items = _index(corpus, ckpt, root)
+    first = IndexVersion.open(root).name
+    now = SearchPolicy(
+        True,
+        {**dict.fromkeys(DIRECTIONS, False), "audio→video": True},
+        {"pool": 1},
+        text_segments=False,
+        rerank_weight={"audio→video": 1.0},
+        event_weight={"audio→video": 1.0},
+        agreement_event_weight=0.3,
+        cross_bands=frozenset({"audio→video"}),
+        agreement_bands=True,
+    )
+    save_policy(ckpt, now)
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    TrimodalModel(preset("tiny")).save(other)
+    refused = CliRunner().invoke(
+        app, ["index", "policy", "--index", str(root), "--ckpt", str(other)]
+    )
+    assert refused.exit_code == 1 and "not the model" in refused.output
+    assert IndexVersion.open(root).name == first
+
+    done = CliRunner().invoke(app, ["index", "policy", "--index", str(root), "--ckpt", str(ckpt)])
+    assert done.exit_code == 0, done.output
+    adopted = Searcher.open(root)
+    assert adopted.version.name != first
+    assert adopted.policy.to_dict() == now.to_dict()
+    assert adopted.version.manifest["build"]["derived_from"] == first
+    # the same as an index built with these defaults from the start
+    _index(corpus, ckpt, tmp_path / "fresh")
+    fresh = Searcher.open(tmp_path / "fresh")
+    assert list(adopted.items.ids()) == list(fresh.items.ids())
+    assert adopted.agreement is not None and fresh.agreement is not None
+    # from the stored envelopes (int8 bands): scores to 0.005, offsets to a quarter of a bin
+    np.testing.assert_allclose(adopted.agreement[:, 0], fresh.agreement[:, 0], atol=5e-3)
+    np.testing.assert_allclose(adopted.agreement[:, 1], fresh.agreement[:, 1], atol=0.25 / 12)
+    query = fresh.item_query(items[3].id, "audio")
+    assert [h.id for h in adopted.search(query, "video", k=5).hits] == [
+        h.id for h in fresh.search(query, "video", k=5).hits
+    ]
