@@ -7,6 +7,7 @@ These live in `service` (the CLI root) because they read manifests (`training.da
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -210,15 +211,7 @@ def remove(
     """Publish a new version without these items."""
     from index.build import remove_items
 
-    try:
-        report = remove_items(root, set(ids))
-    except KeyError as e:
-        console.print(f"[red]error:[/red] {e.args[0]}")
-        raise typer.Exit(1) from e
-    except OSError as e:
-        raise fail_on_os_error("index remove", e, root) from e
-    console.print(f"published {report.version}: {report.items} items")
-    return {"version": report.version, "items": report.items}
+    return _derive("index remove", root, lambda: remove_items(root, set(ids)), KeyError)
 
 
 @index_app.command("policy")
@@ -230,14 +223,22 @@ def policy(
     now (after `trimodal policy`): no embedding again; a running service reloads it."""
     from index.build import adopt_policy
 
+    derive = lambda: adopt_policy(root, ckpt)  # noqa: E731
+    return _derive("index policy", root, derive, ValueError, f", the defaults of {ckpt}")
+
+
+def _derive(
+    what: str, root: Path, derive: Callable[[], Any], refused: type[Exception], said: str = ""
+) -> dict[str, Any]:
+    """Publish a version derived from the current one; one line for it, or for why not."""
     try:
-        report = adopt_policy(root, ckpt)
-    except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
+        report = derive()
+    except refused as e:
+        console.print(f"[red]error:[/red] {e.args[0] if isinstance(e, KeyError) else e}")
         raise typer.Exit(1) from e
     except OSError as e:
-        raise fail_on_os_error("index policy", e, root) from e
-    console.print(f"published {report.version}: {report.items} items, the defaults of {ckpt}")
+        raise fail_on_os_error(what, e, root) from e
+    console.print(f"published {report.version}: {report.items} items{said}")
     return {"version": report.version, "items": report.items}
 
 
