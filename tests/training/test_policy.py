@@ -600,6 +600,9 @@ def test_an_index_adopts_defaults_measured_again_without_embedding_again(corpus,
         app, ["index", "policy", "--index", str(root), "--ckpt", str(other)]
     )
     assert refused.exit_code == 1 and "not the model" in refused.output
+    # (and removing an item it does not hold is refused the same way)
+    unknown = CliRunner().invoke(app, ["index", "remove", "--index", str(root), "nothing-such"])
+    assert unknown.exit_code == 1 and "not in the index" in unknown.output
     assert IndexVersion.open(root).name == first
 
     done = CliRunner().invoke(app, ["index", "policy", "--index", str(root), "--ckpt", str(ckpt)])
