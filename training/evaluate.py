@@ -605,6 +605,7 @@ def excerpt_report(
     weights: Sequence[float | None] | Mapping[str, Sequence[float | None]] = (None,),
     event_weights: Sequence[float] | Mapping[str, Sequence[float]] = (0.0,),
     cross_bands: Collection[str] = CROSS_DIRECTIONS,
+    directions: Collection[str] = EXCERPT_DIRECTIONS,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (footage at a frame, sound at any sample), searched against the whole clips, as a
@@ -617,7 +618,7 @@ def excerpt_report(
     the event envelopes'; "hybrid" and the start errors use the first of each, and with several
     "hybrid_by_weight" holds each weighting's. `cross_bands`: the directions whose sound meets
     picture by the sound's best band (`models.events.match_across`), the others by the single
-    envelopes."""
+    envelopes; `directions`: the ones reported (default all four)."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -656,7 +657,7 @@ def excerpt_report(
     target = torch.tensor(rows)
     true_starts = {"audio": torch.tensor(cut.sound_starts), "video": torch.tensor(offsets)}
     parts = {name: mask[target] for name, mask in (subsets or {}).items()}
-    for name in EXCERPT_DIRECTIONS:
+    for name in (d for d in EXCERPT_DIRECTIONS if d in directions):
         src, dst = name.split("→")
         q, t = queries[src], targets[dst]
         true_start = true_starts[src]

@@ -26,6 +26,7 @@ from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.evaluate import (
     CROSS_DIRECTIONS,
+    EXCERPT_DIRECTIONS,
     Pool,
     Weighting,
     _direction,
@@ -233,6 +234,8 @@ def _measure(
             weights=weights,
             event_weights=event_weights,
             cross_bands=CROSS_DIRECTIONS if cross_bands else (),
+            # sound against sound and footage against footage match the same either way
+            directions=CROSS_DIRECTIONS if cross_bands else EXCERPT_DIRECTIONS,
         )
         for seconds in (EXCERPT_S, SHORT_EXCERPT_S)
     )
