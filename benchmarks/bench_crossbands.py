@@ -13,7 +13,9 @@ envelope. A clip's sound holds its visible source's events *and* everything else
 envelopes alone, audio→video and video→audio R@1 / R@10 of:
 - "single": the sound's single envelope against the picture's;
 - "best band": the best, over the sound's eight bands, of each band's correlation with the
-  picture's envelope (the same placements and lag tolerance as `match_events`).
+  picture's envelope (the same placements and lag tolerance as `match_events`);
+- "+ motion": the best over the sound's bands and the picture's change *and* motion envelopes
+  (`models.events.picture_motion`: where its motion changes, a ball landing), every pair.
 
 Queries are the clips whose sound and picture share an event source (`shares_an_event`), up to
 `--max-queries` of them (a fixed random subset), searched among every clip of the pool. `--val`
@@ -35,7 +37,7 @@ from rich.table import Table
 from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
 from models.config import preset
-from models.events import item_events, match_events, match_many
+from models.events import item_events, match_across, match_events, match_many, picture_kinds
 from training.cache import DecodeSpec, FeatureCache
 from training.datasets import ManifestItem, load_manifest
 from training.evaluate import shares_an_event
@@ -47,6 +49,7 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
     sound = [e["audio"] for e in envelopes]
     picture = [e["visual"] for e in envelopes]
     bands = [e["audio_bands"] for e in envelopes]
+    kinds = [picture_kinds(e["visual"], e["visual_motion"]) for e in envelopes]
     n_bands = max(b.shape[1] for b in bands if len(b))
     per_band = [
         [b[:, k].copy() if len(b) else np.zeros(0, np.float32) for b in bands]
@@ -57,6 +60,8 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
         "audio→video best band": [],
         "video→audio single": [],
         "video→audio best band": [],
+        "audio→video + motion": [],
+        "video→audio + motion": [],
     }
     for q in queries:
         found["audio→video single"].append(match_events(sound[q], picture).scores)
@@ -66,6 +71,8 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
         found["video→audio best band"].append(
             np.max([match_events(picture[q], per_band[k]).scores for k in range(n_bands)], 0)
         )
+        found["audio→video + motion"].append(match_across([bands[q]], kinds)[0].scores)
+        found["video→audio + motion"].append(match_across([kinds[q]], bands)[0].scores)
     target = torch.tensor(queries, dtype=torch.long)
     return {
         name: summarise(ranks_from_scores(torch.from_numpy(np.stack(s)), target))
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     pools |= other_pools(args.pool)
     table = Table(title="envelopes alone, shared-event clips: R@1 / R@10")
-    for col in ("pool", "clips", "queries", "direction", "single", "best band"):
+    for col in ("pool", "clips", "queries", "direction", "single", "best band", "+ motion"):
         table.add_column(col, justify="left" if col in ("pool", "direction") else "right")
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}, "pools": {}}
     fps, sr = cfg.visual.fps, cfg.audio.sample_rate
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 sr,
                 cache.changes(i.id),
                 cache.region_changes(i.id),
+                cache.motion(i.id),
             )
             for i in kept
         ]
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for d in ("audio→video", "video→audio"):
             cells = [
                 f"{r[f'{d} {m}']['R@1']:.3f} / {r[f'{d} {m}']['R@10']:.3f}"
-                for m in ("single", "best band")
+                for m in ("single", "best band", "+ motion")
             ]
             table.add_row(name, str(len(kept)), str(len(eligible)), d, *cells)
     Console().print(table)

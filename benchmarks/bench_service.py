@@ -83,6 +83,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                 events[f"{m}_bands"] = np.stack(
                     [standardise(rng.standard_normal(bins)) for _ in range(BANDS[m])], axis=1
                 )
+            events["visual_motion"] = standardise(rng.standard_normal(bins))
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -92,8 +93,10 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         rerank=dict.fromkeys(DIRECTIONS, True),
         rerank_weight=dict.fromkeys(DIRECTIONS, 1.0),
         event_weight=dict.fromkeys(DIRECTIONS, 1.0),
-        # sound against picture by the sound's best band: eight correlations where one was
+        # sound against picture by the sound's best band: eight correlations where one was, and
+        # each against the picture's change and motion envelopes: sixteen
         cross_bands=frozenset({"audio→video", "video→audio"}),
+        picture_motion=True,
     )
     publish_entries(
         root,
@@ -321,14 +324,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             proc, url = start_server(Path(tmp) / "index", ckpt, args.server_workers, args.http)
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
-                # what the timing envelopes add to every item (`*.events`, `*.bands`: their
-                # steps, scales and offsets)
+                # what the timing envelopes add to every item (`*.events`, `*.bands`,
+                # `visual.motion`: their steps, scales and offsets)
                 version = IndexVersion.open(Path(tmp) / "index").path
                 kept = [
                     f
                     for f in version.iterdir()
                     if f.name.startswith(
-                        ("visual.events.", "audio.events.", "visual.bands.", "audio.bands.")
+                        (
+                            "visual.events.",
+                            "audio.events.",
+                            "visual.bands.",
+                            "audio.bands.",
+                            "visual.motion.",
+                        )
                     )
                 ]
                 run["envelope_bytes_per_item"] = {

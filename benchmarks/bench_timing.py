@@ -50,6 +50,7 @@ from training.cache import DecodeSpec, FeatureCache
 from training.datasets import load_manifest
 from training.evaluate import (
     EXCERPT_DIRECTIONS,
+    Pool,
     _batched,
     _direction,
     agreement_parts,
@@ -170,6 +171,19 @@ def chromaprint_report(
 # --------------------------------------------------------------------------- agreement
 
 
+def _agreement_envelopes(
+    model: TrimodalModel, pool: Pool
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each row's sound and picture envelopes as an index scores its agreement by them
+    (`index.build`): the sound's bands where the checkpoint's policy chose the best band, the
+    picture's change and motion envelopes where the policy was measured with them."""
+    policy = model.search_policy
+    by_bands = policy.agreement_bands
+    sounds = pool.events["audio_bands" if by_bands else "audio"]
+    pictures = pool.events["visual_kinds" if by_bands and policy.picture_motion else "visual"]
+    return sounds, pictures
+
+
 def _agreements(
     model: TrimodalModel,
     audio: Embeddings,
@@ -202,9 +216,8 @@ def agreement_report(
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
         return {}
-    # the sound's best band against the picture where the checkpoint's policy chose it
     by_bands = model.search_policy.agreement_bands
-    sounds, pictures = pool.events["audio_bands" if by_bands else "audio"], pool.events["visual"]
+    sounds, pictures = _agreement_envelopes(model, pool)
     own_pictures = [pictures[r] for r in rows.tolist()]
     own_sound, picture = take_rows(pool.audio, rows), take_rows(pool.visual, rows)
     own = _agreements(model, own_sound, picture, [sounds[r] for r in rows.tolist()], own_pictures)
@@ -265,12 +278,15 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
     ids = list(by_id)
     pool = embed_pool(model, cache, ids)
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
+    # the envelopes an index scores the agreement by (before: the single ones whatever the
+    # policy said)
+    sounds, pictures = _agreement_envelopes(model, pool)
     agreement = _agreements(
         model,
         take_rows(pool.audio, rows),
         take_rows(pool.visual, rows),
-        [pool.events["audio"][r] for r in rows.tolist()],
-        [pool.events["visual"][r] for r in rows.tolist()],
+        [sounds[r] for r in rows.tolist()],
+        [pictures[r] for r in rows.tolist()],
     )
     score = np.array([a for a, _ in agreement])
     flagged = np.array([bool(by_id[ids[r]].meta.get("misaligned")) for r in rows.tolist()])

@@ -24,6 +24,7 @@ import torch
 from index import ann
 from index.embed import (
     MODALITIES,
+    MOTION_STORE,
     CorpusItem,
     Runner,
     bands_store,
@@ -43,7 +44,7 @@ from index.version import (
     projection_bytes,
 )
 from models.alignment import av_agreement
-from models.events import BANDS, EventAgreement, event_agreement, fused_agreement
+from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
 from models.model import TrimodalModel, checkpoint_hash
 from models.policy import SearchPolicy, load_policy
@@ -177,6 +178,7 @@ def entries_from_shards(
         # Shards written before envelopes were kept have none: their items get none.
         kept_events = all(f"{m}_events" in shard for m in MODALITIES)
         kept_bands = kept_events and all(f"{m}_bands" in shard for m in MODALITIES)
+        kept_motion = kept_events and "visual_motion" in shard
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -196,6 +198,8 @@ def entries_from_shards(
                         events[m] = shard[f"{m}_events"][event : event + n_bins]
                     if kept_bands:
                         events[f"{m}_bands"] = shard[f"{m}_bands"][event : event + n_bins]
+                    if kept_motion and m == "visual":
+                        events["visual_motion"] = shard["visual_motion"][event : event + n_bins]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -220,6 +224,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     stores = version.manifest["sequence_stores"]
     kept = [m for m in MODALITIES if f"{m}.events" in stores]
     banded = [m for m in MODALITIES if bands_store(m) in stores]
+    moving = MOTION_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -237,6 +242,8 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             events[f"{m}_bands"] = np.asarray(
                 version.sequences(bands_store(m)).get(row), np.float32
             )
+        if moving:
+            events["visual_motion"] = version.sequences(MOTION_STORE).get(row)[:, 0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -301,6 +308,7 @@ def publish_entries(
         event_rate if policy.agreement_event_weight is not None else None,
         policy.agreement_event_weight or 0.0,
         policy.agreement_bands,
+        policy.picture_motion,
     )
     with (
         VersionWriter(
@@ -332,6 +340,12 @@ def publish_entries(
                     stores[bands_store(m)] = open_stores.enter_context(
                         writer.sequence_writer(bands_store(m), BANDS[m], "i8")
                     )
+            # A picture's motion envelope (`models.events.picture_motion`): what it meets a
+            # sound by beside its change envelope
+            if event_rate is not None:
+                stores[MOTION_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(MOTION_STORE, 1)
+                )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -358,6 +372,13 @@ def publish_entries(
                         if banded is None
                         else np.asarray(banded, np.float32).reshape(-1, BANDS[m])
                     )
+            if event_rate is not None:
+                motion = entry.events.get("visual_motion")  # none: embedded before it
+                stores[MOTION_STORE].append(
+                    np.zeros((0, 1), np.float32)
+                    if motion is None
+                    else np.asarray(motion, np.float32).reshape(-1, 1)
+                )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)
@@ -451,13 +472,16 @@ class _Agreements:
         event_rate: float | None = None,
         event_weight: float = 0.0,
         by_bands: bool = False,
+        motion: bool = False,
     ) -> None:
         """`event_rate`: the entries' envelopes join in (`models.events.fused_agreement`);
-        `by_bands`: the sound's by its best band where the entry has bands."""
+        `by_bands`: the sound's by its best band where the entry has bands, with `motion` against
+        the picture's change and motion envelopes where the entry has both."""
         self.sps = steps_per_second
         self.event_rate = event_rate
         self.event_weight = event_weight
         self.by_bands = by_bands
+        self.motion = motion
         self.values: list[tuple[float, float]] = []
         self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.events: dict[int, EventAgreement | None] = {}
@@ -472,6 +496,8 @@ class _Agreements:
             bands = entry.events.get("audio_bands")
             if self.by_bands and bands is not None and len(bands):
                 sound = bands
+                if self.motion and picture is not None:
+                    picture = picture_kinds(picture, entry.events.get("visual_motion"))
             if self.event_rate is not None and sound is not None and picture is not None:
                 self.events[row] = event_agreement(sound, picture, self.event_rate)
             if len(self.pending) >= self.CHUNK:

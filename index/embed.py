@@ -33,10 +33,14 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
-from models.events import BANDS, picture_bands, picture_events, sound_envelopes
+from models.events import BANDS, picture_bands, picture_events, picture_motion, sound_envelopes
 from models.model import TrimodalModel
 
 MODALITIES = ("visual", "audio")
+
+
+# The store of a picture's motion envelope (`models.events.picture_motion`), one row per item.
+MOTION_STORE = "visual.motion"
 
 
 def bands_store(modality: str) -> str:
@@ -49,7 +53,8 @@ def bands_store(modality: str) -> str:
 def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, list[Any]]:
     """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
     `models.events`, one bin per visual frame) and its banded envelope (E, B)
-    (`models.events.picture_bands` / `sound_bands`); None where the item lacks it."""
+    (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
+    (`models.events.picture_motion`); None where the item lacks it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -64,6 +69,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 emb.sequence[j, :t].float().cpu().numpy(),
                 picture_events(frames[j], fps, fps, batch[i].changes),  # type: ignore[arg-type]
                 picture_bands(frames[j], fps, fps, batch[i].region_changes),  # type: ignore[arg-type]
+                picture_motion(frames[j], fps, fps, batch[i].motion),  # type: ignore[arg-type]
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
@@ -136,6 +142,12 @@ def write_shard(
                 np.concatenate(bands).astype(np.float32)
                 if bands
                 else np.zeros((0, BANDS[m]), np.float32)
+            )
+        # a picture's motion envelope, as many bins as its change envelope's
+        motion = [e[4] for e in encoded[m] if e is not None and len(e) > 4]
+        if m == "visual" and len(motion) == len(events):
+            arrays[f"{m}_motion"] = (
+                np.concatenate(motion).astype(np.float32) if motion else np.zeros(0, np.float32)
             )
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 

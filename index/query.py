@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.events import picture_bands, picture_events, sound_phases
+from models.events import picture_bands, picture_events, picture_motion, sound_phases
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
@@ -109,8 +109,9 @@ class QueryEncoder:
         fps = self.cfg.visual.fps
         events = picture_events(frames, fps, fps, media.changes)
         bands = picture_bands(frames, fps, fps, media.region_changes)
+        motion = picture_motion(frames, fps, fps, media.motion)
         query = _sequence_query(
-            "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands
+            "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands, motion
         )
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
@@ -123,10 +124,11 @@ def _sequence_query(
     mask: torch.Tensor,
     events: np.ndarray,
     bands: np.ndarray | None = None,
+    motion: np.ndarray | None = None,
 ) -> Query:
     steps = seq[mask].float().cpu().numpy()  # (T, D): only the valid steps
     pooled_np = pooled.float().cpu().numpy()
-    return Query(modality, pooled_np, np.ascontiguousarray(steps), events, bands)
+    return Query(modality, pooled_np, np.ascontiguousarray(steps), events, bands, motion=motion)
 
 
 def _ms(start: float) -> float:

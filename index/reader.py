@@ -43,6 +43,7 @@ class Decoded:
     error: str | None = None
     changes: np.ndarray | None = None  # (T,) the decoder's picture change per frame
     region_changes: np.ndarray | None = None  # (T, 4) the same per quadrant
+    motion: np.ndarray | None = None  # (T,) the decoder's change of motion per frame
 
 
 def read_item(
@@ -66,6 +67,7 @@ def read_item(
         media.duration_s,
         changes=media.changes,
         region_changes=media.region_changes,
+        motion=media.motion,
     )
 
 

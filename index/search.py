@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import MODALITIES, bands_store
+from index.embed import MODALITIES, MOTION_STORE, bands_store
 from index.version import IndexCorrupt, IndexVersion
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase
+from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase, picture_kinds
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -61,6 +61,9 @@ class Query:
     # a sound's envelopes at sub-bin offsets (`models.events.sound_phases`, phase 0 = `events`,
     # `bands`): matched at each, the best counts; empty: phase 0 alone
     phases: tuple[Phase, ...] = ()
+    # footage's motion envelope (`models.events.picture_motion`): with `events`, what it meets
+    # sounds by (None: its change envelope alone)
+    motion: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Searcher:
                 dim
                 if name.endswith(".pooled")
                 else 1
-                if name.endswith(".events")
+                if name.endswith(".events") or name == MOTION_STORE
                 else BANDS[name.split(".")[0]]
                 if name.endswith(".bands")
                 else step_dim
@@ -188,6 +191,12 @@ class Searcher:
             for m in self.events
             if bands_store(m) in manifest["sequence_stores"]
         }
+        # A picture's motion envelope beside its change envelope, where the index keeps it.
+        self.motion = (
+            version.sequences(MOTION_STORE)
+            if MOTION_STORE in manifest["sequence_stores"] and "visual" in self.events
+            else None
+        )
         if self.policy.event_weight and not self.events:
             log.warning(
                 "index %s keeps no event envelopes (built before they were kept): searches by "
@@ -341,7 +350,9 @@ class Searcher:
                 ]
             if by_events and query.events is not None:
                 across = policy.matches_by_bands(query.modality, target)
-                agree, placed = self._event_scores(query, top, primary, across)
+                agree, placed = self._event_scores(
+                    query, top, primary, across, across and policy.picture_motion
+                )
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
@@ -443,14 +454,21 @@ class Searcher:
         return dict(zip(rows, total.tolist(), strict=True))
 
     def _event_scores(
-        self, query: Query, rows: list[int], modality: str, across: bool = False
+        self,
+        query: Query,
+        rows: list[int],
+        modality: str,
+        across: bool = False,
+        motion: bool = False,
     ) -> tuple[list[float], list[float | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
         the query's first bin lies in it, in bins (None: nowhere). A sound against sounds and
         footage against footage are matched band by band where both have bands
         (`models.events.sound_bands`, `picture_bands`), with `across` a sound against a picture
         by the sound's best band (`match_across`; where the policy measured it so); a sound at
-        each of its phases (`sound_phases`), the best counting. Items embedded before bands were
+        each of its phases (`sound_phases`), the best counting. With `motion` (and `across`), a
+        picture meets the sound by its change and motion envelopes, the best pair counting
+        (`models.events.picture_kinds`), where it has both. Items embedded before bands were
         kept are matched by single envelopes."""
         assert query.events is not None
         phases = list(query.phases) or [Phase(0.0, query.events, query.bands)]  # type: ignore[arg-type]
@@ -471,11 +489,24 @@ class Searcher:
                 banded = query.modality == modality
         elif across and query.modality == "audio" and modality == "visual" and query_banded:
             banded = True  # the sound's bands against each picture's single envelope
+        pairs: bool | None = None
         if candidates is None:
             store = self.events[modality]
             candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]
+            if across and motion and modality == "visual" and banded and self.motion is not None:
+                # the sound's bands against each picture's change and motion envelopes
+                candidates = [
+                    picture_kinds(c, self.motion.get(r)[:, 0].astype(np.float32))
+                    for c, r in zip(candidates, rows, strict=True)
+                ]
+                pairs = True
+        elif across and motion and query.modality == "visual" and query.motion is not None:
+            # footage's change and motion envelopes against each sound's bands
+            kinds = picture_kinds(query.events, query.motion)
+            phases = [Phase(p.skip_s, kinds, p.bands) for p in phases]  # type: ignore[arg-type]
+            pairs = True
         rate = self.event_rate or 1.0
-        scores, starts = best_phase(phases, candidates, rate, banded)
+        scores, starts = best_phase(phases, candidates, rate, banded, pairs)
         ok = np.isfinite(scores)
         placed = [float(p) if f else None for p, f in zip(starts, ok, strict=True)]
         return np.where(ok, scores, -1.0).tolist(), placed
@@ -569,7 +600,10 @@ class Searcher:
             events = self.events[store_name].get(row)[:, 0].astype(np.float32)
         if store_name in self.bands and len(self.bands[store_name].get(row)):
             bands = np.asarray(self.bands[store_name].get(row), np.float32)
-        return Query(modality, pooled[0].astype(np.float32), sequence, events, bands)
+        motion = None
+        if store_name == "visual" and self.motion is not None and len(self.motion.get(row)):
+            motion = self.motion.get(row)[:, 0].astype(np.float32)
+        return Query(modality, pooled[0].astype(np.float32), sequence, events, bands, motion=motion)
 
 
 def _placed(seg: Segment | None, placement: float, bins: int, rate: float) -> Segment | None:

@@ -41,6 +41,7 @@ from models.media import (
     _stream_rate,
 )
 from models.media import MediaErrorReason as R
+from models.motion import change_centre, velocity_changes
 
 _EPS = 1e-6
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
@@ -116,6 +117,9 @@ class _VideoSampler:
         self._held_t = 0.0
         self._changes: dict[int, float] = {}
         self._regions: dict[int, np.ndarray] = {}  # the same per quadrant: (2, 2)
+        # each pair of consecutive file frames: (start, end, centre y, centre x, mass) of their
+        # difference, for where the motion changes (`models.motion`)
+        self._pairs: list[tuple[float, float, float, float, float]] = []
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -142,6 +146,7 @@ class _VideoSampler:
             j = max(0, math.floor(self._held_t * self.fps + _EPS))
             self._changes[j] = max(change, self._changes.get(j, 0.0))
             self._regions[j] = np.maximum(regions, self._regions.get(j, regions))
+            self._pairs.append((self._held_t, t, *change_centre(diff)))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
         self._held, self._held_t = image, t
@@ -160,6 +165,21 @@ class _VideoSampler:
         if self.fps is None:
             return None
         return np.array([self._changes.get(j, 0.0) for j in range(n)], np.float32)
+
+    def motion(self, n: int) -> np.ndarray | None:
+        """(n,) float32: the largest change of motion (`models.motion.velocity_changes`, on the
+        file's own frames and timestamps) among the frame pairs that start in each target
+        frame's interval; None when fps is None."""
+        if self.fps is None:
+            return None
+        out = np.zeros(n, np.float32)
+        if self._pairs:
+            pairs = np.array(self._pairs, np.float64)
+            found = velocity_changes(pairs[:, 2:4], pairs[:, 4], pairs[:, 0], pairs[:, 1])
+            bins = np.floor(pairs[:, 0] * self.fps + _EPS).astype(np.int64).clip(min=0)
+            keep = bins < n
+            np.maximum.at(out, bins[keep], found[keep])
+        return out
 
     def region_changes(self, n: int) -> np.ndarray | None:
         """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom
@@ -516,12 +536,13 @@ def _decode_opened(
             _check_complete(session, stream, opened.path)
         assert session.origin is not None
         duration = max(session.ends.values()) - session.origin
-        frames = changes = regions = out_fps = samples = None
+        frames = changes = regions = motion = out_fps = samples = None
         if sampler is not None:
             n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
             frames = sampler.finish(n)
             changes = sampler.changes(n)
             regions = sampler.region_changes(n)
+            motion = sampler.motion(n)
             native = _stream_rate(vstream) if vstream is not None else None
             out_fps = fps or native or sampler.count / max(duration, _EPS)
         if collector is not None:
@@ -543,4 +564,5 @@ def _decode_opened(
         duration,
         changes,
         regions,
+        motion,
     )

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from models.features import LogMel, LogMelConfig
+from models.motion import frame_motion
 
 DETREND_BINS = 5
 # ±2 bins at 12 a second: a frame of quantisation plus one of an encoder's shift (AAC priming,
@@ -176,14 +177,19 @@ def sound_phases(
 
 
 def best_phase(
-    phases: list[Phase], candidates: list[np.ndarray], rate: float, banded: bool
+    phases: list[Phase],
+    candidates: list[np.ndarray],
+    rate: float,
+    banded: bool,
+    across: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each candidate's best correlation over a sound's phases (`match_events` on their single or
-    banded envelopes: banded against single candidates, a picture's, the best band counts), and
-    where the whole sound starts in it then, in (fractional) bins."""
+    banded envelopes: banded against single candidates, a picture's, the best band counts;
+    `across`: against pictures by the best pair, `match_across`), and where the whole sound
+    starts in it then, in (fractional) bins."""
     scores = np.full(len(candidates), -np.inf, np.float32)
     starts = np.zeros(len(candidates))
-    matched = _match([p.bands if banded else p.events for p in phases], candidates)
+    matched = _match([p.bands if banded else p.events for p in phases], candidates, across=across)
     for phase, found in zip(phases, matched, strict=True):
         better = found.scores > scores
         scores = np.where(better, found.scores, scores)
@@ -218,6 +224,41 @@ def picture_events(
         change = np.concatenate([np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)), [0.0]])
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
     return standardise(_max_per_bin(change, fps, rate, length))
+
+
+def picture_motion(
+    frames: np.ndarray, fps: float, rate: float, motion: np.ndarray | None = None
+) -> np.ndarray:
+    """(ceil(len(frames) / fps × rate),) standardised envelope of where the picture's motion
+    changes (`models.motion`: a ball landing, which the change envelope cannot see). `motion`
+    (T,), the decoder's, measured on every frame of the file (`DecodedMedia.motion`), is used
+    when given, as `picture_events` uses its `changes`; else it is measured on the frames."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) == 0:
+        raise ValueError(f"frames must be (T, H, W, C) with T ≥ 1, got {frames.shape}")
+    if motion is not None:
+        values = np.asarray(motion, np.float32).reshape(-1)
+        if len(values) != len(frames) or not np.isfinite(values).all():
+            raise ValueError(
+                f"motion must be {len(frames)} finite values, one per frame, got {values.shape}"
+            )
+    else:
+        values = frame_motion(frames, fps)
+    length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
+    return standardise(_max_per_bin(values, fps, rate, length))
+
+
+def picture_kinds(events: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    """What a picture meets a sound by (`match_across`): (bins, 2), its change envelope and its
+    motion envelope (`picture_motion`), or the change envelope alone (bins,) when it has no
+    motion envelope (an index or a cache made before they were kept)."""
+    events = np.asarray(events, np.float32)
+    if motion is None or not len(motion) or not len(events):
+        return events
+    motion = np.asarray(motion, np.float32).reshape(-1)
+    if len(motion) != len(events):
+        raise ValueError(f"{len(motion)} motion bins for {len(events)} change bins")
+    return np.stack([events, motion], axis=1)
 
 
 def picture_bands(
@@ -270,20 +311,30 @@ def _placements(n_query: int, lengths: torch.Tensor, max_lag: int) -> tuple[torc
 
 
 def match_events(
-    query: np.ndarray, candidates: list[np.ndarray], max_lag: int = MAX_LAG_BINS
+    query: np.ndarray,
+    candidates: list[np.ndarray],
+    max_lag: int = MAX_LAG_BINS,
+    across: bool | None = None,
 ) -> EventMatches:
     """A query envelope against each candidate's, at every placement allowed (module doc).
     Banded envelopes (`sound_bands`: (bins, B) query and candidates) score the mean over bands
     of each band's correlation at one placement; one side banded and the other single (a
-    sound against a picture), the best band's (`match_across`)."""
-    return _match([query], candidates, max_lag)[0]
+    sound against a picture), the best band's (`match_across`). `across` True: a sound against
+    a picture by the best pair whatever the shapes (`match_across`); False: alike."""
+    return _match([query], candidates, max_lag, across)[0]
 
 
 def _match(
-    queries: list[np.ndarray], candidates: list[np.ndarray], max_lag: int = MAX_LAG_BINS
+    queries: list[np.ndarray],
+    candidates: list[np.ndarray],
+    max_lag: int = MAX_LAG_BINS,
+    across: bool | None = None,
 ) -> list[EventMatches]:
-    """`match_many` where queries and candidates are alike (both single or both banded),
+    """`match_across` when `across` (a sound against a picture), `match_many` when not; None:
+    `match_many` where queries and candidates are alike (both single or both banded),
     `match_across` where one side is banded and the other single."""
+    if across is not None:
+        return (match_across if across else match_many)(queries, candidates, max_lag)
     banded_queries = np.asarray(queries[0]).ndim == 2
     shaped = [c for c in candidates if len(c)]
     banded_candidates = bool(shaped) and np.asarray(shaped[0]).ndim == 2
@@ -295,38 +346,48 @@ def _match(
 def match_across(
     queries: list[np.ndarray], candidates: list[np.ndarray], max_lag: int = MAX_LAG_BINS
 ) -> list[EventMatches]:
-    """A sound against a picture by the sound's best band: either every query banded ((bins, B),
-    `sound_bands`) and every candidate single ((bins,), `picture_events`), or the other way
-    round. Each band's correlation with the single envelope at every placement allowed; the
-    best (band, placement) counts, and its placement is returned.
+    """A sound against a picture by their best pair of envelopes: each side single ((bins,)) or
+    banded ((bins, B): a sound's bands, `sound_bands`; a picture's kinds, `picture_kinds`), every
+    query alike and every candidate alike. Each query band's correlation with each candidate band
+    at every placement allowed; the best (pair, placement) counts, and its placement is returned.
 
     The sound's single envelope sums all it holds, the picture shows a part of it: matched by
     envelopes alone (`benchmarks/bench_crossbands.py`), on the val clips whose sound and picture
     share a source, among 1,000 clips, audio→video R@1 0.568 with the single envelope, 0.628
-    with the best band (video→audio 0.557 → 0.639); test 0.507 → 0.557, another renderer's
-    clips 0.140 → 0.203, re-encoded ones 0.363 → 0.403."""
+    with the sound's best band (video→audio 0.557 → 0.639); test 0.507 → 0.557, another
+    renderer's clips 0.140 → 0.203, re-encoded ones 0.363 → 0.403. The picture's motion
+    envelope beside its change envelope (`picture_motion`): val 0.628 → 0.678 (a probe)."""
     arrays = [np.asarray(q, np.float32) for q in queries]
-    if all(a.ndim == 2 for a in arrays):  # banded queries, single candidates
-        bands = _band_count(arrays, "queries")
-        per_band = [a[:, b].copy() for a in arrays for b in range(bands)]
-        found = match_many(per_band, candidates, max_lag)
-        return [_best_of(found[i * bands : (i + 1) * bands]) for i in range(len(arrays))]
-    if any(a.ndim != 1 for a in arrays):
+    if any(a.ndim != arrays[0].ndim for a in arrays) or arrays[0].ndim not in (1, 2):
         raise ValueError("the queries must all be banded or all single")
+    q_bands = _band_count(arrays, "queries") if arrays[0].ndim == 2 else 1
+    singles = (
+        [a[:, b].copy() for a in arrays for b in range(q_bands)]
+        if q_bands > 1
+        else [a.reshape(len(a)) for a in arrays]
+    )
     shaped = [np.asarray(c, np.float32) for c in candidates]
     nonempty = [c for c in shaped if len(c)]
-    bands = _band_count(nonempty, "candidates") if nonempty else 1
+    c_ndim = nonempty[0].ndim if nonempty else 1
+    if any(c.ndim != c_ndim for c in nonempty) or c_ndim not in (1, 2):
+        raise ValueError("the candidates must all be banded or all single")
+    c_bands = _band_count(nonempty, "candidates") if c_ndim == 2 else 1
     # laid out once as they are, then each band a single candidate of its own: k × bands rows
-    laid = _layout(shaped, bands, arrays, max_lag)
+    laid = _layout(shaped, c_bands, singles, max_lag)
     if laid is not None:
-        x = laid.x.reshape(len(shaped) * bands, 1, laid.x.shape[2])
-        laid = _Laid(x, laid.lengths.repeat_interleave(bands), laid.pad)
+        x = laid.x.reshape(len(shaped) * c_bands, 1, laid.x.shape[2])
+        laid = _Laid(x, laid.lengths.repeat_interleave(c_bands), laid.pad)
+    found = _correlate(singles, laid, len(shaped) * c_bands, 1, max_lag)
+    rows = np.arange(len(shaped))
     out = []
-    for matches in _correlate(arrays, laid, len(shaped) * bands, 1, max_lag):
-        scores = matches.scores.reshape(len(shaped), bands)
-        placement = matches.placement.reshape(len(shaped), bands)
+    for i in range(len(arrays)):
+        mine = found[i * q_bands : (i + 1) * q_bands]
+        # (K, candidate bands × query bands)
+        scores = np.concatenate([m.scores.reshape(len(shaped), c_bands) for m in mine], axis=1)
+        placement = np.concatenate(
+            [m.placement.reshape(len(shaped), c_bands) for m in mine], axis=1
+        )
         best = scores.argmax(axis=1)
-        rows = np.arange(len(shaped))
         out.append(EventMatches(scores[rows, best], placement[rows, best]))
     return out
 
@@ -485,13 +546,16 @@ def item_events(
     sample_rate: int,
     changes: np.ndarray | None = None,
     region_changes: np.ndarray | None = None,
+    motion: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """ "visual" / "audio" → the item's picture / sound envelope at `fps` bins a second (the
     visual frame rate), "visual_bands" / "audio_bands" → their banded envelopes
-    (`picture_bands`, `sound_bands`); empty for a stream the item lacks. `changes`,
-    `region_changes`: the decoder's (`picture_events`, `picture_bands`)."""
+    (`picture_bands`, `sound_bands`), "visual_motion" → the picture's motion envelope
+    (`picture_motion`); empty for a stream the item lacks. `changes`, `region_changes`,
+    `motion`: the decoder's (`picture_events`, `picture_bands`, `picture_motion`)."""
     out = {
         "visual": np.zeros(0, np.float32),
+        "visual_motion": np.zeros(0, np.float32),
         "audio": np.zeros(0, np.float32),
         "visual_bands": np.zeros((0, PICTURE_REGIONS), np.float32),
         "audio_bands": np.zeros((0, SOUND_BANDS), np.float32),
@@ -499,6 +563,7 @@ def item_events(
     if frames is not None and len(frames):
         out["visual"] = picture_events(frames, fps, fps, changes)
         out["visual_bands"] = picture_bands(frames, fps, fps, region_changes)
+        out["visual_motion"] = picture_motion(frames, fps, fps, motion)
     if wave is not None and np.asarray(wave).size:
         out["audio"], out["audio_bands"] = sound_envelopes(wave, sample_rate, fps)
     return out
@@ -519,26 +584,32 @@ def event_agreement(
     where at least half of the shorter one overlaps), its peak refined between bins by the
     parabola through its neighbours. None when either envelope is missing or flat.
 
-    `sound` banded ((bins, B), `sound_bands`): each band's correlation curve with the picture,
-    the band with the clearest peak counting — its own source, not rain over it, sets the
-    offset (probe on the val split, sounds shifted by ±0.25–1 s, envelopes alone: offset error
-    median 0.041 → 0.033 s, within 0.1 s 55 → 61 %; own vs another clip's sound ROC AUC 0.824 →
-    0.853; another renderer's clips 0.251 → 0.063 s, re-encoded ones 0.189 → 0.120 s)."""
+    `sound` banded ((bins, B), `sound_bands`), or `picture` with its kinds ((bins, 2),
+    `picture_kinds`): each pair's correlation curve, the pair with the clearest peak counting —
+    its own source, not rain over it, sets the offset (probe on the val split, sounds shifted
+    by ±0.25–1 s, envelopes alone: offset error median 0.041 → 0.033 s, within 0.1 s 55 → 61 %;
+    own vs another clip's sound ROC AUC 0.824 → 0.853; another renderer's clips 0.251 → 0.063 s,
+    re-encoded ones 0.189 → 0.120 s)."""
     a, v = np.asarray(sound, np.float64), np.asarray(picture, np.float64)
     if a.ndim == 1:
         a = a[:, None]
+    if v.ndim == 1:
+        v = v[:, None]
     if a.size == 0 or v.size == 0 or not v.any():
         return None
     m = round(max_lag_s * rate)
-    need = max(1, min(len(a), v.size) // 2)
-    curves = np.full((2 * m + 1, a.shape[1]), -np.inf)  # (lags, bands)
+    need = max(1, min(len(a), len(v)) // 2)
+    pairs = a.shape[1] * v.shape[1]
+    curves = np.full((2 * m + 1, pairs), -np.inf)  # (lags, picture kind × sound band)
     for j, lag in enumerate(range(-m, m + 1)):
         # sound bin t + lag against picture bin t
-        lo, hi = max(0, -lag), min(v.size, len(a) - lag)
+        lo, hi = max(0, -lag), min(len(v), len(a) - lag)
         if hi - lo >= need:
-            curves[j] = (v[lo:hi] @ a[lo + lag : hi + lag]) / (hi - lo)
+            curves[j] = (v[lo:hi].T @ a[lo + lag : hi + lag]).reshape(pairs) / (hi - lo)
     finite = np.isfinite(curves[:, 0])
-    flat = ~a.any(axis=0)  # a band without events says nothing
+    # a band or a picture envelope without events says nothing
+    flat = (~v.any(axis=0))[:, None] | (~a.any(axis=0))[None, :]
+    flat = flat.reshape(pairs)
     if not finite.any() or flat.all():
         return None
     peaks = curves[finite].max(axis=0) - np.median(curves[finite], axis=0)

@@ -199,6 +199,9 @@ class DecodedMedia:
     duration_s: float
     changes: np.ndarray | None = None
     region_changes: np.ndarray | None = None  # (T, 4): `changes` per quadrant (picture_bands)
+    # (T,): where the picture's motion changes, on the file's own frames (`models.motion`;
+    # what `models.events.picture_motion` reads)
+    motion: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------

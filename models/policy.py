@@ -76,6 +76,10 @@ class SearchPolicy:
     # (`models.events.event_agreement` on `sound_bands`), as measured on val; False (records
     # before the field): the single envelope.
     agreement_bands: bool = False
+    # Whether the picture met the sound (in `cross_bands` and in the agreement by the best band)
+    # by its change *and* motion envelopes (`models.events.picture_motion`, the best pair
+    # counting), as measured; False (records before the field): its change envelope alone.
+    picture_motion: bool = False
 
     def for_length(self, seconds: float | None) -> SearchPolicy:
         """The defaults for a query this long (None: unknown length, the long-query ones)."""
@@ -153,6 +157,7 @@ class SearchPolicy:
             ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
+            **({"picture_motion": True} if self.picture_motion else {}),
             **(
                 {"short_queries": {"below_s": SHORT_QUERY_S, **self.short.to_dict()}}
                 if self.short is not None
@@ -181,6 +186,7 @@ class SearchPolicy:
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
+            picture_motion=data.get("picture_motion") is True,
         )
 
 

@@ -32,7 +32,9 @@ from training.datasets import ManifestItem
 
 # 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
 # 3: and per quadrant (`region_changes.f32`, `DecodedMedia.region_changes`)
-CACHE_VERSION = 3
+# 4: where the picture's motion changes (`motion.f32`, `DecodedMedia.motion`)
+# 5: repeated frames left out of the motion (`models.motion.REPEATED_SHARE`)
+CACHE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -55,19 +57,20 @@ class Decoded:
     error: str | None = None  # "reason: message" when the file was refused
     changes: np.ndarray | None = None  # float32 (T,): the decoder's picture change per frame
     region_changes: np.ndarray | None = None  # float32 (T, 4): the same per quadrant
+    motion: np.ndarray | None = None  # float32 (T,): the decoder's change of motion per frame
 
 
 def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
     """Decode one manifest item; a refused file comes back as an error, never as zeros."""
     size = (spec.image_size, spec.image_size)
     try:
-        frames = audio = changes = regions = None
+        frames = audio = changes = regions = motion = None
         if item.video is not None:
             media = decode(
                 item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate, fit=spec.fit
             )
             frames, audio = media.frames, media.audio
-            changes, regions = media.changes, media.region_changes
+            changes, regions, motion = media.changes, media.region_changes, media.motion
         if item.audio is not None:  # a separate audio file wins over the video's own track
             media = decode(
                 item.audio, fps=None, size=None, sample_rate=spec.sample_rate, video=False
@@ -77,7 +80,7 @@ def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
         return Decoded(item.id, None, None, f"{e.reason.value}: {e.message}")
     if frames is None and audio is None:
         return Decoded(item.id, None, None, "no_streams: neither video nor audio decoded")
-    return Decoded(item.id, frames, audio, changes=changes, region_changes=regions)
+    return Decoded(item.id, frames, audio, changes=changes, region_changes=regions, motion=motion)
 
 
 def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
@@ -144,6 +147,11 @@ class FeatureCache:
             if total_frames and (directory / "region_changes.f32").is_file()
             else None
         )
+        self._motion = (
+            np.memmap(directory / "motion.f32", dtype=np.float32, mode="r", shape=(total_frames,))
+            if total_frames and (directory / "motion.f32").is_file()
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -160,6 +168,14 @@ class FeatureCache:
             return None
         i = self.row[item_id]
         return np.asarray(self._changes[self.frame_offsets[i] : self.frame_offsets[i + 1]])
+
+    def motion(self, item_id: str) -> np.ndarray | None:
+        """float32 (T,): the decoder's change of motion per frame (`picture_motion`); None in a
+        cache made before it was kept."""
+        if self._motion is None:
+            return None
+        i = self.row[item_id]
+        return np.asarray(self._motion[self.frame_offsets[i] : self.frame_offsets[i + 1]])
 
     def region_changes(self, item_id: str) -> np.ndarray | None:
         """float32 (T, 4): the decoder's picture change per frame and quadrant
@@ -201,6 +217,7 @@ class FeatureCache:
             open(tmp / "audio.f16", "wb") as af,
             open(tmp / "changes.f32", "wb") as cf,
             open(tmp / "region_changes.f32", "wb") as rf,
+            open(tmp / "motion.f32", "wb") as mf,
         ):
             for n, result in enumerate(_decode_all(items, spec, workers), 1):
                 if result.error is not None:
@@ -227,12 +244,18 @@ class FeatureCache:
                             f"{result.id}: region changes {regions.shape}, {count} frames"
                         )
                     rf.write(np.ascontiguousarray(regions, np.float32).tobytes())
+                    motion = result.motion if result.motion is not None else np.zeros(0)
+                    if len(motion) != count:
+                        raise ValueError(
+                            f"{result.id}: {len(motion)} motion values, {count} frames"
+                        )
+                    mf.write(np.asarray(motion, np.float32).tobytes())
                     ids.append(result.id)
                     frame_offsets.append(frame_offsets[-1] + count)
                     audio_offsets.append(audio_offsets[-1] + len(audio))
                 if on_progress:
                     on_progress(n, len(items))
-            for f in (ff, af, cf, rf):
+            for f in (ff, af, cf, rf, mf):
                 f.flush()
                 os.fsync(f.fileno())
         (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1))

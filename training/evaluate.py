@@ -31,6 +31,8 @@ from models.events import (
     match_events,
     picture_bands,
     picture_events,
+    picture_kinds,
+    picture_motion,
     sound_phases,
 )
 from models.model import TrimodalModel
@@ -61,7 +63,8 @@ class Pool:
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
         """ "visual" / "audio" → each row's event envelope, "visual_bands" / "audio_bands" → its
-        banded ones (`models.events`; empty: no stream)."""
+        banded ones, "visual_motion" → its picture's motion envelope, "visual_kinds" → what its
+        picture meets a sound by (`models.events.picture_kinds`; empty: no stream)."""
         if self._events is None:
             if self.cache is None:
                 raise ValueError("this pool was made without its media: no envelopes to take")
@@ -73,11 +76,15 @@ class Pool:
                     self.sample_rate,
                     self.cache.changes(i),
                     self.cache.region_changes(i),
+                    self.cache.motion(i),
                 )
                 for i in self.ids
             ]
-            kinds = ("visual", "audio", "visual_bands", "audio_bands")
+            kinds = ("visual", "audio", "visual_bands", "audio_bands", "visual_motion")
             self._events = {m: [e[m] for e in found] for m in kinds}
+            self._events["visual_kinds"] = [
+                picture_kinds(e["visual"], e["visual_motion"]) for e in found
+            ]
         return self._events
 
     def scan(self, modality: str) -> EventScan:
@@ -411,11 +418,14 @@ def _direction(
             )
 
         memo = _Memo(sequence_distance)
-        # with `cross_bands`, the sound's bands against the picture's single envelope, the best
-        # band counting (`models.events.match_across`), as `index.search` does then
-        sound = "audio_bands" if cross_bands else "audio"
-        queries = [pool.events[sound if src_m == "audio" else src_m][r] for r in rows.tolist()]
-        event_memo = _event_memo(queries, pool.events[sound if dst_m == "audio" else dst_m])
+        # with `cross_bands`, the sound's bands against the picture's change and motion
+        # envelopes, the best pair counting (`models.events.match_across`), as `index.search`
+        # does then
+        kind = {"audio": "audio_bands", "visual": "visual_kinds"} if cross_bands else {}
+        queries = [pool.events[kind.get(src_m, src_m)][r] for r in rows.tolist()]
+        event_memo = _event_memo(
+            queries, pool.events[kind.get(dst_m, dst_m)], across=True if cross_bands else None
+        )
         # the scan for candidates, on the single envelopes as `index.search` scans
         singles = [pool.events[src_m][r] for r in rows.tolist()]
         extra = _event_candidates(pool.scan(dst_m), singles, both)
@@ -464,17 +474,19 @@ def _event_memo(
     targets: Sequence[np.ndarray],
     rate: float = 1.0,
     banded: bool = False,
+    across: bool | None = None,
 ) -> _Memo:
     """Query i's event correlation with each candidate row (`models.events.match_events`); a
     query given as a sound's phases (`sound_phases`) scores its best phase, on the phases'
-    banded envelopes if `banded`, as `index.search` does."""
+    banded envelopes if `banded`, as `index.search` does. `across`: sound against picture by
+    the best pair (`match_across`; None: as the shapes say)."""
 
     def compute(qi: int, cand: Tensor) -> Tensor:
         query, chosen = queries[qi], [targets[c] for c in cand.tolist()]
         if isinstance(query, list):
-            found, _ = best_phase(query, chosen, rate, banded)
+            found, _ = best_phase(query, chosen, rate, banded, across)
         else:
-            found = match_events(query, chosen).scores
+            found = match_events(query, chosen, across=across).scores
         return torch.from_numpy(np.where(np.isfinite(found), found, -1.0).astype(np.float32))
 
     return _Memo(compute)
@@ -541,6 +553,9 @@ class Excerpts:
     changes: list[np.ndarray | None]
     region_changes: list[np.ndarray | None]
     sound_starts: list[float]  # where its sound starts in that clip: at any sample
+    # the decoder's change of motion per frame of each piece (None: a cache without it); 0
+    # where a file cut there has no frame pair on one side (its first and last two)
+    motion: list[np.ndarray | None] = field(default_factory=list)
 
 
 def cut_excerpts(
@@ -585,6 +600,12 @@ def cut_excerpts(
                 found = np.array(found[first : first + n_frames], np.float32)
                 found[-1] = 0.0
             kept.append(found)
+        motion = cache.motion(item_id)
+        if motion is not None:
+            motion = np.array(motion[first : first + n_frames], np.float32)
+            motion[:1] = 0.0
+            motion[-2:] = 0.0
+        out.motion.append(motion)
         a = round(sound_start * sr)
         out.waves.append(wave[a : a + round(seconds * sr)])
     return out
@@ -644,6 +665,11 @@ def excerpt_report(
             picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
         ],
     }
+    # what footage meets a sound by across modalities: its change and motion envelopes
+    query_kinds = [
+        picture_kinds(e, picture_motion(c, fps, fps, m))
+        for e, c, m in zip(query_events["video"], cut.clips, cut.motion, strict=True)
+    ]
     query_bands = {
         "audio": [phases[0].bands for phases in sounds],
         "video": [
@@ -674,16 +700,28 @@ def excerpt_report(
 
         memo = _Memo(window_distance)
         # as `index.search` does: sounds against sounds and footage against footage band by
-        # band, a sound against a picture by the sound's best band in `cross_bands`
+        # band, a sound against a picture by the best pair of the sound's bands and the
+        # picture's change and motion envelopes in `cross_bands`
         across = src != dst and name in cross_bands
         banded = src == dst or across
         against = pool.events[
-            f"{store_of[dst]}_bands" if src == dst or (across and dst == "audio") else store_of[dst]
+            f"{store_of[dst]}_bands"
+            if src == dst or (across and dst == "audio")
+            else "visual_kinds"
+            if across
+            else store_of[dst]
         ]
         matched: Sequence[np.ndarray | list[Phase]] = (
-            sounds if src == "audio" else query_bands[src] if src == dst else query_events[src]
+            sounds
+            if src == "audio"
+            else query_bands[src]
+            if src == dst
+            else query_kinds
+            if across
+            else query_events[src]
         )
-        event_memo = _event_memo(matched, against, fps, banded)
+        pairs = True if across else None
+        event_memo = _event_memo(matched, against, fps, banded, pairs)
         extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])
         pooled = ranks_from_scores(scores, target)
         tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
@@ -701,7 +739,7 @@ def excerpt_report(
         hybrid = ranks_of(*combos[0])
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         if combos[0][1]:  # weighing the envelopes, the service places a hit by them
-            starts = _event_starts(matched, against, rows, top1, fps, banded)
+            starts = _event_starts(matched, against, rows, top1, fps, banded, pairs)
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
             "pooled": summarise(pooled),
@@ -731,6 +769,7 @@ def _event_starts(
     which: Sequence[int],
     rate: float,
     banded: bool = False,
+    across: bool | None = None,
 ) -> dict[int, float]:
     """Where query i lies in its own clip (seconds), as `index.search` places a hit found with
     the envelopes' help (a sound's phases: by its best one)."""
@@ -738,9 +777,9 @@ def _event_starts(
     for i in which:
         query = queries[i]
         if isinstance(query, list):
-            scores, starts = best_phase(query, [targets[rows[i]]], rate, banded)
+            scores, starts = best_phase(query, [targets[rows[i]]], rate, banded, across)
         else:
-            found = match_events(query, [targets[rows[i]]])
+            found = match_events(query, [targets[rows[i]]], across=across)
             scores, starts = found.scores, found.placement.astype(np.float64)
         if np.isfinite(scores[0]):
             out[i] = max(0.0, float(starts[0])) / rate

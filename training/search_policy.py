@@ -62,7 +62,6 @@ def choose_agreement(
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     if len(rows) < 2:
         return 0.0, False, {"reason": "fewer than two clips with sound and picture"}
-    pictures = [pool.events["visual"][r] for r in rows.tolist()]
     evidence: dict[str, Any] = {}
     by_bands = False
     if cache is not None:
@@ -70,6 +69,8 @@ def choose_agreement(
         evidence["shifted_offset_error_s"] = {k: round(v, 4) for k, v in errors.items()}
         by_bands = errors["best band"] < errors["single"]
     sound_kind = "audio_bands" if by_bands else "audio"
+    # by the best band, the picture meets the sound by its change and motion envelopes
+    pictures = [pool.events["visual_kinds" if by_bands else "visual"][r] for r in rows.tolist()]
 
     def parts(sound_rows: Tensor) -> list:
         sounds = [pool.events[sound_kind][r] for r in sound_rows.tolist()]
@@ -112,8 +113,8 @@ def shifted_offset_errors(
             else np.concatenate([wave[n:], pad])
         )
         single, bands = sound_envelopes(moved, sr, rate)
-        picture = pool.events["visual"][r]
         for name, sound in (("single", single), ("best band", bands)):
+            picture = pool.events["visual_kinds" if name == "best band" else "visual"][r]
             found = event_agreement(sound, picture, rate)
             if found is not None:
                 errors[name].append(abs(found.offset_s - shift))
@@ -174,7 +175,15 @@ def measure_policy(
         text_segments,
         short=short,
     )
-    return replace(chosen, agreement_event_weight=agreement_weight, agreement_bands=agreement_bands)
+    # the best-band matchings met each picture by its motion envelope too where the pool had one
+    motion = any(len(m) for m in pool.events["visual_motion"])
+    return replace(
+        chosen,
+        agreement_event_weight=agreement_weight,
+        agreement_bands=agreement_bands,
+        picture_motion=motion,
+        short=replace(short, picture_motion=motion),
+    )
 
 
 # Per direction, each protocol measured: (kind, its pooled figures, weighting label → figures).

@@ -19,18 +19,23 @@ def _events(rng: np.random.Generator, bins: int, count: int) -> np.ndarray:
     return x
 
 
-def clips_with_loud_background(n: int = 16, bins: int = 72, seed: int = 0):
+def clips_with_loud_background(n: int = 16, bins: int = 72, seed: int = 0, landing: bool = False):
     """Each clip's picture shows one source's events; its sound holds them in band 0 and a louder
-    background (rain-like onsets its picture never shows) in the seven other bands."""
+    background (rain-like onsets its picture never shows) in the seven other bands. The picture
+    shows them in its change envelope, its motion envelope unrelated; `landing`: the other way
+    round (a ball landing, `models.events.picture_motion`)."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         source = _events(rng, bins, 6)
         background = [3.0 * _events(rng, bins, 12) for _ in range(7)]
         bands = np.stack([standardise(b) for b in [source, *background]], axis=1)
+        other = standardise(_events(rng, bins, 6))
+        seen = standardise(source)
         out.append(
             {
-                "visual": standardise(source),
+                "visual": other if landing else seen,
+                "visual_motion": seen if landing else other,
                 "audio": standardise(source + sum(background)),
                 "audio_bands": bands,
             }
@@ -50,6 +55,14 @@ def test_the_best_band_finds_what_the_summed_envelope_hides():
         for k, e in enumerate(envelopes)
     ]
     assert bc.measure(swapped, list(range(len(swapped))))["audio→video best band"]["R@1"] <= 0.2
+
+
+def test_the_motion_envelope_finds_a_landing_the_change_envelope_misses():
+    envelopes = clips_with_loud_background(landing=True)
+    r = bc.measure(envelopes, list(range(len(envelopes))))
+    for d in ("audio→video", "video→audio"):
+        assert r[f"{d} + motion"]["R@1"] == 1.0
+        assert r[f"{d} best band"]["R@1"] <= 0.2  # the change envelope does not show them
 
 
 def test_pools_take_one_split_of_a_manifest(tmp_path):

@@ -3,6 +3,7 @@ the pooled first pass misses, and weighed in the re-rank only where the policy s
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -370,3 +371,88 @@ def test_a_policy_measured_before_the_best_band_keeps_the_single_envelopes(tmp_p
     assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
     picture = Query("visual", pooled, steps, made["sound"][77][10:46])
     assert searcher.search(picture, "audio", k=3, rerank_k=120).hits[0].id == "item77"
+
+
+def _build_landing(root: Path, n: int, picture_motion: bool = True) -> dict:
+    """n items whose sound holds in one band what only their picture's *motion* envelope shows
+    (a ball landing: `models.events.picture_motion`); their change envelopes and every other
+    band are unrelated. Their vectors are all the same: only the envelopes tell them apart."""
+    rng = np.random.default_rng(6)
+    made: dict = {"change": [], "motion": [], "bands": []}
+    seq = _unit(rng.normal(size=(STEPS, DIM)))
+    pooled = _unit(seq.mean(0))
+
+    def entries():
+        for i in range(n):
+            change, motion = (standardise(rng.standard_normal(BINS)) for _ in range(2))
+            bands = np.stack(
+                [standardise(rng.standard_normal(BINS)) for _ in range(BANDS["audio"])], axis=1
+            )
+            bands[:, i % BANDS["audio"]] = motion
+            made["change"].append(change)
+            made["motion"].append(motion)
+            made["bands"].append(bands)
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": pooled, "audio": pooled},
+                {"visual": seq, "audio": seq},
+                {
+                    "visual": change,
+                    "visual_motion": motion,
+                    "audio": standardise(rng.standard_normal(BINS)),
+                    "audio_bands": bands,
+                },
+            )
+
+    cross = frozenset({"audio→video", "video→audio"})
+    policy = SearchPolicy.from_dict(_events_policy(dict.fromkeys(cross, 2.0), cross))
+    info = {
+        "search_policy": replace(policy, picture_motion=picture_motion).to_dict(),
+        "event_rate": RATE,
+    }
+    publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
+    return made
+
+
+def test_sound_meets_a_picture_by_its_motion_envelope_too(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_landing(root, 120)
+    searcher = Searcher.open(root)
+    assert searcher.policy.picture_motion and searcher.motion is not None
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    # a piece of item 45's sound: its band holds item 45's landings, which only motion shows
+    bands = made["bands"][45][20:56]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert hits[0].id == "item45" and hits[0].start_s == pytest.approx(20 / RATE)
+    # a piece of item 77's footage, its motion envelope with it, finds item 77's sound
+    footage = Query(
+        "visual",
+        pooled,
+        steps,
+        made["change"][77][10:46],
+        motion=made["motion"][77][10:46],
+    )
+    hits = searcher.search(footage, "audio", k=3, rerank_k=120).hits
+    assert hits[0].id == "item77" and hits[0].start_s == pytest.approx(10 / RATE)
+    # without its motion envelope the footage's changes say nothing of item 77
+    changes_only = Query("visual", pooled, steps, made["change"][77][10:46])
+    assert searcher.search(changes_only, "audio", k=3, rerank_k=120).hits[0].id != "item77"
+    # "more like this" carries the stored motion envelope, and a derived version keeps it
+    assert searcher.item_query("item77", "visual").motion is not None
+    remove_items(root, {"item3"})
+    kept = list(entries_from_version(IndexVersion.open(root)))
+    np.testing.assert_allclose(kept[3].events["visual_motion"], made["motion"][4], atol=2e-3)
+
+
+def test_a_policy_measured_before_the_motion_envelope_does_not_use_it(tmp_path: Path) -> None:
+    """Its weights were measured with the change envelope alone: the search matches so."""
+    root = tmp_path / "root"
+    made = _build_landing(root, 120, picture_motion=False)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    bands = made["bands"][45][20:56]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
