@@ -11,17 +11,20 @@ run on every frame of every upload: no flow field, only where the change between
 thing was and where it is) and how that centre's velocity changes from one pair of frames to
 the next. A steady motion, or none, changes no velocity; a landing reverses it within a frame.
 
-Measured on the val split (its 200 clips among 800 train clips, envelopes alone, the sound's best
-band against the picture): clips whose only seen source is a ball were found R@1 0.00 by the
-change envelope and 0.50 with this envelope beside it (the best of the two counting), every clip
-0.628 → 0.678; the motion envelope's correlation with a ball's true landing times 0.25 → 0.64
-(`models.events.picture_motion`).
+Envelopes alone, the sound's best band against the picture's change envelope → the best pair
+with its motion envelope beside it (`benchmarks/bench_crossbands.py`, shared-event clips among
+1,000; `bench_crossbands-20261201T102919Z`), audio→video / video→audio R@1: val (the choosing
+pool) 0.628 → 0.678 / 0.639 → 0.689; test 0.557 → 0.653 / 0.580 → 0.707; another renderer's
+clips 0.203 → 0.223 / 0.240 → 0.290; re-encoded ones 0.403 → 0.427 / 0.403 → 0.443. In a probe on
+val, clips whose only seen source is a ball went from none found first to half, and the motion
+envelope's correlation with a ball's true landings was 0.64 where the change envelope's is 0.25.
 
 Velocities are measured on the file's own timestamps (`models._decode._VideoSampler` calls this
-on every frame of the file), so a clip at another frame rate gives the same landings; a landing
-counts its whole change of velocity at any frame rate, a gravity's smooth turn only a frame's
-worth of it. Each value is weighed by the square root of the smallest change of the frames it
-was measured on: where nothing moves, the centre of a difference is where the codec's noise is.
+on every frame of the file), not on frames resampled onto the grid, which judder; a frame the
+file repeats is no new observation and is left out (`REPEATED_SHARE`). A landing counts its
+whole change of velocity at any frame rate, a gravity's smooth turn only a frame's worth of it.
+Each value is weighed by the square root of the smallest change of the frames it was measured
+on: where nothing moves, the centre of a difference is where the codec's noise is.
 """
 
 from __future__ import annotations
