@@ -503,7 +503,7 @@ class Searcher:
         elif across and motion and query.modality == "visual" and query.motion is not None:
             # footage's change and motion envelopes against each sound's bands
             kinds = picture_kinds(query.events, query.motion)
-            phases = [Phase(p.skip_s, kinds, p.bands) for p in phases]  # type: ignore[arg-type]
+            phases = [Phase(p.skip_s, kinds, p.bands) for p in phases]
             pairs = True
         rate = self.event_rate or 1.0
         scores, starts = best_phase(phases, candidates, rate, banded, pairs)

@@ -608,8 +608,9 @@ def event_agreement(
             curves[j] = (v[lo:hi].T @ a[lo + lag : hi + lag]).reshape(pairs) / (hi - lo)
     finite = np.isfinite(curves[:, 0])
     # a band or a picture envelope without events says nothing
-    flat = (~v.any(axis=0))[:, None] | (~a.any(axis=0))[None, :]
-    flat = flat.reshape(pairs)
+    silent_picture = ~np.asarray(v.any(axis=0), bool)
+    silent_sound = ~np.asarray(a.any(axis=0), bool)
+    flat = (silent_picture[:, None] | silent_sound[None, :]).reshape(pairs)
     if not finite.any() or flat.all():
         return None
     peaks = curves[finite].max(axis=0) - np.median(curves[finite], axis=0)
