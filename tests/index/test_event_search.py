@@ -373,10 +373,14 @@ def test_a_policy_measured_before_the_best_band_keeps_the_single_envelopes(tmp_p
     assert searcher.search(picture, "audio", k=3, rerank_k=120).hits[0].id == "item77"
 
 
-def _build_landing(root: Path, n: int, picture_motion: bool = True) -> dict:
+def _build_landing(
+    root: Path, n: int, picture_motion: bool = True, embedded_before_every: int = 0
+) -> dict:
     """n items whose sound holds in one band what only their picture's *motion* envelope shows
     (a ball landing: `models.events.picture_motion`); their change envelopes and every other
-    band are unrelated. Their vectors are all the same: only the envelopes tell them apart."""
+    band are unrelated. Their vectors are all the same: only the envelopes tell them apart.
+    `embedded_before_every` k > 0: every k-th item was embedded before motion envelopes were
+    kept (it has none)."""
     rng = np.random.default_rng(6)
     made: dict = {"change": [], "motion": [], "bands": []}
     seq = _unit(rng.normal(size=(STEPS, DIM)))
@@ -392,16 +396,19 @@ def _build_landing(root: Path, n: int, picture_motion: bool = True) -> dict:
             made["change"].append(change)
             made["motion"].append(motion)
             made["bands"].append(bands)
+            events = {
+                "visual": change,
+                "visual_motion": motion,
+                "audio": standardise(rng.standard_normal(BINS)),
+                "audio_bands": bands,
+            }
+            if embedded_before_every and i % embedded_before_every == 0:
+                del events["visual_motion"]
             yield Entry(
                 ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
                 {"visual": pooled, "audio": pooled},
                 {"visual": seq, "audio": seq},
-                {
-                    "visual": change,
-                    "visual_motion": motion,
-                    "audio": standardise(rng.standard_normal(BINS)),
-                    "audio_bands": bands,
-                },
+                events,
             )
 
     cross = frozenset({"audio→video", "video→audio"})
@@ -456,3 +463,22 @@ def test_a_policy_measured_before_the_motion_envelope_does_not_use_it(tmp_path: 
     bands = made["bands"][45][20:56]
     sound = Query("audio", pooled, steps, bands.mean(1), bands)
     assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
+
+
+def test_items_embedded_before_motion_meet_sounds_by_their_change_envelope(tmp_path: Path) -> None:
+    """An index holding items with and without motion envelopes (items added to an old index):
+    the ones without are matched by their change envelope beside the others, not refused."""
+    root = tmp_path / "root"
+    made = _build_landing(root, 120, embedded_before_every=3)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    bands = made["bands"][46][10:66]  # 56 bins: evidence enough among 120
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert hits[0].id == "item46" and hits[0].start_s == pytest.approx(10 / RATE)
+    # item 45 keeps no motion envelope: its landings cannot be seen, and nothing breaks
+    bands = made["bands"][45][10:66]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert len(hits) == 3 and hits[0].id != "item45"
