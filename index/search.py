@@ -495,15 +495,15 @@ class Searcher:
             candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]
             if across and motion and modality == "visual" and banded and self.motion is not None:
                 # the sound's bands against each picture's change and motion envelopes
-                kinds = [
+                paired = [
                     picture_kinds(c, self.motion.get(r)[:, 0].astype(np.float32))
                     for c, r in zip(candidates, rows, strict=True)
                 ]
                 # an item embedded before motion was kept has its change envelope alone: paired
                 # with itself it scores as that envelope does, beside items that have both
-                if any(k.ndim == 2 for k in kinds):
-                    kinds = [k if k.ndim == 2 else np.stack([k, k], axis=1) for k in kinds]
-                candidates, pairs = kinds, True
+                if any(k.ndim == 2 for k in paired):
+                    paired = [k if k.ndim == 2 else np.stack([k, k], axis=1) for k in paired]
+                candidates, pairs = paired, True
         elif across and motion and query.modality == "visual" and query.motion is not None:
             # footage's change and motion envelopes against each sound's bands
             kinds = picture_kinds(query.events, query.motion)
