@@ -100,7 +100,8 @@ class _VideoSampler:
     In fps mode every decoded frame is also converted (at the target size) to measure how much
     the picture changes between consecutive frames, on the file's own timestamps: `changes[j]` is
     the largest mean absolute difference between a frame and the next among the frames that start
-    in target j's interval. Measured on the sampled grid instead, a clip at another frame rate
+    in target j's interval (or, where none starts there, of the pair spanning it: `_per_target`).
+    Measured on the sampled grid instead, a clip at another frame rate
     than the grid's changes by two source frames in one target interval and by none in the next
     (judder), and that pattern, not the clip's events, fills the change envelope
     (`models.events.picture_events`): a clip re-encoded at 25 or 30 fps kept 0.12 correlation
@@ -115,11 +116,12 @@ class _VideoSampler:
         self.count = 0
         self._held: np.ndarray | None = None
         self._held_t = 0.0
-        self._changes: dict[int, float] = {}
-        self._regions: dict[int, np.ndarray] = {}  # the same per quadrant: (2, 2)
         # each pair of consecutive file frames: (start, end, centre y, centre x, mass) of their
-        # difference, for where the motion changes (`models.motion`)
+        # difference, for where the motion changes (`models.motion`), and how much it changed,
+        # in all and per quadrant (2, 2)
         self._pairs: list[tuple[float, float, float, float, float]] = []
+        self._pair_changes: list[float] = []
+        self._pair_regions: list[np.ndarray] = []
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -141,11 +143,8 @@ class _VideoSampler:
             # |a - b| in uint8 without a wider copy; summed exactly, per quadrant
             diff = np.maximum(image, self._held) - np.minimum(image, self._held)
             sums, sizes, total = _quadrant_sums(diff)
-            change = total / (diff.size * 255.0)
-            regions = sums / (np.maximum(sizes, 1) * 255.0)
-            j = max(0, math.floor(self._held_t * self.fps + _EPS))
-            self._changes[j] = max(change, self._changes.get(j, 0.0))
-            self._regions[j] = np.maximum(regions, self._regions.get(j, regions))
+            self._pair_changes.append(total / (diff.size * 255.0))
+            self._pair_regions.append((sums / (np.maximum(sizes, 1) * 255.0)).reshape(4))
             self._pairs.append((self._held_t, t, *change_centre(diff)))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
@@ -160,36 +159,58 @@ class _VideoSampler:
             del self.out[n:]
         return np.stack(self.out)
 
+    def _per_target(self, values: np.ndarray, n: int) -> np.ndarray:
+        """(n, ...) float32 from one value per frame pair: the largest among the pairs that
+        start in each target frame's interval. A target interval in which no pair starts — a
+        file slower than the grid (8 or 10 fps on a 12 fps grid) has one every few targets —
+        takes the value of the pair that spans it: left at zero, those targets read as
+        "nothing changed" at the file's own frame period, and that regular dip, not the events,
+        filled the envelopes (re-encoded val clips at 10 fps: audio→video by envelopes alone
+        R@1 0.04, 0.22 with the spanning pair's value). After the last pair: zero."""
+        out = np.zeros((n, *values.shape[1:]), np.float32)
+        if not len(values) or not n or self.fps is None:
+            return out
+        pairs = np.array(self._pairs, np.float64)
+        starts, ends = pairs[:, 0], pairs[:, 1]
+        bins = np.floor(starts * self.fps + _EPS).astype(np.int64).clip(min=0)
+        keep = bins < n
+        np.maximum.at(out, bins[keep], values[keep])
+        hit = np.zeros(n, bool)
+        hit[bins[keep]] = True
+        empty = np.flatnonzero(~hit)
+        if len(empty):
+            t = empty / self.fps
+            # the last pair starting at or before the target (pairs come in time order)
+            last = np.searchsorted(starts, t + _EPS, side="right") - 1
+            spans = (last >= 0) & (ends[last.clip(min=0)] > t + _EPS)
+            out[empty[spans]] = values[last[spans]]
+        return out
+
     def changes(self, n: int) -> np.ndarray | None:
         """(n,) float32 change per target frame (class docstring); None when fps is None."""
         if self.fps is None:
             return None
-        return np.array([self._changes.get(j, 0.0) for j in range(n)], np.float32)
+        return self._per_target(np.array(self._pair_changes, np.float32), n)
 
     def motion(self, n: int) -> np.ndarray | None:
         """(n,) float32: the largest change of motion (`models.motion.velocity_changes`, on the
         file's own frames and timestamps) among the frame pairs that start in each target
-        frame's interval; None when fps is None."""
+        frame's interval (`_per_target`); None when fps is None."""
         if self.fps is None:
             return None
-        out = np.zeros(n, np.float32)
-        if self._pairs:
-            pairs = np.array(self._pairs, np.float64)
-            found = velocity_changes(pairs[:, 2:4], pairs[:, 4], pairs[:, 0], pairs[:, 1])
-            bins = np.floor(pairs[:, 0] * self.fps + _EPS).astype(np.int64).clip(min=0)
-            keep = bins < n
-            np.maximum.at(out, bins[keep], found[keep])
-        return out
+        if not self._pairs:
+            return np.zeros(n, np.float32)
+        pairs = np.array(self._pairs, np.float64)
+        found = velocity_changes(pairs[:, 2:4], pairs[:, 4], pairs[:, 0], pairs[:, 1])
+        return self._per_target(np.asarray(found, np.float32), n)
 
     def region_changes(self, n: int) -> np.ndarray | None:
         """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom
         left, bottom right); None when fps is None."""
         if self.fps is None:
             return None
-        none = np.zeros((2, 2))
-        return np.stack([self._regions.get(j, none).reshape(4) for j in range(n)]).astype(
-            np.float32
-        )
+        regions = np.array(self._pair_regions, np.float32).reshape(-1, 4)
+        return self._per_target(regions, n)
 
 
 def _quadrant_sums(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

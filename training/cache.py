@@ -34,7 +34,9 @@ from training.datasets import ManifestItem
 # 3: and per quadrant (`region_changes.f32`, `DecodedMedia.region_changes`)
 # 4: where the picture's motion changes (`motion.f32`, `DecodedMedia.motion`)
 # 5: repeated frames left out of the motion (`models.motion.REPEATED_SHARE`)
-CACHE_VERSION = 5
+# 6: a target frame in which none of a slower file's frames starts takes the spanning pair's
+#    change and motion (`models._decode._VideoSampler._per_target`)
+CACHE_VERSION = 6
 
 
 @dataclass(frozen=True)

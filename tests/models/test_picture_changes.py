@@ -86,6 +86,33 @@ def test_another_frame_rate_keeps_the_events_where_sampled_frames_lose_them(tmp_
     assert not all(found(sampled))  # the judder the decoder's changes avoid
 
 
+@pytest.mark.parametrize("fps", [8, 10])
+def test_a_file_slower_than_the_grid_leaves_no_target_without_a_change(tmp_path, fps):
+    """At 8 or 10 fps some 12 fps targets have no frame of the file starting in them. Read as
+    "nothing changed", those regular dips outweighed the events (correlation with the scene's
+    own envelope about 0.2 at 10 fps and 0 at 8); each takes the change of the pair of frames
+    that spans it."""
+    own = picture_events(np.stack([scene(j / FPS) for j in range(72)]), FPS, FPS)
+    media = decode_pictures(footage(tmp_path / f"c{fps}.mp4", fps), fps=FPS, size=(64, 64))
+    assert media.changes is not None and media.motion is not None
+    assert media.region_changes is not None
+    last_start = (round(6.0 * fps) - 1) / fps  # the file's last frame: no pair after it
+    inside = np.arange(len(media.changes)) / FPS < last_start - 1e-6
+    assert inside.sum() > 60
+    # what the targets without a starting frame would read if left empty
+    starts = {int(np.floor(k / fps * FPS + 1e-6)) for k in range(round(6.0 * fps))}
+    empty = np.array([j not in starts for j in range(len(media.changes))])
+    assert (empty & inside).sum() >= 72 * (1 - fps / FPS) - 2
+    spanned = np.flatnonzero(empty & inside)
+    for measure in (media.changes, media.region_changes, media.motion):
+        np.testing.assert_array_equal(measure[spanned], measure[spanned - 1])
+    assert (media.changes[spanned] > 0).all()
+    left = np.where(empty, 0.0, media.changes)
+    measured = correlation(picture_events(media.frames, FPS, FPS, media.changes), own)
+    assert measured > 0.45
+    assert measured > correlation(picture_events(media.frames, FPS, FPS, left), own) + 0.3
+
+
 def test_picture_events_refuses_changes_that_do_not_fit_the_frames():
     frames = np.zeros((10, 4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match="one per frame"):
