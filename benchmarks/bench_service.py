@@ -60,6 +60,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     checkpoint can record: every direction re-ranked, with the event scan and envelopes."""
     from index.build import Entry, publish_entries
     from index.version import ItemRecord
+    from models import fingerprint
     from models.events import BANDS, standardise
     from models.model import checkpoint_hash
     from models.policy import DIRECTIONS, SearchPolicy
@@ -67,6 +68,17 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     rng = np.random.default_rng(n)
     centres = rng.normal(size=(500, dim)).astype(np.float32)
     bins = round(STEPS / 4.0 * EVENT_RATE)
+    # Sound landmarks like real ones, not uniform: 40 kinds of sound, each with its few
+    # frequencies (harmonics), so that hashes repeat across items as SynthAV's do.
+    kinds = rng.integers(0, 240, size=(40, 6))
+    frames = round(STEPS / 4.0 / fingerprint.HOP_S)
+
+    def landmarks() -> np.ndarray:
+        kind = kinds[rng.integers(0, len(kinds))]
+        count = int(rng.poisson(fingerprint.PEAKS_PER_S * 0.9 * STEPS / 4.0))
+        t = np.sort(rng.integers(0, frames, count))
+        f = np.clip(kind[rng.integers(0, len(kind), count)] + rng.integers(-3, 4, count), 0, 247)
+        return fingerprint.to_store(np.stack([t, f], axis=1))
 
     def entries():
         for i in range(n):
@@ -84,6 +96,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                     [standardise(rng.standard_normal(bins)) for _ in range(BANDS[m])], axis=1
                 )
             events["visual_motion"] = standardise(rng.standard_normal(bins))
+            events["audio_peaks"] = landmarks()
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -325,7 +338,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
                 # what the timing envelopes add to every item (`*.events`, `*.bands`,
-                # `visual.motion`: their steps, scales and offsets)
+                # `visual.motion`: their steps, scales and offsets), and the sound's landmarks
+                # (`audio.peaks`)
                 version = IndexVersion.open(Path(tmp) / "index").path
                 kept = [
                     f
@@ -337,6 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "visual.bands.",
                             "audio.bands.",
                             "visual.motion.",
+                            "audio.peaks.",
                         )
                     )
                 ]
@@ -350,7 +365,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ]
                 run["audio_upload_6s"] = upload_latency(url, "audio", clip, args.uploads)
                 run["video_upload_6s"] = upload_latency(url, "video", clip, args.uploads)
-                # a sound among sounds: matched band by band (`models.events.sound_bands`)
+                # a sound among sounds: matched band by band (`models.events.sound_bands`), and
+                # looked up by its landmarks (`models.fingerprint`)
                 run["audio_upload_6s_to_audio"] = upload_latency(
                     url, "audio", clip, args.uploads, target="audio"
                 )

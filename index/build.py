@@ -25,6 +25,7 @@ from index import ann
 from index.embed import (
     MODALITIES,
     MOTION_STORE,
+    PEAKS_STORE,
     CorpusItem,
     Runner,
     bands_store,
@@ -43,6 +44,7 @@ from index.version import (
     VersionWriter,
     projection_bytes,
 )
+from models import fingerprint
 from models.alignment import av_agreement
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
@@ -179,6 +181,8 @@ def entries_from_shards(
         kept_events = all(f"{m}_events" in shard for m in MODALITIES)
         kept_bands = kept_events and all(f"{m}_bands" in shard for m in MODALITIES)
         kept_motion = kept_events and "visual_motion" in shard
+        kept_peaks = "audio_peaks" in shard
+        peak_row = 0  # the sound landmarks' offset
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -200,6 +204,10 @@ def entries_from_shards(
                         events[f"{m}_bands"] = shard[f"{m}_bands"][event : event + n_bins]
                     if kept_motion and m == "visual":
                         events["visual_motion"] = shard["visual_motion"][event : event + n_bins]
+                    if kept_peaks and m == "audio":
+                        n_peaks = int(shard["audio_peak_counts"][row])
+                        events["audio_peaks"] = shard["audio_peaks"][peak_row : peak_row + n_peaks]
+                        peak_row += n_peaks
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -225,6 +233,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     kept = [m for m in MODALITIES if f"{m}.events" in stores]
     banded = [m for m in MODALITIES if bands_store(m) in stores]
     moving = MOTION_STORE in stores
+    landmarks = PEAKS_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -244,6 +253,8 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             )
         if moving:
             events["visual_motion"] = version.sequences(MOTION_STORE).get(row)[:, 0]
+        if landmarks:
+            events["audio_peaks"] = np.asarray(version.sequences(PEAKS_STORE).get(row), np.float32)
         yield Entry(record, pooled, steps, events)
 
 
@@ -346,6 +357,11 @@ def publish_entries(
                 stores[MOTION_STORE] = open_stores.enter_context(
                     writer.sequence_writer(MOTION_STORE, 1)
                 )
+            # A sound's landmarks (`models.fingerprint`): where a piece of it was cut from.
+            # float16 keeps them exactly (`fingerprint.to_store`).
+            stores[PEAKS_STORE] = open_stores.enter_context(
+                writer.sequence_writer(PEAKS_STORE, fingerprint.STORE_DIM)
+            )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -379,6 +395,12 @@ def publish_entries(
                     if motion is None
                     else np.asarray(motion, np.float32).reshape(-1, 1)
                 )
+            peaks = entry.events.get("audio_peaks")  # none: embedded before them, or silent
+            stores[PEAKS_STORE].append(
+                np.zeros((0, fingerprint.STORE_DIM), np.float32)
+                if peaks is None
+                else np.asarray(peaks, np.float32).reshape(-1, fingerprint.STORE_DIM)
+            )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)

@@ -33,6 +33,7 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
+from models import fingerprint
 from models.events import BANDS, picture_bands, picture_events, picture_motion, sound_envelopes
 from models.model import TrimodalModel
 
@@ -41,6 +42,9 @@ MODALITIES = ("visual", "audio")
 
 # The store of a picture's motion envelope (`models.events.picture_motion`), one row per item.
 MOTION_STORE = "visual.motion"
+# The store of a sound's landmarks (`models.fingerprint.peaks`, as `to_store` writes them): a
+# piece of an indexed recording is found by them before anything learned is asked.
+PEAKS_STORE = "audio.peaks"
 
 
 def bands_store(modality: str) -> str:
@@ -54,7 +58,8 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
     `models.events`, one bin per visual frame) and its banded envelope (E, B)
     (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
-    (`models.events.picture_motion`); None where the item lacks it."""
+    (`models.events.picture_motion`), a sound's also its landmarks (`models.fingerprint`, as
+    stored); None where the item lacks it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -82,6 +87,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 emb.sequence[j, :t].float().cpu().numpy(),
                 single,
                 banded,
+                fingerprint.to_store(fingerprint.peaks(waves[j], sr)),  # type: ignore[arg-type]
             )
     return out
 
@@ -148,6 +154,13 @@ def write_shard(
         if m == "visual" and len(motion) == len(events):
             arrays[f"{m}_motion"] = (
                 np.concatenate(motion).astype(np.float32) if motion else np.zeros(0, np.float32)
+            )
+        # a sound's landmarks, as many rows as it has peaks
+        peaks = [e[4] for e in encoded[m] if e is not None and len(e) > 4]
+        if m == "audio" and len(peaks) == len(events):
+            arrays["audio_peak_counts"] = np.array([len(p) for p in peaks], np.int64)
+            arrays["audio_peaks"] = (
+                np.concatenate(peaks).astype(np.float32) if peaks else np.zeros((0, 3), np.float32)
             )
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 

@@ -18,6 +18,7 @@ import torch
 
 from index.search import Query, QueryModality
 from models.events import picture_bands, picture_events, picture_motion, sound_phases
+from models.fingerprint import query_peaks
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
@@ -73,8 +74,10 @@ class QueryEncoder:
         pooled = emb.pooled[0].float().cpu().numpy()
         return Encoded(Query("text", pooled), {"encode": _ms(t)})
 
-    def audio(self, path: Path) -> Encoded:
-        """The sound of an audio file, or of a video file's audio track."""
+    def audio(self, path: Path, landmarks: bool = True) -> Encoded:
+        """The sound of an audio file, or of a video file's audio track; `landmarks`: also its
+        landmarks (`models.fingerprint`, ~1.5 ms a second of sound), which only a search among
+        sounds looks for."""
         t = time.perf_counter()
         wave, _ = decode_audio(path, sample_rate=self.cfg.audio.sample_rate, limits=self.limits)
         decode_ms = _ms(t)
@@ -87,7 +90,8 @@ class QueryEncoder:
         query = _sequence_query(
             "audio", emb.pooled[0], emb.sequence[0], emb.mask[0], phases[0].events, phases[0].bands
         )
-        query = dataclasses.replace(query, phases=tuple(phases))
+        peaks = tuple(query_peaks(wave, self.cfg.audio.sample_rate)) if landmarks else ()
+        query = dataclasses.replace(query, phases=tuple(phases), landmarks=peaks)
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 

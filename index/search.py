@@ -27,10 +27,12 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import MODALITIES, MOTION_STORE, bands_store
+from index.embed import MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
 from index.version import IndexCorrupt, IndexVersion
+from models import fingerprint
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
 from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase, picture_kinds
+from models.fingerprint import FingerprintTable
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -64,6 +66,9 @@ class Query:
     # footage's motion envelope (`models.events.picture_motion`): with `events`, what it meets
     # sounds by (None: its change envelope alone)
     motion: np.ndarray | None = None
+    # a sound's landmarks at sub-frame shifts (`models.fingerprint.query_peaks`): the indexed
+    # recording it was cut from, found before anything learned is asked (empty: not looked for)
+    landmarks: tuple[tuple[np.ndarray, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ class Hit:
     # much its sound lags; None where the index has no agreement or the item lacks a stream.
     av_agreement: float | None = None
     audio_offset_s: float | None = None
+    # The query is a piece of this item's recording: this many of its landmark pairs agree on
+    # where (`models.fingerprint`); None where it was not found that way.
+    landmark_votes: int | None = None
 
 
 class FilterUnavailable(ValueError):
@@ -132,6 +140,7 @@ class Searcher:
         self._columns_lock = threading.Lock()
         self._scans: dict[str, EventScan] = {}
         self._scans_lock = threading.Lock()
+        self._landmarks: FingerprintTable | None = None
 
     def _open_parts(self, use_gpu: bool) -> None:
         version, manifest = self.version, self.version.manifest
@@ -158,6 +167,8 @@ class Searcher:
                 if name.endswith(".pooled")
                 else 1
                 if name.endswith(".events") or name == MOTION_STORE
+                else fingerprint.STORE_DIM
+                if name == PEAKS_STORE
                 else BANDS[name.split(".")[0]]
                 if name.endswith(".bands")
                 else step_dim
@@ -196,6 +207,10 @@ class Searcher:
             version.sequences(MOTION_STORE)
             if MOTION_STORE in manifest["sequence_stores"] and "visual" in self.events
             else None
+        )
+        # Sound landmarks, where the index keeps them: a piece of an indexed recording.
+        self.peaks = (
+            version.sequences(PEAKS_STORE) if PEAKS_STORE in manifest["sequence_stores"] else None
         )
         if self.policy.event_weight and not self.events:
             log.warning(
@@ -370,6 +385,16 @@ class Searcher:
                     known[top[i]] = _placed(known[top[i]], at, len(query.events), self.event_rate)
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
+        pieces = self._found_by_landmarks(query, primary, allowed, timings)
+        if pieces:
+            # A piece of an indexed recording: those items first, most agreeing landmarks
+            # first, scored above everything else by their votes.
+            ahead = max((s for _, s in ranked), default=0.0)
+            first = [(r, ahead + votes) for r, (votes, _) in pieces.items()]
+            ranked = first + [(r, s) for r, s in ranked if r not in pieces]
+            scores = dict(ranked)
+            fused |= self._pooled_scores(pooled, weights, [r for r in pieces if r not in fused])
+
         t0 = time.perf_counter()
         chosen = [r for r, _ in ranked[:k]]
         # A query's steps align with an item's only through sequence heads that mean something
@@ -382,6 +407,9 @@ class Searcher:
         if localised:
             missing = [r for r in chosen if r not in known]  # the re-rank aligned the others
             known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
+            for r in chosen:  # the landmarks place a piece to a frame (16 ms)
+                if r in pieces:
+                    known[r] = _at(known[r], pieces[r][1], self._query_seconds(query))
             segments = [_segment_tuple(known[r]) for r in chosen]
         else:
             segments = [(0.0, math.inf, []) for _ in chosen]  # clipped to each item's duration
@@ -406,6 +434,7 @@ class Searcher:
                     has_video=record.has_video,
                     has_audio=record.has_audio,
                     **self._agreement_of(r),
+                    landmark_votes=pieces[r][0] if r in pieces else None,
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
@@ -422,9 +451,51 @@ class Searcher:
             return self._scans[modality]
 
     def prepare_events(self) -> None:
-        """Build the event scans now (done on the first search that uses them otherwise)."""
+        """Build the event scans and the landmark table now (done on the first search that uses
+        them otherwise)."""
         for m in self.events:
             self._scan(m)
+        if self.peaks is not None:
+            self._landmark_table()
+
+    def _landmark_table(self) -> FingerprintTable:
+        """Every item's sound landmarks, hashed and sorted (`models.fingerprint`), built on
+        first use: ~2 KB of memory per item of 6 s."""
+        assert self.peaks is not None
+        with self._scans_lock:
+            if self._landmarks is None:
+                found, offsets = self.peaks.whole()
+                self._landmarks = FingerprintTable.from_concatenated(
+                    fingerprint.from_store(found), offsets
+                )
+            return self._landmarks
+
+    def _found_by_landmarks(
+        self,
+        query: Query,
+        primary: str,
+        allowed: np.ndarray | None,
+        timings: dict[str, float],
+    ) -> dict[int, tuple[int, float]]:
+        """row -> (votes, start in s) of the items a sound is a piece of, in order (sound
+        against sound only: what a piece of a soundtrack says about a picture is the learned
+        search's to find)."""
+        if not query.landmarks or query.modality != "audio" or primary != "audio":
+            return {}
+        if self.peaks is None:
+            return {}
+        t0 = time.perf_counter()
+        match = self._landmark_table().match(list(query.landmarks), allowed)
+        timings["landmarks"] = (time.perf_counter() - t0) * 1e3
+        return {
+            int(r): (int(v), float(at))
+            for r, v, at in zip(match.rows, match.votes, match.starts_s, strict=True)
+        }
+
+    def _query_seconds(self, query: Query) -> float:
+        if query.events is not None and self.event_rate:
+            return len(query.events) / self.event_rate
+        return 0.0 if query.sequence is None else len(query.sequence) / self.sps
 
     def _event_candidates(
         self, query: np.ndarray, modality: str, allowed: np.ndarray | None
@@ -618,6 +689,14 @@ def _placed(seg: Segment | None, placement: float, bins: int, rate: float) -> Se
         return seg
     start = max(0.0, placement / rate)
     return Segment(start, max(start, (placement + bins) / rate), seg.score, seg.timeline)
+
+
+def _at(seg: Segment | None, start_s: float, length_s: float) -> Segment | None:
+    """`seg` moved to where the landmarks found the piece (its per-step timeline kept); the
+    hit's duration clips it later."""
+    if seg is None:
+        return seg
+    return Segment(start_s, start_s + length_s, seg.score, seg.timeline)
 
 
 def _same_space(query_modality: str, store: str) -> bool:

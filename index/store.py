@@ -300,6 +300,15 @@ class SequenceStore:
         """Steps per item, int64 (n,)."""
         return np.diff(self._offsets)
 
+    def whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's steps at once: float32 (total, D), and the (n + 1,) offsets (item r's
+        steps are rows offsets[r] .. offsets[r + 1])."""
+        if self._scales is None:
+            steps = _to_float32(np.asarray(self._steps))
+        else:
+            steps = self._steps.astype(np.float32) * self._scales[:, None]
+        return steps, self._offsets.copy()
+
     def batch(self, rows: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """Candidates for re-ranking: float32 (K, Tmax, D) zero-padded, bool mask (K, Tmax).
 

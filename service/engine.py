@@ -21,6 +21,7 @@ from index.query import QueryEncoder
 from index.search import Query, Searcher
 from index.version import CURRENT, IndexCorrupt, IndexVersion, current_version, is_version_name
 from models.events import sound_envelopes
+from models.fingerprint import query_peaks
 from models.media import MediaLimits
 from models.model import TrimodalModel, checkpoint_hash
 from models.onnx_export import MANIFEST as ONNX_MANIFEST
@@ -217,6 +218,14 @@ class Engine:
             model.encode_visual(*model.visual_inputs([frames]))
         steps = audio.sequence[0][audio.mask[0]].float().numpy()
         events, bands = sound_envelopes(wave, sr, fps)
-        query = Query("audio", audio.pooled[0].float().numpy(), steps, events, bands)
+        query = Query(
+            "audio",
+            audio.pooled[0].float().numpy(),
+            steps,
+            events,
+            bands,
+            landmarks=tuple(query_peaks(wave, sr)),
+        )
         self.searcher.prepare_events()
         self.searcher.search(query, "video", k=1, rerank_k=10)
+        self.searcher.search(query, "audio", k=1, rerank_k=10)

@@ -337,7 +337,7 @@ def search(
         if text is not None:
             query = encoder.text(text).query
         elif audio is not None:
-            query = encoder.audio(audio).query
+            query = encoder.audio(audio, landmarks=target == "audio").query
         else:
             assert video is not None
             query = encoder.video(video).query

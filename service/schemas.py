@@ -124,6 +124,12 @@ class Hit(BaseModel):
         description="By how much the item's sound lags its picture at the best lag (negative: it "
         "comes early); meaningful where av_agreement is high.",
     )
+    landmark_votes: int | None = Field(
+        None,
+        description="The uploaded sound is a piece of this item's recording: how many of its "
+        "landmark pairs (spectral peaks, `models.fingerprint`) agree on where it was cut from, "
+        "which is start_s. Such items come first. None: not found that way.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -133,7 +139,7 @@ class SearchResponse(BaseModel):
     index_version: str
     query_duration_s: float | None = Field(None, description="Length of an uploaded query.")
     timings_ms: dict[str, float] = Field(
-        description="Per stage: decode, encode, search, rerank, segments, total."
+        description="Per stage: decode, encode, search, rerank, landmarks, segments, total."
     )
     reranked: bool = Field(False, description="Whether the sequence re-rank ordered the hits.")
     localised: bool = Field(

@@ -35,6 +35,7 @@ from models.events import (
     picture_motion,
     sound_phases,
 )
+from models.fingerprint import FingerprintTable, peaks, query_peaks
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
 from models.sequence import Distance, paired_distance, sequence_similarity
@@ -740,6 +741,12 @@ def excerpt_report(
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         if combos[0][1]:  # weighing the envelopes, the service places a hit by them
             starts = _event_starts(matched, against, rows, top1, fps, banded, pairs)
+        landmarks = None
+        if name == "audio→audio":  # as `index.search`: a piece of a recording, found by its peaks
+            table = _landmark_table(cache, ids, has["audio"])
+            hybrid, found_starts, landmarks = _landmark_ranks(table, cut.waves, sr, rows, hybrid)
+            top1 = (hybrid == 1).nonzero().flatten().tolist()
+            starts = {**starts, **found_starts}
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
         out[name] = {
             "pooled": summarise(pooled),
@@ -749,6 +756,8 @@ def excerpt_report(
                 "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
             },
         }
+        if landmarks is not None:
+            out[name]["landmarks"] = landmarks
         if len(combos) > 1:
             out[name]["hybrid_by_weight"] = {
                 weight_label(w, e): summarise(ranks_of(w, e)) for w, e in combos
@@ -760,6 +769,48 @@ def excerpt_report(
                     "hybrid": summarise(hybrid[mask]),
                 }
     return out
+
+
+def _landmark_table(cache: FeatureCache, ids: Sequence[str], has: Tensor) -> FingerprintTable:
+    """Every pool clip's sound landmarks, as an index keeps them (none for a clip without)."""
+    empty = np.zeros((0, 2), np.int32)
+    sr = cache.spec.sample_rate
+    return FingerprintTable(
+        [
+            peaks(np.asarray(cache.audio(i)), sr) if bool(h) else empty
+            for i, h in zip(ids, has.tolist(), strict=True)
+        ]
+    )
+
+
+def _landmark_ranks(
+    table: FingerprintTable,
+    waves: Sequence[np.ndarray],
+    sr: int,
+    rows: Sequence[int],
+    ranks: Tensor,
+) -> tuple[Tensor, dict[int, float], dict[str, float]]:
+    """`ranks` after the items a piece's landmarks find are put first (`index.search`): the
+    query's own clip found → its place among them; else its rank behind all of them (at worst:
+    what they pushed down is not known here). Also where the found clips place each piece, and
+    the shares of pieces found, and found first in another clip."""
+    out = ranks.clone()
+    starts: dict[int, float] = {}
+    found = wrong = 0
+    for i, wave in enumerate(waves):
+        match = table.match(query_peaks(wave, sr))
+        if not len(match.rows):
+            continue
+        listed = match.rows.tolist()
+        found += rows[i] in listed
+        wrong += listed[0] != rows[i]
+        if rows[i] in listed:
+            out[i] = listed.index(rows[i]) + 1
+            starts[i] = float(match.starts_s[listed.index(rows[i])])
+        else:
+            out[i] = ranks[i] + len(listed)
+    n = max(1, len(waves))
+    return out, starts, {"found": found / n, "first_elsewhere": wrong / n}
 
 
 def _event_starts(

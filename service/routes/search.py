@@ -117,6 +117,7 @@ def _hit(h: SearchHit, searcher: Searcher) -> Hit:
         has_video=h.has_video,
         av_agreement=h.av_agreement,
         audio_offset_s=h.audio_offset_s,
+        landmark_votes=h.landmark_votes,
         **item_urls(h.id, h.has_video),
     )
 
@@ -185,7 +186,12 @@ async def _media_search(
         searcher = state.engine.searcher
         try:
             encoder = state.engine.encoder
-            encoded = encoder.audio(path) if kind == "audio" else encoder.video(path)
+            encoded = (
+                # landmarks only where they are looked for: sound among sounds
+                encoder.audio(path, landmarks=opts.target == "audio")
+                if kind == "audio"
+                else encoder.video(path)
+            )
         except MediaError as e:
             raise _media_error(e) from None
         return _search(state, searcher, encoded, opts, start)

@@ -14,6 +14,7 @@ from index.query import QueryEncoder
 from index.reader import CorpusItem, read_item
 from index.search import ItemFilter, Query, Searcher
 from index.version import IndexVersion, ItemRecord
+from models import fingerprint
 from models.config import preset
 from models.events import (
     BANDS,
@@ -265,6 +266,12 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     # and at its sub-bin phases, phase 0 first (`models.events.sound_phases`)
     assert len(sound.phases) == SOUND_PHASES and sound.phases[0].skip_s == 0.0
     np.testing.assert_array_equal(sound.phases[0].bands, sound.bands)
+    # and its landmarks at each sub-frame shift, the first as an index keeps its items'
+    assert len(sound.landmarks) == fingerprint.PHASES and sound.landmarks[0][1] == 0.0
+    assert media.audio is not None
+    np.testing.assert_array_equal(
+        sound.landmarks[0][0], fingerprint.peaks(media.audio, cfg.audio.sample_rate)
+    )
     footage = encoder.video(clip).query
     assert media.changes is not None
     want = picture_events(media.frames, cfg.visual.fps, cfg.visual.fps, media.changes)

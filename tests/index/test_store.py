@@ -37,6 +37,12 @@ def test_round_trip_ragged_with_empty_items(tmp_path: Path) -> None:
     offsets = np.load(tmp_path / "visual.seq.offsets.npy")
     assert offsets.dtype == np.int64
     np.testing.assert_array_equal(offsets, [0, 3, 3, 8, 9, 9])
+    # all at once, as the landmark table reads its store
+    steps, offs = store.whole()
+    assert steps.dtype == np.float32 and steps.shape == (9, D)
+    np.testing.assert_array_equal(offs, offsets)
+    for i in range(5):
+        np.testing.assert_array_equal(steps[offs[i] : offs[i + 1]], store.get(i))
 
 
 def test_batch_pads_and_masks(tmp_path: Path) -> None:
