@@ -262,7 +262,7 @@ def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, 
     # the service finds it: first, and placed to a frame, whatever the untrained model says.
     found = report["audio→audio"]["landmarks"]
     assert found["found"] >= 0.8 and found["first_elsewhere"] == 0.0
-    assert report["audio→audio"]["hybrid"]["R@1"] >= found["found"]
+    assert report["audio→audio"]["hybrid"]["R@1"] >= found["found"] - 1e-6  # float32 shares
     assert report["audio→audio"]["start_error_s"]["median"] <= 0.02
     # Too short to cut from: nothing is measured rather than a padded query.
     assert excerpt_report(model, prepared.val_items, prepared.cache, seconds=10.0)["queries"] == 0
