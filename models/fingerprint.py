@@ -9,7 +9,8 @@ item's at one consistent time offset is a piece of that item, and the offset is 
 
 The learned sequences and event envelopes find a piece among 1,000 clips 0.855–0.895 of the time
 at 2.5 s (a periodic clock or a steady siren looks like many others at that resolution); two
-recordings of noise or tone never share a peak constellation by chance.
+different recordings rarely share many peak pairs at one offset, and where many recordings do
+share a sound (a steady hum at one pitch) the lookup says nothing rather than guess.
 
 - `peaks(wave, sr)`: (n, 2) int32 (frame, frequency bin) of the strongest local maxima of the
   log spectrogram between `LOW_HZ` and `HIGH_HZ` (a file at 8 kHz keeps its peaks), at most
@@ -17,7 +18,8 @@ recordings of noise or tone never share a peak constellation by chance.
 - `query_peaks(wave, sr)`: the same at `PHASES` sub-frame shifts: a piece cut between two
   frames of the indexed grid would otherwise move its peaks by a frame where the item's did not.
 - `FingerprintTable(peaks per item)`: every item's hashes, sorted for lookup; `match` votes
-  per (item, offset) and returns the items whose piece agrees at `MIN_VOTES` or more.
+  per (item, offset) and returns the item (or the few copies) whose votes reach `MIN_VOTES`
+  with every other item under half as many (`_decided`); else nothing.
 - `to_store` / `from_store`: peaks as float16 rows (exact integers) for an index's stores.
 """
 
