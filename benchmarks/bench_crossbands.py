@@ -15,7 +15,10 @@ envelopes alone, audio→video and video→audio R@1 / R@10 of:
 - "best band": the best, over the sound's eight bands, of each band's correlation with the
   picture's envelope (the same placements and lag tolerance as `match_events`);
 - "+ motion": the best over the sound's bands and the picture's change *and* motion envelopes
-  (`models.events.picture_motion`: where its motion changes, a ball landing), every pair.
+  (`models.events.picture_motion`: where its motion changes, a ball landing), every pair;
+- "+ halves": and each half's change and motion envelopes beside them
+  (`models.events.picture_halves`: the top and bottom halves of the picture, where two things
+  one above the other each change at their own moments).
 
 Queries are the clips whose sound and picture share an event source (`shares_an_event`), up to
 `--max-queries` of them (a fixed random subset), searched among every clip of the pool. `--val`
@@ -62,7 +65,10 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
         "video→audio best band": [],
         "audio→video + motion": [],
         "video→audio + motion": [],
+        "audio→video + halves": [],
+        "video→audio + halves": [],
     }
+    halves = [picture_kinds(e["visual"], e["visual_motion"], e["visual_halves"]) for e in envelopes]
     for q in queries:
         found["audio→video single"].append(match_events(sound[q], picture).scores)
         by_band = match_many([bands[q][:, k].copy() for k in range(n_bands)], picture)
@@ -73,6 +79,8 @@ def measure(envelopes: list[dict[str, np.ndarray]], queries: list[int]) -> dict[
         )
         found["audio→video + motion"].append(match_across([bands[q]], kinds)[0].scores)
         found["video→audio + motion"].append(match_across([kinds[q]], bands)[0].scores)
+        found["audio→video + halves"].append(match_across([bands[q]], halves)[0].scores)
+        found["video→audio + halves"].append(match_across([halves[q]], bands)[0].scores)
     target = torch.tensor(queries, dtype=torch.long)
     return {
         name: summarise(ranks_from_scores(torch.from_numpy(np.stack(s)), target))
@@ -99,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     pools |= other_pools(args.pool)
     table = Table(title="envelopes alone, shared-event clips: R@1 / R@10")
-    for col in ("pool", "clips", "queries", "direction", "single", "best band", "+ motion"):
+    methods = ("single", "best band", "+ motion", "+ halves")
+    for col in ("pool", "clips", "queries", "direction", *methods):
         table.add_column(col, justify="left" if col in ("pool", "direction") else "right")
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}, "pools": {}}
     fps, sr = cfg.visual.fps, cfg.audio.sample_rate
@@ -115,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cache.changes(i.id),
                 cache.region_changes(i.id),
                 cache.motion(i.id),
+                cache.halves(i.id),
             )
             for i in kept
         ]
@@ -137,10 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **r,
         }
         for d in ("audio→video", "video→audio"):
-            cells = [
-                f"{r[f'{d} {m}']['R@1']:.3f} / {r[f'{d} {m}']['R@10']:.3f}"
-                for m in ("single", "best band", "+ motion")
-            ]
+            cells = [f"{r[f'{d} {m}']['R@1']:.3f} / {r[f'{d} {m}']['R@10']:.3f}" for m in methods]
             table.add_row(name, str(len(kept)), str(len(eligible)), d, *cells)
     Console().print(table)
     write_result("bench_crossbands", results)

@@ -63,6 +63,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from models import fingerprint
     from models.events import BANDS, standardise
     from models.model import checkpoint_hash
+    from models.motion import HALVES
     from models.policy import DIRECTIONS, SearchPolicy
 
     rng = np.random.default_rng(n)
@@ -96,6 +97,9 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                     [standardise(rng.standard_normal(bins)) for _ in range(BANDS[m])], axis=1
                 )
             events["visual_motion"] = standardise(rng.standard_normal(bins))
+            events["visual_halves"] = np.stack(
+                [standardise(rng.standard_normal(bins)) for _ in range(2 * len(HALVES))], axis=1
+            )
             events["audio_peaks"] = landmarks()
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
@@ -107,9 +111,10 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         rerank_weight=dict.fromkeys(DIRECTIONS, 1.0),
         event_weight=dict.fromkeys(DIRECTIONS, 1.0),
         # sound against picture by the sound's best band: eight correlations where one was, and
-        # each against the picture's change and motion envelopes: sixteen
+        # each against the picture's change and motion envelopes and its halves': 48
         cross_bands=frozenset({"audio→video", "video→audio"}),
         picture_motion=True,
+        picture_halves=True,
     )
     publish_entries(
         root,
@@ -338,7 +343,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
                 # what the timing envelopes add to every item (`*.events`, `*.bands`,
-                # `visual.motion`: their steps, scales and offsets), and the sound's landmarks
+                # `visual.motion`, `visual.halves`: their steps, scales and offsets), and the
+                # sound's landmarks
                 # (`audio.peaks`)
                 version = IndexVersion.open(Path(tmp) / "index").path
                 kept = [
@@ -351,6 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "visual.bands.",
                             "audio.bands.",
                             "visual.motion.",
+                            "visual.halves.",
                             "audio.peaks.",
                         )
                     )

@@ -276,7 +276,8 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
     another clip) against the others: the SynthAV train split's realism flag."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)
-    pool = embed_pool(model, cache, ids)
+    # pictures meet sounds as the checkpoint's policy has them met
+    pool = embed_pool(model, cache, ids, picture_halves=model.search_policy.picture_halves)
     rows = (pool.has_audio & pool.has_video).nonzero().flatten()
     # the envelopes an index scores the agreement by (before: the single ones whatever the
     # policy said)
@@ -313,7 +314,7 @@ def measure_pool(
 ) -> dict[str, Any]:
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)
-    pool = embed_pool(model, cache, ids)
+    pool = embed_pool(model, cache, ids, picture_halves=model.search_policy.picture_halves)
     subsets = clip_subsets_of([by_id[i] for i in ids])
     if "shared" in subsets:
         subsets["unshared"] = ~subsets["shared"]

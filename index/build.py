@@ -23,6 +23,7 @@ import torch
 
 from index import ann
 from index.embed import (
+    HALVES_STORE,
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
@@ -49,6 +50,7 @@ from models.alignment import av_agreement
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
 from models.model import TrimodalModel, checkpoint_hash
+from models.motion import HALVES
 from models.policy import SearchPolicy, load_policy
 
 log = logging.getLogger("trimodal.index")
@@ -181,6 +183,7 @@ def entries_from_shards(
         kept_events = all(f"{m}_events" in shard for m in MODALITIES)
         kept_bands = kept_events and all(f"{m}_bands" in shard for m in MODALITIES)
         kept_motion = kept_events and "visual_motion" in shard
+        kept_halves = kept_events and "visual_halves" in shard
         kept_peaks = "audio_peaks" in shard
         peak_row = 0  # the sound landmarks' offset
         for k, raw_id in enumerate(shard["ids"]):
@@ -204,6 +207,8 @@ def entries_from_shards(
                         events[f"{m}_bands"] = shard[f"{m}_bands"][event : event + n_bins]
                     if kept_motion and m == "visual":
                         events["visual_motion"] = shard["visual_motion"][event : event + n_bins]
+                    if kept_halves and m == "visual":
+                        events["visual_halves"] = shard["visual_halves"][event : event + n_bins]
                     if kept_peaks and m == "audio":
                         n_peaks = int(shard["audio_peak_counts"][row])
                         events["audio_peaks"] = shard["audio_peaks"][peak_row : peak_row + n_peaks]
@@ -233,6 +238,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     kept = [m for m in MODALITIES if f"{m}.events" in stores]
     banded = [m for m in MODALITIES if bands_store(m) in stores]
     moving = MOTION_STORE in stores
+    halved = HALVES_STORE in stores
     landmarks = PEAKS_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
@@ -253,6 +259,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             )
         if moving:
             events["visual_motion"] = version.sequences(MOTION_STORE).get(row)[:, 0]
+        if halved:
+            events["visual_halves"] = np.asarray(
+                version.sequences(HALVES_STORE).get(row), np.float32
+            )
         if landmarks:
             events["audio_peaks"] = np.asarray(version.sequences(PEAKS_STORE).get(row), np.float32)
         yield Entry(record, pooled, steps, events)
@@ -320,6 +330,7 @@ def publish_entries(
         policy.agreement_event_weight or 0.0,
         policy.agreement_bands,
         policy.picture_motion,
+        policy.picture_halves,
     )
     with (
         VersionWriter(
@@ -356,6 +367,12 @@ def publish_entries(
             if event_rate is not None:
                 stores[MOTION_STORE] = open_stores.enter_context(
                     writer.sequence_writer(MOTION_STORE, 1)
+                )
+            # A picture's halves' change and motion envelopes (`models.events.picture_halves`):
+            # what it meets a sound by beside those of the whole picture; int8 as the bands
+            if event_rate is not None:
+                stores[HALVES_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(HALVES_STORE, 2 * len(HALVES), "i8")
                 )
             # A sound's landmarks (`models.fingerprint`): where a piece of it was cut from.
             # float16 keeps them exactly (`fingerprint.to_store`).
@@ -394,6 +411,12 @@ def publish_entries(
                     np.zeros((0, 1), np.float32)
                     if motion is None
                     else np.asarray(motion, np.float32).reshape(-1, 1)
+                )
+                halves = entry.events.get("visual_halves")  # none: embedded before them
+                stores[HALVES_STORE].append(
+                    np.zeros((0, 2 * len(HALVES)), np.float32)
+                    if halves is None
+                    else np.asarray(halves, np.float32).reshape(-1, 2 * len(HALVES))
                 )
             peaks = entry.events.get("audio_peaks")  # none: embedded before them, or silent
             stores[PEAKS_STORE].append(
@@ -495,15 +518,18 @@ class _Agreements:
         event_weight: float = 0.0,
         by_bands: bool = False,
         motion: bool = False,
+        halves: bool = False,
     ) -> None:
         """`event_rate`: the entries' envelopes join in (`models.events.fused_agreement`);
         `by_bands`: the sound's by its best band where the entry has bands, with `motion` against
-        the picture's change and motion envelopes where the entry has both."""
+        the picture's change and motion envelopes where the entry has both, with `halves` its
+        halves' too where it has them."""
         self.sps = steps_per_second
         self.event_rate = event_rate
         self.event_weight = event_weight
         self.by_bands = by_bands
         self.motion = motion
+        self.halves = halves
         self.values: list[tuple[float, float]] = []
         self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.events: dict[int, EventAgreement | None] = {}
@@ -519,7 +545,11 @@ class _Agreements:
             if self.by_bands and bands is not None and len(bands):
                 sound = bands
                 if self.motion and picture is not None:
-                    picture = picture_kinds(picture, entry.events.get("visual_motion"))
+                    picture = picture_kinds(
+                        picture,
+                        entry.events.get("visual_motion"),
+                        entry.events.get("visual_halves") if self.halves else None,
+                    )
             if self.event_rate is not None and sound is not None and picture is not None:
                 self.events[row] = event_agreement(sound, picture, self.event_rate)
             if len(self.pending) >= self.CHUNK:

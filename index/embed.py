@@ -34,14 +34,25 @@ import torch
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
 from models import fingerprint
-from models.events import BANDS, picture_bands, picture_events, picture_motion, sound_envelopes
+from models.events import (
+    BANDS,
+    picture_bands,
+    picture_events,
+    picture_halves,
+    picture_motion,
+    sound_envelopes,
+)
 from models.model import TrimodalModel
+from models.motion import HALVES
 
 MODALITIES = ("visual", "audio")
 
 
 # The store of a picture's motion envelope (`models.events.picture_motion`), one row per item.
 MOTION_STORE = "visual.motion"
+# The store of a picture's halves' change and motion envelopes (`models.events.picture_halves`),
+# one row per item, int8 as the bands.
+HALVES_STORE = "visual.halves"
 # The store of a sound's landmarks (`models.fingerprint.peaks`, as `to_store` writes them): a
 # piece of an indexed recording is found by them before anything learned is asked.
 PEAKS_STORE = "audio.peaks"
@@ -58,8 +69,9 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     """(pooled (D,), sequence (T, D), event envelope (E,)) per item and modality (the envelope:
     `models.events`, one bin per visual frame) and its banded envelope (E, B)
     (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
-    (`models.events.picture_motion`), a sound's also its landmarks (`models.fingerprint`, as
-    stored); None where the item lacks it."""
+    (`models.events.picture_motion`) and its halves' (E, 4) (`models.events.picture_halves`), a
+    sound's also its landmarks (`models.fingerprint`, as stored); None where the item lacks
+    it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -75,6 +87,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 picture_events(frames[j], fps, fps, batch[i].changes),  # type: ignore[arg-type]
                 picture_bands(frames[j], fps, fps, batch[i].region_changes),  # type: ignore[arg-type]
                 picture_motion(frames[j], fps, fps, batch[i].motion),  # type: ignore[arg-type]
+                picture_halves(frames[j], fps, fps, batch[i].halves),  # type: ignore[arg-type]
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
@@ -154,6 +167,14 @@ def write_shard(
         if m == "visual" and len(motion) == len(events):
             arrays[f"{m}_motion"] = (
                 np.concatenate(motion).astype(np.float32) if motion else np.zeros(0, np.float32)
+            )
+        # a picture's halves' envelopes, as many bins as its change envelope's
+        halves = [e[5] for e in encoded[m] if e is not None and len(e) > 5]
+        if m == "visual" and len(halves) == len(events):
+            arrays[f"{m}_halves"] = (
+                np.concatenate(halves).astype(np.float32)
+                if halves
+                else np.zeros((0, 2 * len(HALVES)), np.float32)
             )
         # a sound's landmarks, as many rows as it has peaks
         peaks = [e[4] for e in encoded[m] if e is not None and len(e) > 4]

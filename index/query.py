@@ -17,7 +17,13 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.events import picture_bands, picture_events, picture_motion, sound_phases
+from models.events import (
+    picture_bands,
+    picture_events,
+    picture_halves,
+    picture_motion,
+    sound_phases,
+)
 from models.fingerprint import query_peaks
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
@@ -114,8 +120,9 @@ class QueryEncoder:
         events = picture_events(frames, fps, fps, media.changes)
         bands = picture_bands(frames, fps, fps, media.region_changes)
         motion = picture_motion(frames, fps, fps, media.motion)
+        halves = picture_halves(frames, fps, fps, media.halves)
         query = _sequence_query(
-            "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands, motion
+            "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands, motion, halves
         )
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
@@ -129,10 +136,19 @@ def _sequence_query(
     events: np.ndarray,
     bands: np.ndarray | None = None,
     motion: np.ndarray | None = None,
+    halves: np.ndarray | None = None,
 ) -> Query:
     steps = seq[mask].float().cpu().numpy()  # (T, D): only the valid steps
     pooled_np = pooled.float().cpu().numpy()
-    return Query(modality, pooled_np, np.ascontiguousarray(steps), events, bands, motion=motion)
+    return Query(
+        modality,
+        pooled_np,
+        np.ascontiguousarray(steps),
+        events,
+        bands,
+        motion=motion,
+        halves=halves,
+    )
 
 
 def _ms(start: float) -> float:

@@ -44,6 +44,7 @@ class Decoded:
     changes: np.ndarray | None = None  # (T,) the decoder's picture change per frame
     region_changes: np.ndarray | None = None  # (T, 4) the same per quadrant
     motion: np.ndarray | None = None  # (T,) the decoder's change of motion per frame
+    halves: np.ndarray | None = None  # (T, 4) each half's change and change of motion per frame
 
 
 def read_item(
@@ -68,6 +69,7 @@ def read_item(
         changes=media.changes,
         region_changes=media.region_changes,
         motion=media.motion,
+        halves=media.halves,
     )
 
 

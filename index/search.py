@@ -27,12 +27,13 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
+from index.embed import HALVES_STORE, MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
 from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase, picture_kinds
 from models.fingerprint import FingerprintTable
+from models.motion import HALVES
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 
@@ -66,6 +67,9 @@ class Query:
     # footage's motion envelope (`models.events.picture_motion`): with `events`, what it meets
     # sounds by (None: its change envelope alone)
     motion: np.ndarray | None = None
+    # footage's halves' change and motion envelopes (`models.events.picture_halves`): with
+    # `motion`, what it also meets sounds by where the policy says so (None: not)
+    halves: np.ndarray | None = None
     # a sound's landmarks at sub-frame shifts (`models.fingerprint.query_peaks`): the indexed
     # recording it was cut from, found before anything learned is asked (empty: not looked for)
     landmarks: tuple[tuple[np.ndarray, float], ...] = ()
@@ -169,6 +173,8 @@ class Searcher:
                 if name.endswith(".events") or name == MOTION_STORE
                 else fingerprint.STORE_DIM
                 if name == PEAKS_STORE
+                else 2 * len(HALVES)
+                if name == HALVES_STORE
                 else BANDS[name.split(".")[0]]
                 if name.endswith(".bands")
                 else step_dim
@@ -206,6 +212,12 @@ class Searcher:
         self.motion = (
             version.sequences(MOTION_STORE)
             if MOTION_STORE in manifest["sequence_stores"] and "visual" in self.events
+            else None
+        )
+        # A picture's halves' envelopes beside them, where the index keeps them.
+        self.halves = (
+            version.sequences(HALVES_STORE)
+            if HALVES_STORE in manifest["sequence_stores"] and self.motion is not None
             else None
         )
         # Sound landmarks, where the index keeps them: a piece of an indexed recording.
@@ -366,7 +378,12 @@ class Searcher:
             if by_events and query.events is not None:
                 across = policy.matches_by_bands(query.modality, target)
                 agree, placed = self._event_scores(
-                    query, top, primary, across, across and policy.picture_motion
+                    query,
+                    top,
+                    primary,
+                    across,
+                    across and policy.picture_motion,
+                    across and policy.picture_motion and policy.picture_halves,
                 )
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
@@ -531,6 +548,7 @@ class Searcher:
         modality: str,
         across: bool = False,
         motion: bool = False,
+        halves: bool = False,
     ) -> tuple[list[float], list[float | None]]:
         """Each row's event correlation with the query (-1 where it has no envelope), and where
         the query's first bin lies in it, in bins (None: nowhere). A sound against sounds and
@@ -539,8 +557,9 @@ class Searcher:
         by the sound's best band (`match_across`; where the policy measured it so); a sound at
         each of its phases (`sound_phases`), the best counting. With `motion` (and `across`), a
         picture meets the sound by its change and motion envelopes, the best pair counting
-        (`models.events.picture_kinds`), where it has both. Items embedded before bands were
-        kept are matched by single envelopes."""
+        (`models.events.picture_kinds`), where it has both; with `halves` by its halves' too,
+        where it has them. Items embedded before bands were kept are matched by single
+        envelopes."""
         assert query.events is not None
         phases = list(query.phases) or [Phase(0.0, query.events, query.bands)]  # type: ignore[arg-type]
         candidates: list[np.ndarray] | None = None
@@ -567,17 +586,25 @@ class Searcher:
             if across and motion and modality == "visual" and banded and self.motion is not None:
                 # the sound's bands against each picture's change and motion envelopes
                 paired = [
-                    picture_kinds(c, self.motion.get(r)[:, 0].astype(np.float32))
+                    picture_kinds(
+                        c,
+                        self.motion.get(r)[:, 0].astype(np.float32),
+                        np.asarray(self.halves.get(r), np.float32)
+                        if halves and self.halves is not None
+                        else None,
+                    )
                     for c, r in zip(candidates, rows, strict=True)
                 ]
-                # an item embedded before motion was kept has its change envelope alone: paired
-                # with itself it scores as that envelope does, beside items that have both
-                if any(k.ndim == 2 for k in paired):
-                    paired = [k if k.ndim == 2 else np.stack([k, k], axis=1) for k in paired]
+                # an item embedded before motion (or its halves) was kept has fewer envelopes:
+                # its change envelope repeated fills the others, so it scores as the envelopes
+                # it has do, beside items that have all
+                widest = max((k.shape[1] for k in paired if k.ndim == 2), default=0)
+                if widest:
+                    paired = [_widened(k, widest) for k in paired]
                 candidates, pairs = paired, True
         elif across and motion and query.modality == "visual" and query.motion is not None:
             # footage's change and motion envelopes against each sound's bands
-            kinds = picture_kinds(query.events, query.motion)
+            kinds = picture_kinds(query.events, query.motion, query.halves if halves else None)
             phases = [Phase(p.skip_s, kinds, p.bands) for p in phases]
             pairs = True
         rate = self.event_rate or 1.0
@@ -678,7 +705,18 @@ class Searcher:
         motion = None
         if store_name == "visual" and self.motion is not None and len(self.motion.get(row)):
             motion = self.motion.get(row)[:, 0].astype(np.float32)
-        return Query(modality, pooled[0].astype(np.float32), sequence, events, bands, motion=motion)
+        halves = None
+        if motion is not None and self.halves is not None and len(self.halves.get(row)):
+            halves = np.asarray(self.halves.get(row), np.float32)
+        return Query(
+            modality,
+            pooled[0].astype(np.float32),
+            sequence,
+            events,
+            bands,
+            motion=motion,
+            halves=halves,
+        )
 
 
 def _placed(seg: Segment | None, placement: float, bins: int, rate: float) -> Segment | None:
@@ -714,3 +752,12 @@ def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:
         return (0.0, 0.0, [])
     timeline = np.round(seg.timeline.detach().cpu().numpy().astype(np.float64), 4).tolist()
     return (float(seg.start_s), float(seg.end_s), timeline)
+
+
+def _widened(kinds: np.ndarray, width: int) -> np.ndarray:
+    """A picture's envelopes (`models.events.picture_kinds`: (bins,) or (bins, K)) as `width`
+    columns, its change envelope (the first) repeated in those it lacks."""
+    kinds = kinds if kinds.ndim == 2 else kinds[:, None]
+    if kinds.shape[1] >= width:
+        return kinds
+    return np.concatenate([kinds, np.repeat(kinds[:, :1], width - kinds.shape[1], axis=1)], 1)

@@ -41,7 +41,7 @@ from models.media import (
     _stream_rate,
 )
 from models.media import MediaErrorReason as R
-from models.motion import change_centre, velocity_changes
+from models.motion import HALVES, merged_centre, quadrant_centres, velocity_changes
 
 _EPS = 1e-6
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
@@ -122,6 +122,8 @@ class _VideoSampler:
         self._pairs: list[tuple[float, float, float, float, float]] = []
         self._pair_changes: list[float] = []
         self._pair_regions: list[np.ndarray] = []
+        # and where in each quadrant it changed: (4, 3) per pair, `models.motion.quadrant_centres`
+        self._pair_quadrants: list[np.ndarray] = []
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -145,7 +147,9 @@ class _VideoSampler:
             sums, sizes, total = _quadrant_sums(diff)
             self._pair_changes.append(total / (diff.size * 255.0))
             self._pair_regions.append((sums / (np.maximum(sizes, 1) * 255.0)).reshape(4))
-            self._pairs.append((self._held_t, t, *change_centre(diff)))
+            quadrants = quadrant_centres(diff)
+            self._pair_quadrants.append(quadrants)
+            self._pairs.append((self._held_t, t, *merged_centre(quadrants)))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
         self._held, self._held_t = image, t
@@ -203,6 +207,25 @@ class _VideoSampler:
         pairs = np.array(self._pairs, np.float64)
         found = velocity_changes(pairs[:, 2:4], pairs[:, 4], pairs[:, 0], pairs[:, 1])
         return self._per_target(np.asarray(found, np.float32), n)
+
+    def halves(self, n: int) -> np.ndarray | None:
+        """(n, 2 × len(HALVES)) float32: for each half of the picture (`models.motion.HALVES`,
+        top then bottom) its change (the mean of its quadrants') and its change of motion (as
+        `motion`, on the centre of the change inside it), per target frame (`_per_target`);
+        None when fps is None."""
+        if self.fps is None:
+            return None
+        if not self._pairs:
+            return np.zeros((n, 2 * len(HALVES)), np.float32)
+        pairs = np.array(self._pairs, np.float64)
+        quadrants = np.stack(self._pair_quadrants)  # (pairs, 4, 3)
+        regions = np.array(self._pair_regions, np.float32).reshape(-1, 4)
+        columns = []
+        for members in HALVES.values():
+            centre = merged_centre(quadrants, members)
+            columns.append(regions[:, list(members)].mean(axis=1))
+            columns.append(velocity_changes(centre[:, :2], centre[:, 2], pairs[:, 0], pairs[:, 1]))
+        return self._per_target(np.stack(columns, axis=1).astype(np.float32), n)
 
     def region_changes(self, n: int) -> np.ndarray | None:
         """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom
@@ -557,13 +580,14 @@ def _decode_opened(
             _check_complete(session, stream, opened.path)
         assert session.origin is not None
         duration = max(session.ends.values()) - session.origin
-        frames = changes = regions = motion = out_fps = samples = None
+        frames = changes = regions = motion = halves = out_fps = samples = None
         if sampler is not None:
             n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
             frames = sampler.finish(n)
             changes = sampler.changes(n)
             regions = sampler.region_changes(n)
             motion = sampler.motion(n)
+            halves = sampler.halves(n)
             native = _stream_rate(vstream) if vstream is not None else None
             out_fps = fps or native or sampler.count / max(duration, _EPS)
         if collector is not None:
@@ -586,4 +610,5 @@ def _decode_opened(
         changes,
         regions,
         motion,
+        halves,
     )

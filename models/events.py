@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from models.features import LogMel, LogMelConfig
-from models.motion import frame_motion
+from models.motion import HALVES, frame_halves, frame_motion
 
 DETREND_BINS = 5
 # ±2 bins at 12 a second: a frame of quantisation plus one of an encoder's shift (AAC priming,
@@ -248,17 +248,53 @@ def picture_motion(
     return standardise(_max_per_bin(values, fps, rate, length))
 
 
-def picture_kinds(events: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
-    """What a picture meets a sound by (`match_across`): (bins, 2), its change envelope and its
-    motion envelope (`picture_motion`), or the change envelope alone (bins,) when it has no
-    motion envelope (an index or a cache made before they were kept)."""
+def picture_halves(
+    frames: np.ndarray, fps: float, rate: float, halves: np.ndarray | None = None
+) -> np.ndarray:
+    """(ceil(len(frames) / fps × rate), 2 × len(HALVES)): for each half of the picture
+    (`models.motion.HALVES`: top, bottom) its change envelope and its motion envelope, each
+    standardised on its own; what a picture also meets a sound by (`picture_kinds`) where the
+    policy measured it so. `halves` (T, 2 × len(HALVES)), the decoder's
+    (`models.media.DecodedMedia.halves`, measured on every frame of the file), is used when
+    given, as `picture_events` uses its `changes`."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or len(frames) == 0:
+        raise ValueError(f"frames must be (T, H, W, C) with T ≥ 1, got {frames.shape}")
+    width = 2 * len(HALVES)
+    if halves is not None:
+        values = np.asarray(halves, np.float32)
+        if values.shape != (len(frames), width) or not np.isfinite(values).all():
+            raise ValueError(
+                f"halves must be {len(frames)} × {width} finite values, got {values.shape}"
+            )
+    else:
+        values = frame_halves(frames, fps)
+    length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
+    return np.stack(
+        [standardise(_max_per_bin(values[:, k], fps, rate, length)) for k in range(width)], axis=1
+    )
+
+
+def picture_kinds(
+    events: np.ndarray, motion: np.ndarray | None, halves: np.ndarray | None = None
+) -> np.ndarray:
+    """What a picture meets a sound by (`match_across`): (bins, K), its change envelope, its
+    motion envelope (`picture_motion`) and, when given, its halves' (`picture_halves`); the
+    change envelope alone (bins,) when it has no motion envelope (an index or a cache made
+    before they were kept)."""
     events = np.asarray(events, np.float32)
     if motion is None or not len(motion) or not len(events):
         return events
     motion = np.asarray(motion, np.float32).reshape(-1)
     if len(motion) != len(events):
         raise ValueError(f"{len(motion)} motion bins for {len(events)} change bins")
-    return np.stack([events, motion], axis=1)
+    columns = [events[:, None], motion[:, None]]
+    if halves is not None and len(halves):
+        halves = np.asarray(halves, np.float32).reshape(len(halves), -1)
+        if len(halves) != len(events):
+            raise ValueError(f"{len(halves)} bins of halves for {len(events)} change bins")
+        columns.append(halves)
+    return np.concatenate(columns, axis=1)
 
 
 def picture_bands(
@@ -548,15 +584,19 @@ def item_events(
     changes: np.ndarray | None = None,
     region_changes: np.ndarray | None = None,
     motion: np.ndarray | None = None,
+    halves: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """ "visual" / "audio" → the item's picture / sound envelope at `fps` bins a second (the
     visual frame rate), "visual_bands" / "audio_bands" → their banded envelopes
     (`picture_bands`, `sound_bands`), "visual_motion" → the picture's motion envelope
-    (`picture_motion`); empty for a stream the item lacks. `changes`, `region_changes`,
-    `motion`: the decoder's (`picture_events`, `picture_bands`, `picture_motion`)."""
+    (`picture_motion`), "visual_halves" → its halves' change and motion envelopes
+    (`picture_halves`); empty for a stream the item lacks. `changes`, `region_changes`,
+    `motion`, `halves`: the decoder's (`picture_events`, `picture_bands`, `picture_motion`,
+    `picture_halves`)."""
     out = {
         "visual": np.zeros(0, np.float32),
         "visual_motion": np.zeros(0, np.float32),
+        "visual_halves": np.zeros((0, 2 * len(HALVES)), np.float32),
         "audio": np.zeros(0, np.float32),
         "visual_bands": np.zeros((0, PICTURE_REGIONS), np.float32),
         "audio_bands": np.zeros((0, SOUND_BANDS), np.float32),
@@ -565,6 +605,7 @@ def item_events(
         out["visual"] = picture_events(frames, fps, fps, changes)
         out["visual_bands"] = picture_bands(frames, fps, fps, region_changes)
         out["visual_motion"] = picture_motion(frames, fps, fps, motion)
+        out["visual_halves"] = picture_halves(frames, fps, fps, halves)
     if wave is not None and np.asarray(wave).size:
         out["audio"], out["audio_bands"] = sound_envelopes(wave, sample_rate, fps)
     return out

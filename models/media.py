@@ -202,6 +202,9 @@ class DecodedMedia:
     # (T,): where the picture's motion changes, on the file's own frames (`models.motion`;
     # what `models.events.picture_motion` reads)
     motion: np.ndarray | None = None
+    # (T, 2 × len(models.motion.HALVES)): each half's change and change of motion, as `motion`
+    # (what `models.events.picture_halves` reads)
+    halves: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ class SearchPolicy:
     # by its change *and* motion envelopes (`models.events.picture_motion`, the best pair
     # counting), as measured; False (records before the field): its change envelope alone.
     picture_motion: bool = False
+    # Whether the picture met the sound also by each half's change and motion envelopes
+    # (`models.events.picture_halves`), as measured (only with `picture_motion`); False (records
+    # before the field): by the whole picture's alone.
+    picture_halves: bool = False
 
     def for_length(self, seconds: float | None) -> SearchPolicy:
         """The defaults for a query this long (None: unknown length, the long-query ones)."""
@@ -158,6 +162,7 @@ class SearchPolicy:
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
+            **({"picture_halves": True} if self.picture_halves else {}),
             **(
                 {"short_queries": {"below_s": SHORT_QUERY_S, **self.short.to_dict()}}
                 if self.short is not None
@@ -187,6 +192,8 @@ class SearchPolicy:
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,
+            picture_halves=data.get("picture_motion") is True
+            and data.get("picture_halves") is True,
         )
 
 

@@ -28,6 +28,7 @@ import torch
 from models.config import ModelConfig
 from models.events import PICTURE_REGIONS
 from models.media import Fit, MediaError, decode
+from models.motion import HALVES
 from training.datasets import ManifestItem
 
 # 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
@@ -36,7 +37,8 @@ from training.datasets import ManifestItem
 # 5: repeated frames left out of the motion (`models.motion.REPEATED_SHARE`)
 # 6: a target frame in which none of a slower file's frames starts takes the spanning pair's
 #    change and motion (`models._decode._VideoSampler._per_target`)
-CACHE_VERSION = 6
+# 7: each half's change and motion (`halves.f32`, `DecodedMedia.halves`)
+CACHE_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,21 @@ class Decoded:
     changes: np.ndarray | None = None  # float32 (T,): the decoder's picture change per frame
     region_changes: np.ndarray | None = None  # float32 (T, 4): the same per quadrant
     motion: np.ndarray | None = None  # float32 (T,): the decoder's change of motion per frame
+    halves: np.ndarray | None = None  # float32 (T, 2 × len(HALVES)): each half's, as `halves.f32`
 
 
 def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
     """Decode one manifest item; a refused file comes back as an error, never as zeros."""
     size = (spec.image_size, spec.image_size)
     try:
-        frames = audio = changes = regions = motion = None
+        frames = audio = changes = regions = motion = halves = None
         if item.video is not None:
             media = decode(
                 item.video, fps=spec.fps, size=size, sample_rate=spec.sample_rate, fit=spec.fit
             )
             frames, audio = media.frames, media.audio
             changes, regions, motion = media.changes, media.region_changes, media.motion
+            halves = media.halves
         if item.audio is not None:  # a separate audio file wins over the video's own track
             media = decode(
                 item.audio, fps=None, size=None, sample_rate=spec.sample_rate, video=False
@@ -82,7 +86,15 @@ def decode_item(item: ManifestItem, spec: DecodeSpec) -> Decoded:
         return Decoded(item.id, None, None, f"{e.reason.value}: {e.message}")
     if frames is None and audio is None:
         return Decoded(item.id, None, None, "no_streams: neither video nor audio decoded")
-    return Decoded(item.id, frames, audio, changes=changes, region_changes=regions, motion=motion)
+    return Decoded(
+        item.id,
+        frames,
+        audio,
+        changes=changes,
+        region_changes=regions,
+        motion=motion,
+        halves=halves,
+    )
 
 
 def _decode_job(job: tuple[ManifestItem, DecodeSpec]) -> Decoded:
@@ -154,6 +166,16 @@ class FeatureCache:
             if total_frames and (directory / "motion.f32").is_file()
             else None
         )
+        self._halves = (
+            np.memmap(
+                directory / "halves.f32",
+                dtype=np.float32,
+                mode="r",
+                shape=(total_frames, 2 * len(HALVES)),
+            )
+            if total_frames and (directory / "halves.f32").is_file()
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -178,6 +200,15 @@ class FeatureCache:
             return None
         i = self.row[item_id]
         return np.asarray(self._motion[self.frame_offsets[i] : self.frame_offsets[i + 1]])
+
+    def halves(self, item_id: str) -> np.ndarray | None:
+        """float32 (T, 2 × len(HALVES)): the decoder's change and change of motion per frame
+        in each half of the picture (`models.events.picture_halves`); None in a cache made
+        before they were kept."""
+        if self._halves is None:
+            return None
+        i = self.row[item_id]
+        return np.asarray(self._halves[self.frame_offsets[i] : self.frame_offsets[i + 1]])
 
     def region_changes(self, item_id: str) -> np.ndarray | None:
         """float32 (T, 4): the decoder's picture change per frame and quadrant
@@ -220,6 +251,7 @@ class FeatureCache:
             open(tmp / "changes.f32", "wb") as cf,
             open(tmp / "region_changes.f32", "wb") as rf,
             open(tmp / "motion.f32", "wb") as mf,
+            open(tmp / "halves.f32", "wb") as hf,
         ):
             for n, result in enumerate(_decode_all(items, spec, workers), 1):
                 if result.error is not None:
@@ -252,12 +284,17 @@ class FeatureCache:
                             f"{result.id}: {len(motion)} motion values, {count} frames"
                         )
                     mf.write(np.asarray(motion, np.float32).tobytes())
+                    width = 2 * len(HALVES)
+                    halves = result.halves if result.halves is not None else np.zeros((0, width))
+                    if halves.shape != (count, width):
+                        raise ValueError(f"{result.id}: halves {halves.shape}, {count} frames")
+                    hf.write(np.ascontiguousarray(halves, np.float32).tobytes())
                     ids.append(result.id)
                     frame_offsets.append(frame_offsets[-1] + count)
                     audio_offsets.append(audio_offsets[-1] + len(audio))
                 if on_progress:
                     on_progress(n, len(items))
-            for f in (ff, af, cf, rf, mf):
+            for f in (ff, af, cf, rf, mf, hf):
                 f.flush()
                 os.fsync(f.fileno())
         (tmp / "skipped.json").write_text(json.dumps(skipped, indent=1))

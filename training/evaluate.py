@@ -31,6 +31,7 @@ from models.events import (
     match_events,
     picture_bands,
     picture_events,
+    picture_halves,
     picture_kinds,
     picture_motion,
     sound_phases,
@@ -60,12 +61,17 @@ class Pool:
     sample_rate: int = 16_000
     _events: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
     _scans: dict[str, EventScan] = field(default_factory=dict, repr=False, compare=False)
+    # whether a picture meets a sound by its halves' envelopes too (`models.events.picture_kinds`),
+    # as a policy that records `picture_halves` searches; set before `events` is first read
+    picture_halves: bool = True
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
         """ "visual" / "audio" → each row's event envelope, "visual_bands" / "audio_bands" → its
-        banded ones, "visual_motion" → its picture's motion envelope, "visual_kinds" → what its
-        picture meets a sound by (`models.events.picture_kinds`; empty: no stream)."""
+        banded ones, "visual_motion" → its picture's motion envelope, "visual_halves" → its
+        halves' (`models.events.picture_halves`), "visual_kinds" → what its picture meets a
+        sound by (`models.events.picture_kinds`, with the halves if `picture_halves`; empty: no
+        stream)."""
         if self._events is None:
             if self.cache is None:
                 raise ValueError("this pool was made without its media: no envelopes to take")
@@ -78,13 +84,26 @@ class Pool:
                     self.cache.changes(i),
                     self.cache.region_changes(i),
                     self.cache.motion(i),
+                    self.cache.halves(i),
                 )
                 for i in self.ids
             ]
-            kinds = ("visual", "audio", "visual_bands", "audio_bands", "visual_motion")
+            kinds = (
+                "visual",
+                "audio",
+                "visual_bands",
+                "audio_bands",
+                "visual_motion",
+                "visual_halves",
+            )
             self._events = {m: [e[m] for e in found] for m in kinds}
             self._events["visual_kinds"] = [
-                picture_kinds(e["visual"], e["visual_motion"]) for e in found
+                picture_kinds(
+                    e["visual"],
+                    e["visual_motion"],
+                    e["visual_halves"] if self.picture_halves else None,
+                )
+                for e in found
             ]
         return self._events
 
@@ -106,8 +125,15 @@ def _cat(parts: list[Embeddings]) -> Embeddings:
 
 @torch.inference_mode()
 def embed_pool(
-    model: TrimodalModel, cache: FeatureCache, ids: Sequence[str], batch_size: int = 64
+    model: TrimodalModel,
+    cache: FeatureCache,
+    ids: Sequence[str],
+    batch_size: int = 64,
+    picture_halves: bool = True,
 ) -> Pool:
+    """The items' embeddings, their envelopes taken from `cache` when first asked for;
+    `picture_halves`: whether pictures meet sounds by their halves too (`Pool.picture_halves`:
+    as a policy that records it searches)."""
     model.eval()
     vis, aud = [], []
     for start in range(0, len(ids), batch_size):
@@ -127,6 +153,7 @@ def embed_pool(
         event_rate=model.cfg.visual.fps,
         cache=cache,
         sample_rate=model.cfg.audio.sample_rate,
+        picture_halves=picture_halves,
     )
 
 
@@ -315,7 +342,9 @@ def evaluate(
     With `policy` (the checkpoint's), audio↔video also get "service": what a search does by
     default — the recorded steps' and envelopes' weights where it re-ranks, pooled elsewhere."""
     by_id = {i.id: i for i in items if i.id in cache.row}
-    pool = embed_pool(model, cache, list(by_id))
+    pool = embed_pool(
+        model, cache, list(by_id), picture_halves=policy is None or policy.picture_halves
+    )
     results: dict[str, Any] = {"pool": len(pool.ids)}
     clip_subsets = clip_subsets_of([by_id[i] for i in pool.ids])
     with torch.inference_mode():
@@ -557,6 +586,9 @@ class Excerpts:
     # the decoder's change of motion per frame of each piece (None: a cache without it); 0
     # where a file cut there has no frame pair on one side (its first and last two)
     motion: list[np.ndarray | None] = field(default_factory=list)
+    # the decoder's change and change of motion per frame in each half of each piece (None: a
+    # cache without them); edges as `changes` and `motion`
+    halves: list[np.ndarray | None] = field(default_factory=list)
 
 
 def cut_excerpts(
@@ -607,6 +639,13 @@ def cut_excerpts(
             motion[:1] = 0.0
             motion[-2:] = 0.0
         out.motion.append(motion)
+        halves = cache.halves(item_id)
+        if halves is not None:
+            halves = np.array(halves[first : first + n_frames], np.float32)
+            halves[-1, 0::2] = 0.0  # changes: the last frame's next is not in the piece
+            halves[:1, 1::2] = 0.0  # motion: no pair before the first, none after the last two
+            halves[-2:, 1::2] = 0.0
+        out.halves.append(halves)
         a = round(sound_start * sr)
         out.waves.append(wave[a : a + round(seconds * sr)])
     return out
@@ -666,10 +705,15 @@ def excerpt_report(
             picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
         ],
     }
-    # what footage meets a sound by across modalities: its change and motion envelopes
+    # what footage meets a sound by across modalities: its change and motion envelopes, and its
+    # halves' where the pool's pictures meet sounds by theirs
     query_kinds = [
-        picture_kinds(e, picture_motion(c, fps, fps, m))
-        for e, c, m in zip(query_events["video"], cut.clips, cut.motion, strict=True)
+        picture_kinds(
+            e,
+            picture_motion(c, fps, fps, m),
+            picture_halves(c, fps, fps, h) if pool.picture_halves else None,
+        )
+        for e, c, m, h in zip(query_events["video"], cut.clips, cut.motion, cut.halves, strict=True)
     ]
     query_bands = {
         "audio": [phases[0].bands for phases in sounds],

@@ -175,14 +175,17 @@ def measure_policy(
         text_segments,
         short=short,
     )
-    # the best-band matchings met each picture by its motion envelope too where the pool had one
+    # the best-band matchings met each picture by its motion envelope too where the pool had
+    # one, and by its halves' where it had them and the pool met pictures by them
     motion = any(len(m) for m in pool.events["visual_motion"])
+    halves = motion and pool.picture_halves and any(len(h) for h in pool.events["visual_halves"])
     return replace(
         chosen,
         agreement_event_weight=agreement_weight,
         agreement_bands=agreement_bands,
         picture_motion=motion,
-        short=replace(short, picture_motion=motion),
+        picture_halves=halves,
+        short=replace(short, picture_motion=motion, picture_halves=halves),
     )
 
 

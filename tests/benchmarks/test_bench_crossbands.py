@@ -19,11 +19,14 @@ def _events(rng: np.random.Generator, bins: int, count: int) -> np.ndarray:
     return x
 
 
-def clips_with_loud_background(n: int = 16, bins: int = 72, seed: int = 0, landing: bool = False):
+def clips_with_loud_background(
+    n: int = 16, bins: int = 72, seed: int = 0, landing: bool = False, below: bool = False
+):
     """Each clip's picture shows one source's events; its sound holds them in band 0 and a louder
     background (rain-like onsets its picture never shows) in the seven other bands. The picture
     shows them in its change envelope, its motion envelope unrelated; `landing`: the other way
-    round (a ball landing, `models.events.picture_motion`)."""
+    round (a ball landing, `models.events.picture_motion`); `below`: only its lower half's
+    change envelope shows them (`models.events.picture_halves`), the whole picture's neither."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -32,10 +35,14 @@ def clips_with_loud_background(n: int = 16, bins: int = 72, seed: int = 0, landi
         bands = np.stack([standardise(b) for b in [source, *background]], axis=1)
         other = standardise(_events(rng, bins, 6))
         seen = standardise(source)
+        halves = np.stack([standardise(_events(rng, bins, 6)) for _ in range(4)], axis=1)
+        if below:
+            halves[:, 2], seen = seen, standardise(_events(rng, bins, 6))
         out.append(
             {
                 "visual": other if landing else seen,
                 "visual_motion": seen if landing else other,
+                "visual_halves": halves,
                 "audio": standardise(source + sum(background)),
                 "audio_bands": bands,
             }
@@ -65,6 +72,14 @@ def test_the_motion_envelope_finds_a_landing_the_change_envelope_misses():
         assert r[f"{d} best band"]["R@1"] <= 0.2  # the change envelope does not show them
 
 
+def test_the_halves_find_what_only_the_lower_half_shows():
+    envelopes = clips_with_loud_background(below=True)
+    r = bc.measure(envelopes, list(range(len(envelopes))))
+    for d in ("audio→video", "video→audio"):
+        assert r[f"{d} + halves"]["R@1"] == 1.0
+        assert r[f"{d} + motion"]["R@1"] <= 0.2  # the whole picture does not show them
+
+
 def test_pools_take_one_split_of_a_manifest(tmp_path):
     manifest = tiny_corpus(tmp_path / "c", clips=4, seed=3, split="val", workers=1)
     assert len(other_pools([f"v={manifest}#val"])["v"]) == 4
@@ -89,7 +104,7 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
     )
     tiny = out["pools"]["tiny"]
     assert tiny["clips"] == 12 and 0 < tiny["queries"] <= 5
-    for key in ("audio→video single", "audio→video best band", "video→audio best band"):
+    for key in ("audio→video single", "audio→video best band", "video→audio + halves"):
         assert tiny[key]["n"] == tiny["queries"]
     (written,) = results.glob("bench_crossbands-*.json")
     assert json.loads(written.read_text())["pools"]["tiny"]["queries"] == tiny["queries"]

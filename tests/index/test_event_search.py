@@ -489,3 +489,112 @@ def test_items_embedded_before_motion_meet_sounds_by_their_change_envelope(tmp_p
     sound = Query("audio", pooled, steps, bands.mean(1), bands)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert len(hits) == 3 and hits[0].id != "item45"
+
+
+def _build_halves(root: Path, n: int, picture_halves: bool = True, before_every: int = 0) -> dict:
+    """n items whose sound holds in one band what only their picture's *lower half* shows (a
+    thing under another that moves: `models.events.picture_halves`); their whole-picture
+    envelopes, their upper half's and every other band are unrelated. Their vectors are all the
+    same. `before_every` k > 0: every k-th item was embedded before halves were kept."""
+    rng = np.random.default_rng(7)
+    made: dict = {"change": [], "motion": [], "halves": [], "bands": []}
+    seq = _unit(rng.normal(size=(STEPS, DIM)))
+    pooled = _unit(seq.mean(0))
+
+    def entries():
+        for i in range(n):
+            change, motion = (standardise(rng.standard_normal(BINS)) for _ in range(2))
+            halves = np.stack([standardise(rng.standard_normal(BINS)) for _ in range(4)], axis=1)
+            bands = np.stack(
+                [standardise(rng.standard_normal(BINS)) for _ in range(BANDS["audio"])], axis=1
+            )
+            bands[:, i % BANDS["audio"]] = halves[:, 2]  # the lower half's change
+            for key, value in (("change", change), ("motion", motion), ("halves", halves)):
+                made[key].append(value)
+            made["bands"].append(bands)
+            events = {
+                "visual": change,
+                "visual_motion": motion,
+                "visual_halves": halves,
+                "audio": standardise(rng.standard_normal(BINS)),
+                "audio_bands": bands,
+            }
+            if before_every and i % before_every == 0:
+                del events["visual_halves"]
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": pooled, "audio": pooled},
+                {"visual": seq, "audio": seq},
+                events,
+            )
+
+    cross = frozenset({"audio→video", "video→audio"})
+    policy = SearchPolicy.from_dict(_events_policy(dict.fromkeys(cross, 2.0), cross))
+    policy = replace(policy, picture_motion=True, picture_halves=picture_halves)
+    info = {"search_policy": policy.to_dict(), "event_rate": RATE}
+    publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
+    return made
+
+
+def test_sound_meets_a_picture_by_its_halves_too(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_halves(root, 120)
+    searcher = Searcher.open(root)
+    assert searcher.policy.picture_halves and searcher.halves is not None
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    # a piece of item 45's sound: its band holds what only item 45's lower half shows
+    bands = made["bands"][45][20:56]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert hits[0].id == "item45" and hits[0].start_s == pytest.approx(20 / RATE)
+    # a piece of item 77's footage with its halves finds item 77's sound; without, it cannot
+    piece = slice(10, 46)
+    footage = Query(
+        "visual",
+        pooled,
+        steps,
+        made["change"][77][piece],
+        motion=made["motion"][77][piece],
+        halves=made["halves"][77][piece],
+    )
+    hits = searcher.search(footage, "audio", k=3, rerank_k=120).hits
+    assert hits[0].id == "item77" and hits[0].start_s == pytest.approx(10 / RATE)
+    whole_only = replace(footage, halves=None)
+    assert searcher.search(whole_only, "audio", k=3, rerank_k=120).hits[0].id != "item77"
+    # "more like this" carries the stored halves, and a derived version keeps them
+    found = searcher.item_query("item77", "visual").halves
+    assert found is not None
+    np.testing.assert_allclose(found, made["halves"][77], atol=0.05)  # int8 in the store
+    remove_items(root, {"item3"})
+    kept = list(entries_from_version(IndexVersion.open(root)))
+    np.testing.assert_allclose(kept[3].events["visual_halves"], made["halves"][4], atol=0.05)
+
+
+def test_a_policy_measured_without_the_halves_does_not_use_them(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_halves(root, 120, picture_halves=False)
+    searcher = Searcher.open(root)
+    assert searcher.halves is not None  # kept, not used
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    bands = made["bands"][45][20:56]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
+
+
+def test_items_embedded_before_halves_meet_sounds_by_the_whole_picture(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    made = _build_halves(root, 120, before_every=3)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    bands = made["bands"][46][10:66]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert hits[0].id == "item46" and hits[0].start_s == pytest.approx(10 / RATE)
+    # item 45 keeps no halves: what its lower half showed cannot be seen, and nothing breaks
+    bands = made["bands"][45][10:66]
+    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
+    assert len(hits) == 3 and hits[0].id != "item45"

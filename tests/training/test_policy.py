@@ -511,15 +511,18 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     by_id = {i.id: i for i in items if i.id in cache.row}
     from training.evaluate import embed_pool
 
-    pool = embed_pool(model, cache, list(by_id))
+    # pictures meet sounds as the policy had them met: a record without halves, by the whole
+    # picture's envelopes
+    pool = embed_pool(model, cache, list(by_id), picture_halves=False)
+    halved_pool = embed_pool(model, cache, list(by_id))
     subsets = clip_subsets_of([by_id[i] for i in pool.ids])
 
-    def by_weight(cross_bands: bool) -> dict:
+    def by_weight(cross_bands: bool, halves: bool = False) -> dict:
         return _direction(
             model,
             "audio→video",
             by_id,
-            pool,
+            halved_pool if halves else pool,
             None,
             subsets,
             100,
@@ -535,6 +538,10 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     banded = replace(policy, cross_bands=frozenset({"audio→video"}))
     service = evaluate(model, items, cache, texts, policy=banded)["audio→video"]["service"]
     assert service == by_weight(True)[weight_label(1.0, 2.0)]
+    # one measured with the halves: the pictures meet sounds by them too
+    halved = replace(banded, picture_motion=True, picture_halves=True)
+    service = evaluate(model, items, cache, texts, policy=halved)["audio→video"]["service"]
+    assert service == by_weight(True, halves=True)[weight_label(1.0, 2.0)]
 
 
 def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus, tmp_path):
