@@ -380,37 +380,41 @@ def test_a_policy_measured_before_the_best_band_keeps_the_single_envelopes(tmp_p
     assert searcher.search(picture, "audio", k=3, rerank_k=120).hits[0].id == "item77"
 
 
-def _build_landing(
-    root: Path, n: int, picture_motion: bool = True, embedded_before_every: int = 0
+def _build_shown(
+    root: Path, n: int, shown_by: str = "motion", used: bool = True, missing_every: int = 0
 ) -> dict:
-    """n items whose sound holds in one band what only their picture's *motion* envelope shows
-    (a ball landing: `models.events.picture_motion`); their change envelopes and every other
-    band are unrelated. Their vectors are all the same: only the envelopes tell them apart.
-    `embedded_before_every` k > 0: every k-th item was embedded before motion envelopes were
-    kept (it has none)."""
-    rng = np.random.default_rng(6)
-    made: dict = {"change": [], "motion": [], "bands": []}
+    """n items whose sound holds in one band what only one of their picture's envelopes shows:
+    its *motion* envelope (a ball landing: `models.events.picture_motion`) or its *lower
+    half's* change envelope (a thing under another that moves: `models.events.picture_halves`),
+    `shown_by`; every other envelope and band is unrelated. Their vectors are all the same: only
+    the envelopes tell them apart. `used`: the policy was measured with that envelope;
+    `missing_every` k > 0: every k-th item was embedded before it was kept (it has none)."""
+    rng = np.random.default_rng(6 if shown_by == "motion" else 7)
+    made: dict = {"change": [], "motion": [], "halves": [], "bands": []}
     seq = _unit(rng.normal(size=(STEPS, DIM)))
     pooled = _unit(seq.mean(0))
+    key = {"motion": "visual_motion", "halves": "visual_halves"}[shown_by]
 
     def entries():
         for i in range(n):
             change, motion = (standardise(rng.standard_normal(BINS)) for _ in range(2))
+            events = {"visual": change, "visual_motion": motion}
+            if shown_by == "halves":
+                halves = np.stack([standardise(rng.standard_normal(BINS)) for _ in range(4)], 1)
+                events["visual_halves"] = halves
+                made["halves"].append(halves)
             bands = np.stack(
                 [standardise(rng.standard_normal(BINS)) for _ in range(BANDS["audio"])], axis=1
             )
-            bands[:, i % BANDS["audio"]] = motion
+            # the motion envelope, or the lower half's change (halves: top change, top motion,
+            # bottom change, bottom motion)
+            bands[:, i % BANDS["audio"]] = motion if shown_by == "motion" else halves[:, 2]
             made["change"].append(change)
             made["motion"].append(motion)
             made["bands"].append(bands)
-            events = {
-                "visual": change,
-                "visual_motion": motion,
-                "audio": standardise(rng.standard_normal(BINS)),
-                "audio_bands": bands,
-            }
-            if embedded_before_every and i % embedded_before_every == 0:
-                del events["visual_motion"]
+            events |= {"audio": standardise(rng.standard_normal(BINS)), "audio_bands": bands}
+            if missing_every and i % missing_every == 0:
+                del events[key]
             yield Entry(
                 ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
                 {"visual": pooled, "audio": pooled},
@@ -420,17 +424,18 @@ def _build_landing(
 
     cross = frozenset({"audio→video", "video→audio"})
     policy = SearchPolicy.from_dict(_events_policy(dict.fromkeys(cross, 2.0), cross))
-    info = {
-        "search_policy": replace(policy, picture_motion=picture_motion).to_dict(),
-        "event_rate": RATE,
-    }
+    if shown_by == "motion":
+        policy = replace(policy, picture_motion=used)
+    else:
+        policy = replace(policy, picture_motion=True, picture_halves=used)
+    info = {"search_policy": policy.to_dict(), "event_rate": RATE}
     publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
     return made
 
 
 def test_sound_meets_a_picture_by_its_motion_envelope_too(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    made = _build_landing(root, 120)
+    made = _build_shown(root, 120)
     searcher = Searcher.open(root)
     assert searcher.policy.picture_motion and searcher.motion is not None
     rng = np.random.default_rng(9)
@@ -460,11 +465,16 @@ def test_sound_meets_a_picture_by_its_motion_envelope_too(tmp_path: Path) -> Non
     np.testing.assert_allclose(kept[3].events["visual_motion"], made["motion"][4], atol=2e-3)
 
 
-def test_a_policy_measured_before_the_motion_envelope_does_not_use_it(tmp_path: Path) -> None:
-    """Its weights were measured with the change envelope alone: the search matches so."""
+@pytest.mark.parametrize("shown_by", ["motion", "halves"])
+def test_a_policy_measured_before_an_envelope_does_not_use_it(
+    tmp_path: Path, shown_by: str
+) -> None:
+    """Its weights were measured without that envelope: the search matches so (an index keeps
+    the envelope all the same)."""
     root = tmp_path / "root"
-    made = _build_landing(root, 120, picture_motion=False)
+    made = _build_shown(root, 120, shown_by, used=False)
     searcher = Searcher.open(root)
+    assert (searcher.motion if shown_by == "motion" else searcher.halves) is not None
     rng = np.random.default_rng(9)
     pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
     bands = made["bands"][45][20:56]
@@ -472,11 +482,14 @@ def test_a_policy_measured_before_the_motion_envelope_does_not_use_it(tmp_path: 
     assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
 
 
-def test_items_embedded_before_motion_meet_sounds_by_their_change_envelope(tmp_path: Path) -> None:
-    """An index holding items with and without motion envelopes (items added to an old index):
-    the ones without are matched by their change envelope beside the others, not refused."""
+@pytest.mark.parametrize("shown_by", ["motion", "halves"])
+def test_items_embedded_before_an_envelope_meet_sounds_by_the_others(
+    tmp_path: Path, shown_by: str
+) -> None:
+    """An index holding items with and without that envelope (items added to an old index):
+    the ones without are matched by the envelopes they have beside the others, not refused."""
     root = tmp_path / "root"
-    made = _build_landing(root, 120, embedded_before_every=3)
+    made = _build_shown(root, 120, shown_by, missing_every=3)
     searcher = Searcher.open(root)
     rng = np.random.default_rng(9)
     pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
@@ -484,61 +497,16 @@ def test_items_embedded_before_motion_meet_sounds_by_their_change_envelope(tmp_p
     sound = Query("audio", pooled, steps, bands.mean(1), bands)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert hits[0].id == "item46" and hits[0].start_s == pytest.approx(10 / RATE)
-    # item 45 keeps no motion envelope: its landings cannot be seen, and nothing breaks
+    # item 45 lacks it: what it showed cannot be seen, and nothing breaks
     bands = made["bands"][45][10:66]
     sound = Query("audio", pooled, steps, bands.mean(1), bands)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert len(hits) == 3 and hits[0].id != "item45"
 
 
-def _build_halves(root: Path, n: int, picture_halves: bool = True, before_every: int = 0) -> dict:
-    """n items whose sound holds in one band what only their picture's *lower half* shows (a
-    thing under another that moves: `models.events.picture_halves`); their whole-picture
-    envelopes, their upper half's and every other band are unrelated. Their vectors are all the
-    same. `before_every` k > 0: every k-th item was embedded before halves were kept."""
-    rng = np.random.default_rng(7)
-    made: dict = {"change": [], "motion": [], "halves": [], "bands": []}
-    seq = _unit(rng.normal(size=(STEPS, DIM)))
-    pooled = _unit(seq.mean(0))
-
-    def entries():
-        for i in range(n):
-            change, motion = (standardise(rng.standard_normal(BINS)) for _ in range(2))
-            halves = np.stack([standardise(rng.standard_normal(BINS)) for _ in range(4)], axis=1)
-            bands = np.stack(
-                [standardise(rng.standard_normal(BINS)) for _ in range(BANDS["audio"])], axis=1
-            )
-            bands[:, i % BANDS["audio"]] = halves[:, 2]  # the lower half's change
-            for key, value in (("change", change), ("motion", motion), ("halves", halves)):
-                made[key].append(value)
-            made["bands"].append(bands)
-            events = {
-                "visual": change,
-                "visual_motion": motion,
-                "visual_halves": halves,
-                "audio": standardise(rng.standard_normal(BINS)),
-                "audio_bands": bands,
-            }
-            if before_every and i % before_every == 0:
-                del events["visual_halves"]
-            yield Entry(
-                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-                {"visual": pooled, "audio": pooled},
-                {"visual": seq, "audio": seq},
-                events,
-            )
-
-    cross = frozenset({"audio→video", "video→audio"})
-    policy = SearchPolicy.from_dict(_events_policy(dict.fromkeys(cross, 2.0), cross))
-    policy = replace(policy, picture_motion=True, picture_halves=picture_halves)
-    info = {"search_policy": policy.to_dict(), "event_rate": RATE}
-    publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
-    return made
-
-
 def test_sound_meets_a_picture_by_its_halves_too(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    made = _build_halves(root, 120)
+    made = _build_shown(root, 120, "halves")
     searcher = Searcher.open(root)
     assert searcher.policy.picture_halves and searcher.halves is not None
     rng = np.random.default_rng(9)
@@ -569,32 +537,3 @@ def test_sound_meets_a_picture_by_its_halves_too(tmp_path: Path) -> None:
     remove_items(root, {"item3"})
     kept = list(entries_from_version(IndexVersion.open(root)))
     np.testing.assert_allclose(kept[3].events["visual_halves"], made["halves"][4], atol=0.05)
-
-
-def test_a_policy_measured_without_the_halves_does_not_use_them(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    made = _build_halves(root, 120, picture_halves=False)
-    searcher = Searcher.open(root)
-    assert searcher.halves is not None  # kept, not used
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
-    bands = made["bands"][45][20:56]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
-    assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
-
-
-def test_items_embedded_before_halves_meet_sounds_by_the_whole_picture(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    made = _build_halves(root, 120, before_every=3)
-    searcher = Searcher.open(root)
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
-    bands = made["bands"][46][10:66]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
-    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
-    assert hits[0].id == "item46" and hits[0].start_s == pytest.approx(10 / RATE)
-    # item 45 keeps no halves: what its lower half showed cannot be seen, and nothing breaks
-    bands = made["bands"][45][10:66]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
-    hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
-    assert len(hits) == 3 and hits[0].id != "item45"
