@@ -41,7 +41,7 @@ from models.media import (
     _stream_rate,
 )
 from models.media import MediaErrorReason as R
-from models.motion import HALVES, merged_centre, quadrant_centres, velocity_changes
+from models.motion import HALVES, half_values, merged_centre, quadrant_centres, velocity_changes
 
 _EPS = 1e-6
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
@@ -116,13 +116,14 @@ class _VideoSampler:
         self.count = 0
         self._held: np.ndarray | None = None
         self._held_t = 0.0
-        # each pair of consecutive file frames: (start, end, centre y, centre x, mass) of their
-        # difference, for where the motion changes (`models.motion`), and how much it changed,
-        # in all and per quadrant (2, 2)
-        self._pairs: list[tuple[float, float, float, float, float]] = []
+        # each pair of consecutive file frames: (start, end), and how much their difference
+        # changed, in all and per quadrant (2, 2)
+        self._pairs: list[tuple[float, float]] = []
         self._pair_changes: list[float] = []
         self._pair_regions: list[np.ndarray] = []
-        # and where in each quadrant it changed: (4, 3) per pair, `models.motion.quadrant_centres`
+        # and where in each quadrant it changed, for where the motion changes (`models.motion`):
+        # (4, 3) per pair, `quadrant_centres`; merged into the whole picture's or a half's
+        # centre once, for all pairs, when asked (`motion`, `halves`)
         self._pair_quadrants: list[np.ndarray] = []
         self._rf = VideoReformatter()
 
@@ -147,9 +148,8 @@ class _VideoSampler:
             sums, sizes, total = _quadrant_sums(diff)
             self._pair_changes.append(total / (diff.size * 255.0))
             self._pair_regions.append((sums / (np.maximum(sizes, 1) * 255.0)).reshape(4))
-            quadrants = quadrant_centres(diff)
-            self._pair_quadrants.append(quadrants)
-            self._pairs.append((self._held_t, t, *merged_centre(quadrants)))
+            self._pair_quadrants.append(quadrant_centres(diff))
+            self._pairs.append((self._held_t, t))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
         self._held, self._held_t = image, t
@@ -205,7 +205,8 @@ class _VideoSampler:
         if not self._pairs:
             return np.zeros(n, np.float32)
         pairs = np.array(self._pairs, np.float64)
-        found = velocity_changes(pairs[:, 2:4], pairs[:, 4], pairs[:, 0], pairs[:, 1])
+        centre = merged_centre(np.stack(self._pair_quadrants))  # the whole picture's, (pairs, 3)
+        found = velocity_changes(centre[:, :2], centre[:, 2], pairs[:, 0], pairs[:, 1])
         return self._per_target(np.asarray(found, np.float32), n)
 
     def halves(self, n: int) -> np.ndarray | None:
@@ -218,14 +219,13 @@ class _VideoSampler:
         if not self._pairs:
             return np.zeros((n, 2 * len(HALVES)), np.float32)
         pairs = np.array(self._pairs, np.float64)
-        quadrants = np.stack(self._pair_quadrants)  # (pairs, 4, 3)
-        regions = np.array(self._pair_regions, np.float32).reshape(-1, 4)
-        columns = []
-        for members in HALVES.values():
-            centre = merged_centre(quadrants, members)
-            columns.append(regions[:, list(members)].mean(axis=1))
-            columns.append(velocity_changes(centre[:, :2], centre[:, 2], pairs[:, 0], pairs[:, 1]))
-        return self._per_target(np.stack(columns, axis=1).astype(np.float32), n)
+        found = half_values(
+            np.stack(self._pair_quadrants),
+            np.array(self._pair_regions, np.float32).reshape(-1, 4),
+            pairs[:, 0],
+            pairs[:, 1],
+        )
+        return self._per_target(found, n)
 
     def region_changes(self, n: int) -> np.ndarray | None:
         """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom

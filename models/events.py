@@ -90,6 +90,18 @@ def _max_per_bin(values: np.ndarray, per_second: float, rate: float, length: int
     return out
 
 
+def _standardised_columns(values: np.ndarray, fps: float, rate: float, length: int) -> np.ndarray:
+    """(length, K): each column of per-frame `values` (T, K), the largest inside each bin,
+    standardised on its own (a banded envelope: `picture_bands`, `picture_halves`)."""
+    return np.stack(
+        [
+            standardise(_max_per_bin(values[:, k], fps, rate, length))
+            for k in range(values.shape[1])
+        ],
+        axis=1,
+    )
+
+
 def standardise(envelope: np.ndarray) -> np.ndarray:
     """Minus its moving average, zero mean, unit variance (all zeros when nothing changes)."""
     x = np.asarray(envelope, np.float64)
@@ -270,9 +282,7 @@ def picture_halves(
     else:
         values = frame_halves(frames, fps)
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
-    return np.stack(
-        [standardise(_max_per_bin(values[:, k], fps, rate, length)) for k in range(width)], axis=1
-    )
+    return _standardised_columns(values, fps, rate, length)
 
 
 def picture_kinds(
@@ -323,13 +333,7 @@ def picture_bands(
         per = np.stack([q.mean(axis=(1, 2)) if q.size else np.zeros(len(d)) for q in quads], 1)
         change = np.concatenate([per, np.zeros((1, PICTURE_REGIONS))])
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
-    return np.stack(
-        [
-            standardise(_max_per_bin(change[:, k], fps, rate, length))
-            for k in range(PICTURE_REGIONS)
-        ],
-        axis=1,
-    )
+    return _standardised_columns(change, fps, rate, length)
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,20 @@ def merged_centre(quadrants: np.ndarray, members: tuple[int, ...] = (0, 1, 2, 3)
     return np.stack([y, x, mass], axis=-1)
 
 
+def half_values(
+    quadrants: np.ndarray, changes: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """(N, 2 × len(HALVES)) float32 for N consecutive frame pairs: each half's change (the mean
+    of its quadrants' `changes`, (N, 4)) and `velocity_changes` of the centre of its change
+    (`merged_centre` of its `quadrants`, (N, 4, 3)), half by half (top, then bottom)."""
+    columns = []
+    for members in HALVES.values():
+        centre = merged_centre(quadrants, members)
+        columns.append(np.asarray(changes)[:, list(members)].mean(axis=1))
+        columns.append(velocity_changes(centre[:, :2], centre[:, 2], starts, ends))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
 def frame_motion(frames: np.ndarray, fps: float) -> np.ndarray:
     """(T,) `velocity_changes` of (T, H, W, C) frames sampled at `fps`, pair k (frames k and
     k + 1) at index k, the last 0: what the decoder measures on a file's own frames, here on
@@ -179,14 +193,12 @@ def frame_halves(frames: np.ndarray, fps: float) -> np.ndarray:
     if len(f) < 2:
         return out
     x = f.astype(np.int16) if f.dtype == np.uint8 else f.astype(np.float32)
-    scale = 255.0 if f.dtype == np.uint8 else 1.0
     quadrants = np.stack([quadrant_centres(np.abs(x[k + 1] - x[k])) for k in range(len(f) - 1)])
+    # each quadrant's mean change, as the decoder measures it (`region_changes`)
+    height, width = f.shape[1:3]
+    h, w = height // 2, width // 2
+    rows, cols = np.array([h, h, height - h, height - h]), np.array([w, width - w] * 2)
+    values = f.shape[3] * np.maximum(rows * cols, 1) * (255.0 if f.dtype == np.uint8 else 1.0)
     starts = np.arange(len(f) - 1) / fps
-    for j, members in enumerate(HALVES.values()):
-        centre = merged_centre(quadrants, members)
-        pixels = max(1, f.shape[3]) * f.shape[1] * f.shape[2] * len(members) / 4
-        out[:-1, 2 * j] = centre[:, 2] / (pixels * scale)
-        out[:-1, 2 * j + 1] = velocity_changes(
-            centre[:, :2], centre[:, 2], starts, starts + 1 / fps
-        )
+    out[:-1] = half_values(quadrants, quadrants[:, :, 2] / values, starts, starts + 1 / fps)
     return out
