@@ -31,7 +31,15 @@ from index.embed import HALVES_STORE, MODALITIES, MOTION_STORE, PEAKS_STORE, ban
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.events import BANDS, SCAN_CANDIDATES, EventScan, Phase, best_phase, picture_kinds
+from models.events import (
+    BANDS,
+    SCAN_CANDIDATES,
+    EventScan,
+    Phase,
+    best_phase,
+    picture_kinds,
+    widened,
+)
 from models.fingerprint import FingerprintTable
 from models.motion import HALVES
 from models.policy import SearchPolicy
@@ -354,7 +362,7 @@ class Searcher:
         extra: list[int] = []
         if by_events and query.events is not None:
             listed = {r for r, _ in ranked[:rerank_k]}
-            found_rows = self._event_candidates(query.events, primary, allowed)
+            found_rows = self._event_candidates(query, primary, allowed, policy)
             extra = [r for r in found_rows if r not in listed]
             fused |= self._pooled_scores(pooled, weights, extra)
         timings["search"] = (time.perf_counter() - start) * 1e3
@@ -458,14 +466,43 @@ class Searcher:
         return SearchResult(hits, self.name, timings, reranked, localised)
 
     def _scan(self, modality: str) -> EventScan:
-        """Every item's `modality` envelope laid out for scanning, built on first use."""
+        """Every item's `modality` envelopes laid out for scanning, built on first use: a
+        picture's by what the policy has it meet a sound by (`_picture_kinds`, its change
+        envelope first), a sound's single."""
         with self._scans_lock:
             if modality not in self._scans:
                 store = self.events[modality]
                 assert self.event_rate is not None
-                envelopes = [store.get(r)[:, 0].astype(np.float32) for r in range(len(store))]
+                rows = range(len(store))
+                envelopes = (
+                    self._picture_kinds(list(rows))
+                    if modality == "visual"
+                    else [store.get(r)[:, 0].astype(np.float32) for r in rows]
+                )
                 self._scans[modality] = EventScan(envelopes, self.event_rate)
             return self._scans[modality]
+
+    def _picture_kinds(self, rows: list[int]) -> list[np.ndarray]:
+        """Each row's picture envelopes as the policy has it meet a sound: its change envelope,
+        with its motion envelope where the policy records `picture_motion` and its halves' where
+        it records `picture_halves` (`models.events.picture_kinds`). An item embedded before
+        motion (or its halves) was kept has fewer: its change envelope repeated fills the others
+        (`models.events.widened`), so it scores as the envelopes it has do."""
+        store = self.events["visual"]
+        changes = [store.get(r)[:, 0].astype(np.float32) for r in rows]
+        if not self.policy.picture_motion or self.motion is None:
+            return changes
+        halves = self.policy.picture_halves and self.halves is not None
+        kinds = [
+            picture_kinds(
+                c,
+                self.motion.get(r)[:, 0].astype(np.float32),
+                np.asarray(self.halves.get(r), np.float32) if halves else None,  # type: ignore[union-attr]
+            )
+            for c, r in zip(changes, rows, strict=True)
+        ]
+        widest = max((k.shape[1] for k in kinds if k.ndim == 2), default=0)
+        return [widened(k, widest) for k in kinds] if widest else kinds
 
     def prepare_events(self) -> None:
         """Build the event scans and the landmark table now (done on the first search that uses
@@ -515,9 +552,21 @@ class Searcher:
         return 0.0 if query.sequence is None else len(query.sequence) / self.sps
 
     def _event_candidates(
-        self, query: np.ndarray, modality: str, allowed: np.ndarray | None
+        self, query: Query, modality: str, allowed: np.ndarray | None, policy: SearchPolicy
     ) -> list[int]:
-        scores = self._scan(modality).scores(query)
+        """The items whose envelopes match the query's best (`SCAN_CANDIDATES`): a sound
+        against pictures by every kind the policy has a picture meet it by, footage against
+        sounds by its own kinds (`EventScan.scores`), alike by the single envelopes."""
+        assert query.events is not None
+        across = query.modality != modality and policy.matches_by_bands(
+            query.modality, "video" if modality == "visual" else "audio"
+        )
+        envelopes: np.ndarray = query.events
+        footage = across and query.modality == "visual" and query.motion is not None
+        if footage and policy.picture_motion:
+            halves = query.halves if policy.picture_halves else None
+            envelopes = picture_kinds(query.events, query.motion, halves)
+        scores = self._scan(modality).scores(envelopes, across)
         if allowed is not None:
             scores = np.where(allowed, scores, -np.inf)
         n = min(SCAN_CANDIDATES, len(scores))
@@ -600,7 +649,7 @@ class Searcher:
                 # it has do, beside items that have all
                 widest = max((k.shape[1] for k in paired if k.ndim == 2), default=0)
                 if widest:
-                    paired = [_widened(k, widest) for k in paired]
+                    paired = [widened(k, widest) for k in paired]
                 candidates, pairs = paired, True
         elif across and motion and query.modality == "visual" and query.motion is not None:
             # footage's change and motion envelopes against each sound's bands
@@ -752,12 +801,3 @@ def _segment_tuple(seg: Segment | None) -> tuple[float, float, list[float]]:
         return (0.0, 0.0, [])
     timeline = np.round(seg.timeline.detach().cpu().numpy().astype(np.float64), 4).tolist()
     return (float(seg.start_s), float(seg.end_s), timeline)
-
-
-def _widened(kinds: np.ndarray, width: int) -> np.ndarray:
-    """A picture's envelopes (`models.events.picture_kinds`: (bins,) or (bins, K)) as `width`
-    columns, its change envelope (the first) repeated in those it lacks."""
-    kinds = kinds if kinds.ndim == 2 else kinds[:, None]
-    if kinds.shape[1] >= width:
-        return kinds
-    return np.concatenate([kinds, np.repeat(kinds[:, :1], width - kinds.shape[1], axis=1)], 1)

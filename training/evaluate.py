@@ -108,9 +108,11 @@ class Pool:
         return self._events
 
     def scan(self, modality: str) -> EventScan:
-        """The event scan over every row's `modality` envelope, built once."""
+        """The event scan over every row's `modality` envelopes, built once: a picture's by
+        what it meets a sound by ("visual_kinds", its change envelope first), a sound's single."""
         if modality not in self._scans:
-            self._scans[modality] = EventScan(self.events[modality], self.event_rate)
+            kind = "visual_kinds" if modality == "visual" else modality
+            self._scans[modality] = EventScan(self.events[kind], self.event_rate)
         return self._scans[modality]
 
 
@@ -284,14 +286,16 @@ def _union(first: Tensor, more: Tensor) -> Tensor:
 
 
 def _event_candidates(
-    scan: EventScan, queries: Sequence[np.ndarray], allowed: Tensor
+    scan: EventScan, queries: Sequence[np.ndarray], allowed: Tensor, across: bool = False
 ) -> Callable[[int], Tensor]:
-    """Query i → the rows whose envelopes match its envelope best (`SCAN_CANDIDATES`)."""
+    """Query i → the rows whose envelopes match its envelopes best (`SCAN_CANDIDATES`);
+    `across`: a sound against a picture (`EventScan.scores`)."""
     known: dict[int, Tensor] = {}
 
     def extra(qi: int) -> Tensor:
         if qi not in known:
-            s = torch.from_numpy(scan.scores(queries[qi])).masked_fill(~allowed, -torch.inf)
+            found = scan.scores(queries[qi], across)
+            s = torch.from_numpy(found).masked_fill(~allowed, -torch.inf)
             top = s.topk(min(SCAN_CANDIDATES, len(s))).indices
             known[qi] = top[torch.isfinite(s[top])]
         return known[qi]
@@ -456,9 +460,11 @@ def _direction(
         event_memo = _event_memo(
             queries, pool.events[kind.get(dst_m, dst_m)], across=True if cross_bands else None
         )
-        # the scan for candidates, on the single envelopes as `index.search` scans
-        singles = [pool.events[src_m][r] for r in rows.tolist()]
-        extra = _event_candidates(pool.scan(dst_m), singles, both)
+        # the scan for candidates as `index.search` scans: the sound's single envelope, the
+        # picture's kinds with `cross_bands` (`EventScan.scores`)
+        scanned = "visual_kinds" if cross_bands and src_m == "visual" else src_m
+        singles = [pool.events[scanned][r] for r in rows.tolist()]
+        extra = _event_candidates(pool.scan(dst_m), singles, both, bool(cross_bands))
         combos = list(product(weights, event_weights))
 
         def hybrid_ranks(w: float | None, e: float) -> Tensor:
@@ -767,7 +773,8 @@ def excerpt_report(
         )
         pairs = True if across else None
         event_memo = _event_memo(matched, against, fps, banded, pairs)
-        extra = _event_candidates(pool.scan(store_of[dst]), query_events[src], has[dst])
+        scanned = query_kinds if across and src == "video" else query_events[src]
+        extra = _event_candidates(pool.scan(store_of[dst]), scanned, has[dst], across)
         pooled = ranks_from_scores(scores, target)
         tried = weights.get(name, (None,)) if isinstance(weights, Mapping) else weights
         tried_events = (

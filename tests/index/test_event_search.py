@@ -537,3 +537,25 @@ def test_sound_meets_a_picture_by_its_halves_too(tmp_path: Path) -> None:
     remove_items(root, {"item3"})
     kept = list(entries_from_version(IndexVersion.open(root)))
     np.testing.assert_allclose(kept[3].events["visual_halves"], made["halves"][4], atol=0.05)
+
+
+@pytest.mark.parametrize("used", [True, False])
+def test_the_scan_finds_a_whole_clip_by_the_picture_envelope_that_shows_its_sound(
+    tmp_path: Path, used: bool
+) -> None:
+    """Whole clips among 300 alike ones, the pooled pass's 10 the first rows: the scan brings
+    the clip whose motion envelope holds the sound's events (`EventScan.scores` across, at the
+    clip's own alignment), where the policy has pictures meet sounds by their motion; by the
+    change envelope alone (a policy measured before motion) it cannot."""
+    root = tmp_path / "root"
+    made = _build_shown(root, 300, used=used)
+    searcher = Searcher.open(root)
+    rng = np.random.default_rng(9)
+    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(STEPS, DIM)))
+    for row in (245, 131, 17):
+        sound = Query("audio", pooled, steps, made["motion"][row], made["bands"][row])
+        policy = searcher.policy
+        found = searcher._event_candidates(sound, "visual", None, policy)
+        assert (found[0] == row) is used
+        top = [h.id for h in searcher.search(sound, "video", k=3, rerank_k=10).hits]
+        assert (top[0] == f"item{row}") is used

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from models import events
 from models.events import (
     SOUND_BANDS,
     SOUND_PHASES,
@@ -13,12 +15,13 @@ from models.events import (
     best_phase,
     event_agreement,
     fused_agreement,
+    int8_matmul,
     item_events,
     match_across,
     match_events,
     match_many,
     picture_events,
-    scan_window,
+    scan_window_span,
     sound_bands,
     sound_envelopes,
     sound_events,
@@ -111,38 +114,111 @@ def test_lag_tolerance_reaches_exactly_max_lag_bins():
     )
 
 
-def test_the_scan_scores_its_window_against_every_item_as_the_exact_match_does():
-    """An item within one row: the window's best correlation over every placement in the row
-    (past the item's end it meets silence, zeros). A longer item spans several rows: at least
-    the best placement wholly inside it."""
+# the scan reads int8 envelopes (a scale per row and kind): within 1/127 of each side's largest
+# value per bin, a correlation within this of the exact one
+SCAN_TOL = 0.01
+
+
+def _window_score(window: np.ndarray, cand: np.ndarray, p: int) -> float:
+    n, m = len(window), len(cand)
+    return sum(window[t] * cand[p + t] for t in range(n) if 0 <= p + t < m) / n
+
+
+def _bounded_want(query: np.ndarray, cand: np.ndarray, row_bins: int = 0, lag: int = 2) -> float:
+    """The window's best correlation with `cand` at every placement of the whole query that
+    the exact match allows (the shorter inside the longer, ± lag) and that a row of
+    `row_bins` (0: any) holds with its lag of zeros either side."""
+    start, m = scan_window_span(query, FPS)
+    window = query[start : start + m]
+    n, length = len(query), len(cand)
+    low, high = min(length - n, 0) - lag, max(length - n, 0) + lag
+    at = [start + p for p in range(low, high + 1)]
+    if row_bins:
+        at = [a for a in at if -lag <= a <= row_bins + lag - m]
+    return max(_window_score(window, cand, a) for a in at)
+
+
+def test_the_scan_meets_each_item_where_the_exact_match_places_the_whole_query():
+    """An item within one row: the window's best correlation at every placement the whole
+    query may take in it (past the item's end it meets silence, zeros). A longer item spans
+    several rows: at least the best such placement wholly inside it."""
     rng = np.random.default_rng(3)
     items = [standardise(rng.standard_normal(n)) for n in (72, 72, 30, 200, 10, 0, 73)]
     scan = EventScan(items, FPS)
-    assert int((scan.owner == 3).sum()) >= 3 and int((scan.owner == 5).sum()) == 0
-
-    def window_score(window: np.ndarray, cand: np.ndarray, p: int) -> float:
-        n, m = len(window), len(cand)
-        return sum(window[t] * cand[p + t] for t in range(n) if 0 <= p + t < m) / n
-
-    for query in (items[3][100:172], items[0][5:35], rng.standard_normal(20)):
-        window = scan_window(np.asarray(query, np.float32), FPS)
-        n = len(window)
-        got = scan.scores(np.asarray(query, np.float32))
+    assert int((scan.owner == 3).sum()) >= 2 and int((scan.owner == 5).sum()) == 0
+    for query in (items[3][100:172], items[0][5:35], rng.standard_normal(20), items[6]):
+        query = np.asarray(query, np.float32)
+        got = scan.scores(query)
         for i, cand in enumerate(items):
             if len(cand) == 0:
                 assert got[i] == -np.inf
                 continue
+            want = _bounded_want(query, cand, scan.row_bins if len(cand) <= scan.row_bins else 0)
             if len(cand) <= scan.row_bins:
-                placements = range(-2, scan.row_bins - n + 3)
-                want = max(window_score(window, cand, p) for p in placements)
-                assert got[i] == pytest.approx(want, abs=1e-4), i
+                assert got[i] == pytest.approx(want, abs=SCAN_TOL), i
             else:
-                inside = range(0, len(cand) - n + 1)
-                want = max(window_score(window, cand, p) for p in inside)
-                assert got[i] >= want - 1e-4, i
+                assert got[i] >= want - SCAN_TOL, i  # the placements inside one row at least
     # a piece of the long item is found in it, and a whole clip finds itself
     assert int(np.argmax(scan.scores(items[3][100:172]))) == 3
     assert int(np.argmax(scan.scores(items[1]))) == 1
+
+
+def test_a_whole_clip_is_scanned_at_its_own_alignment_not_wherever_its_window_fits():
+    """A clip whose events are the query's shifted by a second scores high wherever the window
+    may go, but not at the query's own alignment (± the lag), which the exact match keeps."""
+    rng = np.random.default_rng(5)
+    clip = standardise(rng.standard_normal(72))
+    shifted = np.roll(clip, 12)
+    scan = EventScan([clip, shifted], FPS)
+    got = scan.scores(clip)
+    assert got[0] == pytest.approx(1.0, abs=0.05)
+    assert got[1] == pytest.approx(_bounded_want(clip, shifted), abs=SCAN_TOL)
+    assert got[1] < 0.5
+
+
+def test_across_a_sound_meets_every_kind_of_a_picture_only_at_few_placements():
+    """A picture's kinds laid out together: a whole-clip sound across them takes the best kind
+    (as `match_across` does), the same sound without `across`, or a short piece of it (many
+    placements), the first kind alone; footage's kinds as a query likewise."""
+    rng = np.random.default_rng(6)
+    sound = standardise(rng.standard_normal(72))
+    noise = standardise(rng.standard_normal(72))
+    # the sound's events are in the second kind (its motion), the first is noise
+    picture = np.stack([noise, sound], axis=1)
+    other = np.stack([standardise(rng.standard_normal(72)) for _ in range(2)], axis=1)
+    scan = EventScan([picture, other, noise], FPS)  # a single envelope: widened
+    assert scan.rows.shape[0] == 2
+    across = scan.scores(sound, across=True)
+    assert int(np.argmax(across)) == 0 and across[0] == pytest.approx(1.0, abs=0.05)
+    alike = scan.scores(sound)
+    assert alike[0] == pytest.approx(_bounded_want(sound, noise), abs=SCAN_TOL)
+    piece = sound[20:50]  # 30 bins in 72: 47 placements, the first kind alone
+    assert scan.scores(piece, across=True)[0] == pytest.approx(
+        _bounded_want(piece, noise), abs=SCAN_TOL
+    )
+    sounds = EventScan([sound, noise], FPS)
+    found = sounds.scores(picture, across=True)
+    assert int(np.argmax(found)) == 0 and found[0] == pytest.approx(1.0, abs=0.05)
+    assert sounds.scores(picture)[0] == pytest.approx(_bounded_want(noise, sound), abs=SCAN_TOL)
+
+
+def test_the_int8_product_is_exact_with_or_without_torchs_kernel(monkeypatch) -> None:
+    rng = np.random.default_rng(8)
+    a = torch.from_numpy(rng.integers(-127, 128, (300, 77)).astype(np.int8))
+    b = torch.from_numpy(rng.integers(-127, 128, (77, 30)).astype(np.int8))
+    want = a.long() @ b.long()
+    assert torch.equal(int8_matmul(a, b).long(), want)
+    monkeypatch.setattr(events, "INT8_KERNEL", False)
+    assert torch.equal(int8_matmul(a, b).long(), want)
+    # and the scan scores alike either way
+    items = [
+        np.stack([standardise(rng.standard_normal(72)) for _ in range(3)], 1) for _ in range(40)
+    ]
+    scan = EventScan(items, FPS)
+    query = standardise(rng.standard_normal(72))
+    without = scan.scores(query, across=True)
+    monkeypatch.setattr(events, "INT8_KERNEL", True)
+    np.testing.assert_array_equal(scan.scores(query, across=True), without)
 
 
 def test_agreement_finds_how_late_the_sound_is_and_fuses_with_the_steps():
