@@ -473,33 +473,32 @@ class Searcher:
             if modality not in self._scans:
                 store = self.events[modality]
                 assert self.event_rate is not None
-                rows = range(len(store))
+                rows = list(range(len(store)))
+                policy = self.policy
                 envelopes = (
-                    self._picture_kinds(list(rows))
-                    if modality == "visual"
+                    self._picture_kinds(rows, policy.picture_halves)
+                    if modality == "visual" and policy.picture_motion and self.motion is not None
                     else [store.get(r)[:, 0].astype(np.float32) for r in rows]
                 )
                 self._scans[modality] = EventScan(envelopes, self.event_rate)
             return self._scans[modality]
 
-    def _picture_kinds(self, rows: list[int]) -> list[np.ndarray]:
-        """Each row's picture envelopes as the policy has it meet a sound: its change envelope,
-        with its motion envelope where the policy records `picture_motion` and its halves' where
-        it records `picture_halves` (`models.events.picture_kinds`). An item embedded before
-        motion (or its halves) was kept has fewer: its change envelope repeated fills the others
-        (`models.events.widened`), so it scores as the envelopes it has do."""
-        store = self.events["visual"]
-        changes = [store.get(r)[:, 0].astype(np.float32) for r in rows]
-        if not self.policy.picture_motion or self.motion is None:
-            return changes
-        halves = self.policy.picture_halves and self.halves is not None
+    def _picture_kinds(self, rows: list[int], halves: bool) -> list[np.ndarray]:
+        """Each row's picture envelopes that a sound meets (`models.events.picture_kinds`): its
+        change and motion envelopes, and its halves' with `halves` (where the index keeps them).
+        An item embedded before motion (or its halves) was kept has fewer: its change envelope
+        repeated fills the others (`models.events.widened`), so it scores as the envelopes it
+        has do, beside items that have all."""
+        assert self.motion is not None
+        store, motion = self.events["visual"], self.motion
+        with_halves = self.halves if halves else None
         kinds = [
             picture_kinds(
-                c,
-                self.motion.get(r)[:, 0].astype(np.float32),
-                np.asarray(self.halves.get(r), np.float32) if halves else None,  # type: ignore[union-attr]
+                store.get(r)[:, 0].astype(np.float32),
+                motion.get(r)[:, 0].astype(np.float32),
+                None if with_halves is None else np.asarray(with_halves.get(r), np.float32),
             )
-            for c, r in zip(changes, rows, strict=True)
+            for r in rows
         ]
         widest = max((k.shape[1] for k in kinds if k.ndim == 2), default=0)
         return [widened(k, widest) for k in kinds] if widest else kinds
@@ -630,27 +629,12 @@ class Searcher:
             banded = True  # the sound's bands against each picture's single envelope
         pairs: bool | None = None
         if candidates is None:
-            store = self.events[modality]
-            candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]
             if across and motion and modality == "visual" and banded and self.motion is not None:
                 # the sound's bands against each picture's change and motion envelopes
-                paired = [
-                    picture_kinds(
-                        c,
-                        self.motion.get(r)[:, 0].astype(np.float32),
-                        np.asarray(self.halves.get(r), np.float32)
-                        if halves and self.halves is not None
-                        else None,
-                    )
-                    for c, r in zip(candidates, rows, strict=True)
-                ]
-                # an item embedded before motion (or its halves) was kept has fewer envelopes:
-                # its change envelope repeated fills the others, so it scores as the envelopes
-                # it has do, beside items that have all
-                widest = max((k.shape[1] for k in paired if k.ndim == 2), default=0)
-                if widest:
-                    paired = [widened(k, widest) for k in paired]
-                candidates, pairs = paired, True
+                candidates, pairs = self._picture_kinds(rows, halves), True
+            else:
+                store = self.events[modality]
+                candidates = [store.get(r)[:, 0].astype(np.float32) for r in rows]
         elif across and motion and query.modality == "visual" and query.motion is not None:
             # footage's change and motion envelopes against each sound's bands
             kinds = picture_kinds(query.events, query.motion, query.halves if halves else None)

@@ -528,15 +528,9 @@ def _correlate(
     return out
 
 
-def scan_window(query: np.ndarray, rate: float) -> np.ndarray:
-    """The query's most eventful `SCAN_WINDOW_S` (largest sum of positive values), or all of it."""
-    start, m = scan_window_span(np.asarray(query, np.float32), rate)
-    return np.asarray(query[start : start + m], np.float32)
-
-
 def scan_window_span(query: np.ndarray, rate: float) -> tuple[int, int]:
-    """(first bin, length) of the query's most eventful `SCAN_WINDOW_S`, every kind of a
-    (bins, K) query counting."""
+    """(first bin, length) of the query's most eventful `SCAN_WINDOW_S` (largest sum of positive
+    values, every kind of a (bins, K) query counting), or all of it."""
     m = max(1, round(SCAN_WINDOW_S * rate))
     if len(query) <= m:
         return 0, len(query)

@@ -64,20 +64,21 @@ def test_the_best_band_finds_what_the_summed_envelope_hides():
     assert bc.measure(swapped, list(range(len(swapped))))["audio→video best band"]["R@1"] <= 0.2
 
 
-def test_the_motion_envelope_finds_a_landing_the_change_envelope_misses():
-    envelopes = clips_with_loud_background(landing=True)
+@pytest.mark.parametrize(
+    ("shown", "finds", "misses"),
+    [
+        # the motion envelope finds a landing the change envelope does not show
+        ({"landing": True}, "+ motion", "best band"),
+        # the halves find what only the lower half shows, and the whole picture does not
+        ({"below": True}, "+ halves", "+ motion"),
+    ],
+)
+def test_an_envelope_finds_what_only_it_shows(shown: dict, finds: str, misses: str):
+    envelopes = clips_with_loud_background(**shown)
     r = bc.measure(envelopes, list(range(len(envelopes))))
     for d in ("audio→video", "video→audio"):
-        assert r[f"{d} + motion"]["R@1"] == 1.0
-        assert r[f"{d} best band"]["R@1"] <= 0.2  # the change envelope does not show them
-
-
-def test_the_halves_find_what_only_the_lower_half_shows():
-    envelopes = clips_with_loud_background(below=True)
-    r = bc.measure(envelopes, list(range(len(envelopes))))
-    for d in ("audio→video", "video→audio"):
-        assert r[f"{d} + halves"]["R@1"] == 1.0
-        assert r[f"{d} + motion"]["R@1"] <= 0.2  # the whole picture does not show them
+        assert r[f"{d} {finds}"]["R@1"] == 1.0
+        assert r[f"{d} {misses}"]["R@1"] <= 0.2
 
 
 def test_pools_take_one_split_of_a_manifest(tmp_path):

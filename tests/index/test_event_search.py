@@ -433,16 +433,26 @@ def _build_shown(
     return made
 
 
+def _unrelated(steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A pooled vector and steps that say nothing of any item: only envelopes can find it."""
+    rng = np.random.default_rng(9)
+    return _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(steps, DIM)))
+
+
+def _sound_of(made: dict, row: int, piece: slice, pooled: np.ndarray, steps: np.ndarray) -> Query:
+    """A piece of `row`'s sound as `_build_shown` made it: its bands and their mean."""
+    bands = made["bands"][row][piece]
+    return Query("audio", pooled, steps, bands.mean(1), bands)
+
+
 def test_sound_meets_a_picture_by_its_motion_envelope_too(tmp_path: Path) -> None:
     root = tmp_path / "root"
     made = _build_shown(root, 120)
     searcher = Searcher.open(root)
     assert searcher.policy.picture_motion and searcher.motion is not None
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    pooled, steps = _unrelated()
     # a piece of item 45's sound: its band holds item 45's landings, which only motion shows
-    bands = made["bands"][45][20:56]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    sound = _sound_of(made, 45, slice(20, 56), pooled, steps)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert hits[0].id == "item45" and hits[0].start_s == pytest.approx(20 / RATE)
     # a piece of item 77's footage, its motion envelope with it, finds item 77's sound
@@ -475,10 +485,8 @@ def test_a_policy_measured_before_an_envelope_does_not_use_it(
     made = _build_shown(root, 120, shown_by, used=False)
     searcher = Searcher.open(root)
     assert (searcher.motion if shown_by == "motion" else searcher.halves) is not None
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
-    bands = made["bands"][45][20:56]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    pooled, steps = _unrelated()
+    sound = _sound_of(made, 45, slice(20, 56), pooled, steps)
     assert searcher.search(sound, "video", k=3, rerank_k=120).hits[0].id != "item45"
 
 
@@ -491,15 +499,12 @@ def test_items_embedded_before_an_envelope_meet_sounds_by_the_others(
     root = tmp_path / "root"
     made = _build_shown(root, 120, shown_by, missing_every=3)
     searcher = Searcher.open(root)
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
-    bands = made["bands"][46][10:66]  # 56 bins: evidence enough among 120
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    pooled, steps = _unrelated()
+    sound = _sound_of(made, 46, slice(10, 66), pooled, steps)  # 56 bins: evidence enough among 120
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert hits[0].id == "item46" and hits[0].start_s == pytest.approx(10 / RATE)
     # item 45 lacks it: what it showed cannot be seen, and nothing breaks
-    bands = made["bands"][45][10:66]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    sound = _sound_of(made, 45, slice(10, 66), pooled, steps)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert len(hits) == 3 and hits[0].id != "item45"
 
@@ -509,11 +514,9 @@ def test_sound_meets_a_picture_by_its_halves_too(tmp_path: Path) -> None:
     made = _build_shown(root, 120, "halves")
     searcher = Searcher.open(root)
     assert searcher.policy.picture_halves and searcher.halves is not None
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(10, DIM)))
+    pooled, steps = _unrelated()
     # a piece of item 45's sound: its band holds what only item 45's lower half shows
-    bands = made["bands"][45][20:56]
-    sound = Query("audio", pooled, steps, bands.mean(1), bands)
+    sound = _sound_of(made, 45, slice(20, 56), pooled, steps)
     hits = searcher.search(sound, "video", k=3, rerank_k=120).hits
     assert hits[0].id == "item45" and hits[0].start_s == pytest.approx(20 / RATE)
     # a piece of item 77's footage with its halves finds item 77's sound; without, it cannot
@@ -550,8 +553,7 @@ def test_the_scan_finds_a_whole_clip_by_the_picture_envelope_that_shows_its_soun
     root = tmp_path / "root"
     made = _build_shown(root, 300, used=used)
     searcher = Searcher.open(root)
-    rng = np.random.default_rng(9)
-    pooled, steps = _unit(rng.normal(size=DIM)), _unit(rng.normal(size=(STEPS, DIM)))
+    pooled, steps = _unrelated(STEPS)
     for row in (245, 131, 17):
         sound = Query("audio", pooled, steps, made["motion"][row], made["bands"][row])
         policy = searcher.policy
