@@ -217,6 +217,9 @@ def _play_and_check(
 
     driver.find_element("tag name", "body").send_keys(Keys.ESCAPE)
     _wait(driver, lambda d: d.find_element("id", "player").get_attribute("open") is None)
+    # the dialog's "close" event, which stops the media and gives focus back, is a task queued
+    # after `open` goes: wait for it, then check what it did
+    _wait(driver, lambda d: d.execute_script(MEDIA_STATE) is None)
     assert driver.switch_to.active_element == card
     assert driver.execute_script(MEDIA_STATE) is None
 
