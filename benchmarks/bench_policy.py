@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             label = recorded.evidence.get(d, {}).get("chosen", "off")
             parts = []
             for kind, m in evidence.items():
-                if kind == "chosen":
+                if not isinstance(m, dict) or "pooled" not in m:  # "chosen", "gain_R@1"
                     continue
                 p_, h = m["pooled"], m.get(label, m["pooled"])
                 parts.append(

@@ -54,6 +54,7 @@ from training.evaluate import (
     _batched,
     _direction,
     agreement_parts,
+    clip_seconds,
     clip_subsets_of,
     cut_excerpts,
     embed_pool,
@@ -342,7 +343,11 @@ def measure_pool(
         }
         return weights, events
 
-    long_weights, long_events = tried(policy)
+    # whole clips get the defaults of a query as long as they are
+    clip_s = clip_seconds(model, pool)
+    whole = policy.for_length(clip_s)
+    out["full_query_s"] = clip_s
+    long_weights, long_events = tried(whole)
     for d in FULL_DIRECTIONS:
         rep = _direction(
             model,
@@ -356,9 +361,9 @@ def measure_pool(
             ("pooled", "hybrid"),
             long_weights[d],
             long_events[d],
-            cross_bands=d in policy.cross_bands,
+            cross_bands=d in whole.cross_bands,
         )
-        rep["service"] = rep["hybrid"] if policy.rerank.get(d, False) else rep["pooled"]
+        rep["service"] = rep["hybrid"] if whole.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     for s in seconds:

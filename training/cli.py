@@ -465,12 +465,13 @@ def policy_command(
     ] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = one per core).")] = 0,
 ) -> dict:
-    """Measure a checkpoint's search defaults again on a val split and record them beside its
-    weights, as training does at its end: after an upgrade changed how the search scores, no
-    training again. Indexes keep the defaults they were built with until built again."""
-    from models.policy import DIRECTIONS, save_policy
+    """Measure a checkpoint's search defaults again on a val split (searched among the train
+    split's clips) and record them beside its weights, as training does at its end: after an
+    upgrade changed how the search scores, no training again. Indexes keep the defaults they
+    were built with until built again."""
+    from models.policy import DIRECTIONS, SHORT_QUERY_S, WHOLE_QUERY_S, SearchPolicy, save_policy
     from training.datasets import ManifestError, load_manifest
-    from training.search_policy import measure_policy
+    from training.search_policy import distractors_for, measure_policy
 
     if split == "test":
         raise typer.BadParameter("defaults are chosen on a val split, never on the test split")
@@ -480,24 +481,46 @@ def policy_command(
         raise typer.BadParameter(str(e)) from e
     if not items:
         raise typer.BadParameter(f"no items in split {split!r} of {data}")
+    # searched among training clips, as the trainer measures
+    others = [i for i in load_manifest(data, splits=("train",)) if i.split != split]
+    distractors = distractors_for(items, others)
     model, feature_cache, texts = _load_for_eval(
-        ckpt, items, _cache_root(data, cache), workers or None
+        ckpt, items + distractors, _cache_root(data, cache), workers or None
     )
     before = model.search_policy
     # as the trainer records it: no objective puts the steps in the text space
     after = measure_policy(
-        model, items, feature_cache, texts, before.sequence_trained, text_segments=False
+        model,
+        items,
+        feature_cache,
+        texts,
+        before.sequence_trained,
+        text_segments=False,
+        distractors=distractors,
     )
     save_policy(ckpt, after)
-    table = Table(title=f"search defaults of {ckpt} (measured on {len(items)} {split} clips)")
-    for col in ("direction", "before", "now"):
+    table = Table(
+        title=f"search defaults of {ckpt} (measured on {len(items)} {split} clips among "
+        f"{len(items) + len(distractors)})"
+    )
+    for col in ("direction", "queries", "before", "now"):
         table.add_column(col)
+
+    def tiers(policy: SearchPolicy) -> dict[str, SearchPolicy | None]:
+        return {
+            f"≥ {WHOLE_QUERY_S:g} s": policy.whole,
+            "the others": policy,
+            f"< {SHORT_QUERY_S:g} s": policy.short,
+        }
+
     for d in DIRECTIONS:
-        table.add_row(
-            d,
-            str(before.evidence.get(d, {}).get("chosen", "off")),
-            str(after.evidence.get(d, {}).get("chosen", "off")),
-        )
+        for (name, old), new in zip(tiers(before).items(), tiers(after).values(), strict=True):
+            table.add_row(
+                d,
+                name,
+                "-" if old is None else str(old.evidence.get(d, {}).get("chosen", "off")),
+                "-" if new is None else str(new.evidence.get(d, {}).get("chosen", "off")),
+            )
     Console().print(table)
     return after.to_dict()
 

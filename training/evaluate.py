@@ -363,8 +363,20 @@ def evaluate(
     return results
 
 
+def clip_seconds(model: TrimodalModel, pool: Pool) -> float | None:
+    """How long the pool's clips with sound and picture are (the median's sound, seconds): the
+    length whole-clip queries have, which picks their defaults (`SearchPolicy.for_length`)."""
+    both = pool.has_audio & pool.has_video
+    if not bool(both.any()):
+        return None
+    steps = pool.audio.mask[both].sum(dim=1).float()
+    return float(steps.median()) / model.cfg.steps_per_second
+
+
 def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, policy):
-    """Whole-clip queries as a search answers them by default under `policy`."""
+    """Whole-clip queries as a search answers them by default under `policy` (the defaults of
+    a query as long as the clips)."""
+    policy = policy.for_length(clip_seconds(model, pool))
     if not policy.rerank.get(direction, False):
         return _direction(
             model, direction, by_id, pool, None, clip_subsets, rerank_k, distance, ("pooled",)
@@ -399,13 +411,15 @@ def _direction(
     weights=(None,),
     event_weights=(0.0,),
     cross_bands=True,
+    querying: Tensor | None = None,
 ):
     """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
     the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`) and
     `event_weights[0]` (e > 0: + e × the event envelopes' correlation, by the sound's best band
     if `cross_bands`, else by the single envelopes; and the event scan's candidates join the
     pooled ones), and with several weightings "hybrid_by_weight" holds each one's (the
-    distances computed once)."""
+    distances computed once). `querying` ((pool size,) bool): the clips whose sound or footage
+    query (default all; the others are searched, as distractors)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -434,7 +448,7 @@ def _direction(
         src, dst = (
             (pool.audio, pool.visual) if direction == "audio→video" else (pool.visual, pool.audio)
         )
-        rows = both.nonzero().flatten()
+        rows = (both if querying is None else both & querying).nonzero().flatten()
         scores = src.pooled[rows] @ dst.pooled.T
         scores[:, ~both] = -torch.inf
         target = rows
@@ -605,17 +619,19 @@ def cut_excerpts(
     sr: int,
     seed: int = 0,
     max_queries: int | None = None,
+    among: Sequence[int] | None = None,
 ) -> Excerpts:
     """`max_queries`: cut from that many clips only (a random subset, the same for every length
-    and seed-for-seed), the rest of the pool still searched."""
+    and seed-for-seed), the rest of the pool still searched; `among`: the rows of `ids` cut
+    from (default all)."""
     rng = np.random.default_rng(seed)
     jitter = np.random.default_rng([seed, 2])
     n_frames = round(seconds * fps)
     out = Excerpts(seconds, [], [], [], [], [], [], [])
-    chosen: Sequence[int] = range(len(ids))
-    if max_queries is not None and max_queries < len(ids):
-        pick = np.random.default_rng([seed, 1]).choice(len(ids), max_queries, replace=False)
-        chosen = sorted(pick.tolist())
+    chosen: Sequence[int] = range(len(ids)) if among is None else sorted(among)
+    if max_queries is not None and max_queries < len(chosen):
+        pick = np.random.default_rng([seed, 1]).choice(len(chosen), max_queries, replace=False)
+        chosen = sorted(chosen[i] for i in pick.tolist())
     for r in chosen:
         item_id = ids[r]
         frames, wave = cache.frames(item_id), cache.audio(item_id)
@@ -673,6 +689,7 @@ def excerpt_report(
     event_weights: Sequence[float] | Mapping[str, Sequence[float]] = (0.0,),
     cross_bands: Collection[str] = CROSS_DIRECTIONS,
     directions: Collection[str] = EXCERPT_DIRECTIONS,
+    among: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (footage at a frame, sound at any sample), searched against the whole clips, as a
@@ -685,7 +702,8 @@ def excerpt_report(
     the event envelopes'; "hybrid" and the start errors use the first of each, and with several
     "hybrid_by_weight" holds each weighting's. `cross_bands`: the directions whose sound meets
     picture by the sound's best band (`models.events.match_across`), the others by the single
-    envelopes; `directions`: the ones reported (default all four)."""
+    envelopes; `directions`: the ones reported (default all four); `among`: the pool rows
+    excerpts are cut from (default all; the others are searched, as distractors)."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -694,7 +712,7 @@ def excerpt_report(
         raise ValueError("pool does not hold the items' embeddings in their order")
     sps = model.cfg.steps_per_second
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
-    cut = cut_excerpts(ids, cache, seconds, fps, sr, seed, max_queries)
+    cut = cut_excerpts(ids, cache, seconds, fps, sr, seed, max_queries, among)
     rows, offsets = cut.rows, cut.starts
     out: dict[str, Any] = {"seconds": seconds, "queries": len(rows)}
     if not rows:

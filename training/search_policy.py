@@ -9,6 +9,7 @@ measurements are `training.evaluate`'s, which mirror `index.search`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import product
@@ -21,7 +22,7 @@ from torch import Tensor
 from models.events import event_agreement, fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
-from models.policy import SearchPolicy
+from models.policy import WHOLE_QUERY_S, SearchPolicy
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.evaluate import (
@@ -46,20 +47,46 @@ POLICY_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
 EXCERPT_S = 2.5
 # The length of the excerpts the short-query defaults are measured on (below SHORT_QUERY_S).
 SHORT_EXCERPT_S = 1.5
+# The length of the excerpts the whole-clip defaults are measured on beside whole clips: the
+# shortest query they serve (`models.policy.WHOLE_QUERY_S`).
+WHOLE_EXCERPT_S = WHOLE_QUERY_S
+# How many items the validation clips are searched among, made up with training clips: a
+# validation split alone (200 clips) is too small a pool to tell weightings apart on whole clips
+# (R@1 0.825 vs 0.845 there; among 800 more clips 0.803 vs 0.891, the benchmark pools' size).
+POLICY_POOL = 1000
+# A tier re-ranks a direction only where the chosen weighting's R@1 gain over pooled, summed
+# over the tier's protocols, is more than this many standard errors of that difference (binomial,
+# the two figures taken as independent: conservative). The best of ~60 weightings beats pooled
+# by a query or two of 200 by chance alone where nothing is there to find (1.5 s pieces across
+# modalities: val R@1 0.010 → 0.030, then below pooled on other clips); the issue's rule: where
+# a direction gains nothing, the re-rank is off.
+GAIN_STANDARD_ERRORS = 2.0
 # How much the event envelopes' agreement may add to the steps' (`fused_agreement`).
 AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
 
+def distractors_for(
+    measured: Sequence[ManifestItem], others: Sequence[ManifestItem]
+) -> list[ManifestItem]:
+    """The clips of `others` (e.g. the training split, in order) that make `measured` a pool of
+    `POLICY_POOL` items (all of them where there are fewer)."""
+    return list(others[: max(0, POLICY_POOL - len(measured))])
+
+
 def choose_agreement(
-    model: TrimodalModel, pool: Pool, cache: FeatureCache | None = None
+    model: TrimodalModel, pool: Pool, cache: FeatureCache | None = None, queried: int | None = None
 ) -> tuple[float, bool, dict[str, Any]]:
     """How a clip's agreement is scored (`models.events.fused_agreement`): whether its sound's
     envelopes meet its picture by the best band or the single envelope — the one that places
     each clip's own sound, shifted by ±0.25–1 s, closer (median error; the offset is the
     envelopes' alone; a tie, or no `cache` to read sounds from: single) — and the envelopes'
     weight that best tells each clip's own sound from another clip's (ROC AUC on the pool: each
-    picture with its sound and with the next clip's); ties go to the smaller weight."""
-    rows = (pool.has_audio & pool.has_video).nonzero().flatten()
+    picture with its sound and with the next clip's); ties go to the smaller weight. `queried`:
+    only the pool's first that many clips are measured (the rest are distractors)."""
+    both = pool.has_audio & pool.has_video
+    if queried is not None:  # the rest of the pool are distractors: not measured
+        both &= torch.arange(len(pool.ids)) < queried
+    rows = both.nonzero().flatten()
     if len(rows) < 2:
         return 0.0, False, {"reason": "fewer than two clips with sound and picture"}
     evidence: dict[str, Any] = {}
@@ -131,16 +158,19 @@ def measure_policy(
     text_segments: bool | None = None,
     weights: Sequence[float | None] = POLICY_WEIGHTS,
     event_weights: Sequence[float] = POLICY_EVENT_WEIGHTS,
+    distractors: Sequence[ManifestItem] = (),
 ) -> SearchPolicy:
-    """The checkpoint's search defaults, measured on `items` (the validation split): for each
+    """The checkpoint's search defaults, measured on `items` (the validation split), searched
+    among `distractors` too (clips that never query, e.g. training clips) where given: for each
     direction, each weighting of the re-rank (`fused_scorer`: the steps' weight × the event
     envelopes' weight, and for sound against picture the envelopes matched singly or by the
     sound's best band, `models.events.match_across`) that is at least as good as the pooled
-    first pass on R@1 and R@10, for whole-clip queries (cross-modal) and for 2.5 s excerpts
-    (every direction), is eligible; the one with the best R@1 (summed over both protocols, then
-    R@10) becomes the default, and with none eligible the direction does not re-rank. Queries
-    shorter than `SHORT_QUERY_S` get their own choice, made the same way on `SHORT_EXCERPT_S`
-    excerpts (`SearchPolicy.short`).
+    first pass on R@1 and R@10 in every protocol of a length tier is eligible there; the one
+    with the best R@1 (summed over the tier's protocols, then R@10) becomes the tier's default,
+    and with none eligible the direction does not re-rank. Three tiers, each measured on the
+    lengths it serves: queries from `WHOLE_QUERY_S` on, on whole clips (cross-modal) and
+    `WHOLE_EXCERPT_S` excerpts (`SearchPolicy.whole`); queries shorter than `SHORT_QUERY_S`, on
+    `SHORT_EXCERPT_S` excerpts (`SearchPolicy.short`); the others on `EXCERPT_S` excerpts.
     Measured, not assumed from `sequence_trained`: untrained heads fail the cross-modal test
     (audio→video R@1 0.045 pooled, 0.015 re-ranked on a variety val split), yet the same-modality
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
@@ -148,44 +178,61 @@ def measure_policy(
     it gained on whole clips and lost on short excerpts (a short envelope's eight bands give
     eight chances of a chance correlation)."""
     by_id = {i.id: i for i in items if i.id in cache.row}
+    queried = len(by_id)
+    for item in distractors:
+        if item.id in cache.row and item.id not in by_id:
+            by_id[item.id] = item
     pool = embed_pool(model, cache, list(by_id))  # once, for every protocol
     weights = tuple(weights) or (None,)
     event_weights = tuple(event_weights) or (0.0,)
     combos: list[Weighting] = list(product(weights, event_weights))
     ordered = [by_id[i] for i in pool.ids]
     singly, banded = (
-        _measure(model, ordered, cache, texts, pool, rerank_k, weights, event_weights, bands)
+        _measure(
+            model, ordered, cache, texts, pool, rerank_k, weights, event_weights, bands, queried
+        )
         for bands in (False, True)
     )
-    evidence: dict[str, Any] = {"pool": len(pool.ids), "excerpt_queries": singly.queries}
-    short_evidence: dict[str, Any] = {"excerpt_s": SHORT_EXCERPT_S, "queries": singly.short_queries}
-    agreement_weight, agreement_bands, evidence["agreement"] = choose_agreement(model, pool, cache)
-    short = _choose(
-        _merged(singly.short, banded.short),
-        combos,
-        short_evidence,
-        sequence_trained,
-        text_segments,
-    )
-    chosen = _choose(
-        _merged(singly.long, banded.long),
-        combos,
-        evidence,
-        sequence_trained,
-        text_segments,
-        short=short,
+    evidence: dict[str, Any] = {
+        "pool": len(pool.ids),
+        "queried": queried,
+        "excerpt_s": EXCERPT_S,
+        "excerpt_queries": singly.queries[EXCERPT_S],
+    }
+    short_evidence: dict[str, Any] = {
+        "excerpt_s": SHORT_EXCERPT_S,
+        "queries": singly.queries[SHORT_EXCERPT_S],
+    }
+    whole_evidence: dict[str, Any] = {
+        "excerpt_s": WHOLE_EXCERPT_S,
+        "queries": singly.queries[WHOLE_EXCERPT_S],
+    }
+    agreement_weight, agreement_bands, evidence["agreement"] = choose_agreement(
+        model, pool, cache, queried
     )
     # the best-band matchings met each picture by its motion envelope too where the pool had
     # one, and by its halves' where it had them and the pool met pictures by them
     motion = any(len(m) for m in pool.events["visual_motion"])
     halves = motion and pool.picture_halves and any(len(h) for h in pool.events["visual_halves"])
+
+    def tier(name: str, tier_evidence: dict[str, Any], **more: Any) -> SearchPolicy:
+        chosen = _choose(
+            _merged(singly.by_tier[name], banded.by_tier[name]),
+            combos,
+            tier_evidence,
+            sequence_trained,
+            text_segments,
+            **more,
+        )
+        return replace(chosen, picture_motion=motion, picture_halves=halves)
+
+    long = tier("long", evidence)
     return replace(
-        chosen,
+        long,
+        short=tier("short", short_evidence),
+        whole=tier("whole", whole_evidence, fallback=long),
         agreement_event_weight=agreement_weight,
         agreement_bands=agreement_bands,
-        picture_motion=motion,
-        picture_halves=halves,
-        short=replace(short, picture_motion=motion, picture_halves=halves),
     )
 
 
@@ -197,10 +244,8 @@ BEST_BAND = " by best band"
 
 @dataclass(frozen=True)
 class _Measurement:
-    long: Measured  # whole clips and 2.5 s excerpts
-    short: Measured  # SHORT_EXCERPT_S excerpts
-    queries: int
-    short_queries: int
+    by_tier: dict[str, Measured]  # "whole", "long", "short" → what their defaults are chosen on
+    queries: dict[float, int]  # excerpt length → excerpts cut
 
 
 def _measure(
@@ -213,10 +258,12 @@ def _measure(
     weights: tuple[float | None, ...],
     event_weights: tuple[float, ...],
     cross_bands: bool,
+    queried: int,
 ) -> _Measurement:
     """Every weighting in every protocol, sound meeting picture by the sound's best band or by
-    the single envelopes."""
+    the single envelopes; the first `queried` items query, the rest are only searched."""
     by_id = {i.id: i for i in items}
+    querying = torch.arange(len(pool.ids)) < queried
     with torch.inference_mode():
         full = {
             d: _direction(
@@ -232,11 +279,12 @@ def _measure(
                 weights,
                 event_weights,
                 cross_bands=cross_bands,
+                querying=querying,
             )
             for d in CROSS_DIRECTIONS  # text queries are never re-ranked
         }
-    excerpts, short = (
-        excerpt_report(
+    excerpts = {
+        seconds: excerpt_report(
             model,
             items,
             cache,
@@ -248,25 +296,31 @@ def _measure(
             cross_bands=CROSS_DIRECTIONS if cross_bands else (),
             # sound against sound and footage against footage match the same either way
             directions=CROSS_DIRECTIONS if cross_bands else EXCERPT_DIRECTIONS,
+            among=range(queried),
         )
-        for seconds in (EXCERPT_S, SHORT_EXCERPT_S)
-    )
-    long: Measured = {}
-    for name in POLICY_DIRECTIONS:
-        long[name] = []
-        if full.get(name):
-            report = full[name]
-            long[name].append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
-        if name in excerpts:
-            report = excerpts[name]
-            long[name].append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
-    short_measured: Measured = {
-        name: [("excerpt", short[name]["pooled"], short[name]["hybrid_by_weight"])]
-        if name in short
-        else []
-        for name in POLICY_DIRECTIONS
+        for seconds in (WHOLE_EXCERPT_S, EXCERPT_S, SHORT_EXCERPT_S)
     }
-    return _Measurement(long, short_measured, excerpts["queries"], short["queries"])
+
+    def protocols(seconds: float, whole_clips: bool) -> Measured:
+        found: Measured = {}
+        for name in POLICY_DIRECTIONS:
+            found[name] = []
+            if whole_clips and full.get(name):
+                report = full[name]
+                found[name].append(("full", report["pooled"]["all"], report["hybrid_by_weight"]))
+            if name in excerpts[seconds]:
+                report = excerpts[seconds][name]
+                found[name].append(("excerpt", report["pooled"], report["hybrid_by_weight"]))
+        return found
+
+    return _Measurement(
+        {
+            "whole": protocols(WHOLE_EXCERPT_S, whole_clips=True),
+            "long": protocols(EXCERPT_S, whole_clips=False),
+            "short": protocols(SHORT_EXCERPT_S, whole_clips=False),
+        },
+        {seconds: report["queries"] for seconds, report in excerpts.items()},
+    )
 
 
 def _merged(singly: Measured, banded: Measured) -> Measured:
@@ -291,6 +345,17 @@ def _merged(singly: Measured, banded: Measured) -> Measured:
 Choice = tuple[float | None, float, bool]
 
 
+def _gain(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[float, float]:
+    """(pooled figures, re-ranked figures) per protocol → the R@1 gain summed over them, and its
+    standard error (each protocol's two recalls as independent binomials on its queries)."""
+    gain = variance = 0.0
+    for pooled, hybrid in pairs:
+        a, b, n = float(hybrid["R@1"]), float(pooled["R@1"]), max(int(pooled["n"]), 1)
+        gain += a - b
+        variance += (a * (1 - a) + b * (1 - b)) / n
+    return gain, math.sqrt(variance)
+
+
 def choice_label(choice: Choice) -> str:
     w, e, bands = choice
     return weight_label(w, e) + (BEST_BAND if bands else "")
@@ -303,16 +368,31 @@ def _choose(
     sequence_trained: bool,
     text_segments: bool | None,
     short: SearchPolicy | None = None,
+    whole: SearchPolicy | None = None,
+    fallback: SearchPolicy | None = None,
 ) -> SearchPolicy:
     """Per direction, the weighting no worse than pooled on R@1 and R@10 in every protocol
     measured, best by R@1 summed over them (then R@10; a tie to the one listed first, the
-    single envelopes before the best band); none eligible: no re-rank."""
+    single envelopes before the best band), adopted where its R@1 gain over pooled is clearer
+    than chance (`GAIN_STANDARD_ERRORS`); none eligible or adopted: no re-rank. A direction with
+    nothing measured takes `fallback`'s choice where given (clips too short for the whole-clip
+    tier's excerpts: same-modality queries keep the shorter ones' defaults), else no re-rank."""
     rerank: dict[str, bool] = {}
     chosen_weights: dict[str, float] = {}
     chosen_events: dict[str, float] = {}
     cross_bands: set[str] = set()
     for name in POLICY_DIRECTIONS:
         found = measured.get(name, [])
+        if not found and fallback is not None:  # nothing this long to measure: as `fallback`
+            rerank[name] = fallback.rerank.get(name, False)
+            if name in fallback.rerank_weight:
+                chosen_weights[name] = fallback.rerank_weight[name]
+            if name in fallback.event_weight:
+                chosen_events[name] = fallback.event_weight[name]
+            if name in fallback.cross_bands:
+                cross_bands.add(name)
+            evidence[name] = {"chosen": "as shorter queries (none this long to measure)"}
+            continue
         if not found:
             rerank[name] = False
             continue
@@ -336,6 +416,9 @@ def _choose(
             ),
             default=None,
         )
+        gain = None if best is None else _gain([(p, hybrid_of(h, best)) for _, p, h in found])
+        if gain is not None and gain[0] <= GAIN_STANDARD_ERRORS * gain[1]:
+            best = None  # no clearer than chance
         rerank[name] = best is not None
         if best is not None and best[0] is not None:
             chosen_weights[name] = float(best[0])
@@ -345,6 +428,7 @@ def _choose(
                 cross_bands.add(name)
         evidence[name] = {
             kind: {
+                "queries": int(p["n"]),
                 "pooled": {k: round(p[k], 4) for k in ("R@1", "R@10")},
                 **{
                     choice_label(c): {k: round(hybrid_of(h, c)[k], 4) for k in ("R@1", "R@10")}
@@ -353,6 +437,8 @@ def _choose(
             }
             for kind, p, h in found
         }
+        if gain is not None:  # the best eligible weighting's, adopted or not
+            evidence[name]["gain_R@1"] = {"gain": round(gain[0], 4), "se": round(gain[1], 4)}
         evidence[name]["chosen"] = "off" if best is None else choice_label(best)
     return SearchPolicy(
         sequence_trained=sequence_trained,
@@ -362,5 +448,6 @@ def _choose(
         rerank_weight=chosen_weights,
         event_weight=chosen_events,
         short=short,
+        whole=whole,
         cross_bands=frozenset(cross_bands),
     )

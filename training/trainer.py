@@ -45,7 +45,7 @@ from training.losses import (
     sync_loss,
     two_stage_loss,
 )
-from training.search_policy import measure_policy
+from training.search_policy import distractors_for, measure_policy
 
 Objective = Literal["single-stage", "two-stage"]
 
@@ -188,6 +188,7 @@ class Prepared:
     backbone: TextBackbone
     skipped: dict[str, str]
     val_items: list[ManifestItem] = field(default_factory=list)  # for the search policy
+    train_items: list[ManifestItem] = field(default_factory=list)  # its distractors
 
 
 def prepare(
@@ -228,17 +229,20 @@ def prepare(
     if on_progress:
         on_progress("text", 0, len(captions))
     texts.ensure(captions, backbone.embed)
-    val_items = [i for i in items if split[i.id] == "val" and i.id in cache.row]
-    return Prepared(train, val, cache, texts, backbone, dict(cache.skipped), val_items)
+    kept = [i for i in items if i.id in cache.row]
+    val_items = [i for i in kept if split[i.id] == "val"]
+    train_items = [i for i in kept if split[i.id] == "train"]
+    return Prepared(train, val, cache, texts, backbone, dict(cache.skipped), val_items, train_items)
 
 
 def record_policy(
     prepared: Prepared, checkpoint: Path, sequence_trained: bool, device: torch.device
 ) -> SearchPolicy:
-    """Measure on the validation split what the checkpoint's sequence heads are good for, and
-    record it beside the weights (`models.policy`): the index and the service take their re-rank
-    defaults from it. No objective here puts the steps in the text space (SCAV and the timing
-    objectives contrast sound with picture), so text hits are never localised by them."""
+    """Measure on the validation split, searched among training clips (`distractors_for`), what
+    the checkpoint's sequence heads are good for, and record it beside the weights
+    (`models.policy`): the index and the service take their re-rank defaults from it. No
+    objective here puts the steps in the text space (SCAV and the timing objectives contrast
+    sound with picture), so text hits are never localised by them."""
     if prepared.val_items:
         model = TrimodalModel.load(checkpoint, device, prepared.backbone)
         policy = measure_policy(
@@ -248,6 +252,7 @@ def record_policy(
             prepared.texts,
             sequence_trained,
             text_segments=False,
+            distractors=distractors_for(prepared.val_items, prepared.train_items),
         )
     else:
         policy = SearchPolicy(

@@ -26,7 +26,7 @@ from models.events import (
 )
 from models.media import decode
 from models.model import TrimodalModel
-from models.policy import DIRECTIONS, SearchPolicy
+from models.policy import DIRECTIONS, WHOLE_QUERY_S, SearchPolicy
 from tests.models.conftest import write_media
 
 DIM, STEPS, BINS, RATE = 16, 24, 72, 12.0
@@ -56,8 +56,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _build(root: Path, n: int, event_weight: float, rate: float | None = RATE) -> dict:
-    """n items with random vectors and envelopes; returns them for making queries."""
+def _build(
+    root: Path, n: int, event_weight: float, rate: float | None = RATE, policy: dict | None = None
+) -> dict:
+    """n items with random vectors and envelopes; returns them for making queries. `policy`:
+    the index's search policy (default `_policy(event_weight)`)."""
     rng = np.random.default_rng(0)
     made = {"pooled": [], "events": []}
 
@@ -75,7 +78,7 @@ def _build(root: Path, n: int, event_weight: float, rate: float | None = RATE) -
                 {"visual": picture, "audio": standardise(rng.standard_normal(BINS))},
             )
 
-    info = {"search_policy": _policy(event_weight)}
+    info = {"search_policy": policy or _policy(event_weight)}
     if rate is not None:
         info["event_rate"] = rate
     publish_entries(root, entries(), model_hash="x", dim=DIM, steps_per_second=4.0, build_info=info)
@@ -105,6 +108,30 @@ def test_the_event_scan_finds_what_the_pooled_pass_cannot(tmp_path: Path) -> Non
     # a filter applies to the scan's candidates too
     where = ItemFilter(has_audio=False)
     assert searcher.search(query, "video", k=5, rerank_k=20, where=where).hits == []
+
+
+def test_a_query_as_long_as_a_whole_clip_gets_the_whole_clip_defaults(tmp_path: Path) -> None:
+    """The envelopes weigh in only from `WHOLE_QUERY_S` on in this index's policy: the whole
+    6 s sound finds its picture by them; its first 3 s get the shorter queries' defaults (the
+    steps alone) and the pooled top 20, which lacks it."""
+    whole = SearchPolicy(
+        True,
+        dict.fromkeys(DIRECTIONS, True),
+        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
+        event_weight={"audio→video": 2.0},
+    )
+    policy = replace(SearchPolicy.from_dict(_policy(0.0)), whole=whole).to_dict()
+    made = _build(tmp_path / "root", 300, event_weight=0.0, policy=policy)
+    searcher = Searcher.open(tmp_path / "root")
+    query = _query_for(made, 123)
+    assert query.sequence is not None and len(query.sequence) / 4.0 >= WHOLE_QUERY_S
+    found = searcher.search(query, "video", k=5, rerank_k=20)
+    assert found.reranked and found.hits[0].id == "item123"
+    assert query.events is not None
+    part = Query("audio", query.pooled, query.sequence[:12], query.events[: BINS // 2])
+    assert WHOLE_QUERY_S > 12 / 4.0
+    shorter = searcher.search(part, "video", k=5, rerank_k=20)
+    assert shorter.reranked and "item123" not in {h.id for h in shorter.hits}
 
 
 def test_directions_without_an_event_weight_do_not_use_the_envelopes(tmp_path: Path) -> None:

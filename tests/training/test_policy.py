@@ -28,6 +28,7 @@ from models.policy import (
     DIRECTIONS,
     SEARCH_FILE,
     SHORT_QUERY_S,
+    WHOLE_QUERY_S,
     SearchPolicy,
     load_policy,
     save_policy,
@@ -35,7 +36,12 @@ from models.policy import (
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
 from training.evaluate import excerpt_report, weight_label
-from training.search_policy import BEST_BAND, POLICY_EVENT_WEIGHTS, POLICY_WEIGHTS
+from training.search_policy import (
+    BEST_BAND,
+    GAIN_STANDARD_ERRORS,
+    POLICY_EVENT_WEIGHTS,
+    POLICY_WEIGHTS,
+)
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
 
@@ -108,6 +114,30 @@ def test_short_queries_get_their_own_recorded_defaults(tmp_path):
     record = back.to_dict()
     record["short_queries"]["below_s"] = SHORT_QUERY_S + 1
     assert SearchPolicy.from_dict(record).short is None
+
+
+def test_whole_clip_queries_get_their_own_recorded_defaults(tmp_path):
+    """From `WHOLE_QUERY_S` on a query gets the defaults measured on whole clips; shorter ones,
+    and a query of unknown length, the others'; a record measured from another length, or made
+    before the tier, has none (every long query the others')."""
+    whole = SearchPolicy(True, {"audio→video": True}, event_weight={"audio→video": 2.0})
+    short = SearchPolicy(True, {"audio→video": False})
+    policy = SearchPolicy(
+        True, {"audio→video": True}, event_weight={"audio→video": 1.0}, short=short, whole=whole
+    )
+    save_policy(tmp_path, policy)
+    back = load_policy(tmp_path)
+    assert back.for_length(WHOLE_QUERY_S).events_weight("audio", "video") == 2.0
+    assert back.whole is not None and back.for_length(60.0) is back.whole
+    assert back.for_length(WHOLE_QUERY_S - 0.1) is back and back.for_length(None) is back
+    assert back.for_length(SHORT_QUERY_S - 0.5) is back.short
+    record = back.to_dict()
+    assert record["whole_queries"]["from_s"] == WHOLE_QUERY_S
+    record["whole_queries"]["from_s"] = WHOLE_QUERY_S + 1
+    assert SearchPolicy.from_dict(record).whole is None
+    del record["whole_queries"]
+    before = SearchPolicy.from_dict(record)
+    assert before.whole is None and before.for_length(60.0) is before
 
 
 def test_saving_new_weights_drops_a_policy_measured_on_the_old_ones(tmp_path):
@@ -186,15 +216,15 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     assert record["sequence_trained"] is cfg.trains_sequences
     assert record["text_segments"] is False  # no objective puts the steps in the text space
     evidence = record["evidence"]
-    assert evidence["pool"] == len(prepared.val_items) > 0
+    # the val clips query; the training clips are searched too, as distractors
+    assert evidence["queried"] == len(prepared.val_items) > 0
+    assert evidence["pool"] == len(prepared.val_items) + len(prepared.train_items)
     # the agreement's envelopes: the matching that placed shifted sounds closer on val
     agreement = evidence["agreement"]
     errors = agreement["shifted_offset_error_s"]
     assert (agreement["matching"] == "best band") is record.get("agreement_bands", False)
     if abs(errors["best band"] - errors["single"]) > 1e-3:
         assert record.get("agreement_bands", False) is (errors["best band"] < errors["single"])
-    weights = record.get("rerank_weight", {})
-    event_weights = record.get("event_weight", {})
     singly = {
         weight_label(w, e): (w, e, False) for w in POLICY_WEIGHTS for e in POLICY_EVENT_WEIGHTS
     }
@@ -205,48 +235,68 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
         for e in POLICY_EVENT_WEIGHTS
         if e
     }
-    for name in DIRECTIONS:
-        measured = {k: v for k, v in evidence[name].items() if k != "chosen"}
-        assert "excerpt" in measured  # every direction is measured on excerpts
-        combos = singly
-        if name in ("audio→video", "video→audio"):
-            assert "full" in measured
-            combos = singly | banded
-        labels = [w for w in measured["excerpt"] if w != "pooled"]
-        assert set(labels) == set(combos)  # every steps' weight with every envelopes' weight
+    cross = ("audio→video", "video→audio")
+
+    def obeys_the_rule(tier: dict, name: str) -> None:
+        """Re-ranked by default exactly where some weighing measured no worse than pooled in
+        every protocol of the tier, and the best of those (by R@1, then R@10) gained R@1 over
+        pooled by more than `GAIN_STANDARD_ERRORS`; that one recorded."""
+        found = tier["evidence"][name]
+        measured = {k: v for k, v in found.items() if k not in ("chosen", "gain_R@1")}
+        combos = singly | banded if name in cross else singly
+        for m in measured.values():  # every steps' weight with every envelopes' weight
+            assert set(m) - {"pooled", "queries"} == set(combos)
         eligible = [
             w
-            for w in labels
+            for w in combos
             if all(m[w][k] >= m["pooled"][k] for m in measured.values() for k in ("R@1", "R@10"))
         ]
-        # Re-ranked by default exactly where some weighing measured no worse than pooled, with
-        # the best of those (by R@1, then R@10) recorded; trained or not.
-        assert record["rerank"][name] is bool(eligible)
-        chosen = evidence[name]["chosen"]
-        assert chosen == "off" if not eligible else chosen in eligible
-        if eligible:
-            best = max(
-                eligible,
-                key=lambda w: tuple(
-                    sum(m[w][k] for m in measured.values()) for k in ("R@1", "R@10")
-                ),
-            )
-            assert chosen == best
-            w, e, bands = combos[chosen]
-            assert weights.get(name) == w and event_weights.get(name, 0.0) == e
-            assert (name in record.get("cross_bands", [])) is bands
+        if not eligible:
+            assert tier["rerank"][name] is False and found["chosen"] == "off"
+            return
+        best = max(
+            eligible,
+            key=lambda w: tuple(sum(m[w][k] for m in measured.values()) for k in ("R@1", "R@10")),
+        )
+        gain = found["gain_R@1"]
+        a = [m[best]["R@1"] for m in measured.values()]
+        b = [m["pooled"]["R@1"] for m in measured.values()]
+        n = [m["queries"] for m in measured.values()]
+        assert gain["gain"] == pytest.approx(sum(a) - sum(b), abs=1e-3)
+        se = sum((x * (1 - x) + y * (1 - y)) / q for x, y, q in zip(a, b, n, strict=True)) ** 0.5
+        assert gain["se"] == pytest.approx(se, abs=1e-3)
+        clear = gain["gain"] > GAIN_STANDARD_ERRORS * gain["se"]
+        assert tier["rerank"][name] is clear
+        assert found["chosen"] == (best if clear else "off")
+        w, e, bands = combos[best] if clear else (None, 0.0, False)
+        assert tier.get("rerank_weight", {}).get(name) == w
+        assert tier.get("event_weight", {}).get(name, 0.0) == e
+        assert (name in tier.get("cross_bands", [])) is bands
+
+    # 2–4 s queries: 2.5 s excerpts in every direction
+    for name in DIRECTIONS:
+        assert set(evidence[name]) - {"gain_R@1"} == {"excerpt", "chosen"}
+        obeys_the_rule(record, name)
     # Short queries: their own choice, on their own excerpts, by the same rule.
     short = record["short_queries"]
     assert short["below_s"] == SHORT_QUERY_S
     assert short["evidence"]["excerpt_s"] < SHORT_QUERY_S
     for name in DIRECTIONS:
-        m = short["evidence"][name]["excerpt"]
-        chosen = short["evidence"][name]["chosen"]
-        combos = singly | banded if name in ("audio→video", "video→audio") else singly
-        eligible = [w for w in combos if all(m[w][k] >= m["pooled"][k] for k in ("R@1", "R@10"))]
-        assert short["rerank"][name] is bool(eligible)
-        if eligible:
-            assert chosen == max(eligible, key=lambda w: (m[w]["R@1"], m[w]["R@10"]))
+        assert set(short["evidence"][name]) - {"gain_R@1"} == {"excerpt", "chosen"}
+        obeys_the_rule(short, name)
+    # Whole clips: sound against picture on whole clips (these 4 s clips hold no 4 s excerpt);
+    # sound against sound and footage against footage had nothing this long to measure, and keep
+    # the shorter queries' defaults.
+    whole = record["whole_queries"]
+    assert whole["from_s"] == WHOLE_QUERY_S and whole["evidence"]["queries"] == 0
+    for name in cross:
+        assert set(whole["evidence"][name]) - {"gain_R@1"} == {"full", "chosen"}
+        obeys_the_rule(whole, name)
+    for name in ("audio→audio", "video→video"):
+        assert whole["evidence"][name]["chosen"].startswith("as shorter queries")
+        assert whole["rerank"][name] is record["rerank"][name]
+        for key in ("rerank_weight", "event_weight"):
+            assert whole.get(key, {}).get(name) == record.get(key, {}).get(name)
 
 
 def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, tmp_path):
@@ -542,6 +592,59 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     halved = replace(banded, picture_motion=True, picture_halves=True)
     service = evaluate(model, items, cache, texts, policy=halved)["audio→video"]["service"]
     assert service == by_weight(True, halves=True)[weight_label(1.0, 2.0)]
+    # whole clips as long as `WHOLE_QUERY_S` (these are 4 s): the whole-clip defaults
+    whole = replace(policy, event_weight={"audio→video": 0.0})
+    tiered = replace(policy, rerank={"audio→video": False}, whole=whole)
+    service = evaluate(model, items, cache, texts, policy=tiered)["audio→video"]["service"]
+    assert service == by_weight(False)[weight_label(1.0, 0.0)]
+
+
+def test_distractors_are_searched_but_never_query(prepared):
+    """The policy's pool: the val clips query, the training clips only make the search harder —
+    the same queries, each ranked among more items, and none cut from a distractor."""
+    from training.evaluate import _direction, embed_pool
+
+    torch.manual_seed(0)
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    val, train = prepared.val_items, prepared.train_items
+    items = val + train
+    by_id = {i.id: i for i in items}
+    pool = embed_pool(model, prepared.cache, [i.id for i in items])
+    querying = torch.arange(len(items)) < len(val)
+
+    def found(querying):
+        return _direction(
+            model,
+            "audio→video",
+            by_id,
+            pool,
+            None,
+            {},
+            100,
+            "interp",
+            ("pooled",),
+            querying=querying,
+        )["pooled"]["all"]
+
+    assert found(querying)["n"] == len(val) < found(None)["n"] == len(items)
+    alone = _direction(
+        model,
+        "audio→video",
+        {i.id: i for i in val},
+        embed_pool(model, prepared.cache, [i.id for i in val]),
+        None,
+        {},
+        100,
+        "interp",
+        ("pooled",),
+    )["pooled"]["all"]
+    among = found(querying)  # each query ranked below as many items at least
+    assert among["MdR"] >= alone["MdR"] and among["R@10"] <= alone["R@10"]
+    cut = excerpt_report(
+        model, items, prepared.cache, seconds=2.5, pool=pool, among=range(len(val))
+    )
+    assert cut["queries"] == len(val)
+    assert cut["audio→video"]["pooled"]["n"] == len(val)
 
 
 def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus, tmp_path):
@@ -570,8 +673,10 @@ def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus,
     assert done.exit_code == 0, done.output
     now = load_policy(ckpt)
     val = load_manifest(manifest, splits=("val",))
-    assert now.sequence_trained and now.evidence["pool"] == len(val)
-    assert now.text_segments is False and now.short is not None
+    train = load_manifest(manifest, splits=("train",))
+    assert now.sequence_trained and now.evidence["queried"] == len(val)
+    assert now.evidence["pool"] == len(val) + len(train)  # the train clips as distractors
+    assert now.text_segments is False and now.short is not None and now.whole is not None
     for name in DIRECTIONS:  # every direction measured and its choice recorded
         assert "excerpt" in now.evidence[name] and "chosen" in now.evidence[name]
     assert now.cross_bands <= {"audio→video", "video→audio"}
