@@ -61,6 +61,9 @@ class Pool:
     sample_rate: int = 16_000
     _events: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
     _scans: dict[str, EventScan] = field(default_factory=dict, repr=False, compare=False)
+    _landmarks: FingerprintTable | None = field(default=None, repr=False, compare=False)
+    # excerpt protocols' queries, cut and encoded once per pool (`_excerpt_queries`)
+    _excerpts: dict[tuple, _ExcerptQueries] = field(default_factory=dict, repr=False, compare=False)
     # whether a picture meets a sound by its halves' envelopes too (`models.events.picture_kinds`),
     # as a policy that records `picture_halves` searches; set before `events` is first read
     picture_halves: bool = True
@@ -106,6 +109,15 @@ class Pool:
                 for e in found
             ]
         return self._events
+
+    def landmarks(self) -> FingerprintTable:
+        """Every row's sound landmarks, as an index keeps them (none for a row without sound),
+        built once."""
+        if self._landmarks is None:
+            if self.cache is None:
+                raise ValueError("this pool was made without its media: no sounds to take")
+            self._landmarks = _landmark_table(self.cache, self.ids, self.has_audio)
+        return self._landmarks
 
     def scan(self, modality: str) -> EventScan:
         """The event scan over every row's `modality` envelopes, built once: a picture's by
@@ -282,7 +294,8 @@ def _rerank_ranks(
 
 def _union(first: Tensor, more: Tensor) -> Tensor:
     """`first`, then the entries of `more` not in it, in order."""
-    return torch.cat([first, more[~torch.isin(more, first)]])
+    # a comparison table: a few times faster than torch.isin at these sizes (k ≤ a few hundred)
+    return torch.cat([first, more[~(more[:, None] == first[None, :]).any(dim=1)]])
 
 
 def _event_candidates(
@@ -504,19 +517,28 @@ def _direction(
 
 class _Memo:
     """A query's distances (or scores) to candidates, each computed once for every weight tried
-    (the candidates of a query differ between weights only by the event scan's)."""
+    (the candidates of a query differ between weights only by the event scan's). Kept as one
+    row per query over the pool's rows, NaN where not computed yet: a lookup is an index, not a
+    Python loop over the candidates (the policy measurement asks ~170k times)."""
 
     def __init__(self, compute: Callable[[int, Tensor], Tensor]) -> None:
         self.compute = compute
-        self.known: dict[int, dict[int, float]] = {}
+        self.known: dict[int, Tensor] = {}
 
     def __call__(self, qi: int, cand: Tensor) -> Tensor:
-        known = self.known.setdefault(qi, {})
-        missing = [c for c in cand.tolist() if c not in known]
-        if missing:
-            found = self.compute(qi, torch.tensor(missing, dtype=torch.long))
-            known.update(zip(missing, found.tolist(), strict=True))
-        return torch.tensor([known[c] for c in cand.tolist()], dtype=torch.float32)
+        row = self.known.get(qi)
+        need = int(cand.max()) + 1 if cand.numel() else 0
+        if row is None or len(row) < need:
+            grown = torch.full((need if row is None else max(need, len(row)),), torch.nan)
+            if row is not None:
+                grown[: len(row)] = row
+            row = self.known[qi] = grown
+        found = row[cand]
+        missing = cand[torch.isnan(found)]
+        if missing.numel():
+            row[missing] = self.compute(qi, missing).float()
+            found = row[cand]
+        return found
 
 
 def _event_memo(
@@ -673,6 +695,73 @@ def cut_excerpts(
     return out
 
 
+@dataclass
+class _ExcerptQueries:
+    """An excerpt protocol's queries: the pieces, their embeddings and their envelopes."""
+
+    cut: Excerpts
+    embedded: dict[str, Embeddings]
+    sounds: list[list[Phase]]
+    events: dict[str, list[np.ndarray]]
+    kinds: list[np.ndarray]
+    bands: dict[str, list[np.ndarray]]
+    # (direction, distance) → the steps' distances to candidates, and where they placed each
+    # piece's own clip (seconds), filled as the re-rank asks
+    distances: dict[tuple[str, str], tuple[_Memo, dict[int, float]]] = field(default_factory=dict)
+
+
+def _excerpt_queries(
+    model: TrimodalModel,
+    pool: Pool,
+    cache: FeatureCache,
+    seconds: float,
+    seed: int,
+    max_queries: int | None,
+    among: Sequence[int] | None,
+) -> _ExcerptQueries:
+    """The pieces `excerpt_report` searches with, cut and encoded once per pool and model (the
+    search policy measures each length twice: sound meeting picture singly and by bands)."""
+    key = (id(model), seconds, seed, max_queries, None if among is None else tuple(among))
+    if key in pool._excerpts:
+        return pool._excerpts[key]
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+    cut = cut_excerpts(pool.ids, cache, seconds, fps, sr, seed, max_queries, among)
+    if not cut.rows:  # clips too short for pieces this long: nothing to search with
+        return _ExcerptQueries(cut, {}, [], {}, [], {})
+    embedded = {
+        "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
+        "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
+    }
+    # a sound is matched at each of its phases, as `index.query` encodes an upload
+    sounds = [sound_phases(w, sr, fps) for w in cut.waves]
+    events = {
+        "audio": [phases[0].events for phases in sounds],
+        "video": [
+            picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
+        ],
+    }
+    # what footage meets a sound by across modalities: its change and motion envelopes, and its
+    # halves' where the pool's pictures meet sounds by theirs
+    kinds = [
+        picture_kinds(
+            e,
+            picture_motion(c, fps, fps, m),
+            picture_halves(c, fps, fps, h) if pool.picture_halves else None,
+        )
+        for e, c, m, h in zip(events["video"], cut.clips, cut.motion, cut.halves, strict=True)
+    ]
+    bands = {
+        "audio": [phases[0].bands for phases in sounds],
+        "video": [
+            picture_bands(c, fps, fps, r)
+            for c, r in zip(cut.clips, cut.region_changes, strict=True)
+        ],
+    }
+    found = _ExcerptQueries(cut, embedded, sounds, events, kinds, bands)
+    pool._excerpts[key] = found
+    return found
+
+
 @torch.inference_mode()
 def excerpt_report(
     model: TrimodalModel,
@@ -712,40 +801,14 @@ def excerpt_report(
         raise ValueError("pool does not hold the items' embeddings in their order")
     sps = model.cfg.steps_per_second
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
-    cut = cut_excerpts(ids, cache, seconds, fps, sr, seed, max_queries, among)
+    prepared = _excerpt_queries(model, pool, cache, seconds, seed, max_queries, among)
+    cut = prepared.cut
     rows, offsets = cut.rows, cut.starts
     out: dict[str, Any] = {"seconds": seconds, "queries": len(rows)}
     if not rows:
         return out
-    queries = {
-        "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
-        "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
-    }
-    # a sound is matched at each of its phases, as `index.query` encodes an upload
-    sounds = [sound_phases(w, sr, fps) for w in cut.waves]
-    query_events = {
-        "audio": [phases[0].events for phases in sounds],
-        "video": [
-            picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
-        ],
-    }
-    # what footage meets a sound by across modalities: its change and motion envelopes, and its
-    # halves' where the pool's pictures meet sounds by theirs
-    query_kinds = [
-        picture_kinds(
-            e,
-            picture_motion(c, fps, fps, m),
-            picture_halves(c, fps, fps, h) if pool.picture_halves else None,
-        )
-        for e, c, m, h in zip(query_events["video"], cut.clips, cut.motion, cut.halves, strict=True)
-    ]
-    query_bands = {
-        "audio": [phases[0].bands for phases in sounds],
-        "video": [
-            picture_bands(c, fps, fps, r)
-            for c, r in zip(cut.clips, cut.region_changes, strict=True)
-        ],
-    }
+    queries, sounds = prepared.embedded, prepared.sounds
+    query_events, query_kinds, query_bands = prepared.events, prepared.kinds, prepared.bands
     targets = {"audio": pool.audio, "video": pool.visual}
     store_of = {"audio": "audio", "video": "visual"}
     has = {"audio": pool.has_audio, "video": pool.has_video}
@@ -758,16 +821,20 @@ def excerpt_report(
         true_start = true_starts[src]
         scores = q.pooled @ t.pooled.T
         scores[:, ~has[dst]] = -torch.inf
-        starts: dict[int, float] = {}
+        # the steps' distances and where they place each piece's own clip, kept with the
+        # pieces: the same whichever way sound meets picture
+        if (name, distance) not in prepared.distances:
+            placed: dict[int, float] = {}
 
-        def window_distance(qi: int, cand: Tensor, q=q, t=t, starts=starts) -> Tensor:
-            steps = q.sequence[qi][q.mask[qi]]
-            d, found = window_distances(steps, t.sequence[cand], t.mask[cand], sps, distance)
-            if rows[qi] in (listed := cand.tolist()):
-                starts[qi] = float(found.start[listed.index(rows[qi])]) / sps
-            return d
+            def window_distance(qi: int, cand: Tensor, q=q, t=t, placed=placed) -> Tensor:
+                steps = q.sequence[qi][q.mask[qi]]
+                d, found = window_distances(steps, t.sequence[cand], t.mask[cand], sps, distance)
+                if rows[qi] in (listed := cand.tolist()):
+                    placed[qi] = float(found.start[listed.index(rows[qi])]) / sps
+                return d
 
-        memo = _Memo(window_distance)
+            prepared.distances[name, distance] = (_Memo(window_distance), placed)
+        memo, starts = prepared.distances[name, distance]
         # as `index.search` does: sounds against sounds and footage against footage band by
         # band, a sound against a picture by the best pair of the sound's bands and the
         # picture's change and motion envelopes in `cross_bands`
@@ -812,7 +879,11 @@ def excerpt_report(
             starts = _event_starts(matched, against, rows, top1, fps, banded, pairs)
         landmarks = None
         if name == "audio→audio":  # as `index.search`: a piece of a recording, found by its peaks
-            table = _landmark_table(cache, ids, has["audio"])
+            table = (
+                pool.landmarks()
+                if pool.cache is not None
+                else _landmark_table(cache, ids, has["audio"])
+            )
             hybrid, found_starts, landmarks = _landmark_ranks(table, cut.waves, sr, rows, hybrid)
             top1 = (hybrid == 1).nonzero().flatten().tolist()
             starts = {**starts, **found_starts}

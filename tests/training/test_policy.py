@@ -741,3 +741,23 @@ def test_an_index_adopts_defaults_measured_again_without_embedding_again(corpus,
     assert [h.id for h in adopted.search(query, "video", k=5).hits] == [
         h.id for h in fresh.search(query, "video", k=5).hits
     ]
+
+
+def test_pieces_are_cut_and_encoded_once_per_pool_with_the_same_report(prepared):
+    """The policy measures each length twice (sound meeting picture singly and by bands): the
+    second report reuses the pool's pieces, their embeddings and the steps' distances, and
+    equals one made from scratch."""
+    from training.evaluate import embed_pool
+
+    torch.manual_seed(0)
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    items, cache = prepared.val_items, prepared.cache
+    pool = embed_pool(model, cache, [i.id for i in items])
+    tried = {"weights": (1.0, None), "event_weights": (1.0, 0.0)}
+    first = excerpt_report(model, items, cache, seconds=2.5, pool=pool, **tried)
+    again = excerpt_report(model, items, cache, seconds=2.5, pool=pool, cross_bands=(), **tried)
+    assert len(pool._excerpts) == 1  # cut and encoded once
+    fresh = excerpt_report(model, items, cache, seconds=2.5, cross_bands=(), **tried)
+    assert json.dumps(again, sort_keys=True) == json.dumps(fresh, sort_keys=True)
+    # no sound met a picture there
+    assert json.dumps(first["video→video"]) == json.dumps(again["video→video"])
