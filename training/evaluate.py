@@ -699,6 +699,7 @@ def cut_excerpts(
 class _ExcerptQueries:
     """An excerpt protocol's queries: the pieces, their embeddings and their envelopes."""
 
+    model: TrimodalModel  # what embedded them (held: its id keys the pool's cache)
     cut: Excerpts
     embedded: dict[str, Embeddings]
     sounds: list[list[Phase]]
@@ -722,12 +723,13 @@ def _excerpt_queries(
     """The pieces `excerpt_report` searches with, cut and encoded once per pool and model (the
     search policy measures each length twice: sound meeting picture singly and by bands)."""
     key = (id(model), seconds, seed, max_queries, None if among is None else tuple(among))
-    if key in pool._excerpts:
-        return pool._excerpts[key]
+    known = pool._excerpts.get(key)
+    if known is not None and known.model is model:
+        return known
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     cut = cut_excerpts(pool.ids, cache, seconds, fps, sr, seed, max_queries, among)
     if not cut.rows:  # clips too short for pieces this long: nothing to search with
-        return _ExcerptQueries(cut, {}, [], {}, [], {})
+        return _ExcerptQueries(model, cut, {}, [], {}, [], {})
     embedded = {
         "audio": _batched(lambda c: model.encode_audio(*model.audio_inputs(c)), cut.waves),
         "video": _batched(lambda c: model.encode_visual(*model.visual_inputs(c)), cut.clips),
@@ -757,7 +759,7 @@ def _excerpt_queries(
             for c, r in zip(cut.clips, cut.region_changes, strict=True)
         ],
     }
-    found = _ExcerptQueries(cut, embedded, sounds, events, kinds, bands)
+    found = _ExcerptQueries(model, cut, embedded, sounds, events, kinds, bands)
     pool._excerpts[key] = found
     return found
 

@@ -761,3 +761,7 @@ def test_pieces_are_cut_and_encoded_once_per_pool_with_the_same_report(prepared)
     assert json.dumps(again, sort_keys=True) == json.dumps(fresh, sort_keys=True)
     # no sound met a picture there
     assert json.dumps(first["video→video"]) == json.dumps(again["video→video"])
+    # another model's pieces are its own
+    other = TrimodalModel(preset("tiny"), prepared.backbone)
+    excerpt_report(other, items, cache, seconds=2.5, pool=pool, **tried)
+    assert len(pool._excerpts) == 2
