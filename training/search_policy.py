@@ -56,7 +56,7 @@ WHOLE_EXCERPT_S = WHOLE_QUERY_S
 POLICY_POOL = 1000
 # A tier re-ranks a direction only where the chosen weighting's R@1 gain over pooled, summed
 # over the tier's protocols, is more than this many standard errors of that difference (binomial,
-# the two figures taken as independent: conservative). The best of ~60 weightings beats pooled
+# the two figures taken as independent: conservative). The best of 42 weightings beats pooled
 # by a query or two of 200 by chance alone where nothing is there to find (1.5 s pieces across
 # modalities: val R@1 0.010 → 0.030, then below pooled on other clips); the rule: where
 # a direction gains nothing, the re-rank is off.
