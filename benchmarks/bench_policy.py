@@ -4,9 +4,10 @@
         --pool foreign=DIR/manifest.jsonl --pool robust=DIR/manifest.jsonl
 
 The trainer decides each direction's re-rank default on its validation split
-(`training.search_policy.measure_policy`: whole clips for audio↔video, 2.5 s excerpts for every
-direction). This runs the same measurement on other pools, only to report it beside the recorded
-choice: pooled vs re-ranked R@1 / R@10 per direction and pool.
+(`training.search_policy.measure_policy`: for queries from 4 s whole clips and 4 s excerpts,
+2–4 s 2.5 s excerpts, under 2 s 1.5 s excerpts). This runs the same measurement on other
+pools, only to report it beside the recorded choice of the 2–4 s tier: pooled vs re-ranked
+R@1 / R@10 per direction and pool.
 """
 
 from __future__ import annotations

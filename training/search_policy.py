@@ -2,8 +2,9 @@
 
 After training, the trainer asks what the per-step sequences and the event envelopes are good for
 in each query → target direction, and how much the re-rank should weigh each against the pooled
-first pass: for whole clips and 2.5 s excerpts, and apart for short queries (1.5 s excerpts); and
-how much the envelopes' agreement adds to the steps' in the per-item agreement score. The
+first pass, in three tiers by the query's length — from 4 s (whole clips and 4 s excerpts),
+2–4 s (2.5 s excerpts), under 2 s (1.5 s excerpts) — with the val clips searched among training
+clips; and how much the envelopes' agreement adds to the steps' in the per-item agreement score. The
 measurements are `training.evaluate`'s, which mirror `index.search`.
 """
 
