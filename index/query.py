@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
+from models.encoders import Embeddings
 from models.events import (
+    Phase,
     picture_bands,
     picture_events,
     picture_halves,
@@ -28,6 +30,7 @@ from models.fingerprint import query_peaks
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
+from models.spare import SPARE
 
 MAX_QUERY_CHARS = 1000
 
@@ -88,15 +91,23 @@ class QueryEncoder:
         wave, _ = decode_audio(path, sample_rate=self.cfg.audio.sample_rate, limits=self.limits)
         decode_ms = _ms(t)
         t = time.perf_counter()
-        with torch.inference_mode():
-            mel, mask = self.model.audio_inputs([wave])
-            found = self.onnx.audio(mel, mask) if self.onnx is not None else None
-            emb = found if found is not None else self.model.encode_audio(mel, mask)
-        phases = sound_phases(wave, self.cfg.audio.sample_rate, self.cfg.visual.fps)
+        rate = self.cfg.audio.sample_rate
+
+        def encode() -> Embeddings:
+            with torch.inference_mode():
+                mel, mask = self.model.audio_inputs([wave])
+                found = self.onnx.audio(mel, mask) if self.onnx is not None else None
+                return found if found is not None else self.model.encode_audio(mel, mask)
+
+        def envelopes() -> tuple[list[Phase], tuple[tuple[np.ndarray, float], ...]]:
+            phases = sound_phases(wave, rate, self.cfg.visual.fps)
+            return phases, tuple(query_peaks(wave, rate)) if landmarks else ()
+
+        # independent: on two cores when a search runs alone (`models.spare`)
+        emb, (phases, peaks) = SPARE.both(encode, envelopes)
         query = _sequence_query(
             "audio", emb.pooled[0], emb.sequence[0], emb.mask[0], phases[0].events, phases[0].bands
         )
-        peaks = tuple(query_peaks(wave, self.cfg.audio.sample_rate)) if landmarks else ()
         query = dataclasses.replace(query, phases=tuple(phases), landmarks=peaks)
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)

@@ -28,6 +28,7 @@ import torch
 
 from index.ann import VectorIndex
 from index.embed import HALVES_STORE, MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
+from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
@@ -44,6 +45,7 @@ from models.fingerprint import FingerprintTable
 from models.motion import HALVES
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
+from models.spare import SPARE
 
 log = logging.getLogger("trimodal.index")
 
@@ -373,8 +375,27 @@ class Searcher:
         reranked = bool(reranking and (ranked or extra))
         if reranked and query.sequence is not None:
             top = [r for r, _ in ranked[:rerank_k]] + extra
-            distances, found = self._rerank(query.sequence, top, primary, distance)
+            sequence = query.sequence
+
+            def steps() -> tuple[np.ndarray, Callable[[int], Segment | None]]:
+                return self._rerank(sequence, top, primary, distance)
+
+            def events() -> tuple[list[float], list[float | None]]:
+                across = policy.matches_by_bands(query.modality, target)
+                motion = across and policy.picture_motion
+                return self._event_scores(
+                    query, top, primary, across, motion, motion and policy.picture_halves
+                )
+
+            agree: list[float] = []
             placed: list[float | None] = []
+            if by_events and query.events is not None:
+                # independent: on two cores when a search runs alone (`models.spare`). (The
+                # envelopes' quarter of the candidates beside the steps, the rest apart, was
+                # slower: their matching is mostly Python, which holds the GIL.)
+                (distances, found), (agree, placed) = SPARE.both(steps, events)
+            else:
+                distances, found = steps()
             weight = policy.fusion_weight(query.modality, target)
             if weight is None:  # the sequence distance alone
                 fused_scores = [-float(d) for d in distances]
@@ -383,16 +404,7 @@ class Searcher:
                     fused[r] + weight * sequence_similarity(float(d), distance)
                     for r, d in zip(top, distances, strict=True)
                 ]
-            if by_events and query.events is not None:
-                across = policy.matches_by_bands(query.modality, target)
-                agree, placed = self._event_scores(
-                    query,
-                    top,
-                    primary,
-                    across,
-                    across and policy.picture_motion,
-                    across and policy.picture_motion and policy.picture_halves,
-                )
+            if agree:
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
@@ -492,6 +504,9 @@ class Searcher:
         assert self.motion is not None
         store, motion = self.events["visual"], self.motion
         with_halves = self.halves if halves else None
+        together = self._picture_kinds_batch(rows, with_halves)
+        if together is not None:
+            return together
         kinds = [
             picture_kinds(
                 store.get(r)[:, 0].astype(np.float32),
@@ -502,6 +517,21 @@ class Searcher:
         ]
         widest = max((k.shape[1] for k in kinds if k.ndim == 2), default=0)
         return [widened(k, widest) for k in kinds] if widest else kinds
+
+    def _picture_kinds_batch(
+        self, rows: list[int], halves: SequenceStore | None
+    ) -> list[np.ndarray] | None:
+        """`_picture_kinds` of a re-rank's candidates in one gather per store (per row, the
+        Python held the GIL that a search's other thread needs: `models.spare`); None where a
+        row lacks an envelope the others have (an item embedded before it was kept)."""
+        assert self.motion is not None
+        stores = [self.events["visual"], self.motion] + ([halves] if halves is not None else [])
+        lengths = [s.lengths()[rows] for s in stores]
+        if not rows or any(not np.array_equal(n, lengths[0]) for n in lengths[1:]):
+            return None
+        parts = [s.batch(rows)[0] for s in stores]  # each (K, T, D_s), zero past an item's end
+        together = np.concatenate(parts, axis=2).astype(np.float32, copy=False)
+        return [together[i, :n] for i, n in enumerate(lengths[0].tolist())]
 
     def prepare_events(self) -> None:
         """Build the event scans and the landmark table now (done on the first search that uses

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from models.features import LogMel, LogMelConfig
 from models.motion import HALVES, frame_halves, frame_motion
+from models.spare import SPARE
 
 DETREND_BINS = 5
 # ±2 bins at 12 a second: a frame of quantisation plus one of an encoder's shift (AAC priming,
@@ -60,6 +61,9 @@ PINNED_PLACEMENTS = 2 * (2 * MAX_LAG_BINS + 1)
 # How many of the scan's best items join the pooled first pass's candidates (`index.search`; the
 # evaluation does the same).
 SCAN_CANDIDATES = 50
+# A scan of at least this many rows is split between two cores when a search runs alone
+# (`models.spare`): below it, handing half to a helper costs about what it saves.
+SPLIT_SCAN_ROWS = 20_000
 # A sound matched against sounds (a piece of a recording, searched among recordings) compares
 # onsets band by band: the log-mel's bins in this many equal groups, each group's flux an
 # envelope of its own (`sound_bands`). Which bands start together says what sounded as well as
@@ -672,17 +676,37 @@ class EventScan:
         for k in range(len(q)):
             toeplitz[rows_at, k, cols[None, :]] = q[k][:, None]
         kinds = len(self.rows) if pinned else 1
-        found = int8_matmul(self.rows[:kinds].reshape(-1, padded), toeplitz.reshape(padded, -1))
-        found = found.reshape(kinds, len(self.owner), len(q), placements)
+        columns = toeplitz.reshape(padded, -1)
+        at = first + cols
         # every row allowing every placement (items of one length): nothing to mask
-        if not bool(live.all() and (c_lo == first).all() and (c_hi == last).all()):
-            at = first + cols
-            allowed = (at[None, :] >= c_lo[:, None]) & (at[None, :] <= c_hi[:, None])
-            found.masked_fill_(~allowed[None, :, None, :], torch.iinfo(torch.int32).min)
-        # the best pair of kinds at the best placement, on the integers, then scaled
-        best = found.reshape(kinds, len(self.owner), -1).amax(dim=2).amax(dim=0)
-        per_row = best.float() * self.scale * (float(q_scale[0]) / m)
-        per_row[best == torch.iinfo(torch.int32).min] = -torch.inf
+        uniform = bool(live.all() and (c_lo == first).all() and (c_hi == last).all())
+        lowest = torch.iinfo(torch.int32).min
+
+        def best_of(lo: int, hi: int) -> torch.Tensor:
+            """Rows lo..hi: the best pair of kinds at the best placement, on the integers
+            (kind by kind: each kind's rows are contiguous, and their products stay small),
+            then scaled."""
+            best = torch.full((hi - lo,), lowest, dtype=torch.int32)
+            if not uniform:
+                allowed = (at[None, :] >= c_lo[lo:hi, None]) & (at[None, :] <= c_hi[lo:hi, None])
+            for kind in range(kinds):
+                found = int8_matmul(self.rows[kind, lo:hi], columns)
+                found = found.reshape(hi - lo, len(q), placements)
+                if not uniform:
+                    found.masked_fill_(~allowed[:, None, :], lowest)
+                torch.maximum(best, found.reshape(hi - lo, -1).amax(dim=1), out=best)
+            per_row = best.float() * self.scale[lo:hi] * (float(q_scale[0]) / m)
+            per_row[best == lowest] = -torch.inf
+            return per_row
+
+        n_rows = len(self.owner)
+        if n_rows >= SPLIT_SCAN_ROWS and SPARE.helpers:
+            # a lone search scans on two cores (`models.spare`): the halves' rows are apart
+            half = n_rows // 2
+            head, tail = SPARE.both(lambda: best_of(0, half), lambda: best_of(half, n_rows))
+            per_row = torch.cat([head, tail])
+        else:
+            per_row = best_of(0, n_rows)
         out.scatter_reduce_(0, self.owner, per_row, reduce="amax")
         return out.numpy()
 

@@ -83,6 +83,10 @@ def serve(
             "TRIMODAL_LOG_LEVEL": log_level,
         }
     )
+    if workers > 1:
+        # each process counts only its own searches: lending idle cores from several would
+        # overcommit them (`models.spare`); the processes share the cores instead
+        os.environ.setdefault("TRIMODAL_SPARE_THREADS", "0")
     try:
         protocol = server.http_protocol(http)
     except ValueError as e:

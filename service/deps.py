@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
+from models.spare import SPARE
 from service.engine import Engine
 from service.errors import ApiError
 from service.metrics import Metrics
@@ -105,7 +106,7 @@ class State:
         self.metrics.in_flight.inc()
         self.running_s += cost
         start = time.perf_counter()
-        task = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        task = asyncio.ensure_future(run_in_threadpool(_running, fn, *args))
 
         def release(_: object) -> None:
             took = time.perf_counter() - start
@@ -125,6 +126,13 @@ class State:
             raise ApiError(
                 504, "timeout", f"the request took longer than {s.request_timeout_s:g} s"
             ) from None
+
+
+def _running(fn: Callable[..., T], *args: Any) -> T:
+    """`fn` counted as a running request: a search lent an idle core (`models.spare`) only
+    while fewer run than there are cores."""
+    with SPARE.running():
+        return fn(*args)
 
 
 def get_state(request: Request) -> State:

@@ -27,6 +27,7 @@ from models.model import TrimodalModel, checkpoint_hash
 from models.onnx_export import MANIFEST as ONNX_MANIFEST
 from models.onnx_export import OnnxEncoders
 from models.onnx_text import OnnxTextBackbone
+from models.spare import SPARE
 from service.settings import Settings
 
 log = logging.getLogger("trimodal.service")
@@ -42,6 +43,7 @@ class Engine:
 
         self.settings = settings
         torch.set_num_threads(settings.torch_threads)  # process-wide: this process serves
+        SPARE.configure(settings.spare_threads)  # process-wide too: idle cores lent to a search
         self.root = Path(settings.index)
         self.model_hash = checkpoint_hash(settings.ckpt)
         model = TrimodalModel.load(settings.ckpt, resolve_device(settings.device))

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.spare import usable_cores
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIMODAL_", extra="forbid")
@@ -53,6 +55,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Threads per search for torch (1: concurrent searches run side by side "
         "instead of fighting over the cores, and FAISS's own threads are not starved).",
+    )
+    spare_threads: int = Field(
+        default_factory=lambda: max(0, usable_cores() - 1),
+        ge=0,
+        description="Helper threads a search may borrow while cores are idle (`models.spare`): "
+        "alone on the machine, a search runs its independent parts (the sound's encoder and "
+        "envelopes, the event scan's halves, the re-rank's steps and envelopes) side by side; "
+        "with every core busy, each search runs in its own thread. 0: never.",
     )
     onnx_threads: int = Field(
         1,

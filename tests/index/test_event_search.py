@@ -14,6 +14,7 @@ from index.query import QueryEncoder
 from index.reader import CorpusItem, read_item
 from index.search import ItemFilter, Query, Searcher
 from index.version import IndexVersion, ItemRecord
+from models import events as events_module
 from models import fingerprint
 from models.config import preset
 from models.events import (
@@ -27,6 +28,7 @@ from models.events import (
 from models.media import decode
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS, WHOLE_QUERY_S, SearchPolicy
+from models.spare import SPARE
 from tests.models.conftest import write_media
 
 DIM, STEPS, BINS, RATE = 16, 24, 72, 12.0
@@ -588,3 +590,59 @@ def test_the_scan_finds_a_whole_clip_by_the_picture_envelope_that_shows_its_soun
         assert (found[0] == row) is used
         top = [h.id for h in searcher.search(sound, "video", k=3, rerank_k=10).hits]
         assert (top[0] == f"item{row}") is used
+
+
+def test_a_lone_search_on_two_cores_finds_scores_and_places_as_on_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Idle cores lent to a lone search (`models.spare`): the scan's halves, the re-rank's
+    steps and envelopes, an upload's encoder and envelopes side by side. Every hit, score and
+    segment, and every part of the uploaded query, as in one thread."""
+    root = tmp_path / "root"
+    made = _build_shown(root, 300)
+    searcher = Searcher.open(root)
+    pooled, steps = _unrelated(STEPS)
+    queries = [
+        (Query("audio", pooled, steps, made["motion"][row], made["bands"][row]), "video")
+        for row in (245, 17)
+    ] + [
+        (
+            Query(
+                "visual", pooled, steps, made["change"][77][10:46], motion=made["motion"][77][10:46]
+            ),
+            "audio",
+        )
+    ]
+    model = TrimodalModel(preset("tiny"))
+    encoder = QueryEncoder(model)
+    clip = write_media(tmp_path / "c.mp4", duration=3.0, fps=25, size=(48, 64))
+
+    def searched() -> list:
+        return [
+            [(h.id, h.score, h.start_s, h.end_s) for h in searcher.search(q, t, k=5).hits]
+            for q, t in queries
+        ]
+
+    alone, upload = searched(), encoder.audio(clip).query
+    monkeypatch.setattr(events_module, "SPLIT_SCAN_ROWS", 10)
+    lent: list[bool] = []
+    both = SPARE.both
+    monkeypatch.setattr(SPARE, "both", lambda a, b: both(a, lambda: lent.append(True) or b()))
+    SPARE.configure(1, cores=2)
+    try:
+        assert searched() == alone
+        two = encoder.audio(clip).query
+    finally:
+        SPARE.configure(0)
+    # per search the scan's halves and the re-rank's two parts; the upload's two parts
+    assert len(lent) == 2 * len(queries) + 1
+    assert alone[0][0][0] == "item245" and alone[2][0][0] == "item77"
+    np.testing.assert_array_equal(two.pooled, upload.pooled)
+    np.testing.assert_array_equal(two.sequence, upload.sequence)
+    np.testing.assert_array_equal(two.bands, upload.bands)
+    assert [p.skip_s for p in two.phases] == [p.skip_s for p in upload.phases]
+    for a, b in zip(two.phases, upload.phases, strict=True):
+        np.testing.assert_array_equal(a.bands, b.bands)
+    for (a, s), (b, t) in zip(two.landmarks, upload.landmarks, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert s == t

@@ -153,3 +153,30 @@ def test_a_refused_search_is_answered_before_its_body_is_read(served, engine) ->
         assert 'trimodal_errors_total{code="busy"}' in client.get("/metrics").text
         state.admitted, state.running_s = 0, 0.0
         assert client.post("/v1/search/text", json={"query": "a bell", "k": 3}).status_code == 200
+
+
+def test_running_requests_are_counted_for_the_idle_cores_a_search_may_borrow(
+    served, engine
+) -> None:
+    """`models.spare` lends a search a helper only while fewer requests run than there are
+    cores: every request `State.run` runs counts while it runs, and only then."""
+    from models.spare import SPARE
+
+    state = _state(served, engine, max_concurrency=2)
+
+    import threading
+
+    met, read = threading.Barrier(2, timeout=5), threading.Barrier(2, timeout=5)
+
+    def running() -> int:
+        met.wait()  # both requests are inside
+        count = SPARE._running
+        read.wait()  # neither leaves before the other has counted
+        return count
+
+    async def scenario() -> list[int]:
+        return list(await asyncio.gather(state.run(running), state.run(running)))
+
+    before = SPARE._running
+    assert asyncio.run(scenario()) == [before + 2] * 2
+    assert SPARE._running == before

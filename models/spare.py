@@ -1,0 +1,112 @@
+"""Idle cores lent to a lone search.
+
+The service runs one search per core (`max_concurrency`), each on one torch thread: under load
+every core has a search of its own, and a second thread per search would only make them fight.
+A search running alone leaves the other cores idle while its independent parts wait on each
+other: the sound's encoder and its envelopes, the two halves of the event scan, the steps'
+distances and the envelopes' correlations. `SpareCores.both` runs the second of two such parts
+on a helper thread when a core is idle (fewer requests running, and helpers lent, than there
+are cores), and otherwise after the first, in the caller's thread. Each part is whole on its
+own, so the results are the same either way, only sooner: torch's kernels and most of NumPy's
+release the GIL while they work.
+
+`SPARE` is the process's: no helpers until `configure` lends some (the service does, from its
+settings; a test or a terminal search runs everything in its own thread).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from contextlib import contextmanager
+from typing import TypeVar
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class SpareCores:
+    def __init__(self, helpers: int = 0, cores: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._helpers = 0
+        self._cores = 1
+        self._running = 0  # requests inside `running()`
+        self._lent = 0  # helpers working now
+        self.configure(helpers, cores)
+
+    def configure(self, helpers: int, cores: int | None = None) -> None:
+        """Lend up to `helpers` threads (0: none) on a machine of `cores` (default: this
+        process's, `usable_cores`). Parts already handed to the old helpers finish there."""
+        if helpers < 0:
+            raise ValueError(f"helpers must be ≥ 0, got {helpers}")
+        pool = ThreadPoolExecutor(helpers, thread_name_prefix="spare") if helpers else None
+        with self._lock:
+            old, self._pool = self._pool, pool
+            self._helpers = helpers
+            self._cores = max(1, cores if cores is not None else usable_cores())
+        if old is not None:
+            old.shutdown(wait=False)
+
+    @property
+    def helpers(self) -> int:
+        return self._helpers
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count a request as running (each holds a core) while inside."""
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _lend(self) -> ThreadPoolExecutor | None:
+        with self._lock:
+            busy = max(self._running, 1) + self._lent  # the caller holds a core, counted or not
+            if self._pool is None or self._lent >= self._helpers or busy >= self._cores:
+                return None
+            self._lent += 1
+            return self._pool
+
+    def _give_back(self) -> None:
+        with self._lock:
+            self._lent -= 1
+
+    def both(self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+        """(first(), second()), the second on an idle core if one is free. An exception from
+        either is raised here, after both have stopped (a helper is never left working for a
+        request that has gone)."""
+        pool = self._lend()
+        if pool is None:
+            return first(), second()
+        try:
+            try:
+                future: Future[B] = pool.submit(second)
+            except RuntimeError:  # reconfigured meanwhile: this pool takes no more work
+                return first(), second()
+            try:
+                a = first()
+            except BaseException:
+                wait_for([future])
+                raise
+            return a, future.result()
+        finally:
+            self._give_back()
+
+
+# The process's helpers (none until the service lends some: `service.engine.Engine`).
+SPARE = SpareCores()
