@@ -44,6 +44,7 @@ from models.events import (
 )
 from models.model import TrimodalModel
 from models.motion import HALVES
+from models.spare import usable_cores
 
 MODALITIES = ("visual", "audio")
 
@@ -434,7 +435,7 @@ class LocalRunner:
     """Runs the shard stages on this machine: decoding in worker processes, encoding here."""
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or usable_cores()  # a container's CPU limit counted
 
     def run(
         self,

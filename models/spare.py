@@ -16,24 +16,53 @@ settings; a test or a terminal search runs everything in its own thread).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 A = TypeVar("A")
 B = TypeVar("B")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+# Where a container finds its own CPU limit (cgroup v2 `cpu.max`; v1 `cpu/cpu.cfs_quota_us`).
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cpu_limit(root: Path = CGROUP) -> float | None:
+    """The CPUs a container's limit allows (`docker run --cpus 2`: 2.0), from cgroup v2's
+    `cpu.max` or v1's quota and period; None where there is no limit or none can be read."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        v2 = root / "cpu.max"
+        if v2.is_file():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        v1 = root / "cpu"
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def usable_cores(root: Path = CGROUP) -> int:
+    """The cores this process may run on: its CPU affinity (where the platform tells), and no
+    more than a container's CPU limit allows (rounded up: 1.5 CPUs keep two searches going).
+    `os.cpu_count()` counts the host's: in a container limited to 2 CPUs on a 16-core host,
+    sixteen searches at once would only thrash the two."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    limit = cpu_limit(root)
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
 
 
 class SpareCores:

@@ -31,10 +31,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Per-request time limit (504 past it)."
     )
     max_concurrency: int = Field(
-        default_factory=lambda: os.cpu_count() or 2,
+        default_factory=usable_cores,
         ge=1,
-        description="Searches running at once (default: one per core; more only thrash the "
-        "cores); others wait for a slot.",
+        description="Searches running at once (default: one per core this process may use, a "
+        "container's CPU limit counted; more only thrash the cores); others wait for a slot.",
     )
     queue_target_s: float = Field(
         0.5,

@@ -29,6 +29,7 @@ from models.config import ModelConfig
 from models.events import PICTURE_REGIONS
 from models.media import Fit, MediaError, decode
 from models.motion import HALVES
+from models.spare import usable_cores
 from training.datasets import ManifestItem
 
 # 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
@@ -310,7 +311,7 @@ class FeatureCache:
 
 
 def _decode_all(items: Sequence[ManifestItem], spec: DecodeSpec, workers: int | None):
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cores()  # a container's CPU limit counted
     jobs = [(item, spec) for item in items]
     if workers <= 1:
         yield from map(_decode_job, jobs)

@@ -107,3 +107,32 @@ def test_the_event_scan_split_between_cores_scores_as_one_pass(monkeypatch) -> N
     assert len(lent) == 1 and lent[0].startswith("spare")
     np.testing.assert_array_equal(split, alone)
     assert np.isfinite(alone).sum() > 250
+
+
+def test_a_containers_cpu_limit_bounds_the_cores(tmp_path, monkeypatch) -> None:
+    """`docker run --cpus` shows every host core to `os.cpu_count()`: the cgroup's limit (v2
+    `cpu.max`, v1 quota / period) bounds the cores counted, rounded up; no limit, or nothing
+    readable, leaves the affinity's count."""
+    from models.spare import cpu_limit, usable_cores
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("200000 100000\n")
+    assert cpu_limit(v2) == 2.0 and usable_cores(v2) == 2
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    assert usable_cores(v2) == 2  # 1.5 CPUs keep two searches going
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cpu_limit(v2) is None and usable_cores(v2) == 16
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(v1) == 4
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no limit"
+    assert usable_cores(v1) == 16
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("garbage\n")
+    assert cpu_limit(v1) is None
+    assert usable_cores(tmp_path / "missing") == 16
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert usable_cores(v2) == 2 and usable_cores(tmp_path / "missing") == 2
