@@ -28,7 +28,6 @@ import torch
 
 from index.ann import VectorIndex
 from index.embed import HALVES_STORE, MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
-from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
@@ -504,9 +503,6 @@ class Searcher:
         assert self.motion is not None
         store, motion = self.events["visual"], self.motion
         with_halves = self.halves if halves else None
-        together = self._picture_kinds_batch(rows, with_halves)
-        if together is not None:
-            return together
         kinds = [
             picture_kinds(
                 store.get(r)[:, 0].astype(np.float32),
@@ -517,21 +513,6 @@ class Searcher:
         ]
         widest = max((k.shape[1] for k in kinds if k.ndim == 2), default=0)
         return [widened(k, widest) for k in kinds] if widest else kinds
-
-    def _picture_kinds_batch(
-        self, rows: list[int], halves: SequenceStore | None
-    ) -> list[np.ndarray] | None:
-        """`_picture_kinds` of a re-rank's candidates in one gather per store (per row, the
-        Python held the GIL that a search's other thread needs: `models.spare`); None where a
-        row lacks an envelope the others have (an item embedded before it was kept)."""
-        assert self.motion is not None
-        stores = [self.events["visual"], self.motion] + ([halves] if halves is not None else [])
-        lengths = [s.lengths()[rows] for s in stores]
-        if not rows or any(not np.array_equal(n, lengths[0]) for n in lengths[1:]):
-            return None
-        parts = [s.batch(rows)[0] for s in stores]  # each (K, T, D_s), zero past an item's end
-        together = np.concatenate(parts, axis=2).astype(np.float32, copy=False)
-        return [together[i, :n] for i, n in enumerate(lengths[0].tolist())]
 
     def prepare_events(self) -> None:
         """Build the event scans and the landmark table now (done on the first search that uses
