@@ -92,36 +92,51 @@ def _mel(sample_rate: int) -> LogMel:
 
 
 def _max_per_bin(values: np.ndarray, per_second: float, rate: float, length: int) -> np.ndarray:
-    bins = np.floor(np.arange(len(values)) / per_second * rate + 1e-9).astype(np.int64)
-    out = np.zeros(length, np.float32)
+    return _max_per_bins(np.asarray(values)[None], per_second, rate, length)[0]
+
+
+def _max_per_bins(values: np.ndarray, per_second: float, rate: float, length: int) -> np.ndarray:
+    """(K, length) float32: each row of `values` (K, F), sampled at `per_second`, the largest
+    inside each of `length` bins at `rate` (no less than 0; 0 where a bin has no sample). The
+    samples of a bin are contiguous: one reduction for all rows, not one scatter a row."""
+    values = np.asarray(values)
+    bins = np.floor(np.arange(values.shape[1]) / per_second * rate + 1e-9).astype(np.int64)
+    out = np.zeros((values.shape[0], length), np.float32)
     keep = bins < length
-    np.maximum.at(out, bins[keep], values[keep].astype(np.float32))
+    kept = bins[keep]
+    if kept.size:
+        starts = np.flatnonzero(np.r_[True, kept[1:] != kept[:-1]])
+        found = np.maximum.reduceat(values[:, keep].astype(np.float32), starts, axis=1)
+        out[:, kept[starts]] = np.maximum(found, 0.0)
     return out
 
 
 def _standardised_columns(values: np.ndarray, fps: float, rate: float, length: int) -> np.ndarray:
     """(length, K): each column of per-frame `values` (T, K), the largest inside each bin,
     standardised on its own (a banded envelope: `picture_bands`, `picture_halves`)."""
-    return np.stack(
-        [
-            standardise(_max_per_bin(values[:, k], fps, rate, length))
-            for k in range(values.shape[1])
-        ],
-        axis=1,
-    )
+    per_bin = _max_per_bins(np.asarray(values).T, fps, rate, length)
+    return np.ascontiguousarray(standardise_rows(per_bin).T)
 
 
 def standardise(envelope: np.ndarray) -> np.ndarray:
     """Minus its moving average, zero mean, unit variance (all zeros when nothing changes)."""
-    x = np.asarray(envelope, np.float64)
-    if x.size == 0:
+    return standardise_rows(np.asarray(envelope).reshape(1, -1))[0]
+
+
+def standardise_rows(envelopes: np.ndarray) -> np.ndarray:
+    """`standardise` of each row of (K, L) `envelopes`, all rows in one pass, as float32."""
+    x = np.asarray(envelopes, np.float64)
+    if x.shape[1] == 0:
         return x.astype(np.float32)
-    kernel = np.ones(DETREND_BINS) / DETREND_BINS
-    x = x - np.convolve(np.pad(x, DETREND_BINS // 2, mode="edge"), kernel, mode="valid")
-    std = x.std()
-    if not np.isfinite(std) or std < 1e-6:
-        return np.zeros(x.size, np.float32)
-    return ((x - x.mean()) / std).astype(np.float32)
+    half = DETREND_BINS // 2
+    padded = np.pad(x, ((0, 0), (half, half)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, DETREND_BINS, axis=1)
+    x = x - windows @ (np.ones(DETREND_BINS) / DETREND_BINS)
+    std = x.std(axis=1, keepdims=True)
+    flat = ~np.isfinite(std) | (std < 1e-6)
+    out = ((x - x.mean(axis=1, keepdims=True)) / np.where(flat, 1.0, std)).astype(np.float32)
+    out[flat[:, 0]] = 0.0
+    return out
 
 
 def _flux(wave: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
@@ -163,13 +178,10 @@ def sound_envelopes(
     if not 1 <= bands <= len(flux):
         raise ValueError(f"bands must be 1..{len(flux)}, got {bands}")
     length = _bins(wave, sample_rate, rate)
-    single = standardise(_max_per_bin(flux.sum(0), per_second, rate, length))
     groups = np.array_split(np.arange(len(flux)), bands)
-    banded = np.stack(
-        [standardise(_max_per_bin(flux[g].sum(0), per_second, rate, length)) for g in groups],
-        axis=1,
-    )
-    return single, banded
+    rows = np.stack([flux.sum(0)] + [flux[g].sum(0) for g in groups])  # the whole, then bands
+    envelopes = standardise_rows(_max_per_bins(rows, per_second, rate, length))
+    return envelopes[0], np.ascontiguousarray(envelopes[1:].T)
 
 
 @dataclass(frozen=True)

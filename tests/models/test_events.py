@@ -422,3 +422,49 @@ def test_agreement_by_the_best_band_places_a_sound_under_rain():
     quiet[:, 3] = picture_events(flashes([round(t * FPS) + 6 for t in seen]), FPS, FPS)
     found = event_agreement(quiet, picture, FPS)
     assert found is not None and found.offset_s == pytest.approx(0.5, abs=1 / FPS)
+
+
+def _max_per_bin_one_row(values: np.ndarray, per_second: float, rate: float, length: int):
+    """The plain definition: scatter each sample's value into its bin, the largest kept."""
+    bins = np.floor(np.arange(len(values)) / per_second * rate + 1e-9).astype(np.int64)
+    out = np.zeros(length, np.float32)
+    keep = bins < length
+    np.maximum.at(out, bins[keep], values[keep].astype(np.float32))
+    return out
+
+
+def _standardise_one_row(x: np.ndarray) -> np.ndarray:
+    """The plain definition: minus a centred moving average (edges repeated), then z-scored."""
+    x = np.asarray(x, np.float64)
+    n = events.DETREND_BINS
+    x = x - np.convolve(np.pad(x, n // 2, mode="edge"), np.ones(n) / n, mode="valid")
+    std = x.std()
+    if not np.isfinite(std) or std < 1e-6:
+        return np.zeros(x.size, np.float32)
+    return ((x - x.mean()) / std).astype(np.float32)
+
+
+def test_all_rows_at_once_equal_each_row_alone_bit_for_bit():
+    """Envelopes are binned and standardised all bands in one pass (a sound upload's four phases
+    of nine envelopes were 36 scatters and 36 convolutions): the values must not move, or an
+    index built before would stop matching queries made after."""
+    rng = np.random.default_rng(7)
+    for length in (1, 2, 3, 5, 9, 72):
+        for per_second, rate in ((100.0, 12.0), (12.0, 12.0), (25.0, 12.0), (7.0, 12.0)):
+            samples = max(1, round(length * per_second / rate) + int(rng.integers(-3, 4)))
+            rows = rng.standard_normal((5, samples)) * rng.choice([1e-9, 1.0, 1e4])
+            rows[1] = np.abs(rows[1])  # flux-like: never negative
+            got = events._max_per_bins(rows, per_second, rate, length)
+            want = np.stack([_max_per_bin_one_row(r, per_second, rate, length) for r in rows])
+            assert got.dtype == np.float32 and np.array_equal(got, want)
+            want[2] = 0.5  # a flat envelope: nothing changes
+            got = events.standardise_rows(want)
+            assert got.dtype == np.float32
+            assert np.array_equal(got, np.stack([_standardise_one_row(r) for r in want]))
+            assert not got[2].any()  # all zeros, not NaN
+    # through the public functions: the single envelope is the one `sound_events` gives, and
+    # each band is its own row's
+    wave = clicks([0.5, 1.7, 3.1, 4.45])
+    single, banded = sound_envelopes(wave, SR, FPS)
+    assert np.array_equal(single, sound_events(wave, SR, FPS))
+    assert banded.flags.c_contiguous and banded.shape == (len(single), SOUND_BANDS)
