@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from models.config import RANDOM_TINY, Modality, ModelConfig
 from models.encoders import AudioEncoder, Embeddings, VisualEncoder
-from models.features import LogMel, LogMelConfig, frames_to_tensor, pad_batch
+from models.features import LogMel, LogMelConfig, frames_batch, pad_batch
 from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
 
@@ -102,13 +102,7 @@ class TrimodalModel(nn.Module):
         A clip without frames (audio only) gets one padded step and an all-False mask.
         """
         size = (self.cfg.visual.image_size, self.cfg.visual.image_size)
-        tensors = [
-            frames_to_tensor(c, size=size) if len(c) else torch.zeros(0, 3, *size) for c in clips
-        ]
-        lengths = [t.shape[0] for t in tensors]
-        tensors = [t if t.shape[0] else torch.zeros(1, 3, *size) for t in tensors]
-        batch, _ = pad_batch(tensors)
-        mask = torch.arange(batch.shape[1])[None] < torch.tensor(lengths)[:, None]
+        batch, mask = frames_batch(clips, size)
         return batch.to(self.device), mask.to(self.device)
 
     # -- encoding ---------------------------------------------------------------------------------

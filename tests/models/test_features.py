@@ -12,6 +12,7 @@ from models.features import (
     IMAGE_MEAN,
     LogMel,
     LogMelConfig,
+    frames_batch,
     frames_to_tensor,
     log_mel,
     mel_filterbank,
@@ -121,3 +122,45 @@ def test_pad_batch_masks_padding():
     assert batch.shape == (2, 5, 2)
     assert mask.tolist() == [[True, True, True, False, False], [True] * 5]
     assert batch[0, 3:].abs().sum() == 0
+
+
+def _per_clip_batch(clips, size):
+    """The way a batch of pictures was made before: a tensor per clip, padded, stacked."""
+    tensors = [
+        frames_to_tensor(c, size=size) if len(c) else torch.zeros(0, 3, *size) for c in clips
+    ]
+    lengths = [t.shape[0] for t in tensors]
+    batch, _ = pad_batch([t if len(t) else torch.zeros(1, 3, *size) for t in tensors])
+    return batch, torch.arange(batch.shape[1])[None] < torch.tensor(lengths)[:, None]
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(72, 16, 16), (60, 16, 16), (1, 16, 16)],  # ragged, all at the model's size
+        [(12, 16, 16), None, (5, 16, 16)],  # an audio-only item among them
+        [(12, 16, 16), (7, 24, 40)],  # one to resize
+        [(3, 9, 30)],  # only one, to resize
+        [(1, 16, 16)],  # a single frame
+        [(5, 16, 16), (1, 9, 30)],  # a single frame to resize
+        [(2, 16, 16), (4, 16, 16)],
+        [None],
+    ],
+)
+def test_a_batch_of_pictures_is_bit_for_bit_the_per_clip_one(shapes):
+    """`frames_batch` makes a training batch's pictures in one buffer: the values, the mask and
+    the memory layout (which the convolutions' arithmetic follows) must be the per-clip path's,
+    or a checkpoint would no longer reproduce."""
+    rng = np.random.default_rng(3)
+    clips = [
+        np.zeros((0,), np.uint8) if s is None else rng.integers(0, 256, (*s, 3), dtype=np.uint8)
+        for s in shapes
+    ]
+    want, want_mask = _per_clip_batch(clips, (16, 16))
+    got, mask = frames_batch(clips, (16, 16))
+    assert torch.equal(got, want) and torch.equal(mask, want_mask)
+    assert got.stride() == want.stride() and got.dtype == torch.float32
+    with pytest.raises(TypeError, match="uint8"):
+        frames_batch(
+            [clips[0].astype(np.float32) if len(clips[0]) else np.ones((2, 16, 16, 3))], (16, 16)
+        )
