@@ -160,6 +160,12 @@ def test_a_batch_of_pictures_is_bit_for_bit_the_per_clip_one(shapes):
     got, mask = frames_batch(clips, (16, 16))
     assert torch.equal(got, want) and torch.equal(mask, want_mask)
     assert got.stride() == want.stride() and got.dtype == torch.float32
+    # the same clips as torch tensors, and as read-only arrays (a feature cache's memmap slices)
+    as_tensors, _ = frames_batch([torch.as_tensor(c) for c in clips], (16, 16))
+    read_only = [c.copy() for c in clips]
+    for c in read_only:
+        c.flags.writeable = False
+    assert torch.equal(as_tensors, want) and torch.equal(frames_batch(read_only, (16, 16))[0], want)
     with pytest.raises(TypeError, match="uint8"):
         frames_batch(
             [clips[0].astype(np.float32) if len(clips[0]) else np.ones((2, 16, 16, 3))], (16, 16)
