@@ -8,6 +8,7 @@ Both end the same way: per-token features from a transformer, grouped onto the s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -238,22 +239,30 @@ class _SoundChanges(nn.Module):
         return self.conv(x).transpose(1, 2)  # (B, N, W)
 
 
-class _PictureChanges(nn.Module):
-    """Normalised frames (B, F, 3, H, W) → each frame's difference from the one before (a flash,
-    a squash, a step) on an 8x8 grid of mean colours, signed and absolute, through a small MLP.
-    A change needs no detail: convolutions at the patch grid cost a third of the encoder's time
-    for no gain in what they could see."""
+PICTURE_GRID = 8  # the visual branch's input: each frame's mean colours on an 8x8 grid
 
-    GRID = 8
+
+def colour_grid(frames: Tensor) -> Tensor:
+    """Normalised frames (B, F, 3, H, W) → (B, F, 3 · PICTURE_GRID²): each frame's mean colours
+    on a grid, what the visual branch's stem reads (`_PictureChanges`). No learning."""
+    b, f = frames.shape[:2]
+    return F.adaptive_avg_pool2d(frames.flatten(0, 1), PICTURE_GRID).reshape(b, f, -1)
+
+
+class _PictureChanges(nn.Module):
+    """Each frame's colour grid (`colour_grid`, B, F, 3 · 8²) → its difference from the frame
+    before (a flash, a squash, a step), signed and absolute, through a small MLP. A change needs
+    no detail: convolutions at the patch grid cost a third of the encoder's time for no gain in
+    what they could see."""
+
+    GRID = PICTURE_GRID
 
     def __init__(self, width: int) -> None:
         super().__init__()
         inputs = 2 * 3 * self.GRID * self.GRID
         self.mlp = nn.Sequential(nn.Linear(inputs, width), nn.GELU(), nn.Linear(width, width))
 
-    def forward(self, frames: Tensor) -> Tensor:
-        b, f = frames.shape[:2]
-        grid = F.adaptive_avg_pool2d(frames.flatten(0, 1), self.GRID).reshape(b, f, -1)
+    def forward(self, grid: Tensor) -> Tensor:
         diff = torch.cat([torch.zeros_like(grid[:, :1]), grid[:, 1:] - grid[:, :-1]], 1)
         return self.mlp(torch.cat([diff, diff.abs()], -1))
 
@@ -360,6 +369,25 @@ class FrameStem(nn.Module):
         return self.proj(self.pool(self.conv(frames)).flatten(1))
 
 
+@dataclass(frozen=True)
+class PictureInputs:
+    """What the visual encoder reads of a batch of clips (`VisualEncoder.measure`): the frames
+    its per-frame stem sees, and what it measures of every frame without learning. These depend
+    on the frames alone, so a trainer that shows a clip's frames unchanged every epoch keeps them
+    per clip (`training.pictures.PictureMemo`) instead of making them from every frame again."""
+
+    picked: Tensor  # (B, ceil(F / trunk_every), 3, H, W): frames 0, trunk_every, …
+    mask: Tensor  # (B, F): which of all the frames are real
+    changes: Tensor | None  # (B, F, CHANGE_GRID² + 1): `change_features`; None if unread
+    grid: Tensor | None  # (B, F, 3 · PICTURE_GRID²): `colour_grid`; None if unread
+
+
+def _required(x: Tensor | None, what: str) -> Tensor:
+    if x is None:
+        raise ValueError(f"this encoder reads {what}, and the inputs lack it")
+    return x
+
+
 class VisualEncoder(nn.Module):
     """Normalised frames (B, F, 3, H, W) → per-frame stem → windowed transformer → grid steps."""
 
@@ -393,10 +421,26 @@ class VisualEncoder(nn.Module):
         self.run_branch = True  # as AudioEncoder.run_branch
 
     def forward(self, frames: Tensor, frame_mask: Tensor) -> Embeddings:
+        return self.encode(self.measure(frames, frame_mask))
+
+    def measure(self, frames: Tensor, frame_mask: Tensor) -> PictureInputs:
+        """What the encoder reads of normalised frames (B, F, 3, H, W) and their mask (B, F)."""
         if frames.ndim != 5 or frames.shape[2] != 3:
             raise ValueError(f"expected frames (B, F, 3, H, W), got {tuple(frames.shape)}")
+        changes = change_features(frames, frame_mask) if self.changes is not None else None
+        grid = colour_grid(frames) if self.branch is not None and self.run_branch else None
+        return PictureInputs(frames[:, :: self.cfg.trunk_every], frame_mask, changes, grid)
+
+    def encode(self, inputs: PictureInputs) -> Embeddings:
+        """The embeddings of what `measure` read (or a `training.pictures` memo kept of it)."""
         every = self.cfg.trunk_every
-        picked, picked_mask = frames[:, ::every], frame_mask[:, ::every]
+        picked, frame_mask = inputs.picked, inputs.mask
+        picked_mask = frame_mask[:, ::every]
+        if picked.ndim != 5 or picked.shape[2] != 3 or picked.shape[1] != picked_mask.shape[1]:
+            raise ValueError(
+                f"expected every {every}th of {frame_mask.shape[1]} frames (B, F', 3, H, W), "
+                f"got {tuple(picked.shape)}"
+            )
         b, f = picked.shape[:2]
         per_frame = self.stem(picked.flatten(0, 1)).reshape(b, f, -1)  # (B, F / every, W)
         per_frame = per_frame * picked_mask.unsqueeze(-1)
@@ -404,12 +448,13 @@ class VisualEncoder(nn.Module):
         delta[:, 0] = 0
         tokens = per_frame + self.motion(delta)
         if self.changes is not None:
-            changes = change_features(frames, frame_mask)  # every frame's, the largest per pick
+            changes = _required(inputs.changes, "the picture's changes")  # every frame's
             changes = F.pad(changes, (0, 0, 0, (-changes.shape[1]) % every))
-            changes = changes.reshape(b, f, every, -1).amax(2)
+            changes = changes.reshape(b, f, every, -1).amax(2)  # the largest per pick
             tokens = tokens + self.changes(changes)
         if self.branch is None or not self.run_branch:
             return self.head(tokens, picked_mask)
+        grid = _required(inputs.grid, "the colour grid the sequence branch reads")
         trunk, out, out_mask = self.head.run(tokens, picked_mask)
         if every > 1:  # the trunk's tokens onto every frame's: each pick stands for its group
             out = out.repeat_interleave(every, dim=1)
@@ -417,4 +462,4 @@ class VisualEncoder(nn.Module):
                 frame_mask, (0, out.shape[1] - frame_mask.shape[1]), value=False
             )
         # Padded frames are zeros: the change into the first of them lands on a padded step.
-        return _with_branch(trunk, self.branch, out, out_mask, frames)
+        return _with_branch(trunk, self.branch, out, out_mask, grid)

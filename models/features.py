@@ -150,11 +150,14 @@ def frames_to_tensor(
 
 
 def frames_batch(
-    clips: Sequence[np.ndarray | torch.Tensor], size: tuple[int, int]
+    clips: Sequence[np.ndarray | torch.Tensor], size: tuple[int, int], every: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 RGB clips (T, H, W, 3) → (B, F, 3, h, w) normalised as `frames_to_tensor` makes each,
     zero past each clip's end, and the mask (B, F) of real frames; a clip without frames gets
-    one padded step and an all-False mask.
+    one padded step and an all-False mask. `every`: only frames 0, every, 2·every, … of each
+    clip, as `[:, ::every]` of the whole batch holds them (B, ceil(F / every), 3, h, w), with the
+    whole batch's mask (B, F): what the visual trunk reads (`VisualEncoder.measure`), made
+    without the frames it skips.
 
     The values and the memory layout are those of `pad_batch` over `frames_to_tensor` of each
     clip, bit for bit, made in one float buffer (converted, scaled and normalised in place,
@@ -163,28 +166,31 @@ def frames_batch(
     frames: ~0.2 s, was ~0.3 s, on two cores). A clip that needs resizing takes
     `frames_to_tensor`'s way; with a clip of one frame or none the batch is contiguous, as
     stacking made it (the convolutions see the layout, and give the numbers, they did before)."""
+    if every < 1:
+        raise ValueError(f"every must be a positive number of frames, got {every}")
     lengths = [len(c) for c in clips]
     for clip, n in zip(clips, lengths, strict=True):
         if n:  # a clip without pictures (an audio-only item) may have any shape
             _check_frames(clip, "(T, H, W, 3)", lambda ndim: ndim == 4)
     longest = max([1, *lengths])
-    buffer = torch.empty(len(clips), longest, *size, 3)
+    kept = [-(-n // every) for n in lengths]  # frames 0, every, …: ceil(n / every)
+    buffer = torch.empty(len(clips), -(-longest // every), *size, 3)
     into = buffer.numpy()
     resized = {i for i, c in enumerate(clips) if lengths[i] and tuple(c.shape[1:3]) != tuple(size)}
     for i, clip in enumerate(clips):
         if lengths[i] and i not in resized:
             # uint8 → float32 is exact either way; numpy reads a read-only cache slice in place
             if isinstance(clip, torch.Tensor):
-                buffer[i, : lengths[i]].copy_(clip)
+                buffer[i, : kept[i]].copy_(clip[::every])
             else:
-                into[i, : lengths[i]] = clip
+                into[i, : kept[i]] = clip[::every]
     mean = torch.tensor(IMAGE_MEAN, dtype=buffer.dtype)
     std = torch.tensor(IMAGE_STD, dtype=buffer.dtype)
     buffer.div_(255.0).sub_(mean).div_(std)
     batch = buffer.permute(0, 1, 4, 2, 3)
-    for i in sorted(resized):
-        batch[i, : lengths[i]] = frames_to_tensor(clips[i], size=size)
-    for i, n in enumerate(lengths):
+    for i in sorted(resized):  # resizing is per frame: the kept frames' are the same
+        batch[i, : kept[i]] = frames_to_tensor(clips[i][::every], size=size)
+    for i, n in enumerate(kept):
         batch[i, n:] = 0.0
     mask = torch.arange(longest)[None] < torch.tensor(lengths)[:, None]
     # stacking kept the per-clip tensors' channels-last layout unless a clip without frames (a

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from models.config import RANDOM_TINY, Modality, ModelConfig
-from models.encoders import AudioEncoder, Embeddings, VisualEncoder
+from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
 from models.features import LogMel, LogMelConfig, frames_batch, pad_batch
 from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
@@ -112,6 +112,13 @@ class TrimodalModel(nn.Module):
 
     def encode_visual(self, frames: Tensor, mask: Tensor) -> Embeddings:
         return self.encoders[Modality.VISUAL](frames, mask)
+
+    def encode_pictures(self, inputs: PictureInputs) -> Embeddings:
+        """As `encode_visual`, from what the visual encoder reads of the frames
+        (`VisualEncoder.measure`, or a memo of it: `training.pictures`)."""
+        encoder = self.encoders[Modality.VISUAL]
+        assert isinstance(encoder, VisualEncoder)
+        return encoder.encode(inputs)
 
     def encode_text(self, texts: list[str]) -> Embeddings:
         return self.text(texts)

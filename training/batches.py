@@ -39,6 +39,9 @@ class Batch:
     # kind → (B, hidden): another caption of the same kind per clip (a different one where the clip
     # has several), for the paraphrase loss; None unless asked for.
     text_alt: dict[str, torch.Tensor] | None = None
+    # per clip: its id where `frames` are the cache's own (not augmented), else None; what the
+    # cache's `PictureMemo` keeps the visual encoder's measures of the frames by
+    frame_keys: list[str | None] | None = None
 
 
 def examples(items: Sequence[ManifestItem], cache: FeatureCache) -> list[Example]:
@@ -109,9 +112,12 @@ def iterate_batches(
                     )
                 text_alt[kind] = texts.lookup(alts)
         frames = [np.asarray(cache.frames(e.id)) for e in chosen]
+        keys: list[str | None] = [e.id for e in chosen]
         audio = [cache.audio(e.id) for e in chosen]
         if augment is not None:
-            frames = [augment_frames(f, rng, augment) for f in frames]
+            shown = [augment_frames(f, rng, augment) for f in frames]
+            keys = [k if s is f else None for k, s, f in zip(keys, shown, frames, strict=True)]
+            frames = shown
             audio = [
                 augment_audio(np.asarray(a, np.float32), sample_rate, rng, augment) for a in audio
             ]
@@ -123,4 +129,5 @@ def iterate_batches(
             has_video=torch.tensor([e.has_video for e in chosen]),
             has_audio=torch.tensor([e.has_audio for e in chosen]),
             text_alt=text_alt,
+            frame_keys=keys,
         )

@@ -31,6 +31,7 @@ from models.media import Fit, MediaError, decode
 from models.motion import HALVES
 from models.spare import usable_cores
 from training.datasets import ManifestItem
+from training.pictures import PictureMemo
 
 # 2: the decoder's per-frame picture changes (`changes.f32`, `models.media.DecodedMedia.changes`)
 # 3: and per quadrant (`region_changes.f32`, `DecodedMedia.region_changes`)
@@ -129,6 +130,8 @@ class FeatureCache:
         self.spec = DecodeSpec(**index["spec"])
         self.ids: list[str] = index["ids"]
         self.row = {item_id: i for i, item_id in enumerate(self.ids)}
+        # what the visual encoder measures of each clip's frames, kept once made (by clip id)
+        self.pictures = PictureMemo()
         self.frame_offsets = np.asarray(index["frame_offsets"], dtype=np.int64)
         self.audio_offsets = np.asarray(index["audio_offsets"], dtype=np.int64)
         self.skipped: dict[str, str] = json.loads((directory / "skipped.json").read_text())

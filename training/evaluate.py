@@ -152,7 +152,8 @@ def embed_pool(
     vis, aud = [], []
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
-        v = model.encode_visual(*model.visual_inputs([np.asarray(cache.frames(i)) for i in chunk]))
+        clips = [np.asarray(cache.frames(i)) for i in chunk]
+        v = model.encode_pictures(cache.pictures.inputs(model, clips, chunk))
         a = model.encode_audio(*model.audio_inputs([cache.audio(i) for i in chunk]))
         vis.append(Embeddings(v.pooled.float().cpu(), v.sequence.float().cpu(), v.mask.cpu()))
         aud.append(Embeddings(a.pooled.float().cpu(), a.sequence.float().cpu(), a.mask.cpu()))

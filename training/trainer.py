@@ -23,7 +23,14 @@ import numpy as np
 import torch
 
 from models.config import Modality, preset
-from models.encoders import AudioEncoder, Embeddings, SequenceBranch, TemporalHead, VisualEncoder
+from models.encoders import (
+    AudioEncoder,
+    Embeddings,
+    PictureInputs,
+    SequenceBranch,
+    TemporalHead,
+    VisualEncoder,
+)
 from models.media import Fit
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -45,6 +52,7 @@ from training.losses import (
     sync_loss,
     two_stage_loss,
 )
+from training.pictures import PictureMemo
 from training.search_policy import distractors_for, measure_policy
 
 Objective = Literal["single-stage", "two-stage"]
@@ -285,8 +293,25 @@ def _set_trainable(model: TrimodalModel, cfg: TrainConfig, epoch: int) -> None:
     model.encoders[Modality.AUDIO].requires_grad_(stage == 2)
 
 
+def batch_pictures(
+    model: TrimodalModel, batch: Batch, memo: PictureMemo | None = None
+) -> PictureInputs:
+    """What the visual encoder reads of a batch's frames; with `memo` (the cache's), what needs
+    no learning is made once per clip whose frames are the cache's own (`training.pictures`)."""
+    if memo is None or batch.frame_keys is None:
+        encoder = model.encoders[Modality.VISUAL]
+        assert isinstance(encoder, VisualEncoder)
+        return encoder.measure(*model.visual_inputs(batch.frames))
+    return memo.inputs(model, batch.frames, batch.frame_keys)
+
+
 def train_step(
-    model: TrimodalModel, batch: Batch, cfg: TrainConfig, epoch: int, device: torch.device
+    model: TrimodalModel,
+    batch: Batch,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    pictures: PictureMemo | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     scales = {p: model.scale(p) for p in model.logit_scale}
     text = _text_batch(model, batch, device)
@@ -294,7 +319,7 @@ def train_step(
     stage = _stage(cfg, epoch) if cfg.objective == "two-stage" else 0
     visual = audio = None
     if stage in (0, 1):
-        visual = model.encode_visual(*model.visual_inputs(batch.frames))
+        visual = model.encode_pictures(batch_pictures(model, batch, pictures))
     if stage in (0, 2):
         audio = model.encode_audio(*model.audio_inputs(batch.audio))
     if stage == 0:
@@ -377,10 +402,14 @@ def timing_losses(
 
 
 def branch_step(
-    model: TrimodalModel, batch: Batch, cfg: TrainConfig, device: torch.device
+    model: TrimodalModel,
+    batch: Batch,
+    cfg: TrainConfig,
+    device: torch.device,
+    pictures: PictureMemo | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The timing objectives alone (`train_step`'s sync and excerpt terms), for the branch phase."""
-    visual = model.encode_visual(*model.visual_inputs(batch.frames))
+    visual = model.encode_pictures(batch_pictures(model, batch, pictures))
     audio = model.encode_audio(*model.audio_inputs(batch.audio))
     valid = batch.has_audio.to(device) & batch.has_video.to(device)
     loss, parts = timing_losses(model, batch, audio, visual, valid, cfg)
@@ -443,7 +472,7 @@ def _branch_phase(
         sums: dict[str, float] = {}
         n = 0
         for batch in _epoch_batches(prepared, cfg, model, rng):
-            loss, parts = branch_step(model, batch, cfg, device)
+            loss, parts = branch_step(model, batch, cfg, device, prepared.cache.pictures)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -651,7 +680,9 @@ def train(
                 prepared, cfg, model, rng, paraphrases=cfg.paraphrase_weight > 0
             ):
                 with autocast:
-                    loss, parts = train_step(model, batch, cfg, epoch, device)
+                    loss, parts = train_step(
+                        model, batch, cfg, epoch, device, prepared.cache.pictures
+                    )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -170,3 +170,38 @@ def test_a_batch_of_pictures_is_bit_for_bit_the_per_clip_one(shapes):
         frames_batch(
             [clips[0].astype(np.float32) if len(clips[0]) else np.ones((2, 16, 16, 3))], (16, 16)
         )
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(72, 16, 16), (60, 16, 16), (7, 16, 16)],  # ragged, all at the model's size
+        [(12, 16, 16), None, (5, 16, 16)],  # an audio-only item among them
+        [(12, 16, 16), (7, 24, 40)],  # one to resize
+        [(5, 16, 16), (1, 16, 16)],  # one frame: the whole batch is contiguous
+        [(2, 16, 16), (4, 16, 16)],  # fewer frames than `every`
+        [None],
+    ],
+)
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_every_kth_frame_is_the_whole_batch_strided(shapes, every):
+    """What the visual trunk reads, made without the frames it skips, must be the whole batch's
+    `[:, ::every]` in values and in each picture's layout (a convolution over it gives the same
+    numbers), with the whole batch's mask."""
+    rng = np.random.default_rng(5)
+    clips = [
+        np.zeros((0,), np.uint8) if s is None else rng.integers(0, 256, (*s, 3), dtype=np.uint8)
+        for s in shapes
+    ]
+    whole, whole_mask = frames_batch(clips, (16, 16))
+    got, mask = frames_batch(clips, (16, 16), every)
+    want = whole[:, ::every]
+    assert torch.equal(got, want) and torch.equal(mask, whole_mask)
+    assert got.stride()[2:] == want.stride()[2:]
+    conv = torch.nn.Conv2d(3, 4, kernel_size=4, stride=4)
+    with torch.no_grad():
+        assert torch.equal(conv(got.flatten(0, 1)), conv(want.flatten(0, 1)))
+    as_tensors, _ = frames_batch([torch.as_tensor(c) for c in clips], (16, 16), every)
+    assert torch.equal(as_tensors, want)
+    with pytest.raises(ValueError, match="every"):
+        frames_batch(clips, (16, 16), 0)

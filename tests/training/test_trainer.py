@@ -10,11 +10,13 @@ import pytest
 import torch
 import typer
 
-from models.config import Modality
+from models.config import Modality, preset
 from models.model import TrimodalModel
+from training.augment import AugmentConfig, level_only
 from training.batches import iterate_batches
 from training.cli import curate, evaluate_command
 from training.datasets import load_manifest
+from training.pictures import PictureMemo
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train, train_step
 
@@ -484,3 +486,41 @@ def test_a_run_stopped_at_max_minutes_still_trains_its_branches(prepared, tmp_pa
         prepared, whole, tmp_path / "again", resume=True, validate=lambda m: {"score": next(scores)}
     )
     assert phases("again") == 4
+
+
+def test_a_step_reads_kept_picture_measures_and_computes_what_it_did(prepared):
+    """The cache keeps what the visual encoder measures of each clip's frames (not of augmented
+    ones): a training step from the memo, first and again, gives the plain step's loss and
+    gradients bit for bit."""
+    rng = np.random.default_rng(0)
+    shown = next(iterate_batches(prepared.train, prepared.cache, prepared.texts, 8, rng))
+    assert shown.frame_keys == shown.ids
+    level = iterate_batches(
+        prepared.train, prepared.cache, prepared.texts, 8, rng, augment=level_only()
+    )
+    assert next(level).frame_keys is not None and None not in next(level).frame_keys
+    redrawn = next(
+        iterate_batches(
+            prepared.train, prepared.cache, prepared.texts, 8, rng, augment=AugmentConfig(p=1.0)
+        )
+    )
+    assert redrawn.frame_keys == [None] * 8
+
+    cfg = TrainConfig(preset="tiny", epochs=1, batch_size=8, device="cpu", augment=None)
+    torch.manual_seed(0)
+    model = TrimodalModel(preset("tiny"), prepared.backbone).train()
+    memo = PictureMemo()
+    for run_branch in (False, True):
+        model.encoders[Modality.VISUAL].run_branch = run_branch
+        found = []
+        for pictures in (None, memo, memo):
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(7)
+            loss, _ = train_step(model, shown, cfg, 0, torch.device("cpu"), pictures)
+            loss.backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            found.append((loss.detach(), grads))
+        for loss, grads in found[1:]:
+            assert torch.equal(loss, found[0][0])
+            assert all(torch.equal(a, b) for a, b in zip(grads, found[0][1], strict=True))
+    assert len(memo) == 8
