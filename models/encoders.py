@@ -366,7 +366,12 @@ class FrameStem(nn.Module):
         self.proj = nn.Linear(c_in * 16, v.width)
 
     def forward(self, frames: Tensor) -> Tensor:  # (N, 3, H, W) → (N, width)
-        return self.proj(self.pool(self.conv(frames)).flatten(1))
+        return self.proj(self.features(frames))
+
+    def features(self, frames: Tensor) -> Tensor:  # (N, 3, H, W) → (N, channels · 16)
+        """The convolutions' pooled features, before the projection. Each frame's are the same
+        whatever else is in its batch (the projection's matrix product may round otherwise)."""
+        return self.pool(self.conv(frames)).flatten(1)
 
 
 @dataclass(frozen=True)
@@ -376,10 +381,14 @@ class PictureInputs:
     on the frames alone, so a trainer that shows a clip's frames unchanged every epoch keeps them
     per clip (`training.pictures.PictureMemo`) instead of making them from every frame again."""
 
-    picked: Tensor  # (B, ceil(F / trunk_every), 3, H, W): frames 0, trunk_every, …
+    picked: Tensor | None  # (B, ceil(F / trunk_every), 3, H, W): frames 0, trunk_every, …
     mask: Tensor  # (B, F): which of all the frames are real
     changes: Tensor | None  # (B, F, CHANGE_GRID² + 1): `change_features`; None if unread
     grid: Tensor | None  # (B, F, 3 · PICTURE_GRID²): `colour_grid`; None if unread
+    # (B, ceil(F / trunk_every), C): the stem's features of the picked frames before its
+    # projection (`FrameStem.features`), given instead of them while the stem's weights are
+    # fixed (a memo's, `PictureMemo.frozen_stem`)
+    stem: Tensor | None = None
 
 
 def _required(x: Tensor | None, what: str) -> Tensor:
@@ -434,15 +443,29 @@ class VisualEncoder(nn.Module):
     def encode(self, inputs: PictureInputs) -> Embeddings:
         """The embeddings of what `measure` read (or a `training.pictures` memo kept of it)."""
         every = self.cfg.trunk_every
-        picked, frame_mask = inputs.picked, inputs.mask
+        frame_mask = inputs.mask
         picked_mask = frame_mask[:, ::every]
-        if picked.ndim != 5 or picked.shape[2] != 3 or picked.shape[1] != picked_mask.shape[1]:
-            raise ValueError(
-                f"expected every {every}th of {frame_mask.shape[1]} frames (B, F', 3, H, W), "
-                f"got {tuple(picked.shape)}"
-            )
-        b, f = picked.shape[:2]
-        per_frame = self.stem(picked.flatten(0, 1)).reshape(b, f, -1)  # (B, F / every, W)
+        if inputs.stem is not None:  # the stem's features, kept while its weights are fixed
+            features = inputs.stem
+            if not isinstance(self.stem, FrameStem):
+                raise ValueError("only a FrameStem's features can be given instead of frames")
+            if features.ndim != 3 or features.shape[:2] != picked_mask.shape:
+                raise ValueError(
+                    f"expected the stem's features of every {every}th of {frame_mask.shape[1]} "
+                    f"frames (B, F', C), got {tuple(features.shape)}"
+                )
+            b, f = features.shape[:2]
+            # the projection over the whole batch at once, as from the frames
+            per_frame = self.stem.proj(features.flatten(0, 1)).reshape(b, f, -1)
+        else:
+            picked = _required(inputs.picked, "the frames its stem sees")
+            if picked.ndim != 5 or picked.shape[2] != 3 or picked.shape[1] != picked_mask.shape[1]:
+                raise ValueError(
+                    f"expected every {every}th of {frame_mask.shape[1]} frames (B, F', 3, H, W), "
+                    f"got {tuple(picked.shape)}"
+                )
+            b, f = picked.shape[:2]
+            per_frame = self.stem(picked.flatten(0, 1)).reshape(b, f, -1)  # (B, F / every, W)
         per_frame = per_frame * picked_mask.unsqueeze(-1)
         delta = per_frame - F.pad(per_frame, (0, 0, 1, 0))[:, :-1]
         delta[:, 0] = 0

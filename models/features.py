@@ -164,8 +164,8 @@ def frames_batch(
     channels last as the per-clip path leaves them) instead of a tensor per clip and per
     operation, then a padded copy of each, then a stacked one (a training batch of 64 clips of 72
     frames: ~0.2 s, was ~0.3 s, on two cores). A clip that needs resizing takes
-    `frames_to_tensor`'s way; with a clip of one frame or none the batch is contiguous, as
-    stacking made it (the convolutions see the layout, and give the numbers, they did before)."""
+    `frames_to_tensor`'s way. The layout is the one the stem would see (`channels_last`): the
+    convolutions follow it, and give the numbers they did before."""
     if every < 1:
         raise ValueError(f"every must be a positive number of frames, got {every}")
     lengths = [len(c) for c in clips]
@@ -193,9 +193,19 @@ def frames_batch(
     for i, n in enumerate(kept):
         batch[i, n:] = 0.0
     mask = torch.arange(longest)[None] < torch.tensor(lengths)[:, None]
-    # stacking kept the per-clip tensors' channels-last layout unless a clip without frames (a
-    # contiguous block of zeros) or with one (whose layout torch reads as contiguous) was there
-    return (batch if all(n > 1 for n in lengths) else batch.contiguous()), mask
+    return (batch if channels_last(lengths, every) else batch.contiguous()), mask
+
+
+def channels_last(lengths: Sequence[int], every: int = 1) -> bool:
+    """Whether the pictures of clips of `lengths` frames reach the visual stem channels last
+    (`frames_batch`), as the per-clip path laid them out; the convolutions' arithmetic follows
+    the layout. Stacking kept the per-clip tensors' channels-last layout unless a clip without
+    frames (a contiguous block of zeros) or with one (whose layout torch reads as contiguous) was
+    there; and the stem reads every `every`-th frame of the batch as one run of pictures, which
+    torch copies into a contiguous one where the batch's frame count is not a multiple of
+    `every` (the picked frames of one clip do not then lead on into the next's)."""
+    longest = max([1, *lengths])
+    return all(n > 1 for n in lengths) and longest % every == 0
 
 
 def pad_batch(items: list[torch.Tensor], dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -428,7 +428,7 @@ def _direction(
     querying: Tensor | None = None,
 ):
     """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
-    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_scorer`) and
+    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_score`) and
     `event_weights[0]` (e > 0: + e × the event envelopes' correlation, by the sound's best band
     if `cross_bands`, else by the single envelopes; and the event scan's candidates join the
     pooled ones), and with several weightings "hybrid_by_weight" holds each one's (the
@@ -494,10 +494,15 @@ def _direction(
         singles = [pool.events[scanned][r] for r in rows.tolist()]
         extra = _event_candidates(pool.scan(dst_m), singles, both, bool(cross_bands))
         combos = list(product(weights, event_weights))
+        fused: dict[Weighting, Tensor] = {}
 
         def hybrid_ranks(w: float | None, e: float) -> Tensor:
-            scorer = fused_scorer(scores, memo, w, distance, event_memo, e)
-            return _rerank_ranks(scores, target, scorer, rerank_k, extra if e else None)
+            if not fused:  # every weighting at once
+                ranked = _fused_ranks(
+                    scores, target, combos, memo, distance, event_memo, rerank_k, extra
+                )
+                fused.update(ranked)
+            return fused[w, e]
 
     out: dict[str, Any] = {}
     if "pooled" in modes:
@@ -574,29 +579,67 @@ def weight_label(w: float | None, events: float = 0.0) -> str:
     return label if not events else f"{label}+events {events:g}"
 
 
-def fused_scorer(
-    scores: Tensor,
-    memo: _Memo,
+def fused_score(
+    pooled: Tensor,
+    distances: Tensor,
     weight: float | None,
     distance: Distance,
-    events: _Memo | None = None,
+    correlations: Tensor | None = None,
     event_weight: float = 0.0,
-) -> Callable[[int, Tensor], Tensor]:
-    """The re-rank's score of each candidate, as the service computes it (`index.search`): the
+) -> Tensor:
+    """The re-rank's score of candidates, as the service computes it (`index.search`): the
     sequence distance alone (None), or the pooled score plus `weight` × the steps' similarity;
     plus `event_weight` × the event envelopes' correlation."""
+    if weight is None:
+        base = -distances
+    else:
+        base = pooled + weight * sequence_similarity(distances, distance)
+    if correlations is not None and event_weight:
+        base = base + event_weight * correlations
+    return base
 
-    def score(qi: int, cand: Tensor) -> Tensor:
-        d = memo(qi, cand)
-        if weight is None:
-            base = -d
-        else:
-            base = scores[qi, cand] + weight * sequence_similarity(d, distance)
-        if events is not None and event_weight:
-            base = base + event_weight * events(qi, cand)
-        return base
 
-    return score
+def _fused_ranks(
+    pooled_scores: Tensor,
+    target: Tensor,
+    combos: Sequence[Weighting],
+    memo: _Memo,
+    distance: Distance,
+    events: _Memo,
+    k: int,
+    extra: Callable[[int], Tensor],
+) -> dict[Weighting, Tensor]:
+    """Every weighting's ranks after the re-rank (`fused_score`), as `_rerank_ranks` gives them
+    one weighting at a time: the pooled top-k re-ordered, and with an event weight the event
+    scan's candidates (`extra`) joining them. A query's distances and correlations are asked of
+    the memos in the order the weightings one by one asked (so the memos compute the same, and
+    every figure is the same), and its candidates' scores are made once per weighting, a few
+    operations each instead of a memo lookup per weighting (the search policy ranks each of its
+    ~1,000 queries by 24 weightings in 18 protocols)."""
+    base = ranks_from_scores(pooled_scores, target)
+    k = min(k, pooled_scores.shape[1])
+    top = pooled_scores.topk(k, dim=1).indices  # (Q, k)
+    out = {c: base.clone() for c in combos}
+    groups: dict[bool, list[Weighting]] = {}  # by whether the scan's candidates join, in order
+    for combo in combos:
+        groups.setdefault(bool(combo[1]), []).append(combo)
+    for q in range(pooled_scores.shape[0]):
+        for scanned, group in groups.items():
+            cand = _union(top[q], extra(q)) if scanned else top[q]
+            hit = (cand == target[q]).nonzero()
+            if hit.numel() == 0:  # re-ranking cannot reach it: its pooled rank stays
+                continue
+            at = int(hit[0, 0])
+            d = memo(q, cand)
+            correlations = events(q, cand) if scanned else None
+            pooled = pooled_scores[q, cand]
+            scores = torch.stack(
+                [fused_score(pooled, d, w, distance, correlations, e) for w, e in group]
+            )
+            ranks = (scores >= scores[:, at : at + 1]).sum(1).tolist()
+            for combo, rank in zip(group, ranks, strict=True):
+                out[combo][q] = rank
+    return out
 
 
 def validation_score(report: dict[str, Any]) -> float:
@@ -790,7 +833,7 @@ def excerpt_report(
     returned segment's start. Clips without both streams, or shorter than the excerpt, are left
     out. `pool`: the items' embeddings when the caller has them already; `subsets`: name → (pool
     size,) bool, the clips whose excerpts are also reported apart. `weights` (one list, or one
-    per direction): the re-rank's fusion weights (`fused_scorer`), and `event_weights` likewise
+    per direction): the re-rank's fusion weights (`fused_score`), and `event_weights` likewise
     the event envelopes'; "hybrid" and the start errors use the first of each, and with several
     "hybrid_by_weight" holds each weighting's. `cross_bands`: the directions whose sound meets
     picture by the sound's best band (`models.events.match_across`), the others by the single
@@ -869,12 +912,10 @@ def excerpt_report(
             event_weights.get(name, (0.0,)) if isinstance(event_weights, Mapping) else event_weights
         )
         combos = list(product(tried, tried_events))
+        ranked = _fused_ranks(scores, target, combos, memo, distance, event_memo, rerank_k, extra)
 
-        def ranks_of(
-            w: float | None, e: float, scores=scores, memo=memo, event_memo=event_memo, extra=extra
-        ) -> Tensor:
-            scorer = fused_scorer(scores, memo, w, distance, event_memo, e)
-            return _rerank_ranks(scores, target, scorer, rerank_k, extra if e else None)
+        def ranks_of(w: float | None, e: float, ranked=ranked) -> Tensor:
+            return ranked[w, e]
 
         hybrid = ranks_of(*combos[0])
         top1 = (hybrid == 1).nonzero().flatten().tolist()

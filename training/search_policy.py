@@ -163,7 +163,7 @@ def measure_policy(
 ) -> SearchPolicy:
     """The checkpoint's search defaults, measured on `items` (the validation split), searched
     among `distractors` too (clips that never query, e.g. training clips) where given: for each
-    direction, each weighting of the re-rank (`fused_scorer`: the steps' weight × the event
+    direction, each weighting of the re-rank (`fused_score`: the steps' weight × the event
     envelopes' weight, and for sound against picture the envelopes matched singly or by the
     sound's best band, `models.events.match_across`) that is at least as good as the pooled
     first pass on R@1 and R@10 in every protocol of a length tier is eligible there; the one

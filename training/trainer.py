@@ -467,29 +467,31 @@ def _branch_phase(
         if isinstance(module, TemporalHead):
             module.position_jitter = cfg.position_jitter
     model.train()
-    for epoch in range(cfg.branch_epochs):
-        rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
-        sums: dict[str, float] = {}
-        n = 0
-        for batch in _epoch_batches(prepared, cfg, model, rng):
-            loss, parts = branch_step(model, batch, cfg, device, prepared.cache.pictures)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            n += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if on_step:
-                on_step(cfg.epochs + epoch, n, parts)
-        record = {
-            "phase": "branch",
-            "epoch": cfg.epochs + epoch,
-            **{k: v / max(1, n) for k, v in sums.items()},
-            "seconds": round(time.perf_counter() - start, 1),
-        }
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+    # the trunk does not learn here: its stem's outputs of each clip are kept across epochs
+    with prepared.cache.pictures.frozen_stem(model):
+        for epoch in range(cfg.branch_epochs):
+            rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
+            sums: dict[str, float] = {}
+            n = 0
+            for batch in _epoch_batches(prepared, cfg, model, rng):
+                loss, parts = branch_step(model, batch, cfg, device, prepared.cache.pictures)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                n += 1
+                for k, v in parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if on_step:
+                    on_step(cfg.epochs + epoch, n, parts)
+            record = {
+                "phase": "branch",
+                "epoch": cfg.epochs + epoch,
+                **{k: v / max(1, n) for k, v in sums.items()},
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
     model.eval()
     model.save(out / "best")
 

@@ -32,7 +32,8 @@ def measured(model, frames) -> PictureInputs:
 
 def assert_same(got: PictureInputs, want: PictureInputs) -> None:
     assert torch.equal(got.picked, want.picked) and torch.equal(got.mask, want.mask)
-    assert got.picked.stride()[2:] == want.picked.stride()[2:]
+    # the stem reads them as one run of pictures, laid out as the whole batch's would be
+    assert got.picked.flatten(0, 1).stride()[1:] == want.picked.flatten(0, 1).stride()[1:]
     for part in ("changes", "grid"):
         a, b = getattr(got, part), getattr(want, part)
         assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), part
@@ -54,6 +55,9 @@ def test_the_memo_gives_what_the_batch_measures_bit_for_bit():
     got = memo.inputs(model, mixed, ["b", "d", "a", None])
     assert_same(got, measured(model, mixed))
     assert len(memo) == 4  # the unkeyed clip is measured, not kept
+    # a longest clip of 13 frames: the stem's every third is copied into a contiguous run
+    odd = [first[1], other[1]]
+    assert_same(memo.inputs(model, odd, ["b", "e"]), measured(model, odd))
     with torch.inference_mode():
         a = model.encode_pictures(got)
         b = model.encode_visual(*model.visual_inputs(mixed))
@@ -112,3 +116,52 @@ def test_encoding_without_a_measure_the_encoder_reads_is_refused():
         model.encode_pictures(replace(inputs, grid=None))
     with pytest.raises(ValueError, match="frames"):
         model.encode_pictures(replace(inputs, picked=inputs.picked[:, :1]))
+
+
+def test_while_the_stem_is_frozen_its_outputs_are_kept_and_give_the_same_embeddings():
+    """The branch phase: the trunk does not learn, so its stem's outputs of each clip's picked
+    frames are kept too, and a batch of kept clips needs no frames converted at all."""
+    model = model_reading_everything().train()
+    memo = PictureMemo()
+    frames, keys = clips([24, 13, 30]), ["a", "b", "c"]
+    with pytest.raises(ValueError, match="learns"), memo.frozen_stem(model):
+        pass
+    model.requires_grad_(False)
+
+    def embedded(inputs: PictureInputs):
+        torch.manual_seed(5)  # the positions' jitter
+        with torch.no_grad():
+            return model.encode_pictures(inputs)
+
+    want = embedded(measured(model, frames))
+    with memo.frozen_stem(model):
+        first = memo.inputs(model, frames, keys)
+        assert first.stem is not None
+        kept = memo.inputs(model, frames, keys)
+        assert kept.picked is None and kept.stem is not None
+        mixed = memo.inputs(model, [frames[1], *clips([9], seed=2)], ["b", "new"])
+        assert mixed.stem is not None
+        for got in (embedded(first), embedded(kept)):
+            assert torch.equal(got.pooled, want.pooled)
+            assert torch.equal(got.sequence, want.sequence)
+        reference = embedded(measured(model, [frames[1], *clips([9], seed=2)]))
+        assert torch.equal(embedded(mixed).sequence, reference.sequence)
+        # batches that lay their pictures out otherwise (`channels_last`): a clip of one frame,
+        # a longest clip whose frames are not a multiple of the stem's stride (13 of every 3)
+        for lengths in ([24, 1], [13, 9], [13, 30]):
+            batch = [
+                frames[1] if n == 13 else frames[0] if n == 24 else frames[2] if n == 30 else c
+                for n, c in zip(lengths, clips(lengths, seed=3), strict=True)
+            ]
+            names = [{24: "a", 13: "b", 30: "c"}.get(n, f"other{n}") for n in lengths]
+            for kept_already in (False, True):
+                got = memo.inputs(model, batch, names)
+                assert got.stem is not None and (got.picked is None or not kept_already)
+                want_here = embedded(measured(model, batch))
+                assert torch.equal(embedded(got).sequence, want_here.sequence), lengths
+                assert torch.equal(embedded(got).pooled, want_here.pooled), lengths
+        with pytest.raises(RuntimeError, match="already"), memo.frozen_stem(model):
+            pass
+    after = memo.inputs(model, frames, keys)  # forgotten on leaving: the frames again
+    assert after.stem is None and after.picked is not None
+    assert torch.equal(embedded(after).sequence, want.sequence)
