@@ -35,12 +35,13 @@ def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
             return int(line.split()[1]) / 1024
-from models.media import MediaError, decode
+from models.media import MediaError, MediaLimits, decode
 import models._decode  # imported by decode's first call: compiled here (a fresh checkout has no
 # bytecode yet), so compiling it is not counted as the cost of refusing a file
 imported = hwm()
 try:
-    decode(sys.argv[1]) if sys.argv[1] else None
+    limits = MediaLimits(decode_threads=int(sys.argv[2])) if len(sys.argv) > 2 else MediaLimits()
+    decode(sys.argv[1], limits=limits) if sys.argv[1] else None
     reason = "ok"
 except MediaError as e:
     reason = e.reason.value
@@ -48,10 +49,12 @@ print(json.dumps({"import_mb": imported, "peak_mb": hwm(), "reason": reason}))
 """
 
 
-def measure(path: str) -> dict[str, float | str]:
-    """Peak RSS of a fresh process that imports the decoder and decodes `path` ("" : none)."""
+def measure(path: str, decode_threads: int | None = None) -> dict[str, float | str]:
+    """Peak RSS of a fresh process that imports the decoder and decodes `path` ("" : none),
+    with the default `MediaLimits` or those with `decode_threads` frame threads."""
+    threads = [] if decode_threads is None else [str(decode_threads)]
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, path],
+        [sys.executable, "-c", CHILD, path, *threads],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -421,6 +421,7 @@ class _Session:
         streams = [s for s in (self.video, self.audio) if s is not None]
         for s in streams:
             s.codec_context.thread_type = _thread_type()
+            s.codec_context.thread_count = self.limits.decode_threads  # not FFmpeg's cores + 1
             # A frame bigger than the limit is refused by the decoder before it is allocated.
             s.codec_context.options = {"max_pixels": str(self.limits.max_pixels)}
         o = self.o

@@ -18,7 +18,9 @@ of some other file. The defences, outermost first:
 5. Memory is bounded before FFmpeg allocates it: the sniffer reads the WAV channel count and the
    number of mp4 tracks, the demuxer is told `max_streams` (limit + 1) and every decoder,
    including the ones FFmpeg opens to read the header, is told `max_pixels`, so an 8,200^2 frame
-   or a 300-stream file is refused without a frame or 300 decoders being allocated.
+   or a 300-stream file is refused without a frame or 300 decoders being allocated. A video
+   decoder runs `decode_threads` frame threads (not FFmpeg's cores + 1): the tables each makes
+   for a picture size declared mid-stream then cost the same on any machine.
 6. Three PyAV failure modes found by fuzzing are avoided in `_decode`: a deadlock between frame
    threads and PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
    (`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
@@ -132,6 +134,13 @@ class MediaLimits:
     max_channels: int = 8
     max_streams: int = 16
     max_wall_s: float = 600.0
+    # Frame threads per video decoder; FFmpeg's own default is the machine's cores + 1. Each
+    # thread keeps its own copy of the decoder's per-picture tables, made for the size the
+    # bitstream declares before a picture past max_pixels is refused: a stream that turns
+    # 8,200^2 mid-file cost ~21 MB a thread (~80 MB a thread at 16,000^2), so with the default
+    # a hostile file cost more the more cores the machine had. The indexer decodes one file per
+    # core already; 2 keeps most of one file's speed (1.36x one thread, single-slice 720p h264).
+    decode_threads: int = 2
     # Share of a stream's frames that may be flagged corrupt by FFmpeg or fail to advance in time
     # before the file is refused (see the damage policy in the module docstring).
     max_corrupt_share: float = 0.05
@@ -149,6 +158,10 @@ class MediaLimits:
     audio_codecs: frozenset[str] = frozenset(
         {"aac", "mp3", "mp2", "opus", "vorbis", "flac", "alac", "ac3", "eac3", *_PCM_CODECS}
     )
+
+    def __post_init__(self) -> None:
+        if self.decode_threads < 1:
+            raise ValueError(f"decode_threads must be at least 1, got {self.decode_threads}")
 
 
 @dataclass(frozen=True)

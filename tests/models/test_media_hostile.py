@@ -44,6 +44,17 @@ def _cut(path: Path, fraction: float = 0.5) -> Path:
     return path
 
 
+def _cut_after_packet(path: Path, fraction: float = 0.5) -> Path:
+    """Cut at the end of the packet nearest `fraction` of the bytes: the file is short, yet
+    every packet left is whole, so no decoder error can come before the truncation rule."""
+    data = path.read_bytes()
+    with av.open(str(path)) as container:
+        ends = [p.pos + p.size for p in container.demux() if p.size and (p.pos or 0) > 0]
+    end = min(ends, key=lambda e: abs(e - len(data) * fraction))
+    path.write_bytes(data[:end])
+    return path
+
+
 def _png() -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
@@ -285,7 +296,9 @@ def test_hostile_file_is_refused_with_reason(media: MediaFactory, build: Case, r
 
 
 def test_truncation_rule_names_both_durations(media: MediaFactory) -> None:
-    path = _cut(media.av("cut.mp4", audio=None, container_options=FASTSTART))
+    """A cut inside a packet gave the decoder's "Invalid data" with one or two frame threads and
+    this message with three or more (a frame thread's error at the end is not reported)."""
+    path = _cut_after_packet(media.av("cut.mp4", audio=None, container_options=FASTSTART))
     with pytest.raises(MediaError, match=r"truncated: video declared 3\.00 s, decoded") as caught:
         decode(path)
     assert caught.value.reason == R.CORRUPT
@@ -623,3 +636,32 @@ def test_refusing_costs_no_big_allocation(media: MediaFactory, name: str) -> Non
     got = measure(str(build(media.root)))
     assert got["reason"] == reason
     assert float(got["peak_mb"]) - float(got["import_mb"]) < 80.0, got
+
+
+def _over_import(got: dict[str, float | str]) -> float:
+    return float(got["peak_mb"]) - float(got["import_mb"])
+
+
+def test_a_growing_streams_cost_follows_decode_threads_not_the_cores(media: MediaFactory) -> None:
+    """Each frame thread makes its own per-picture tables for the size the bitstream declares
+    before the 8,200^2 picture is refused (~21 MB a thread). FFmpeg's default count is the
+    machine's cores + 1, so the bound above held on two cores and failed on a CI machine with
+    more; the count is `MediaLimits.decode_threads` now."""
+    from benchmarks.bench_hostile_rss import measure
+
+    path = str(hostile.growing_frame_ts(media.root))
+    one, three = measure(path, decode_threads=1), measure(path, decode_threads=3)
+    assert one["reason"] == three["reason"] == "frame_too_large"
+    assert _over_import(three) - _over_import(one) > 30.0, (one, three)
+    assert _over_import(one) < 40.0, one
+
+
+def test_decode_threads_change_no_pixel(media: MediaFactory) -> None:
+    path = media.av("threads.mp4", duration=2.0)
+    one = decode(path, limits=MediaLimits(decode_threads=1))
+    four = decode(path, limits=MediaLimits(decode_threads=4))
+    assert one.frames is not None and four.frames is not None
+    assert np.array_equal(one.frames, four.frames)
+    assert np.array_equal(one.audio, four.audio)
+    with pytest.raises(ValueError, match="decode_threads must be at least 1"):
+        MediaLimits(decode_threads=0)
