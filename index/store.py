@@ -15,7 +15,7 @@ from __future__ import annotations
 import array
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -296,9 +296,14 @@ class SequenceStore:
             return self._steps[start:end]
         return self._steps[start:end].astype(np.float32) * self._scales[start:end, None]
 
-    def lengths(self) -> np.ndarray:
-        """Steps per item, int64 (n,)."""
-        return np.diff(self._offsets)
+    def lengths(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Steps per item, int64 (n,), or of `rows` only."""
+        if rows is None:
+            return np.diff(self._offsets)
+        at = np.asarray(rows, dtype=np.int64)
+        if len(at) and not (at.min() >= 0 and at.max() < len(self)):
+            raise IndexError(f"rows out of range for {len(self)} items")
+        return self._offsets[at + 1] - self._offsets[at]
 
     def whole(self) -> tuple[np.ndarray, np.ndarray]:
         """Every item's steps at once: float32 (total, D), and the (n + 1,) offsets (item r's

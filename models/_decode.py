@@ -8,7 +8,7 @@ checked for NaN/Inf and absurd peaks, resampled to mono float32 and placed on th
 
 Three PyAV failure modes found by fuzzing are avoided here: a deadlock between frame threads and
 PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
-(`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
+(`_float_planes`) and an IndexError when a stream appears mid-file (`_packets`).
 
 The types and header helpers come from `media`; `media` imports this module only inside its
 `_decode`, so loading either module first never meets a half-initialised other.
@@ -252,28 +252,35 @@ def _quadrant_sums(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return sums, sizes, float(diff.sum(dtype=np.int64))
 
 
-def _float_samples(frame: av.AudioFrame) -> np.ndarray:
-    """The samples of a float frame, read plane by plane. Not `frame.to_ndarray()`: PyAV counts
-    planes by scanning `extended_data` for a NULL, which for 8-channel planar audio (7.1) runs
-    past the 8 data pointers into other fields, and reading that bogus 9th plane segfaults
-    (found by fuzzing). Planes we construct ourselves are only the real ones."""
+def _float_planes(frame: av.AudioFrame) -> list[np.ndarray]:
+    """The samples of a float frame, a view of each plane (one for interleaved audio). Not
+    `frame.to_ndarray()`: PyAV counts planes by scanning `extended_data` for a NULL, which for
+    8-channel planar audio (7.1) runs past the 8 data pointers into other fields, and reading
+    that bogus 9th plane segfaults (found by fuzzing). Planes we construct ourselves are only
+    the real ones."""
     dtype = np.float32 if frame.format.bytes == 4 else np.float64
     channels = frame.layout.nb_channels
     if not frame.format.is_planar:
-        return np.frombuffer(memoryview(AudioPlane(frame, 0)), dtype, frame.samples * channels)
-    planes = [memoryview(AudioPlane(frame, c)) for c in range(channels)]
-    return np.stack([np.frombuffer(p, dtype, frame.samples) for p in planes])
+        return [np.frombuffer(memoryview(AudioPlane(frame, 0)), dtype, frame.samples * channels)]
+    return [
+        np.frombuffer(memoryview(AudioPlane(frame, c)), dtype, frame.samples)
+        for c in range(channels)
+    ]
 
 
 def _check_samples(frame: av.AudioFrame, path: str) -> None:
-    """Float decoders pass NaN/Inf straight through; integer formats cannot hold them."""
+    """Float decoders pass NaN/Inf straight through; integer formats cannot hold them. One
+    reduction a plane: a NaN makes the largest magnitude NaN, which fails `<=` as an infinity
+    fails it (the stack of planes and two passes over them were most of a sound's decode time
+    beside FFmpeg's own)."""
     if frame.format.name not in _FLOAT_FORMATS:
         return
-    x = _float_samples(frame)
-    if not np.isfinite(x).all():
-        raise MediaError(R.INVALID_SAMPLES, "audio contains NaN or infinite samples", path)
-    peak = float(np.abs(x).max()) if x.size else 0.0
-    if peak > _MAX_ABS_SAMPLE:
+    for x in _float_planes(frame):
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak <= _MAX_ABS_SAMPLE:
+            continue
+        if not math.isfinite(peak):
+            raise MediaError(R.INVALID_SAMPLES, "audio contains NaN or infinite samples", path)
         raise MediaError(
             R.INVALID_SAMPLES,
             f"audio sample magnitude {peak:.3g} is absurd (> {_MAX_ABS_SAMPLE:g})",
@@ -316,7 +323,8 @@ class _AudioCollector:
         return (self.first_t or 0.0) + self.seconds_in
 
     def _take(self, frames: list[av.AudioFrame]) -> None:
-        self._chunks.extend(f.to_ndarray().reshape(-1) for f in frames)
+        # mono float32 out of the resampler: its one plane as it is (`to_ndarray` copies it)
+        self._chunks.extend(_float_planes(f)[0] for f in frames)
 
     def _flush(self) -> None:
         if self._resampler is not None:
@@ -441,8 +449,11 @@ class _Session:
             raise MediaError(R.CORRUPT, f"read error: {o.reader.error}", o.path)
 
     def _time(self, stream: av.stream.Stream, frame: av.frame.Frame) -> float:
-        if frame.pts is not None and frame.time_base:
-            return float(frame.pts * frame.time_base)
+        base = frame.time_base
+        if frame.pts is not None and base:
+            # = float(pts * base), without building Fractions (a correctly rounded quotient
+            # either way)
+            return frame.pts * base.numerator / base.denominator
         return self.ends.get(stream.index, self.origin or 0.0)  # no pts: right after the last
 
     def _check_span(self, t: float) -> None:

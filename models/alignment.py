@@ -235,40 +235,38 @@ def window_distances(
     width = int((end - start).max())
     steps = start[:, None] + torch.arange(width, device=start.device)[None, :]  # (K, W)
     window_mask = steps < end[:, None]
-    picked = take_steps(targets, steps.clamp(max=targets.shape[1] - 1))
     with torch.no_grad():
         if distance == "interp":
-            query = query.to(picked.dtype)
-            if width == query.shape[0] and bool(window_mask.all()):
-                # Every window as long as the query (the usual case: items longer than the
-                # query): the mean squared step distance comes from norms and one matrix-vector
-                # product, without a (K, W, D) difference.
-                return _mean_squared_distance(query, picked), found
-            return _aligned_squared_distance(query, found.query_start, picked, window_mask), found
+            query = query.to(targets.dtype)
+            return _window_squared_distance(
+                query, found.query_start, targets, steps, window_mask
+            ), found
+        picked = take_steps(targets, steps.clamp(max=targets.shape[1] - 1))
         windows = picked.masked_fill_(~window_mask[..., None], 0.0)  # (K, W, D)
         d = paired_distance(distance, query[None], q_mask[None], windows, window_mask)
     return d, found
 
 
-def _mean_squared_distance(query: Tensor, windows: Tensor) -> Tensor:
-    """(K,) mean over steps of ‖q_i − w_i‖² for a query (L, D) and K windows (K, L, D) of the
-    same length: `paired_distance("interp")` when nothing needs resampling, expanded as
-    ‖q‖² + ‖w‖² − 2 q·w (clamped at 0: rounding can take an exact match a hair below)."""
-    flat = windows.reshape(windows.shape[0], -1)  # (K, L·D)
-    q = query.reshape(-1)
-    squared = torch.linalg.vector_norm(flat, dim=1).square() + q.dot(q) - 2 * (flat @ q)
-    return squared.clamp(min=0) / query.shape[0]
-
-
-def _aligned_squared_distance(
-    query: Tensor, query_start: Tensor, windows: Tensor, window_mask: Tensor
+def _window_squared_distance(
+    query: Tensor, query_start: Tensor, targets: Tensor, steps: Tensor, window_mask: Tensor
 ) -> Tensor:
-    """(K,) mean over the valid steps of window k (K, W, D) of ‖q_{s_k + i} − w_i‖², the query
-    (Tq, D) read from step s_k = query_start[k] on: each window against the part of the query it
-    was aligned with (the whole query, or, for a window shorter than it, the aligned part)."""
-    steps = query_start[:, None] + torch.arange(windows.shape[1], device=windows.device)[None, :]
-    aligned = query[steps.clamp(max=query.shape[0] - 1)]  # (K, W, D)
-    squared = (aligned - windows).pow(2).sum(-1) * window_mask  # (K, W)
+    """(K,) mean over the valid steps i of window k of ‖q_{s_k + i} − t_{k, steps[k, i]}‖², the
+    query (Tq, D) read from step s_k = query_start[k] on: each window against the part of the
+    query it was aligned with (the whole query, or, for a window shorter than it, the aligned
+    part). Expanded as ‖q‖² + ‖t‖² − 2 q·t (each step clamped at 0: rounding can take an exact
+    match a hair below), the products of every query step with every target step in one matrix
+    product: no (K, W, D) copy of the windows or of the query is made (those copies were most
+    of the re-rank's step distances)."""
+    k, tk, dim = targets.shape
+    rows = (
+        query_start[:, None] + torch.arange(steps.shape[1], device=steps.device)[None, :]
+    ).clamp(max=query.shape[0] - 1)  # (K, W) the query step each window step meets
+    cols = steps.clamp(max=tk - 1)
+    dots = (targets.reshape(k * tk, dim) @ query.T).reshape(k, tk, -1)  # (K, Tk, Tq)
+    paired = dots[torch.arange(k, device=steps.device)[:, None], cols, rows]  # (K, W)
+    target_sq = targets.square().sum(-1).gather(1, cols)  # (K, W)
+    query_sq = query.square().sum(-1)[rows]  # (K, W)
+    squared = (query_sq + target_sq - 2 * paired).clamp(min=0) * window_mask
     return squared.sum(1) / window_mask.sum(1)
 
 

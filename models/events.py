@@ -32,8 +32,10 @@ and the picture shows only some of it, while one band often holds the seen sourc
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -498,13 +500,18 @@ def _layout(
         return None
     pad = longest_query - 1 + max_lag
     x = torch.zeros(len(candidates), channels, int(lengths.max()) + 2 * pad)
-    for i, found in enumerate(candidates):
-        if not len(found):
-            continue
-        c = torch.from_numpy(np.asarray(found, np.float32).reshape(len(found), -1))
+    # every candidate's bins end to end, then one scatter into the padded block (a copy per
+    # candidate was a fifth of the re-rank's envelope matching)
+    present = [i for i, c in enumerate(candidates) if len(c)]
+    parts = [np.asarray(candidates[i], np.float32).reshape(len(candidates[i]), -1) for i in present]
+    for i, c in zip(present, parts, strict=True):
         if c.shape[1] != channels:
             raise ValueError(f"candidate {i} has {c.shape[1]} bands, the query {channels}")
-        x[i, :, pad : pad + len(c)] = c.T
+    flat = torch.from_numpy(np.concatenate(parts))  # (bins of all, channels)
+    counts = lengths[present]
+    item = torch.repeat_interleave(torch.tensor(present, dtype=torch.int64), counts)
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    x[item, :, pad + torch.arange(len(flat)) - first] = flat
     return _Laid(x, lengths, pad)
 
 
@@ -594,6 +601,30 @@ def widened(kinds: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([kinds, np.repeat(kinds[:, :1], width - kinds.shape[1], axis=1)], 1)
 
 
+# query lengths whose placements an EventScan keeps, and window positions for each (two
+# (rows,) tensors apiece: 1.6 MB at 100k items)
+_KEPT_LENGTHS = 8
+_KEPT_WINDOWS = 4
+
+
+def _keep(kept: dict[Any, Any], key: object, value: object, most: int) -> None:
+    """`kept[key] = value`, the oldest entry dropped first where `most` are kept."""
+    while len(kept) >= most:
+        kept.pop(next(iter(kept)))
+    kept[key] = value
+
+
+@dataclass
+class _Placements:
+    """An EventScan's allowed placements for one query length (`EventScan._placements`)."""
+
+    low: torch.Tensor  # (rows,) first allowed start of the whole query, relative to the item
+    high: torch.Tensor  # (rows,) last
+    most: int  # the most placements any row allows
+    # (window start, window bins) → `EventScan._columns`' answer (False: no row allows any)
+    columns: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, int, int, bool] | bool]
+
+
 class EventScan:
     """Every item's envelopes laid out for one matrix product per query: rows of `row_bins` bins
     (an item longer than a row spans several, overlapping by the scan window so every placement
@@ -641,9 +672,50 @@ class EventScan:
         self.first = torch.tensor([start for _, start in starts], dtype=torch.int64)
         lengths = torch.tensor([len(e) for e in envelopes], dtype=torch.int64)
         self.lengths = lengths[self.owner] if len(starts) else lengths[:0]
+        self._by_length: dict[int, _Placements] = {}
+        self._kept = threading.Lock()  # searches run side by side on one scan
 
     def __len__(self) -> int:
         return self.n_items
+
+    def _placements(self, n: int) -> _Placements:
+        """Each row's allowed window starts for a query of `n` bins, in item bins relative to
+        the window's own start: column c is item bin first + c - lag. Kept for the last few
+        query lengths (they depend on nothing else; a dozen passes over every row a query)."""
+        with self._kept:
+            found = self._by_length.get(n)
+        if found is None:
+            low = torch.clamp(self.lengths - n, max=0) - self.max_lag
+            high = torch.clamp(self.lengths - n, min=0) + self.max_lag
+            most = int((high - low).max()) + 1 if len(high) else 0
+            found = _Placements(low, high, most, {})
+            with self._kept:
+                _keep(self._by_length, n, found, _KEPT_LENGTHS)
+        return found
+
+    def _columns(
+        self, n: int, start: int, m: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int, int, bool] | None:
+        """Each row's first and last allowed column for the window at query bins start..start+m,
+        the range over live rows, and whether every row allows every placement (items of one
+        length: nothing to mask); None where no row allows any."""
+        placements = self._placements(n)
+        with self._kept:
+            found = placements.columns.get((start, m))
+        if found is None:
+            width = self.row_bins + 2 * self.max_lag  # what is laid out: the rest is zeros
+            c_lo = torch.clamp(start + placements.low - self.first + self.max_lag, min=0)
+            c_hi = torch.clamp(start + placements.high - self.first + self.max_lag, max=width - m)
+            live = c_lo <= c_hi
+            if not bool(live.any()):
+                found = False
+            else:
+                first, last = int(c_lo[live].min()), int(c_hi[live].max())
+                uniform = bool(live.all() and (c_lo == first).all() and (c_hi == last).all())
+                found = (c_lo, c_hi, first, last, uniform)
+            with self._kept:
+                _keep(placements.columns, (start, m), found, _KEPT_WINDOWS)
+        return found if isinstance(found, tuple) else None
 
     def scores(self, query: np.ndarray, across: bool = False) -> np.ndarray:
         """(n_items,) each item's best correlation with the query's scan window (-inf: none), at
@@ -664,22 +736,16 @@ class EventScan:
         n = len(q_all)
         if len(self.owner) == 0 or n == 0:
             return out.numpy()
-        width = self.row_bins + 2 * self.max_lag  # what is laid out: the rest is zeros
         padded = self.rows.shape[2]
-        # each row's allowed window starts, as columns: column c is item bin first + c - lag
-        low = torch.clamp(self.lengths - n, max=0) - self.max_lag
-        high = torch.clamp(self.lengths - n, min=0) + self.max_lag
-        pinned = across and int((high - low).max()) + 1 <= PINNED_PLACEMENTS
+        pinned = across and self._placements(n).most <= PINNED_PLACEMENTS
         if not pinned:
             q_all = q_all[:, :1]
         start, m = scan_window_span(q_all, self.rate)
         q, q_scale = _quantised(np.ascontiguousarray(q_all[start : start + m].T), axis=None)
-        c_lo = torch.clamp(start + low - self.first + self.max_lag, min=0)
-        c_hi = torch.clamp(start + high - self.first + self.max_lag, max=width - m)
-        live = c_lo <= c_hi
-        if not bool(live.any()):
+        span = self._columns(n, start, m)
+        if span is None:
             return out.numpy()
-        first, last = int(c_lo[live].min()), int(c_hi[live].max())
+        c_lo, c_hi, first, last, uniform = span
         placements = last - first + 1
         # Toeplitz of each query kind: column (k, j) places kind k's window at column first + j
         cols = torch.arange(placements)
@@ -690,8 +756,6 @@ class EventScan:
         kinds = len(self.rows) if pinned else 1
         columns = toeplitz.reshape(padded, -1)
         at = first + cols
-        # every row allowing every placement (items of one length): nothing to mask
-        uniform = bool(live.all() and (c_lo == first).all() and (c_hi == last).all())
         lowest = torch.iinfo(torch.int32).min
 
         def best_of(lo: int, hi: int) -> torch.Tensor:

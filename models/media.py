@@ -23,7 +23,7 @@ of some other file. The defences, outermost first:
    for a picture size declared mid-stream then cost the same on any machine.
 6. Three PyAV failure modes found by fuzzing are avoided in `_decode`: a deadlock between frame
    threads and PyAV's log callback (`_thread_type`), a segfault reading 8-channel planar audio
-   (`_float_samples`) and an IndexError when a stream appears mid-file (`_packets`).
+   (`_float_planes`) and an IndexError when a stream appears mid-file (`_packets`).
 
 Damage policy (what a file that decodes may still be refused for):
 

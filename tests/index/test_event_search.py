@@ -646,3 +646,30 @@ def test_a_lone_search_on_two_cores_finds_scores_and_places_as_on_one(
     for (a, s), (b, t) in zip(two.landmarks, upload.landmarks, strict=True):
         np.testing.assert_array_equal(a, b)
         assert s == t
+
+
+@pytest.mark.parametrize("missing_every", [0, 3])
+def test_picture_kinds_read_together_are_the_ones_read_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing_every: int
+) -> None:
+    """The re-rank reads its candidates' picture envelopes with one gather a store where every
+    candidate has them all (else row by row, as before): the same arrays either way."""
+    root = tmp_path / "root"
+    _build_shown(root, 40, "halves", missing_every=missing_every)
+    searcher = Searcher.open(root)
+    rows = [7, 3, 39, 0, 12, 3]
+    assert (searcher._picture_kinds_together(rows, searcher.halves) is None) == bool(missing_every)
+    assert searcher._picture_kinds_together(rows, None) is not None or missing_every
+    together = {h: searcher._picture_kinds(rows, h) for h in (True, False)}
+    monkeypatch.setattr(searcher, "_picture_kinds_together", lambda rows, halves: None)
+    for halves in (True, False):
+        alone = searcher._picture_kinds(rows, halves)
+        assert len(alone) == len(together[halves]) == len(rows)
+        for a, b in zip(alone, together[halves], strict=True):
+            assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+        assert alone[0].shape[1] == (6 if halves else 2)
+    store = searcher.events["visual"]
+    assert np.array_equal(store.lengths(rows), store.lengths()[rows])
+    assert len(store.lengths([])) == 0
+    with pytest.raises(IndexError):
+        store.lengths([40])

@@ -468,3 +468,39 @@ def test_all_rows_at_once_equal_each_row_alone_bit_for_bit():
     single, banded = sound_envelopes(wave, SR, FPS)
     assert np.array_equal(single, sound_events(wave, SR, FPS))
     assert banded.flags.c_contiguous and banded.shape == (len(single), SOUND_BANDS)
+
+
+def test_the_scan_keeps_few_placements_and_scores_as_a_fresh_one():
+    """What a scan keeps per query length and window (`EventScan._placements`) changes no score,
+    however many lengths and windows come and go, and stays bounded."""
+    rng = np.random.default_rng(11)
+    items = [standardise(rng.standard_normal(n)) for n in (72, 72, 30, 200, 10, 0, 73, 80)]
+    kept = EventScan(items, FPS)
+    queries = [np.asarray(rng.standard_normal(n), np.float32) for n in range(6, 90, 4)]
+    for query in queries + queries[::-1]:
+        for across in (False, True):
+            got = kept.scores(query, across)
+            want = EventScan(items, FPS).scores(query, across)
+            assert np.array_equal(got, want)
+    assert len(kept._by_length) <= events._KEPT_LENGTHS
+    assert all(len(p.columns) <= events._KEPT_WINDOWS for p in kept._by_length.values())
+
+
+def test_candidates_of_any_length_are_laid_out_where_each_placement_finds_them():
+    """`_layout` (one scatter of every candidate's bins): each candidate's bins at `pad` on,
+    zeros around them and in place of an empty one; a band count unlike the query's refused."""
+    rng = np.random.default_rng(12)
+    lengths = [5, 0, 12, 1, 7, 0]
+    candidates = [rng.standard_normal((n, 3)).astype(np.float32) for n in lengths]
+    queries = [np.zeros((9, 3), np.float32)]
+    laid = events._layout(candidates, 3, queries, max_lag=2)
+    assert laid is not None and laid.pad == 9 - 1 + 2
+    assert laid.x.shape == (6, 3, 12 + 2 * laid.pad) and laid.lengths.tolist() == lengths
+    for i, c in enumerate(candidates):
+        want = torch.zeros(3, laid.x.shape[2])
+        want[:, laid.pad : laid.pad + len(c)] = torch.from_numpy(c).T
+        assert torch.equal(laid.x[i], want), i
+    single = events._layout([np.arange(4, dtype=np.float32), np.zeros(0)], 1, [np.zeros(3)], 1)
+    assert single is not None and single.x[0, 0, 3:7].tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="candidate 0 has 3 bands, the query 2"):
+        events._layout(candidates, 2, queries, max_lag=2)

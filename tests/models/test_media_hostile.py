@@ -24,6 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from av.audio.plane import AudioPlane
 
 import models._decode as decode_module
 import models.media as media_module
@@ -665,3 +666,34 @@ def test_decode_threads_change_no_pixel(media: MediaFactory) -> None:
     assert np.array_equal(one.audio, four.audio)
     with pytest.raises(ValueError, match="decode_threads must be at least 1"):
         MediaLimits(decode_threads=0)
+
+
+@pytest.mark.parametrize("layout", ["mono", "stereo", "7.1"])
+@pytest.mark.parametrize("fmt", ["fltp", "flt", "dblp"])
+def test_every_plane_of_a_float_frame_is_checked(layout: str, fmt: str) -> None:
+    """The check reads each plane on its own (7.1 planar: the 8 real planes, never PyAV's
+    count of them): a bad sample in the last channel is found, and which kind it is."""
+    channels = av.AudioLayout(layout).nb_channels
+    planar = fmt.endswith("p")
+    dtype = np.float64 if fmt.startswith("dbl") else np.float32
+
+    def frame(value: float) -> av.AudioFrame:
+        x = np.zeros((channels, 256), dtype)
+        x[-1, 200] = value
+        # written plane by plane: `from_ndarray` trips on 7.1 planar as `to_ndarray` does
+        f = av.AudioFrame(format=fmt, layout=layout, samples=256)
+        f.sample_rate = 16_000
+        planes = [x[c] for c in range(channels)] if planar else [x.T.reshape(-1)]
+        for c, values in enumerate(planes):
+            np.frombuffer(memoryview(AudioPlane(f, c)), dtype, values.size)[:] = values
+        return f
+
+    decode_module._check_samples(frame(0.5), "p")
+    for value, message in (
+        (np.nan, "NaN or infinite"),
+        (-np.inf, "NaN or infinite"),
+        (-80.0, "absurd"),
+    ):
+        with pytest.raises(MediaError, match=message) as caught:
+            decode_module._check_samples(frame(value), "p")
+        assert caught.value.reason == R.INVALID_SAMPLES

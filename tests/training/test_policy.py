@@ -160,25 +160,23 @@ def test_window_distances_find_an_excerpt_where_it_was_cut():
     assert int(found.start[1]) == 7 and found.segment(1).start_s == pytest.approx(7 / 4)
 
 
-def test_window_distances_equal_the_paired_distance_of_their_aligned_parts(monkeypatch):
-    """The fast path (every window as long as the query: norms and one product) and the general
-    one (a candidate shorter than the query) both equal `paired_distance` of the two aligned
-    parts: the query with the window each candidate was aligned at, or — for a candidate shorter
-    than the query — the candidate with the part of the query it lies in."""
-    import models.alignment as alignment
+def test_window_distances_equal_the_paired_distance_of_their_aligned_parts():
+    """Every window as long as the query, and candidates shorter than it: the distance (norms
+    and one product of all steps) equals `paired_distance` of the two aligned parts — the query
+    with the window each candidate was aligned at, or, for a candidate shorter than the query,
+    the candidate with the part of the query it lies in — at any batch layout."""
     from models.sequence import paired_distance, take_steps
 
-    fast = []
-    direct = alignment._mean_squared_distance
-    monkeypatch.setattr(
-        alignment, "_mean_squared_distance", lambda q, w: fast.append(1) or direct(q, w)
-    )
     torch.manual_seed(1)
     query = torch.randn(6, 16)  # not unit length: the stores' steps need not be either
-    for lengths in ([20, 20, 9, 12], [20, 5, 9, 3]):  # the second has candidates < the query
+    for lengths in ([20, 20, 9, 12], [20, 5, 9, 3], [6, 6, 6, 6]):
         targets = torch.randn(4, 20, 16)
         mask = torch.arange(20)[None, :] < torch.tensor(lengths)[:, None]
         d, found = window_distances(query, targets, mask, 4.0)
+        alone = [
+            float(window_distances(query, targets[k : k + 1], mask[k : k + 1])[0][0])
+            for k in range(4)
+        ]
         for k in range(4):
             s, e = int(found.start[k]), int(found.end[k])
             qs = int(found.query_start[k])
@@ -188,7 +186,7 @@ def test_window_distances_equal_the_paired_distance_of_their_aligned_parts(monke
             ones = torch.ones(1, e - s, dtype=torch.bool)
             want = paired_distance("interp", part, ones, window, ones)
             assert float(d[k]) == pytest.approx(float(want[0]), rel=1e-5, abs=1e-5), (lengths, k)
-    assert fast == [1]  # the first set took the fast path, the second the general one
+            assert float(d[k]) == pytest.approx(alone[k], rel=1e-5, abs=1e-5)
 
 
 def test_a_candidate_shorter_than_the_query_is_measured_where_it_lies_in_it():
