@@ -323,8 +323,10 @@ class _AudioCollector:
         return (self.first_t or 0.0) + self.seconds_in
 
     def _take(self, frames: list[av.AudioFrame]) -> None:
-        # mono float32 out of the resampler: its one plane as it is (`to_ndarray` copies it)
-        self._chunks.extend(_float_planes(f)[0] for f in frames)
+        # mono float32 out of the resampler: its one plane, copied so that the frame (and its
+        # buffer) goes now, not when a three-hour file's half-million frames are concatenated
+        # (`to_ndarray` copied too, through a vstack that cost more than the copy)
+        self._chunks.extend(_float_planes(f)[0].copy() for f in frames)
 
     def _flush(self) -> None:
         if self._resampler is not None:

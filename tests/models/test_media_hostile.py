@@ -654,7 +654,7 @@ def test_a_growing_streams_cost_follows_decode_threads_not_the_cores(media: Medi
     one, three = measure(path, decode_threads=1), measure(path, decode_threads=3)
     assert one["reason"] == three["reason"] == "frame_too_large"
     assert _over_import(three) - _over_import(one) > 30.0, (one, three)
-    assert _over_import(one) < 40.0, one
+    assert _over_import(one) < 60.0, one  # 28 MB here; machines differ by ~10 (see above)
 
 
 def test_decode_threads_change_no_pixel(media: MediaFactory) -> None:
