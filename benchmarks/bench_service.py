@@ -1,6 +1,6 @@
 """Service benchmark: a real uvicorn server, real HTTP clients, indexes of 10k and 100k items.
 
-    python -m benchmarks.bench_service [--sizes 10000,100000] [--clients 1,8,32]
+    python -m benchmarks.bench_service [--sizes 10000,100000] [--clients 1,8,32] [--keep-index]
 
 The index is synthetic (clustered pooled vectors, 24-step sequences at the model's dimension and
 6 s event envelopes, published with `index.build.publish_entries` under the checkpoint's hash,
@@ -22,9 +22,12 @@ flatter the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
+import inspect
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -131,6 +134,36 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     )
 
 
+KEPT_MARK = "bench_service-index.json"
+
+
+def _index_key(ckpt: Path, n: int, dim: int) -> dict[str, Any]:
+    """What a kept index was built from: a change to any of it (or to `make_index` itself)
+    builds a new one."""
+    from models.model import checkpoint_hash
+
+    recipe = inspect.getsource(make_index).encode()
+    return {
+        "items": n,
+        "dim": dim,
+        "model_hash": checkpoint_hash(ckpt),
+        "recipe_sha256": hashlib.sha256(recipe).hexdigest(),
+    }
+
+
+def kept_index(root: Path, ckpt: Path, n: int, dim: int) -> bool:
+    """Whether `root` holds an index `make_index` built for these settings (`--keep-index`);
+    one that does not match, or was left half built, is removed."""
+    mark = root / KEPT_MARK
+    try:
+        if json.loads(mark.read_text()) == _index_key(ckpt, n, dim):
+            return True
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(root, ignore_errors=True)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,10 +182,12 @@ def start_server(
     http: str = "auto",
     queue: dict[str, str] | None = None,
     encoders: str = "auto",
+    cache: Path | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """`trimodal serve` (what users run) in a subprocess on a free port. `queue`: the overload
     settings (default `_NO_SHEDDING`; {} serves with the shipped defaults); `encoders`: the
-    query encoders' runtime (`TRIMODAL_ENCODER_RUNTIME`: auto, onnx, torch)."""
+    query encoders' runtime (`TRIMODAL_ENCODER_RUNTIME`: auto, onnx, torch); `cache`: where the
+    service keeps its ONNX files (default: beside the index's folder)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRIMODAL_")},
@@ -160,7 +195,7 @@ def start_server(
         "TRIMODAL_CKPT": str(ckpt),
         "TRIMODAL_RELOAD_POLL_S": "0",
         "TRIMODAL_LOG_LEVEL": "warning",  # a JSON line per request would be measured too
-        "TRIMODAL_CACHE_DIR": str(index.parent.parent / "cache"),
+        "TRIMODAL_CACHE_DIR": str(cache or index.parent.parent / "cache"),
         "HF_HUB_OFFLINE": "1",
         "TRIMODAL_ENCODER_RUNTIME": encoders,
         **(_NO_SHEDDING if queue is None else queue),
@@ -313,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sizes", default="10000,100000")
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--seconds", type=float, default=15.0)
-    p.add_argument("--uploads", type=int, default=30)
+    p.add_argument("--uploads", type=int, default=100)
     p.add_argument("--work", type=Path, default=Path("data/bench-service"))
     p.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes")
     p.add_argument("--http", default="auto", help="HTTP parser: auto, h11, httptools")
@@ -324,6 +359,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="onnx",
         help="query encoders: the checkpoint's ONNX export, as `make demo` and the Docker image "
         "serve them (exported once into WORK/ckpt-small/onnx), or torch",
+    )
+    p.add_argument(
+        "--keep-index",
+        action="store_true",
+        help="keep each size's synthetic index in WORK/index-N and reuse it on the next run "
+        "(its build takes minutes; a kept one is used only if it was built for this checkpoint "
+        "by the same recipe)",
     )
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
@@ -355,23 +397,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for n in (int(x) for x in args.sizes.split(",") if x.strip()):
         with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+            root = args.work / f"index-{n}" if args.keep_index else Path(tmp) / "index"
             t = time.perf_counter()
-            make_index(Path(tmp) / "index", ckpt, n, dim)
+            reused = kept_index(root, ckpt, n, dim) if args.keep_index else False
+            if not reused:
+                make_index(root, ckpt, n, dim)
+                if args.keep_index:
+                    (root / KEPT_MARK).write_text(json.dumps(_index_key(ckpt, n, dim)))
             build_s = time.perf_counter() - t
             proc, url = start_server(
-                Path(tmp) / "index",
+                root,
                 ckpt,
                 args.server_workers,
                 args.http,
                 encoders=args.encoders,
+                cache=args.work / "cache",
             )
             try:
                 run: dict[str, Any] = {"items": n, "index_build_s": round(build_s, 1)}
+                run["index_reused"] = reused
                 # what the timing envelopes add to every item (`*.events`, `*.bands`,
                 # `visual.motion`, `visual.halves`: their steps, scales and offsets), and the
                 # sound's landmarks
                 # (`audio.peaks`)
-                version = IndexVersion.open(Path(tmp) / "index").path
+                version = IndexVersion.open(root).path
                 kept = [
                     f
                     for f in version.iterdir()
