@@ -504,3 +504,44 @@ def test_candidates_of_any_length_are_laid_out_where_each_placement_finds_them()
     assert single is not None and single.x[0, 0, 3:7].tolist() == [0.0, 1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="candidate 0 has 3 bands, the query 2"):
         events._layout(candidates, 2, queries, max_lag=2)
+
+
+def ambience_with_clicks(times_s: list[float], seconds: float = 6.0) -> np.ndarray:
+    """Sound from the first sample on: steady noise with a louder burst at each time."""
+    rng = np.random.default_rng(1)
+    wave = 0.05 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+    for t in times_s:
+        start = int(t * SR)
+        wave[start : start + 800] += 0.5 * rng.standard_normal(800).astype(np.float32)
+    return wave
+
+
+def test_an_encoders_priming_is_where_the_sound_starts_not_an_event(monkeypatch):
+    times = [0.75, 2.0, 3.5, 4.75]
+    content = ambience_with_clicks(times)
+    priming = 1105  # MP3's encoder delay, left in where a container does not say to drop it
+    rng = np.random.default_rng(2)
+    primed = np.concatenate([3e-4 * rng.standard_normal(priming).astype(np.float32), content])
+    mel = events._mel(SR)
+    assert events.lead_in_frames(mel(torch.from_numpy(primed)).numpy(), 100.0) in (6, 7, 8)
+    found = sound_events(primed, SR, FPS)
+    assert sorted(np.argsort(found)[-4:].tolist()) == [int(t * FPS + 0.07 * FPS) for t in times]
+    assert found[:2].max() < 1.0  # the rise out of the priming is no event
+    monkeypatch.setattr(events, "LEAD_IN_S", 0.0)  # as before: the start stood out as an event
+    assert sound_events(primed, SR, FPS)[0] > 2.0
+
+
+def test_a_sound_that_starts_at_once_or_after_a_long_quiet_keeps_every_rise(monkeypatch):
+    at_once = ambience_with_clicks([1.0, 3.0])
+    late = np.concatenate([np.zeros(SR // 2, np.float32), ambience_with_clicks([1.0], 3.0)])
+    silent = np.zeros(SR, np.float32)
+    before = {}
+    with monkeypatch.context() as m:
+        m.setattr(events, "LEAD_IN_S", 0.0)
+        before = {name: sound_envelopes(w, SR, FPS) for name, w in
+                  (("at_once", at_once), ("late", late), ("silent", silent))}  # fmt: skip
+    for name, wave in (("at_once", at_once), ("late", late), ("silent", silent)):
+        single, banded = sound_envelopes(wave, SR, FPS)  # bit for bit as without the rule
+        assert np.array_equal(single, before[name][0]) and np.array_equal(banded, before[name][1])
+    # half a second of silence is a recording's, not an encoder's: the sound's start is an onset
+    assert int(np.argmax(sound_events(late, SR, FPS))) == 6
