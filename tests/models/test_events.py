@@ -32,10 +32,12 @@ from models.events import (
 SR, FPS = 16_000, 12.0
 
 
-def clicks(times_s: list[float], seconds: float = 6.0) -> np.ndarray:
-    """Quiet noise with a short loud burst at each time."""
-    rng = np.random.default_rng(0)
-    wave = 0.001 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
+def clicks(
+    times_s: list[float], seconds: float = 6.0, floor: float = 0.001, seed: int = 0
+) -> np.ndarray:
+    """Noise at `floor` (quiet by default) with a short loud burst at each time."""
+    rng = np.random.default_rng(seed)
+    wave = floor * rng.standard_normal(int(seconds * SR)).astype(np.float32)
     for t in times_s:
         start = int(t * SR)
         wave[start : start + 800] += 0.5 * rng.standard_normal(800).astype(np.float32)
@@ -508,12 +510,7 @@ def test_candidates_of_any_length_are_laid_out_where_each_placement_finds_them()
 
 def ambience_with_clicks(times_s: list[float], seconds: float = 6.0) -> np.ndarray:
     """Sound from the first sample on: steady noise with a louder burst at each time."""
-    rng = np.random.default_rng(1)
-    wave = 0.05 * rng.standard_normal(int(seconds * SR)).astype(np.float32)
-    for t in times_s:
-        start = int(t * SR)
-        wave[start : start + 800] += 0.5 * rng.standard_normal(800).astype(np.float32)
-    return wave
+    return clicks(times_s, seconds, floor=0.05, seed=1)
 
 
 def test_an_encoders_priming_is_where_the_sound_starts_not_an_event(monkeypatch):
