@@ -53,9 +53,9 @@ Target = Literal["video", "audio"]
 QueryModality = Literal["text", "audio", "visual"]
 
 # How much each index counts for a target, by query modality. Text describing a video is matched
-# mostly against what is seen, partly against what is heard.
+# against what is seen and against what is heard, at the share the checkpoint's validation
+# measured (`SearchPolicy.text_video_weights`), so it is not in this table.
 DEFAULT_WEIGHTS: dict[tuple[str, str], dict[str, float]] = {
-    ("text", "video"): {"visual": 0.7, "audio": 0.3},
     ("text", "audio"): {"audio": 1.0},
     ("audio", "video"): {"visual": 1.0},
     ("audio", "audio"): {"audio": 1.0},
@@ -340,7 +340,12 @@ class Searcher:
         for this direction (`self.policy`); True / False force the sequence re-rank on or off."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        weights = weights or DEFAULT_WEIGHTS[(query.modality, target)]
+        if not weights:
+            weights = (
+                self.policy.text_video_weights()
+                if (query.modality, target) == ("text", "video")
+                else DEFAULT_WEIGHTS[(query.modality, target)]
+            )
         # A short query has its own measured defaults (`models.policy.SHORT_QUERY_S`).
         seconds = None if query.sequence is None else len(query.sequence) / self.sps
         policy = self.policy.for_length(seconds)

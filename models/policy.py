@@ -38,6 +38,11 @@ SHORT_QUERY_S = 2.0
 # 0.803 → 0.891, while 2.5 s pieces lost 0.230 → 0.175).
 WHOLE_QUERY_S = 4.0
 
+# text→video searches the visual and the audio index and adds their scores, the audio's at this
+# share where a record does not say (`SearchPolicy.text_audio_share`): the service's fixed share
+# before the share was measured.
+TEXT_AUDIO_SHARE_BEFORE = 0.3
+
 # query modality → target, as the service names them; text queries have no steps to re-rank by.
 DIRECTIONS = ("audio→video", "video→audio", "audio→audio", "video→video")
 _QUERY = {"audio": "audio", "visual": "video"}
@@ -93,6 +98,16 @@ class SearchPolicy:
     # (`models.events.picture_halves`), as measured (only with `picture_motion`); False (records
     # before the field): by the whole picture's alone.
     picture_halves: bool = False
+    # text→video: the audio index's share of the first pass (score = (1 − s) × the text's
+    # similarity to the picture's vector + s × to the sound's; an item without sound scores by its
+    # picture), measured on val (`training.search_policy.choose_text_share`). None (records before
+    # the field): `TEXT_AUDIO_SHARE_BEFORE`.
+    text_audio_share: float | None = None
+
+    def text_video_weights(self) -> dict[str, float]:
+        """The first pass's weight of each index for a text query searching videos."""
+        share = TEXT_AUDIO_SHARE_BEFORE if self.text_audio_share is None else self.text_audio_share
+        return {"visual": 1.0 - share, "audio": share} if share > 0 else {"visual": 1.0}
 
     def for_length(self, seconds: float | None) -> SearchPolicy:
         """The defaults for a query this long (None: unknown length, the 2–4 s queries' ones)."""
@@ -172,6 +187,11 @@ class SearchPolicy:
                 if self.agreement_event_weight is not None
                 else {}
             ),
+            **(
+                {"text_audio_share": self.text_audio_share}
+                if self.text_audio_share is not None
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -210,6 +230,7 @@ class SearchPolicy:
             short=cls.from_dict(short) if usable and isinstance(short, Mapping) else None,
             whole=cls.from_dict(whole) if whole_usable and isinstance(whole, Mapping) else None,
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
+            text_audio_share=_share(data.get("text_audio_share")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,
@@ -223,6 +244,12 @@ def _weight(w: object) -> float | None:
     if isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w >= 0:
         return float(w)
     return None
+
+
+def _share(found: object) -> float | None:
+    """A recorded share if it is a weight no larger than 1, else None."""
+    share = _weight(found)
+    return share if share is not None and share <= 1.0 else None
 
 
 def _directions(found: object) -> frozenset[str]:

@@ -52,7 +52,9 @@ class SearchOptions(BaseModel):
     rerank_k: int = Field(100, ge=1, le=10_000, description="Candidates the re-rank looks at.")
     distance: DistanceName = "interp"
     weights: dict[Literal["visual", "audio"], float] | None = Field(
-        None, description="Fusion weight of each index (default depends on query and target)."
+        None,
+        description="Fusion weight of each index (default depends on query and target; text "
+        "searching videos: the audio index's share measured on the model's validation split).",
     )
     filters: Filters = Field(default_factory=lambda: Filters())
 

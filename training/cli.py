@@ -521,6 +521,11 @@ def policy_command(
                 "-" if old is None else str(old.evidence.get(d, {}).get("chosen", "off")),
                 "-" if new is None else str(new.evidence.get(d, {}).get("chosen", "off")),
             )
+
+    def share(policy: SearchPolicy) -> str:
+        return f"audio share {policy.text_video_weights().get('audio', 0.0):g}"
+
+    table.add_row("text→video", "all", share(before), share(after))
     Console().print(table)
     return after.to_dict()
 

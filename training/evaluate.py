@@ -229,15 +229,21 @@ class Queries:
 
 
 def _text_queries(
-    items: dict[str, ManifestItem], pool: Pool, texts: TextCache, kinds: Sequence[str], need: Tensor
+    items: dict[str, ManifestItem],
+    pool: Pool,
+    texts: TextCache,
+    kinds: Sequence[str],
+    need: Tensor,
+    asking: Tensor | None = None,
 ) -> Queries:
-    """Every caption of the wanted kinds is a query; its clip is the one right answer.
+    """Every caption of the wanted kinds is a query; its clip is the one right answer. `need`:
+    the rows that can be found; `asking`: those whose captions query (default: all of them).
 
     Captions must already be in `texts` (the caller embeds them with the text tower).
     """
     sentences, target, heldout, twins, sigs = [], [], [], [], []
     for row, item_id in enumerate(pool.ids):
-        if not need[row]:
+        if not need[row] or (asking is not None and not asking[row]):
             continue
         item = items[item_id]
         for kind in kinds:
@@ -357,8 +363,10 @@ def evaluate(
     policy: SearchPolicy | None = None,
 ) -> dict[str, Any]:
     """Every direction × mode × subset. Items missing from the cache (skipped files) are out.
-    With `policy` (the checkpoint's), audio↔video also get "service": what a search does by
-    default — the recorded steps' and envelopes' weights where it re-ranks, pooled elsewhere."""
+    With `policy` (the checkpoint's), audio↔video and text→video also get "service": what a
+    search does by default — the recorded steps' and envelopes' weights where it re-ranks,
+    pooled elsewhere; text→video with the picture's and the sound's indexes fused at the
+    recorded share."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(
         model, cache, list(by_id), picture_halves=policy is None or policy.picture_halves
@@ -370,7 +378,14 @@ def evaluate(
             results[direction] = _direction(
                 model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes
             )
-            if policy is not None and not direction.startswith("text"):
+            if policy is not None and direction == "text→video":
+                share = policy.text_video_weights().get("audio", 0.0)
+                results[direction]["service"] = _direction(
+                    *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
+                    ("pooled",),
+                    audio_share=share,
+                )["pooled"]
+            elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
                     model, direction, by_id, pool, clip_subsets, rerank_k, distance, policy
                 )
@@ -426,24 +441,34 @@ def _direction(
     event_weights=(0.0,),
     cross_bands=True,
     querying: Tensor | None = None,
+    audio_share: float = 0.0,
 ):
-    """One direction's report. Audio/video queries: "hybrid" re-ranks with `weights[0]` (None:
-    the sequence distance alone; w: pooled + w × the steps' similarity, `fused_score`) and
-    `event_weights[0]` (e > 0: + e × the event envelopes' correlation, by the sound's best band
-    if `cross_bands`, else by the single envelopes; and the event scan's candidates join the
-    pooled ones), and with several weightings "hybrid_by_weight" holds each one's (the
-    distances computed once). `querying` ((pool size,) bool): the clips whose sound or footage
-    query (default all; the others are searched, as distractors)."""
+    """One direction's report. text→video scores each clip by (1 − `audio_share`) × the
+    caption's similarity to its picture's vector + `audio_share` × to its sound's (a clip without
+    sound by its picture alone), as the service's first pass fuses the two indexes
+    (`SearchPolicy.text_video_weights`; exactly here, over every clip). Audio/video queries:
+    "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
+    steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
+    correlation, by the sound's best band if `cross_bands`, else by the single envelopes; and
+    the event scan's candidates join the pooled ones), and with several weightings
+    "hybrid_by_weight" holds each one's (the distances computed once). `querying` ((pool size,)
+    bool): the clips whose sound, footage or captions query (default all; the others are
+    searched, as distractors)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
         has = pool.has_video if direction == "text→video" else pool.has_audio
         kinds = ("visual", "audiovisual") if direction == "text→video" else ("audio",)
-        q = _text_queries(by_id, pool, texts, kinds, has)
+        q = _text_queries(by_id, pool, texts, kinds, has, querying)
         if q.target.numel() == 0:
             return {}
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         scores = qv @ target_emb.pooled.T
+        if direction == "text→video" and audio_share > 0:
+            heard = (qv @ pool.audio.pooled.T).masked_fill(~pool.has_audio, 0.0)
+            scores = torch.where(
+                pool.has_audio, (1 - audio_share) * scores + audio_share * heard, scores
+            )
         scores[:, ~has] = -torch.inf
         subset, equivalent = q.subset, q.equivalent
         target = q.target

@@ -28,6 +28,7 @@ from models.policy import (
     DIRECTIONS,
     SEARCH_FILE,
     SHORT_QUERY_S,
+    TEXT_AUDIO_SHARE_BEFORE,
     WHOLE_QUERY_S,
     SearchPolicy,
     load_policy,
@@ -41,6 +42,7 @@ from training.search_policy import (
     GAIN_STANDARD_ERRORS,
     POLICY_EVENT_WEIGHTS,
     POLICY_WEIGHTS,
+    TEXT_AUDIO_SHARES,
 )
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
@@ -234,6 +236,13 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
         if e
     }
     cross = ("audio→video", "video→audio")
+    # text→video: the audio index's share with the best R@1, then R@10, then the smaller share
+    shares = evidence["text→video"]
+    measured = {float(k): v for k, v in shares["by_share"].items()}
+    assert set(measured) == set(TEXT_AUDIO_SHARES)
+    best = max(measured, key=lambda w: (measured[w]["R@1"], measured[w]["R@10"], -w))
+    assert shares["chosen"] == record["text_audio_share"] == best
+    assert shares["queries"] > 0
 
     def obeys_the_rule(tier: dict, name: str) -> None:
         """Re-ranked by default exactly where some weighing measured no worse than pooled in
@@ -342,6 +351,12 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     assert not searcher.search(audio, "video", k=3, rerank=False).reranked
     text = Query("text", audio.pooled)
     assert not searcher.search(text, "video", k=3).reranked
+    # a record without the text search's share: the picture's and the sound's indexes at the
+    # fixed share of before
+    before = {"visual": 1 - TEXT_AUDIO_SHARE_BEFORE, "audio": TEXT_AUDIO_SHARE_BEFORE}
+    assert searcher.policy.text_video_weights() == pytest.approx(before)
+    default, explicit = (searcher.search(text, "video", k=5, weights=w) for w in (None, before))
+    assert [(h.id, h.score) for h in default.hits] == [(h.id, h.score) for h in explicit.hits]
 
     # audio→video weighs the steps at 0.5 against the first pass, as recorded; audio→audio,
     # recorded without a weight, orders by the sequence distance alone.
@@ -363,6 +378,20 @@ def test_the_index_carries_the_policy_and_searches_obey_it(corpus, tmp_path):
     # the real build keeps each sound's banded envelope too, bin for bin
     assert audio.bands is not None and audio.bands.shape == (len(audio.events), SOUND_BANDS)
     assert searcher.policy.events_weight("audio", "video") == 0.0
+
+    # a share measured on val is what a text search of videos fuses the two indexes by
+    for share, weights in ((0.5, {"visual": 0.5, "audio": 0.5}), (0.0, {"visual": 1.0})):
+        save_policy(ckpt, replace(searcher.policy, text_audio_share=share))
+        _index(corpus, ckpt, tmp_path / f"index-{share}")
+        again = Searcher.open(tmp_path / f"index-{share}")
+        default, explicit = (again.search(text, "video", k=5, weights=w) for w in (None, weights))
+        assert [(h.id, h.score) for h in default.hits] == [(h.id, h.score) for h in explicit.hits]
+        hit = default.hits[0]
+        visual, heard = (again.item_query(hit.id, m).pooled for m in ("visual", "audio"))
+        expected = (1 - share) * float(np.dot(text.pooled, visual)) + share * float(
+            np.dot(text.pooled, heard)
+        )
+        assert hit.score == pytest.approx(expected, abs=1e-4)
 
     # Derived versions keep the policy: same model.
     remove_items(tmp_path / "index", {items[1].id})
@@ -443,6 +472,25 @@ def test_fusion_weights_round_trip_and_bad_ones_are_dropped(tmp_path):
     assert SearchPolicy.from_dict(record).rerank_weight == {}
     del record["rerank_weight"]  # a record from before the field
     assert SearchPolicy.from_dict(record).rerank_weight == {}
+
+
+def test_the_text_searchs_audio_share_round_trips_and_old_records_keep_theirs(tmp_path):
+    save_policy(tmp_path, SearchPolicy(True, {}, text_audio_share=0.4))
+    back = load_policy(tmp_path)
+    assert back.text_audio_share == 0.4
+    assert back.text_video_weights() == pytest.approx({"visual": 0.6, "audio": 0.4})
+    # measured as no help: the picture's index alone
+    assert SearchPolicy(True, {}, text_audio_share=0.0).text_video_weights() == {"visual": 1.0}
+    # a record from before the field: the fixed share the service used then
+    older = SearchPolicy.from_dict({"sequence_trained": True, "rerank": {}})
+    assert older.text_audio_share is None and "text_audio_share" not in older.to_dict()
+    assert older.text_video_weights() == pytest.approx(
+        {"visual": 1 - TEXT_AUDIO_SHARE_BEFORE, "audio": TEXT_AUDIO_SHARE_BEFORE}
+    )
+    assert SearchPolicy.unrecorded().text_video_weights() == older.text_video_weights()
+    for bad in (-0.1, 1.5, float("nan"), "x", True):
+        record = {"sequence_trained": True, "rerank": {}, "text_audio_share": bad}
+        assert SearchPolicy.from_dict(record).text_audio_share is None
 
 
 def test_text_segments_are_recorded_and_old_records_keep_their_meaning(tmp_path):
@@ -555,9 +603,30 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     items, cache, texts = prepared.val_items, prepared.cache, prepared.texts
     report = evaluate(model, items, cache, texts, policy=policy)
     assert report["video→audio"]["service"] == report["video→audio"]["pooled"]
-    assert "service" not in report["text→video"]  # text is never re-ranked
+    assert "service" not in report["text→audio"]  # text is never re-ranked
     by_id = {i.id: i for i in items if i.id in cache.row}
     from training.evaluate import embed_pool
+    from training.metrics import ranks_from_scores, summarise
+
+    # text→video: the picture's and the sound's indexes fused at the recorded share (a record
+    # without one: the share of before), each clip scored exactly
+    everything = embed_pool(model, cache, list(by_id))
+    captions = [
+        (c, row)
+        for row, i in enumerate(everything.ids)
+        for kind in ("visual", "audiovisual")
+        for c in by_id[i].captions.get(kind, ())
+    ]
+    with torch.inference_mode():
+        q = model.project_text(texts.lookup([c for c, _ in captions])).pooled.float()
+    target = torch.tensor([row for _, row in captions])
+    for share in (None, 0.0, 0.4):
+        shared = replace(policy, text_audio_share=share)
+        found = evaluate(model, items, cache, texts, policy=shared)["text→video"]["service"]
+        s = TEXT_AUDIO_SHARE_BEFORE if share is None else share
+        scores = (1 - s) * q @ everything.visual.pooled.T + s * q @ everything.audio.pooled.T
+        assert found["all"] == summarise(ranks_from_scores(scores, target))
+    assert found != report["text→video"]["pooled"]  # the sound changes the ranks
 
     # pictures meet sounds as the policy had them met: a record without halves, by the whole
     # picture's envelopes
