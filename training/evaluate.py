@@ -446,7 +446,9 @@ def _direction(
     """One direction's report. text→video scores each clip by (1 − `audio_share`) × the
     caption's similarity to its picture's vector + `audio_share` × to its sound's (a clip without
     sound by its picture alone), as the service's first pass fuses the two indexes
-    (`SearchPolicy.text_video_weights`; exactly here, over every clip). Audio/video queries:
+    (`SearchPolicy.text_video_weights`; the service fuses each index's top candidates, a score
+    an index did not return counting as the lowest it did; here every clip is scored exactly).
+    Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
     correlation, by the sound's best band if `cross_bands`, else by the single envelopes; and
