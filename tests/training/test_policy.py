@@ -736,7 +736,7 @@ def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus,
     refused = CliRunner().invoke(app, [*args, "--split", "test"])
     assert refused.exit_code != 0 and "val split" in " ".join(refused.output.split())
     assert load_policy(ckpt) == old  # untouched
-    done = CliRunner().invoke(app, args)
+    done = CliRunner().invoke(app, args, env={"COLUMNS": "200"})  # a table row on one line
     assert done.exit_code == 0, done.output
     now = load_policy(ckpt)
     val = load_manifest(manifest, splits=("val",))
@@ -748,6 +748,12 @@ def test_the_policy_command_measures_a_checkpoint_again_on_its_val_split(corpus,
         assert "excerpt" in now.evidence[name] and "chosen" in now.evidence[name]
     assert now.cross_bands <= {"audio→video", "video→audio"}
     assert "2+events 1" in " ".join(done.output.split())  # what it was, beside what it is now
+    # the text search's share: measured now, printed beside the old record's (none: 0.3)
+    assert now.text_audio_share in TEXT_AUDIO_SHARES
+    assert now.evidence["text→video"]["chosen"] == now.text_audio_share
+    words = " ".join(done.output.split())
+    assert f"audio share {TEXT_AUDIO_SHARE_BEFORE:g}" in words
+    assert f"audio share {now.text_audio_share:g}" in words
 
 
 def test_an_index_adopts_defaults_measured_again_without_embedding_again(corpus, tmp_path):
