@@ -379,12 +379,13 @@ def evaluate(
                 model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance, modes
             )
             if policy is not None and direction == "text→video":
-                share = policy.text_video_weights().get("audio", 0.0)
-                results[direction]["service"] = _direction(
-                    *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
-                    ("pooled",),
-                    audio_share=share,
-                )["pooled"]
+                if results[direction]:  # there were captions to ask with
+                    share = policy.text_video_weights().get("audio", 0.0)
+                    results[direction]["service"] = _direction(
+                        *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
+                        ("pooled",),
+                        audio_share=share,
+                    )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
                     model, direction, by_id, pool, clip_subsets, rerank_k, distance, policy

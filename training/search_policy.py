@@ -86,11 +86,12 @@ def choose_text_share(
     pool: Pool,
     texts: TextCache,
     queried: int | None = None,
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float | None, dict[str, Any]]:
     """The audio index's share of a text→video search (`SearchPolicy.text_audio_share`): each
     of `TEXT_AUDIO_SHARES` ranks the pool for the captions of the first `queried` clips (visual
     and audiovisual, as text→video is evaluated; the rest of the pool are distractors), and the
-    best R@1, then R@10, then the smaller share, is chosen."""
+    best R@1, then R@10, then the smaller share, is chosen. None when no clip with a picture has
+    such a caption (nothing measured: the record keeps the default)."""
     querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
     found: dict[float, dict[str, Any]] = {}
     with torch.inference_mode():
@@ -101,7 +102,7 @@ def choose_text_share(
                 audio_share=share,
             )
             if not report:
-                return 0.0, {"reason": "no text→video queries"}
+                return None, {"reason": "no visual or audiovisual captions on clips with a picture"}
             found[share] = report["pooled"]["all"]
     best = max(found, key=lambda w: (found[w]["R@1"], found[w]["R@10"], -w))
     figures = {f"{w:g}": {k: round(found[w][k], 4) for k in ("R@1", "R@10")} for w in found}

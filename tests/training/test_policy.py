@@ -666,6 +666,28 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     assert service == by_weight(False)[weight_label(1.0, 0.0)]
 
 
+def test_a_split_without_captions_keeps_the_default_text_share(prepared):
+    """Nothing to measure the text search's share on (a corpus without captions): none is
+    recorded, so the default stays, and the evaluation reports no text→video at all."""
+    from training.evaluate import embed_pool, evaluate
+    from training.search_policy import choose_text_share
+
+    torch.manual_seed(0)
+    model = TrimodalModel(preset("tiny"), prepared.backbone)
+    items = [replace(i, captions={}) for i in prepared.val_items]
+    by_id = {i.id: i for i in items}
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    share, evidence = choose_text_share(model, by_id, pool, prepared.texts)
+    assert share is None and "no visual or audiovisual captions" in evidence["reason"]
+    unmeasured = SearchPolicy(True, {}, text_audio_share=share)
+    assert unmeasured.text_video_weights() == SearchPolicy.unrecorded().text_video_weights()
+    policy = SearchPolicy(True, {}, text_audio_share=0.4)
+    report = evaluate(
+        model, items, prepared.cache, prepared.texts, modes=("pooled",), policy=policy
+    )
+    assert report["text→video"] == {} and report["text→audio"] == {}
+
+
 def test_distractors_are_searched_but_never_query(prepared):
     """The policy's pool: the val clips query, the training clips only make the search harder —
     the same queries, each ranked among more items, and none cut from a distractor."""
