@@ -40,6 +40,36 @@ def test_envelopes_pair_each_sound_with_its_own_picture():
     assert be.recall(shifted)["R@1"] <= 0.25
 
 
+def test_fidelity_is_each_envelopes_correlation_with_its_own_clips_event_times():
+    """An envelope made of the clip's own events correlates with their train as closely as the
+    lag allows; with another clip's train it does not."""
+    fps, seconds = 12.0, 4.0
+    length = int(fps * seconds)
+    rng = np.random.default_rng(5)
+    metas, pictures = [], []
+    for _ in range(6):
+        times = sorted(rng.uniform(0.2, 3.7, 5).tolist())
+        metas.append({"sources": [{"kind": "bell", "role": "main", "events": times}]})
+        _, frames = clicks_and_flashes(times, fps, seconds)
+        pictures.append(be._fixed(picture_events(frames, fps, fps), length))
+    trains = np.stack([be.event_train(m, fps, length) for m in metas])
+    kinds = [be._timed_source(m) for m in metas]
+    own = be.fidelity(np.stack(pictures), trains, kinds, max_lag=1)
+    assert own["median"] > 0.5 and own["by_source"] == {
+        "bell": {"clips": 6, "median": own["median"]}
+    }
+    other = be.fidelity(np.stack(pictures), np.roll(trains, 1, axis=0), kinds, max_lag=1)
+    assert other["median"] < own["median"] - 0.3
+    # a clip whose only source is off screen, or a silent one, has no train; two timed sources
+    # are no single source's
+    assert (
+        be.event_train({"sources": [{"role": "offscreen", "events": [1.0]}]}, fps, length) is None
+    )
+    assert be.event_train({}, fps, length) is None
+    two = {"sources": [{"kind": "bell", "role": "main", "events": [1.0]}] * 2}
+    assert be._timed_source(two) == ""
+
+
 def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
     manifest = tiny_corpus(tmp_path / "c", clips=16, seed=9, workers=2)
     out = be.main(
@@ -64,5 +94,9 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
     # few events each; 6 s test clips do far better, see benchmarks/results/bench_events-*).
     assert m["audio→video"]["shared"]["R@1"] >= 0.3, m
     assert m["audio→video"]["all"]["R@10"] >= 0.6, m
+    # the envelopes follow the clips' own event times (the generator's pictures and sounds)
+    f = m["fidelity"]
+    assert 0 < f["clips"] <= 16
+    assert f["sound"]["median"] > 0.3 and f["picture"]["median"] > 0.3, f
     written = list(results.glob("bench_events-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
