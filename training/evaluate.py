@@ -468,7 +468,7 @@ def _direction(
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         scores = qv @ target_emb.pooled.T
         if direction == "text→video" and audio_share > 0:
-            heard = (qv @ pool.audio.pooled.T).masked_fill(~pool.has_audio, 0.0)
+            heard = qv @ pool.audio.pooled.T
             scores = torch.where(
                 pool.has_audio, (1 - audio_share) * scores + audio_share * heard, scores
             )

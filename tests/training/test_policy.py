@@ -627,6 +627,16 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
         scores = (1 - s) * q @ everything.visual.pooled.T + s * q @ everything.audio.pooled.T
         assert found["all"] == summarise(ranks_from_scores(scores, target))
     assert found != report["text→video"]["pooled"]  # the sound changes the ranks
+    # a clip without sound is scored by its picture alone
+    silent = replace(everything, has_audio=torch.arange(len(everything.ids)) != 0)
+    alone = scores.clone()
+    alone[:, 0] = q @ everything.visual.pooled[0]
+    with torch.inference_mode():  # as `evaluate` asks
+        found = _direction(
+            *(model, "text→video", by_id, silent, texts, {}, 100, "interp", ("pooled",)),
+            audio_share=0.4,
+        )["pooled"]["all"]
+    assert found == summarise(ranks_from_scores(alone, target))
 
     # pictures meet sounds as the policy had them met: a record without halves, by the whole
     # picture's envelopes
