@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from rich.table import Table
 from benchmarks._common import write_result
 from benchmarks.bench_quality import other_pools
 from models.events import DETREND_BINS, picture_events, sound_events
+from models.model import TrimodalModel
 from training.cache import DecodeSpec, FeatureCache
 from training.evaluate import shares_an_event
 
@@ -137,9 +139,14 @@ def measure(
     duration_s: float,
     max_lag: int = 1,
     grid: float | None = None,
+    picture_envelope: Callable[..., np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """`grid`: envelope bins per second (default: one per frame); a coarser grid keeps the
-    largest change inside each bin, as a model's time steps would."""
+    largest change inside each bin, as a model's time steps would. `picture_envelope`: a
+    model's (`TrimodalModel.picture_envelope`, one bin per frame: no `grid`) instead of the
+    hand-made change envelope."""
+    if picture_envelope is not None and grid is not None and grid != fps:
+        raise ValueError("a model's picture envelope has one bin per frame: no --grid with it")
     rate = fps if grid is None else grid
     length = round(duration_s * rate)
     sounds, pictures, shared, skipped = [], [], [], {}
@@ -151,11 +158,19 @@ def measure(
             continue
         try:
             sounds.append(_fixed(sound_events(cache.audio(item.id), SAMPLE_RATE, rate), length))
-            pictures.append(
-                _fixed(
-                    picture_events(cache.frames(item.id), fps, rate, cache.changes(item.id)), length
+            frames, changes = cache.frames(item.id), cache.changes(item.id)
+            picture = (
+                picture_envelope(
+                    frames,
+                    changes,
+                    cache.region_changes(item.id),
+                    cache.motion(item.id),
+                    cache.halves(item.id),
                 )
+                if picture_envelope is not None
+                else picture_events(frames, fps, rate, changes)
             )
+            pictures.append(_fixed(picture, length))
         except ValueError as e:
             skipped[item.id] = str(e)
             continue
@@ -217,8 +232,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--duration", type=float, default=6.0, help="seconds of each clip compared")
     p.add_argument("--cache", type=Path, default=Path("data/bench-events-cache"))
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="also measure this checkpoint's picture envelope (`TrimodalModel.picture_envelope`: "
+        "its trained event network, if it has one) at its own frame rate, beside the hand-made "
+        "one",
+    )
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
+    model = TrimodalModel.load(args.ckpt) if args.ckpt is not None else None
+    if model is not None and (model.cfg.visual.image_size, model.cfg.visual.fit) != (
+        IMAGE_SIZE,
+        "stretch",
+    ):
+        raise SystemExit(
+            f"--ckpt: this benchmark decodes {IMAGE_SIZE}×{IMAGE_SIZE} stretched pictures; the "
+            f"checkpoint reads {model.cfg.visual.image_size}×{model.cfg.visual.image_size} "
+            f"{model.cfg.visual.fit}"
+        )
 
     results: dict[str, Any] = {"settings": {"detrend_bins": DETREND_BINS}}
     results["pools"] = {}
@@ -231,23 +264,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             spec = DecodeSpec(fps, IMAGE_SIZE, SAMPLE_RATE, "stretch")
             cache = FeatureCache.build(items, spec, args.cache, args.workers)
             for grid, lag in itertools.product(args.grid, args.max_lag):
-                m = measure(items, cache, fps, args.duration, lag, grid or None)
                 key = f"{fps:g}fps-lag{lag}" + (f"-grid{grid:g}" if grid else "")
-                by_fps[key] = m
-                cells = [
-                    f"{m[d]['all']['R@1']:.3f} / {m[d]['all']['R@10']:.3f} "
-                    f"({m[d]['shared']['R@1']:.3f} / {m[d]['shared']['R@10']:.3f})"
-                    for d in ("audio→video", "video→audio")
-                ]
-                table.add_row(
-                    name,
-                    f"{fps:g}",
-                    f"{m['grid_per_s']:g}",
-                    f"{lag / m['grid_per_s']:.2f} s",
-                    str(m["pool"]),
-                    f"{m['shared_share']:.2f}",
-                    *cells,
-                )
+                settings = {key: measure(items, cache, fps, args.duration, lag, grid or None)}
+                if model is not None and not grid and fps == model.cfg.visual.fps:
+                    settings[key + "-model"] = measure(
+                        items, cache, fps, args.duration, lag, None, model.picture_envelope
+                    )
+                for setting, m in settings.items():
+                    by_fps[setting] = m
+                    cells = [
+                        f"{m[d]['all']['R@1']:.3f} / {m[d]['all']['R@10']:.3f} "
+                        f"({m[d]['shared']['R@1']:.3f} / {m[d]['shared']['R@10']:.3f})"
+                        for d in ("audio→video", "video→audio")
+                    ]
+                    table.add_row(
+                        name + (" (model)" if setting.endswith("-model") else ""),
+                        f"{fps:g}",
+                        f"{m['grid_per_s']:g}",
+                        f"{lag / m['grid_per_s']:.2f} s",
+                        str(m["pool"]),
+                        f"{m['shared_share']:.2f}",
+                        *cells,
+                    )
         results["pools"][name] = by_fps
     Console(width=160).print(table)
     Console(width=160).print(fidelity_table(results["pools"]))

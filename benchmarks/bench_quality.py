@@ -194,6 +194,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "TrainConfig's)",
     )
     p.add_argument(
+        "--event-epochs",
+        type=int,
+        default=None,
+        help="epochs at the end in which only the picture's event network learns (0: the "
+        "hand-made change envelope; default: TrainConfig's)",
+    )
+    p.add_argument(
         "--branch-in-main-epochs",
         action="store_true",
         help="train the sequence branches in the main epochs too (the recipe before 2026-11-30's)",
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trunk_every=args.trunk_every,
         **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
         branch_in_main_epochs=args.branch_in_main_epochs,
+        **({"event_epochs": args.event_epochs} if args.event_epochs is not None else {}),
         sequence_detrend=args.sequence_detrend,
         **(
             {"branch_trunk_gradient": args.branch_trunk_gradient}

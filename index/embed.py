@@ -37,7 +37,6 @@ from models import fingerprint
 from models.events import (
     BANDS,
     picture_bands,
-    picture_events,
     picture_halves,
     picture_motion,
     sound_envelopes,
@@ -85,7 +84,13 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
             out["visual"][i] = (
                 emb.pooled[j].float().cpu().numpy(),
                 emb.sequence[j, :t].float().cpu().numpy(),
-                picture_events(frames[j], fps, fps, batch[i].changes),  # type: ignore[arg-type]
+                model.picture_envelope(
+                    frames[j],  # type: ignore[arg-type]
+                    batch[i].changes,
+                    batch[i].region_changes,
+                    batch[i].motion,
+                    batch[i].halves,
+                ),
                 picture_bands(frames[j], fps, fps, batch[i].region_changes),  # type: ignore[arg-type]
                 picture_motion(frames[j], fps, fps, batch[i].motion),  # type: ignore[arg-type]
                 picture_halves(frames[j], fps, fps, batch[i].halves),  # type: ignore[arg-type]

@@ -21,7 +21,6 @@ from models.encoders import Embeddings
 from models.events import (
     Phase,
     picture_bands,
-    picture_events,
     picture_halves,
     picture_motion,
     sound_phases,
@@ -128,7 +127,9 @@ class QueryEncoder:
             found = self.onnx.visual(pixels, mask) if self.onnx is not None else None
             emb = found if found is not None else self.model.encode_visual(pixels, mask)
         fps = self.cfg.visual.fps
-        events = picture_events(frames, fps, fps, media.changes)
+        events = self.model.picture_envelope(
+            frames, media.changes, media.region_changes, media.motion, media.halves
+        )
         bands = picture_bands(frames, fps, fps, media.region_changes)
         motion = picture_motion(frames, fps, fps, media.motion)
         halves = picture_halves(frames, fps, fps, media.halves)

@@ -89,6 +89,9 @@ class TextConfig:
     head: str = "mlp"
 
 
+PICTURE_EVENTS = ("changes", "learned")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     embed_dim: int = 256
@@ -106,8 +109,17 @@ class ModelConfig:
     # its moving average does. Without it the steps where nothing happens, alike in every clip,
     # swamp the few that tell clips apart. 0 = off (checkpoints from before the field).
     sequence_detrend: int = 0
+    # The picture's event envelope: "changes", the hand-made one (`models.events.picture_events`,
+    # checkpoints from before the field), or "learned", a small network the trainer fits to each
+    # clip's own sound after the main epochs (`models.event_net`).
+    picture_events: str = "changes"
 
     def __post_init__(self) -> None:
+        if self.picture_events not in PICTURE_EVENTS:
+            raise ValueError(
+                f"picture_events must be one of {', '.join(PICTURE_EVENTS)}, "
+                f"got {self.picture_events!r}"
+            )
         if self.sequence_detrend < 0 or (self.sequence_detrend and self.sequence_detrend % 2 == 0):
             raise ValueError(
                 f"sequence_detrend must be 0 or an odd number of steps, got {self.sequence_detrend}"

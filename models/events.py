@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -827,6 +828,7 @@ def item_events(
     region_changes: np.ndarray | None = None,
     motion: np.ndarray | None = None,
     halves: np.ndarray | None = None,
+    picture_envelope: Callable[..., np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """ "visual" / "audio" → the item's picture / sound envelope at `fps` bins a second (the
     visual frame rate), "visual_bands" / "audio_bands" → their banded envelopes
@@ -834,7 +836,8 @@ def item_events(
     (`picture_motion`), "visual_halves" → its halves' change and motion envelopes
     (`picture_halves`); empty for a stream the item lacks. `changes`, `region_changes`,
     `motion`, `halves`: the decoder's (`picture_events`, `picture_bands`, `picture_motion`,
-    `picture_halves`)."""
+    `picture_halves`). `picture_envelope`: a model's (`TrimodalModel.picture_envelope`, called
+    with the frames and those measures) for "visual" instead of the hand-made change envelope."""
     out = {
         "visual": np.zeros(0, np.float32),
         "visual_motion": np.zeros(0, np.float32),
@@ -844,7 +847,11 @@ def item_events(
         "audio_bands": np.zeros((0, SOUND_BANDS), np.float32),
     }
     if frames is not None and len(frames):
-        out["visual"] = picture_events(frames, fps, fps, changes)
+        out["visual"] = (
+            picture_envelope(frames, changes, region_changes, motion, halves)
+            if picture_envelope is not None
+            else picture_events(frames, fps, fps, changes)
+        )
         out["visual_bands"] = picture_bands(frames, fps, fps, region_changes)
         out["visual_motion"] = picture_motion(frames, fps, fps, motion)
         out["visual_halves"] = picture_halves(frames, fps, fps, halves)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -22,6 +23,9 @@ from torch import Tensor, nn
 
 from models.config import RANDOM_TINY, Modality, ModelConfig
 from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
+from models.event_net import SIZE as EVENT_SIZE
+from models.event_net import PictureEventNet, learned_envelope
+from models.events import picture_events
 from models.features import LogMel, LogMelConfig, frames_batch, pad_batch
 from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
@@ -30,6 +34,8 @@ PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
 SEQUENCE_TEMPERATURE = 0.2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+
+log = logging.getLogger(__name__)
 
 
 class TrimodalModel(nn.Module):
@@ -60,6 +66,14 @@ class TrimodalModel(nn.Module):
                 n_mels=cfg.audio.n_mels,
             )
         )
+        # The picture's learned event envelope (`models.event_net`), trained after the main
+        # epochs; None where the config keeps the hand-made one. Made on a fork of the random
+        # state: the rest of a run (its batches, dropout, augmentation) draws what it would
+        # without it, so the encoders train bit for bit as in a model that has none.
+        self.picture_events: PictureEventNet | None = None
+        if cfg.picture_events == "learned":
+            with torch.random.fork_rng(devices=[]):
+                self.picture_events = PictureEventNet(min(EVENT_SIZE, cfg.visual.image_size))
         # What the sequence heads are good for (models.policy): measured by the trainer after
         # training and read back by `load`; a model not loaded from a checkpoint has no record.
         self.search_policy = SearchPolicy.unrecorded()
@@ -127,6 +141,24 @@ class TrimodalModel(nn.Module):
         """From cached backbone sentence vectors (frozen text tower)."""
         return self.text.project(features)
 
+    def picture_envelope(
+        self,
+        frames: np.ndarray,
+        changes: np.ndarray | None = None,
+        region_changes: np.ndarray | None = None,
+        motion: np.ndarray | None = None,
+        halves: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(T,) a clip's standardised picture event envelope, one bin per frame of (T, H, W, 3)
+        `frames` at the model's frame rate: the trained network's (`models.event_net`) where the
+        checkpoint has one, else the hand-made change envelope (`models.events.picture_events`).
+        `changes` … `halves`: the decoder's per-frame measures (`models.media.DecodedMedia`)."""
+        net = self.picture_events
+        if net is not None and net.is_trained:
+            return learned_envelope(net, frames, changes, region_changes, motion, halves)
+        fps = self.cfg.visual.fps
+        return picture_events(frames, fps, fps, changes)
+
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _keeps_backbone(self) -> bool:
@@ -174,6 +206,13 @@ class TrimodalModel(nn.Module):
                 f"unexpected {unexpected[:5]}"
             )
         model.search_policy = load_policy(path)
+        if model.picture_events is not None and not model.picture_events.is_trained:
+            # a run stopped before its event phase: its network would place events at random
+            log.warning(
+                "checkpoint %s: its picture event network was never trained; pictures are "
+                "matched by the hand-made change envelope",
+                path,
+            )
         return model.to(device).eval()
 
 

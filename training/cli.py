@@ -222,6 +222,15 @@ def train(
             "--branch-in-main-epochs (0: the main epochs train them; default: TrainConfig's).",
         ),
     ] = None,
+    event_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Epochs at the end in which only the picture's event network learns, from each "
+            "clip's own sound; the model then matches pictures by its envelope (0: the "
+            "hand-made change envelope, no network; default: TrainConfig's).",
+        ),
+    ] = None,
     branch_in_main_epochs: Annotated[
         bool,
         typer.Option(
@@ -329,6 +338,7 @@ def train(
             excerpt_weight=defaults.excerpt_weight if excerpt_weight is None else excerpt_weight,
             branch_epochs=defaults.branch_epochs if branch_epochs is None else branch_epochs,
             branch_in_main_epochs=branch_in_main_epochs,
+            event_epochs=defaults.event_epochs if event_epochs is None else event_epochs,
             position_jitter=defaults.position_jitter
             if position_jitter is None
             else position_jitter,

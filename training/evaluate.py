@@ -30,7 +30,6 @@ from models.events import (
     item_events,
     match_events,
     picture_bands,
-    picture_events,
     picture_halves,
     picture_kinds,
     picture_motion,
@@ -67,6 +66,10 @@ class Pool:
     # whether a picture meets a sound by its halves' envelopes too (`models.events.picture_kinds`),
     # as a policy that records `picture_halves` searches; set before `events` is first read
     picture_halves: bool = True
+    # the model's picture envelope (`TrimodalModel.picture_envelope`); None: the hand-made one
+    picture_envelope: Callable[..., np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
@@ -88,6 +91,7 @@ class Pool:
                     self.cache.region_changes(i),
                     self.cache.motion(i),
                     self.cache.halves(i),
+                    picture_envelope=self.picture_envelope,
                 )
                 for i in self.ids
             ]
@@ -169,6 +173,7 @@ def embed_pool(
         cache=cache,
         sample_rate=model.cfg.audio.sample_rate,
         picture_halves=picture_halves,
+        picture_envelope=model.picture_envelope,
     )
 
 
@@ -811,7 +816,10 @@ def _excerpt_queries(
     events = {
         "audio": [phases[0].events for phases in sounds],
         "video": [
-            picture_events(c, fps, fps, d) for c, d in zip(cut.clips, cut.changes, strict=True)
+            model.picture_envelope(c, d, r, m, h)
+            for c, d, r, m, h in zip(
+                cut.clips, cut.changes, cut.region_changes, cut.motion, cut.halves, strict=True
+            )
         ],
     }
     # what footage meets a sound by across modalities: its change and motion envelopes, and its

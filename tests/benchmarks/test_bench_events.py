@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
+import pytest
+import torch
 
 from benchmarks import bench_events as be
+from models.config import preset
 from models.events import picture_events, sound_events
+from models.model import TrimodalModel
 from tests.benchmarks.tiny_corpus import tiny_corpus
 
 
@@ -71,7 +76,20 @@ def test_fidelity_is_each_envelopes_correlation_with_its_own_clips_event_times()
 
 
 def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
+    """The hand-made envelopes, and with `--ckpt` a checkpoint's picture envelope beside them
+    (here an event network that was never fitted, marked trained: its envelope, not the
+    hand-made one, is what the "-model" rows measure)."""
     manifest = tiny_corpus(tmp_path / "c", clips=16, seed=9, workers=2)
+    torch.manual_seed(0)
+    tiny = preset("tiny")
+    cfg = replace(tiny, visual=replace(tiny.visual, image_size=64), picture_events="learned")
+    model = TrimodalModel(cfg)
+    assert model.picture_events is not None
+    model.picture_events.trained.fill_(1.0)
+    model.save(tmp_path / "ckpt")
+    TrimodalModel(tiny).save(tmp_path / "small-pictures")
+    with pytest.raises(SystemExit, match="32×32"):
+        be.main(["--pool", f"tiny={manifest}", "--ckpt", str(tmp_path / "small-pictures")])
     out = be.main(
         [
             "--pool",
@@ -86,6 +104,8 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
             str(tmp_path / "cache"),
             "--workers",
             "1",
+            "--ckpt",
+            str(tmp_path / "ckpt"),
         ]
     )
     m = out["pools"]["tiny"]["12fps-lag1"]
@@ -98,5 +118,9 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path, results):
     f = m["fidelity"]
     assert 0 < f["clips"] <= 16
     assert f["sound"]["median"] > 0.3 and f["picture"]["median"] > 0.3, f
+    learned = out["pools"]["tiny"]["12fps-lag1-model"]
+    assert learned["pool"] == 16 and learned["fidelity"]["clips"] == f["clips"]
+    assert learned["fidelity"]["sound"] == f["sound"]  # the sound's envelope is the same
+    assert learned["fidelity"]["picture"]["median"] != f["picture"]["median"]
     written = list(results.glob("bench_events-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1

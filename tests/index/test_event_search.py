@@ -274,6 +274,17 @@ def test_items_embedded_before_bands_fall_back_to_the_single_envelope(tmp_path: 
     assert len(hits) == 3 and hits[0].start_s == pytest.approx(30 / RATE)  # placed by the single
 
 
+def decode_as_the_model(clip: Path, cfg):
+    """The file decoded as a model with `cfg` reads it (frames, sound, the decoder's measures)."""
+    return decode(
+        clip,
+        fps=cfg.visual.fps,
+        size=(cfg.visual.image_size,) * 2,
+        sample_rate=cfg.audio.sample_rate,
+        fit=cfg.visual.fit,
+    )
+
+
 def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path) -> None:
     """A sound's single and banded envelopes, and footage's envelope from the decoder's
     per-frame changes, exactly as an index computes them for its items."""
@@ -282,13 +293,7 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     clip = write_media(tmp_path / "c.mp4", duration=3.0, fps=25, size=(48, 64))
     encoder = QueryEncoder(model)
     sound = encoder.audio(clip).query
-    media = decode(
-        clip,
-        fps=cfg.visual.fps,
-        size=(cfg.visual.image_size,) * 2,
-        sample_rate=cfg.audio.sample_rate,
-        fit=cfg.visual.fit,
-    )
+    media = decode_as_the_model(clip, cfg)
     single, bands = sound_envelopes(media.audio, cfg.audio.sample_rate, cfg.visual.fps)
     np.testing.assert_allclose(sound.events, single, atol=1e-5)
     np.testing.assert_allclose(sound.bands, bands, atol=1e-5)
@@ -317,6 +322,39 @@ def test_an_uploaded_query_carries_the_envelopes_the_index_keeps(tmp_path: Path)
     )
     np.testing.assert_array_equal(item.changes, media.changes)
     np.testing.assert_array_equal(item.region_changes, media.region_changes)
+
+
+def test_a_trained_picture_network_gives_uploads_and_items_its_envelope(tmp_path: Path) -> None:
+    """A checkpoint with a trained picture event network (`models.event_net`): footage uploaded
+    as a query and the same file indexed as an item both get the network's envelope, from the
+    frames and the decoder's measures, not the hand-made change envelope."""
+    import torch
+
+    from index.embed import encode_batch
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), picture_events="learned")).eval()
+    assert model.picture_events is not None
+    model.picture_events.trained.fill_(1.0)
+    cfg = model.cfg
+    clip = write_media(tmp_path / "c.mp4", duration=3.0, fps=25, size=(48, 64))
+    footage = QueryEncoder(model).video(clip).query
+    media = decode_as_the_model(clip, cfg)
+    want = model.picture_envelope(
+        media.frames, media.changes, media.region_changes, media.motion, media.halves
+    )
+    np.testing.assert_allclose(footage.events, want, atol=1e-5)
+    hand = picture_events(media.frames, cfg.visual.fps, cfg.visual.fps, media.changes)
+    assert want.shape == hand.shape and not np.allclose(want, hand, atol=1e-3)
+    item = read_item(
+        CorpusItem("c", clip),
+        cfg.visual.fps,
+        cfg.visual.image_size,
+        cfg.audio.sample_rate,
+        "stretch",
+    )
+    encoded = encode_batch(model, [item])
+    np.testing.assert_allclose(encoded["visual"][0][2], want, atol=1e-5)
 
 
 def _cross_policy(cross_bands: bool = True) -> dict:

@@ -359,10 +359,12 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
         event_inputs=True,
         branch_epochs=1,
         branch_in_main_epochs=True,
+        event_epochs=0,
         augment="none",
     )
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["augment"] is None
+    assert saved["augment"] is None and saved["event_epochs"] == 0
+    assert TrimodalModel.load(out / "best").cfg.picture_events == "changes"
     assert (saved["branch_epochs"], saved["branch_in_main_epochs"]) == (1, True)
     assert (saved["sync_weight"], saved["excerpt_weight"], saved["position_jitter"]) == (
         0.5,
@@ -405,7 +407,7 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
 
     import training.trainer as trainer
 
-    cfg = replace(ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3)
+    cfg = replace(ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3, event_epochs=0)
     phase = trainer._branch_phase
 
     def keep_best_then_run(prepared_, cfg_, out, *rest):
@@ -524,3 +526,49 @@ def test_a_step_reads_kept_picture_measures_and_computes_what_it_did(prepared):
             assert torch.equal(loss, found[0][0])
             assert all(torch.equal(a, b) for a, b in zip(grads, found[0][1], strict=True))
     assert len(memo) == 8
+
+
+def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path):
+    """After the main epochs and the branch phase, the picture's event network learns alone; the
+    checkpoint says it is trained and the policy is measured with it; a resumed run does not
+    train it twice; with no event epochs the model has no network at all."""
+    cfg = replace(ONE_EPOCH_TIMING, branch_epochs=1, event_epochs=2)
+    train(prepared, cfg, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    phases = [x.get("phase") for x in lines if x.get("phase")]
+    assert phases == ["branch", "events", "events"], phases
+    assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
+    model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
+    assert model.cfg.picture_events == "learned"
+    assert model.picture_events is not None and model.picture_events.is_trained
+    assert model.search_policy.recorded
+    assert (tmp_path / "run" / "event_phase.json").is_file()
+    # the evaluation (and so the search policy) matches pictures by the network's envelope
+    from training.evaluate import embed_pool
+
+    ids = [e.id for e in prepared.val[:3]]
+    pool = embed_pool(model, prepared.cache, ids)
+    c = prepared.cache
+    for i, item in enumerate(ids):
+        want = model.picture_envelope(
+            np.asarray(c.frames(item)),
+            c.changes(item),
+            c.region_changes(item),
+            c.motion(item),
+            c.halves(item),
+        )
+        np.testing.assert_array_equal(pool.events["visual"][i], want)
+    train(prepared, cfg, tmp_path / "run", resume=True)
+    again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
+
+    train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
+    plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
+    assert plain.cfg.picture_events == "changes" and plain.picture_events is None
+    assert not (tmp_path / "none" / "event_phase.json").exists()
+    # the network is made on a fork of the random state: the encoders trained bit for bit alike
+    with_net = model.state_dict()
+    assert all(torch.equal(v, with_net[k]) for k, v in plain.state_dict().items())
+    assert set(with_net) - set(plain.state_dict()) == {
+        k for k in with_net if k.startswith("picture_events.")
+    }

@@ -1,0 +1,139 @@
+"""The event phase: the picture's event network learns from each clip's own sound alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.config import preset
+from models.events import picture_events
+from models.model import TrimodalModel
+from training.event_phase import MIN_WINDOW, envelope_loss, event_phase, vary_looks
+
+FPS, SR, SIZE = 12.0, 16_000, 32
+
+
+def flashing_clip(seed: int, t: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, sound and event bins of a clip in which a still square flashes at random times
+    (and its sound clicks then) while another square wanders at a random, changing speed: the
+    picture changes all the time, only the flashes are events."""
+    rng = np.random.default_rng(seed)
+    events = np.sort(rng.choice(np.arange(2, t - 2, 3), size=t // 8, replace=False))
+    frames = np.full((t, SIZE, SIZE, 3), int(rng.integers(20, 100)), np.uint8)
+    x = 0.0
+    for k in range(t):
+        x = (x + rng.uniform(0, 6)) % (SIZE - 6)
+        frames[k, 20:26, int(x) : int(x) + 6] = 230
+        frames[k, 4:10, 4:10] = 120
+    for e in events:  # bin e: what changes between frames e and e + 1
+        frames[e + 1, 4:10, 4:10] = 255
+    wave = rng.normal(0, 0.01, int(t / FPS * SR)).astype(np.float32)
+    for e in events:  # it sounds between those two frames, as a SynthAV event does
+        start = int((e + 0.5) / FPS * SR)
+        n = min(400, len(wave) - start)
+        wave[start : start + n] += rng.normal(0, 0.5, n) * np.exp(-np.arange(n) / 80.0)
+    return frames, wave, events
+
+
+@dataclass
+class Example:
+    id: str
+
+
+class Cache:
+    """What `event_phase` reads of a feature cache: frames and sound, no decoder measures."""
+
+    def __init__(self, clips: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self.clips = clips
+
+    def frames(self, i: str) -> np.ndarray:
+        return self.clips[i][0]
+
+    def audio(self, i: str) -> np.ndarray:
+        return self.clips[i][1]
+
+    def changes(self, i: str) -> None:
+        return None
+
+    region_changes = motion = halves = changes
+
+
+@dataclass
+class Prepared:
+    train: list[Example]
+    cache: Cache
+    backbone: None = None
+
+
+def correlation_with(envelope: np.ndarray, events: np.ndarray) -> float:
+    train = np.zeros(len(envelope))
+    train[events] = 1.0
+    return float(np.corrcoef(envelope, train)[0, 1])
+
+
+def test_envelope_loss_is_minus_the_correlation_and_skips_flat_targets():
+    target = torch.tensor([[0.0, 1.0, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    logits = torch.tensor([[0.0, 2.0, 0.0, 4.0], [5.0, 0.0, 1.0, 2.0]], requires_grad=True)
+    loss = envelope_loss(logits, target)
+    assert abs(loss.item() + 1.0) < 1e-3  # the second row (no sound to follow) left out
+    loss.backward()
+    assert logits.grad is not None and (logits.grad[1] == 0).all()
+    flat = envelope_loss(logits, torch.ones(2, 4))
+    assert flat.item() == 0.0
+
+
+def test_looks_vary_per_clip_and_repeat_with_the_generator():
+    grey = torch.rand(3, 5, 8, 8)
+    a = vary_looks(grey, np.random.default_rng(0))
+    b = vary_looks(grey, np.random.default_rng(0))
+    assert a.shape == grey.shape and torch.equal(a, b) and not torch.equal(a, grey)
+
+
+def test_the_phase_learns_events_from_the_sound_and_moves_nothing_else(tmp_path: Path):
+    clips = {f"c{i}": flashing_clip(i) for i in range(48)}
+    clips["short"] = flashing_clip(99, t=MIN_WINDOW - 1)  # too short to learn from: left out
+    cfg = replace(preset("tiny"), picture_events="learned")
+    torch.manual_seed(0)
+    model = TrimodalModel(cfg)
+    model.save(tmp_path / "best")
+    before = TrimodalModel.load(tmp_path / "best").state_dict()
+    prepared = Prepared([Example(i) for i in clips], Cache(clips))
+    log_path = tmp_path / "metrics.jsonl"
+    with open(log_path, "w") as log:
+        assert event_phase(prepared, 4, 0, tmp_path, torch.device("cpu"), log, 0.0)
+    after = TrimodalModel.load(tmp_path / "best")
+    assert after.picture_events is not None and after.picture_events.is_trained
+    moved = {k for k, v in after.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("picture_events.") for k in moved), sorted(moved)[:5]
+    lines = [json.loads(x) for x in log_path.read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [0, 1, 2, 3]
+    assert lines[-1]["envelope_loss"] < lines[0]["envelope_loss"]
+
+    # clips it never saw: its envelope finds the flashes, the hand-made one the wandering too
+    learned, hand = [], []
+    for seed in range(100, 110):
+        frames, _, events = flashing_clip(seed)
+        learned.append(correlation_with(after.picture_envelope(frames), events))
+        hand.append(correlation_with(picture_events(frames, FPS, FPS), events))
+    assert np.median(learned) > 0.6 and np.median(learned) > np.median(hand) + 0.1, (
+        learned,
+        hand,
+    )
+
+
+def test_no_phase_without_a_network_or_without_clips_to_learn_from(tmp_path: Path):
+    clips = {"short": flashing_clip(1, t=MIN_WINDOW - 1)}
+    prepared = Prepared([Example("short")], Cache(clips))
+    for name, cfg in {
+        "hand-made": preset("tiny"),
+        "no clips": replace(preset("tiny"), picture_events="learned"),
+    }.items():
+        TrimodalModel(cfg).save(tmp_path / name / "best")
+        weights = (tmp_path / name / "best" / "model.safetensors").read_bytes()
+        with open(tmp_path / name / "log", "w") as log:
+            assert not event_phase(prepared, 2, 0, tmp_path / name, torch.device("cpu"), log, 0.0)
+        assert (tmp_path / name / "best" / "model.safetensors").read_bytes() == weights, name

@@ -1,0 +1,173 @@
+"""The event phase: the picture's event network learns when things happen from each clip's sound.
+
+After the main epochs (and the sequence branches' phase), only `TrimodalModel.picture_events`
+(`models.event_net`) learns, on the training clips as the feature cache holds them: its envelope
+of a window of the picture must rise and fall with the clip's own sound's onset envelope
+(`models.events.sound_events`), their correlation being the objective. The sound is the only
+teacher, so any corpus with sound trains it; a clip whose sound belongs to another, or whose
+sound comes from offscreen, disagrees with its picture and is averaged over. Each clip's grey
+pictures are shown another way every epoch (inverted, contrast, brightness, blur, noise): the
+network should learn what an event looks like, not one renderer's palette.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from models.event_net import event_inputs
+from models.events import sound_events
+from models.model import TrimodalModel
+
+EVENT_PHASE_DONE = "event_phase.json"
+# Bins of a training window (4 s at 12 fps): clips of any length train together, and the network,
+# which sees a few frames around each bin, never needs the whole clip. A batch of shorter clips
+# takes windows as long as its shortest; a clip shorter than MIN_WINDOW bins is left out.
+WINDOW = 48
+MIN_WINDOW = 12
+BATCH = 16
+LR = 3e-3
+
+
+def envelope_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Minus the mean correlation of each row of (B, W) `logits` with the same row of `target`
+    (both standardised along W here); rows whose target is flat (no sound to learn from) left
+    out."""
+    keep = target.std(1, correction=0) > 1e-6
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    y, t = logits[keep], target[keep]
+    y = (y - y.mean(1, keepdim=True)) / (y.std(1, correction=0, keepdim=True) + 1e-5)
+    t = (t - t.mean(1, keepdim=True)) / t.std(1, correction=0, keepdim=True)
+    return -(y * t).mean(1).mean()
+
+
+def vary_looks(grey: Tensor, rng: np.random.Generator) -> Tensor:
+    """(B, T, S, S) grey frames in [0, 1], each clip shown another way: inverted half of the
+    time, contrast ×0.4–1.4, brightness ±0.3, blurred by 0–2 box passes, camera noise."""
+    b = grey.shape[0]
+    shape = (b, 1, 1, 1)
+    invert = torch.from_numpy(rng.random(shape) < 0.5).float()
+    contrast = torch.from_numpy(rng.uniform(0.4, 1.4, shape)).float()
+    brightness = torch.from_numpy(rng.uniform(-0.3, 0.3, shape)).float()
+    g = invert * (1.0 - grey) + (1.0 - invert) * grey
+    g = (g - 0.5) * contrast + 0.5 + brightness
+    size = g.shape[-1]
+    for _ in range(int(rng.integers(0, 3))):
+        g = F.avg_pool2d(g.reshape(-1, 1, size, size), 3, 1, 1).reshape(g.shape)
+    noise = torch.from_numpy(rng.standard_normal(g.shape).astype(np.float32))
+    return g + noise * float(rng.uniform(0.0, 0.04))
+
+
+class _Clips:
+    """The training clips' network inputs and sound targets, taken once (grey frames as uint8)."""
+
+    def __init__(self, model: TrimodalModel, cache: Any, ids: list[str]) -> None:
+        net = model.picture_events
+        assert net is not None
+        fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+        self.grey: list[np.ndarray] = []
+        self.measures: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+        for i in ids:
+            frames, wave = np.asarray(cache.frames(i)), cache.audio(i)
+            if len(frames) < MIN_WINDOW or wave.size == 0:
+                continue  # too short for a window, or nothing to learn from
+            grey, measures = event_inputs(
+                frames,
+                net.size,
+                cache.changes(i),
+                cache.region_changes(i),
+                cache.motion(i),
+                cache.halves(i),
+            )
+            target = sound_events(wave, sr, fps)
+            n = min(len(measures), len(target))
+            if n < MIN_WINDOW:
+                continue
+            self.grey.append((grey[: n + 1].numpy() * 255.0).round().astype(np.uint8))
+            self.measures.append(measures[:n].numpy())
+            self.targets.append(target[:n].astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """A random window of each row's clip, `WINDOW` bins or the batch's shortest clip:
+        grey (B, W + 1, S, S), measures (B, W, M), target (B, W)."""
+        w = min(WINDOW, *(len(self.targets[r]) for r in rows))
+        grey, measures, target = [], [], []
+        for r in rows:
+            s = int(rng.integers(0, len(self.targets[r]) - w + 1))
+            grey.append(self.grey[r][s : s + w + 1])
+            measures.append(self.measures[r][s : s + w])
+            target.append(self.targets[r][s : s + w])
+        return (
+            torch.from_numpy(np.stack(grey)).float() / 255.0,
+            torch.from_numpy(np.stack(measures)),
+            torch.from_numpy(np.stack(target)),
+        )
+
+
+def event_phase(
+    prepared: Any,
+    epochs: int,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    log: IO[str],
+    start: float,
+) -> bool:
+    """`epochs` epochs in which only the best checkpoint's picture event network learns; the
+    result, marked trained, replaces `best/` (everything else in it bit-identical). False, and
+    `best/` untouched, when its config has no such network or no training clip has a window of
+    pictures with sound."""
+    model = TrimodalModel.load(out / "best", device, prepared.backbone)
+    net = model.picture_events
+    if net is None or epochs < 1:
+        return False
+    clips = _Clips(model, prepared.cache, [e.id for e in prepared.train])
+    if not len(clips):
+        log.write(json.dumps({"phase": "events", "skipped": "no clip long enough with sound"}))
+        log.write("\n")
+        return False
+    model.requires_grad_(False)
+    net.requires_grad_(True)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(clips) / BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps)
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, 2_000 + epoch])
+        order = rng.permutation(len(clips))
+        total, n = 0.0, 0
+        for s in range(0, len(order), BATCH):
+            grey, measures, target = clips.batch(order[s : s + BATCH], rng)
+            grey = vary_looks(grey, rng)
+            loss = envelope_loss(net(grey.to(device), measures.to(device)), target.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(grey)
+            n += len(grey)
+        record = {
+            "phase": "events",
+            "epoch": epoch,
+            "envelope_loss": total / max(1, n),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    net.eval()
+    net.trained.fill_(1.0)
+    model.save(out / "best")
+    return True
