@@ -10,6 +10,9 @@ and flashes, a drum is hit and squashes). Two hand-made signals carry them, one 
   frame rate), the largest inside each bin.
 Each minus its 5-bin moving average (motion across the screen is slow; events are not), then
 standardised: a clip's envelope says *when* things happen in it, nothing of what they are.
+A model whose checkpoint has a trained picture event network (`models.event_net`, learned from
+the training clips' sound) uses its envelope instead of the picture's change envelope
+(`TrimodalModel.picture_envelope`); the picture's other envelopes here stay hand-made.
 
 Matched across modalities they identify a clip from its sound far better than any pooled vector
 (`benchmarks/bench_events.py`: audio→video R@1 0.50 on the 1,000-clip test pool, 0.19 on a
