@@ -137,3 +137,27 @@ def test_no_phase_without_a_network_or_without_clips_to_learn_from(tmp_path: Pat
         with open(tmp_path / name / "log", "w") as log:
             assert not event_phase(prepared, 2, 0, tmp_path / name, torch.device("cpu"), log, 0.0)
         assert (tmp_path / name / "best" / "model.safetensors").read_bytes() == weights, name
+
+
+def test_a_large_corpus_lends_the_phase_a_subset(tmp_path: Path, monkeypatch):
+    """The phase holds its clips' inputs in memory: beyond `MAX_CLIPS` it takes a random subset
+    (the same for the same seed)."""
+    import training.event_phase as phase
+
+    clips = {f"c{i}": flashing_clip(i, t=24) for i in range(12)}
+    read: list[list[str]] = []
+    real = phase._Clips
+
+    def recording(model, cache, ids):
+        read.append(list(ids))
+        return real(model, cache, ids)
+
+    monkeypatch.setattr(phase, "MAX_CLIPS", 5)
+    monkeypatch.setattr(phase, "_Clips", recording)
+    prepared = Prepared([Example(i) for i in clips], Cache(clips))
+    learned = replace(preset("tiny"), picture_events="learned")
+    for run in ("a", "b"):
+        TrimodalModel(learned).save(tmp_path / run / "best")
+        with open(tmp_path / run / "log", "w") as log:
+            assert event_phase(prepared, 1, 3, tmp_path / run, torch.device("cpu"), log, 0.0)
+    assert len(read[0]) == 5 and set(read[0]) <= set(clips) and read[0] == read[1]
