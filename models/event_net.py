@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.events import PICTURE_REGIONS, standardise
+from models.events import PICTURE_REGIONS, frame_changes, frame_region_changes, standardise
 from models.motion import HALVES
 
 # The side of the grey pictures the network reads: on the own val clips 32 × 32 found about as
@@ -120,16 +120,10 @@ def event_inputs(
             raise ValueError("the decoder's picture measures have non-finite values")
         return v
 
-    if changes is None or region_changes is None:
-        f = np.asarray(frames, np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
-        d = np.abs(np.diff(f, axis=0)).mean(axis=3)  # (T - 1, H, W)
-        h, w = max(1, d.shape[1] // 2), max(1, d.shape[2] // 2)
-        if changes is None:
-            changes = np.concatenate([d.mean(axis=(1, 2)), [0.0]])
-        if region_changes is None:
-            quads = [d[:, :h, :w], d[:, :h, w:], d[:, h:, :w], d[:, h:, w:]]
-            per = [q.mean(axis=(1, 2)) if q.size else np.zeros(len(d)) for q in quads]
-            region_changes = np.concatenate([np.stack(per, 1), np.zeros((1, PICTURE_REGIONS))])
+    if changes is None:
+        changes = frame_changes(frames)
+    if region_changes is None:
+        region_changes = frame_region_changes(frames)
     values = np.concatenate(
         [
             column(changes, 1),

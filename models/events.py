@@ -287,13 +287,34 @@ def picture_events(
                 f"changes must be {len(frames)} finite values, one per frame, got {change.shape}"
             )
     else:
-        f = frames.astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
-        # What changed between frame k and frame k + 1 happened in the interval that starts at
-        # frame k: placed there, a change lines up with the onset that caused it (placed at
-        # k + 1, every picture came out a bin late, and the lag tolerance was lopsided).
-        change = np.concatenate([np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)), [0.0]])
+        change = frame_changes(frames)
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
     return standardise(_max_per_bin(change, fps, rate, length))
+
+
+def _scaled(frames: np.ndarray) -> np.ndarray:
+    return frames.astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
+
+
+def frame_changes(frames: np.ndarray) -> np.ndarray:
+    """(T,) the mean absolute difference between each of (T, H, W, C) `frames` and the next
+    (0 after the last), measured on the frames themselves: what the decoder's `changes` are
+    when a caller has none. What changed between frame k and frame k + 1 happened in the
+    interval that starts at frame k: placed there, a change lines up with the onset that caused
+    it (placed at k + 1, every picture came out a bin late, and the lag tolerance was
+    lopsided)."""
+    f = _scaled(np.asarray(frames))
+    return np.concatenate([np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3)), [0.0]])
+
+
+def frame_region_changes(frames: np.ndarray) -> np.ndarray:
+    """(T, PICTURE_REGIONS) `frame_changes` of each quadrant (top left, top right, bottom left,
+    bottom right): what the decoder's `region_changes` are when a caller has none."""
+    d = np.abs(np.diff(_scaled(np.asarray(frames)), axis=0)).mean(axis=3)  # (T - 1, H, W)
+    h, w = max(1, d.shape[1] // 2), max(1, d.shape[2] // 2)
+    quads = [d[:, :h, :w], d[:, :h, w:], d[:, h:, :w], d[:, h:, w:]]
+    per = np.stack([q.mean(axis=(1, 2)) if q.size else np.zeros(len(d)) for q in quads], 1)
+    return np.concatenate([per, np.zeros((1, PICTURE_REGIONS))])
 
 
 def picture_motion(
@@ -384,12 +405,7 @@ def picture_bands(
                 f"got {change.shape}"
             )
     else:
-        f = frames.astype(np.float32) / (255.0 if frames.dtype == np.uint8 else 1.0)
-        d = np.abs(np.diff(f, axis=0)).mean(axis=3)  # (T - 1, H, W)
-        h, w = max(1, d.shape[1] // 2), max(1, d.shape[2] // 2)
-        quads = [d[:, :h, :w], d[:, :h, w:], d[:, h:, :w], d[:, h:, w:]]
-        per = np.stack([q.mean(axis=(1, 2)) if q.size else np.zeros(len(d)) for q in quads], 1)
-        change = np.concatenate([per, np.zeros((1, PICTURE_REGIONS))])
+        change = frame_region_changes(frames)
     length = max(1, math.ceil(len(frames) / fps * rate - 1e-9))
     return _standardised_columns(change, fps, rate, length)
 
