@@ -188,7 +188,10 @@ class TrimodalModel(nn.Module):
         directory: str | os.PathLike[str],
         device: str | torch.device = "cpu",
         text_backbone: TextBackbone | None = None,
+        warn_untrained: bool = True,
     ) -> TrimodalModel:
+        """`warn_untrained`: log a checkpoint whose picture event network was never trained
+        (off for the trainer's own loads before its event phase, where none is yet)."""
         path = Path(directory)
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise FileNotFoundError(
@@ -206,7 +209,8 @@ class TrimodalModel(nn.Module):
                 f"unexpected {unexpected[:5]}"
             )
         model.search_policy = load_policy(path)
-        if model.picture_events is not None and not model.picture_events.is_trained:
+        net = model.picture_events
+        if warn_untrained and net is not None and not net.is_trained:
             # a run stopped before its event phase: its network would place events at random
             log.warning(
                 "checkpoint %s: its picture event network was never trained; pictures are "

@@ -133,7 +133,7 @@ def event_phase(
     result, marked trained, replaces `best/` (everything else in it bit-identical). False, and
     `best/` untouched, when its config has no such network or no training clip has a window of
     pictures with sound."""
-    model = TrimodalModel.load(out / "best", device, prepared.backbone)
+    model = TrimodalModel.load(out / "best", device, prepared.backbone, warn_untrained=False)
     net = model.picture_events
     if net is None or epochs < 1:
         return False

@@ -460,7 +460,7 @@ def _branch_phase(
 ) -> None:
     """`cfg.branch_epochs` epochs in which only the sequence branches of the best checkpoint
     learn; the result replaces `best/` (its pooled vectors stay bit-identical)."""
-    model = TrimodalModel.load(out / "best", device, prepared.backbone)
+    model = TrimodalModel.load(out / "best", device, prepared.backbone, warn_untrained=False)
     branches = [m for m in model.modules() if isinstance(m, SequenceBranch)]
     if not branches or not cfg.trains_sequences:
         return
@@ -663,7 +663,7 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, total))
     first_epoch, step, best = 0, 0, -math.inf
     if resume and (out / "last" / "trainer_state.pt").is_file():
-        loaded = TrimodalModel.load(out / "last", device, prepared.backbone)
+        loaded = TrimodalModel.load(out / "last", device, prepared.backbone, warn_untrained=False)
         model.load_state_dict(loaded.state_dict())
         state = torch.load(out / "last" / "trainer_state.pt", weights_only=False)
         opt.load_state_dict(state["optimizer"])

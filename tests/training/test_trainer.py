@@ -528,12 +528,15 @@ def test_a_step_reads_kept_picture_measures_and_computes_what_it_did(prepared):
     assert len(memo) == 8
 
 
-def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path):
+def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path, caplog):
     """After the main epochs and the branch phase, the picture's event network learns alone; the
     checkpoint says it is trained and the policy is measured with it; a resumed run does not
     train it twice; with no event epochs the model has no network at all."""
     cfg = replace(ONE_EPOCH_TIMING, branch_epochs=1, event_epochs=2)
-    train(prepared, cfg, tmp_path / "run")
+    with caplog.at_level("WARNING", logger="models.model"):
+        train(prepared, cfg, tmp_path / "run")
+    # the trainer's own loads before the phase do not call the network untrained
+    assert "never trained" not in caplog.text
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     phases = [x.get("phase") for x in lines if x.get("phase")]
     assert phases == ["branch", "events", "events"], phases
