@@ -4,6 +4,11 @@
 const PAGE_SIZE = 10;
 const MAX_RECORD_S = 15;
 const MAX_BARS = 120; // timeline bars per chart
+// A "busy" answer (503 + Retry-After) is tried again by itself, this many times, each after the
+// wait the server asked for (at most BUSY_WAIT_MAX_S): a search that lands while the cards'
+// thumbnails or another upload hold every slot is not lost.
+const BUSY_RETRIES = 3;
+const BUSY_WAIT_MAX_S = 10;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const AUDIO_EXTENSIONS = ["wav", "mp3", "flac", "ogg", "oga", "opus", "m4a", "aac", "weba"];
 
@@ -112,6 +117,37 @@ async function fetchJSON(url, init = {}) {
   return body;
 }
 
+function pause(ms, signal) {
+  const replaced = () => new DOMException("the search was replaced", "AbortError");
+  if (signal.aborted) return Promise.reject(replaced());
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(replaced());
+      },
+      { once: true },
+    );
+  });
+}
+
+// `ask`, with a busy server's answer tried again after the wait it asked for.
+async function askPatiently(search, offset, signal) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await ask(search, offset, signal);
+    } catch (e) {
+      const busy = e instanceof ApiFailure && e.status === 503 && e.code === "busy";
+      if (!busy || attempt >= BUSY_RETRIES) throw e;
+      const wait = Math.min(Math.max(Number(e.retryAfter) || 1, 1), BUSY_WAIT_MAX_S);
+      ui.status.textContent = `The server is busy; trying again in ${wait} s…`;
+      await pause(wait * 1000, signal);
+    }
+  }
+}
+
 function ask(search, offset, signal) {
   const options = { target: search.target, k: PAGE_SIZE, offset };
   if (search.kind === "text") {
@@ -140,14 +176,14 @@ async function run(search, { append = false } = {}) {
   try {
     let page;
     try {
-      page = await ask(search, offset, controller.signal);
+      page = await askPatiently(search, offset, controller.signal);
     } catch (e) {
       // The browser's type for the file guessed the wrong stream (an audio-only .webm or .mp4
       // is "video/…"; footage without sound): the file lacks that stream, so try the other.
       const wrongGuess = e instanceof ApiFailure && e.code === "no_streams";
       if (!wrongGuess || search.kind !== "upload" || search.rerouted) throw e;
       search = { ...search, route: otherRoute(search.route), rerouted: true };
-      page = await ask(search, offset, controller.signal);
+      page = await askPatiently(search, offset, controller.signal);
     }
     if (inFlight !== controller) return; // a newer search replaced this one
     if (!append) {

@@ -143,13 +143,39 @@ def _open(driver: Any, base_url: str) -> None:
     _wait(driver, lambda d: d.find_element("id", "index-info").text.strip())
 
 
+def _wait_for_results(driver: Any, label: str, timeout: float = 60) -> None:
+    """Wait until the page shows the results for `label`; fail at once, with the page's message,
+    if it shows an error instead, and with what the page was doing if neither comes."""
+    from selenium.common.exceptions import TimeoutException
+
+    def settled(d: Any) -> str | None:
+        if label in d.find_element("id", "results-heading").text:
+            return "results"
+        error = d.find_element("id", "error")
+        return "error" if error.is_displayed() else None
+
+    try:
+        outcome = _wait(driver, settled, timeout=timeout)
+    except TimeoutException:
+        page = {
+            name: driver.find_element("id", name).text
+            for name in ("results-heading", "status", "error", "record-message")
+        }
+        pytest.fail(
+            f"no results for {label!r} within {timeout:.0f} s; the page: {page}; "
+            f"its log: {driver.get_log('browser')}"
+        )
+    if outcome == "error":
+        pytest.fail(f"searching {label!r}: {driver.find_element('id', 'error').text}")
+
+
 def _search_text(driver: Any, query: str) -> list[Any]:
     from selenium.webdriver.common.keys import Keys
 
     box = driver.find_element("id", "query")
     box.clear()
     box.send_keys(query, Keys.ENTER)
-    _wait(driver, lambda d: f"“{query}”" in d.find_element("id", "results-heading").text)
+    _wait_for_results(driver, f"“{query}”")
     return _wait(driver, _cards)
 
 
@@ -308,7 +334,7 @@ def test_upload_a_video_file(browser, base_url, served) -> None:
     clip = sorted((served["corpus"] / "media").glob("*.mp4"))[0]
     browser.find_element("css selector", 'input[name="target"][value="audio"]').click()
     browser.find_element("id", "file").send_keys(str(clip))
-    _wait(browser, lambda d: clip.name in d.find_element("id", "results-heading").text)
+    _wait_for_results(browser, clip.name)
     cards = _wait(browser, _cards)
     assert cards
     assert "query 3.00 s long" in browser.find_element("id", "meta").text
@@ -366,6 +392,55 @@ def test_api_text_is_shown_as_text_and_long_timelines_are_binned(browser, base_u
         )
 
 
+# The server's first `busy_answers` search answers are "busy" (503 + Retry-After: 1), as a server
+# whose slots are all held answers; the rest reach the real server. Counted in window.busyAnswers.
+BUSY_FETCH = """
+window.busyAnswers = 0;
+const real = window.fetch;
+window.fetch = (url, init) => {
+  if (String(url).includes('/v1/search/') && window.busyAnswers < %d) {
+    window.busyAnswers += 1;
+    const body = {error: {code: 'busy', message: 'the server is busy; retry shortly'}};
+    return Promise.resolve(new Response(JSON.stringify(body), {
+      status: 503, headers: {'Content-Type': 'application/json', 'Retry-After': '1'}}));
+  }
+  return real(url, init);
+};
+"""
+
+
+@pytest.mark.parametrize("busy_answers", [2, 4])
+def test_a_busy_server_is_asked_again_after_the_wait_it_names(
+    browser, base_url, busy_answers
+) -> None:
+    """A search that lands while every slot is held (the cards' thumbnails, another upload) is
+    tried again by itself after the server's Retry-After, three times at most; past that the
+    message says the server is busy and when to try again."""
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": BUSY_FETCH % busy_answers}
+    )
+    try:
+        _open(browser, base_url)
+        started = time.monotonic()
+        if busy_answers <= 3:
+            cards = _search_text(browser, QUERY)
+            assert len(cards) == 10
+            assert time.monotonic() - started >= busy_answers * 1.0  # it waited as asked
+            assert not browser.find_element("id", "error").is_displayed()
+        else:
+            browser.find_element("id", "query").send_keys(QUERY, "\n")
+            error = browser.find_element("id", "error")
+            _wait(browser, lambda _: error.is_displayed())
+            assert "busy" in error.text and "HTTP 503" in error.text and "1 s" in error.text
+            assert browser.execute_script("return window.busyAnswers") == 4  # 1 + 3 retries
+            assert _cards(browser) == []
+        _no_script_errors(browser)
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+
+
 def test_record_button_off_without_get_user_media(browser, base_url) -> None:
     script = browser.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument",
@@ -390,7 +465,7 @@ def test_record_from_the_microphone(browser, base_url) -> None:
     _wait(browser, lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true")
     time.sleep(1.5)
     button.click()
-    _wait(browser, lambda d: "your recording" in d.find_element("id", "results-heading").text)
+    _wait_for_results(browser, "your recording")
     assert _wait(browser, _cards)
     assert not browser.find_element("id", "error").is_displayed()
     _no_script_errors(browser)
@@ -419,7 +494,7 @@ def test_an_audio_only_webm_is_searched_as_sound(browser, base_url, served, tmp_
     webm = _audio_only_webm(clip, tmp_path / "sound-only.webm")
     _open(browser, base_url)
     browser.find_element("id", "file").send_keys(str(webm))
-    _wait(browser, lambda d: webm.name in d.find_element("id", "results-heading").text)
+    _wait_for_results(browser, webm.name)
     assert _wait(browser, _cards)
     assert browser.find_element("id", "error").is_displayed() is False
     assert "query 3.0" in browser.find_element("id", "meta").text
@@ -518,7 +593,7 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
         _open(browser, url)
         browser.find_element("css selector", 'input[name="target"][value="audio"]').click()
         browser.find_element("id", "file").send_keys(str(wav))
-        _wait(browser, lambda d: wav.name in d.find_element("id", "results-heading").text)
+        _wait_for_results(browser, wav.name)
         cards = _wait(browser, _cards)
         assert cards[0].get_attribute("data-id") == clip
         start = float(cards[0].get_attribute("data-start-s"))
