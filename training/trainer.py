@@ -141,8 +141,10 @@ class TrainConfig:
     # event network learns, from each clip's own sound (`training.event_phase`); the checkpoint
     # then matches pictures by its envelope instead of the hand-made change envelope. 0 = no
     # network (the hand-made envelope). Chosen on the val splits (README "A picture's events,
-    # learned from its sound"): 4 epochs found more than 3 on all three.
-    event_epochs: int = 4
+    # learned from its sound"): 4 epochs found more than 3 on all three; 8, with some windows
+    # shown at a lower frame rate (`training.event_phase.vary_rate`), more than 4 on all three
+    # (2026-12-03; the phase's time about doubles: 46 → 101 s in a slow hour on two cores).
+    event_epochs: int = 8
 
     @property
     def defers_branches(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from models.config import preset
 from models.events import picture_events
 from models.model import TrimodalModel
-from training.event_phase import MIN_WINDOW, envelope_loss, event_phase, vary_looks
+from training.event_phase import MIN_WINDOW, envelope_loss, event_phase, vary_looks, vary_rate
 
 FPS, SR, SIZE = 12.0, 16_000, 32
 
@@ -161,3 +162,26 @@ def test_a_large_corpus_lends_the_phase_a_subset(tmp_path: Path, monkeypatch):
         with open(tmp_path / run / "log", "w") as log:
             assert event_phase(prepared, 1, 3, tmp_path / run, torch.device("cpu"), log, 0.0)
     assert len(read[0]) == 5 and set(read[0]) <= set(clips) and read[0] == read[1]
+
+
+def test_a_window_shown_at_a_lower_frame_rate_holds_frames_and_sums_the_changes_it_skips():
+    steps = 24
+    grey = torch.arange(steps + 1, dtype=torch.float32)[None, :, None, None].expand(1, -1, 2, 2)
+    linear = torch.ones(1, steps, 3)
+    linear[0, 5] = 4.0  # a large change between grid frames 5 and 6
+    measures = torch.log1p(linear)
+    slow_grey, slow_measures = vary_rate(grey, measures, np.random.default_rng(0), 1.0, (2 / 3,))
+    assert slow_grey.shape == grey.shape and slow_measures.shape == measures.shape
+    shown = slow_grey[0, :, 0, 0].long().tolist()
+    # sample and hold: never backwards, never ahead of the grid, a third of the frames repeated
+    assert all(b >= a for a, b in itertools.pairwise(shown))
+    assert all(s <= j + 1 for j, s in enumerate(shown))
+    assert sum(b == a for a, b in itertools.pairwise(shown)) in (7, 8, 9)
+    # each file pair spans one or two grid bins: its change is theirs summed, never lost
+    values = torch.expm1(slow_measures[0, :, 0])
+    assert set(torch.round(values).long().tolist()) <= {1, 2, 4, 5}
+    assert float(values.max()) == 5.0 or float(values.max()) == 4.0
+    # the input is untouched, a share of 0 changes nothing
+    assert torch.equal(grey[0, :, 0, 0], torch.arange(steps + 1, dtype=torch.float32))
+    same_grey, same_measures = vary_rate(grey, measures, np.random.default_rng(0), 0.0)
+    assert torch.equal(same_grey, grey) and torch.equal(same_measures, measures)
