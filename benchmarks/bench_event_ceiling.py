@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import write_result
+from benchmarks.bench_events import event_bins
 from training.datasets import ManifestItem, load_manifest
 
 # The piece lengths of the excerpt protocol (`bench_timing`), and "whole" for full clips.
@@ -43,17 +44,8 @@ PIECES = (1.5, 2.5, 4.0)
 
 def event_train(meta: dict[str, Any], fps: float) -> np.ndarray:
     """(bins,) 1 in each frame interval where a source the clip both shows and sounds has an
-    event; bins = the clip's duration at `fps`."""
-    bins = round(float(meta.get("duration_s", 0.0)) * fps)
-    train = np.zeros(bins, np.float32)
-    for source in meta.get("sources", ()):
-        if source.get("role") != "main":
-            continue
-        for t in source.get("events") or ():
-            b = int(np.floor(float(t) * fps + 1e-9))
-            if 0 <= b < bins:
-                train[b] = 1.0
-    return train
+    event (`bench_events.event_bins`); bins = the clip's duration at `fps`."""
+    return event_bins(meta, fps, round(float(meta.get("duration_s", 0.0)) * fps))
 
 
 def shown_and_heard(meta: dict[str, Any]) -> tuple[tuple[str, str], ...]:

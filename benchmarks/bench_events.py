@@ -84,20 +84,24 @@ def recall(scores: np.ndarray, subset: np.ndarray | None = None) -> dict[str, fl
     }
 
 
-def event_train(meta: dict[str, Any], rate: float, length: int) -> np.ndarray | None:
-    """A clip's true event times (SynthAV metadata: every main source's events) as one bin per
-    event at `rate`, standardised; None for a clip without any (or without metadata)."""
-    times = [
-        float(t)
-        for source in meta.get("sources", ())
-        if source.get("role") == "main"
-        for t in source.get("events") or ()
-    ]
+def event_bins(meta: dict[str, Any], rate: float, length: int) -> np.ndarray:
+    """(length,) 1 in each bin at `rate` where a source the clip both shows and sounds (SynthAV
+    metadata: every main source) has an event, else 0."""
     train = np.zeros(length, np.float32)
-    for t in times:
-        b = int(np.floor(t * rate + 1e-9))
-        if 0 <= b < length:
-            train[b] = 1.0
+    for source in meta.get("sources", ()):
+        if source.get("role") != "main":
+            continue
+        for t in source.get("events") or ():
+            b = int(np.floor(float(t) * rate + 1e-9))
+            if 0 <= b < length:
+                train[b] = 1.0
+    return train
+
+
+def event_train(meta: dict[str, Any], rate: float, length: int) -> np.ndarray | None:
+    """A clip's true event times (`event_bins`), standardised; None for a clip without any (or
+    without metadata)."""
+    train = event_bins(meta, rate, length)
     if not train.any() or train.all():
         return None
     return (train - train.mean()) / train.std()

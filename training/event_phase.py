@@ -94,6 +94,8 @@ def vary_rate(
     measures are the largest of the file's frame pairs that start inside it, or the pair spanning
     it where none does, each pair's change the grid bins it spans, summed. The inputs are new
     tensors; the sound's target is not touched (the events happened when they happened)."""
+    if not all(0.0 < r <= 1.0 for r in rates):
+        raise ValueError(f"rates are shares of the grid's frame rate, in (0, 1]: {rates}")
     grey, measures = grey.clone(), measures.clone()
     steps = measures.shape[1]
     for row in range(len(grey)):
@@ -101,24 +103,19 @@ def vary_rate(
             continue
         rate = float(rng.choice(rates))
         phase = float(rng.uniform(0.0, 1.0))
-        file_frames = int(np.floor(steps * rate)) + 2
-        k = np.arange(file_frames)
+        k = np.arange(int(np.floor(steps * rate)) + 2)
         shown = np.minimum(np.floor(k / rate + phase).astype(np.int64), steps)
         held = np.floor(np.arange(steps + 1) * rate + 1e-9).astype(np.int64)
         grey[row] = grey[row, torch.from_numpy(shown[held])]
         linear = torch.expm1(measures[row])
         summed = torch.cat([linear.new_zeros(1, linear.shape[1]), linear.cumsum(0)])
         pairs = summed[torch.from_numpy(shown[1:])] - summed[torch.from_numpy(shown[:-1])]
+        # at a rate at most the grid's, at most one pair starts in a bin: bin j's is the last
+        # pair starting at or before it (the one spanning it where none starts inside)
         starts = np.floor(k[:-1] / rate + 1e-9).astype(np.int64)
-        out = torch.zeros_like(linear)
-        for j in range(steps):
-            inside = np.flatnonzero(starts == j)
-            if len(inside):
-                out[j] = pairs[torch.from_numpy(inside)].amax(0)
-            else:
-                before = np.flatnonzero(starts < j)
-                if len(before):
-                    out[j] = pairs[int(before[-1])]
+        last = np.searchsorted(starts, np.arange(steps), side="right") - 1
+        out = pairs[torch.from_numpy(np.maximum(last, 0))]
+        out[torch.from_numpy(last < 0)] = 0.0
         measures[row] = torch.log1p(out.clamp_min(0.0))
     return grey, measures
 

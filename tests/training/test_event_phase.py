@@ -185,3 +185,11 @@ def test_a_window_shown_at_a_lower_frame_rate_holds_frames_and_sums_the_changes_
     assert torch.equal(grey[0, :, 0, 0], torch.arange(steps + 1, dtype=torch.float32))
     same_grey, same_measures = vary_rate(grey, measures, np.random.default_rng(0), 0.0)
     assert torch.equal(same_grey, grey) and torch.equal(same_measures, measures)
+
+
+def test_a_rate_above_the_grids_is_refused():
+    import pytest
+
+    grey, measures = torch.zeros(1, 5, 2, 2), torch.zeros(1, 4, 3)
+    with pytest.raises(ValueError, match="shares of the grid"):
+        vary_rate(grey, measures, np.random.default_rng(0), 1.0, (1.5,))
