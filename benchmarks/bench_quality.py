@@ -226,6 +226,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="how non-square pictures are squared (default: the preset's)",
     )
     p.add_argument(
+        "--init-temperature",
+        type=float,
+        default=None,
+        help="initial contrastive temperature (default: the preset's)",
+    )
+    p.add_argument(
         "--pool",
         action="append",
         default=[],
@@ -283,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
         branch_in_main_epochs=args.branch_in_main_epochs,
         **({"event_epochs": args.event_epochs} if args.event_epochs is not None else {}),
+        init_temperature=args.init_temperature,
         sequence_detrend=args.sequence_detrend,
         **(
             {"branch_trunk_gradient": args.branch_trunk_gradient}

@@ -253,6 +253,15 @@ def train(
             "preset's)."
         ),
     ] = None,
+    init_temperature: Annotated[
+        float | None,
+        typer.Option(
+            min=1e-4,
+            max=1.0,
+            help="Initial contrastive temperature; the learned logit scales start at its "
+            "inverse (default: the preset's).",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.")] = False,
     cache: Annotated[
         Path | None, typer.Option(help="Cache directory (default: beside the manifest).")
@@ -339,6 +348,7 @@ def train(
             branch_epochs=defaults.branch_epochs if branch_epochs is None else branch_epochs,
             branch_in_main_epochs=branch_in_main_epochs,
             event_epochs=defaults.event_epochs if event_epochs is None else event_epochs,
+            init_temperature=init_temperature,
             position_jitter=defaults.position_jitter
             if position_jitter is None
             else position_jitter,

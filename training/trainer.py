@@ -145,6 +145,10 @@ class TrainConfig:
     # shown at a lower frame rate (`training.event_phase.vary_rate`), more than 4 on all three
     # (2026-12-03; the phase's time about doubles: 46 → 101 s in a slow hour on two cores).
     event_epochs: int = 8
+    # Override the preset's initial contrastive temperature (models.config.ModelConfig; the
+    # learned logit scales start at its inverse). On the val split (README "What did not work"):
+    # 0.02 → 0.561, 0.07 (the presets') → 0.659, 0.1 → 0.644.
+    init_temperature: float | None = None
 
     @property
     def defers_branches(self) -> bool:
@@ -175,6 +179,8 @@ class TrainConfig:
             raise ValueError("sync_weight must be >= 0 and sync_temperature > 0")
         if self.paraphrase_weight < 0 or self.paraphrase_temperature <= 0:
             raise ValueError("paraphrase_weight must be >= 0 and paraphrase_temperature > 0")
+        if self.init_temperature is not None and not 0 < self.init_temperature <= 1:
+            raise ValueError("init_temperature must be in (0, 1]")
         if self.soft_target_temperature < 0:
             raise ValueError("soft_target_temperature must be >= 0 (0 = off)")
         if self.event_epochs < 0:
@@ -623,6 +629,8 @@ def train(
         model_cfg = replace(model_cfg, sequence_branch=cfg.sequence_branch)
     if cfg.sequence_detrend is not None:
         model_cfg = replace(model_cfg, sequence_detrend=cfg.sequence_detrend)
+    if cfg.init_temperature is not None:
+        model_cfg = replace(model_cfg, init_temperature=cfg.init_temperature)
     if cfg.event_inputs is not None:
         model_cfg = replace(
             model_cfg,

@@ -312,6 +312,26 @@ def test_frame_rate_override_is_decoded_trained_and_recorded(corpus, tmp_path):
     assert (eight.visual.fps, eight.visual.trunk_every, eight.trunk_frames_per_step) == (8.0, 2, 1)
 
 
+def test_initial_temperature_override_starts_the_scales_there_and_is_recorded(corpus, tmp_path):
+    import math
+
+    from training.cli import train as train_command
+
+    common = one_epoch_command_args(corpus, tmp_path)
+    train_command(out=tmp_path / "run", init_temperature=0.02, event_epochs=0, **common)
+    model = TrimodalModel.load(tmp_path / "run" / "last")
+    assert model.cfg.init_temperature == 0.02
+    fresh = TrimodalModel(model.cfg, model.text.backbone)
+    # every cosine pair starts at 1 / 0.02 (the sequence pair keeps its own start)
+    assert float(fresh.scale("visual_text")) == pytest.approx(50.0)
+    assert float(fresh.logit_scale["sequence"]) != pytest.approx(math.log(50.0))
+    assert (
+        json.loads((tmp_path / "run" / "train_config.json").read_text())["init_temperature"] == 0.02
+    )
+    with pytest.raises(ValueError, match="init_temperature"):
+        TrainConfig(init_temperature=0.0)
+
+
 def test_timing_objectives_train_the_sequence_heads_and_say_so(prepared, tmp_path):
     """sync + excerpt + position jitter + event inputs: every part runs, lowers its own loss on a
     fixed batch, and the checkpoint's policy records trained sequence heads (an untrained run's

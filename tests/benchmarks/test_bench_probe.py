@@ -1,0 +1,108 @@
+"""bench_probe: linear probes of the pooled vectors, fitted on training clips, read on pools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import bench_probe as bp
+from models.config import preset
+from models.model import TrimodalModel
+from tests.benchmarks.tiny_corpus import tiny_corpus
+from training.datasets import ManifestItem
+
+
+def _meta(seen_roles=("main",), heard=1, **extra):
+    sources = [
+        {"kind": k, "colour": "red", "direction": "still", "size": "small", "tempo": "fast",
+         "role": r}
+        for k, r in zip(("bell", "drum", "ball"), seen_roles, strict=False)
+    ]  # fmt: skip
+    audio = {"ambience": None, "sources": [{"kind": "bell", "size": "large"}] * heard}
+    return {"scene": "day", "sources": sources, "audio": audio, **extra}
+
+
+def test_a_clip_answers_when_it_shows_one_source_and_sounds_one():
+    assert bp.single_source(_meta())
+    # an offscreen source is heard, not seen: still one source shown
+    assert bp.single_source(_meta(("main", "offscreen")))
+    assert not bp.single_source(_meta(("main", "silent")))
+    assert not bp.single_source(_meta(heard=2))
+    meta = _meta()
+    assert bp.label(meta, "visual", "kind") == "bell"
+    assert bp.label(meta, "visual", "size") == "small"
+    assert bp.label(meta, "audio", "size") == "large"  # each side's own record
+    assert bp.label(meta, "audio", "ambience") == "none"
+    assert bp.label(meta, "visual", "scene") == "day"
+
+
+def test_a_pool_without_the_worlds_metadata_is_refused():
+    items = [ManifestItem("a", None, None, {}, "test", {"duration_s": 3.0})]
+    with pytest.raises(ValueError, match="metadata"):
+        bp.with_metadata(items, "plain")
+    kept = bp.with_metadata(
+        [
+            ManifestItem("a", None, None, {}, "test", _meta()),
+            ManifestItem("b", None, None, {}, "test", _meta(heard=2)),
+        ],
+        "pool",
+    )
+    assert [i.id for i in kept] == ["a"]
+
+
+def test_a_probe_reads_what_the_vectors_hold_and_nothing_more():
+    torch.manual_seed(0)
+    x = torch.randn(200, 8)
+    labels = ["left" if v > 0 else "right" for v in x[:, 3].tolist()]
+    probe = bp.fit_probe(x[:100], labels[:100])
+    acc, majority = bp.accuracy(probe, x[100:], labels[100:])
+    assert acc > 0.9 and 0.4 < majority < 0.7
+    # labels the vectors do not hold: about the majority share, not above it
+    noise = ["a" if v > 0 else "b" for v in torch.randn(200).tolist()]
+    acc, majority = bp.accuracy(bp.fit_probe(x[:100], noise[:100]), x[100:], noise[100:])
+    assert acc < majority + 0.2
+    with pytest.raises(ValueError, match="two values"):
+        bp.fit_probe(x[:10], ["a"] * 10)
+
+
+def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: Path):
+    manifest = tiny_corpus(tmp_path / "c", clips=24, seed=2, split="val", seconds=1.5, workers=2)
+    TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
+    out = bp.main(
+        [
+            "--ckpt",
+            str(tmp_path / "ckpt"),
+            "--train",
+            f"{manifest}#val",
+            "--pool",
+            f"same={manifest}",
+            "--cache",
+            str(tmp_path / "cache"),
+        ]
+    )
+    clips = out["pools"]["same"]["clips"]
+    assert 0 < clips == out["train"]["clips"] < 24  # single-source clips only
+    assert set(out["accuracy"]) == {
+        f"{m}.{a}" for m, attributes in bp.ATTRIBUTES.items() for a in attributes
+    }
+    read = [r["same"] for r in out["accuracy"].values() if r is not None]
+    assert read and all(0.0 <= r["accuracy"] <= 1.0 and r["majority"] > 0 for r in read)
+    written = list(results.glob("bench_probe-*.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["pools"]["same"]["clips"]
+
+
+def test_a_pool_with_unseen_combinations_is_also_read_in_two_parts():
+    items = [
+        ManifestItem(n, None, None, {}, "test", _meta(heldout=h))
+        for n, h in (("a", True), ("b", False), ("c", True))
+    ]
+    x = {"visual": torch.arange(6.0).reshape(3, 2), "audio": torch.zeros(3, 2)}
+    parts = bp.heldout_parts("test", "M#test", items, x)
+    held, seen = parts["test: held-out"], parts["test: seen"]
+    assert [i.id for i in held[1]] == ["a", "c"] and [i.id for i in seen[1]] == ["b"]
+    assert held[2]["visual"].tolist() == [[0.0, 1.0], [4.0, 5.0]]
+    # nothing to split: no parts
+    assert bp.heldout_parts("p", "M", items[1:2], {k: v[1:2] for k, v in x.items()}) == {}
