@@ -17,6 +17,13 @@ audible source, so that "the source's colour" has one answer. A pool keeps what 
 its accuracy stays near the own test pool's; an attribute at the majority share is one the
 vector does not hold there, whatever the text side does.
 
+Each pool is also read by probes fitted on the pool itself (two-fold: each half by a probe fitted
+on the other), which asks whether its vectors hold the attribute at all. The two readings differ
+in what they blame: a training-fitted probe also fails where the pool's vectors hold the
+attribute in other directions, or where the probe learned a shortcut of its training clips (a
+colour that no training bell has counts as evidence against a bell); a pool-fitted probe fails
+only where the vectors do not hold it.
+
 A pool holding clips of combinations that training never saw (SynthAV's `heldout` test clips:
 a source in a colour or a size no training clip shows it in) is also read in those two parts.
 
@@ -127,6 +134,25 @@ def accuracy(probe: Probe, x: torch.Tensor, labels: Sequence[str]) -> tuple[floa
     return hits / len(labels), majority / len(labels)
 
 
+def within_pool(x: torch.Tensor, labels: Sequence[str], seed: int = 0) -> float | None:
+    """Accuracy of probes fitted on the pool itself, two-fold (each half read by a probe fitted on
+    the other): whether the vectors hold the attribute at all, in directions of their own. None
+    for a pool too small to fit on (under 20 clips, or a half with a single value)."""
+    if len(labels) < 20:
+        return None
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    hits = 0
+    for fit, read in (halves, halves[::-1]):
+        fit_labels = [labels[j] for j in fit]
+        if len(set(fit_labels)) < 2:
+            return None
+        probe = fit_probe(x[fit], fit_labels)
+        predicted = probe.predict(x[read].float())
+        hits += sum(p == labels[j] for p, j in zip(predicted, read, strict=True))
+    return hits / len(labels)
+
+
 def _items(spec: str) -> list[ManifestItem]:
     path, _, split = spec.partition("#")
     return load_manifest(Path(path), [split] if split else None)
@@ -185,7 +211,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pools": {n: {"manifest": w, "clips": len(i)} for n, (w, i, _) in pools.items()},
         "accuracy": {},
     }
-    table = Table(title="linear probes of the pooled vectors: accuracy (majority share)")
+    table = Table(
+        title="linear probes of the pooled vectors: fitted on training / within the pool "
+        "(majority share)"
+    )
     table.add_column("vector")
     table.add_column("attribute")
     for name, (_, items, _) in pools.items():
@@ -200,15 +229,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             probe = fit_probe(train_x[modality], train_labels)
             row = {}
             for name, (_, items, x) in pools.items():
-                acc, majority = accuracy(
-                    probe, x[modality], [label(i.meta, modality, attribute) for i in items]
-                )
-                row[name] = {"accuracy": round(acc, 4), "majority": round(majority, 4)}
+                labels = [label(i.meta, modality, attribute) for i in items]
+                acc, majority = accuracy(probe, x[modality], labels)
+                own = within_pool(x[modality], labels)
+                row[name] = {
+                    "accuracy": round(acc, 4),
+                    "within": None if own is None else round(own, 4),
+                    "majority": round(majority, 4),
+                }
             results["accuracy"][f"{modality}.{attribute}"] = row
             table.add_row(
                 modality,
                 attribute,
-                *(f"{r['accuracy']:.2f} ({r['majority']:.2f})" for r in row.values()),
+                *(
+                    f"{r['accuracy']:.2f} / "
+                    + ("—" if r["within"] is None else f"{r['within']:.2f}")
+                    + f" ({r['majority']:.2f})"
+                    for r in row.values()
+                ),
             )
     Console(width=240).print(table)
     write_result("bench_probe" + (f"-{args.tag}" if args.tag else ""), results)

@@ -68,6 +68,20 @@ def test_a_probe_reads_what_the_vectors_hold_and_nothing_more():
         bp.fit_probe(x[:10], ["a"] * 10)
 
 
+def test_a_pool_fitted_on_itself_finds_what_a_probe_from_elsewhere_misses():
+    torch.manual_seed(1)
+    x = torch.randn(120, 6)
+    # training clips hold the attribute along one direction, the pool along another
+    train_labels = ["on" if v > 0 else "off" for v in x[:60, 0].tolist()]
+    pool_labels = ["on" if v > 0 else "off" for v in x[60:, 1].tolist()]
+    probe = bp.fit_probe(x[:60], train_labels)
+    elsewhere, majority = bp.accuracy(probe, x[60:], pool_labels)
+    within = bp.within_pool(x[60:], pool_labels)
+    assert within is not None and within > 0.85 and elsewhere < majority + 0.25
+    assert bp.within_pool(x[:10], train_labels[:10]) is None  # too few to fit on
+    assert bp.within_pool(x[:40], ["same"] * 40) is None
+
+
 def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: Path):
     manifest = tiny_corpus(tmp_path / "c", clips=24, seed=2, split="val", seconds=1.5, workers=2)
     TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
@@ -90,6 +104,7 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: P
     }
     read = [r["same"] for r in out["accuracy"].values() if r is not None]
     assert read and all(0.0 <= r["accuracy"] <= 1.0 and r["majority"] > 0 for r in read)
+    assert all(r["within"] is None or 0.0 <= r["within"] <= 1.0 for r in read)
     written = list(results.glob("bench_probe-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["pools"]["same"]["clips"]
 
