@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # have one answer
         cache = FeatureCache.build(items, DecodeSpec.for_model(model.cfg), root)
         kept = [i for i in with_metadata(items, where) if i.id in cache.row]
+        if not kept:
+            raise ValueError(f"{where}: no decoded clip that shows one source and sounds one")
         pool = embed_pool(model, cache, [i.id for i in kept])
         return kept, {"visual": pool.visual.pooled, "audio": pool.audio.pooled}
 

@@ -146,8 +146,8 @@ class TrainConfig:
     # (2026-12-03; the phase's time about doubles: 46 → 101 s in a slow hour on two cores).
     event_epochs: int = 8
     # Override the preset's initial contrastive temperature (models.config.ModelConfig; the
-    # learned logit scales start at its inverse). On the val split (README "What did not work"):
-    # 0.02 → 0.561, 0.07 (the presets') → 0.659, 0.1 → 0.644.
+    # learned logit scales start at its inverse). Val mean R@10: 0.02 → 0.561, 0.07 (the
+    # presets') → 0.659, 0.1 → 0.644 (README, "An attribute loss, and other temperatures").
     init_temperature: float | None = None
 
     @property

@@ -121,3 +121,16 @@ def test_a_pool_with_unseen_combinations_is_also_read_in_two_parts():
     assert held[2]["visual"].tolist() == [[0.0, 1.0], [4.0, 5.0]]
     # nothing to split: no parts
     assert bp.heldout_parts("p", "M", items[1:2], {k: v[1:2] for k, v in x.items()}) == {}
+
+
+def test_a_pool_without_a_single_source_clip_is_refused(tmp_path: Path, results: Path):
+    manifest = tiny_corpus(tmp_path / "c", clips=4, seed=2, split="val", seconds=1.0)
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    for line in lines:  # every clip now sounds two sources
+        line["meta"]["audio"]["sources"] = line["meta"]["audio"]["sources"] * 2
+    manifest.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    TrimodalModel(preset("tiny")).save(tmp_path / "ckpt")
+    args = ["--ckpt", str(tmp_path / "ckpt"), "--cache", str(tmp_path / "cache")]
+    with pytest.raises(ValueError, match="one source"):
+        bp.main([*args, "--train", str(manifest), "--pool", f"p={manifest}"])
+    assert not list(results.glob("bench_probe-*.json"))
