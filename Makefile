@@ -33,7 +33,7 @@ test: $(STAMP) ## Run the test suite (without slow tests)
 	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
 
 test-slow: $(STAMP) ## Run only the slow tests
-	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m pytest -m slow -q --durations=0
 
 test-all: $(STAMP) ## Run every test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q

@@ -59,6 +59,7 @@ class _Text(nn.Module):
 
 def _export(module: nn.Module, args: tuple, path: Path, names: list[str], dynamic: dict) -> None:
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    module.eval()  # the wrappers are new modules (training mode); the encoders inside are eval
     with torch.no_grad():
         torch.onnx.export(
             module,
