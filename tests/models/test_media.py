@@ -155,6 +155,49 @@ def test_av_sync(media: MediaFactory, name, muxer, vcodec, acodec, start) -> Non
     assert abs(_flash_time(frames, 25.0) - _click_time(audio, rate)) <= one_frame
 
 
+PRIMED = [
+    ("aac.mkv", None, "libx264", "aac"),
+    ("aac.avi", None, "mjpeg", "aac"),
+    ("aac.mp4", None, "libx264", "aac"),
+    pytest.param(
+        "mp3.mkv",
+        None,
+        "libx264",
+        "libmp3lame",
+        marks=pytest.mark.skipif(not HAS_MP3_ENCODER, reason="no libmp3lame in PyAV"),
+    ),
+    pytest.param(
+        "mp3.avi",
+        None,
+        "mjpeg",
+        "libmp3lame",
+        marks=pytest.mark.skipif(not HAS_MP3_ENCODER, reason="no libmp3lame in PyAV"),
+    ),
+    pytest.param(
+        "mp3.mov",
+        None,
+        "libx264",
+        "libmp3lame",
+        marks=pytest.mark.skipif(not HAS_MP3_ENCODER, reason="no libmp3lame in PyAV"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "muxer", "vcodec", "acodec"), PRIMED)
+def test_encoder_priming_keeps_sound_and_picture_together(
+    media: MediaFactory, name, muxer, vcodec, acodec
+) -> None:
+    """An encoder puts silence before the first real sample (AAC 1,024 samples, LAME's MP3 1,105
+    with the decoder's share: 64 and 69 ms at 16 kHz). MP4 and MOV drop it by an edit list; where
+    a container cannot say so (AVI, and Matroska as older FFmpeg writes it) the muxer delays the
+    picture by as much instead, and the decoded sound keeps its priming: both land late together.
+    Dropping the priming there, as a 2026-12-03 probe did, put the sound 64-100 ms ahead of its
+    picture; this pins the file's own timeline."""
+    path = media.av(name, container=muxer, video=vcodec, audio=acodec, rate=16_000)
+    out = decode(path, fps=25.0, size=(32, 32), fit="stretch")
+    assert abs(_flash_time(out.frames, 25.0) - _click_time(out.audio, 16_000)) <= 1 / 25 + 1e-6
+
+
 def test_native_fps_keeps_every_frame(media: MediaFactory) -> None:
     path = media.av("a.mp4", audio=None, flash_at=None)
     out = decode(path, fps=None, size=None)
