@@ -231,6 +231,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             metrics,
             Thumbnails(),
             asyncio.Semaphore(settings.max_concurrency),
+            asyncio.Semaphore(settings.aside_concurrency),
         )
         state.refresh_gauges()
         app.state.trimodal = state

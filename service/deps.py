@@ -33,6 +33,9 @@ class State:
     metrics: Metrics
     thumbnails: Thumbnails
     slots: asyncio.Semaphore
+    # Work beside the searches (thumbnails): its own few slots, so a page of results loading its
+    # cards' pictures never holds the searches' (`run_aside`).
+    aside: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     # Recent service time (s) of each kind of work, by the function's qualified name: a text
     # search and a video upload differ tenfold, so one average would misjudge both.
     service_s: dict[str, float] = field(default_factory=dict)
@@ -120,6 +123,26 @@ class State:
             self.slots.release()
 
         task.add_done_callback(release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=s.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                504, "timeout", f"the request took longer than {s.request_timeout_s:g} s"
+            ) from None
+
+    async def run_aside(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work that is not a search (a thumbnail) in the thread pool under its own
+        slots (`aside`): it never takes a search's slot nor counts in the overload estimate, and
+        it waits its turn up to `request_timeout_s` (a page asks for ten at once and can wait;
+        503 + Retry-After past that), then runs within the same limit (504 past it; the slot
+        stays taken until the thread really finishes, as in `run`)."""
+        s = self.settings
+        try:
+            await asyncio.wait_for(self.aside.acquire(), timeout=s.request_timeout_s)
+        except TimeoutError:
+            raise self.busy_error(1.0) from None
+        task = asyncio.ensure_future(run_in_threadpool(fn, *args))
+        task.add_done_callback(lambda _: self.aside.release())
         try:
             return await asyncio.wait_for(asyncio.shield(task), timeout=s.request_timeout_s)
         except TimeoutError:

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Searches running at once (default: one per core this process may use, a "
         "container's CPU limit counted; more only thrash the cores); others wait for a slot.",
     )
+    aside_concurrency: int = Field(
+        1,
+        ge=1,
+        description="Thumbnails made at once, beside the searches and never in their slots "
+        "(a page of results asks for ten together; they queue here, the searches do not).",
+    )
     queue_target_s: float = Field(
         0.5,
         ge=0,

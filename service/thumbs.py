@@ -39,12 +39,19 @@ class Thumbnails:
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, version: str, item_id: str, media: str, duration_s: float | None) -> bytes:
+    def cached(self, version: str, item_id: str) -> bytes | None:
+        """The thumbnail if it was made already (no decoding: cheap enough for the event loop)."""
         key = (version, item_id)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
+        return None
+
+    def get(self, version: str, item_id: str, media: str, duration_s: float | None) -> bytes:
+        if (data := self.cached(version, item_id)) is not None:
+            return data
+        key = (version, item_id)
         # One frame a second is plenty to pick from; the middle of the clip shows what it is.
         frames = decode_video(media, fps=1.0, size=THUMB_SIZE, fit="pad", limits=self.limits)
         if len(frames) == 0:

@@ -64,11 +64,16 @@ async def get_thumbnail(item_id: str, state: StateDep) -> Response:
     if not r.has_video:
         raise ApiError(404, "no_video", "the item has no pictures")
 
+    version = state.engine.searcher.name
+
     def work() -> bytes:
         try:
-            return state.thumbnails.get(state.engine.searcher.name, r.id, r.media, r.duration_s)
+            return state.thumbnails.get(version, r.id, r.media, r.duration_s)
         except (MediaError, ValueError) as e:
             raise ApiError(404, "no_thumbnail", f"cannot make a thumbnail: {e}") from None
 
-    data = await state.run(work)
+    # Made once, then served from memory; made beside the searches, never in their slots.
+    data = state.thumbnails.cached(version, r.id)
+    if data is None:
+        data = await state.run_aside(work)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})

@@ -172,6 +172,18 @@ def test_items_media_ranges_and_thumbnail(client: TestClient, served) -> None:
     thumb = client.get(item["thumbnail_url"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     assert thumb.content[:2] == b"\xff\xd8"
+    # Made once: asked again, it comes from memory, without a slot or a thread.
+    state = client.app.state.trimodal  # type: ignore[attr-defined]
+
+    async def no_slot(*_: object) -> bytes:
+        raise AssertionError("a made thumbnail was made again")
+
+    made, state.run_aside = state.run_aside, no_slot
+    try:
+        again = client.get(item["thumbnail_url"])
+    finally:
+        state.run_aside = made
+    assert again.status_code == 200 and again.content == thumb.content
 
 
 @pytest.mark.parametrize(

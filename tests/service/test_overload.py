@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 
 import pytest
@@ -185,3 +187,50 @@ def test_running_requests_are_counted_for_the_idle_cores_a_search_may_borrow(
     before = SPARE._running
     assert asyncio.run(scenario()) == [before + 2] * 2
     assert SPARE._running == before
+
+
+def test_thumbnails_never_take_a_search_slot(served, engine) -> None:
+    """The cards' thumbnails of a page of results run beside the searches (`State.run_aside`):
+    with one search slot and the strictest policy (a full server refuses at once), a search
+    while three thumbnails are being made — one running, two waiting their turn — still runs."""
+    state = _state(served, engine, max_concurrency=1, queue_target_s=0.0)
+    release = threading.Event()
+
+    def thumbnail() -> str:
+        release.wait(timeout=10)
+        return "jpeg"
+
+    async def scenario() -> tuple[float, float, list[str]]:
+        pictures = [asyncio.ensure_future(state.run_aside(thumbnail)) for _ in range(3)]
+        await asyncio.sleep(0.05)  # the aside slot is taken, two queue behind it
+        start = time.perf_counter()
+        searched = await state.run(_sleep, 0.01)
+        took = time.perf_counter() - start
+        release.set()
+        return searched, took, list(await asyncio.gather(*pictures))
+
+    searched, took, made = asyncio.run(scenario())
+    assert searched == 0.01 and took < 1.0
+    assert made == ["jpeg"] * 3
+    assert state.admitted == 0 and state.running_s == 0.0
+
+
+def test_thumbnails_wait_their_turn_then_answer_busy(served, engine) -> None:
+    """A thumbnail waits for its own slot up to the request time limit, then gets 503 +
+    Retry-After."""
+    state = _state(served, engine, request_timeout_s=0.2)
+    release = threading.Event()
+
+    async def scenario() -> ApiError:
+        holder = asyncio.ensure_future(state.run_aside(release.wait, 10))
+        await asyncio.sleep(0.02)
+        with pytest.raises(ApiError) as refused:
+            await state.run_aside(lambda: "never")
+        release.set()
+        with contextlib.suppress(ApiError):  # the holder itself ran past the 0.2 s limit: 504
+            await holder
+        return refused.value
+
+    error = asyncio.run(scenario())
+    assert error.status == 503 and error.code == "busy"
+    assert error.headers is not None and int(error.headers["Retry-After"]) >= 1

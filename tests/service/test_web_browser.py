@@ -413,7 +413,7 @@ window.fetch = (url, init) => {
 def test_a_busy_server_is_asked_again_after_the_wait_it_names(
     browser, base_url, busy_answers
 ) -> None:
-    """A search that lands while every slot is held (the cards' thumbnails, another upload) is
+    """A search that lands while every slot is held (other searches, an upload) is
     tried again by itself after the server's Retry-After, three times at most; past that the
     message says the server is busy and when to try again."""
     script = browser.execute_cdp_cmd(
