@@ -123,12 +123,7 @@ class State:
             self.slots.release()
 
         task.add_done_callback(release)
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=s.request_timeout_s)
-        except TimeoutError:
-            raise ApiError(
-                504, "timeout", f"the request took longer than {s.request_timeout_s:g} s"
-            ) from None
+        return await self._within_limit(task)
 
     async def run_aside(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work that is not a search (a thumbnail) in the thread pool under its own
@@ -143,12 +138,16 @@ class State:
             raise self.busy_error(1.0) from None
         task = asyncio.ensure_future(run_in_threadpool(fn, *args))
         task.add_done_callback(lambda _: self.aside.release())
+        return await self._within_limit(task)
+
+    async def _within_limit(self, task: asyncio.Future[T]) -> T:
+        """The work's result, or 504 past `request_timeout_s`; the work itself goes on until its
+        thread finishes (its slot is released by the task's callback, not here)."""
+        limit = self.settings.request_timeout_s
         try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=s.request_timeout_s)
+            return await asyncio.wait_for(asyncio.shield(task), timeout=limit)
         except TimeoutError:
-            raise ApiError(
-                504, "timeout", f"the request took longer than {s.request_timeout_s:g} s"
-            ) from None
+            raise ApiError(504, "timeout", f"the request took longer than {limit:g} s") from None
 
 
 def _running(fn: Callable[..., T], *args: Any) -> T:
