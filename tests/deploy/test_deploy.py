@@ -74,6 +74,25 @@ def test_entrypoint_is_valid_sh() -> None:
     assert subprocess.run(["sh", "-n", str(REPO / "docker" / "entrypoint.sh")]).returncode == 0
 
 
+def test_entrypoint_builds_the_demo_with_options_trimodal_demo_has() -> None:
+    """The container's first start runs `trimodal demo`: every option the entry point passes is
+    one the command takes (a typo would surface only on a user's first `docker compose up`)."""
+    import re
+
+    import typer.main
+
+    from service.cli import app
+
+    text = (REPO / "docker" / "entrypoint.sh").read_text()
+    call = re.search(r"trimodal demo (.*?--no-serve[^\n]*)", text.replace("\\\n", " "))
+    assert call is not None
+    passed = set(re.findall(r"(--[a-z-]+)", call.group(1)))
+    demo = typer.main.get_command(app).commands["demo"]  # type: ignore[attr-defined]
+    known = {opt for param in demo.params for opt in (*param.opts, *param.secondary_opts)}
+    assert passed and passed <= known, passed - known
+    assert "--onnx" in passed  # a served container answers queries for long: export once
+
+
 def test_image_install_recipe_in_a_fresh_venv_then_serve(served, tmp_path: Path) -> None:
     """What the CPU image's build stage runs (docker/install.sh VENV cpu, not editable), outside
     Docker, then the installed `trimodal serve` answers over HTTP."""
