@@ -31,6 +31,7 @@ from models.config import preset as preset_config
 from models.policy import SearchPolicy, load_policy
 from training.augment import named
 from training.batches import all_captions, examples
+from training.cache import FeatureCache
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
 from training.datasets import load_manifest
@@ -38,7 +39,7 @@ from training.evaluate import evaluate, validation_score
 from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
 from training.synthav.writer import reword_corpus
-from training.trainer import TrainConfig, prepare, train
+from training.trainer import TrainConfig, decode_spec, prepare, train
 
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -171,6 +172,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="sound onsets and picture changes as explicit encoder inputs (default: the preset's)",
     )
     p.add_argument(
+        "--event-data",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="more clips for the picture event network's phase alone (this manifest's train "
+        "split, captions unused; `trimodal train --event-data`), e.g. a `trimodal synth "
+        "--variety` corpus; decoded with the features (their time counts)",
+    )
+    p.add_argument(
         "--val-pool",
         type=Path,
         default=None,
@@ -258,6 +268,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cached = cache_root.is_dir() and any(cache_root.glob("features-*"))
     t0 = time.perf_counter()
     prepared = prepare(train_val, "small", cache_root, fit=args.fit, fps=args.fps)
+    if args.event_data is not None:
+        event_items = load_manifest(args.event_data, splits=("train",))
+        if not event_items:
+            raise SystemExit(f"--event-data {args.event_data} has no train split")
+        spec = decode_spec("small", args.fit, args.fps)
+        extra = FeatureCache.build(event_items, spec, cache_root)
+        prepared.event_extra = [(extra, [i.id for i in event_items if i.id in extra.row])]
     prep_s = time.perf_counter() - t0
     test_prepared = prepare(test_items, "small", cache_root, fit=args.fit, fps=args.fps)
     test_prepared.texts.ensure(
@@ -402,6 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["fit"] = args.fit or preset_config("small").visual.fit
     results["fps"] = args.fps or preset_config("small").visual.fps
     results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
+    results["event_data"] = str(args.event_data) if args.event_data else None
     results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results

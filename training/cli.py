@@ -308,6 +308,15 @@ def train(
             "best means best on media the model did not train on.",
         ),
     ] = None,
+    event_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--event-data",
+            help="More clips for the picture event network alone: this manifest's train split "
+            "(its captions unused: each clip's sound teaches its picture), e.g. a `trimodal "
+            "synth --variety` corpus, so that the network meets pictures drawn other ways.",
+        ),
+    ] = None,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from dataclasses import replace as replace_config
@@ -372,6 +381,10 @@ def train(
         raise typer.BadParameter(
             f"only {len(prepared.train)} usable train items; need >= batch size {batch_size}"
         )
+    if event_data is not None:
+        prepared.event_extra = _event_clips(
+            event_data, model_preset, _cache_root(event_data, cache), workers or None, fit, fps
+        )
     val_items = [i for i in items if i.split == "val"]
     val_cache, val_texts = prepared.cache, prepared.texts
     if val_data is not None:
@@ -417,6 +430,41 @@ def train(
         )
     Console().print(table)
     return {"best": result.best_score, "history": result.history, "seconds": result.seconds}
+
+
+def _event_clips(
+    manifest: Path,
+    model_preset: str,
+    cache_root: Path,
+    workers: int | None,
+    fit: str | None,
+    fps: float | None,
+) -> list:
+    """`--event-data`: its train clips decoded as the model reads pictures (cached), as the
+    event phase's (cache, ids); clips that fail to decode are reported and left out."""
+    from training.cache import FeatureCache
+    from training.datasets import ManifestError, load_manifest
+    from training.trainer import decode_spec
+
+    try:
+        items = load_manifest(manifest, splits=("train",))
+    except (ManifestError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--event-data") from e
+    if not items:
+        raise typer.BadParameter(f"{manifest} has no train split", param_hint="--event-data")
+    spec = decode_spec(model_preset, fit, fps)  # type: ignore[arg-type]
+    with _progress() as progress:
+        task = progress.add_task("decode (event clips)", total=len(items))
+        cache = FeatureCache.build(
+            items,
+            spec,
+            cache_root,
+            workers,
+            on_progress=lambda n, t: progress.update(task, completed=n),
+        )
+    for item_id, why in cache.skipped.items():
+        console.print(f"--event-data: skipped {item_id}: {why}")
+    return [(cache, [i.id for i in items if i.id in cache.row])]
 
 
 def _load_for_eval(ckpt: Path, items, cache_root: Path, workers: int | None):

@@ -4,8 +4,10 @@ After the main epochs (and the sequence branches' phase), only `TrimodalModel.pi
 (`models.event_net`) learns, on the training clips as the feature cache holds them: its envelope
 of a window of the picture must rise and fall with the clip's own sound's onset envelope
 (`models.events.sound_events`), their correlation being the objective. The sound is the only
-teacher, so any corpus with sound trains it; a clip whose sound belongs to another, or whose
-sound comes from offscreen, disagrees with its picture and is averaged over. Each clip's grey
+teacher, so any corpus with sound trains it, and a run can lend it clips besides its training ones
+(`trimodal train --event-data`: pictures drawn and synthesised unlike the training clips, which
+it then meets better); a clip whose sound belongs to another, or whose sound comes from
+offscreen, disagrees with its picture and is averaged over. Each clip's grey
 pictures are shown another way every epoch (inverted, contrast, brightness, blur, noise): the
 network should learn what an event looks like, not one renderer's palette. And some windows are
 shown as a file at a lower frame rate would be decoded (`vary_rate`): a user's 8 or 10 fps file
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +41,8 @@ MIN_WINDOW = 12
 BATCH = 16
 LR = 3e-3
 # The phase holds its clips' inputs in memory (~80 KB a 6 s clip): a larger training corpus lends
-# it a random subset of this many (a 27 k-parameter network learns from 2,000 in four epochs).
+# it a random subset of this many (a 27 k-parameter network learns from 2,000 in four epochs), and
+# so does each source of more clips.
 MAX_CLIPS = 4_000
 # The share of training windows shown as a file at a lower frame rate, and those rates as shares
 # of the grid's (8 and 10 fps at 12). Chosen on the val splits (README "A picture's events,
@@ -121,15 +125,20 @@ def vary_rate(
 
 
 class _Clips:
-    """The training clips' network inputs and sound targets, taken once (grey frames as uint8)."""
+    """The clips' network inputs and sound targets, taken once (grey frames as uint8), from one
+    or more (feature cache, clip ids) sources."""
 
-    def __init__(self, model: TrimodalModel, cache: Any, ids: list[str]) -> None:
+    def __init__(self, model: TrimodalModel, sources: Sequence[tuple[Any, Sequence[str]]]) -> None:
         net = model.picture_events
         assert net is not None
         fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
         self.grey: list[np.ndarray] = []
         self.measures: list[np.ndarray] = []
         self.targets: list[np.ndarray] = []
+        for cache, ids in sources:
+            self._take(net, cache, ids, fps, sr)
+
+    def _take(self, net: Any, cache: Any, ids: Sequence[str], fps: float, sr: int) -> None:
         for i in ids:
             frames, wave = np.asarray(cache.frames(i)), cache.audio(i)
             if len(frames) < MIN_WINDOW or wave.size == 0:
@@ -170,6 +179,15 @@ class _Clips:
         )
 
 
+def _subset(ids: Sequence[str], seed: int, stream: int) -> list[str]:
+    """At most `MAX_CLIPS` of `ids`, a random subset in their order where there are more."""
+    ids = list(ids)
+    if len(ids) <= MAX_CLIPS:
+        return ids
+    keep = np.random.default_rng([seed, stream]).choice(len(ids), MAX_CLIPS, replace=False)
+    return [ids[i] for i in sorted(keep)]
+
+
 def event_phase(
     prepared: Any,
     epochs: int,
@@ -178,6 +196,7 @@ def event_phase(
     device: torch.device,
     log: IO[str],
     start: float,
+    extra: Sequence[tuple[Any, Sequence[str]]] = (),
 ) -> bool:
     """`epochs` epochs in which only the best checkpoint's picture event network learns; the
     result, marked trained, replaces `best/` (everything else in it bit-identical). False, and
@@ -187,11 +206,10 @@ def event_phase(
     net = model.picture_events
     if net is None or epochs < 1:
         return False
-    ids = [e.id for e in prepared.train]
-    if len(ids) > MAX_CLIPS:
-        keep = np.random.default_rng([seed, 2_000]).choice(len(ids), MAX_CLIPS, replace=False)
-        ids = [ids[i] for i in sorted(keep)]
-    clips = _Clips(model, prepared.cache, ids)
+    ids = _subset([e.id for e in prepared.train], seed, 2_000)
+    sources = [(prepared.cache, ids)]
+    sources += [(cache, _subset(more, seed, 3_000 + k)) for k, (cache, more) in enumerate(extra)]
+    clips = _Clips(model, sources)
     if not len(clips):
         log.write(json.dumps({"phase": "events", "skipped": "no clip long enough with sound"}))
         log.write("\n")
@@ -200,6 +218,9 @@ def event_phase(
     net.requires_grad_(True)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
+    # An epoch shows every clip the phase holds, lent ones too: shown only as many windows as the
+    # training clips give, drawn from all (the same steps), the val splits lost what the lent
+    # clips gave (README "Pictures drawn other ways teach the event network").
     steps = epochs * math.ceil(len(clips) / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps)
     for epoch in range(epochs):

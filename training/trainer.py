@@ -214,6 +214,23 @@ class Prepared:
     skipped: dict[str, str]
     val_items: list[ManifestItem] = field(default_factory=list)  # for the search policy
     train_items: list[ManifestItem] = field(default_factory=list)  # its distractors
+    # More clips for the picture event network only (`training.event_phase`): any media with
+    # sound, labels unused, e.g. clips drawn and synthesised unlike the training ones
+    event_extra: list[tuple[FeatureCache, list[str]]] = field(default_factory=list)
+
+
+def decode_spec(model_preset: str, fit: Fit | None = None, fps: float | None = None) -> DecodeSpec:
+    """How `model_preset` decodes media, `fit` and `fps` overriding its own (checked here,
+    before any decoding: the grid needs whole frames per step; the trunk's share of them is
+    the training config's to choose)."""
+    cfg = preset(model_preset)
+    spec = DecodeSpec.for_model(cfg)
+    if fit is not None:
+        spec = replace(spec, fit=fit)
+    if fps is not None:
+        replace(cfg, visual=replace(cfg.visual, fps=fps, trunk_every=1))
+        spec = replace(spec, fps=fps)
+    return spec
 
 
 def prepare(
@@ -229,14 +246,7 @@ def prepare(
     non-square pictures and `fps` how many frames a second it samples; a model trained on the
     result records both."""
     cfg = preset(model_preset)
-    spec = DecodeSpec.for_model(cfg)
-    if fit is not None:
-        spec = replace(spec, fit=fit)
-    if fps is not None:
-        # Checked here, before any decoding: the grid needs whole frames per step (the trunk's
-        # share of them is the training config's to choose).
-        replace(cfg, visual=replace(cfg.visual, fps=fps, trunk_every=1))
-        spec = replace(spec, fps=fps)
+    spec = decode_spec(model_preset, fit, fps)
     cache = FeatureCache.build(
         items,
         spec,
@@ -762,7 +772,16 @@ def train(
             cfg.event_epochs > 0
             and (out / "best").is_dir()
             and not events_done.exists()
-            and event_phase(prepared, cfg.event_epochs, cfg.seed, out, device, log, start)
+            and event_phase(
+                prepared,
+                cfg.event_epochs,
+                cfg.seed,
+                out,
+                device,
+                log,
+                start,
+                prepared.event_extra,
+            )
         ):
             events_done.write_text(json.dumps({"event_epochs": cfg.event_epochs}) + "\n")
     finally:

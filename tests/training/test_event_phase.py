@@ -149,9 +149,10 @@ def test_a_large_corpus_lends_the_phase_a_subset(tmp_path: Path, monkeypatch):
     read: list[list[str]] = []
     real = phase._Clips
 
-    def recording(model, cache, ids):
+    def recording(model, sources):
+        ((_cache, ids),) = sources
         read.append(list(ids))
-        return real(model, cache, ids)
+        return real(model, sources)
 
     monkeypatch.setattr(phase, "MAX_CLIPS", 5)
     monkeypatch.setattr(phase, "_Clips", recording)
@@ -193,3 +194,69 @@ def test_a_rate_above_the_grids_is_refused():
     grey, measures = torch.zeros(1, 5, 2, 2), torch.zeros(1, 4, 3)
     with pytest.raises(ValueError, match="shares of the grid"):
         vary_rate(grey, measures, np.random.default_rng(0), 1.0, (1.5,))
+
+
+def test_more_clips_from_another_cache_teach_the_network_too(tmp_path: Path, monkeypatch):
+    """`extra` (cache, ids) sources join the training clips, each capped at `MAX_CLIPS`: a
+    corpus whose own clips are too short to learn from still trains on them."""
+    import training.event_phase as phase
+
+    own = {"short": flashing_clip(1, t=MIN_WINDOW - 1)}
+    more = {f"m{i}": flashing_clip(200 + i) for i in range(24)}
+    read: list[list[list[str]]] = []
+    real = phase._Clips
+
+    def recording(model, sources):
+        read.append([list(ids) for _, ids in sources])
+        return real(model, sources)
+
+    monkeypatch.setattr(phase, "MAX_CLIPS", 20)
+    monkeypatch.setattr(phase, "_Clips", recording)
+    cfg = replace(preset("tiny"), picture_events="learned")
+    torch.manual_seed(0)
+    TrimodalModel(cfg).save(tmp_path / "best")
+    prepared = Prepared([Example("short")], Cache(own))
+    with open(tmp_path / "log", "w") as log:
+        assert event_phase(
+            prepared, 3, 0, tmp_path, torch.device("cpu"), log, 0.0, [(Cache(more), list(more))]
+        )
+    assert read[0][0] == ["short"] and len(read[0][1]) == 20 and set(read[0][1]) <= set(more)
+    after = TrimodalModel.load(tmp_path / "best")
+    assert after.picture_events is not None and after.picture_events.is_trained
+    frames, _, events = flashing_clip(300)
+    assert correlation_with(after.picture_envelope(frames), events) > 0.3
+
+
+def test_an_epoch_shows_every_clip_lent_ones_too(tmp_path: Path, monkeypatch):
+    """Each epoch shows every clip the phase holds once, the training clips' and the lent ones'
+    (lent clips lengthen the phase: at the training clips' number of windows they gave little)."""
+    import training.event_phase as phase
+
+    own = {f"c{i}": flashing_clip(i) for i in range(10)}
+    more = {f"m{i}": flashing_clip(200 + i) for i in range(30)}
+    shown: list[list[int]] = []
+    real_batch = phase._Clips.batch
+
+    def counting(self, rows, rng):
+        shown[-1].extend(int(r) for r in rows)
+        return real_batch(self, rows, rng)
+
+    monkeypatch.setattr(phase._Clips, "batch", counting)
+    cfg = replace(preset("tiny"), picture_events="learned")
+    for run, extra in (("alone", []), ("lent", [(Cache(more), list(more))])):
+        shown.append([])
+        TrimodalModel(cfg).save(tmp_path / run / "best")
+        with open(tmp_path / run / "log", "w") as log:
+            assert event_phase(
+                Prepared([Example(i) for i in own], Cache(own)),
+                2,
+                0,
+                tmp_path / run,
+                torch.device("cpu"),
+                log,
+                0.0,
+                extra,
+            )
+    alone, lent = shown
+    assert sorted(alone) == sorted(2 * list(range(len(own))))
+    assert sorted(lent) == sorted(2 * list(range(len(own) + len(more))))

@@ -204,6 +204,50 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
         train_command(out=tmp_path / "run2", val_data=unlike / "test-only.jsonl", **common)
 
 
+def test_train_command_lends_the_event_phase_more_clips(corpus, tmp_path, monkeypatch):
+    """--event-data: another manifest's train clips (here drawn with per-clip variety) join the
+    training clips in the picture event network's phase, and in nothing else; a manifest
+    without a train split is refused before any training."""
+    import training.event_phase as phase
+    from training.cli import train as train_command
+
+    unlike = tmp_path / "unlike"
+    generate_corpus(
+        unlike,
+        GeneratorConfig(
+            clips=6,
+            seed=23,
+            val_fraction=0.0,
+            test_fraction=0.0,
+            variety=True,
+            render=RenderConfig(duration_s=2.0),
+        ),
+        workers=2,
+    )
+    read: list[list[list[str]]] = []
+    real = phase._Clips
+
+    def recording(model, sources):
+        read.append([list(ids) for _, ids in sources])
+        return real(model, sources)
+
+    monkeypatch.setattr(phase, "_Clips", recording)
+    common = one_epoch_command_args(corpus, tmp_path)
+    train_command(
+        out=tmp_path / "run", event_data=unlike / "manifest.jsonl", event_epochs=1, **common
+    )
+    train_ids = {i.id for i in load_manifest(corpus / "manifest.jsonl", splits=("train",))}
+    ((own, more),) = read
+    assert set(own) <= train_ids and len(own) > 0
+    assert sorted(more) == sorted(i.id for i in load_manifest(unlike / "manifest.jsonl"))
+    assert TrimodalModel.load(tmp_path / "run" / "best").picture_events.is_trained
+    lines = (unlike / "manifest.jsonl").read_text().splitlines()
+    (unlike / "none.jsonl").write_text(lines[0].replace('"split": "train"', '"split": "val"'))
+    with pytest.raises(typer.BadParameter, match="no train split"):
+        train_command(out=tmp_path / "run2", event_data=unlike / "none.jsonl", **common)
+    assert not (tmp_path / "run2" / "best").exists()
+
+
 def test_paraphrase_batches_draw_another_wording_and_keep_the_stream_when_off(prepared):
     def batches(paraphrases):
         return list(
