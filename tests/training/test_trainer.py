@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,23 @@ def one_epoch_command_args(corpus, tmp_path) -> dict:
         "cache": tmp_path / "c",
         "workers": 1,
     }
+
+
+def variety_corpus(path: Path, clips: int, seed: int, val: float, test: float) -> Path:
+    """A small corpus of 2 s clips drawn with per-clip variety (unlike the module's corpus)."""
+    generate_corpus(
+        path,
+        GeneratorConfig(
+            clips=clips,
+            seed=seed,
+            val_fraction=val,
+            test_fraction=test,
+            variety=True,
+            render=RenderConfig(duration_s=2.0),
+        ),
+        workers=2,
+    )
+    return path
 
 
 def fixed_batch_loss(model, prepared, cfg):
@@ -176,19 +194,7 @@ def test_train_command_can_pick_the_best_epoch_on_unlike_clips(corpus, tmp_path)
     from training.cli import train as train_command
     from training.evaluate import evaluate, validation_score
 
-    unlike = tmp_path / "unlike"
-    generate_corpus(
-        unlike,
-        GeneratorConfig(
-            clips=12,
-            seed=21,
-            val_fraction=0.5,
-            test_fraction=0.1,
-            variety=True,
-            render=RenderConfig(duration_s=2.0),
-        ),
-        workers=2,
-    )
+    unlike = variety_corpus(tmp_path / "unlike", clips=12, seed=21, val=0.5, test=0.1)
     common = one_epoch_command_args(corpus, tmp_path)
     out = train_command(out=tmp_path / "run", val_data=unlike / "manifest.jsonl", **common)
     model = TrimodalModel.load(tmp_path / "run" / "best")
@@ -211,19 +217,7 @@ def test_train_command_lends_the_event_phase_more_clips(corpus, tmp_path, monkey
     import training.event_phase as phase
     from training.cli import train as train_command
 
-    unlike = tmp_path / "unlike"
-    generate_corpus(
-        unlike,
-        GeneratorConfig(
-            clips=6,
-            seed=23,
-            val_fraction=0.0,
-            test_fraction=0.0,
-            variety=True,
-            render=RenderConfig(duration_s=2.0),
-        ),
-        workers=2,
-    )
+    unlike = variety_corpus(tmp_path / "unlike", clips=6, seed=23, val=0.0, test=0.0)
     read: list[list[list[str]]] = []
     real = phase._Clips
 
