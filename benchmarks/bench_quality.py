@@ -31,7 +31,6 @@ from models.config import preset as preset_config
 from models.policy import SearchPolicy, load_policy
 from training.augment import named
 from training.batches import all_captions, examples
-from training.cache import FeatureCache
 from training.cli import print_report
 from training.curate import agreement_scores, keep_top, random_subset
 from training.datasets import load_manifest
@@ -39,7 +38,7 @@ from training.evaluate import evaluate, validation_score
 from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
 from training.synthav.writer import reword_corpus
-from training.trainer import TrainConfig, decode_spec, prepare, train
+from training.trainer import TrainConfig, lent_event_clips, prepare, train
 
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -269,12 +268,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     prepared = prepare(train_val, "small", cache_root, fit=args.fit, fps=args.fps)
     if args.event_data is not None:
-        event_items = load_manifest(args.event_data, splits=("train",))
-        if not event_items:
-            raise SystemExit(f"--event-data {args.event_data} has no train split")
-        spec = decode_spec("small", args.fit, args.fps)
-        extra = FeatureCache.build(event_items, spec, cache_root)
-        prepared.event_extra = [(extra, [i.id for i in event_items if i.id in extra.row])]
+        try:
+            prepared.event_extra = lent_event_clips(
+                args.event_data, "small", cache_root, fit=args.fit, fps=args.fps
+            )
+        except ValueError as e:
+            raise SystemExit(f"--event-data: {e}") from e
     prep_s = time.perf_counter() - t0
     test_prepared = prepare(test_items, "small", cache_root, fit=args.fit, fps=args.fps)
     test_prepared.texts.ensure(

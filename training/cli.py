@@ -440,31 +440,29 @@ def _event_clips(
     fit: str | None,
     fps: float | None,
 ) -> list:
-    """`--event-data`: its train clips decoded as the model reads pictures (cached), as the
-    event phase's (cache, ids); clips that fail to decode are reported and left out."""
-    from training.cache import FeatureCache
-    from training.datasets import ManifestError, load_manifest
-    from training.trainer import decode_spec
+    """`--event-data` as the event phase's (cache, ids) sources, decoding with progress; clips
+    that fail to decode are reported and left out."""
+    from training.datasets import ManifestError
+    from training.trainer import lent_event_clips
 
-    try:
-        items = load_manifest(manifest, splits=("train",))
-    except (ManifestError, FileNotFoundError) as e:
-        raise typer.BadParameter(str(e), param_hint="--event-data") from e
-    if not items:
-        raise typer.BadParameter(f"{manifest} has no train split", param_hint="--event-data")
-    spec = decode_spec(model_preset, fit, fps)  # type: ignore[arg-type]
     with _progress() as progress:
-        task = progress.add_task("decode (event clips)", total=len(items))
-        cache = FeatureCache.build(
-            items,
-            spec,
-            cache_root,
-            workers,
-            on_progress=lambda n, t: progress.update(task, completed=n),
-        )
-    for item_id, why in cache.skipped.items():
-        console.print(f"--event-data: skipped {item_id}: {why}")
-    return [(cache, [i.id for i in items if i.id in cache.row])]
+        task = progress.add_task("decode (event clips)", total=None)
+        try:
+            lent = lent_event_clips(
+                manifest,
+                model_preset,
+                cache_root,
+                workers,
+                fit,  # type: ignore[arg-type]
+                fps,
+                on_progress=lambda n, t: progress.update(task, completed=n, total=t),
+            )
+        except (ManifestError, FileNotFoundError, ValueError) as e:
+            raise typer.BadParameter(str(e), param_hint="--event-data") from e
+    for cache, _ in lent:
+        for item_id, why in cache.skipped.items():
+            console.print(f"--event-data: skipped {item_id}: {why}")
+    return lent
 
 
 def _load_for_eval(ckpt: Path, items, cache_root: Path, workers: int | None):

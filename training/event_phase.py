@@ -4,12 +4,12 @@ After the main epochs (and the sequence branches' phase), only `TrimodalModel.pi
 (`models.event_net`) learns, on the training clips as the feature cache holds them: its envelope
 of a window of the picture must rise and fall with the clip's own sound's onset envelope
 (`models.events.sound_events`), their correlation being the objective. The sound is the only
-teacher, so any corpus with sound trains it, and a run can lend it clips besides its training ones
-(`trimodal train --event-data`: pictures drawn and synthesised unlike the training clips, which
-it then meets better); a clip whose sound belongs to another, or whose sound comes from
-offscreen, disagrees with its picture and is averaged over. Each clip's grey
-pictures are shown another way every epoch (inverted, contrast, brightness, blur, noise): the
-network should learn what an event looks like, not one renderer's palette. And some windows are
+teacher, so any corpus with sound trains it, and a run can lend it clips besides its training
+ones (`trimodal train --event-data`: e.g. pictures drawn and synthesised unlike the training
+clips); a clip whose sound belongs to another, or whose sound comes from offscreen, disagrees
+with its picture and is averaged over. Each clip's grey pictures are shown another way every
+epoch (inverted, contrast, brightness, blur, noise): the network should learn what an event looks
+like, not one renderer's palette. And some windows are
 shown as a file at a lower frame rate would be decoded (`vary_rate`): a user's 8 or 10 fps file
 holds frames on the grid, loses a one-frame flash and shows the rest late.
 """
@@ -218,9 +218,9 @@ def event_phase(
     net.requires_grad_(True)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
-    # An epoch shows every clip the phase holds, lent ones too: shown only as many windows as the
-    # training clips give, drawn from all (the same steps), the val splits lost what the lent
-    # clips gave (README "Pictures drawn other ways teach the event network").
+    # An epoch shows every clip the phase holds, lent ones too (an epoch of only as many windows
+    # as the training clips give, drawn from all, lost on the val splits what lending gained:
+    # README "Pictures drawn other ways teach the event network").
     steps = epochs * math.ceil(len(clips) / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps)
     for epoch in range(epochs):

@@ -40,7 +40,7 @@ from models.text import TextBackbone
 from training.augment import AugmentConfig, level_only
 from training.batches import Batch, Example, all_captions, examples, iterate_batches
 from training.cache import DecodeSpec, FeatureCache, TextCache
-from training.datasets import ManifestItem
+from training.datasets import ManifestItem, load_manifest
 from training.event_phase import EVENT_PHASE_DONE, event_phase
 from training.losses import (
     PairWeights,
@@ -231,6 +231,26 @@ def decode_spec(model_preset: str, fit: Fit | None = None, fps: float | None = N
         replace(cfg, visual=replace(cfg.visual, fps=fps, trunk_every=1))
         spec = replace(spec, fps=fps)
     return spec
+
+
+def lent_event_clips(
+    manifest: str | os.PathLike[str],
+    model_preset: str,
+    cache_root: Path,
+    workers: int | None = None,
+    fit: Fit | None = None,
+    fps: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[FeatureCache, list[str]]]:
+    """`Prepared.event_extra` from another manifest's train split (`--event-data`): its clips
+    decoded as the run decodes (cached); clips that fail to decode are in the cache's `skipped`
+    and left out. ValueError when the manifest has no train split."""
+    items = load_manifest(manifest, splits=("train",))
+    if not items:
+        raise ValueError(f"{manifest} has no train split")
+    spec = decode_spec(model_preset, fit, fps)
+    cache = FeatureCache.build(items, spec, cache_root, workers, on_progress=on_progress)
+    return [(cache, [i.id for i in items if i.id in cache.row])]
 
 
 def prepare(
