@@ -44,7 +44,13 @@ DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
 
 def ensure_corpus(
-    path: Path, train: int, val: int, test: int, seed: int, variety: bool = False
+    path: Path,
+    train: int,
+    val: int,
+    test: int,
+    seed: int,
+    variety: bool = False,
+    variety_share: float = 0.0,
 ) -> Path:
     total = train + val + test
     cfg = GeneratorConfig(
@@ -53,6 +59,7 @@ def ensure_corpus(
         val_fraction=val / total,
         test_fraction=test / total,
         variety=variety,
+        variety_share=variety_share,
     )
     generate_corpus(path, cfg)  # resumes / reuses a complete corpus made with the same settings
     return path / "manifest.jsonl"
@@ -112,6 +119,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "level_only); 'none': no augmentation (the recipe before 2026-11-30's level)",
     )
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
+    p.add_argument(
+        "--variety-share",
+        type=float,
+        default=0.0,
+        help="SynthAV corpus whose train clips are varied at this share (val and test plain: the "
+        "own pool stays the plain corpus's clips)",
+    )
     p.add_argument(
         "--rich-captions",
         action="store_true",
@@ -255,7 +269,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     pools = other_pools(args.pool)
     manifest = ensure_corpus(
-        args.corpus, args.train, args.val, args.test, args.seed, variety=args.variety
+        args.corpus,
+        args.train,
+        args.val,
+        args.test,
+        args.seed,
+        variety=args.variety,
+        variety_share=args.variety_share,
     )
     if args.rich_captions:
         manifest = reword_corpus(args.corpus, rich_captions=True)
@@ -420,6 +440,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
     results["event_data"] = str(args.event_data) if args.event_data else None
     results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
+    results["variety_share"] = 1.0 if args.variety else args.variety_share
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

@@ -57,6 +57,16 @@ def synth(
             "--fps/--height/--width/--sample-rate/--stereo/--format are drawn per clip)."
         ),
     ] = False,
+    variety_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Vary only this share of the train clips as --variety would (their captions "
+            "plain unless --rich-captions); val and test clips stay plain, the same clips as "
+            "without it.",
+        ),
+    ] = 0.0,
     rich_captions: Annotated[
         bool | None,
         typer.Option(
@@ -86,6 +96,7 @@ def synth(
             render=render,
             variety=variety,
             rich_captions=rich_captions,
+            variety_share=variety_share,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e

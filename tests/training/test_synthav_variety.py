@@ -75,6 +75,49 @@ def test_option_off_leaves_the_default_corpus_as_it_was():
     assert media.hexdigest() == "2e04eda86ab0ff0a5ea1870073912d94bfab3e1a884e9b055e2201c19260d882"
 
 
+def test_a_share_varies_some_train_clips_and_leaves_every_other_clip_as_it_was():
+    """`variety_share`: a share of the train clips drawn as `variety` would draw them; val, test
+    and the other train clips are the plain corpus's clips, plan and pixels alike."""
+    render = RenderConfig(duration_s=1.5)
+    plain = plan_corpus(GeneratorConfig(clips=60, seed=11, render=render))
+    mixed = plan_corpus(GeneratorConfig(clips=60, seed=11, render=render, variety_share=0.5))
+    full = plan_corpus(GeneratorConfig(clips=60, seed=11, render=render, variety=True))
+    varied = [c.spec for c in mixed.clips if c.spec.variety is not None]
+    n_train = sum(c.spec.split == "train" for c in plain.clips)
+    assert {s.split for s in varied} == {"train"}
+    assert 0.25 * n_train < len(varied) < 0.75 * n_train
+    by_id = {c.spec.id: c.spec for c in full.clips}
+
+    def plain_of(spec: ClipSpec) -> ClipSpec:  # a misaligned clip's donor may be varied too
+        donor = spec.audio_donor
+        return replace(spec, variety=None, audio_donor=None if donor is None else plain_of(donor))
+
+    for p, m in zip(plain.clips, mixed.clips, strict=True):
+        # the world and the plain wordings of the plain clip, and where varied the look and sound
+        # that full variety draws
+        assert plain_of(m.spec) == p.spec
+        assert m.captions == p.captions
+        if m.spec.variety is not None:
+            assert m.spec.variety == by_id[m.spec.id].variety
+    test = next(c.spec for c in mixed.clips if c.spec.split == "test")
+    np.testing.assert_array_equal(
+        render_frames(test, render), render_frames(plain.clips[test.index].spec, render)
+    )
+    records = [manifest_record(c, render) for c in mixed.clips]
+    assert {r["split"] for r in records if r["meta"].get("look")} == {"train"}
+    assert all("look" not in r["meta"] for r in records if r["split"] != "train")
+    with pytest.raises(ValueError, match="variety_share"):
+        GeneratorConfig(clips=4, variety_share=1.5)
+
+
+def test_synth_command_varies_the_share_of_train_clips_it_is_given(tmp_path):
+    out = tmp_path / "mixed"
+    synth(out=out, clips=6, seed=3, duration=1.0, variety_share=1.0, workers=1)
+    records = list(read_manifest(out / "manifest.jsonl"))
+    assert all(bool(r["meta"].get("look")) == (r["split"] == "train") for r in records)
+    assert json.loads((out / "synthav.json").read_text())["config"]["variety_share"] == 1.0
+
+
 def test_corpus_decodes_and_its_rendering_varies(corpus, records):
     assert len(records) == 12
     seen: dict[str, set] = {k: set() for k in ("fps", "size", "rate", "channels", "ext")}

@@ -85,8 +85,14 @@ def _sample_clip(
         for i, (kind, role) in enumerate(zip(kinds, roles, strict=False))
     ]
     placed, n_lanes = _layout(sources)
-    # Its own generator (salt 3), so drawing a look never shifts what the world draws above.
-    variety = draw_variety(_clip_rng(cfg.seed, index, salt=3)) if cfg.variety else None
+    # Its own generators (salt 3 the look, salt 4 whether a train clip is varied at all), so
+    # drawing a look never shifts what the world draws above.
+    varied = cfg.variety or (
+        split == "train"
+        and cfg.variety_share > 0
+        and _clip_rng(cfg.seed, index, salt=4).random() < cfg.variety_share
+    )
+    variety = draw_variety(_clip_rng(cfg.seed, index, salt=3)) if varied else None
     return ClipSpec(
         id=f"clip{index:06d}",
         index=index,

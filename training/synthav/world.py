@@ -107,6 +107,11 @@ class GeneratorConfig:
     # for a corpus whose media stay plain. None: follow `variety`. Captions draw from their own
     # random stream, so the media are the same either way.
     rich_captions: bool | None = None
+    # Variety in a dose: this share of the *train* clips draws its own look and sound as `variety`
+    # would (drawn per clip from its own random stream); val and test clips, and every other train
+    # clip, stay the plain ones byte for byte, so a corpus's own pools measure what they always
+    # did. Captions stay plain unless `rich_captions` asks. Ignored when `variety` is on.
+    variety_share: float = 0.0
 
     @property
     def rich(self) -> bool:
@@ -124,6 +129,7 @@ class GeneratorConfig:
             "offscreen_p",
             "silent_object_p",
             "two_sources_p",
+            "variety_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -133,12 +133,14 @@ def manifest_record(clip: PlannedClip, cfg: RenderConfig) -> dict[str, Any]:
         "heldout": spec.heldout,
         "twin_group": spec.twin_group,
     }
-    if spec.variety is not None:  # how it was drawn and voiced, for analysis; absent when off
+    # How it was drawn and voiced, for analysis; absent when off. With only a share of the train
+    # clips varied, a plain clip can carry a varied donor's track (or the other way round).
+    if spec.variety is not None or heard.variety is not None:
         meta["format"] = cfg.format
         # Opus always decodes at 48 kHz whatever rate it was fed: say what the file holds.
         meta["synth_sample_rate"] = cfg.sample_rate
         meta["sample_rate"] = 48_000 if cfg.format == "webm" else cfg.sample_rate
-        meta["look"] = dataclasses.asdict(spec.variety.look)
+        meta["look"] = dataclasses.asdict(spec.variety.look) if spec.variety else None
         meta["voice"] = dataclasses.asdict(heard.variety.voice) if heard.variety else None
     return {
         "id": spec.id,
@@ -168,6 +170,8 @@ def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
         del record["variety"]
     if cfg.rich_captions is None:
         del record["rich_captions"]
+    if not cfg.variety_share:
+        del record["variety_share"]
     return record
 
 
