@@ -77,16 +77,22 @@ def _spectrogram(wave: np.ndarray, sr: int, shift: int = 0) -> np.ndarray:
     x = np.asarray(wave, np.float32).reshape(-1)[shift:]
     if len(x) < n_fft:
         return np.zeros((0, max(0, high - low)), np.float32)
+    power = power_spectrum(x, n_fft, hop)[low:high]
+    return (10.0 * torch.log10(power + 1e-12)).T.contiguous().numpy()
+
+
+def power_spectrum(x: np.ndarray, n_fft: int, hop: int) -> torch.Tensor:
+    """(n_fft // 2 + 1, frames) power of Hann-windowed frames of `x` (float32, at least n_fft
+    long), frame j starting at sample j × hop."""
     spectrum = torch.stft(
-        torch.from_numpy(np.ascontiguousarray(x)),
+        torch.from_numpy(np.ascontiguousarray(x, np.float32)),
         n_fft,
         hop,
         window=torch.hann_window(n_fft),
         center=False,
         return_complex=True,
-    )[low:high]
-    power = spectrum.real.square() + spectrum.imag.square()
-    return (10.0 * torch.log10(power + 1e-12)).T.contiguous().numpy()
+    )
+    return spectrum.real.square() + spectrum.imag.square()
 
 
 def _max_filter(s: np.ndarray, frames: int, bins: int) -> np.ndarray:
