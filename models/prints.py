@@ -26,6 +26,7 @@ Measured with `benchmarks.bench_prints` (the same 200 excerpts a pool as `bench_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ import torch
 from models.fingerprint import power_spectrum
 
 WINDOW_S = 0.128  # the analysis window ...
-HOP_S = 0.064  # ... one print each hop (an indexed 6 s recording: 93 prints, 0.56 KB stored)
+HOP_S = 0.064  # ... one print each hop (an indexed 6 s recording: 91 prints, 0.55 KB stored)
 LOW_HZ, HIGH_HZ = 100.0, 4000.0  # as the landmarks: what a telephone-band file still carries
 BANDS = 33  # log-spaced bands: 32 neighbouring pairs, one bit each
 PHASES = 8  # sub-hop shifts of a query (8 ms apart)
@@ -53,7 +54,9 @@ class Found:
     starts_s: np.ndarray
 
 
+@lru_cache(maxsize=8)
 def _geometry(sr: int) -> tuple[int, int, torch.Tensor]:
+    """(window, hop, bands × bins 0/1 matrix) at `sr`; built once a rate, never changed."""
     if sr < 2 * HIGH_HZ:
         raise ValueError(f"sample rate {sr} Hz is below {2 * HIGH_HZ:.0f} Hz: resample first")
     n_fft = round(WINDOW_S * sr)

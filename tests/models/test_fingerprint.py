@@ -49,13 +49,19 @@ def test_a_piece_cut_anywhere_is_found_and_placed(table, seconds) -> None:
         assert abs(found.starts_s[0] - first / SR) <= fp.HOP_S + 1e-6
 
 
+def aac_piece(tmp_path: Path, seed: int, start: float) -> tuple[np.ndarray, int]:
+    """2.5 s of recording `seed` from `start`, 20 dB down, AAC at 22.05 kHz in an MP4, decoded
+    back to the model's rate."""
+    piece = 0.1 * recording(seed, 22_050, start=start, seconds=2.5)
+    path = tmp_path / "piece.mp4"
+    write_media(path, video=None, audio="aac", rate=22_050, samples=piece[None], duration=2.5)
+    return decode_audio(path, sample_rate=SR)
+
+
 def test_a_quieter_piece_through_a_codec_at_another_rate_is_found(table, tmp_path) -> None:
     """20 dB down, AAC at 22.05 kHz in an MP4, decoded back to the model's rate."""
     start = 1.2345
-    piece = 0.1 * recording(11, 22_050, start=start, seconds=2.5)
-    path = tmp_path / "piece.mp4"
-    write_media(path, video=None, audio="aac", rate=22_050, samples=piece[None], duration=2.5)
-    wave, rate = decode_audio(path, sample_rate=SR)
+    wave, rate = aac_piece(tmp_path, 11, start)
     found = table.match(fp.query_peaks(wave, rate))
     assert found.rows.tolist() == [11]
     assert abs(found.starts_s[0] - start) <= 0.05

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from models import prints as pr
-from models.media import decode_audio
-from tests.models.conftest import write_media
-from tests.models.test_fingerprint import SR, recording
+from tests.models.test_fingerprint import SR, aac_piece, recording
 
 
 def hum(seed: int, seconds: float = 6.0) -> np.ndarray:
@@ -69,10 +67,7 @@ def test_a_piece_cut_at_any_sample_is_found_and_placed(library, table, seconds) 
 def test_a_quieter_piece_through_a_codec_at_another_rate_is_found(table, tmp_path) -> None:
     """20 dB down, AAC at 22.05 kHz in an MP4, decoded back to the model's rate."""
     start = 1.2345
-    piece = 0.1 * recording(11, 22_050, start=start, seconds=2.5)
-    path = tmp_path / "piece.mp4"
-    write_media(path, video=None, audio="aac", rate=22_050, samples=piece[None], duration=2.5)
-    wave, rate = decode_audio(path, sample_rate=SR)
+    wave, rate = aac_piece(tmp_path, 11, start)
     ber, starts = pr.best_offsets(pr.query_prints(wave, rate), table)
     found = pr.decide(ber, starts)
     assert found.rows.tolist() == [11]
