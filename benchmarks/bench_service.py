@@ -65,6 +65,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from index.build import Entry, publish_entries
     from index.version import ItemRecord
     from models import fingerprint
+    from models import prints as pr
     from models.events import BANDS, standardise
     from models.model import checkpoint_hash
     from models.motion import HALVES
@@ -84,6 +85,15 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         t = np.sort(rng.integers(0, frames, count))
         f = np.clip(kind[rng.integers(0, len(kind), count)] + rng.integers(-3, 4, count), 0, 247)
         return fingerprint.to_store(np.stack([t, f], axis=1))
+
+    # Dense prints as a recording's: one every hop, their bits as good as random, but for the
+    # stretches of silence every recording with any shares (print 0): a tenth here.
+    hops = round((STEPS / 4.0 - pr.WINDOW_S) / pr.HOP_S)
+
+    def dense_prints() -> np.ndarray:
+        found = rng.integers(0, 2**32, hops, dtype=np.uint64).astype(np.uint32)
+        found[rng.random(hops) < 0.1] = 0
+        return pr.to_store(found)
 
     def entries():
         for i in range(n):
@@ -105,6 +115,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                 [standardise(rng.standard_normal(bins)) for _ in range(2 * len(HALVES))], axis=1
             )
             events["audio_peaks"] = landmarks()
+            events["audio_prints"] = dense_prints()
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -418,8 +429,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run["index_reused"] = reused
                 # what the timing envelopes add to every item (`*.events`, `*.bands`,
                 # `visual.motion`, `visual.halves`: their steps, scales and offsets), and the
-                # sound's landmarks
-                # (`audio.peaks`)
+                # sound's landmarks (`audio.peaks`) and dense prints (`audio.prints`)
                 version = IndexVersion.open(root).path
                 kept = [
                     f
@@ -433,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "visual.motion.",
                             "visual.halves.",
                             "audio.peaks.",
+                            "audio.prints.",
                         )
                     )
                 ]
@@ -447,7 +458,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 run["audio_upload_6s"] = upload_latency(url, "audio", clip, args.uploads)
                 run["video_upload_6s"] = upload_latency(url, "video", clip, args.uploads)
                 # a sound among sounds: matched band by band (`models.events.sound_bands`), and
-                # looked up by its landmarks (`models.fingerprint`)
+                # looked up by its landmarks (`models.fingerprint`) and dense prints
+                # (`models.prints`)
                 run["audio_upload_6s_to_audio"] = upload_latency(
                     url, "audio", clip, args.uploads, target="audio"
                 )

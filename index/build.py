@@ -27,6 +27,7 @@ from index.embed import (
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
+    PRINTS_STORE,
     CorpusItem,
     Runner,
     bands_store,
@@ -45,7 +46,7 @@ from index.version import (
     VersionWriter,
     projection_bytes,
 )
-from models import fingerprint
+from models import fingerprint, prints
 from models.alignment import av_agreement
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
@@ -185,7 +186,8 @@ def entries_from_shards(
         kept_motion = kept_events and "visual_motion" in shard
         kept_halves = kept_events and "visual_halves" in shard
         kept_peaks = "audio_peaks" in shard
-        peak_row = 0  # the sound landmarks' offset
+        kept_prints = "audio_prints" in shard
+        peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
             if shard["errors"][k]:
@@ -213,6 +215,12 @@ def entries_from_shards(
                         n_peaks = int(shard["audio_peak_counts"][row])
                         events["audio_peaks"] = shard["audio_peaks"][peak_row : peak_row + n_peaks]
                         peak_row += n_peaks
+                    if kept_prints and m == "audio":
+                        n_prints = int(shard["audio_print_counts"][row])
+                        events["audio_prints"] = shard["audio_prints"][
+                            print_row : print_row + n_prints
+                        ]
+                        print_row += n_prints
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -240,6 +248,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     moving = MOTION_STORE in stores
     halved = HALVES_STORE in stores
     landmarks = PEAKS_STORE in stores
+    printed = PRINTS_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -265,6 +274,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             )
         if landmarks:
             events["audio_peaks"] = np.asarray(version.sequences(PEAKS_STORE).get(row), np.float32)
+        if printed:
+            events["audio_prints"] = np.asarray(
+                version.sequences(PRINTS_STORE).get(row), np.float32
+            )
         yield Entry(record, pooled, steps, events)
 
 
@@ -379,6 +392,11 @@ def publish_entries(
             stores[PEAKS_STORE] = open_stores.enter_context(
                 writer.sequence_writer(PEAKS_STORE, fingerprint.STORE_DIM)
             )
+            # A sound's dense prints (`models.prints`): where a piece of it was cut from when
+            # its peaks say nothing. float16 keeps them exactly (`prints.to_store`).
+            stores[PRINTS_STORE] = open_stores.enter_context(
+                writer.sequence_writer(PRINTS_STORE, prints.STORE_DIM)
+            )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -423,6 +441,12 @@ def publish_entries(
                 np.zeros((0, fingerprint.STORE_DIM), np.float32)
                 if peaks is None
                 else np.asarray(peaks, np.float32).reshape(-1, fingerprint.STORE_DIM)
+            )
+            found = entry.events.get("audio_prints")  # none: embedded before them, or silent
+            stores[PRINTS_STORE].append(
+                np.zeros((0, prints.STORE_DIM), np.float32)
+                if found is None
+                else np.asarray(found, np.float32).reshape(-1, prints.STORE_DIM)
             )
             records.append(entry.record)
             if len(records) >= 1000:

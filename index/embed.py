@@ -33,7 +33,7 @@ import torch
 
 from index.reader import CorpusItem, Decoded, Reader
 from index.version import WORK_DIR, WORK_LOCK
-from models import fingerprint
+from models import fingerprint, prints
 from models.events import (
     BANDS,
     picture_bands,
@@ -56,6 +56,9 @@ HALVES_STORE = "visual.halves"
 # The store of a sound's landmarks (`models.fingerprint.peaks`, as `to_store` writes them): a
 # piece of an indexed recording is found by them before anything learned is asked.
 PEAKS_STORE = "audio.peaks"
+# The store of a sound's dense prints (`models.prints.prints`, as `to_store` writes them): what
+# finds a piece of a recording whose sound has too few distinct peaks for the landmarks.
+PRINTS_STORE = "audio.prints"
 
 
 def bands_store(modality: str) -> str:
@@ -70,8 +73,8 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     `models.events`, one bin per visual frame) and its banded envelope (E, B)
     (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
     (`models.events.picture_motion`) and its halves' (E, 4) (`models.events.picture_halves`), a
-    sound's also its landmarks (`models.fingerprint`, as stored); None where the item lacks
-    it."""
+    sound's also its landmarks (`models.fingerprint`, as stored) and its dense prints
+    (`models.prints`, as stored); None where the item lacks it."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -107,6 +110,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 single,
                 banded,
                 fingerprint.to_store(fingerprint.peaks(waves[j], sr)),  # type: ignore[arg-type]
+                prints.to_store(prints.prints(waves[j], sr)),  # type: ignore[arg-type]
             )
     return out
 
@@ -188,6 +192,15 @@ def write_shard(
             arrays["audio_peak_counts"] = np.array([len(p) for p in peaks], np.int64)
             arrays["audio_peaks"] = (
                 np.concatenate(peaks).astype(np.float32) if peaks else np.zeros((0, 3), np.float32)
+            )
+        # a sound's dense prints, as many rows as it has prints
+        found = [e[5] for e in encoded[m] if e is not None and len(e) > 5]
+        if m == "audio" and len(found) == len(events):
+            arrays["audio_print_counts"] = np.array([len(p) for p in found], np.int64)
+            arrays["audio_prints"] = (
+                np.concatenate(found).astype(np.float32)
+                if found
+                else np.zeros((0, prints.STORE_DIM), np.float32)
             )
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 

@@ -29,6 +29,7 @@ from models.fingerprint import query_peaks
 from models.media import MediaLimits, decode_audio, decode_pictures
 from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
+from models.prints import query_prints
 from models.spare import SPARE
 
 MAX_QUERY_CHARS = 1000
@@ -84,8 +85,8 @@ class QueryEncoder:
 
     def audio(self, path: Path, landmarks: bool = True) -> Encoded:
         """The sound of an audio file, or of a video file's audio track; `landmarks`: also its
-        landmarks (`models.fingerprint`, ~1.5 ms a second of sound), which only a search among
-        sounds looks for."""
+        landmarks (`models.fingerprint`, ~1.5 ms a second of sound) and dense prints
+        (`models.prints`), which only a search among sounds looks for."""
         t = time.perf_counter()
         wave, _ = decode_audio(path, sample_rate=self.cfg.audio.sample_rate, limits=self.limits)
         decode_ms = _ms(t)
@@ -98,16 +99,20 @@ class QueryEncoder:
                 found = self.onnx.audio(mel, mask) if self.onnx is not None else None
                 return found if found is not None else self.model.encode_audio(mel, mask)
 
-        def envelopes() -> tuple[list[Phase], tuple[tuple[np.ndarray, float], ...]]:
+        Shifted = tuple[tuple[np.ndarray, float], ...]
+
+        def envelopes() -> tuple[list[Phase], Shifted, Shifted]:
             phases = sound_phases(wave, rate, self.cfg.visual.fps)
-            return phases, tuple(query_peaks(wave, rate)) if landmarks else ()
+            if not landmarks:
+                return phases, (), ()
+            return phases, tuple(query_peaks(wave, rate)), tuple(query_prints(wave, rate))
 
         # independent: on two cores when a search runs alone (`models.spare`)
-        emb, (phases, peaks) = SPARE.both(encode, envelopes)
+        emb, (phases, peaks, found) = SPARE.both(encode, envelopes)
         query = _sequence_query(
             "audio", emb.pooled[0], emb.sequence[0], emb.mask[0], phases[0].events, phases[0].bands
         )
-        query = dataclasses.replace(query, phases=tuple(phases), landmarks=peaks)
+        query = dataclasses.replace(query, phases=tuple(phases), landmarks=peaks, prints=found)
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 

@@ -27,10 +27,17 @@ import numpy as np
 import torch
 
 from index.ann import VectorIndex
-from index.embed import HALVES_STORE, MODALITIES, MOTION_STORE, PEAKS_STORE, bands_store
+from index.embed import (
+    HALVES_STORE,
+    MODALITIES,
+    MOTION_STORE,
+    PEAKS_STORE,
+    PRINTS_STORE,
+    bands_store,
+)
 from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
-from models import fingerprint
+from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
 from models.events import (
     BANDS,
@@ -41,7 +48,7 @@ from models.events import (
     picture_kinds,
     widened,
 )
-from models.fingerprint import FingerprintTable
+from models.fingerprint import FingerprintTable, Match
 from models.motion import HALVES
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
@@ -83,6 +90,18 @@ class Query:
     # a sound's landmarks at sub-frame shifts (`models.fingerprint.query_peaks`): the indexed
     # recording it was cut from, found before anything learned is asked (empty: not looked for)
     landmarks: tuple[tuple[np.ndarray, float], ...] = ()
+    # a sound's dense prints at sub-hop shifts (`models.prints.query_prints`): the same, for a
+    # sound whose peaks say nothing (empty: not looked for)
+    prints: tuple[tuple[np.ndarray, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Where an item holds the piece of sound searched for (`Searcher._found_pieces`)."""
+
+    start_s: float
+    ber: float | None  # the prints' bit error rate there; None: found by the landmarks alone
+    votes: int | None  # the landmarks' agreeing pairs; None: not among their finds
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,9 @@ class Hit:
     # The query is a piece of this item's recording: this many of its landmark pairs agree on
     # where (`models.fingerprint`); None where it was not found that way.
     landmark_votes: int | None = None
+    # The query is a piece of this item's recording by its dense prints (`models.prints`): this
+    # share of their bits differ at the place found; None where it was not found that way.
+    print_ber: float | None = None
 
 
 class FilterUnavailable(ValueError):
@@ -155,6 +177,7 @@ class Searcher:
         self._scans: dict[str, EventScan] = {}
         self._scans_lock = threading.Lock()
         self._landmarks: FingerprintTable | None = None
+        self._prints: prints.PrintTable | None = None
 
     def _open_parts(self, use_gpu: bool) -> None:
         version, manifest = self.version, self.version.manifest
@@ -183,6 +206,8 @@ class Searcher:
                 if name.endswith(".events") or name == MOTION_STORE
                 else fingerprint.STORE_DIM
                 if name == PEAKS_STORE
+                else prints.STORE_DIM
+                if name == PRINTS_STORE
                 else 2 * len(HALVES)
                 if name == HALVES_STORE
                 else BANDS[name.split(".")[0]]
@@ -233,6 +258,10 @@ class Searcher:
         # Sound landmarks, where the index keeps them: a piece of an indexed recording.
         self.peaks = (
             version.sequences(PEAKS_STORE) if PEAKS_STORE in manifest["sequence_stores"] else None
+        )
+        # Dense sound prints, where the index keeps them: the same, where the peaks say nothing.
+        self.prints = (
+            version.sequences(PRINTS_STORE) if PRINTS_STORE in manifest["sequence_stores"] else None
         )
         if self.policy.event_weight and not self.events:
             log.warning(
@@ -427,12 +456,12 @@ class Searcher:
                     known[top[i]] = _placed(known[top[i]], at, len(query.events), self.event_rate)
         timings["rerank"] = (time.perf_counter() - t0) * 1e3
 
-        pieces = self._found_by_landmarks(query, primary, allowed, timings)
+        pieces = self._found_pieces(query, primary, allowed, timings)
         if pieces:
-            # A piece of an indexed recording: those items first, most agreeing landmarks
-            # first, scored above everything else by their votes.
+            # A piece of an indexed recording: those items first, in the order found (fewest
+            # print bits wrong, else most agreeing landmarks), scored above everything else.
             ahead = max((s for _, s in ranked), default=0.0)
-            first = [(r, ahead + votes) for r, (votes, _) in pieces.items()]
+            first = [(r, ahead + len(pieces) - i) for i, r in enumerate(pieces)]
             ranked = first + [(r, s) for r, s in ranked if r not in pieces]
             scores = dict(ranked)
             fused |= self._pooled_scores(pooled, weights, [r for r in pieces if r not in fused])
@@ -449,9 +478,9 @@ class Searcher:
         if localised:
             missing = [r for r in chosen if r not in known]  # the re-rank aligned the others
             known |= dict(zip(missing, self._segments(query, missing, primary), strict=True))
-            for r in chosen:  # the landmarks place a piece to a frame (16 ms)
+            for r in chosen:  # the prints place a piece to 8 ms, the landmarks to 16 ms
                 if r in pieces:
-                    known[r] = _at(known[r], pieces[r][1], self._query_seconds(query))
+                    known[r] = _at(known[r], pieces[r].start_s, self._query_seconds(query))
             segments = [_segment_tuple(known[r]) for r in chosen]
         else:
             segments = [(0.0, math.inf, []) for _ in chosen]  # clipped to each item's duration
@@ -476,7 +505,8 @@ class Searcher:
                     has_video=record.has_video,
                     has_audio=record.has_audio,
                     **self._agreement_of(r),
-                    landmark_votes=pieces[r][0] if r in pieces else None,
+                    landmark_votes=pieces[r].votes if r in pieces else None,
+                    print_ber=pieces[r].ber if r in pieces else None,
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
@@ -543,12 +573,14 @@ class Searcher:
         return [kinds[i, :n] for i, n in enumerate(lengths[0].tolist())]
 
     def prepare_events(self) -> None:
-        """Build the event scans and the landmark table now (done on the first search that uses
-        them otherwise)."""
+        """Build the event scans and the landmark and print tables now (done on the first
+        search that uses them otherwise)."""
         for m in self.events:
             self._scan(m)
         if self.peaks is not None:
             self._landmark_table()
+        if self.prints is not None:
+            self._print_table()
 
     def _landmark_table(self) -> FingerprintTable:
         """Every item's sound landmarks, hashed and sorted (`models.fingerprint`), built on
@@ -562,26 +594,59 @@ class Searcher:
                 )
             return self._landmarks
 
-    def _found_by_landmarks(
+    def _print_table(self) -> prints.PrintTable:
+        """Every item's dense sound prints, values sorted (`models.prints`), built on first use:
+        ~0.8 KB of memory per item of 6 s."""
+        assert self.prints is not None
+        with self._scans_lock:
+            if self._prints is None:
+                found, offsets = self.prints.whole()
+                self._prints = prints.PrintTable.from_concatenated(
+                    prints.from_store(found), offsets
+                )
+            return self._prints
+
+    def _found_pieces(
         self,
         query: Query,
         primary: str,
         allowed: np.ndarray | None,
         timings: dict[str, float],
-    ) -> dict[int, tuple[int, float]]:
-        """row -> (votes, start in s) of the items a sound is a piece of, in order (sound
+    ) -> dict[int, _Piece]:
+        """The items a sound is a piece of, in order (`models.prints.pieces`: by the dense
+        prints where the index keeps them and they decide, else by the landmarks). Sound
         against sound only: what a piece of a soundtrack says about a picture is the learned
-        search's to find)."""
-        if not query.landmarks or query.modality != "audio" or primary != "audio":
+        search's to find."""
+        if query.modality != "audio" or primary != "audio":
             return {}
-        if self.peaks is None:
+        if not (query.landmarks and self.peaks is not None) and not (
+            query.prints and self.prints is not None
+        ):
             return {}
         t0 = time.perf_counter()
-        match = self._landmark_table().match(list(query.landmarks), allowed)
+        none = Match(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        landmarks = (
+            self._landmark_table().match(list(query.landmarks), allowed)
+            if query.landmarks and self.peaks is not None
+            else none
+        )
         timings["landmarks"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        found = (
+            self._print_table().match(list(query.prints), allowed, also=landmarks.rows)
+            if query.prints and self.prints is not None
+            else prints.Found(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        )
+        if query.prints and self.prints is not None:
+            timings["prints"] = (time.perf_counter() - t0) * 1e3
+        chosen = prints.pieces(found, landmarks)
         return {
-            int(r): (int(v), float(at))
-            for r, v, at in zip(match.rows, match.votes, match.starts_s, strict=True)
+            int(r): _Piece(
+                float(at), None if np.isnan(ber) else float(ber), int(v) if v > 0 else None
+            )
+            for r, at, ber, v in zip(
+                chosen.rows, chosen.starts_s, chosen.ber, chosen.votes, strict=True
+            )
         }
 
     def _query_seconds(self, query: Query) -> float:

@@ -19,6 +19,12 @@ another recording (0.24 at the least, 0.5 by chance).
 - `decide(ber, starts)`: the items a piece is in — the best at most `MATCH_BER`, with every
   item within `COPY_MARGIN` of it (copies), when those are at most `MAX_FOUND`; else nothing.
 - `to_store` / `from_store`: prints as three float16-exact values (11 + 11 + 10 bits).
+- `PrintTable`: every item's prints, their values sorted: `match` short-lists the items holding
+  a piece's prints or their one-bit neighbours (`SHORT_LIST`), decides among those (and any
+  items the caller adds, e.g. the landmarks' finds) by BER, so the cost follows the postings,
+  not the table.
+- `pieces(found, landmarks)`: what a search puts first: the prints' decision, else the
+  landmarks' (`models.fingerprint`).
 
 Measured with `benchmarks.bench_prints` (the same 200 excerpts a pool as `bench_timing`).
 """
@@ -31,7 +37,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from models.fingerprint import power_spectrum
+from models.fingerprint import Match, power_spectrum
 
 WINDOW_S = 0.128  # the analysis window ...
 HOP_S = 0.064  # ... one print each hop (an indexed 6 s recording: 91 prints, 0.55 KB stored)
@@ -41,7 +47,16 @@ PHASES = 8  # sub-hop shifts of a query (8 ms apart)
 MATCH_BER = 0.2  # a piece of a recording: at most this share of bits differ at the best offset
 COPY_MARGIN = 0.05  # items this close to the best are copies of one recording ...
 MAX_FOUND = 4  # ... up to this many; more: a sound many recordings share, nothing returned
-_PARTS = ((0, 11), (11, 11), (22, 10))  # (shift, bits) of a print's stored parts
+STORE_DIM = 3  # a stored print: three parts ...
+_PARTS = ((0, 11), (11, 11), (22, 10))  # ... (shift, bits) each
+# A value (or a one-bit neighbour) held more often than this says nothing about where a piece is
+# (digital silence prints 0 in every recording that has any): it short-lists nothing.
+COMMON_POSTINGS, COMMON_SHARE = 64, 0.02
+# The items holding most of a piece's prints (or their neighbours) that are compared whole. On
+# val (200 clips, a piece re-encoded with another codec and rate searched among the originals)
+# the one-bit neighbours find the piece's item for 96-98 % of 1.5-4 s pieces, the exact values
+# for 90-96 %; every item compared finds 100 % of the same-file pieces.
+SHORT_LIST = 32
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,124 @@ def decide(ber: np.ndarray, starts: np.ndarray, rows: np.ndarray | None = None) 
     return Found(rows[group], ber[group], np.asarray(starts, np.float64)[group])
 
 
+class PrintTable:
+    """Every item's prints, for `match`. `items[r]`: item r's `prints` (may be empty);
+    `from_concatenated` takes them as one array and offsets, as an index's store holds them."""
+
+    def __init__(self, items: list[np.ndarray]) -> None:
+        counts = np.array([len(p) for p in items], np.int64)
+        flat = (
+            np.concatenate([np.asarray(p, np.uint32).reshape(-1) for p in items])
+            if items
+            else np.zeros(0, np.uint32)
+        )
+        self._build(flat, np.concatenate([[0], np.cumsum(counts)]))
+
+    @classmethod
+    def from_concatenated(cls, flat: np.ndarray, offsets: np.ndarray) -> PrintTable:
+        """`flat` (total,) every item's prints in row order, item r's at offsets[r] ..
+        offsets[r + 1]."""
+        table = cls.__new__(cls)
+        table._build(np.asarray(flat, np.uint32).reshape(-1), np.asarray(offsets, np.int64))
+        return table
+
+    def _build(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(flat):
+            raise ValueError("offsets must run from 0 to the number of prints")
+        self.size = len(offsets) - 1
+        self._flat, self._offsets = flat, offsets
+        groups = np.repeat(np.arange(self.size, dtype=np.int32), np.diff(offsets))
+        order = np.argsort(flat, kind="stable")
+        self.values = flat[order]
+        self.rows = groups[order]
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return self._flat.nbytes + self.values.nbytes + self.rows.nbytes + self._offsets.nbytes
+
+    def item(self, row: int) -> np.ndarray:
+        return self._flat[self._offsets[row] : self._offsets[row + 1]]
+
+    def short_list(
+        self, phases: list[tuple[np.ndarray, float]], allowed: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The `SHORT_LIST` items holding most of the piece's distinct prints or their one-bit
+        neighbours (values held more than `COMMON_POSTINGS` times left out), most first."""
+        found = [np.asarray(p, np.uint32) for p, _ in phases if len(p)]
+        if not found or not len(self.values):
+            return np.zeros(0, np.int64)
+        exact = np.unique(np.concatenate(found))
+        flips = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
+        asked = np.unique(np.concatenate([exact, (exact[:, None] ^ flips[None]).reshape(-1)]))
+        lo = np.searchsorted(self.values, asked, "left")
+        count = np.searchsorted(self.values, asked, "right") - lo
+        use = (count > 0) & (count <= max(COMMON_POSTINGS, COMMON_SHARE * self.size))
+        lo, count = lo[use], count[use]
+        total = int(count.sum())
+        if not total:
+            return np.zeros(0, np.int64)
+        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
+        rows = self.rows[at].astype(np.int64)
+        if allowed is not None:
+            rows = rows[allowed[rows]]
+        held = np.bincount(rows, minlength=self.size)
+        listed = np.flatnonzero(held)
+        listed = listed[np.lexsort((listed, -held[listed]))]
+        return listed[:SHORT_LIST]
+
+    def match(
+        self,
+        phases: list[tuple[np.ndarray, float]],
+        allowed: np.ndarray | None = None,
+        also: np.ndarray | list[int] = (),  # type: ignore[assignment]
+    ) -> Found:
+        """The items the piece whose prints are `phases` (`query_prints`) is in (`decide`),
+        among the short list (`short_list`) and `also` (items the caller has other reasons to
+        ask about); `allowed` (items,) bool leaves the others out."""
+        extra = np.asarray(also, np.int64).reshape(-1)
+        if allowed is not None:
+            extra = extra[allowed[extra]]
+        rows = np.union1d(self.short_list(phases, allowed), extra)
+        ber, starts = best_offsets(phases, [self.item(int(r)) for r in rows])
+        return decide(ber, starts, rows)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The items a search puts first for a piece of sound, best first: `starts_s` where in each
+    the piece starts, `ber` the prints' bit error rate there (NaN: found by the landmarks alone)
+    and `votes` the landmarks' agreeing pairs (0: not among the landmarks' finds)."""
+
+    rows: np.ndarray
+    starts_s: np.ndarray
+    ber: np.ndarray
+    votes: np.ndarray
+
+
+def pieces(found: Found, landmarks: Match) -> Pieces:
+    """The prints' decision where they make one, else the landmarks'. (`bench_prints`: the
+    prints decide every 1.5-4 s test piece, the landmarks leave 3-22 % undecided; the first item
+    is another clip as often for both, 0-1 %: copies of one recording.) Each found item keeps
+    the landmarks' votes when the landmarks found it too."""
+    votes = dict(zip(landmarks.rows.tolist(), landmarks.votes.tolist(), strict=True))
+    if len(found.rows):
+        return Pieces(
+            found.rows.astype(np.int64),
+            found.starts_s.astype(np.float64),
+            found.ber.astype(np.float64),
+            np.array([votes.get(int(r), 0) for r in found.rows], np.int64),
+        )
+    return Pieces(
+        landmarks.rows.astype(np.int64),
+        landmarks.starts_s.astype(np.float64),
+        np.full(len(landmarks.rows), np.nan),
+        landmarks.votes.astype(np.int64),
+    )
+
+
 def to_store(found: np.ndarray) -> np.ndarray:
     """(n, 3) float32 rows that a float16 store keeps exactly (each part below 2048)."""
     values = np.asarray(found, np.uint32).reshape(-1).astype(np.int64)
@@ -151,7 +284,7 @@ def to_store(found: np.ndarray) -> np.ndarray:
 
 def from_store(rows: np.ndarray) -> np.ndarray:
     """The (n,) uint32 prints `to_store` wrote."""
-    parts = np.asarray(rows, np.float32).reshape(-1, 3).astype(np.int64)
+    parts = np.asarray(rows, np.float32).reshape(-1, STORE_DIM).astype(np.int64)
     if len(parts) and (parts.min() < 0 or (parts >= 1 << 11).any()):
         raise ValueError("stored print parts must lie in [0, 2048)")
     value = sum(parts[:, i] << s for i, (s, _) in enumerate(_PARTS))

@@ -27,6 +27,7 @@ from models.model import TrimodalModel, checkpoint_hash
 from models.onnx_export import MANIFEST as ONNX_MANIFEST
 from models.onnx_export import OnnxEncoders
 from models.onnx_text import OnnxTextBackbone
+from models.prints import query_prints
 from models.spare import SPARE
 from service.settings import Settings
 
@@ -120,8 +121,8 @@ class Engine:
         try:
             searcher = Searcher(v)
             searcher.prepare_filters()
-            # the event scans and the landmark table (~4.5 s at 100k items) are built here, off
-            # the request path, before a reloaded version serves its first search
+            # the event scans and the landmark and print tables (~4.5 s at 100k items) are built
+            # here, off the request path, before a reloaded version serves its first search
             searcher.prepare_events()
         except Exception as e:
             v.close()
@@ -230,6 +231,7 @@ class Engine:
             events,
             bands,
             landmarks=tuple(query_peaks(wave, sr)),
+            prints=tuple(query_prints(wave, sr)),
         )
         self.searcher.prepare_events()
         self.searcher.search(query, "video", k=1, rerank_k=10)

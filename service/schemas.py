@@ -132,6 +132,16 @@ class Hit(BaseModel):
         "landmark pairs (spectral peaks, `models.fingerprint`) agree on where it was cut from, "
         "which is start_s. Such items come first. None: not found that way.",
     )
+    print_ber: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="The uploaded sound is a piece of this item's recording by its dense prints "
+        "(32 band-energy bits every 64 ms, `models.prints`): the share of bits that differ at "
+        "the place found, which is start_s (a piece of the same file: about 0.02-0.12; another "
+        "encoding of it: up to 0.2). Such items come first, fewest bits wrong first. None: not "
+        "found that way.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -141,7 +151,7 @@ class SearchResponse(BaseModel):
     index_version: str
     query_duration_s: float | None = Field(None, description="Length of an uploaded query.")
     timings_ms: dict[str, float] = Field(
-        description="Per stage: decode, encode, search, rerank, landmarks, segments, total."
+        description="Per stage: decode, encode, search, rerank, landmarks, prints, segments, total."
     )
     reranked: bool = Field(False, description="Whether the sequence re-rank ordered the hits.")
     localised: bool = Field(

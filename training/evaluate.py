@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
 from models.encoders import Embeddings
 from models.events import (
@@ -61,6 +62,7 @@ class Pool:
     _events: dict[str, list[np.ndarray]] | None = field(default=None, repr=False, compare=False)
     _scans: dict[str, EventScan] = field(default_factory=dict, repr=False, compare=False)
     _landmarks: FingerprintTable | None = field(default=None, repr=False, compare=False)
+    _prints: pr.PrintTable | None = field(default=None, repr=False, compare=False)
     # excerpt protocols' queries, cut and encoded once per pool (`_excerpt_queries`)
     _excerpts: dict[tuple, _ExcerptQueries] = field(default_factory=dict, repr=False, compare=False)
     # whether a picture meets a sound by its halves' envelopes too (`models.events.picture_kinds`),
@@ -122,6 +124,15 @@ class Pool:
                 raise ValueError("this pool was made without its media: no sounds to take")
             self._landmarks = _landmark_table(self.cache, self.ids, self.has_audio)
         return self._landmarks
+
+    def prints(self) -> pr.PrintTable:
+        """Every row's dense sound prints, as an index keeps them (none for a row without
+        sound), built once."""
+        if self._prints is None:
+            if self.cache is None:
+                raise ValueError("this pool was made without its media: no sounds to take")
+            self._prints = _print_table(self.cache, self.ids, self.has_audio)
+        return self._prints
 
     def scan(self, modality: str) -> EventScan:
         """The event scan over every row's `modality` envelopes, built once: a picture's by
@@ -957,14 +968,17 @@ def excerpt_report(
         top1 = (hybrid == 1).nonzero().flatten().tolist()
         if combos[0][1]:  # weighing the envelopes, the service places a hit by them
             starts = _event_starts(matched, against, rows, top1, fps, banded, pairs)
-        landmarks = None
-        if name == "audio→audio":  # as `index.search`: a piece of a recording, found by its peaks
-            table = (
-                pool.landmarks()
+        by_signal = None
+        if name == "audio→audio":  # as `index.search`: a piece of a recording, by its signal
+            tables = (
+                (pool.landmarks(), pool.prints())
                 if pool.cache is not None
-                else _landmark_table(cache, ids, has["audio"])
+                else (
+                    _landmark_table(cache, ids, has["audio"]),
+                    _print_table(cache, ids, has["audio"]),
+                )
             )
-            hybrid, found_starts, landmarks = _landmark_ranks(table, cut.waves, sr, rows, hybrid)
+            hybrid, found_starts, by_signal = _piece_ranks(*tables, cut.waves, sr, rows, hybrid)
             top1 = (hybrid == 1).nonzero().flatten().tolist()
             starts = {**starts, **found_starts}
         errors = torch.tensor([abs(starts[i] - float(true_start[i])) for i in top1 if i in starts])
@@ -976,8 +990,8 @@ def excerpt_report(
                 "within_0.25s": float((errors <= 0.25).float().mean()) if errors.numel() else 0.0,
             },
         }
-        if landmarks is not None:
-            out[name]["landmarks"] = landmarks
+        if by_signal is not None:
+            out[name]["by_signal"] = by_signal
         if len(combos) > 1:
             out[name]["hybrid_by_weight"] = {
                 weight_label(w, e): summarise(ranks_of(w, e)) for w, e in combos
@@ -1003,34 +1017,62 @@ def _landmark_table(cache: FeatureCache, ids: Sequence[str], has: Tensor) -> Fin
     )
 
 
-def _landmark_ranks(
-    table: FingerprintTable,
+def _print_table(cache: FeatureCache, ids: Sequence[str], has: Tensor) -> pr.PrintTable:
+    """Every pool clip's dense sound prints, as an index keeps them (none for a clip without)."""
+    empty = np.zeros(0, np.uint32)
+    sr = cache.spec.sample_rate
+    return pr.PrintTable(
+        [
+            pr.prints(np.asarray(cache.audio(i), np.float32), sr) if bool(h) else empty
+            for i, h in zip(ids, has.tolist(), strict=True)
+        ]
+    )
+
+
+def _piece_ranks(
+    landmarks: FingerprintTable,
+    prints: pr.PrintTable,
     waves: Sequence[np.ndarray],
     sr: int,
     rows: Sequence[int],
     ranks: Tensor,
-) -> tuple[Tensor, dict[int, float], dict[str, float]]:
-    """`ranks` after the items a piece's landmarks find are put first (`index.search`): the
-    query's own clip found → its place among them; else its rank behind all of them (at worst:
-    what they pushed down is not known here). Also where the found clips place each piece, and
-    the shares of pieces found, and found first in another clip."""
+) -> tuple[Tensor, dict[int, float], dict[str, Any]]:
+    """`ranks` after the items a piece is found in by its signal are put first (`index.search`:
+    `models.prints.pieces`, the dense prints' decision, else the landmarks'): the query's own
+    clip found → its place among them; else its rank behind all of them (at worst: what they
+    pushed down is not known here). Also where the found clips place each piece, and the shares
+    of pieces found, and found first in another clip — in all, and by the landmarks alone."""
     out = ranks.clone()
     starts: dict[int, float] = {}
-    found = wrong = 0
+    found = wrong = by_prints = lm_found = lm_wrong = 0
     for i, wave in enumerate(waves):
-        match = table.match(query_peaks(wave, sr))
-        if not len(match.rows):
+        match = landmarks.match(query_peaks(wave, sr))
+        lm = match.rows.tolist()
+        lm_found += rows[i] in lm
+        lm_wrong += bool(lm) and lm[0] != rows[i]
+        chosen = pr.pieces(prints.match(pr.query_prints(wave, sr), also=match.rows), match)
+        if not len(chosen.rows):
             continue
-        listed = match.rows.tolist()
+        listed = chosen.rows.tolist()
         found += rows[i] in listed
         wrong += listed[0] != rows[i]
+        by_prints += bool(np.isfinite(chosen.ber).all())
         if rows[i] in listed:
             out[i] = listed.index(rows[i]) + 1
-            starts[i] = float(match.starts_s[listed.index(rows[i])])
+            starts[i] = float(chosen.starts_s[listed.index(rows[i])])
         else:
             out[i] = ranks[i] + len(listed)
     n = max(1, len(waves))
-    return out, starts, {"found": found / n, "first_elsewhere": wrong / n}
+    return (
+        out,
+        starts,
+        {
+            "found": found / n,
+            "first_elsewhere": wrong / n,
+            "decided_by_prints": by_prints / n,
+            "landmarks_alone": {"found": lm_found / n, "first_elsewhere": lm_wrong / n},
+        },
+    )
 
 
 def _event_starts(

@@ -118,6 +118,7 @@ def _hit(h: SearchHit, searcher: Searcher) -> Hit:
         av_agreement=h.av_agreement,
         audio_offset_s=h.audio_offset_s,
         landmark_votes=h.landmark_votes,
+        print_ber=None if h.print_ber is None else round(h.print_ber, 4),
         **item_urls(h.id, h.has_video),
     )
 

@@ -219,7 +219,7 @@ function showPage(page) {
   // The API gives no total: a full page means there may be more.
   ui.more.hidden = page.hits.length < page.k;
   const t = page.timings_ms || {};
-  const parts = ["decode", "encode", "search", "rerank", "segments"]
+  const parts = ["decode", "encode", "search", "rerank", "landmarks", "prints", "segments"]
     .filter((stage) => stage in t)
     .map((stage) => `${stage} ${t[stage].toFixed(1)}`);
   let meta = `Index ${page.index_version} · ${(t.total ?? 0).toFixed(1)} ms total`;
@@ -239,6 +239,13 @@ function syncText(hit) {
   const offset = hit.audio_offset_s ?? 0;
   const sign = offset > 0 ? "+" : "";
   return `A/V sync ${hit.av_agreement.toFixed(2)} · audio ${sign}${offset.toFixed(2)} s`;
+}
+
+// The uploaded sound is a piece of this item's own recording (found by its signal, not learned).
+function sameRecordingText(hit) {
+  if (hit.print_ber != null) return `same recording · ${Math.round(100 * hit.print_ber)}% bits differ`;
+  if (hit.landmark_votes != null) return `same recording · ${hit.landmark_votes} landmarks agree`;
+  return "";
 }
 
 function card(hit, rank) {
@@ -279,6 +286,17 @@ function card(hit, rank) {
       "How clearly this item's sound fits its picture, and by how much the sound is late " +
       "(negative: early)";
     facts.append(agreement);
+  }
+
+  const same = sameRecordingText(hit);
+  if (same) {
+    const found = document.createElement("span");
+    found.className = "same";
+    found.textContent = same;
+    found.title =
+      "The sound you dropped in is a piece of this item's recording: found by its signal, " +
+      "placed at the segment shown";
+    facts.append(found);
   }
 
   button.append(title, facts, timeline(hit, 28));

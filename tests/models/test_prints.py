@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models import prints as pr
+from models.fingerprint import Match
 from tests.models.test_fingerprint import SR, aac_piece, recording
 
 
@@ -111,3 +112,67 @@ def test_bad_input_is_refused() -> None:
         pr.prints(np.full(SR, np.nan, np.float32), SR)
     with pytest.raises(ValueError, match="resample"):
         pr.prints(np.zeros(SR, np.float32), 4_000)
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+def test_the_table_short_lists_and_decides_as_comparing_every_item(library, table) -> None:
+    """`PrintTable.match` asks only the items holding a piece's prints or their one-bit
+    neighbours, and returns what comparing every item returns: scenes, hums, a codec's piece."""
+    found_in = pr.PrintTable(table)
+    rng = np.random.default_rng(4)
+    for row in (2, 15, 24, 38):
+        first = int(rng.integers(0, round(3.5 * SR)))
+        phases = pr.query_prints(library[row][first : first + round(2.5 * SR)], SR)
+        assert row in found_in.short_list(phases).tolist()
+        found = found_in.match(phases)
+        whole = pr.decide(*pr.best_offsets(phases, table))
+        assert found.rows.tolist() == whole.rows.tolist() == [row]
+        assert found.starts_s.tolist() == whole.starts_s.tolist()
+        assert found_in.match(phases, allowed=np.arange(len(table)) != row).rows.tolist() == []
+
+
+def test_the_table_from_a_store_matches_the_one_from_lists(table) -> None:
+    counts = [len(p) for p in table]
+    stored = pr.to_store(np.concatenate(table))
+    again = pr.PrintTable.from_concatenated(
+        pr.from_store(stored), np.concatenate([[0], np.cumsum(counts)])
+    )
+    assert len(again) == len(table)
+    assert all((again.item(r) == table[r]).all() for r in range(len(table)))
+    with pytest.raises(ValueError, match="offsets"):
+        pr.PrintTable.from_concatenated(np.zeros(5, np.uint32), np.array([0, 3]))
+
+
+def test_a_print_every_recording_holds_short_lists_nothing(library) -> None:
+    """Digital silence prints 0: in every recording that has any, that value (and its one-bit
+    neighbours) says nothing about where a piece is cut from."""
+    gap = np.zeros(SR, np.float32)
+    found_in = pr.PrintTable([pr.prints(np.concatenate([gap, w, gap]), SR) for w in library])
+    assert (found_in.values == 0).sum() > pr.COMMON_POSTINGS
+    silence = pr.query_prints(np.zeros(2 * SR, np.float32), SR)
+    assert found_in.short_list(silence).tolist() == []
+    assert len(found_in.match(silence).rows) == 0
+
+
+def test_what_the_items_ask_adds_to_the_short_list(table, library) -> None:
+    found_in = pr.PrintTable(table)
+    phases = pr.query_prints(library[5][SR : 3 * SR], SR)
+    # a short list of nothing (no value shared): only the items asked about are compared
+    far = [(p ^ np.uint32(0x0F0F0F0F), s) for p, s in phases]
+    assert found_in.short_list(far).tolist() == []
+    assert found_in.match(far, also=[5, 6]).rows.tolist() == []
+    assert found_in.match(phases, also=[6]).rows.tolist() == [5]
+
+
+def test_the_prints_decide_before_the_landmarks() -> None:
+    landmarks = Match(np.array([3, 4]), np.array([20, 11]), np.array([1.0, 2.0]))
+    by_prints = pr.Found(np.array([4]), np.array([0.05]), np.array([2.004]))
+    both = pr.pieces(by_prints, landmarks)
+    assert both.rows.tolist() == [4] and both.votes.tolist() == [11]
+    assert both.starts_s.tolist() == [2.004] and both.ber.tolist() == [0.05]
+    nothing = pr.Found(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    alone = pr.pieces(nothing, landmarks)
+    assert alone.rows.tolist() == [3, 4] and np.isnan(alone.ber).all()
+    assert alone.votes.tolist() == [20, 11] and alone.starts_s.tolist() == [1.0, 2.0]

@@ -315,10 +315,13 @@ def test_excerpts_are_cut_inside_the_clips_and_reported_per_direction(prepared, 
         assert r["pooled"]["n"] == r["hybrid"]["n"] == report["queries"]
         err = r["start_error_s"]["median"]
         assert np.isnan(err) or 0.0 <= err <= 4.0 - 2.5 + 0.25
-    # A piece of a clip's sound is found by its landmarks (exact cuts of the decoded sound), as
-    # the service finds it: first, and placed to a frame, whatever the untrained model says.
-    found = report["audio→audio"]["landmarks"]
+    # A piece of a clip's sound is found by its signal (exact cuts of the decoded sound), as the
+    # service finds it: by its dense prints, else its landmarks; first, and placed to a frame,
+    # whatever the untrained model says.
+    found = report["audio→audio"]["by_signal"]
     assert found["found"] >= 0.8 and found["first_elsewhere"] == 0.0
+    assert found["found"] >= found["landmarks_alone"]["found"]
+    assert found["decided_by_prints"] > 0.0
     assert report["audio→audio"]["hybrid"]["R@1"] >= found["found"] - 1e-6  # float32 shares
     assert report["audio→audio"]["start_error_s"]["median"] <= 0.02
     # Too short to cut from: nothing is measured rather than a padded query.
