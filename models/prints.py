@@ -57,6 +57,7 @@ COMMON_POSTINGS, COMMON_SHARE = 64, 0.02
 # the one-bit neighbours find the piece's item for 96-98 % of 1.5-4 s pieces, the exact values
 # for 90-96 %; every item compared finds 100 % of the same-file pieces.
 SHORT_LIST = 32
+_SMALL_BUCKET = 64  # a lookup bucket read whole (`PrintTable._postings`)
 
 
 @dataclass(frozen=True)
@@ -187,13 +188,21 @@ class PrintTable:
         order = np.argsort(flat, kind="stable")
         self.values = flat[order]
         self.rows = groups[order]
+        # where each value's top bits start among the sorted values (about four values a
+        # bucket; 4 B a bucket, under 1 B a print): a lookup reads its bucket, not a binary
+        # search's 23 scattered places
+        self._bits = int(min(24, max(8, round(np.log2(max(len(flat), 1))) - 2)))
+        self._starts = np.searchsorted(
+            self.values >> np.uint32(32 - self._bits), np.arange(2**self._bits + 1)
+        ).astype(np.int32 if len(flat) < 2**31 else np.int64)
 
     def __len__(self) -> int:
         return self.size
 
     @property
     def nbytes(self) -> int:
-        return self._flat.nbytes + self.values.nbytes + self.rows.nbytes + self._offsets.nbytes
+        parts = (self._flat, self.values, self.rows, self._offsets, self._starts)
+        return sum(a.nbytes for a in parts)
 
     def item(self, row: int) -> np.ndarray:
         return self._flat[self._offsets[row] : self._offsets[row + 1]]
@@ -209,14 +218,9 @@ class PrintTable:
         exact = np.unique(np.concatenate(found))
         flips = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
         asked = np.unique(np.concatenate([exact, (exact[:, None] ^ flips[None]).reshape(-1)]))
-        lo = np.searchsorted(self.values, asked, "left")
-        count = np.searchsorted(self.values, asked, "right") - lo
-        use = (count > 0) & (count <= max(COMMON_POSTINGS, COMMON_SHARE * self.size))
-        lo, count = lo[use], count[use]
-        total = int(count.sum())
-        if not total:
+        at = self._postings(asked, max(COMMON_POSTINGS, COMMON_SHARE * self.size))
+        if not len(at):
             return np.zeros(0, np.int64)
-        at = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(total)
         rows = self.rows[at].astype(np.int64)
         if allowed is not None:
             rows = rows[allowed[rows]]
@@ -224,6 +228,35 @@ class PrintTable:
         listed = np.flatnonzero(held)
         listed = listed[np.lexsort((listed, -held[listed]))]
         return listed[:SHORT_LIST]
+
+    def _postings(self, asked: np.ndarray, most: float) -> np.ndarray:
+        """Positions (in `values`) of every posting of the `asked` values (sorted, distinct)
+        that are held at most `most` times. A bucket of at most `_SMALL_BUCKET` values is read
+        whole and compared; a larger one (digital silence's 0 and its neighbours share the
+        first) is binary-searched."""
+        bucket = (asked >> np.uint32(32 - self._bits)).astype(np.int64)
+        lo = self._starts[bucket].astype(np.int64)
+        hi = self._starts[bucket + 1].astype(np.int64)
+        size = hi - lo
+        small = size <= _SMALL_BUCKET
+        parts = []
+        if small.any():
+            lo_s, size_s, want = lo[small], size[small], asked[small]
+            total = int(size_s.sum())
+            at = np.repeat(lo_s - np.cumsum(size_s) + size_s, size_s) + np.arange(total)
+            which = np.repeat(np.arange(len(want)), size_s)
+            hit = self.values[at] == want[which]
+            held = np.bincount(which[hit], minlength=len(want))
+            parts.append(at[hit & (held[which] <= most)])
+        if (~small).any():
+            want = asked[~small]
+            first = np.searchsorted(self.values, want, "left")
+            count = np.searchsorted(self.values, want, "right") - first
+            keep = (count > 0) & (count <= most)
+            first, count = first[keep], count[keep]
+            total = int(count.sum())
+            parts.append(np.repeat(first - np.cumsum(count) + count, count) + np.arange(total))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def match(
         self,

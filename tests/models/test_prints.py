@@ -176,3 +176,23 @@ def test_the_prints_decide_before_the_landmarks() -> None:
     alone = pr.pieces(nothing, landmarks)
     assert alone.rows.tolist() == [3, 4] and np.isnan(alone.ber).all()
     assert alone.votes.tolist() == [20, 11] and alone.starts_s.tolist() == [1.0, 2.0]
+
+
+def test_the_lookup_holds_every_posting_a_plain_search_finds() -> None:
+    """`PrintTable._postings` reads small buckets whole and binary-searches large ones (digital
+    silence's 0 and its neighbours): the same postings as a plain search, over both paths."""
+    rng = np.random.default_rng(5)
+    items = [rng.integers(0, 2**32, 91, dtype=np.uint64).astype(np.uint32) for _ in range(300)]
+    for i, found in enumerate(items):
+        found[rng.random(91) < 0.1] = 0  # silence, in every recording
+        found[:3] = np.uint32(7 + i % 5)  # small values shared by a few, in the zeros' bucket
+        found[3] = items[0][10]  # one value held by every item
+    table = pr.PrintTable(items)
+    assert table._starts[1] - table._starts[0] > pr._SMALL_BUCKET  # both paths are taken
+    asked = np.unique(np.concatenate([items[4][:40], [0, 7, 8, 9, 1234567]]).astype(np.uint32))
+    for most in (1, 64, 400):
+        got = np.sort(table.values[table._postings(asked, most)])
+        plain = [v for v in table.values if v in set(asked.tolist())]
+        counts = {v: plain.count(v) for v in set(plain)}
+        want = np.sort(np.array([v for v in plain if counts[v] <= most], np.uint32))
+        assert got.tolist() == want.tolist()

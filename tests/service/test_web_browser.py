@@ -586,7 +586,9 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
         placed = [r for r in right if abs(r[3]["start_s"] - r[1]) <= 0.25]
         assert len(right) >= 36, [(c, h["id"]) for c, _, _, h in right]
         assert len(placed) >= 36, [(o, h["start_s"]) for _, o, _, h in right]
-        # found by the sound's landmarks (`models.fingerprint`), whatever the demo's model learned
+        # found by the sound's signal, whatever the demo's model learned: its dense prints
+        # (`models.prints`) and its landmarks (`models.fingerprint`)
+        assert sum(r[3]["print_ber"] is not None for r in right) >= 36
         assert sum(r[3]["landmark_votes"] is not None for r in right) >= 34
 
         clip, offset, wav, hit = placed[0]
@@ -599,6 +601,7 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
         start = float(cards[0].get_attribute("data-start-s"))
         assert abs(start - offset) <= 0.25
         assert f"{hit['start_s']:.2f}–{hit['end_s']:.2f} s" in cards[0].text
+        assert "same recording" in cards[0].text
         # The band over the matched steps, and the bars inside it marked as the hit.
         sps = hit["steps_per_second"]
         band = cards[0].find_element("css selector", "svg.timeline rect.band")
