@@ -221,6 +221,11 @@ def test_the_int8_product_is_exact_with_or_without_torchs_kernel(monkeypatch) ->
     without = scan.scores(query, across=True)
     monkeypatch.setattr(events, "INT8_KERNEL", True)
     np.testing.assert_array_equal(scan.scores(query, across=True), without)
+    # unset: measured on first use, the faster of the two on this CPU, and kept
+    monkeypatch.setattr(events, "INT8_KERNEL", None)
+    assert torch.equal(int8_matmul(a, b).long(), want)
+    assert isinstance(events.INT8_KERNEL, bool)
+    assert isinstance(events.int8_kernel_is_faster(rows=512, repeats=1), bool)
 
 
 def test_agreement_finds_how_late_the_sound_is_and_fuses_with_the_steps():
