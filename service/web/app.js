@@ -248,6 +248,15 @@ function sameRecordingText(hit) {
   return "";
 }
 
+// One fact on a card: its text, and what it means on hover.
+function fact(className, text, title = "") {
+  const span = document.createElement("span");
+  span.className = className;
+  span.textContent = text;
+  if (title) span.title = title;
+  return span;
+}
+
 function card(hit, rank) {
   const button = document.createElement("button");
   button.type = "button";
@@ -270,33 +279,28 @@ function card(hit, rank) {
 
   const facts = document.createElement("span");
   facts.className = "facts";
-  const score = document.createElement("span");
-  score.className = "score";
-  score.textContent = `score ${hit.score.toFixed(3)}`;
-  const segment = document.createElement("span");
-  segment.className = "segment";
-  segment.textContent = segmentText(hit);
-  facts.append(score, segment);
+  facts.append(fact("score", `score ${hit.score.toFixed(3)}`), fact("segment", segmentText(hit)));
   const sync = syncText(hit);
   if (sync) {
-    const agreement = document.createElement("span");
-    agreement.className = "sync";
-    agreement.textContent = sync;
-    agreement.title =
-      "How clearly this item's sound fits its picture, and by how much the sound is late " +
-      "(negative: early)";
-    facts.append(agreement);
+    facts.append(
+      fact(
+        "sync",
+        sync,
+        "How clearly this item's sound fits its picture, and by how much the sound is late " +
+          "(negative: early)",
+      ),
+    );
   }
-
   const same = sameRecordingText(hit);
   if (same) {
-    const found = document.createElement("span");
-    found.className = "same";
-    found.textContent = same;
-    found.title =
-      "The sound you dropped in is a piece of this item's recording: found by its signal, " +
-      "placed at the segment shown";
-    facts.append(found);
+    facts.append(
+      fact(
+        "same",
+        same,
+        "The sound you dropped in is a piece of this item's recording: found by its signal, " +
+          "placed at the segment shown",
+      ),
+    );
   }
 
   button.append(title, facts, timeline(hit, 28));
