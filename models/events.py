@@ -71,6 +71,13 @@ SCAN_CANDIDATES = 50
 # A scan of at least this many rows is split between two cores when a search runs alone
 # (`models.spare`): below it, handing half to a helper costs about what it saves.
 SPLIT_SCAN_ROWS = 20_000
+# The scan multiplies this many rows (every kind of each) at a time: small enough for a block and
+# its product to stay in the cache, large enough to amortise the call. Its query side is zero-
+# padded to a multiple of `SCAN_COLUMNS` columns: float32 products with a whole clip's 5
+# placements ran 2.5x slower than with 16 on this project's AVX2 EPYC. Together: a 6 s sound
+# against 100k pictures' six kinds 152 → 40 ms on one thread (`benchmarks/bench_scan`).
+SCAN_BLOCK_ROWS = 1024
+SCAN_COLUMNS = 16
 # A sound matched against sounds (a piece of a recording, searched among recordings) compares
 # onsets band by band: the log-mel's bins in this many equal groups, each group's flux an
 # envelope of its own (`sound_bands`). Which bands start together says what sounded as well as
@@ -642,14 +649,16 @@ def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() @ b.float()).to(torch.int32)
 
 
-def int8_kernel_is_faster(rows: int = 32_768, repeats: int = 3) -> bool:
-    """Whether torch's int8 kernel multiplies a scan-shaped product (`rows` × 72 by 72 × 8) faster
-    than float32 on this CPU, best of `repeats` each. With AVX-512 VNNI it is; on a CPU with
-    AVX2 alone (an AMD EPYC VM of this project) it took 45 ms where float32 took 28 ms for 120k
-    rows, and the 100k-item event scan with it was the slowest stage of a sound upload."""
+def int8_kernel_is_faster(rows: int = 6 * SCAN_BLOCK_ROWS, repeats: int = 5) -> bool:
+    """Whether torch's int8 kernel multiplies a block of the scan (`rows` × 80 by 80 ×
+    `SCAN_COLUMNS`, as `_Product` does) faster than converting it to float32 and multiplying
+    that, best of `repeats` each. With AVX-512 VNNI it is; on a CPU with AVX2 alone (an AMD EPYC
+    VM of this project) the int8 kernel took 45 ms where float32 took 28 ms for 120k rows, and
+    the 100k-item event scan with it was the slowest stage of a sound upload."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randint(-127, 128, (rows, 72), dtype=torch.int8, generator=gen)
-    b = torch.randint(-127, 128, (72, 8), dtype=torch.int8, generator=gen)
+    a = torch.randint(-127, 128, (rows, 80), dtype=torch.int8, generator=gen)
+    b = torch.randint(-127, 128, (80, SCAN_COLUMNS), dtype=torch.int8, generator=gen)
+    converted, b_float, out = torch.empty(rows, 80), b.float(), torch.empty(rows, SCAN_COLUMNS)
 
     def best(product: Callable[[], torch.Tensor]) -> float:
         times = []
@@ -663,12 +672,43 @@ def int8_kernel_is_faster(rows: int = 32_768, repeats: int = 3) -> bool:
         kernel = best(lambda: torch._int_mm(a, b))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
-    return kernel < best(lambda: a.float() @ b.float())
+    return kernel < best(lambda: torch.mm(converted.copy_(a), b_float, out=out))
 
 
 # whether `int8_matmul` uses torch's int8 kernel: None measures it on first use (tests set it to
 # check each path)
 INT8_KERNEL: bool | None = None
+
+
+class _Product:
+    """Blocks of int8 rows times one int8 matrix of columns, exactly, as float32 (`int8_matmul`'s
+    choice of kernel): on the float path each block is converted into a buffer kept between
+    blocks, which stays in the cache for the product (a fresh tensor per block, or one
+    conversion of every row, cost as much as the product). One per thread: the buffers are
+    its own."""
+
+    def __init__(self, columns: torch.Tensor) -> None:
+        global INT8_KERNEL
+        if INT8_KERNEL is None:
+            INT8_KERNEL = int8_kernel_is_faster()
+        self.columns = columns
+        self.float_columns = columns.float()
+        self._rows = torch.empty(0)
+        self._out = torch.empty(0)
+
+    def __call__(self, block: torch.Tensor) -> torch.Tensor:
+        n = len(block)
+        if INT8_KERNEL:
+            try:
+                return torch._int_mm(block.contiguous(), self.columns).float()
+            except (AttributeError, RuntimeError, NotImplementedError):
+                pass
+        if len(self._rows) < n:
+            self._rows = torch.empty(n, block.shape[1])
+            self._out = torch.empty(n, self.columns.shape[1])
+        rows, out = self._rows[:n], self._out[:n]
+        rows.copy_(block)
+        return torch.mm(rows, self.float_columns, out=out)
 
 
 def widened(kinds: np.ndarray, width: int) -> np.ndarray:
@@ -741,14 +781,15 @@ class EventScan:
         self.n_items = len(envelopes)
         width = self.row_bins + 2 * max_lag
         # zeros to a multiple of 16 bins: torch's int8 kernel runs a third faster on them
-        rows = np.zeros((self.kinds, len(starts), -(-width // 16) * 16), np.float32)
+        rows = np.zeros((len(starts), self.kinds, -(-width // 16) * 16), np.float32)
         for j, (item, start) in enumerate(starts):
             part = widened(envelopes[item], self.kinds)[start : start + self.row_bins]
-            rows[:, j, max_lag : max_lag + len(part)] = part.T
+            rows[j, :, max_lag : max_lag + len(part)] = part.T
         # int8 with a scale per row, its kinds together (standardised envelopes: alike in
         # range): a quarter of float32's bytes to read per query, which is what the scan's time
-        # is at 100k items, and the best of every kind and placement taken on the integers
-        self.rows, self.scale = _quantised(rows, axis=(0, 2))  # (kinds, rows, width), (rows,)
+        # is at 100k items, and the best of every kind and placement taken on the integers. A
+        # row's kinds lie together: a block of rows is one product (`scores`).
+        self.rows, self.scale = _quantised(rows, axis=(1, 2))  # (rows, kinds, width), (rows,)
         self.owner = torch.tensor([item for item, _ in starts], dtype=torch.int64)
         self.first = torch.tensor([start for _, start in starts], dtype=torch.int64)
         lengths = torch.tensor([len(e) for e in envelopes], dtype=torch.int64)
@@ -828,31 +869,37 @@ class EventScan:
             return out.numpy()
         c_lo, c_hi, first, last, uniform = span
         placements = last - first + 1
-        # Toeplitz of each query kind: column (k, j) places kind k's window at column first + j
+        # Toeplitz of each query kind: column k * placements + j places kind k's window at
+        # column first + j; zero columns to a multiple of 16 (`SCAN_COLUMNS`)
         cols = torch.arange(placements)
+        used = len(q) * placements
         toeplitz = torch.zeros(padded, len(q), placements, dtype=torch.int8)
         rows_at = first + cols[None, :] + torch.arange(m)[:, None]  # (m, placements)
         for k in range(len(q)):
             toeplitz[rows_at, k, cols[None, :]] = q[k][:, None]
-        kinds = len(self.rows) if pinned else 1
-        columns = toeplitz.reshape(padded, -1)
+        columns = torch.zeros(padded, -(-used // SCAN_COLUMNS) * SCAN_COLUMNS, dtype=torch.int8)
+        columns[:, :used] = toeplitz.reshape(padded, used)
+        kinds = self.kinds if pinned else 1
         at = first + cols
-        lowest = torch.iinfo(torch.int32).min
+        lowest = float(torch.iinfo(torch.int32).min)
 
         def best_of(lo: int, hi: int) -> torch.Tensor:
-            """Rows lo..hi: the best pair of kinds at the best placement, on the integers
-            (kind by kind: each kind's rows are contiguous, and their products stay small),
-            then scaled."""
-            best = torch.full((hi - lo,), lowest, dtype=torch.int32)
-            if not uniform:
-                allowed = (at[None, :] >= c_lo[lo:hi, None]) & (at[None, :] <= c_hi[lo:hi, None])
-            for kind in range(kinds):
-                found = int8_matmul(self.rows[kind, lo:hi], columns)
-                found = found.reshape(hi - lo, len(q), placements)
+            """Rows lo..hi: the best pair of kinds at the best placement, on the integers, a
+            block of rows (every kind of each) one product, then scaled."""
+            best = torch.empty(hi - lo)
+            product = _Product(columns)  # this thread's buffers
+            for b_lo in range(lo, hi, SCAN_BLOCK_ROWS):
+                b_hi = min(hi, b_lo + SCAN_BLOCK_ROWS)
+                block = self.rows[b_lo:b_hi] if pinned else self.rows[b_lo:b_hi, :1]
+                found = product(block.reshape((b_hi - b_lo) * kinds, padded))
+                found = found[:, :used].reshape(b_hi - b_lo, kinds * len(q), placements)
                 if not uniform:
-                    found.masked_fill_(~allowed[:, None, :], lowest)
-                torch.maximum(best, found.reshape(hi - lo, -1).amax(dim=1), out=best)
-            per_row = best.float() * self.scale[lo:hi] * (float(q_scale[0]) / m)
+                    allowed = (at[None, :] >= c_lo[b_lo:b_hi, None]) & (
+                        at[None, :] <= c_hi[b_lo:b_hi, None]
+                    )
+                    found = found.masked_fill(~allowed[:, None, :], lowest)
+                torch.amax(found.reshape(b_hi - b_lo, -1), dim=1, out=best[b_lo - lo : b_hi - lo])
+            per_row = best * self.scale[lo:hi] * (float(q_scale[0]) / m)
             per_row[best == lowest] = -torch.inf
             return per_row
 

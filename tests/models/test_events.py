@@ -189,7 +189,7 @@ def test_across_a_sound_meets_every_kind_of_a_picture_only_at_few_placements():
     picture = np.stack([noise, sound], axis=1)
     other = np.stack([standardise(rng.standard_normal(72)) for _ in range(2)], axis=1)
     scan = EventScan([picture, other, noise], FPS)  # a single envelope: widened
-    assert scan.rows.shape[0] == 2
+    assert scan.kinds == 2 and scan.rows.shape[1] == 2
     across = scan.scores(sound, across=True)
     assert int(np.argmax(across)) == 0 and across[0] == pytest.approx(1.0, abs=0.05)
     alike = scan.scores(sound)
@@ -547,3 +547,34 @@ def test_a_sound_that_starts_at_once_or_after_a_long_quiet_keeps_every_rise(monk
         assert np.array_equal(single, before[name][0]) and np.array_equal(banded, before[name][1])
     # half a second of silence is a recording's, not an encoder's: the sound's start is an onset
     assert int(np.argmax(sound_events(late, SR, FPS))) == 6
+
+
+def test_the_scan_in_blocks_scores_as_in_one(monkeypatch) -> None:
+    """Rows multiplied a block at a time (`SCAN_BLOCK_ROWS`), the query's columns zero-padded
+    (`SCAN_COLUMNS`): every score exactly as one block of every row with unpadded columns gives,
+    for items of several lengths (masked placements) and kinds, pinned or not, by either
+    kernel."""
+    rng = np.random.default_rng(13)
+    items = [rng.standard_normal((int(n), 3)).astype(np.float32) for n in rng.integers(20, 160, 57)]
+    queries = [rng.standard_normal(72), rng.standard_normal(25), rng.standard_normal((70, 3))]
+    for kernel in (False, True):
+        monkeypatch.setattr(events, "INT8_KERNEL", kernel)
+        monkeypatch.setattr(events, "SCAN_BLOCK_ROWS", 10_000)
+        monkeypatch.setattr(events, "SCAN_COLUMNS", 1)
+        whole = EventScan(items, FPS)
+        want = [
+            whole.scores(np.asarray(q, np.float32), across)
+            for q in queries
+            for across in (False, True)
+        ]
+        monkeypatch.setattr(events, "SCAN_BLOCK_ROWS", 7)
+        monkeypatch.setattr(events, "SCAN_COLUMNS", 16)
+        blocks = EventScan(items, FPS)
+        got = [
+            blocks.scores(np.asarray(q, np.float32), across)
+            for q in queries
+            for across in (False, True)
+        ]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+            assert np.isfinite(w).sum() > 40
