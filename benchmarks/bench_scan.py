@@ -112,13 +112,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         for name, (scan, query, across) in shapes.items():
             row: dict[str, Any] = {}
-            before, want = _timed(
-                lambda s=scan, q=query, a=across: _unblocked(s, q, a), args.repeats
-            )
+
+            def unblocked(s: EventScan = scan, q: np.ndarray = query, a: bool = across) -> Any:
+                return _unblocked(s, q, a)
+
+            def blocked(s: EventScan = scan, q: np.ndarray = query, a: bool = across) -> Any:
+                return s.scores(q, a)
+
+            before, want = _timed(unblocked, args.repeats)
             row["before_unblocked_float32"] = before
             for kernel in (False, True):
                 events.INT8_KERNEL = kernel
-                got, scores = _timed(lambda s=scan, q=query, a=across: s.scores(q, a), args.repeats)
+                got, scores = _timed(blocked, args.repeats)
                 if not np.array_equal(scores, want):
                     raise AssertionError(f"{name}: the blocked scan's scores differ")
                 row["blocked_int8" if kernel else "blocked_float32"] = got
