@@ -75,7 +75,7 @@ SPLIT_SCAN_ROWS = 20_000
 # its product to stay in the cache, large enough to amortise the call. Its query side is zero-
 # padded to a multiple of `SCAN_COLUMNS` columns: float32 products with a whole clip's 5
 # placements ran 2.5x slower than with 16 on this project's AVX2 EPYC. Together: a 6 s sound
-# against 100k pictures' six kinds 152 → 40 ms on one thread (`benchmarks/bench_scan`).
+# against 100k pictures' six kinds 122 → 32 ms on one thread (`benchmarks/bench_scan`).
 SCAN_BLOCK_ROWS = 1024
 SCAN_COLUMNS = 16
 # A sound matched against sounds (a piece of a recording, searched among recordings) compares
@@ -870,17 +870,20 @@ class EventScan:
         c_lo, c_hi, first, last, uniform = span
         placements = last - first + 1
         # Toeplitz of each query kind: column k * placements + j places kind k's window at
-        # column first + j; zero columns to a multiple of 16 (`SCAN_COLUMNS`)
+        # column first + j; to a multiple of `SCAN_COLUMNS` columns with copies of the first,
+        # so the best over every column of a row's product is the best placement, read whole
+        # (a slice of the real columns cost a quarter of the scan's time to gather)
         cols = torch.arange(placements)
         used = len(q) * placements
         toeplitz = torch.zeros(padded, len(q), placements, dtype=torch.int8)
         rows_at = first + cols[None, :] + torch.arange(m)[:, None]  # (m, placements)
         for k in range(len(q)):
             toeplitz[rows_at, k, cols[None, :]] = q[k][:, None]
-        columns = torch.zeros(padded, -(-used // SCAN_COLUMNS) * SCAN_COLUMNS, dtype=torch.int8)
-        columns[:, :used] = toeplitz.reshape(padded, used)
+        source = torch.arange(-(-used // SCAN_COLUMNS) * SCAN_COLUMNS)
+        source[used:] = 0
+        columns = toeplitz.reshape(padded, used)[:, source]
+        at = first + source % placements  # each column's placement, as a column of the rows
         kinds = self.kinds if pinned else 1
-        at = first + cols
         lowest = float(torch.iinfo(torch.int32).min)
 
         def best_of(lo: int, hi: int) -> torch.Tensor:
@@ -892,13 +895,13 @@ class EventScan:
                 b_hi = min(hi, b_lo + SCAN_BLOCK_ROWS)
                 block = self.rows[b_lo:b_hi] if pinned else self.rows[b_lo:b_hi, :1]
                 found = product(block.reshape((b_hi - b_lo) * kinds, padded))
-                found = found[:, :used].reshape(b_hi - b_lo, kinds * len(q), placements)
+                found = found.view(b_hi - b_lo, kinds, len(source))
                 if not uniform:
                     allowed = (at[None, :] >= c_lo[b_lo:b_hi, None]) & (
                         at[None, :] <= c_hi[b_lo:b_hi, None]
                     )
-                    found = found.masked_fill(~allowed[:, None, :], lowest)
-                torch.amax(found.reshape(b_hi - b_lo, -1), dim=1, out=best[b_lo - lo : b_hi - lo])
+                    found.masked_fill_(~allowed[:, None, :], lowest)
+                torch.amax(found.view(b_hi - b_lo, -1), dim=1, out=best[b_lo - lo : b_hi - lo])
             per_row = best * self.scale[lo:hi] * (float(q_scale[0]) / m)
             per_row[best == lowest] = -torch.inf
             return per_row
