@@ -125,3 +125,19 @@ def test_peaks_are_limited_per_second(tmp_path: Path) -> None:
     found = fp.peaks(x, SR)
     assert len(found) <= 10 * fp.PEAKS_PER_S
     assert (np.diff(found[:, 0]) >= 0).all()  # in time order
+
+
+def test_the_peak_neighbourhood_is_the_largest_value_within_its_window() -> None:
+    """`_max_filter` (by doubling) against the plain definition: each point's largest value
+    within ±frames and ±bins, the window cut at the edges; shapes smaller than the window, a
+    radius of zero, and ties."""
+    rng = np.random.default_rng(21)
+    for shape in [(61, 40), (1, 5), (3, 1), (7, 17), (2, 40), (50, 3), (0, 4)]:
+        s = rng.integers(-5, 5, shape).astype(np.float32)  # small integers: many ties
+        for frames, bins in [(3, 8), (0, 2), (5, 0), (1, 1), (10, 30)]:
+            want = np.empty_like(s)
+            for t in range(shape[0]):
+                for f in range(shape[1]):
+                    window = s[max(0, t - frames) : t + frames + 1, max(0, f - bins) : f + bins + 1]
+                    want[t, f] = window.max()
+            np.testing.assert_array_equal(fp._max_filter(s, frames, bins), want)
