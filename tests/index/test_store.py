@@ -65,8 +65,16 @@ def test_batch_pads_and_masks(tmp_path: Path) -> None:
     assert x.shape == (0, 0, D) and mask.shape == (0, 0)
     with pytest.raises(IndexError):
         store.batch([0, 3])
+    with pytest.raises(IndexError, match="row -1"):
+        store.batch(np.array([2, -1]))
     with pytest.raises(IndexError):
         store.get(-1)
+    # rows as an array or any iterable read alike
+    want = store.batch([2, 0])
+    for rows in (np.array([2, 0]), iter([2, 0]), (r for r in (2, 0))):
+        got = store.batch(rows)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_empty_store_needs_dim(tmp_path: Path) -> None:
