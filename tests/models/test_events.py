@@ -557,24 +557,17 @@ def test_the_scan_in_blocks_scores_as_in_one(monkeypatch) -> None:
     rng = np.random.default_rng(13)
     items = [rng.standard_normal((int(n), 3)).astype(np.float32) for n in rng.integers(20, 160, 57)]
     queries = [rng.standard_normal(72), rng.standard_normal(25), rng.standard_normal((70, 3))]
+
+    def scored(block_rows: int, columns: int) -> list[np.ndarray]:
+        monkeypatch.setattr(events, "SCAN_BLOCK_ROWS", block_rows)
+        monkeypatch.setattr(events, "SCAN_COLUMNS", columns)
+        scan = EventScan(items, FPS)
+        return [scan.scores(np.asarray(q, np.float32), a) for q in queries for a in (False, True)]
+
     for kernel in (False, True):
         monkeypatch.setattr(events, "INT8_KERNEL", kernel)
-        monkeypatch.setattr(events, "SCAN_BLOCK_ROWS", 10_000)
-        monkeypatch.setattr(events, "SCAN_COLUMNS", 1)
-        whole = EventScan(items, FPS)
-        want = [
-            whole.scores(np.asarray(q, np.float32), across)
-            for q in queries
-            for across in (False, True)
-        ]
-        monkeypatch.setattr(events, "SCAN_BLOCK_ROWS", 7)
-        monkeypatch.setattr(events, "SCAN_COLUMNS", 16)
-        blocks = EventScan(items, FPS)
-        got = [
-            blocks.scores(np.asarray(q, np.float32), across)
-            for q in queries
-            for across in (False, True)
-        ]
+        want = scored(10_000, 1)  # one block, the query's columns unpadded
+        got = scored(7, 16)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
             assert np.isfinite(w).sum() > 40
