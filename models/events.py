@@ -72,10 +72,10 @@ SCAN_CANDIDATES = 50
 # (`models.spare`): below it, handing half to a helper costs about what it saves.
 SPLIT_SCAN_ROWS = 20_000
 # The scan multiplies this many rows (every kind of each) at a time: small enough for a block and
-# its product to stay in the cache, large enough to amortise the call. Its query side is zero-
-# padded to a multiple of `SCAN_COLUMNS` columns: float32 products with a whole clip's 5
-# placements ran 2.5x slower than with 16 on this project's AVX2 EPYC. Together: a 6 s sound
-# against 100k pictures' six kinds 122 → 32 ms on one thread (`benchmarks/bench_scan`).
+# its product to stay in the cache, large enough to amortise the call. Its query side is padded
+# to a multiple of `SCAN_COLUMNS` columns (copies of its first): float32 products with a whole
+# clip's 5 placements ran 2.5x slower than with 16 on this project's AVX2 EPYC. Together: a 6 s
+# sound against 100k pictures' six kinds 122 → 32 ms on one thread (`benchmarks/bench_scan`).
 SCAN_BLOCK_ROWS = 1024
 SCAN_COLUMNS = 16
 # A sound matched against sounds (a piece of a recording, searched among recordings) compares
@@ -653,8 +653,8 @@ def int8_kernel_is_faster(rows: int = 6 * SCAN_BLOCK_ROWS, repeats: int = 5) -> 
     """Whether torch's int8 kernel multiplies a block of the scan (`rows` × 80 by 80 ×
     `SCAN_COLUMNS`, as `_Product` does) faster than converting it to float32 and multiplying
     that, best of `repeats` each. With AVX-512 VNNI it is; on a CPU with AVX2 alone (an AMD EPYC
-    VM of this project) the int8 kernel took 45 ms where float32 took 28 ms for 120k rows, and
-    the 100k-item event scan with it was the slowest stage of a sound upload."""
+    VM of this project) the int8 kernel took 10–20x float32's time (`benchmarks/bench_scan`),
+    and the 100k-item event scan with it was the slowest stage of a sound upload."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randint(-127, 128, (rows, 80), dtype=torch.int8, generator=gen)
     b = torch.randint(-127, 128, (80, SCAN_COLUMNS), dtype=torch.int8, generator=gen)
