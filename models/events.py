@@ -635,18 +635,10 @@ def _quantised(
 
 
 def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(M, K) @ (K, N) of int8 → int32, exactly: torch's int8 kernel where this build has one
-    for the CPU and it is the faster here (`int8_kernel_is_faster`), float32 otherwise (exact
-    too: |sums| stay far below 2^24 for K < 1,000)."""
-    global INT8_KERNEL
-    if INT8_KERNEL is None:
-        INT8_KERNEL = int8_kernel_is_faster()
-    if INT8_KERNEL:
-        try:
-            return torch._int_mm(a, b)
-        except (AttributeError, RuntimeError, NotImplementedError):
-            pass
-    return (a.float() @ b.float()).to(torch.int32)
+    """(M, K) @ (K, N) of int8 → int32, exactly: the scan's product (`_Product`: torch's int8
+    kernel where it is the faster here, `int8_kernel_is_faster`; float32 otherwise, exact too:
+    |sums| stay far below 2^24 for K < 1,000)."""
+    return _Product(b)(a).to(torch.int32)
 
 
 def int8_kernel_is_faster(rows: int = 6 * SCAN_BLOCK_ROWS, repeats: int = 5) -> bool:
@@ -681,11 +673,11 @@ INT8_KERNEL: bool | None = None
 
 
 class _Product:
-    """Blocks of int8 rows times one int8 matrix of columns, exactly, as float32 (`int8_matmul`'s
-    choice of kernel): on the float path each block is converted into a buffer kept between
-    blocks, which stays in the cache for the product (a fresh tensor per block, or one
-    conversion of every row, cost as much as the product). One per thread: the buffers are
-    its own."""
+    """Blocks of int8 rows times one int8 matrix of columns, exactly, as float32: by torch's int8
+    kernel where it is the faster on this CPU (`INT8_KERNEL`), else in float32, each block
+    converted into a buffer kept between blocks, which stays in the cache for the product (a
+    fresh tensor per block, or one conversion of every row, cost as much as the product). One
+    per thread: the buffers are its own."""
 
     def __init__(self, columns: torch.Tensor) -> None:
         global INT8_KERNEL

@@ -550,10 +550,10 @@ def test_a_sound_that_starts_at_once_or_after_a_long_quiet_keeps_every_rise(monk
 
 
 def test_the_scan_in_blocks_scores_as_in_one(monkeypatch) -> None:
-    """Rows multiplied a block at a time (`SCAN_BLOCK_ROWS`), the query's columns zero-padded
-    (`SCAN_COLUMNS`): every score exactly as one block of every row with unpadded columns gives,
-    for items of several lengths (masked placements) and kinds, pinned or not, by either
-    kernel."""
+    """Rows multiplied a block at a time (`SCAN_BLOCK_ROWS`), the query's columns padded with
+    copies of its first (`SCAN_COLUMNS`): every score exactly as one block of every row with
+    unpadded columns gives, for items of several lengths (masked placements) and kinds, pinned
+    or not, by either kernel."""
     rng = np.random.default_rng(13)
     items = [rng.standard_normal((int(n), 3)).astype(np.float32) for n in rng.integers(20, 160, 57)]
     queries = [rng.standard_normal(72), rng.standard_normal(25), rng.standard_normal((70, 3))]
