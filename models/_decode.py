@@ -23,6 +23,7 @@ from typing import Any
 import av
 import av.logging
 import numpy as np
+from av.audio.fifo import AudioFifo
 from av.audio.plane import AudioPlane
 from av.container import InputContainer
 from av.video.reformatter import VideoReformatter
@@ -47,6 +48,8 @@ _EPS = 1e-6
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
 # Real audio stays within [-1, 1]; float files may overshoot, but not by 36 dB.
 _MAX_ABS_SAMPLE = 64.0
+# Input samples (per channel) gathered before they are resampled: 0.7 s at 48 kHz.
+_RESAMPLE_RUN = 1 << 15
 
 
 def _scaled(
@@ -289,7 +292,13 @@ def _check_samples(frame: av.AudioFrame, path: str) -> None:
 
 
 class _AudioCollector:
-    """Checks, resamples to mono float32 and keeps the first timestamp for placement."""
+    """Checks, resamples to mono float32 and keeps the first timestamp for placement.
+
+    Decoded frames are checked one by one but resampled in runs of at least `_RESAMPLE_RUN`
+    input samples, gathered in an FFmpeg FIFO: the resampler is a filter graph, and a push and
+    pull per frame (94 of them for 6 s of AAC) cost more than the conversion. swresample's
+    output does not depend on how its input is cut: the samples are those of a frame at a time,
+    bit for bit (`tests/models/test_decode_audio_runs.py`)."""
 
     def __init__(self, rate: int, limits: MediaLimits, path: str) -> None:
         self.rate, self._limits, self._path = rate, limits, path
@@ -297,9 +306,12 @@ class _AudioCollector:
         self.seconds_in = 0.0
         self._chunks: list[np.ndarray] = []
         self._resampler: av.AudioResampler | None = None
+        self._fifo: AudioFifo | None = None
         self._key: tuple[str, str, int] | None = None
 
     def add(self, frame: av.AudioFrame, t: float) -> None:
+        """`frame` is the collector's after this call (its timestamp is cleared: the FIFO would
+        refuse a gap in them, and `t` has placed it already)."""
         _check_audio_format(frame.sample_rate, frame.layout.nb_channels, self._limits, self._path)
         _check_samples(frame, self._path)
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -310,26 +322,37 @@ class _AudioCollector:
             self._resampler = av.AudioResampler(
                 format="flt", layout="mono", rate=self.rate, options={"rematrix_maxval": "1.0"}
             )
+            self._fifo = AudioFifo()
             self._key = key
         if self.first_t is None:
             self.first_t = t
         self.seconds_in += frame.samples / frame.sample_rate
-        assert self._resampler is not None
-        self._take(self._resampler.resample(frame))
+        assert self._fifo is not None
+        frame.pts = None
+        self._fifo.write(frame)
+        if self._fifo.samples >= _RESAMPLE_RUN:
+            self._resample_waiting()
 
     @property
     def end(self) -> float:
         """Timestamp just after the last decoded input sample."""
         return (self.first_t or 0.0) + self.seconds_in
 
+    def _resample_waiting(self) -> None:
+        assert self._fifo is not None and self._resampler is not None
+        run = self._fifo.read()
+        if run is not None:
+            self._take(self._resampler.resample(run))
+
     def _take(self, frames: list[av.AudioFrame]) -> None:
         # mono float32 out of the resampler: its one plane, copied so that the frame (and its
-        # buffer) goes now, not when a three-hour file's half-million frames are concatenated
-        # (`to_ndarray` copied too, through a vstack that cost more than the copy)
+        # buffer) goes now, not when a three-hour file's frames are concatenated (`to_ndarray`
+        # copied too, through a vstack that cost more than the copy)
         self._chunks.extend(_float_planes(f)[0].copy() for f in frames)
 
     def _flush(self) -> None:
         if self._resampler is not None:
+            self._resample_waiting()
             self._take(self._resampler.resample(None))
 
     def finish(self, origin: float) -> np.ndarray:
