@@ -294,11 +294,12 @@ def _check_samples(frame: av.AudioFrame, path: str) -> None:
 class _AudioCollector:
     """Checks, resamples to mono float32 and keeps the first timestamp for placement.
 
-    Decoded frames are checked one by one but resampled in runs of at least `_RESAMPLE_RUN`
-    input samples, gathered in an FFmpeg FIFO: the resampler is a filter graph, and a push and
-    pull per frame (94 of them for 6 s of AAC) cost more than the conversion. swresample's
-    output does not depend on how its input is cut: the samples are those of a frame at a time,
-    bit for bit (`tests/models/test_decode_audio_runs.py`)."""
+    Each decoded frame's format is checked as it comes; its samples are checked (NaN, Inf,
+    absurd peaks) and resampled in runs of at least `_RESAMPLE_RUN` input samples, gathered in
+    an FFmpeg FIFO: the resampler is a filter graph, and a push and pull per frame (94 of them
+    for 6 s of AAC) cost more than the conversion, as a reduction per frame cost more than the
+    check. swresample's output does not depend on how its input is cut: the samples are those of
+    a frame at a time, bit for bit (`tests/models/test_decode_audio_runs.py`)."""
 
     def __init__(self, rate: int, limits: MediaLimits, path: str) -> None:
         self.rate, self._limits, self._path = rate, limits, path
@@ -313,7 +314,6 @@ class _AudioCollector:
         """`frame` is the collector's after this call (its timestamp is cleared: the FIFO would
         refuse a gap in them, and `t` has placed it already)."""
         _check_audio_format(frame.sample_rate, frame.layout.nb_channels, self._limits, self._path)
-        _check_samples(frame, self._path)
         key = (frame.format.name, frame.layout.name, frame.sample_rate)
         if key != self._key:  # parameters may change mid-stream; a resampler takes one setup
             self._flush()
@@ -342,6 +342,7 @@ class _AudioCollector:
         assert self._fifo is not None and self._resampler is not None
         run = self._fifo.read()
         if run is not None:
+            _check_samples(run, self._path)  # the run's samples are its frames', unchanged
             self._take(self._resampler.resample(run))
 
     def _take(self, frames: list[av.AudioFrame]) -> None:
