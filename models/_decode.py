@@ -42,7 +42,15 @@ from models.media import (
     _stream_rate,
 )
 from models.media import MediaErrorReason as R
-from models.motion import HALVES, half_values, merged_centre, quadrant_centres, velocity_changes
+from models.motion import (
+    HALVES,
+    half_sums,
+    half_values,
+    merged_centre,
+    quadrant_centres,
+    quadrant_centres_many,
+    velocity_changes,
+)
 
 _EPS = 1e-6
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
@@ -50,6 +58,9 @@ _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
 _MAX_ABS_SAMPLE = 64.0
 # Input samples (per channel) gathered before they are resampled: 0.7 s at 48 kHz.
 _RESAMPLE_RUN = 1 << 15
+# Frame pairs whose differences are measured together (`_VideoSampler`): 32 of 64 × 64 RGB
+# pictures are 384 KB.
+_MEASURE_RUN = 32
 
 
 def _scaled(
@@ -128,6 +139,9 @@ class _VideoSampler:
         # (4, 3) per pair, `quadrant_centres`; merged into the whole picture's or a half's
         # centre once, for all pairs, when asked (`motion`, `halves`)
         self._pair_quadrants: list[np.ndarray] = []
+        # differences waiting to be measured, `_MEASURE_RUN` at a time (`_measure`)
+        self._waiting: np.ndarray | None = None
+        self._waited = 0
         self._rf = VideoReformatter()
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
@@ -146,19 +160,55 @@ class _VideoSampler:
         if self._held is None:
             self._held = image
         else:
-            # |a - b| in uint8 without a wider copy; summed exactly, per quadrant
-            diff = np.maximum(image, self._held) - np.minimum(image, self._held)
-            sums, sizes, total = _quadrant_sums(diff)
-            self._pair_changes.append(total / (diff.size * 255.0))
-            self._pair_regions.append((sums / (np.maximum(sizes, 1) * 255.0)).reshape(4))
-            self._pair_quadrants.append(quadrant_centres(diff))
+            if self._waiting is None:
+                self._waiting = np.empty((_MEASURE_RUN, *image.shape), np.uint8)
+            # |a - b| in uint8 without a wider copy, measured with the next ones (`_measure`)
+            slot = self._waiting[self._waited]
+            np.subtract(np.maximum(image, self._held), np.minimum(image, self._held), out=slot)
+            self._waited += 1
+            if self._waited == _MEASURE_RUN:
+                self._measure()
             self._pairs.append((self._held_t, t))
         while len(self.out) / self.fps + _EPS < t:
             self.out.append(self._held)
         self._held, self._held_t = image, t
 
+    def _measure(self) -> None:
+        """How much each waiting difference changed, in all and per quadrant, and where
+        (`models.motion.quadrant_centres`): for pictures of even sides from one pair of matrix
+        products over all of them (`half_sums`; exact integer sums, so the values are those of
+        `_quadrant_sums` and `quadrant_centres` a picture at a time, bit for bit), else a
+        picture at a time."""
+        if not self._waited:
+            return
+        assert self._waiting is not None
+        diffs, self._waited = self._waiting[: self._waited], 0
+        size = diffs[0].size
+        height, width = diffs.shape[1:3]
+        h, w = height // 2, width // 2
+        if not (height == 2 * h and width == 2 * w and h and w):
+            self._measure_each(diffs)
+            return
+        halves = half_sums(diffs)
+        rows = halves[0]  # (N, H, 2): each row's left and right sums
+        quadrants = np.stack(
+            [rows[:, :h, 0], rows[:, :h, 1], rows[:, h:, 0], rows[:, h:, 1]], axis=1
+        ).sum(axis=2)  # (N, 4): top left, top right, bottom left, bottom right
+        self._pair_changes.extend((quadrants.sum(axis=1) / (size * 255.0)).tolist())
+        self._pair_regions.extend(quadrants / (float(size // 4) * 255.0))
+        self._pair_quadrants.extend(quadrant_centres_many(diffs, halves))
+
+    def _measure_each(self, diffs: np.ndarray) -> None:
+        """`_measure` a picture at a time (odd sides: the quadrants' sums overlap there)."""
+        for diff in diffs:
+            sums, sizes, total = _quadrant_sums(diff)
+            self._pair_changes.append(total / (diff.size * 255.0))
+            self._pair_regions.append((sums / (np.maximum(sizes, 1) * 255.0)).reshape(4))
+            self._pair_quadrants.append(quadrant_centres(diff))
+
     def finish(self, n: int) -> np.ndarray:
         """Stack `n` frames (fps mode), repeating the last one up to the end of the media."""
+        self._measure()
         if self.fps is not None:
             assert self._held is not None
             while len(self.out) < n:
@@ -195,6 +245,7 @@ class _VideoSampler:
 
     def changes(self, n: int) -> np.ndarray | None:
         """(n,) float32 change per target frame (class docstring); None when fps is None."""
+        self._measure()
         if self.fps is None:
             return None
         return self._per_target(np.array(self._pair_changes, np.float32), n)
@@ -203,6 +254,7 @@ class _VideoSampler:
         """(n,) float32: the largest change of motion (`models.motion.velocity_changes`, on the
         file's own frames and timestamps) among the frame pairs that start in each target
         frame's interval (`_per_target`); None when fps is None."""
+        self._measure()
         if self.fps is None:
             return None
         if not self._pairs:
@@ -217,6 +269,7 @@ class _VideoSampler:
         top then bottom) its change (the mean of its quadrants') and its change of motion (as
         `motion`, on the centre of the change inside it), per target frame (`_per_target`);
         None when fps is None."""
+        self._measure()
         if self.fps is None:
             return None
         if not self._pairs:
@@ -233,6 +286,7 @@ class _VideoSampler:
     def region_changes(self, n: int) -> np.ndarray | None:
         """(n, 4) float32: `changes` per quadrant of the picture (top left, top right, bottom
         left, bottom right); None when fps is None."""
+        self._measure()
         if self.fps is None:
             return None
         regions = np.array(self._pair_regions, np.float32).reshape(-1, 4)
