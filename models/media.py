@@ -338,6 +338,10 @@ class _NestedOpenGuard:
 _NO_PROTOCOLS = "none"
 
 
+# What FFmpeg's stream probe may read of a WAV (`_open_container`).
+_WAV_PROBE_BYTES = 1 << 15
+
+
 def _open_container(
     reader: _GuardedReader,
     demuxer: str,
@@ -352,6 +356,11 @@ def _open_container(
     options = {"protocol_whitelist": _NO_PROTOCOLS, "max_streams": str(limits.max_streams + 1)}
     if demuxer == "mov":
         options |= {"enable_drefs": "0", "use_absolute_path": "0"}
+    if demuxer == "wav":
+        # A WAV's header says all FFmpeg's stream probe looks for, yet with the default 5 MB
+        # probe it read a 6 s 44.1 kHz file to its end through this reader: 35-60 ms to open,
+        # 2-3 ms with this. Other demuxers open in ~1 ms as they are.
+        options["probesize"] = str(_WAV_PROBE_BYTES)
     return av.open(
         reader,
         mode="r",
