@@ -150,7 +150,7 @@ def half_sums(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     channels = d.size // (n * height * width)
     info = np.iinfo(d.dtype)
     peak = max(abs(int(info.min)), int(info.max))
-    exact = np.float32 if peak * max(width * channels, height * channels) < 2**24 else np.float64
+    exact = np.dtype(np.float32 if peak * max(width, height) * channels < 2**24 else np.float64)
     h, w = height // 2, width // 2
     flat = d.reshape(n, height, width * channels).astype(exact)
     left = (np.arange(width * channels) // channels) < w
