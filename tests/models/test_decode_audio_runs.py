@@ -92,22 +92,17 @@ def test_runs_end_where_the_sound_changes_format(media: MediaFactory, monkeypatc
     """Two ADTS streams back to back, 22.05 kHz mono then 44.1 kHz stereo: the decoder's
     frames change format mid-stream, and the run waiting in the FIFO is resampled by the old
     setup before the new one starts, whatever the run size."""
-    first = media.av(
-        "a.aac",
-        container="adts",
-        video=None,
-        audio="aac",
-        rate=22_050,
-        samples=_noise(1.0, 22_050, 1, seed=2),
-    )
-    second = media.av(
-        "b.aac",
-        container="adts",
-        video=None,
-        audio="aac",
-        rate=44_100,
-        channels=2,
-        samples=_noise(1.0, 44_100, 2, seed=3),
+    first, second = (
+        media.av(
+            name,
+            container="adts",
+            video=None,
+            audio="aac",
+            rate=rate,
+            channels=channels,
+            samples=_noise(1.0, rate, channels, seed=channels + 1),
+        )
+        for name, rate, channels in (("a.aac", 22_050, 1), ("b.aac", 44_100, 2))
     )
     path = media.bytes("ab.aac", first.read_bytes() + second.read_bytes())
     with av.open(str(path)) as container:
