@@ -115,6 +115,22 @@ class SpareCores:
         with self._lock:
             self._lent -= 1
 
+    @contextmanager
+    def idle(self, most: int) -> Iterator[int]:
+        """How many idle cores, up to `most`, a caller may run threads of its own on while
+        inside (0: none; e.g. ONNX Runtime's, for a lone query's text encoder): they count as
+        lent until it leaves, so no other part is lent them meanwhile."""
+        with self._lock:
+            busy = max(self._running, 1) + self._lent
+            free = min(most, self._helpers - self._lent, self._cores - busy)
+            free = max(0, free) if self._pool is not None else 0
+            self._lent += free
+        try:
+            yield free
+        finally:
+            with self._lock:
+                self._lent -= free
+
     def both(self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
         """(first(), second()), the second on an idle core if one is free. An exception from
         either is raised here, after both have stopped (a helper is never left working for a

@@ -73,3 +73,38 @@ def test_int8_tower_stays_close_to_the_float_one(tmp_path: Path) -> None:
     assert float_file.is_file()  # quantised from the cached float export
     stamp = int8.path.stat().st_mtime_ns
     assert OnnxTextBackbone(tower, tmp_path, int8=True).path.stat().st_mtime_ns == stamp
+
+
+class _Counted:
+    """An ONNX Runtime session whose runs are counted."""
+
+    def __init__(self, session) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+
+def test_a_lone_query_borrows_an_idle_core_and_gets_the_same_vector(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """With a core idle (`SPARE.idle`) a sentence runs on the second, wider session; with every
+    core busy, on the first; the vectors are the same bit for bit either way."""
+    from models import onnx_text
+    from models.spare import SpareCores
+
+    tower = TextBackbone(preset("tiny").text)
+    onnx_tower = OnnxTextBackbone(tower, tmp_path, lent=1)
+    narrow, wide = _Counted(onnx_tower.session), _Counted(onnx_tower.wide)
+    onnx_tower.session, onnx_tower.wide = narrow, wide  # type: ignore[assignment]
+    spare = SpareCores(1, cores=2)
+    monkeypatch.setattr(onnx_text, "SPARE", spare)
+    with spare.running():
+        alone = onnx_tower(SENTENCES)
+    assert (narrow.runs, wide.runs) == (0, 1)
+    with spare.running(), spare.running():  # two requests on two cores
+        busy = onnx_tower(SENTENCES)
+    assert (narrow.runs, wide.runs) == (1, 1)
+    assert torch.equal(alone, busy)
+    assert OnnxTextBackbone(tower, tmp_path).wide is None  # nothing lent: one session

@@ -136,3 +136,20 @@ def test_a_containers_cpu_limit_bounds_the_cores(tmp_path, monkeypatch) -> None:
     assert usable_cores(tmp_path / "missing") == 16
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert usable_cores(v2) == 2 and usable_cores(tmp_path / "missing") == 2
+
+
+def test_idle_cores_lent_to_a_callers_own_threads_are_not_lent_twice() -> None:
+    spare = SpareCores(3, cores=4)
+    with spare.running():
+        with spare.idle(2) as free:
+            assert free == 2
+            with spare.idle(5) as more:  # one core is left idle
+                assert more == 1
+                assert spare.both(_where, _where) == (_where(), _where())  # none left to lend
+        with spare.idle(5) as free:  # all given back
+            assert free == 3
+    busy = (spare.running(), spare.running(), spare.running(), spare.running())
+    with busy[0], busy[1], busy[2], busy[3], spare.idle(1) as free:
+        assert free == 0
+    with SpareCores(0, cores=4).idle(2) as free:  # no helpers configured: nothing lent
+        assert free == 0
