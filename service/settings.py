@@ -67,8 +67,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Helper threads a search may borrow while cores are idle (`models.spare`): "
         "alone on the machine, a search runs its independent parts (the sound's encoder and "
-        "envelopes, the event scan's halves, the re-rank's steps and envelopes) side by side; "
-        "with every core busy, each search runs in its own thread. 0: never.",
+        "envelopes, the event scan's halves, the re-rank's steps and envelopes) side by side, "
+        "and a text query's encoder runs on two threads; with every core busy, each search runs "
+        "in its own thread. 0: never.",
     )
     onnx_threads: int = Field(
         1,
