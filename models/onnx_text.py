@@ -38,6 +38,8 @@ def session_options(threads: int = 1, spin: bool = False) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if spin:  # spinning inside a call only: once it returns, the cores are other requests'
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     onnx_spin: bool = Field(
         False,
         description="Let ONNX Runtime's idle threads busy-wait between ops (a little faster "
-        "alone, CPU burnt that concurrent requests need).",
+        "alone, CPU burnt that concurrent requests need); they stop when a call returns.",
     )
     api_key: SecretStr | None = Field(
         default=None, description="Key for /v1/admin/* (unset: admin off)."
