@@ -303,6 +303,18 @@ def misaligned_report(model: TrimodalModel, items: list, cache: FeatureCache) ->
 # --------------------------------------------------------------------------- the model
 
 
+def variant_subsets(items: list, shared: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The shared-event clips of each re-encoding recipe (the robustness set's meta "variant"),
+    as "shared@VARIANT": a clip's picture and sound are in one file, so a whole-clip query and
+    its target are of the same recipe, and a recipe that loses events shows as its own row.
+    Empty for pools without variants."""
+    names = [i.meta.get("variant") for i in items]
+    return {
+        f"shared@{v}": shared & torch.tensor([n == v for n in names])
+        for v in sorted({n for n in names if n})
+    }
+
+
 @torch.inference_mode()
 def measure_pool(
     model: TrimodalModel,
@@ -319,6 +331,7 @@ def measure_pool(
     subsets = clip_subsets_of([by_id[i] for i in ids])
     if "shared" in subsets:
         subsets["unshared"] = ~subsets["shared"]
+        subsets.update(variant_subsets([by_id[i] for i in ids], subsets["shared"]))
     out: dict[str, Any] = {
         "pool": len(ids),
         "skipped": dict(cache.skipped),
@@ -526,8 +539,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "-",
             "-",
         )
+    recipes = Table(title="whole clips with a shared event, by re-encoding recipe: R@1 as served")
+    for col in ("pool", "recipe", "clips", *FULL_DIRECTIONS):
+        recipes.add_column(col, justify="left" if col in ("pool", "recipe") else "right")
+    for name, r in results["pools"].items():
+        parts = sorted({p for rep in r["full"].values() for p in rep["service"] if "@" in p})
+        for part in parts:
+            cells = [r["full"][d]["service"].get(part) for d in FULL_DIRECTIONS]
+            n = next((c["n"] for c in cells if c), 0)
+            recipes.add_row(
+                name,
+                part.split("@", 1)[1],
+                str(n),
+                *(f"{c['R@1']:.3f}" if c else "-" for c in cells),
+            )
     console = Console(width=200)
     console.print(full)
+    if recipes.row_count:
+        console.print(recipes)
     console.print(ex)
     console.print(agree)
     write_result("bench_timing" + (f"-{args.tag}" if args.tag else ""), results)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import bench_timing as bt
 from models.config import preset
@@ -39,6 +40,22 @@ def test_fingerprint_alignment_finds_the_planted_offset_and_the_right_clip():
 
 
 @pytest.mark.skipif(shutil.which("fpcalc") is None, reason="fpcalc (libchromaprint-tools) missing")
+def test_each_recipe_reports_its_shared_event_clips_apart():
+    from training.datasets import ManifestItem
+
+    def item(i: int, variant: str | None) -> ManifestItem:
+        meta = {"variant": variant} if variant else {}
+        return ManifestItem(f"c{i}", None, None, {}, "test", meta)
+
+    items = [item(0, "mp4-8fps"), item(1, "webm"), item(2, "mp4-8fps"), item(3, None)]
+    shared = torch.tensor([True, True, False, True])
+    parts = bt.variant_subsets(items, shared)
+    assert list(parts) == ["shared@mp4-8fps", "shared@webm"]
+    assert parts["shared@mp4-8fps"].tolist() == [True, False, False, False]  # clip 2: no event
+    assert parts["shared@webm"].tolist() == [False, True, False, False]
+    assert bt.variant_subsets([item(0, None)], torch.tensor([True])) == {}
+
+
 def test_chromaprint_finds_a_4s_excerpt_and_where_it_starts():
     rng = np.random.default_rng(2)
     sr = 16_000
