@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow test-all lint bench clean
+.PHONY: help install demo test test-slow test-gpu test-all lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: $(STAMP) ## Run the test suite (without slow tests)
 
 test-slow: $(STAMP) ## Run only the slow tests
 	$(BIN)/python -m pytest -m slow -q --durations=0
+
+test-gpu: $(STAMP) ## Run the CUDA tests (a GPU machine; they skip without one)
+	$(BIN)/python -m pytest -m gpu tests/gpu -q
 
 test-all: $(STAMP) ## Run every test
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
