@@ -54,6 +54,7 @@ def ensure_corpus(
     seed: int,
     variety: bool = False,
     variety_share: float = 0.0,
+    variety_parts: str = "all",
 ) -> Path:
     total = train + val + test
     cfg = GeneratorConfig(
@@ -63,6 +64,7 @@ def ensure_corpus(
         test_fraction=test / total,
         variety=variety,
         variety_share=variety_share,
+        variety_parts=variety_parts,
     )
     generate_corpus(path, cfg)  # resumes / reuses a complete corpus made with the same settings
     return path / "manifest.jsonl"
@@ -128,6 +130,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=0.0,
         help="SynthAV corpus whose train clips are varied at this share (val and test plain: the "
         "own pool stays the plain corpus's clips)",
+    )
+    p.add_argument(
+        "--variety-parts",
+        choices=("all", "sound"),
+        default="all",
+        help="what --variety-share varies: all, or the sound alone (pictures stay plain)",
     )
     p.add_argument(
         "--rich-captions",
@@ -288,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.seed,
         variety=args.variety,
         variety_share=args.variety_share,
+        variety_parts=args.variety_parts,
     )
     if args.rich_captions:
         manifest = reword_corpus(args.corpus, rich_captions=True)
@@ -467,6 +476,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["event_data"] = str(args.event_data) if args.event_data else None
     results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
     results["variety_share"] = 1.0 if args.variety else args.variety_share
+    if args.variety_share and not args.variety:
+        results["variety_parts"] = args.variety_parts
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

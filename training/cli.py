@@ -67,6 +67,13 @@ def synth(
             "without it.",
         ),
     ] = 0.0,
+    variety_parts: Annotated[
+        str,
+        typer.Option(
+            help="What --variety-share varies: all (look, sound, rates, container) or sound (the "
+            "sound, its sample rate and channels; pictures and containers stay plain).",
+        ),
+    ] = "all",
     rich_captions: Annotated[
         bool | None,
         typer.Option(
@@ -97,6 +104,7 @@ def synth(
             variety=variety,
             rich_captions=rich_captions,
             variety_share=variety_share,
+            variety_parts=variety_parts,
         )
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e

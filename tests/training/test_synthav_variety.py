@@ -110,12 +110,45 @@ def test_a_share_varies_some_train_clips_and_leaves_every_other_clip_as_it_was()
         GeneratorConfig(clips=4, variety_share=1.5)
 
 
+def test_a_share_of_the_sound_alone_keeps_every_picture_plain():
+    """`variety_parts="sound"`: the same train clips are varied, with the same voices, but their
+    pictures, frame rate, size and container are the plain clip's; their sound is not."""
+    render = RenderConfig(duration_s=1.5)
+    plain = plan_corpus(GeneratorConfig(clips=40, seed=11, render=render))
+    whole = plan_corpus(GeneratorConfig(clips=40, seed=11, render=render, variety_share=0.5))
+    heard = plan_corpus(
+        GeneratorConfig(clips=40, seed=11, render=render, variety_share=0.5, variety_parts="sound")
+    )
+    varied = 0
+    for p, w, h in zip(plain.clips, whole.clips, heard.clips, strict=True):
+        assert h.spec.variety == w.spec.variety  # the same clips, the same voices
+        assert h.captions == p.captions
+        assert h.spec.seen_variety is None
+        assert clip_render_config(h.spec, render).fps == render.fps
+        if h.spec.variety is None or h.spec.audio_donor is not None:
+            continue
+        varied += 1
+        cfg = clip_render_config(h.spec, render)
+        assert (cfg.width, cfg.height, cfg.format) == (render.width, render.height, render.format)
+        np.testing.assert_array_equal(render_frames(h.spec, cfg), render_frames(p.spec, render))
+        assert not np.array_equal(render_audio(h.spec, cfg), render_audio(p.spec, render))
+        record = manifest_record(h, render)
+        assert record["meta"]["look"] is None and record["meta"]["voice"]
+        if varied == 3:
+            break
+    assert varied == 3
+    with pytest.raises(ValueError, match="variety_parts"):
+        GeneratorConfig(clips=4, variety_share=0.5, variety_parts="look")
+
+
 def test_synth_command_varies_the_share_of_train_clips_it_is_given(tmp_path):
     out = tmp_path / "mixed"
     synth(out=out, clips=6, seed=3, duration=1.0, variety_share=1.0, workers=1)
     records = list(read_manifest(out / "manifest.jsonl"))
     assert all(bool(r["meta"].get("look")) == (r["split"] == "train") for r in records)
-    assert json.loads((out / "synthav.json").read_text())["config"]["variety_share"] == 1.0
+    config = json.loads((out / "synthav.json").read_text())["config"]
+    assert config["variety_share"] == 1.0
+    assert "variety_parts" not in config  # the default: corpora made before it resume as they were
 
 
 def test_corpus_decodes_and_its_rendering_varies(corpus, records):

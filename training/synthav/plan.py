@@ -103,6 +103,7 @@ def _sample_clip(
         n_lanes=n_lanes,
         noise_seed=int(rng.integers(2**31)),
         variety=variety,
+        variety_sound_only=varied and not cfg.variety and cfg.variety_parts == "sound",
     )
 
 

@@ -209,11 +209,11 @@ def _draw_source(
 
 def render_frames(spec: ClipSpec, cfg: RenderConfig) -> np.ndarray:
     """All frames of a clip: uint8 (T, H, W, 3)."""
-    if spec.variety is not None:
+    if spec.seen_variety is not None:
         # Imported here: the styled renderer builds on this module's geometry.
         from training.synthav.look import render_styled_frames
 
-        return render_styled_frames(spec, cfg, spec.variety.look)
+        return render_styled_frames(spec, cfg, spec.seen_variety.look)
     bg = _background(spec, cfg)
     frames = np.empty((cfg.num_frames, cfg.height, cfg.width, 3), dtype=np.uint8)
     for k in range(cfg.num_frames):

@@ -151,7 +151,7 @@ def clip_render_config(spec: ClipSpec, base: RenderConfig) -> RenderConfig:
     are on the track (a misaligned clip carries its donor's audio exactly as the donor has it).
     """
     heard = spec.audio_clip.variety
-    seen = spec.variety
+    seen = spec.seen_variety
     cfg = base
     if seen is not None:
         cfg = replace(cfg, fps=seen.fps, width=seen.width, height=seen.height, format=seen.format)

@@ -112,6 +112,10 @@ class GeneratorConfig:
     # clip, stay the plain ones byte for byte, so a corpus's own pools measure what they always
     # did. Captions stay plain unless `rich_captions` asks. Ignored when `variety` is on.
     variety_share: float = 0.0
+    # What a varied share changes: "all" (look, sound, rates, container) or "sound" (the sound,
+    # its sample rate and channels; the picture and container stay plain). Ignored when
+    # `variety` is on.
+    variety_parts: str = "all"
 
     @property
     def rich(self) -> bool:
@@ -120,6 +124,8 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.clips < 1:
             raise ValueError("clips must be at least 1")
+        if self.variety_parts not in ("all", "sound"):
+            raise ValueError(f"variety_parts must be 'all' or 'sound', not {self.variety_parts!r}")
         for name in (
             "val_fraction",
             "test_fraction",
@@ -178,6 +184,14 @@ class ClipSpec:
     twin_group: str | None = None
     audio_donor: ClipSpec | None = None  # misaligned: the clip whose audio track this one carries
     variety: Variety | None = None  # how this clip is rendered; None: the fixed style
+    # The variety reaches the sound only (`GeneratorConfig.variety_parts`): the picture, its
+    # frame rate, size and container stay the fixed style's.
+    variety_sound_only: bool = False
+
+    @property
+    def seen_variety(self) -> Variety | None:
+        """How this clip's picture is drawn and encoded; None: the fixed style."""
+        return None if self.variety_sound_only else self.variety
 
     @property
     def visible_sources(self) -> tuple[SourceSpec, ...]:

@@ -91,7 +91,7 @@ def media_name(spec: ClipSpec, cfg: RenderConfig) -> str:
 def _render_one(job: tuple[ClipSpec, RenderConfig, str]) -> str:
     spec, base, path = job
     cfg = clip_render_config(spec, base)
-    crf = spec.variety.look.crf if spec.variety is not None else None
+    crf = spec.seen_variety.look.crf if spec.seen_variety is not None else None
     encode_clip(Path(path), render_frames(spec, cfg), render_audio(spec, cfg), cfg, crf)
     return spec.id
 
@@ -140,7 +140,7 @@ def manifest_record(clip: PlannedClip, cfg: RenderConfig) -> dict[str, Any]:
         # Opus always decodes at 48 kHz whatever rate it was fed: say what the file holds.
         meta["synth_sample_rate"] = cfg.sample_rate
         meta["sample_rate"] = 48_000 if cfg.format == "webm" else cfg.sample_rate
-        meta["look"] = dataclasses.asdict(spec.variety.look) if spec.variety else None
+        meta["look"] = dataclasses.asdict(spec.seen_variety.look) if spec.seen_variety else None
         meta["voice"] = dataclasses.asdict(heard.variety.voice) if heard.variety else None
     return {
         "id": spec.id,
@@ -172,6 +172,8 @@ def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
         del record["rich_captions"]
     if not cfg.variety_share:
         del record["variety_share"]
+    if cfg.variety_parts == "all":
+        del record["variety_parts"]
     return record
 
 
