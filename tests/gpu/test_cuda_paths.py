@@ -96,19 +96,10 @@ def test_evaluation_on_cuda_ranks_as_on_the_cpu(corpus, trained):
 def test_log_mel_on_cuda_matches_torchaudio():
     torchaudio = pytest.importorskip("torchaudio", exc_type=ImportError)
     from models.features import LogMel, LogMelConfig
+    from tests.models.test_features import torchaudio_mel
 
     wave = torch.randn(2, 16_000 * 3, device="cuda")
-    ref = torchaudio.transforms.MelSpectrogram(
-        sample_rate=16_000,
-        n_fft=400,
-        hop_length=160,
-        n_mels=64,
-        power=2.0,
-        center=True,
-        pad_mode="reflect",
-        norm=None,
-        mel_scale="htk",
-    ).to("cuda")(wave)
+    ref = torchaudio_mel(torchaudio).to("cuda")(wave)
     ours = LogMel(LogMelConfig()).to("cuda").power_mel(wave)
     assert ours.device.type == "cuda"
     torch.testing.assert_close(ours, ref, rtol=1e-3, atol=1e-3)
