@@ -21,6 +21,15 @@ size: a small bell rings higher than a large one), a candidate showing other sou
 
 A cross-modal R@1 target above this ceiling cannot be met by any model of the media: two or three
 events of a slow source in a short piece occur, to the frame, in many other clips.
+
+With `--ckpt`, the same pieces again with a real envelope on one side or both — the product's
+sound-onset envelope (`models.events.sound_events`) and the checkpoint's picture envelope
+(`TrimodalModel.picture_envelope`, its learned network where it has one), decoded as the model
+decodes — so a shortfall splits into what each side's envelope loses and what the "what" channel
+(kind and size, told apart perfectly here) would give back:
+
+    python -m benchmarks.bench_event_ceiling --pool test=data/bench-plain/manifest.jsonl#test \
+        --ckpt data/bq-base/single-stage/best --cache data/bq-base/cache
 """
 
 from __future__ import annotations
@@ -74,25 +83,39 @@ def _best_placements(piece: np.ndarray, trains: np.ndarray, lengths: np.ndarray)
     return corr.max(1)
 
 
+def _padded(rows: Sequence[np.ndarray], length: int) -> np.ndarray:
+    out = np.zeros((len(rows), length), np.float32)
+    for row, r in zip(out, rows, strict=True):
+        row[: min(length, len(r))] = r[:length]
+    return out
+
+
 def ceiling(
     items: Sequence[ManifestItem],
     seconds: float | None,
     queries: int,
     seed: int = 0,
     fps: float = 12.0,
+    query_side: Sequence[np.ndarray] | None = None,
+    target_side: Sequence[np.ndarray] | None = None,
 ) -> dict[str, float | int]:
     """Expected R@1 of a perfect encoder of event timing (and of timing with the shared sources'
     kind and size) for pieces of `seconds` (None: whole clips) cut from up to `queries` clips that
     share an eventful source and are long enough, among all `items`, on a grid of `fps` bins a
-    second (the model's frame rate)."""
+    second (the model's frame rate). `query_side` / `target_side`: one envelope per item on the
+    same grid (a real encoder's) to cut the pieces from / to search, instead of the true events;
+    the clips, pieces and placements are the same either way (chosen from the true events)."""
     metas = [i.meta for i in items]
     if not metas or any(not m for m in metas):
         raise ValueError("every item needs SynthAV metadata (meta: sources, events, duration)")
+    for side in (query_side, target_side):
+        if side is not None and len(side) != len(items):
+            raise ValueError(f"an envelope per item: {len(side)} for {len(items)} items")
     raw = [event_train(m, fps) for m in metas]
     lengths = np.array([len(t) for t in raw])
-    trains = np.zeros((len(raw), int(lengths.max())), np.float32)
-    for row, t in zip(trains, raw, strict=True):
-        row[: len(t)] = t
+    trains = _padded(raw, int(lengths.max()))
+    asked = trains if query_side is None else _padded(query_side, trains.shape[1])
+    searched = trains if target_side is None else _padded(target_side, trains.shape[1])
     labels = [shown_and_heard(m) for m in metas]
     rng = np.random.default_rng(seed)
     eligible = [k for k, m in enumerate(metas) if not m.get("misaligned") and trains[k].any()]
@@ -106,17 +129,18 @@ def ceiling(
     timing, attributes, events, flat = [], [], [], 0
     for k in eligible:
         if seconds is None:
-            piece = trains[k, : lengths[k]]
+            start, span = 0, int(lengths[k])
         else:
-            start = int(rng.integers(0, lengths[k] - w + 1))
-            piece = trains[k, start : start + w]
-        if piece.std() == 0:  # no event in the piece (or one in every bin): nothing to match
+            start, span = int(rng.integers(0, lengths[k] - w + 1)), w
+        truth_piece = trains[k, start : start + span]
+        piece = asked[k, start : start + span]
+        if truth_piece.std() == 0 or piece.std() == 0:  # no event in the piece: nothing to match
             flat += 1
             timing.append(0.0)
             attributes.append(0.0)
             continue
-        events.append(int(piece.sum()))
-        best = _best_placements(piece, trains, lengths)
+        events.append(int(truth_piece.sum()))
+        best = _best_placements(piece, searched, lengths)
         truth = best[k]
         others = np.delete(np.arange(len(trains)), k)
         ahead = best[others] > truth + 1e-6
@@ -134,6 +158,46 @@ def ceiling(
     }
 
 
+# Which envelope each side of a pairing uses with `--ckpt`: "true" (the metadata's events),
+# "sound" (the product's onset envelope) or "picture" (the checkpoint's); query → target.
+PAIRINGS = (
+    ("sound", "true"),
+    ("true", "picture"),
+    ("sound", "picture"),
+    ("picture", "true"),
+    ("true", "sound"),
+    ("picture", "sound"),
+)
+
+
+def model_envelopes(
+    items: Sequence[ManifestItem], ckpt: Path, cache_root: Path, workers: int | None
+) -> tuple[dict[str, list[np.ndarray]], float, dict[str, str]]:
+    """Each item's sound-onset envelope and the checkpoint's picture envelope at its frame rate
+    (one bin a frame), decoded as the model decodes; an item the decoder refused gets empty
+    envelopes (it cannot be found), with its reason."""
+    from models.events import sound_events
+    from models.model import TrimodalModel
+    from training.cache import DecodeSpec, FeatureCache
+
+    model = TrimodalModel.load(ckpt)
+    fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
+    cache = FeatureCache.build(items, DecodeSpec.for_model(model.cfg), cache_root, workers)
+    sides: dict[str, list[np.ndarray]] = {"sound": [], "picture": []}
+    skipped: dict[str, str] = {}
+    for item in items:
+        if item.id not in cache.row:
+            skipped[item.id] = cache.skipped.get(item.id, "not decoded")
+            sides["sound"].append(np.zeros(0, np.float32))
+            sides["picture"].append(np.zeros(0, np.float32))
+            continue
+        i = item.id
+        measures = (cache.changes(i), cache.region_changes(i), cache.motion(i), cache.halves(i))
+        sides["sound"].append(sound_events(cache.audio(i), sr, fps))
+        sides["picture"].append(model.picture_envelope(cache.frames(i), *measures))
+    return sides, fps, skipped
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pool", action="append", required=True, help="NAME=MANIFEST[#SPLIT]")
@@ -141,6 +205,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=12.0, help="the grid (the model's frame rate)")
+    p.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="also pair each side's real envelope (the sound's onsets, this checkpoint's "
+        "picture envelope) with the other side's true events or real envelope; the grid is "
+        "then the checkpoint's frame rate",
+    )
+    p.add_argument("--cache", type=Path, default=Path("data/bench-events-cache"))
+    p.add_argument("--workers", type=int, default=None)
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     lengths: list[float | None] = [float(s) for s in args.pieces.split(",") if s] + [None]
@@ -150,26 +224,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "fps": args.fps,
         "pools": {},
     }
+    if args.ckpt is not None:
+        results["ckpt"] = str(args.ckpt)
     table = Table(title="cross-modal R@1 of a perfect encoder of event timing (ties guessed)")
-    for col in ("pool", "piece", "events (median)", "timing", "timing + kind, size"):
-        table.add_column(col, justify="left" if col == "pool" else "right")
+    for col in ("pool", "piece", "query → target", "events (median)", "timing", "+ kind, size"):
+        table.add_column(col, justify="left" if col in ("pool", "query → target") else "right")
     for spec in args.pool:
         name, _, where = spec.partition("=")
         path, _, split = where.partition("#")
         items = load_manifest(Path(path), [split] if split else None)
+        fps, sides = args.fps, None
+        pool: dict[str, Any] = {"manifest": where, "items": len(items)}
+        if args.ckpt is not None:
+            sides, fps, pool["skipped"] = model_envelopes(
+                items, args.ckpt, args.cache, args.workers
+            )
+            results["fps"] = fps
+        pairings = [("true", "true")] + (list(PAIRINGS) if sides else [])
         rows: dict[str, Any] = {}
         for seconds in lengths:
             key = "whole" if seconds is None else f"{seconds:g}s"
-            rows[key] = m = ceiling(items, seconds, args.queries, args.seed, args.fps)
-            table.add_row(
-                name,
-                key,
-                f"{m['events per piece (median)']:g}",
-                f"{m['R@1 timing']:.3f}",
-                f"{m['R@1 timing + kind and size']:.3f}",
-            )
-        results["pools"][name] = {"manifest": where, "items": len(items), "lengths": rows}
-    Console(width=120).print(table)
+            for asked, searched in pairings:
+                m = ceiling(
+                    items,
+                    seconds,
+                    args.queries,
+                    args.seed,
+                    fps,
+                    None if sides is None or asked == "true" else sides[asked],
+                    None if sides is None or searched == "true" else sides[searched],
+                )
+                label = "perfect" if asked == searched == "true" else f"{asked} → {searched}"
+                rows[key if label == "perfect" else f"{key} {label}"] = m
+                table.add_row(
+                    name,
+                    key,
+                    label,
+                    f"{m['events per piece (median)']:g}",
+                    f"{m['R@1 timing']:.3f}",
+                    f"{m['R@1 timing + kind and size']:.3f}",
+                )
+        results["pools"][name] = {**pool, "lengths": rows}
+    Console(width=130).print(table)
     write_result("bench_event_ceiling" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 
