@@ -117,11 +117,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--augment",
         nargs="?",
         const="both",
-        choices=("both", "audio", "visual", "level", "none"),
+        choices=("both", "audio", "visual", "level", "band", "none"),
         default=None,
         help="train with training.augment's defaults, on both streams or only one; 'level' "
         "(TrainConfig's default): only the sound's recording level (training.augment."
-        "level_only); 'none': no augmentation (the recipe before 2026-11-30's level)",
+        "level_only); 'band': the level and a low sample rate's band (training.augment."
+        "level_and_band); 'none': no augmentation (the recipe before 2026-11-30's level)",
     )
     p.add_argument("--variety", action="store_true", help="SynthAV corpus with per-clip variety")
     p.add_argument(

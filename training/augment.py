@@ -80,18 +80,41 @@ def level_only(gain_db: tuple[float, float] = (-24.0, 6.0), p: float = 0.8) -> A
     )
 
 
-AUGMENTATIONS = ("level", "full", "audio", "visual", "none")
+def level_and_band(p: float = 0.8) -> AugmentConfig:
+    """`level_only`, and a share of the clips heard through a narrower band, as a file recorded
+    or kept at a low sample rate is (8 kHz keeps 4 kHz of it, 11.025 kHz 5.5 kHz): the band
+    limits of the full augmentation (`AugmentConfig.lowpass_p`, `lowpass_hz`), nothing else of
+    it. A small source's pitch and a chirp's sweep are partly above those bands, so a model that
+    never heard a band-limited file takes one for another sound (measured on the re-encoded val
+    clips: the 8 kHz PCM files' text→audio R@10 0.616 as made → 0.209)."""
+    level = level_only(p=p)
+    full = AugmentConfig()
+    return AugmentConfig(
+        p=level.p,
+        visual=False,
+        gain_db=level.gain_db,
+        eq_db=0.0,
+        lowpass_p=full.lowpass_p,
+        lowpass_hz=full.lowpass_hz,
+        reverb_p=0.0,
+        audio_noise_p=0.0,
+    )
+
+
+AUGMENTATIONS = ("level", "band", "full", "audio", "visual", "none")
 
 
 def named(name: str) -> AugmentConfig | None:
-    """The augmentation called `name`: "level" (`level_only`), "full" (every transform, both
-    streams), "audio" or "visual" (every transform, one stream), "none"."""
+    """The augmentation called `name`: "level" (`level_only`), "band" (`level_and_band`), "full"
+    (every transform, both streams), "audio" or "visual" (every transform, one stream), "none"."""
     if name not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}, not {name!r}")
     if name == "none":
         return None
     if name == "level":
         return level_only()
+    if name == "band":
+        return level_and_band()
     return AugmentConfig(visual=name != "audio", audio=name != "visual")
 
 

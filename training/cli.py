@@ -290,8 +290,10 @@ def train(
         str,
         typer.Option(
             help="How each training clip is shown and played another way every epoch: 'level' "
-            "(the sound's recording level only), 'full' (crops, light, blur, noise; gain, EQ, "
-            "band-limiting, reverb, noise), 'audio' or 'visual' (full, one stream) or 'none'."
+            "(the sound's recording level only), 'band' (the level, and a share of the sounds "
+            "band-limited as a low sample rate leaves them), 'full' (crops, light, blur, noise; "
+            "gain, EQ, band-limiting, reverb, noise), 'audio' or 'visual' (full, one stream) or "
+            "'none'."
         ),
     ] = "level",
     fit: Annotated[

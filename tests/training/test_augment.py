@@ -153,10 +153,41 @@ def test_a_level_only_sound_skips_the_fft_and_sounds_the_same(monkeypatch) -> No
         assert np.allclose(a, b, atol=1e-6) and not np.allclose(a, wave, atol=1e-4)
 
 
+def test_level_and_band_changes_the_level_and_sometimes_the_band_and_nothing_else() -> None:
+    """`level_and_band`: the pictures are left alone; each augmented sound is the same waveform
+    at another level, or that heard through a low-pass at 3.5–7 kHz (a low sample rate upstream):
+    nothing added, nothing below the band touched, the length and the event times kept."""
+    from training.augment import level_and_band, level_only
+
+    cfg = replace(level_and_band(), p=1.0)
+    assert (cfg.visual, cfg.eq_db, cfg.reverb_p, cfg.audio_noise_p) == (False, 0.0, 0.0, 0.0)
+    assert cfg.gain_db == level_only().gain_db and cfg.lowpass_p == AugmentConfig().lowpass_p
+    rng = np.random.default_rng(0)
+    frames = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    assert augment_frames(frames, rng, cfg) is frames
+    t = np.arange(SR) / SR
+    low, high = 0.2 * np.sin(2 * np.pi * 500 * t), 0.2 * np.sin(2 * np.pi * 7_800 * t)
+    wave = (low + high).astype(np.float32)
+    limited = 0
+    for _ in range(40):
+        out = augment_audio(wave, SR, rng, cfg)
+        assert out.shape == wave.shape
+        gain = float(np.dot(out, low) / np.dot(low, low))  # the band below 3.5 kHz: only a level
+        left = out - gain * low
+        kept = float(np.dot(left, left) / (gain**2 * np.dot(high, high)))  # of the 7.8 kHz tone
+        if kept > 0.99:
+            assert np.allclose(out, gain * wave, atol=1e-4)  # a level and nothing else
+        else:
+            assert kept < 0.9  # a cutoff at 7 kHz at most takes most of it
+            limited += 1
+    assert 4 <= limited <= 24  # about 30 % of the sounds, not none and not all
+
+
 def test_augmentations_by_name() -> None:
-    from training.augment import level_only, named
+    from training.augment import level_and_band, level_only, named
 
     assert named("level") == level_only() and named("none") is None
+    assert named("band") == level_and_band()
     assert named("full") == AugmentConfig()
     assert (named("audio").audio, named("audio").visual) == (True, False)
     assert (named("visual").audio, named("visual").visual) == (False, True)
