@@ -433,8 +433,9 @@ def test_train_command_passes_the_timing_options(corpus, tmp_path):
 
 
 def test_training_changes_the_recording_level_by_default_and_the_command_says_how(tmp_path):
-    """The default augmentation is the sound's level only; `--augment full|none` choose the
-    whole set or nothing, and anything else is refused before any training."""
+    """The default augmentation is the sound's level only; `--augment band|full|none` choose the
+    level and a low sample rate's band, the whole set, or nothing, and anything else is refused
+    before any training."""
     import typer
 
     from training.augment import AugmentConfig, level_only
@@ -442,7 +443,7 @@ def test_training_changes_the_recording_level_by_default_and_the_command_says_ho
 
     assert TrainConfig().augment == level_only()
     assert not TrainConfig().augment.visual
-    with pytest.raises(typer.BadParameter, match="level, full, audio, visual, none"):
+    with pytest.raises(typer.BadParameter, match="level, band, full, audio, visual, none"):
         train_command(data=tmp_path / "absent.jsonl", out=tmp_path / "run", augment="loud")
     assert not (tmp_path / "run").exists()
     assert AugmentConfig().visual  # `full` is training.augment's whole set
