@@ -236,6 +236,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "hand-made change envelope; default: TrainConfig's)",
     )
     p.add_argument(
+        "--what-epochs",
+        type=int,
+        default=None,
+        help="epochs after the event phase in which only the networks naming what a picture "
+        "shows and a sound sounds learn (0: none; default: TrainConfig's)",
+    )
+    p.add_argument(
         "--branch-in-main-epochs",
         action="store_true",
         help="train the sequence branches in the main epochs too (the recipe before 2026-11-30's)",
@@ -353,6 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
         branch_in_main_epochs=args.branch_in_main_epochs,
         **({"event_epochs": args.event_epochs} if args.event_epochs is not None else {}),
+        **({"what_epochs": args.what_epochs} if args.what_epochs is not None else {}),
         init_temperature=args.init_temperature,
         sequence_detrend=args.sequence_detrend,
         **(

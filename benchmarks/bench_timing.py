@@ -375,6 +375,7 @@ def measure_pool(
             long_weights[d],
             long_events[d],
             cross_bands=d in whole.cross_bands,
+            what_weight=whole.what_weight.get(d, 0.0),
         )
         rep["service"] = rep["hybrid"] if whole.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -394,6 +395,7 @@ def measure_pool(
             weights=weights,
             event_weights=events,
             cross_bands=band.cross_bands,
+            what_weight=dict(band.what_weight),
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:

@@ -36,6 +36,7 @@ from index.embed import (
     hold_work_dir,
     load_shard,
     remove_work_dir,
+    what_store,
 )
 from index.store import SequenceWriter, StepEncoding
 from index.version import (
@@ -53,6 +54,7 @@ from models.features import pad_batch
 from models.model import TrimodalModel, checkpoint_hash
 from models.motion import HALVES
 from models.policy import SearchPolicy, load_policy
+from models.what_net import CLASSES
 
 log = logging.getLogger("trimodal.index")
 
@@ -187,6 +189,7 @@ def entries_from_shards(
         kept_halves = kept_events and "visual_halves" in shard
         kept_peaks = "audio_peaks" in shard
         kept_prints = "audio_prints" in shard
+        kept_what = {m for m in MODALITIES if f"{m}_what" in shard}
         peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
@@ -221,6 +224,8 @@ def entries_from_shards(
                             print_row : print_row + n_prints
                         ]
                         print_row += n_prints
+                    if m in kept_what:
+                        events[f"{m}_what"] = shard[f"{m}_what"][row]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -249,6 +254,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     halved = HALVES_STORE in stores
     landmarks = PEAKS_STORE in stores
     printed = PRINTS_STORE in stores
+    named = [m for m in MODALITIES if what_store(m) in stores]
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -278,6 +284,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             events["audio_prints"] = np.asarray(
                 version.sequences(PRINTS_STORE).get(row), np.float32
             )
+        for m in named:
+            found = np.asarray(version.sequences(what_store(m)).get(row), np.float32)
+            if len(found):
+                events[f"{m}_what"] = found[0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -288,10 +298,11 @@ def policy_record(policy: SearchPolicy) -> dict[str, Any]:
 
 
 def policy_of(version: IndexVersion) -> dict[str, Any]:
-    """A derived version (add, remove) keeps the policy and the event rate of the one it derives
-    from: same model."""
+    """A derived version (add, remove) keeps the policy, the event rate and the what classes of
+    the one it derives from: same model."""
     build = version.manifest.get("build", {})
-    return {k: build[k] for k in ("search_policy", "event_rate") if build.get(k) is not None}
+    kept = ("search_policy", "event_rate", "what_classes")
+    return {k: build[k] for k in kept if build.get(k) is not None}
 
 
 def codec_of(version: IndexVersion) -> tuple[SequenceCodec, np.ndarray | None]:
@@ -337,6 +348,7 @@ def publish_entries(
     policy = SearchPolicy.from_dict((build_info or {}).get("search_policy"))
     agreeing = policy.sequence_trained
     event_rate = (build_info or {}).get("event_rate")
+    naming = (build_info or {}).get("what_classes") == len(CLASSES)
     agreement = _Agreements(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
@@ -397,6 +409,13 @@ def publish_entries(
             stores[PRINTS_STORE] = open_stores.enter_context(
                 writer.sequence_writer(PRINTS_STORE, prints.STORE_DIM)
             )
+            # The sources each stream shows / sounds (`models.what_net`), where the model
+            # names them (the build info says so): one row of class probabilities an item.
+            if naming:
+                for m in MODALITIES:
+                    stores[what_store(m)] = open_stores.enter_context(
+                        writer.sequence_writer(what_store(m), len(CLASSES))
+                    )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -448,6 +467,14 @@ def publish_entries(
                 if found is None
                 else np.asarray(found, np.float32).reshape(-1, prints.STORE_DIM)
             )
+            if naming:
+                for m in MODALITIES:
+                    found = entry.events.get(f"{m}_what") if entry.pooled[m] is not None else None
+                    stores[what_store(m)].append(
+                        np.zeros((0, len(CLASSES)), np.float32)
+                        if found is None
+                        else np.asarray(found, np.float32).reshape(1, len(CLASSES))
+                    )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)
@@ -794,6 +821,8 @@ def build_index(
                 "items_requested": len(items),
                 **policy_record(model.search_policy),
                 "event_rate": model.cfg.visual.fps,
+                # how many source classes the items' what stores hold (`models.what_net`)
+                **({"what_classes": len(CLASSES)} if model.knows_what() else {}),
             },
             codec=codec,
         )

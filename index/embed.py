@@ -61,6 +61,12 @@ PEAKS_STORE = "audio.peaks"
 PRINTS_STORE = "audio.prints"
 
 
+def what_store(modality: str) -> str:
+    """The store of the sources a modality's stream shows / sounds (`models.what_net`): one row
+    of class probabilities per item, none where the model has no trained networks."""
+    return f"{modality}.what"
+
+
 def bands_store(modality: str) -> str:
     """The store of a modality's banded envelopes (`models.events.sound_bands` /
     `picture_bands`), one row per item."""
@@ -74,7 +80,9 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
     (`models.events.picture_motion`) and its halves' (E, 4) (`models.events.picture_halves`), a
     sound's also its landmarks (`models.fingerprint`, as stored) and its dense prints
-    (`models.prints`, as stored); None where the item lacks it."""
+    (`models.prints`, as stored); last, both the sources it shows / sounds
+    (`models.what_net`, (C,) probabilities; None where the model has no trained networks).
+    None where the item lacks the stream."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -82,6 +90,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     if with_video:
         frames = [batch[i].frames for i in with_video]
         emb = model.encode_visual(*model.visual_inputs(frames))  # type: ignore[arg-type]
+        shown = model.picture_what(frames)  # type: ignore[arg-type]
         for j, i in enumerate(with_video):
             t = int(emb.mask[j].sum())
             out["visual"][i] = (
@@ -97,10 +106,12 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 picture_bands(frames[j], fps, fps, batch[i].region_changes),  # type: ignore[arg-type]
                 picture_motion(frames[j], fps, fps, batch[i].motion),  # type: ignore[arg-type]
                 picture_halves(frames[j], fps, fps, batch[i].halves),  # type: ignore[arg-type]
+                None if shown is None else shown[j],
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
         emb = model.encode_audio(*model.audio_inputs(waves))  # type: ignore[arg-type]
+        sounded = model.sound_what(waves)  # type: ignore[arg-type]
         for j, i in enumerate(with_audio):
             t = int(emb.mask[j].sum())
             single, banded = sound_envelopes(waves[j], sr, fps)  # type: ignore[arg-type]
@@ -111,6 +122,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 banded,
                 fingerprint.to_store(fingerprint.peaks(waves[j], sr)),  # type: ignore[arg-type]
                 prints.to_store(prints.prints(waves[j], sr)),  # type: ignore[arg-type]
+                None if sounded is None else sounded[j],
             )
     return out
 
@@ -202,6 +214,11 @@ def write_shard(
                 if found
                 else np.zeros((0, prints.STORE_DIM), np.float32)
             )
+        # the sources it shows / sounds, one row per item with the stream (none: the model has
+        # no trained networks)
+        what = [e[6] for e in encoded[m] if e is not None and len(e) > 6 and e[6] is not None]
+        if what and len(what) == len(events):
+            arrays[f"{m}_what"] = np.stack(what).astype(np.float32)
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 

@@ -114,7 +114,14 @@ class QueryEncoder:
         query = _sequence_query(
             "audio", emb.pooled[0], emb.sequence[0], emb.mask[0], phases[0].events, phases[0].bands
         )
-        query = dataclasses.replace(query, phases=tuple(phases), landmarks=peaks, prints=found)
+        named = self.model.sound_what([wave])
+        query = dataclasses.replace(
+            query,
+            phases=tuple(phases),
+            landmarks=peaks,
+            prints=found,
+            what=None if named is None else named[0],
+        )
         duration = len(wave) / self.cfg.audio.sample_rate
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 
@@ -143,6 +150,9 @@ class QueryEncoder:
         query = _sequence_query(
             "visual", emb.pooled[0], emb.sequence[0], emb.mask[0], events, bands, motion, halves
         )
+        named = self.model.picture_what([frames])
+        if named is not None:
+            query = dataclasses.replace(query, what=named[0])
         duration = len(frames) / self.cfg.visual.fps
         return Encoded(query, {"decode": decode_ms, "encode": _ms(t)}, duration)
 

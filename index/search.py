@@ -34,6 +34,7 @@ from index.embed import (
     PEAKS_STORE,
     PRINTS_STORE,
     bands_store,
+    what_store,
 )
 from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
@@ -53,6 +54,8 @@ from models.motion import HALVES
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
 from models.spare import SPARE
+from models.what_net import CLASSES
+from models.what_net import agreement as what_agreement
 
 log = logging.getLogger("trimodal.index")
 
@@ -93,6 +96,9 @@ class Query:
     # a sound's dense prints at sub-hop shifts (`models.prints.query_prints`): the same, for a
     # sound whose peaks say nothing (empty: not looked for)
     prints: tuple[tuple[np.ndarray, float], ...] = ()
+    # the sources it shows / sounds (`models.what_net`, (C,) probabilities; None: the model has
+    # no trained networks)
+    what: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +218,8 @@ class Searcher:
                 if name == HALVES_STORE
                 else BANDS[name.split(".")[0]]
                 if name.endswith(".bands")
+                else len(CLASSES)
+                if name.endswith(".what")
                 else step_dim
             )
             if stored.dim != want or len(stored) != n_items:
@@ -263,6 +271,12 @@ class Searcher:
         self.prints = (
             version.sequences(PRINTS_STORE) if PRINTS_STORE in manifest["sequence_stores"] else None
         )
+        # The sources each item shows / sounds (`models.what_net`), where the index keeps them.
+        self.what = {
+            m: version.sequences(what_store(m))
+            for m in MODALITIES
+            if what_store(m) in manifest["sequence_stores"]
+        }
         if self.policy.event_weight and not self.events:
             log.warning(
                 "index %s keeps no event envelopes (built before they were kept): searches by "
@@ -442,6 +456,9 @@ class Searcher:
                 fused_scores = [
                     s + event_weight * e for s, e in zip(fused_scores, agree, strict=True)
                 ]
+            named = self._sources_agreement(query, top, primary, policy)
+            if named is not None:
+                fused_scores = [s + a for s, a in zip(fused_scores, named, strict=True)]
             order = sorted(range(len(top)), key=lambda i: (-fused_scores[i], top[i]))
             added = set(extra)
             rest = [(r, s) for r, s in ranked[rerank_k:] if r not in added]
@@ -750,6 +767,24 @@ class Searcher:
         placed = [float(p) if f else None for p, f in zip(starts, ok, strict=True)]
         return np.where(ok, scores, -1.0).tolist(), placed
 
+    def _sources_agreement(
+        self, query: Query, rows: list[int], modality: str, policy: SearchPolicy
+    ) -> list[float] | None:
+        """What the sources' agreement adds to each of `rows`' re-rank score: the policy's weight
+        for the direction × how far the query's and the item's sources agree
+        (`models.what_net.agreement`; an item without that store's row: 0). None where it adds
+        nothing: no weight, a query or an index without what networks' lists."""
+        target = "video" if modality == "visual" else "audio"
+        weight = policy.sources_weight(query.modality, target)
+        if not weight or query.what is None or modality not in self.what or not rows:
+            return None
+        vectors, mask = self.what[modality].batch(rows)
+        if vectors.shape[1] == 0:  # none of them has the stream
+            return [0.0] * len(rows)
+        items = np.where(mask[:, :1], vectors[:, 0], np.nan)
+        found = what_agreement(np.asarray(query.what, np.float32)[None], items)[0]
+        return (weight * found).tolist()
+
     def _agreement_of(self, row: int) -> dict[str, float | None]:
         if self.agreement is None or not np.isfinite(self.agreement[row, 0]):
             return {"av_agreement": None, "audio_offset_s": None}
@@ -845,6 +880,9 @@ class Searcher:
         halves = None
         if motion is not None and self.halves is not None and len(self.halves.get(row)):
             halves = np.asarray(self.halves.get(row), np.float32)
+        what = None
+        if store_name in self.what and len(named := self.what[store_name].get(row)):
+            what = np.asarray(named[0], np.float32)
         return Query(
             modality,
             pooled[0].astype(np.float32),
@@ -853,6 +891,7 @@ class Searcher:
             bands,
             motion=motion,
             halves=halves,
+            what=what,
         )
 
 

@@ -113,6 +113,10 @@ class ModelConfig:
     # checkpoints from before the field), or "learned", a small network the trainer fits to each
     # clip's own sound after the main epochs (`models.event_net`).
     picture_events: str = "changes"
+    # Two small networks that name the sources a picture shows and a sound sounds, kind and size
+    # (`models.what_net`), trained after the event phase from the training clips' metadata; False
+    # for checkpoints from before them.
+    what_nets: bool = False
 
     def __post_init__(self) -> None:
         if self.picture_events not in PICTURE_EVENTS:

@@ -29,6 +29,7 @@ from models.events import picture_events
 from models.features import LogMel, LogMelConfig, frames_batch, pad_batch
 from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
+from models.what_net import WhatNets, picture_inputs, probabilities
 
 PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
 SEQUENCE_TEMPERATURE = 0.2
@@ -74,6 +75,12 @@ class TrimodalModel(nn.Module):
         if cfg.picture_events == "learned":
             with torch.random.fork_rng(devices=[]):
                 self.picture_events = PictureEventNet(min(EVENT_SIZE, cfg.visual.image_size))
+        # The sources a picture shows and a sound sounds (`models.what_net`), trained after the
+        # event phase; on a fork of the random state like the event network.
+        self.what_nets: WhatNets | None = None
+        if cfg.what_nets:
+            with torch.random.fork_rng(devices=[]):
+                self.what_nets = WhatNets(cfg.audio.n_mels)
         # What the sequence heads are good for (models.policy): measured by the trainer after
         # training and read back by `load`; a model not loaded from a checkpoint has no record.
         self.search_policy = SearchPolicy.unrecorded()
@@ -158,6 +165,31 @@ class TrimodalModel(nn.Module):
             return learned_envelope(net, frames, changes, region_changes, motion, halves)
         fps = self.cfg.visual.fps
         return picture_events(frames, fps, fps, changes)
+
+    def knows_what(self) -> bool:
+        """Whether the checkpoint has trained networks naming what a piece shows and sounds."""
+        return self.what_nets is not None and self.what_nets.is_trained
+
+    def picture_what(self, clips: Sequence[np.ndarray]) -> np.ndarray | None:
+        """(N, len(CLASSES)) each clip's (T, H, W, 3) frames' source classes' probabilities
+        (`models.what_net`); None where the checkpoint has no trained networks."""
+        if not self.knows_what():
+            return None
+        assert self.what_nets is not None
+        net = self.what_nets.picture
+        return probabilities(net, [picture_inputs(c).to(self.device) for c in clips])
+
+    def sound_what(self, waves: Sequence[np.ndarray | Tensor]) -> np.ndarray | None:
+        """(N, len(CLASSES)) each mono waveform's (at the model's rate) source classes'
+        probabilities; None where the checkpoint has no trained networks."""
+        if not self.knows_what():
+            return None
+        assert self.what_nets is not None
+        mels = [
+            self.log_mel(torch.as_tensor(np.asarray(w), dtype=torch.float32).reshape(1, -1))
+            for w in waves
+        ]
+        return probabilities(self.what_nets.sound, [m.to(self.device) for m in mels])
 
     # -- checkpoints ------------------------------------------------------------------------------
 

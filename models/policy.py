@@ -103,6 +103,11 @@ class SearchPolicy:
     # picture), measured on val (`training.search_policy.choose_text_share`). None (records before
     # the field): `TEXT_AUDIO_SHARE_BEFORE`.
     text_audio_share: float | None = None
+    # DIRECTIONS key → how much the agreement of the query's and a candidate's sources (kind and
+    # size, `models.what_net.agreement`) adds to the re-rank's score, where the checkpoint has
+    # trained what networks and val measured it helps (absent: records before the field, or not
+    # adopted: none).
+    what_weight: Mapping[str, float] = field(default_factory=dict)
 
     def text_video_weights(self) -> dict[str, float]:
         """The first pass's weight of each index for a text query searching videos."""
@@ -122,6 +127,11 @@ class SearchPolicy:
     def events_weight(self, query_modality: str, target: str) -> float:
         key = direction(query_modality, target)
         return 0.0 if key is None else float(self.event_weight.get(key, 0.0))
+
+    def sources_weight(self, query_modality: str, target: str) -> float:
+        """How much the sources' agreement adds to the re-rank in this direction (0: none)."""
+        key = direction(query_modality, target)
+        return 0.0 if key is None else float(self.what_weight.get(key, 0.0))
 
     def matches_by_bands(self, query_modality: str, target: str) -> bool:
         """Whether sound meets picture by the sound's best band in this direction."""
@@ -183,6 +193,11 @@ class SearchPolicy:
                 else {}
             ),
             **(
+                {"what_weight": {d: float(w) for d, w in self.what_weight.items()}}
+                if self.what_weight
+                else {}
+            ),
+            **(
                 {"agreement_event_weight": self.agreement_event_weight}
                 if self.agreement_event_weight is not None
                 else {}
@@ -227,6 +242,7 @@ class SearchPolicy:
             text_segments=text_segments if isinstance(text_segments, bool) else None,
             rerank_weight=_weights(data.get("rerank_weight")),
             event_weight=_weights(data.get("event_weight")),
+            what_weight=_weights(data.get("what_weight")),
             short=cls.from_dict(short) if usable and isinstance(short, Mapping) else None,
             whole=cls.from_dict(whole) if whole_usable and isinstance(whole, Mapping) else None,
             agreement_event_weight=_weight(data.get("agreement_event_weight")),

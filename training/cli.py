@@ -250,6 +250,16 @@ def train(
             "hand-made change envelope, no network; default: TrainConfig's).",
         ),
     ] = None,
+    what_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Epochs after the event phase in which only the networks naming the sources a "
+            "picture shows and a sound sounds (kind and size) learn, from the clips' SynthAV "
+            "metadata; searches then weigh how far a query's and an item's agree where the "
+            "search policy measured it helps (0: no networks; default: TrainConfig's).",
+        ),
+    ] = None,
     branch_in_main_epochs: Annotated[
         bool,
         typer.Option(
@@ -378,6 +388,7 @@ def train(
             branch_epochs=defaults.branch_epochs if branch_epochs is None else branch_epochs,
             branch_in_main_epochs=branch_in_main_epochs,
             event_epochs=defaults.event_epochs if event_epochs is None else event_epochs,
+            what_epochs=defaults.what_epochs if what_epochs is None else what_epochs,
             init_temperature=init_temperature,
             position_jitter=defaults.position_jitter
             if position_jitter is None

@@ -40,6 +40,8 @@ from models.fingerprint import FingerprintTable, peaks, query_peaks
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
 from models.sequence import Distance, paired_distance, sequence_similarity
+from models.what_net import CLASSES
+from models.what_net import agreement as what_agreement
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.metrics import ceiling_recall, ranks_from_scores, summarise
@@ -72,6 +74,9 @@ class Pool:
     picture_envelope: Callable[..., np.ndarray] | None = field(
         default=None, repr=False, compare=False
     )
+    # "visual" / "audio" → (N, len(CLASSES)) the sources each row's picture shows / sound sounds
+    # (`models.what_net`), NaN rows where it has no such stream; None: the model has no networks
+    what: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
@@ -174,6 +179,12 @@ def embed_pool(
         aud.append(Embeddings(a.pooled.float().cpu(), a.sequence.float().cpu(), a.mask.cpu()))
     has_video = torch.tensor([len(cache.frames(i)) > 0 for i in ids])
     has_audio = torch.tensor([cache.audio(i).size > 0 for i in ids])
+    what = None
+    if model.knows_what():
+        what = {
+            "visual": _what_rows(model.picture_what, [cache.frames(i) for i in ids], has_video),
+            "audio": _what_rows(model.sound_what, [cache.audio(i) for i in ids], has_audio),
+        }
     return Pool(
         list(ids),
         _cat(vis),
@@ -185,7 +196,20 @@ def embed_pool(
         sample_rate=model.cfg.audio.sample_rate,
         picture_halves=picture_halves,
         picture_envelope=model.picture_envelope,
+        what=what,
     )
+
+
+def _what_rows(name: Callable[[list], np.ndarray | None], media: list, has: Tensor) -> np.ndarray:
+    """(N, len(CLASSES)) `name`'s probabilities for the rows that `has` the stream, NaN rows for
+    the others."""
+    out = np.full((len(media), len(CLASSES)), np.nan, np.float32)
+    rows = has.nonzero().flatten().tolist()
+    if rows:
+        found = name([np.asarray(media[r]) for r in rows])
+        assert found is not None
+        out[rows] = found
+    return out
 
 
 def take_rows(e: Embeddings, rows: Tensor) -> Embeddings:
@@ -441,6 +465,7 @@ def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, po
         (weighting[0],),
         (weighting[1],),
         cross_bands=direction in policy.cross_bands,
+        what_weight=policy.what_weight.get(direction, 0.0),
     )["hybrid"]
 
 
@@ -459,6 +484,8 @@ def _direction(
     cross_bands=True,
     querying: Tensor | None = None,
     audio_share: float = 0.0,
+    what_weight: float = 0.0,
+    keep_ranks: bool = False,
 ):
     """One direction's report. text→video scores each clip by (1 − `audio_share`) × the
     caption's similarity to its picture's vector + `audio_share` × to its sound's (a clip without
@@ -472,7 +499,9 @@ def _direction(
     the event scan's candidates join the pooled ones), and with several weightings
     "hybrid_by_weight" holds each one's (the distances computed once). `querying` ((pool size,)
     bool): the clips whose sound, footage or captions query (default all; the others are
-    searched, as distractors)."""
+    searched, as distractors). `what_weight`: how much the sources' agreement adds in the
+    re-rank (`fused_score`; where the pool has the model's what networks' lists); `keep_ranks`:
+    "hybrid_ranks" holds each query's rank (for a paired comparison of two weightings)."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -539,11 +568,25 @@ def _direction(
         extra = _event_candidates(pool.scan(dst_m), singles, both, bool(cross_bands))
         combos = list(product(weights, event_weights))
         fused: dict[Weighting, Tensor] = {}
+        agreement = (
+            what_agreement(pool.what[src_m][rows.numpy()], pool.what[dst_m])
+            if what_weight and pool.what is not None
+            else None
+        )
 
         def hybrid_ranks(w: float | None, e: float) -> Tensor:
             if not fused:  # every weighting at once
                 ranked = _fused_ranks(
-                    scores, target, combos, memo, distance, event_memo, rerank_k, extra
+                    scores,
+                    target,
+                    combos,
+                    memo,
+                    distance,
+                    event_memo,
+                    rerank_k,
+                    extra,
+                    agreement,
+                    what_weight,
                 )
                 fused.update(ranked)
             return fused[w, e]
@@ -553,6 +596,8 @@ def _direction(
         out["pooled"] = _report(ranks_from_scores(scores, target), subset)
     if "hybrid" in modes:
         out["hybrid"] = _report(hybrid_ranks(*combos[0]), subset)
+        if keep_ranks:
+            out["hybrid_ranks"] = hybrid_ranks(*combos[0]).tolist()
         if len(combos) > 1:
             out["hybrid_by_weight"] = {
                 weight_label(w, e): _report(hybrid_ranks(w, e), subset) for w, e in combos
@@ -630,16 +675,21 @@ def fused_score(
     distance: Distance,
     correlations: Tensor | None = None,
     event_weight: float = 0.0,
+    agreement: Tensor | None = None,
+    what_weight: float = 0.0,
 ) -> Tensor:
     """The re-rank's score of candidates, as the service computes it (`index.search`): the
     sequence distance alone (None), or the pooled score plus `weight` × the steps' similarity;
-    plus `event_weight` × the event envelopes' correlation."""
+    plus `event_weight` × the event envelopes' correlation; plus `what_weight` × how far the
+    query's and the candidate's sources agree (`models.what_net.agreement`)."""
     if weight is None:
         base = -distances
     else:
         base = pooled + weight * sequence_similarity(distances, distance)
     if correlations is not None and event_weight:
         base = base + event_weight * correlations
+    if agreement is not None and what_weight:
+        base = base + what_weight * agreement
     return base
 
 
@@ -652,6 +702,8 @@ def _fused_ranks(
     events: _Memo,
     k: int,
     extra: Callable[[int], Tensor],
+    agreement: Tensor | None = None,
+    what_weight: float = 0.0,
 ) -> dict[Weighting, Tensor]:
     """Every weighting's ranks after the re-rank (`fused_score`), as `_rerank_ranks` gives them
     one weighting at a time: the pooled top-k re-ordered, and with an event weight the event
@@ -659,7 +711,8 @@ def _fused_ranks(
     the memos in the order the weightings one by one asked (so the memos compute the same, and
     every figure is the same), and its candidates' scores are made once per weighting, a few
     operations each instead of a memo lookup per weighting (the search policy ranks each of its
-    ~1,000 queries by 24 weightings in 18 protocols)."""
+    ~1,000 queries by 24 weightings in 18 protocols). `agreement` ((Q, pool size)): the sources'
+    agreement, weighed by `what_weight` in every weighting."""
     base = ranks_from_scores(pooled_scores, target)
     k = min(k, pooled_scores.shape[1])
     top = pooled_scores.topk(k, dim=1).indices  # (Q, k)
@@ -677,8 +730,12 @@ def _fused_ranks(
             d = memo(q, cand)
             correlations = events(q, cand) if scanned else None
             pooled = pooled_scores[q, cand]
+            agree = None if agreement is None else agreement[q, cand]
             scores = torch.stack(
-                [fused_score(pooled, d, w, distance, correlations, e) for w, e in group]
+                [
+                    fused_score(pooled, d, w, distance, correlations, e, agree, what_weight)
+                    for w, e in group
+                ]
             )
             ranks = (scores >= scores[:, at : at + 1]).sum(1).tolist()
             for combo, rank in zip(group, ranks, strict=True):
@@ -797,6 +854,9 @@ class _ExcerptQueries:
     # (direction, distance) → the steps' distances to candidates, and where they placed each
     # piece's own clip (seconds), filled as the re-rank asks
     distances: dict[tuple[str, str], tuple[_Memo, dict[int, float]]] = field(default_factory=dict)
+    # "audio" / "video" → (Q, len(CLASSES)) the sources each piece sounds / shows
+    # (`models.what_net`); None: the model has no networks
+    what: dict[str, np.ndarray] | None = None
 
 
 def _excerpt_queries(
@@ -850,7 +910,12 @@ def _excerpt_queries(
             for c, r in zip(cut.clips, cut.region_changes, strict=True)
         ],
     }
-    found = _ExcerptQueries(model, cut, embedded, sounds, events, kinds, bands)
+    what = None
+    if model.knows_what():
+        sounded, shown = model.sound_what(cut.waves), model.picture_what(cut.clips)
+        assert sounded is not None and shown is not None
+        what = {"audio": sounded, "video": shown}
+    found = _ExcerptQueries(model, cut, embedded, sounds, events, kinds, bands, what=what)
     pool._excerpts[key] = found
     return found
 
@@ -872,6 +937,8 @@ def excerpt_report(
     cross_bands: Collection[str] = CROSS_DIRECTIONS,
     directions: Collection[str] = EXCERPT_DIRECTIONS,
     among: Sequence[int] | None = None,
+    what_weight: float | Mapping[str, float] = 0.0,
+    keep_ranks: bool = False,
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (footage at a frame, sound at any sample), searched against the whole clips, as a
@@ -885,7 +952,10 @@ def excerpt_report(
     "hybrid_by_weight" holds each weighting's. `cross_bands`: the directions whose sound meets
     picture by the sound's best band (`models.events.match_across`), the others by the single
     envelopes; `directions`: the ones reported (default all four); `among`: the pool rows
-    excerpts are cut from (default all; the others are searched, as distractors)."""
+    excerpts are cut from (default all; the others are searched, as distractors);
+    `what_weight` (one, or one per direction): how much the sources' agreement adds in the
+    re-rank across modalities, where the model has what networks (`fused_score`); `keep_ranks`:
+    each direction's "hybrid_ranks" holds each piece's rank (for a paired comparison)."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -959,7 +1029,15 @@ def excerpt_report(
             event_weights.get(name, (0.0,)) if isinstance(event_weights, Mapping) else event_weights
         )
         combos = list(product(tried, tried_events))
-        ranked = _fused_ranks(scores, target, combos, memo, distance, event_memo, rerank_k, extra)
+        ww = what_weight.get(name, 0.0) if isinstance(what_weight, Mapping) else what_weight
+        agreement = (
+            what_agreement(prepared.what[src], pool.what[store_of[dst]])
+            if ww and src != dst and prepared.what is not None and pool.what is not None
+            else None
+        )
+        ranked = _fused_ranks(
+            scores, target, combos, memo, distance, event_memo, rerank_k, extra, agreement, ww
+        )
 
         def ranks_of(w: float | None, e: float, ranked=ranked) -> Tensor:
             return ranked[w, e]
@@ -992,6 +1070,8 @@ def excerpt_report(
         }
         if by_signal is not None:
             out[name]["by_signal"] = by_signal
+        if keep_ranks:
+            out[name]["hybrid_ranks"] = hybrid.tolist()
         if len(combos) > 1:
             out[name]["hybrid_by_weight"] = {
                 weight_label(w, e): summarise(ranks_of(w, e)) for w, e in combos

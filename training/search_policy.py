@@ -68,6 +68,11 @@ GAIN_STANDARD_ERRORS = 2.0
 # The audio index's shares of a text→video search tried (`SearchPolicy.text_audio_share`): a
 # caption of what is seen and heard ("a bell strikes slowly…") is told apart by the sound as well.
 TEXT_AUDIO_SHARES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+# How much the agreement of the query's and a candidate's sources may add to the re-rank across
+# modalities (`SearchPolicy.what_weight`), tried with each tier's chosen weighting: a probe on val
+# (2.5 s pieces, the what networks' agreement added to the pooled score) found 1–2 best on the own
+# clips and 2–8 on their re-encoded copies.
+WHAT_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 # How much the event envelopes' agreement may add to the steps' (`fused_agreement`).
 AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
@@ -264,14 +269,122 @@ def measure_policy(
         return replace(chosen, picture_motion=motion, picture_halves=halves)
 
     long = tier("long", evidence)
+    short, whole = tier("short", short_evidence), tier("whole", whole_evidence, fallback=long)
+    if pool.what is not None:
+        querying = torch.arange(len(pool.ids)) < queried
+        long, short, whole = (
+            choose_what(model, ordered, cache, pool, rerank_k, querying, chosen, lengths)
+            for chosen, lengths in (
+                (long, (EXCERPT_S,)),
+                (short, (SHORT_EXCERPT_S,)),
+                (whole, (None, WHOLE_EXCERPT_S)),
+            )
+        )
     return replace(
         long,
-        short=tier("short", short_evidence),
-        whole=tier("whole", whole_evidence, fallback=long),
+        short=short,
+        whole=whole,
         agreement_event_weight=agreement_weight,
         agreement_bands=agreement_bands,
         text_audio_share=text_share,
     )
+
+
+def choose_what(
+    model: TrimodalModel,
+    items: list[ManifestItem],
+    cache: FeatureCache,
+    pool: Pool,
+    rerank_k: int,
+    querying: Tensor,
+    policy: SearchPolicy,
+    lengths: Sequence[float | None],
+) -> SearchPolicy:
+    """`policy` with the sources' agreement weighed in where it helps (`WHAT_WEIGHTS`): for each
+    direction across modalities that the tier re-ranks, its chosen weighting again with each
+    weight, on the tier's protocols (`lengths`: None = whole clips, else excerpts of that many
+    seconds; the first `querying` rows query); adopted by the tier's rule against the weighting
+    without it (no worse on R@1 and R@10 in every protocol, best by summed R@1 then R@10, a gain
+    clearer than `GAIN_STANDARD_ERRORS`). The figures go into the direction's evidence."""
+    by_id = {i.id: i for i in items}
+    queried = int(querying.sum())
+    chosen: dict[str, float] = {}
+    for name in CROSS_DIRECTIONS:
+        if not policy.rerank.get(name, False):
+            continue
+        w, e = policy.rerank_weight.get(name), policy.event_weight.get(name, 0.0)
+        bands = name in policy.cross_bands
+
+        def measured(what: float, name: str = name, w=w, e=e, bands=bands) -> list[dict]:
+            found = []
+            for seconds in lengths:
+                if seconds is None:
+                    report = _direction(
+                        model, name, by_id, pool, None, {}, rerank_k, "interp", ("hybrid",),
+                        (w,), (e,), cross_bands=bands, querying=querying, what_weight=what,
+                        keep_ranks=True,
+                    )  # fmt: skip
+                    found.append({**report["hybrid"]["all"], "ranks": report["hybrid_ranks"]})
+                else:
+                    report = excerpt_report(
+                        model, items, cache, seconds=seconds, rerank_k=rerank_k, pool=pool,
+                        weights={name: (w,)}, event_weights={name: (e,)},
+                        cross_bands=(name,) if bands else (), directions=(name,),
+                        among=range(queried), what_weight=what, keep_ranks=True,
+                    )  # fmt: skip
+                    if name in report:  # else no clip is this long: nothing to measure
+                        found.append(
+                            {**report[name]["hybrid"], "ranks": report[name]["hybrid_ranks"]}
+                        )
+            return found
+
+        base = measured(0.0)
+        if not base:
+            continue
+        tried = {what: measured(what) for what in WHAT_WEIGHTS}
+        eligible = [
+            what
+            for what, found in tried.items()
+            if all(f[k] >= b[k] for f, b in zip(found, base, strict=True) for k in ("R@1", "R@10"))
+        ]
+        best = max(
+            eligible,
+            key=lambda what: tuple(sum(f[k] for f in tried[what]) for k in ("R@1", "R@10")),
+            default=None,
+        )
+        gain = None if best is None else _paired_gain(base, tried[best])
+        adopted = gain is not None and gain[0] > GAIN_STANDARD_ERRORS * gain[1]
+        if adopted and best is not None:
+            chosen[name] = best
+        record = policy.evidence.get(name)
+        if isinstance(record, dict):
+            record["what"] = {
+                "without": [{k: round(f[k], 4) for k in ("R@1", "R@10")} for f in base],
+                **{
+                    f"{what:g}": [{k: round(f[k], 4) for k in ("R@1", "R@10")} for f in found]
+                    for what, found in tried.items()
+                },
+                **(
+                    {"gain_R@1": {"gain": round(gain[0], 4), "paired_se": round(gain[1], 4)}}
+                    if gain is not None
+                    else {}
+                ),
+                "chosen": f"{best:g}" if adopted and best is not None else "off",
+            }
+    return replace(policy, what_weight=chosen)
+
+
+def _paired_gain(base: list[dict], tried: list[dict]) -> tuple[float, float]:
+    """The R@1 gain of `tried` over `base` summed over protocols (each a summary with the
+    queries' "ranks", the same queries in the same order), and its standard error from the
+    queries' paired differences: two weightings that differ in one term rank most queries
+    alike, so their figures are far from independent (`_gain`'s conservative assumption)."""
+    gain = variance = 0.0
+    for b, t in zip(base, tried, strict=True):
+        d = (np.asarray(t["ranks"]) == 1).astype(float) - (np.asarray(b["ranks"]) == 1)
+        gain += float(d.mean())
+        variance += float(d.var()) / max(len(d), 1)
+    return gain, math.sqrt(variance)
 
 
 # Per direction, each protocol measured: (kind, its pooled figures, weighting label → figures).

@@ -34,18 +34,24 @@ from models.policy import (
     load_policy,
     save_policy,
 )
+from models.what_net import CLASSES
 from service.index_cli import corpus_items
 from training.datasets import load_manifest
-from training.evaluate import excerpt_report, weight_label
+from training.evaluate import embed_pool, excerpt_report, weight_label
 from training.search_policy import (
     BEST_BAND,
     GAIN_STANDARD_ERRORS,
     POLICY_EVENT_WEIGHTS,
     POLICY_WEIGHTS,
     TEXT_AUDIO_SHARES,
+    WHAT_WEIGHTS,
+    _gain,
+    _paired_gain,
+    choose_what,
 )
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
+from training.what_phase import WHAT_PHASE_DONE
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +255,7 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
         every protocol of the tier, and the best of those (by R@1, then R@10) gained R@1 over
         pooled by more than `GAIN_STANDARD_ERRORS`; that one recorded."""
         found = tier["evidence"][name]
-        measured = {k: v for k, v in found.items() if k not in ("chosen", "gain_R@1")}
+        measured = {k: v for k, v in found.items() if k not in ("chosen", "gain_R@1", "what")}
         combos = singly | banded if name in cross else singly
         for m in measured.values():  # every steps' weight with every envelopes' weight
             assert set(m) - {"pooled", "queries"} == set(combos)
@@ -282,14 +288,14 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
 
     # 2–4 s queries: 2.5 s excerpts in every direction
     for name in DIRECTIONS:
-        assert set(evidence[name]) - {"gain_R@1"} == {"excerpt", "chosen"}
+        assert set(evidence[name]) - {"gain_R@1", "what"} == {"excerpt", "chosen"}
         obeys_the_rule(record, name)
     # Short queries: their own choice, on their own excerpts, by the same rule.
     short = record["short_queries"]
     assert short["below_s"] == SHORT_QUERY_S
     assert short["evidence"]["excerpt_s"] < SHORT_QUERY_S
     for name in DIRECTIONS:
-        assert set(short["evidence"][name]) - {"gain_R@1"} == {"excerpt", "chosen"}
+        assert set(short["evidence"][name]) - {"gain_R@1", "what"} == {"excerpt", "chosen"}
         obeys_the_rule(short, name)
     # Whole clips: sound against picture on whole clips (these 4 s clips hold no 4 s excerpt);
     # sound against sound and footage against footage had nothing this long to measure, and keep
@@ -297,7 +303,7 @@ def test_the_trainer_measures_and_records_the_policy(prepared, tmp_path, timing)
     whole = record["whole_queries"]
     assert whole["from_s"] == WHOLE_QUERY_S and whole["evidence"]["queries"] == 0
     for name in cross:
-        assert set(whole["evidence"][name]) - {"gain_R@1"} == {"full", "chosen"}
+        assert set(whole["evidence"][name]) - {"gain_R@1", "what"} == {"full", "chosen"}
         obeys_the_rule(whole, name)
     for name in ("audio→audio", "video→video"):
         assert whole["evidence"][name]["chosen"].startswith("as shorter queries")
@@ -874,3 +880,67 @@ def test_pieces_are_cut_and_encoded_once_per_pool_with_the_same_report(prepared)
     other = TrimodalModel(preset("tiny"), prepared.backbone)
     excerpt_report(other, items, cache, seconds=2.5, pool=pool, **tried)
     assert len(pool._excerpts) == 2
+
+
+def test_the_sources_weight_is_measured_against_each_tiers_chosen_weighting(prepared, tmp_path):
+    cfg = TrainConfig(
+        preset="tiny",
+        epochs=1,
+        batch_size=8,
+        warmup_steps=1,
+        device="cpu",
+        sync_weight=0.0,
+        excerpt_weight=0.0,
+        event_epochs=0,
+        what_epochs=2,
+    )
+    train(prepared, cfg, tmp_path / "run")
+    model = TrimodalModel.load(tmp_path / "run" / "best")
+    assert model.knows_what() and (tmp_path / "run" / WHAT_PHASE_DONE).is_file()
+    items = prepared.val_items + prepared.train_items
+    pool = embed_pool(model, prepared.cache, [i.id for i in items])
+    assert pool.what is not None and pool.what["visual"].shape == (len(items), len(CLASSES))
+    cross = ("audio→video", "video→audio")
+    policy = SearchPolicy(
+        sequence_trained=True,
+        rerank=dict.fromkeys(DIRECTIONS, True),
+        evidence={d: {} for d in cross},
+        rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
+    )
+    querying = torch.arange(len(items)) < len(prepared.val_items)
+    chosen = choose_what(model, items, prepared.cache, pool, 100, querying, policy, (None, 2.5))
+    for d in cross:
+        record = chosen.evidence[d]["what"]
+        assert {"without", "chosen", *(f"{w:g}" for w in WHAT_WEIGHTS)} <= set(record)
+        assert len(record["without"]) == 2  # whole clips and 2.5 s pieces
+        if record["chosen"] == "off":
+            assert d not in chosen.what_weight
+        else:  # no worse than without it in any protocol
+            assert chosen.what_weight[d] == float(record["chosen"])
+            for found, base in zip(record[record["chosen"]], record["without"], strict=True):
+                assert found["R@1"] >= base["R@1"] and found["R@10"] >= base["R@10"]
+    # the weights round-trip; a bad one is dropped
+    again = SearchPolicy.from_dict(
+        {**chosen.to_dict(), "what_weight": {"audio→video": 2.0, "video→audio": -1.0}}
+    )
+    assert again.what_weight == {"audio→video": 2.0}
+    assert (
+        again.sources_weight("audio", "video") == 2.0
+        and again.sources_weight("text", "video") == 0.0
+    )
+    # a model without networks: its pool names nothing, and a policy never weighs them
+    assert embed_pool(TrimodalModel(preset("tiny")), prepared.cache, [items[0].id]).what is None
+
+
+def test_the_sources_weight_is_adopted_by_the_queries_paired_differences():
+    base = [{"ranks": [1, 2, 1, 5, 1, 3, 9, 1]}, {"ranks": [1, 1, 2, 2]}]
+    same = _paired_gain(base, base)
+    assert same == (0.0, 0.0)
+    # two queries gain rank 1, one loses it: the gain is theirs, the error from their spread
+    tried = [{"ranks": [1, 1, 1, 5, 2, 1, 9, 1]}, {"ranks": [1, 1, 2, 2]}]
+    gain, se = _paired_gain(base, tried)
+    d = np.array([0, 1, 0, 0, -1, 1, 0, 0], float)
+    assert gain == pytest.approx(d.mean()) and se == pytest.approx(np.sqrt(d.var() / 8))
+    # far tighter than the figures taken as independent
+    as_independent = _gain([({"R@1": 0.5, "n": 8}, {"R@1": 0.625})])[1]
+    assert se < as_independent

@@ -466,7 +466,9 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
 
     import training.trainer as trainer
 
-    cfg = replace(ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3, event_epochs=0)
+    cfg = replace(
+        ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3, event_epochs=0, what_epochs=0
+    )
     phase = trainer._branch_phase
 
     def keep_best_then_run(prepared_, cfg_, out, *rest):
@@ -588,23 +590,25 @@ def test_a_step_reads_kept_picture_measures_and_computes_what_it_did(prepared):
 
 
 def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path, caplog):
-    """After the main epochs and the branch phase, the picture's event network learns alone; the
-    checkpoint says it is trained and the policy is measured with it; a resumed run does not
-    train it twice; with no event epochs the model has no network at all."""
-    cfg = replace(ONE_EPOCH_TIMING, branch_epochs=1, event_epochs=2)
+    """After the main epochs and the branch phase, the picture's event network learns alone,
+    then the what networks; the checkpoint says both are trained and the policy is measured with
+    them; a resumed run does not train them twice; with no event epochs the model has no event
+    network at all."""
+    cfg = replace(ONE_EPOCH_TIMING, branch_epochs=1, event_epochs=2, what_epochs=1)
     with caplog.at_level("WARNING", logger="models.model"):
         train(prepared, cfg, tmp_path / "run")
     # the trainer's own loads before the phase do not call the network untrained
     assert "never trained" not in caplog.text
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     phases = [x.get("phase") for x in lines if x.get("phase")]
-    assert phases == ["branch", "events", "events"], phases
+    assert phases == ["branch", "events", "events", "what"], phases
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
     assert model.picture_events is not None and model.picture_events.is_trained
     assert model.search_policy.recorded
     assert (tmp_path / "run" / "event_phase.json").is_file()
+    assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
 
@@ -623,6 +627,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     train(prepared, cfg, tmp_path / "run", resume=True)
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
+    assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)

@@ -1,0 +1,167 @@
+"""The what phase: the picture's and the sound's networks learn to name the sources a clip shows
+and sounds (`models.what_net`), after the event phase, from the training clips' metadata.
+
+A SynthAV clip's `meta` says which sources it shows (every one but an offscreen sound) and which
+it sounds (`meta["audio"]["sources"]`: the track's own, a misaligned clip's donor's included), each
+with its kind and size: the picture network's targets are the first, the sound network's the
+second, one binary target per class. Each step shows a piece of every clip in a batch, of one
+length drawn from `PIECE_S` (a query may be any part of a clip), the sound at a recording level
+drawn as the main epochs draw it (`training.augment.level_only`'s range), so a quiet file is the
+same source. Nothing else of the model changes. A corpus without such metadata (a user's own
+media) leaves the networks untrained, and searches go without them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.model import TrimodalModel
+from models.what_net import CLASSES, class_of, picture_inputs
+from training.datasets import ManifestItem
+
+WHAT_PHASE_DONE = "what_phase.json"
+BATCH = 32
+LR = 3e-3
+PIECE_S = (1.5, 6.0)
+GAIN_DB = (-24.0, 6.0)  # `training.augment.AugmentConfig.gain_db`'s default
+
+
+def what_labels(meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """((C,), (C,)) float32 multi-hot: the classes a clip shows and those it sounds, from SynthAV
+    metadata; None for a clip without it (or naming a source or size outside `CLASSES`)."""
+    sources = meta.get("sources")
+    heard = (meta.get("audio") or {}).get("sources")
+    if not isinstance(sources, list) or not isinstance(heard, list):
+        return None
+    seen_out = np.zeros(len(CLASSES), np.float32)
+    heard_out = np.zeros(len(CLASSES), np.float32)
+    for found, out in (
+        ([s for s in sources if s.get("role") != "offscreen"], seen_out),
+        (heard, heard_out),
+    ):
+        for s in found:
+            k = class_of(str(s.get("kind")), str(s.get("size")))
+            if k is None:
+                return None
+            out[k] = 1.0
+    return seen_out, heard_out
+
+
+class _Clips:
+    """The training clips with labels and both streams, as the feature cache holds them."""
+
+    def __init__(self, items: Sequence[ManifestItem], cache: Any, fps: float, sr: int) -> None:
+        self.cache, self.fps, self.sr = cache, fps, sr
+        self.ids: list[str] = []
+        self.seen: list[np.ndarray] = []
+        self.heard: list[np.ndarray] = []
+        self.seconds: list[float] = []
+        for item in items:
+            labels = what_labels(item.meta)
+            if labels is None or item.id not in cache.row:
+                continue
+            frames, wave = cache.frames(item.id), cache.audio(item.id)
+            seconds = min(len(frames) / fps, len(wave) / sr)
+            if seconds < PIECE_S[0]:
+                continue
+            self.ids.append(item.id)
+            self.seen.append(labels[0])
+            self.heard.append(labels[1])
+            self.seconds.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, rows: Sequence[int], rng: np.random.Generator):
+        """Pieces of one length (at most the shortest clip's) at random offsets: frames, waves
+        at a random level, and both targets."""
+        span = float(rng.uniform(*PIECE_S))
+        span = min(span, min(self.seconds[r] for r in rows))
+        n_frames, n_samples = max(1, round(span * self.fps)), round(span * self.sr)
+        frames, waves = [], []
+        for r in rows:
+            start = float(rng.uniform(0.0, self.seconds[r] - span))
+            first = min(int(start * self.fps), len(self.cache.frames(self.ids[r])) - n_frames)
+            frames.append(
+                picture_inputs(self.cache.frames(self.ids[r])[first : first + n_frames])[0]
+            )
+            at = min(int(start * self.sr), len(self.cache.audio(self.ids[r])) - n_samples)
+            waves.append(np.asarray(self.cache.audio(self.ids[r])[at : at + n_samples], np.float32))
+        short = min(len(f) for f in frames)
+        gain = 10 ** (rng.uniform(*GAIN_DB, size=(len(rows), 1)) / 20)
+        return (
+            torch.stack([f[:short] for f in frames]),
+            torch.as_tensor(np.stack(waves) * gain, dtype=torch.float32),
+            torch.as_tensor(np.stack([self.seen[r] for r in rows])),
+            torch.as_tensor(np.stack([self.heard[r] for r in rows])),
+        )
+
+
+def what_phase(
+    prepared: Any,
+    epochs: int,
+    seed: int,
+    out: Path,
+    device: torch.device,
+    log: IO[str],
+    start: float,
+) -> bool:
+    """`epochs` epochs in which only the best checkpoint's what networks learn; the result,
+    marked trained, replaces `best/` (everything else in it bit-identical). False, and `best/`
+    untouched, when its config has no such networks or no training clip has the metadata."""
+    model = TrimodalModel.load(out / "best", device, prepared.backbone, warn_untrained=False)
+    nets = model.what_nets
+    if nets is None or epochs < 1:
+        return False
+    cfg = model.cfg
+    clips = _Clips(prepared.train_items, prepared.cache, cfg.visual.fps, cfg.audio.sample_rate)
+    if not len(clips):
+        log.write(json.dumps({"phase": "what", "skipped": "no training clip names its sources"}))
+        log.write("\n")
+        return False
+    model.requires_grad_(False)
+    nets.requires_grad_(True)
+    nets.train()
+    opt = torch.optim.AdamW(nets.parameters(), lr=LR, weight_decay=1e-4)
+    steps = epochs * math.ceil(len(clips) / BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps)
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, 3_000 + epoch])
+        order = rng.permutation(len(clips))
+        totals, n = np.zeros(2), 0
+        for s in range(0, len(order), BATCH):
+            frames, waves, seen, heard = clips.batch(order[s : s + BATCH].tolist(), rng)
+            with torch.no_grad():
+                mel = model.log_mel(waves.to(device))
+            picture = F.binary_cross_entropy_with_logits(
+                nets.picture(frames.to(device)), seen.to(device)
+            )
+            sound = F.binary_cross_entropy_with_logits(nets.sound(mel), heard.to(device))
+            opt.zero_grad(set_to_none=True)
+            (picture + sound).backward()
+            opt.step()
+            sched.step()
+            totals += [float(picture.detach()) * len(seen), float(sound.detach()) * len(seen)]
+            n += len(seen)
+        record = {
+            "phase": "what",
+            "epoch": epoch,
+            "picture_loss": totals[0] / max(1, n),
+            "sound_loss": totals[1] / max(1, n),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+    nets.eval()
+    nets.trained.fill_(1.0)
+    model.save(out / "best")
+    return True
