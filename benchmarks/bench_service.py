@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from models.model import checkpoint_hash
     from models.motion import HALVES
     from models.policy import DIRECTIONS, SearchPolicy
+    from models.what_net import CLASSES
 
     rng = np.random.default_rng(n)
     centres = rng.normal(size=(500, dim)).astype(np.float32)
@@ -116,6 +118,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             )
             events["audio_peaks"] = landmarks()
             events["audio_prints"] = dense_prints()
+            for m in ("visual", "audio"):  # the sources each shows / sounds (`models.what_net`)
+                events[f"{m}_what"] = rng.random(len(CLASSES)).astype(np.float32)
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -133,6 +137,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         # as every checkpoint `trimodal train` writes records it: the timing objectives do not
         # put the steps in the text space, so text hits are not localised by them
         text_segments=False,
+        # the sources' agreement weighed in wherever it can be (`models.what_net`)
+        what_weight={"audio→video": 1.0, "video→audio": 1.0},
     )
     publish_entries(
         root,
@@ -141,7 +147,11 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         dim=dim,
         steps_per_second=4.0,
         index_type="ivf",
-        build_info={"search_policy": policy.to_dict(), "event_rate": EVENT_RATE},
+        build_info={
+            "search_policy": policy.to_dict(),
+            "event_rate": EVENT_RATE,
+            "what_classes": len(CLASSES),
+        },
     )
 
 
@@ -388,8 +398,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt = args.work / "ckpt-small"
-    if not (ckpt / "config.json").is_file():
-        TrimodalModel(preset("small")).save(ckpt)  # latency does not depend on the weights
+    if not (ckpt / "config.json").is_file() or not TrimodalModel.load(ckpt).knows_what():
+        # latency does not depend on the weights; the what networks marked trained, so that
+        # every upload runs them as a trained checkpoint's does (`models.what_net`)
+        model = TrimodalModel(replace(preset("small"), what_nets=True))
+        assert model.what_nets is not None
+        model.what_nets.trained.fill_(1.0)
+        model.save(ckpt)
     if args.encoders == "onnx" and not (ckpt / "onnx" / "onnx.json").is_file():
         from models.onnx_export import export_onnx
 
