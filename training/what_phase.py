@@ -26,13 +26,15 @@ import torch.nn.functional as F
 
 from models.model import TrimodalModel
 from models.what_net import CLASSES, class_of, picture_inputs
+from training.augment import level_only
 from training.datasets import ManifestItem
 
 WHAT_PHASE_DONE = "what_phase.json"
 BATCH = 32
 LR = 3e-3
 PIECE_S = (1.5, 6.0)
-GAIN_DB = (-24.0, 6.0)  # `training.augment.AugmentConfig.gain_db`'s default
+# the recording levels the main epochs draw by default (`training.augment.level_only`)
+GAIN_DB = level_only().gain_db
 
 
 def what_labels(meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
