@@ -41,7 +41,7 @@ from training.evaluate import evaluate, validation_score
 from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
 from training.synthav.writer import reword_corpus
-from training.trainer import TrainConfig, lent_event_clips, prepare, train
+from training.trainer import TrainConfig, lent_clips, lent_event_clips, prepare, train
 
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -206,6 +206,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--variety` corpus; decoded with the features (their time counts)",
     )
     p.add_argument(
+        "--what-data",
+        type=Path,
+        default=None,
+        metavar="MANIFEST",
+        help="more clips for the what networks' phase alone (this manifest's train split, "
+        "whose SynthAV metadata names the sources; `trimodal train --what-data`), e.g. a "
+        "`trimodal synth --variety` corpus; decoded with the features (their time counts)",
+    )
+    p.add_argument(
         "--val-pool",
         type=Path,
         default=None,
@@ -324,6 +333,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         except ValueError as e:
             raise SystemExit(f"--event-data: {e}") from e
+    if args.what_data is not None:
+        try:
+            prepared.what_extra = lent_clips(
+                args.what_data, "small", cache_root, fit=args.fit, fps=args.fps
+            )
+        except ValueError as e:
+            raise SystemExit(f"--what-data: {e}") from e
     prep_s = time.perf_counter() - t0
     # The pool reported: the test split, or with --val-only the val split (features and captions
     # already prepared with the training clips).
@@ -483,6 +499,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["fps"] = args.fps or preset_config("small").visual.fps
     results["val_pool"] = str(args.val_pool) if args.val_pool else "own val split"
     results["event_data"] = str(args.event_data) if args.event_data else None
+    results["what_data"] = str(args.what_data) if args.what_data else None
     results["captions"] = "rich" if args.rich_captions or args.variety else "plain"
     results["variety_share"] = 1.0 if args.variety else args.variety_share
     if args.variety_share and not args.variety:

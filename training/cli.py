@@ -348,6 +348,15 @@ def train(
             "synth --variety` corpus, so that the network meets pictures drawn other ways.",
         ),
     ] = None,
+    what_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--what-data",
+            help="More clips for the what networks alone: this manifest's train split, whose "
+            "SynthAV metadata names each clip's sources (e.g. a `trimodal synth --variety` "
+            "corpus), so that they learn kinds and sizes drawn and synthesised other ways.",
+        ),
+    ] = None,
 ) -> dict:
     """Train trimodal encoders with contrastive learning; write best/ and last/ checkpoints."""
     from dataclasses import replace as replace_config
@@ -417,6 +426,16 @@ def train(
         prepared.event_extra = _event_clips(
             event_data, model_preset, _cache_root(event_data, cache), workers or None, fit, fps
         )
+    if what_data is not None:
+        prepared.what_extra = _lent(
+            "--what-data",
+            what_data,
+            model_preset,
+            _cache_root(what_data, cache),
+            workers or None,
+            fit,
+            fps,
+        )
     val_items = [i for i in items if i.split == "val"]
     val_cache, val_texts = prepared.cache, prepared.texts
     if val_data is not None:
@@ -472,15 +491,29 @@ def _event_clips(
     fit: str | None,
     fps: float | None,
 ) -> list:
-    """`--event-data` as the event phase's (cache, ids) sources, decoding with progress; clips
+    """`--event-data` as the event phase's (cache, ids) sources."""
+    lent = _lent("--event-data", manifest, model_preset, cache_root, workers, fit, fps)
+    return [(cache, [i.id for i in items]) for cache, items in lent]
+
+
+def _lent(
+    option: str,
+    manifest: Path,
+    model_preset: str,
+    cache_root: Path,
+    workers: int | None,
+    fit: str | None,
+    fps: float | None,
+) -> list:
+    """A lent manifest's train split as (cache, items) sources, decoding with progress; clips
     that fail to decode are reported and left out."""
     from training.datasets import ManifestError
-    from training.trainer import lent_event_clips
+    from training.trainer import lent_clips
 
     with _progress() as progress:
-        task = progress.add_task("decode (event clips)", total=None)
+        task = progress.add_task(f"decode ({option} clips)", total=None)
         try:
-            lent = lent_event_clips(
+            lent = lent_clips(
                 manifest,
                 model_preset,
                 cache_root,
@@ -490,10 +523,10 @@ def _event_clips(
                 on_progress=lambda n, t: progress.update(task, completed=n, total=t),
             )
         except (ManifestError, FileNotFoundError, ValueError) as e:
-            raise typer.BadParameter(str(e), param_hint="--event-data") from e
+            raise typer.BadParameter(str(e), param_hint=option) from e
     for cache, _ in lent:
         for item_id, why in cache.skipped.items():
-            console.print(f"--event-data: skipped {item_id}: {why}")
+            console.print(f"{option}: skipped {item_id}: {why}")
     return lent
 
 

@@ -227,6 +227,9 @@ class Prepared:
     # More clips for the picture event network only (`training.event_phase`): any media with
     # sound, labels unused, e.g. clips drawn and synthesised unlike the training ones
     event_extra: list[tuple[FeatureCache, list[str]]] = field(default_factory=list)
+    # More clips for the what networks only (`training.what_phase`): clips whose metadata names
+    # their sources, e.g. drawn and synthesised unlike the training ones (`--what-data`)
+    what_extra: list[tuple[FeatureCache, list[ManifestItem]]] = field(default_factory=list)
 
 
 def decode_spec(model_preset: str, fit: Fit | None = None, fps: float | None = None) -> DecodeSpec:
@@ -255,12 +258,29 @@ def lent_event_clips(
     """`Prepared.event_extra` from another manifest's train split (`--event-data`): its clips
     decoded as the run decodes (cached); clips that fail to decode are in the cache's `skipped`
     and left out. ValueError when the manifest has no train split."""
+    lent = lent_clips(manifest, model_preset, cache_root, workers, fit, fps, on_progress)
+    return [(cache, [i.id for i in kept]) for cache, kept in lent]
+
+
+def lent_clips(
+    manifest: str | os.PathLike[str],
+    model_preset: str,
+    cache_root: Path,
+    workers: int | None = None,
+    fit: Fit | None = None,
+    fps: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[FeatureCache, list[ManifestItem]]]:
+    """Another manifest's train split decoded as the run decodes (cached), for a phase that
+    learns from more clips than the run's own (`--event-data`, `--what-data`): the clips that
+    decode, with their manifest entries; those that fail are in the cache's `skipped`.
+    ValueError when the manifest has no train split."""
     items = load_manifest(manifest, splits=("train",))
     if not items:
         raise ValueError(f"{manifest} has no train split")
     spec = decode_spec(model_preset, fit, fps)
     cache = FeatureCache.build(items, spec, cache_root, workers, on_progress=on_progress)
-    return [(cache, [i.id for i in items if i.id in cache.row])]
+    return [(cache, [i for i in items if i.id in cache.row])]
 
 
 def prepare(
@@ -823,7 +843,16 @@ def train(
             cfg.what_epochs > 0
             and (out / "best").is_dir()
             and not what_done.exists()
-            and what_phase(prepared, cfg.what_epochs, cfg.seed, out, device, log, start)
+            and what_phase(
+                prepared,
+                cfg.what_epochs,
+                cfg.seed,
+                out,
+                device,
+                log,
+                start,
+                prepared.what_extra,
+            )
         ):
             what_done.write_text(json.dumps({"what_epochs": cfg.what_epochs}) + "\n")
     finally:

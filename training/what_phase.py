@@ -9,6 +9,11 @@ length drawn from `PIECE_S` (a query may be any part of a clip), the sound at a 
 drawn as the main epochs draw it (`training.augment.level_only`'s range), so a quiet file is the
 same source. Nothing else of the model changes. A corpus without such metadata (a user's own
 media) leaves the networks untrained, and searches go without them.
+
+Other clips with such metadata can be lent to the phase (`trimodal train --what-data`, e.g. a
+`trimodal synth --variety` corpus: glyphs drawn, sounds synthesised and files encoded unlike the
+training clips), so that the networks learn the world's kinds and sizes rather than one
+renderer's pictures of them. Lent clips join every epoch beside the training ones.
 """
 
 from __future__ import annotations
@@ -59,26 +64,32 @@ def what_labels(meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 class _Clips:
-    """The training clips with labels and both streams, as the feature cache holds them."""
+    """Clips with labels and both streams, as their feature caches hold them: (cache, items)
+    sources, the training clips' first."""
 
-    def __init__(self, items: Sequence[ManifestItem], cache: Any, fps: float, sr: int) -> None:
-        self.cache, self.fps, self.sr = cache, fps, sr
+    def __init__(
+        self, sources: Sequence[tuple[Any, Sequence[ManifestItem]]], fps: float, sr: int
+    ) -> None:
+        self.fps, self.sr = fps, sr
+        self.caches: list[Any] = []
         self.ids: list[str] = []
         self.seen: list[np.ndarray] = []
         self.heard: list[np.ndarray] = []
         self.seconds: list[float] = []
-        for item in items:
-            labels = what_labels(item.meta)
-            if labels is None or item.id not in cache.row:
-                continue
-            frames, wave = cache.frames(item.id), cache.audio(item.id)
-            seconds = min(len(frames) / fps, len(wave) / sr)
-            if seconds < PIECE_S[0]:
-                continue
-            self.ids.append(item.id)
-            self.seen.append(labels[0])
-            self.heard.append(labels[1])
-            self.seconds.append(seconds)
+        for cache, items in sources:
+            for item in items:
+                labels = what_labels(item.meta)
+                if labels is None or item.id not in cache.row:
+                    continue
+                frames, wave = cache.frames(item.id), cache.audio(item.id)
+                seconds = min(len(frames) / fps, len(wave) / sr)
+                if seconds < PIECE_S[0]:
+                    continue
+                self.caches.append(cache)
+                self.ids.append(item.id)
+                self.seen.append(labels[0])
+                self.heard.append(labels[1])
+                self.seconds.append(seconds)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,13 +102,12 @@ class _Clips:
         n_frames, n_samples = max(1, round(span * self.fps)), round(span * self.sr)
         frames, waves = [], []
         for r in rows:
+            clip, wave = self.caches[r].frames(self.ids[r]), self.caches[r].audio(self.ids[r])
             start = float(rng.uniform(0.0, self.seconds[r] - span))
-            first = min(int(start * self.fps), len(self.cache.frames(self.ids[r])) - n_frames)
-            frames.append(
-                picture_inputs(self.cache.frames(self.ids[r])[first : first + n_frames])[0]
-            )
-            at = min(int(start * self.sr), len(self.cache.audio(self.ids[r])) - n_samples)
-            waves.append(np.asarray(self.cache.audio(self.ids[r])[at : at + n_samples], np.float32))
+            first = min(int(start * self.fps), len(clip) - n_frames)
+            frames.append(picture_inputs(clip[first : first + n_frames])[0])
+            at = min(int(start * self.sr), len(wave) - n_samples)
+            waves.append(np.asarray(wave[at : at + n_samples], np.float32))
         short = min(len(f) for f in frames)
         gain = 10 ** (rng.uniform(*GAIN_DB, size=(len(rows), 1)) / 20)
         return (
@@ -116,18 +126,21 @@ def what_phase(
     device: torch.device,
     log: IO[str],
     start: float,
+    extra: Sequence[tuple[Any, Sequence[ManifestItem]]] = (),
 ) -> bool:
-    """`epochs` epochs in which only the best checkpoint's what networks learn; the result,
-    marked trained, replaces `best/` (everything else in it bit-identical). False, and `best/`
-    untouched, when its config has no such networks or no training clip has the metadata."""
+    """`epochs` epochs in which only the best checkpoint's what networks learn, from the
+    training clips and the (cache, items) of `extra` (lent clips, decoded as the run decodes);
+    the result, marked trained, replaces `best/` (everything else in it bit-identical). False,
+    and `best/` untouched, when its config has no such networks or no clip has the metadata."""
     model = TrimodalModel.load(out / "best", device, prepared.backbone, warn_untrained=False)
     nets = model.what_nets
     if nets is None or epochs < 1:
         return False
     cfg = model.cfg
-    clips = _Clips(prepared.train_items, prepared.cache, cfg.visual.fps, cfg.audio.sample_rate)
+    sources = [(prepared.cache, prepared.train_items), *extra]
+    clips = _Clips(sources, cfg.visual.fps, cfg.audio.sample_rate)
     if not len(clips):
-        log.write(json.dumps({"phase": "what", "skipped": "no training clip names its sources"}))
+        log.write(json.dumps({"phase": "what", "skipped": "no clip names its sources"}))
         log.write("\n")
         return False
     model.requires_grad_(False)
@@ -157,6 +170,7 @@ def what_phase(
         record = {
             "phase": "what",
             "epoch": epoch,
+            "clips": len(clips),
             "picture_loss": totals[0] / max(1, n),
             "sound_loss": totals[1] / max(1, n),
             "seconds": round(time.perf_counter() - start, 1),

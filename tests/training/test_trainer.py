@@ -242,6 +242,42 @@ def test_train_command_lends_the_event_phase_more_clips(corpus, tmp_path, monkey
     assert not (tmp_path / "run2" / "best").exists()
 
 
+def test_train_command_lends_the_what_phase_more_clips(corpus, tmp_path, monkeypatch):
+    """--what-data: another manifest's train clips (drawn with per-clip variety), with their
+    metadata, join the training clips in the what networks' phase; a manifest without a train
+    split is refused before any training."""
+    import training.what_phase as phase
+    from training.cli import train as train_command
+
+    unlike = variety_corpus(tmp_path / "unlike", clips=6, seed=23, val=0.0, test=0.0)
+    read: list[list[list[str]]] = []
+    real = phase._Clips
+
+    def recording(sources, fps, sr):
+        read.append([[i.id for i in items] for _, items in sources])
+        return real(sources, fps, sr)
+
+    monkeypatch.setattr(phase, "_Clips", recording)
+    common = one_epoch_command_args(corpus, tmp_path)
+    train_command(
+        out=tmp_path / "run",
+        what_data=unlike / "manifest.jsonl",
+        event_epochs=0,
+        what_epochs=1,
+        **common,
+    )
+    train_ids = {i.id for i in load_manifest(corpus / "manifest.jsonl", splits=("train",))}
+    ((own, more),) = read
+    assert set(own) <= train_ids and len(own) > 0
+    assert sorted(more) == sorted(i.id for i in load_manifest(unlike / "manifest.jsonl"))
+    assert TrimodalModel.load(tmp_path / "run" / "best").knows_what()
+    lines = (unlike / "manifest.jsonl").read_text().splitlines()
+    (unlike / "none.jsonl").write_text(lines[0].replace('"split": "train"', '"split": "val"'))
+    with pytest.raises(typer.BadParameter, match="no train split"):
+        train_command(out=tmp_path / "run2", what_data=unlike / "none.jsonl", **common)
+    assert not (tmp_path / "run2" / "best").exists()
+
+
 def test_paraphrase_batches_draw_another_wording_and_keep_the_stream_when_off(prepared):
     def batches(paraphrases):
         return list(

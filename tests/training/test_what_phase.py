@@ -184,6 +184,45 @@ def test_the_phase_leaves_a_checkpoint_without_networks_or_labels_untouched(tmp_
     assert not what_phase(
         Prepared(unlabelled, Cache(clips)), 2, 0, out, torch.device("cpu"), log, 0.0
     )
-    assert "no training clip names its sources" in log.getvalue()
+    assert "no clip names its sources" in log.getvalue()
     assert not TrimodalModel.load(out / "best").knows_what()
     assert WHAT_PHASE_DONE == "what_phase.json"
+
+
+def test_lent_clips_teach_the_networks_what_the_training_clips_never_show(tmp_path: Path):
+    """`extra` (`--what-data`): the (cache, items) of other clips join every epoch. Training
+    clips that are all drums and lent clips that are all bells: with the lent clips both
+    networks name a bell they never saw, without them they name no bell at all."""
+    own = [("drum", ("small", "large")[k % 2]) for k in range(64)]
+    lent = [("bell", ("small", "large")[k % 2]) for k in range(64)]
+    own_clips = {f"o{k}": clip(*ks, 100 + k) for k, ks in enumerate(own)}
+    lent_clips = {f"l{k}": clip(*ks, 300 + k) for k, ks in enumerate(lent)}
+    own_items = [Item(f"o{k}", meta(*ks)) for k, ks in enumerate(own)]
+    lent_items = [Item(f"l{k}", meta(*ks)) for k, ks in enumerate(lent)]
+    fresh = [clip("bell", size, 700 + k) for k, size in enumerate(["small", "large"] * 4)]
+    bells = [class_of("bell", "small"), class_of("bell", "large")]
+    named = {}
+    for name, extra in (("alone", []), ("lent", [(Cache(lent_clips), lent_items)])):
+        out = tmp_path / name
+        torch.manual_seed(0)
+        TrimodalModel(replace(preset("tiny"), what_nets=True)).save(out / "best")
+        log = io.StringIO()
+        prepared = Prepared(own_items, Cache(own_clips))
+        assert what_phase(prepared, 20, 0, out, torch.device("cpu"), log, 0.0, extra)
+        assert f'"clips": {len(own) + len(extra and lent)}' in log.getvalue()
+        trained = TrimodalModel.load(out / "best")
+        pictures = trained.picture_what([f for f, _ in fresh])
+        sounds = trained.sound_what([w for _, w in fresh])
+        assert pictures is not None and sounds is not None
+        named[name] = [
+            float((np.asarray(p)[:, bells] > 0.5).any(1).mean()) for p in (pictures, sounds)
+        ]
+    assert named["alone"] == [0.0, 0.0]
+    assert min(named["lent"]) >= 0.75, named
+    # lent clips alone teach too when no training clip has the metadata (a user's own corpus)
+    out = tmp_path / "user"
+    TrimodalModel(replace(preset("tiny"), what_nets=True)).save(out / "best")
+    unlabelled = Prepared([Item(i.id, {}) for i in own_items], Cache(own_clips))
+    extra = [(Cache(lent_clips), lent_items)]
+    assert what_phase(unlabelled, 1, 0, out, torch.device("cpu"), io.StringIO(), 0.0, extra)
+    assert TrimodalModel.load(out / "best").knows_what()
