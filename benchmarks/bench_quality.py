@@ -252,6 +252,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "shows and a sound sounds learn (0: none; default: TrainConfig's)",
     )
     p.add_argument(
+        "--what-vary",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the what phase's pieces drawn and heard other ways (default: TrainConfig's)",
+    )
+    p.add_argument(
         "--branch-in-main-epochs",
         action="store_true",
         help="train the sequence branches in the main epochs too (the recipe before 2026-11-30's)",
@@ -377,6 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         branch_in_main_epochs=args.branch_in_main_epochs,
         **({"event_epochs": args.event_epochs} if args.event_epochs is not None else {}),
         **({"what_epochs": args.what_epochs} if args.what_epochs is not None else {}),
+        **({"what_vary": args.what_vary} if args.what_vary is not None else {}),
         init_temperature=args.init_temperature,
         sequence_detrend=args.sequence_detrend,
         **(

@@ -260,6 +260,15 @@ def train(
             "search policy measured it helps (0: no networks; default: TrainConfig's).",
         ),
     ] = None,
+    what_vary: Annotated[
+        bool | None,
+        typer.Option(
+            "--what-vary/--no-what-vary",
+            help="Show the what networks each piece drawn and heard another way that keeps its "
+            "sources' kind and size (colours, light, noise, focus; the band's tilt, a noise "
+            "floor, a low sample rate's cut-off; default: TrainConfig's).",
+        ),
+    ] = None,
     branch_in_main_epochs: Annotated[
         bool,
         typer.Option(
@@ -398,6 +407,7 @@ def train(
             branch_in_main_epochs=branch_in_main_epochs,
             event_epochs=defaults.event_epochs if event_epochs is None else event_epochs,
             what_epochs=defaults.what_epochs if what_epochs is None else what_epochs,
+            what_vary=defaults.what_vary if what_vary is None else what_vary,
             init_temperature=init_temperature,
             position_jitter=defaults.position_jitter
             if position_jitter is None

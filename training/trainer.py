@@ -153,6 +153,12 @@ class TrainConfig:
     # "What a piece shows and sounds"; other counts not measured with these networks); the phase
     # takes ~165 s on two cores.
     what_epochs: int = 12
+    # Each what-phase piece drawn and heard another way that keeps its sources' kind and size
+    # (`training.what_phase.vary_pictures` / `vary_sounds`: colours, light, contrast, noise,
+    # focus, mirror; the band's tilt, a noise floor, a low sample rate's cut-off). Off: on the
+    # val splits it moved every one by a query or three either way and cost the policy's own
+    # 1.5 s footage → sound evidence (README "Variety clips lent to the what networks").
+    what_vary: bool = False
     # Override the preset's initial contrastive temperature (models.config.ModelConfig; the
     # learned logit scales start at its inverse). Val mean R@10: 0.02 → 0.561, 0.07 (the
     # presets') → 0.659, 0.1 → 0.644 (README, "An attribute loss, and other temperatures").
@@ -852,6 +858,7 @@ def train(
                 log,
                 start,
                 prepared.what_extra,
+                cfg.what_vary,
             )
         ):
             what_done.write_text(json.dumps({"what_epochs": cfg.what_epochs}) + "\n")

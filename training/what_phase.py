@@ -42,6 +42,49 @@ PIECE_S = (1.5, 6.0)
 GAIN_DB = level_only().gain_db
 
 
+def vary_pictures(frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 → float in [0, 255]: each piece drawn another way that keeps what
+    and how large its sources are — colours swapped or greyed (a source's kind is not its
+    colour), light and dark inverted (day and night), exposure and contrast, camera noise, a
+    soft focus, mirrored — never rescaled (a glyph's size is what it says)."""
+    out = frames.float()
+    for b in range(len(out)):
+        x = out[b]
+        x = x[..., torch.as_tensor(rng.permutation(3))]
+        if rng.random() < 0.2:
+            x = x.mean(-1, keepdim=True).expand_as(x)
+        if rng.random() < 0.3:
+            x = 255.0 - x
+        x = (x - 128.0) * float(rng.uniform(0.6, 1.4)) + 128.0 + float(rng.uniform(-30, 30))
+        if rng.random() < 0.3:  # a 3×3 box blur
+            x = F.avg_pool2d(x.permute(0, 3, 1, 2), 3, 1, 1, count_include_pad=False)
+            x = x.permute(0, 2, 3, 1)
+        if rng.random() < 0.5:
+            x = x.flip(2)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        x = x + torch.randn(x.shape, generator=gen) * float(rng.uniform(0.0, 12.0))
+        out[b] = x.clamp(0.0, 255.0)
+    return out
+
+
+def vary_sounds(mel: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """(B, n_mels, frames) log-mel, each sound heard another way that keeps its pitch: a tilt of
+    up to ±6 dB across the band (another microphone or synthesis), a noise floor 10–40 dB below
+    it, and for some a band cut off as a low sample rate cuts it."""
+    out = mel.clone()
+    bins = torch.linspace(-1.0, 1.0, mel.shape[1], device=mel.device)[:, None]
+    for b in range(len(out)):
+        x = out[b] + float(rng.uniform(-1.0, 1.0)) * math.log(10**0.6) * bins
+        if rng.random() < 0.5:
+            floor = x.exp().mean() * 10 ** (-float(rng.uniform(1.0, 4.0)))
+            x = torch.logaddexp(x, floor.log().expand_as(x))
+        if rng.random() < 0.3:
+            top = int(rng.integers(mel.shape[1] // 2, mel.shape[1]))
+            x[top:] = x.min()
+        out[b] = x
+    return out
+
+
 def what_labels(meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """((C,), (C,)) float32 multi-hot: the classes a clip shows and those it sounds, from SynthAV
     metadata; None for a clip without it (or naming a source or size outside `CLASSES`)."""
@@ -127,6 +170,7 @@ def what_phase(
     log: IO[str],
     start: float,
     extra: Sequence[tuple[Any, Sequence[ManifestItem]]] = (),
+    vary: bool = False,
 ) -> bool:
     """`epochs` epochs in which only the best checkpoint's what networks learn, from the
     training clips and the (cache, items) of `extra` (lent clips, decoded as the run decodes);
@@ -157,6 +201,8 @@ def what_phase(
             frames, waves, seen, heard = clips.batch(order[s : s + BATCH].tolist(), rng)
             with torch.no_grad():
                 mel = model.log_mel(waves.to(device))
+                if vary:
+                    frames, mel = vary_pictures(frames, rng), vary_sounds(mel, rng)
             picture = F.binary_cross_entropy_with_logits(
                 nets.picture(frames.to(device)), seen.to(device)
             )

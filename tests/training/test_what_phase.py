@@ -14,7 +14,13 @@ import torch
 from models.config import preset
 from models.model import TrimodalModel
 from models.what_net import CLASSES, agreement, class_of
-from training.what_phase import WHAT_PHASE_DONE, what_labels, what_phase
+from training.what_phase import (
+    WHAT_PHASE_DONE,
+    vary_pictures,
+    vary_sounds,
+    what_labels,
+    what_phase,
+)
 
 FPS, SR, SIZE = 12.0, 16_000, 32
 # two kinds at two sizes: a drum is a filled square that booms low, a bell a hollow one that
@@ -226,3 +232,44 @@ def test_lent_clips_teach_the_networks_what_the_training_clips_never_show(tmp_pa
     extra = [(Cache(lent_clips), lent_items)]
     assert what_phase(unlabelled, 1, 0, out, torch.device("cpu"), io.StringIO(), 0.0, extra)
     assert TrimodalModel.load(out / "best").knows_what()
+    # and pieces drawn and heard other ways (`--what-vary`) take the same path
+    TrimodalModel(replace(preset("tiny"), what_nets=True)).save(out / "best")
+    assert what_phase(
+        unlabelled, 1, 0, out, torch.device("cpu"), io.StringIO(), 0.0, extra, vary=True
+    )
+    assert TrimodalModel.load(out / "best").knows_what()
+
+
+def test_pieces_drawn_and_heard_other_ways_keep_their_sources_size_and_pitch():
+    """`vary_pictures` / `vary_sounds` (`--what-vary`): other colours, light, noise, focus and a
+    mirror, never a rescale — the glyph covers about as much of the frame; another band tilt,
+    noise floor and cut-off, never a shift in pitch — a tone's loudest band stays put."""
+    frames = np.stack([clip("drum", size, k)[0] for k, size in enumerate(["small", "large"] * 4)])
+    rng = np.random.default_rng(0)
+    varied = vary_pictures(torch.as_tensor(frames), rng)
+    assert varied.shape == frames.shape and varied.dtype == torch.float32
+    assert float(varied.min()) >= 0.0 and float(varied.max()) <= 255.0
+    assert not torch.equal(varied, torch.as_tensor(frames).float())
+
+    def coverage(x: np.ndarray) -> float:  # the share of pixels far from the frame's median
+        grey = x.mean(-1)
+        return float((np.abs(grey - np.median(grey)) > 40).mean())
+
+    for k in range(len(frames)):
+        assert coverage(varied[k, 0].numpy()) == pytest.approx(coverage(frames[k, 0]), abs=0.03)
+    # the same random stream draws the same pieces
+    again = vary_pictures(torch.as_tensor(frames), np.random.default_rng(0))
+    assert torch.equal(varied, again)
+
+    from models.features import LogMelConfig, log_mel
+
+    cfg = LogMelConfig()
+    t = np.arange(SR * 2) / SR
+    tones = np.stack([0.3 * np.sin(2 * np.pi * hz * t) for hz in (300.0, 600.0, 1200.0)])
+    mel = log_mel(torch.as_tensor(tones, dtype=torch.float32), cfg)
+    loudest = mel.mean(-1).argmax(-1)
+    for seed in range(20):
+        heard = vary_sounds(mel, np.random.default_rng(seed))
+        assert heard.shape == mel.shape and torch.isfinite(heard).all()
+        assert torch.equal(heard.mean(-1).argmax(-1), loudest), seed
+    assert not torch.equal(vary_sounds(mel, np.random.default_rng(1)), mel)
