@@ -42,6 +42,7 @@ from training.losses import PairWeights
 from training.synthav import GeneratorConfig, generate_corpus
 from training.synthav.writer import reword_corpus
 from training.trainer import TrainConfig, lent_clips, lent_event_clips, prepare, train
+from training.what_phase import named_clips
 
 DIRS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -346,6 +347,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         except ValueError as e:
             raise SystemExit(f"--what-data: {e}") from e
+        if not sum(named_clips(lent) for _, lent in prepared.what_extra):
+            raise SystemExit(f"--what-data: no train clip of {args.what_data} names its sources")
     prep_s = time.perf_counter() - t0
     # The pool reported: the test split, or with --val-only the val split (features and captions
     # already prepared with the training clips).

@@ -437,6 +437,8 @@ def train(
             event_data, model_preset, _cache_root(event_data, cache), workers or None, fit, fps
         )
     if what_data is not None:
+        from training.what_phase import named_clips
+
         prepared.what_extra = _lent(
             "--what-data",
             what_data,
@@ -446,6 +448,14 @@ def train(
             fit,
             fps,
         )
+        naming = sum(named_clips(lent) for _, lent in prepared.what_extra)
+        if not naming:
+            raise typer.BadParameter(
+                f"no train clip of {what_data} names its sources (SynthAV metadata: each "
+                "source's kind and size, and the sources its sound holds)",
+                param_hint="--what-data",
+            )
+        console.print(f"--what-data: {naming} clips name their sources")
     val_items = [i for i in items if i.split == "val"]
     val_cache, val_texts = prepared.cache, prepared.texts
     if val_data is not None:

@@ -106,6 +106,11 @@ def what_labels(meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     return seen_out, heard_out
 
 
+def named_clips(items: Sequence[ManifestItem]) -> int:
+    """How many of `items` name their sources (`what_labels`): what the phase learns from."""
+    return sum(what_labels(i.meta) is not None for i in items)
+
+
 class _Clips:
     """Clips with labels and both streams, as their feature caches hold them: (cache, items)
     sources, the training clips' first."""

@@ -276,6 +276,14 @@ def test_train_command_lends_the_what_phase_more_clips(corpus, tmp_path, monkeyp
     with pytest.raises(typer.BadParameter, match="no train split"):
         train_command(out=tmp_path / "run2", what_data=unlike / "none.jsonl", **common)
     assert not (tmp_path / "run2" / "best").exists()
+    # clips that do not name their sources (a user's own media) teach the networks nothing
+    import json
+
+    bare = [json.loads(line) | {"meta": {}} for line in lines]
+    (unlike / "bare.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bare))
+    with pytest.raises(typer.BadParameter, match="names its sources"):
+        train_command(out=tmp_path / "run3", what_data=unlike / "bare.jsonl", **common)
+    assert not (tmp_path / "run3" / "best").exists()
 
 
 def test_paraphrase_batches_draw_another_wording_and_keep_the_stream_when_off(prepared):
