@@ -341,6 +341,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except ValueError as e:
             raise SystemExit(f"--event-data: {e}") from e
     if args.what_data is not None:
+        if args.what_epochs == 0:
+            raise SystemExit("--what-data lends clips to the what phase: --what-epochs is 0")
         try:
             prepared.what_extra = lent_clips(
                 args.what_data, "small", cache_root, fit=args.fit, fps=args.fps

@@ -415,6 +415,9 @@ def train(
         )
         if fit not in (None, "pad", "stretch", "crop"):
             raise ValueError(f"--fit must be pad, stretch or crop, got {fit!r}")
+        if what_data is not None and cfg.what_epochs == 0:
+            # its clips would be decoded for a phase that does not run
+            raise ValueError("--what-data lends clips to the what phase: --what-epochs is 0")
         if fps is not None:
             from dataclasses import replace
 

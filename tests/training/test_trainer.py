@@ -284,6 +284,12 @@ def test_train_command_lends_the_what_phase_more_clips(corpus, tmp_path, monkeyp
     with pytest.raises(typer.BadParameter, match="names its sources"):
         train_command(out=tmp_path / "run3", what_data=unlike / "bare.jsonl", **common)
     assert not (tmp_path / "run3" / "best").exists()
+    # and lent clips for a phase that does not run are refused before anything is decoded
+    with pytest.raises(typer.BadParameter, match="--what-epochs is 0"):
+        train_command(
+            out=tmp_path / "run4", what_data=unlike / "manifest.jsonl", what_epochs=0, **common
+        )
+    assert not (tmp_path / "run4" / "best").exists()
 
 
 def test_paraphrase_batches_draw_another_wording_and_keep_the_stream_when_off(prepared):
