@@ -40,7 +40,8 @@ from training.pictures import PictureMemo
 # 6: a target frame in which none of a slower file's frames starts takes the spanning pair's
 #    change and motion (`models._decode._VideoSampler._per_target`)
 # 7: each half's change and motion (`halves.f32`, `DecodedMedia.halves`)
-CACHE_VERSION = 7
+# 8: frame times within a tenth of a step of the grid on it (`models._decode.ON_GRID_SHARE`)
+CACHE_VERSION = 8
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,43 @@ def test_picture_bands_tell_apart_footage_that_changes_at_the_same_times():
     assert found.scores[1] > found.scores[0] + 0.2 and found.placement[1] == 20
     with pytest.raises(ValueError, match="region changes"):
         picture_bands(a, FPS, FPS, np.zeros((72, 3), np.float32))
+
+
+def test_a_container_in_milliseconds_holds_and_measures_as_the_exact_one(tmp_path):
+    """Matroska keeps times in milliseconds: a 12 fps clip's frames lie at 0.083, 0.167, ...
+    s, a third just before their grid time and a third just after. Decoded onto the 12 fps grid,
+    every frame and every change lands where the same clip's MP4 (exact times) puts it; the
+    times as stored held the frames that round up a step late and counted the changes of those
+    that round down a bin early."""
+    exact = decode(footage(tmp_path / "c12.mp4", 12), fps=FPS, size=(64, 64), audio=False)
+    rounded_path = write_media(
+        tmp_path / "c12.mkv",
+        video="libx264",
+        audio=None,
+        duration=6.0,
+        fps=12,
+        size=(64, 64),
+        draw=lambda i, t, h, w: scene(t, h, w),
+    )
+    rounded = decode(rounded_path, fps=FPS, size=(64, 64), audio=False)
+    assert len(rounded.frames) == len(exact.frames) == 72
+    # the same frames at the same targets (the two encodes differ only in their codec's noise)
+    diff = np.abs(rounded.frames.astype(np.int16) - exact.frames.astype(np.int16))
+    assert float(diff.mean(axis=(1, 2, 3)).max()) < 2.0
+    peaks = {int(np.ceil(f * FPS - 1e-6)) - 1 for f in FLASHES_S}  # the change into a flash
+    for media in (exact, rounded):
+        assert media.changes is not None
+        top = set(np.argsort(media.changes)[-2 * len(FLASHES_S) :].tolist())
+        assert peaks <= top
+    np.testing.assert_allclose(rounded.changes, exact.changes, atol=0.01)
+
+
+def test_a_time_a_hair_off_the_grid_is_on_it():
+    from models._decode import ON_GRID_SHARE, _on_grid
+
+    times = np.array([0.0, 0.083, 0.167, 0.25, 0.04, 1 / 12 + 0.5 / 12])
+    snapped = _on_grid(times, 12.0)
+    np.testing.assert_allclose(snapped[:4], [0.0, 1 / 12, 2 / 12, 3 / 12])
+    assert snapped[4] == 0.04 and snapped[5] == times[5]  # a real frame between grid times
+    off = (ON_GRID_SHARE + 0.01) / 12
+    assert _on_grid(np.array([1 / 12 + off]), 12.0)[0] == pytest.approx(1 / 12 + off)
