@@ -72,6 +72,8 @@ def _on_grid(times: np.ndarray, fps: float) -> np.ndarray:
     steps = np.asarray(times, np.float64) * fps
     nearest = np.round(steps)
     return np.where(np.abs(steps - nearest) <= ON_GRID_SHARE, nearest, steps) / fps
+
+
 _FLOAT_FORMATS = frozenset({"flt", "fltp", "dbl", "dblp"})
 # Real audio stays within [-1, 1]; float files may overshoot, but not by 36 dB.
 _MAX_ABS_SAMPLE = 64.0
