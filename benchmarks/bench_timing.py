@@ -315,6 +315,22 @@ def variant_subsets(items: list, shared: torch.Tensor) -> dict[str, torch.Tensor
     }
 
 
+def rate_subsets(items: list, shared: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The shared-event clips of each frame rate (meta "fps"), as "shared@Nfps", for a pool
+    whose clips come at several rates and carry no recipe (`variant_subsets` names the rate
+    where they do): a rate whose pictures place their events coarsely shows as its own row.
+    Empty for a pool at one rate."""
+    rates = [i.meta.get("fps") if not i.meta.get("variant") else None for i in items]
+    known = sorted({float(r) for r in rates if isinstance(r, (int, float))})
+    if len(known) < 2:
+        return {}
+    return {
+        f"shared@{r:g}fps": shared
+        & torch.tensor([isinstance(x, (int, float)) and float(x) == r for x in rates])
+        for r in known
+    }
+
+
 @torch.inference_mode()
 def measure_pool(
     model: TrimodalModel,
@@ -332,6 +348,7 @@ def measure_pool(
     if "shared" in subsets:
         subsets["unshared"] = ~subsets["shared"]
         subsets.update(variant_subsets([by_id[i] for i in ids], subsets["shared"]))
+        subsets.update(rate_subsets([by_id[i] for i in ids], subsets["shared"]))
     out: dict[str, Any] = {
         "pool": len(ids),
         "skipped": dict(cache.skipped),

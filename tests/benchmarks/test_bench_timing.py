@@ -56,6 +56,27 @@ def test_each_recipe_reports_its_shared_event_clips_apart():
     assert bt.variant_subsets([item(0, None)], torch.tensor([True])) == {}
 
 
+def test_each_frame_rate_reports_its_shared_event_clips_apart():
+    from training.datasets import ManifestItem
+
+    def item(i: int, fps: float | None, variant: str | None = None) -> ManifestItem:
+        meta: dict = {} if fps is None else {"fps": fps}
+        if variant:
+            meta["variant"] = variant
+        return ManifestItem(f"c{i}", None, None, {}, "test", meta)
+
+    items = [item(0, 10.0), item(1, 24), item(2, 10.0), item(3, None), item(4, 24.0)]
+    shared = torch.tensor([True, True, False, True, True])
+    parts = bt.rate_subsets(items, shared)
+    assert list(parts) == ["shared@10fps", "shared@24fps"]
+    assert parts["shared@10fps"].tolist() == [True, False, False, False, False]  # 2: no event
+    assert parts["shared@24fps"].tolist() == [False, True, False, False, True]
+    # one rate, or rates that a recipe already names: nothing to tell apart
+    assert bt.rate_subsets([item(0, 12.0), item(1, 12.0)], torch.tensor([True, True])) == {}
+    named = [item(0, 8.0, "mkv-8fps"), item(1, 25.0, "mkv-25fps")]
+    assert bt.rate_subsets(named, torch.tensor([True, True])) == {}
+
+
 def test_chromaprint_finds_a_4s_excerpt_and_where_it_starts():
     rng = np.random.default_rng(2)
     sr = 16_000
