@@ -51,6 +51,7 @@ from models import fingerprint, prints
 from models.alignment import av_agreement
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
+from models.media import DECODE_VERSION
 from models.model import TrimodalModel, checkpoint_hash
 from models.motion import HALVES
 from models.policy import SearchPolicy, load_policy
@@ -299,9 +300,11 @@ def policy_record(policy: SearchPolicy) -> dict[str, Any]:
 
 def policy_of(version: IndexVersion) -> dict[str, Any]:
     """A derived version (add, remove) keeps the policy, the event rate and the what classes of
-    the one it derives from: same model."""
+    the one it derives from (same model), and its decoder's version: its items keep what that
+    decoder measured, and an added item's is never older (`models.media.DECODE_VERSION`; a
+    version that recorded none was decoded before they were counted)."""
     build = version.manifest.get("build", {})
-    kept = ("search_policy", "event_rate", "what_classes")
+    kept = ("search_policy", "event_rate", "what_classes", "decode_version")
     return {k: build[k] for k in kept if build.get(k) is not None}
 
 
@@ -821,6 +824,7 @@ def build_index(
                 "items_requested": len(items),
                 **policy_record(model.search_policy),
                 "event_rate": model.cfg.visual.fps,
+                "decode_version": DECODE_VERSION,
                 # how many source classes the items' what stores hold (`models.what_net`)
                 **({"what_classes": len(CLASSES)} if model.knows_what() else {}),
             },

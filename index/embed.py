@@ -41,6 +41,7 @@ from models.events import (
     picture_motion,
     sound_envelopes,
 )
+from models.media import DECODE_VERSION
 from models.model import TrimodalModel
 from models.motion import HALVES
 from models.spare import usable_cores
@@ -243,12 +244,13 @@ IDENTITY_BYTES = 64 * 1024
 
 
 def plan_key(items: Sequence[CorpusItem], shard_size: int, model_hash: str, kind: str) -> str:
-    """What a work directory builds: the kind of build, shard size, model and the ordered items
-    (ids and paths). Content is checked per shard (`content_identity`), so a replaced file costs
-    its shard, not the whole build."""
+    """What a work directory builds: the kind of build, shard size, model, decoder
+    (`models.media.DECODE_VERSION`: shards a former decoder measured are not resumed) and the
+    ordered items (ids and paths). Content is checked per shard (`content_identity`), so a
+    replaced file costs its shard, not the whole build."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    digest = hashlib.sha256(f"{kind}|{shard_size}|{model_hash}".encode())
+    digest = hashlib.sha256(f"{kind}|{shard_size}|{model_hash}|{DECODE_VERSION}".encode())
     for item in items:
         digest.update(f"{item.id}\0{item.media}\0{item.audio}\n".encode())
     return digest.hexdigest()

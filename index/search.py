@@ -50,6 +50,7 @@ from models.events import (
     widened,
 )
 from models.fingerprint import FingerprintTable, Match
+from models.media import DECODE_VERSION
 from models.motion import HALVES
 from models.policy import SearchPolicy
 from models.sequence import Distance, sequence_similarity
@@ -233,6 +234,18 @@ class Searcher:
         self.policy = SearchPolicy.from_dict(manifest.get("build", {}).get("search_policy"))
         if (warning := self.policy.warning()) is not None:
             log.warning("index %s: %s", version.name, warning)
+        # what decoder measured its items (`models.media.DECODE_VERSION`; unrecorded: the first)
+        self.decode_version = int(manifest.get("build", {}).get("decode_version") or 1)
+        if self.decode_version < DECODE_VERSION:
+            log.warning(
+                "index %s: its items were decoded by an older decoder (version %d, now %d): a "
+                "Matroska or WebM video's frames and event envelopes can sit a step off the "
+                "grid, so its search finds them less well; `trimodal index build` measures them "
+                "anew",
+                version.name,
+                self.decode_version,
+                DECODE_VERSION,
+            )
         self.items = version.items()
         if len(self.items) != n_items:
             raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")

@@ -64,6 +64,13 @@ from models._sniff import sniff
 
 Fit = Literal["pad", "stretch", "crop"]
 
+# How the decoder places frames and their measures on the time grid; bumped when a file decodes
+# to other frames or measures, so that what was measured before (an index's items, a resumed
+# build's shards) can be told apart. 1 (or unrecorded): before; 2: frame times within a tenth of
+# a grid step of a grid time are on it (`models._decode.ON_GRID_SHARE`: Matroska and WebM keep
+# milliseconds, and a third of a 12 fps clip's events sat a bin off).
+DECODE_VERSION = 2
+
 # Tests replace this to make the wall-clock limit deterministic.
 _clock: Callable[[], float] = time.monotonic
 

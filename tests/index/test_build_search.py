@@ -19,6 +19,7 @@ from index.embed import CorpusItem, Decoded, write_shard
 from index.search import Query, Searcher
 from index.version import IndexCorrupt, IndexVersion, current_version, verify
 from models.config import preset
+from models.media import DECODE_VERSION
 from models.model import TrimodalModel, checkpoint_hash
 from models.policy import DIRECTIONS, SearchPolicy, save_policy
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
@@ -74,6 +75,8 @@ def test_broken_files_are_reported_and_the_rest_indexed(built):
     assert version.manifest["counts"]["items"] == 10
     assert current_version(root) == report.version
     assert verify(root) == []
+    # the decoder that measured the items is recorded, and a search of it does not warn
+    assert version.manifest["build"]["decode_version"] == DECODE_VERSION
 
 
 def test_audio_query_finds_its_own_clip_with_the_whole_clip_as_segment(built, ckpt, corpus):
@@ -258,6 +261,8 @@ def test_add_then_search_finds_new_items_and_old_ones_unchanged(corpus, ckpt, tm
 
     removed = remove_items(root, {items[7].id, items[0].id})
     assert removed.items == 8
+    # derived versions keep the decoder's version with the items it measured
+    assert IndexVersion.open(root).manifest["build"]["decode_version"] == DECODE_VERSION
     after = Searcher.open(root)
     assert items[7].id not in after.items.ids() and items[0].id not in after.items.ids()
     hits = after.search(after.item_query(items[2].id, "visual"), "video", k=8).hits
