@@ -340,7 +340,10 @@ def measure_pool(
     chromaprint_seconds: list[float],
     rerank_k: int,
     max_queries: int | None = None,
+    sequence_offsets: bool = False,
 ) -> dict[str, Any]:
+    """`sequence_offsets`: whole clips' audio/video re-rank takes each candidate's offset off its
+    step similarity (`models.cohort`; a measurement: the service does not yet)."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)
     pool = embed_pool(model, cache, ids, picture_halves=model.search_policy.picture_halves)
@@ -393,6 +396,7 @@ def measure_pool(
             long_events[d],
             cross_bands=d in whole.cross_bands,
             what_weight=whole.what_weight.get(d, 0.0),
+            sequence_offsets=sequence_offsets,
         )
         rep["service"] = rep["hybrid"] if whole.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -467,6 +471,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--cache", type=Path, default=None, help="feature cache (default: beside --ckpt)"
     )
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument(
+        "--sequence-offsets",
+        action="store_true",
+        help="whole clips: take each candidate's cohort offset off its step similarity in the "
+        "audio/video re-rank (models.cohort; measured here, not used by the service yet)",
+    )
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     if args.chromaprint and shutil.which("fpcalc") is None:
@@ -481,7 +491,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {
         "ckpt": str(args.ckpt),
         "search_policy": model.search_policy.to_dict(),
-        "settings": {"rerank_k": args.rerank, "fps": model.cfg.visual.fps},
+        "settings": {
+            "rerank_k": args.rerank,
+            "fps": model.cfg.visual.fps,
+            "sequence_offsets": args.sequence_offsets,
+        },
         "pools": {},
     }
     full = Table(title="whole clips: R@1 / R@10 (pooled | hybrid | service)")
@@ -493,7 +507,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, items in other_pools(args.pool).items():
         cache = FeatureCache.build(items, spec, cache_root, args.workers)
         r = measure_pool(
-            model, items, cache, args.seconds, args.chromaprint, args.rerank, args.max_queries
+            model,
+            items,
+            cache,
+            args.seconds,
+            args.chromaprint,
+            args.rerank,
+            args.max_queries,
+            args.sequence_offsets,
         )
         results["pools"][name] = r
         for d, rep in r["full"].items():

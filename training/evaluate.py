@@ -20,6 +20,7 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
+from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
 from models.events import (
     SCAN_CANDIDATES,
@@ -77,6 +78,7 @@ class Pool:
     # "visual" / "audio" → (N, len(CLASSES)) the sources each row's picture shows / sound sounds
     # (`models.what_net`), NaN rows where it has no such stream; None: the model has no networks
     what: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
@@ -138,6 +140,19 @@ class Pool:
                 raise ValueError("this pool was made without its media: no sounds to take")
             self._prints = _print_table(self.cache, self.ids, self.has_audio)
         return self._prints
+
+    def sequence_offsets(self, direction: str) -> Tensor:
+        """(N,) each row's offset of the step similarity for `direction` ("audio→video": the
+        rows' pictures against a cohort of the pool's sounds; "video→audio": the reverse;
+        `models.cohort`), the cohort the rows with both streams; computed once."""
+        if direction not in self._offsets:
+            pair = (self.audio, self.visual)
+            src, dst = pair if direction == "audio→video" else pair[::-1]
+            both = (self.has_video & self.has_audio).numpy()
+            self._offsets[direction] = sequence_offsets(
+                src.sequence, src.mask, dst.sequence, dst.mask, cohort_rows(self.ids, both)
+            )
+        return self._offsets[direction]
 
     def scan(self, modality: str) -> EventScan:
         """The event scan over every row's `modality` envelopes, built once: a picture's by
@@ -486,6 +501,7 @@ def _direction(
     audio_share: float = 0.0,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
+    sequence_offsets: bool = False,
 ):
     """One direction's report. text→video scores each clip by (1 − `audio_share`) × the
     caption's similarity to its picture's vector + `audio_share` × to its sound's (a clip without
@@ -501,7 +517,9 @@ def _direction(
     bool): the clips whose sound, footage or captions query (default all; the others are
     searched, as distractors). `what_weight`: how much the sources' agreement adds in the
     re-rank (`fused_score`; where the pool has the model's what networks' lists); `keep_ranks`:
-    "hybrid_ranks" holds each query's rank (for a paired comparison of two weightings)."""
+    "hybrid_ranks" holds each query's rank (for a paired comparison of two weightings);
+    `sequence_offsets`: audio/video queries' re-rank takes each candidate's offset
+    (`Pool.sequence_offsets`, `models.cohort`) off its step similarity."""
     both = pool.has_video & pool.has_audio
     if direction.startswith("text"):
         target_emb = pool.visual if direction == "text→video" else pool.audio
@@ -587,6 +605,7 @@ def _direction(
                     extra,
                     agreement,
                     what_weight,
+                    pool.sequence_offsets(direction) if sequence_offsets else None,
                 )
                 fused.update(ranked)
             return fused[w, e]
@@ -704,6 +723,7 @@ def _fused_ranks(
     extra: Callable[[int], Tensor],
     agreement: Tensor | None = None,
     what_weight: float = 0.0,
+    offsets: Tensor | None = None,
 ) -> dict[Weighting, Tensor]:
     """Every weighting's ranks after the re-rank (`fused_score`), as `_rerank_ranks` gives them
     one weighting at a time: the pooled top-k re-ordered, and with an event weight the event
@@ -712,7 +732,9 @@ def _fused_ranks(
     every figure is the same), and its candidates' scores are made once per weighting, a few
     operations each instead of a memo lookup per weighting (the search policy ranks each of its
     ~1,000 queries by 24 weightings in 18 protocols). `agreement` ((Q, pool size)): the sources'
-    agreement, weighed by `what_weight` in every weighting."""
+    agreement, weighed by `what_weight` in every weighting. `offsets` ((pool size,)): each
+    candidate's offset of the step similarity (`models.cohort`), taken off it in every weighting
+    that adds one."""
     base = ranks_from_scores(pooled_scores, target)
     k = min(k, pooled_scores.shape[1])
     top = pooled_scores.topk(k, dim=1).indices  # (Q, k)
@@ -731,9 +753,19 @@ def _fused_ranks(
             correlations = events(q, cand) if scanned else None
             pooled = pooled_scores[q, cand]
             agree = None if agreement is None else agreement[q, cand]
+            shift = offsets[cand] if offsets is not None else None
             scores = torch.stack(
                 [
-                    fused_score(pooled, d, w, distance, correlations, e, agree, what_weight)
+                    fused_score(
+                        pooled if shift is None or w is None else pooled - w * shift,
+                        d,
+                        w,
+                        distance,
+                        correlations,
+                        e,
+                        agree,
+                        what_weight,
+                    )
                     for w, e in group
                 ]
             )
