@@ -211,7 +211,7 @@ def test_a_container_in_milliseconds_holds_and_measures_as_the_exact_one(tmp_pat
 
 
 def test_a_time_a_hair_off_the_grid_is_on_it():
-    from models._decode import ON_GRID_SHARE, _on_grid
+    from models._decode import ON_GRID_SHARE, _on_grid, _on_grid_time
 
     times = np.array([0.0, 0.083, 0.167, 0.25, 0.04, 1 / 12 + 0.5 / 12])
     snapped = _on_grid(times, 12.0)
@@ -219,3 +219,10 @@ def test_a_time_a_hair_off_the_grid_is_on_it():
     assert snapped[4] == 0.04 and snapped[5] == times[5]  # a real frame between grid times
     off = (ON_GRID_SHARE + 0.01) / 12
     assert _on_grid(np.array([1 / 12 + off]), 12.0)[0] == pytest.approx(1 / 12 + off)
+    # the sampler's one-time form agrees with the array form
+    many = np.random.default_rng(0).uniform(0, 10, 500)
+    many = np.concatenate([many, times, np.round(many * 12) / 12 + 0.0004])
+    for rate in (12.0, 10.0, 29.97):
+        np.testing.assert_array_equal(
+            [_on_grid_time(float(t), rate) for t in many], _on_grid(many, rate)
+        )
