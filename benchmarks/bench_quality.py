@@ -239,6 +239,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "TrainConfig's)",
     )
     p.add_argument(
+        "--branch-slow-share",
+        type=float,
+        default=None,
+        help="share of the branch phase's clips shown as a file at 8 or 10 fps is decoded "
+        "(default: TrainConfig's)",
+    )
+    p.add_argument(
         "--event-epochs",
         type=int,
         default=None,
@@ -386,6 +393,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trunk_every=args.trunk_every,
         **({"branch_epochs": args.branch_epochs} if args.branch_epochs is not None else {}),
         branch_in_main_epochs=args.branch_in_main_epochs,
+        **(
+            {"branch_slow_share": args.branch_slow_share}
+            if args.branch_slow_share is not None
+            else {}
+        ),
         **({"event_epochs": args.event_epochs} if args.event_epochs is not None else {}),
         **({"what_epochs": args.what_epochs} if args.what_epochs is not None else {}),
         **({"what_vary": args.what_vary} if args.what_vary is not None else {}),

@@ -170,6 +170,49 @@ def augment_frames(
     return out.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+# --- frame rate --------------------------------------------------------------------------------
+
+# The lower frame rates a clip is shown at, as shares of the grid's (8 and 10 fps on a 12 fps
+# grid): the robustness set's and the foreign corpus's slowest files.
+SLOWER_RATES = (2 / 3, 5 / 6)
+
+
+def slower_file(frames: int, rate: float, phase: float) -> tuple[np.ndarray, np.ndarray]:
+    """How `frames` grid frames look as a file at `rate` (a share of the grid's frame rate, in
+    (0, 1]) decoded onto the grid (`models._decode._VideoSampler`'s sample and hold): `shown[k]`,
+    the grid frame the file's frame k shows (the scene at k / rate + `phase`, `phase` in [0, 1)
+    grid steps, never past the last frame), and `held[j]`, the file frame grid frame j holds (the
+    last one at or before its time). `shown[held]` re-orders a clip's frames as such a file
+    would show them: some held over two grid steps, some never shown."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rates are shares of the grid's frame rate, in (0, 1]: {rate}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    k = np.arange(int(np.floor((frames - 1) * rate)) + 2)
+    shown = np.minimum(np.floor(k / rate + phase).astype(np.int64), frames - 1)
+    held = np.floor(np.arange(frames) * rate + 1e-9).astype(np.int64)
+    return shown, held
+
+
+def show_slower(
+    frames: np.ndarray,
+    rng: np.random.Generator,
+    share: float,
+    rates: tuple[float, ...] = SLOWER_RATES,
+) -> np.ndarray:
+    """uint8 (T, H, W, 3) grid frames; with probability `share`, as a file at a lower frame rate
+    (a random one of `rates`, at a random phase) decoded onto the grid shows them (`slower_file`),
+    a new array; else the same array. The sound is not touched: events happen when they
+    happen, and a slower file shows them late or not at all."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    if len(frames) < 2 or share == 0.0 or rng.random() >= share:
+        return frames
+    rate = float(rng.choice(rates))
+    shown, held = slower_file(len(frames), rate, float(rng.uniform(0.0, 1.0)))
+    return np.ascontiguousarray(frames[shown[held]])
+
+
 # --- sound -------------------------------------------------------------------------------------
 
 

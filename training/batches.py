@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from training.augment import AugmentConfig, augment_audio, augment_frames
+from training.augment import SLOWER_RATES, AugmentConfig, augment_audio, augment_frames, show_slower
 from training.cache import FeatureCache, TextCache
 from training.datasets import CAPTION_KINDS, ManifestItem
 
@@ -131,3 +131,19 @@ def iterate_batches(
             text_alt=text_alt,
             frame_keys=keys,
         )
+
+
+def shown_slower(
+    batch: Batch,
+    rng: np.random.Generator,
+    share: float,
+    rates: tuple[float, ...] = SLOWER_RATES,
+) -> Batch:
+    """`batch` with each clip's frames, with probability `share`, as a file at a lower frame rate
+    would show them on the grid (`training.augment.show_slower`); such a clip's frames are its
+    own, so the picture memo does not key them (`Batch.frame_keys`). The sound, captions and the
+    rest are the batch's."""
+    frames = [show_slower(f, rng, share, rates) for f in batch.frames]
+    keys = batch.frame_keys or [None] * len(frames)
+    keys = [k if s is f else None for k, s, f in zip(keys, frames, batch.frames, strict=True)]
+    return replace(batch, frames=frames, frame_keys=keys)

@@ -31,6 +31,7 @@ from torch import Tensor
 from models.event_net import event_inputs
 from models.events import sound_events
 from models.model import TrimodalModel
+from training.augment import SLOWER_RATES, slower_file
 
 EVENT_PHASE_DONE = "event_phase.json"
 # Bins of a training window (4 s at 12 fps): clips of any length train together, and the network,
@@ -50,7 +51,7 @@ MAX_CLIPS = 4_000
 # fps) audio→video / video→audio R@1 by envelopes alone 0.352 / 0.360 → 0.416 / 0.396 (two seeds
 # against three), the own val 0.874 / 0.885 without it → 0.858 / 0.864.
 RATE_SHARE = 0.3
-LOWER_RATES = (2 / 3, 5 / 6)
+LOWER_RATES = SLOWER_RATES
 
 
 def envelope_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -106,10 +107,8 @@ def vary_rate(
         if rng.random() >= share:
             continue
         rate = float(rng.choice(rates))
-        phase = float(rng.uniform(0.0, 1.0))
-        k = np.arange(int(np.floor(steps * rate)) + 2)
-        shown = np.minimum(np.floor(k / rate + phase).astype(np.int64), steps)
-        held = np.floor(np.arange(steps + 1) * rate + 1e-9).astype(np.int64)
+        shown, held = slower_file(steps + 1, rate, float(rng.uniform(0.0, 1.0)))
+        k = np.arange(len(shown))
         grey[row] = grey[row, torch.from_numpy(shown[held])]
         linear = torch.expm1(measures[row])
         summed = torch.cat([linear.new_zeros(1, linear.shape[1]), linear.cumsum(0)])

@@ -38,7 +38,7 @@ from models.policy import SearchPolicy, save_policy
 from models.sequence import Distance
 from models.text import TextBackbone
 from training.augment import AugmentConfig, level_only
-from training.batches import Batch, Example, all_captions, examples, iterate_batches
+from training.batches import Batch, Example, all_captions, examples, iterate_batches, shown_slower
 from training.cache import DecodeSpec, FeatureCache, TextCache
 from training.datasets import ManifestItem, load_manifest
 from training.event_phase import EVENT_PHASE_DONE, event_phase
@@ -134,6 +134,11 @@ class TrainConfig:
     branch_epochs: int = 8
     # Train the sequence branches in the main epochs too (before the branch phase, if any).
     branch_in_main_epochs: bool = False
+    # The share of the branch phase's clips shown each epoch as a file at a lower frame rate is
+    # decoded (`training.batches.shown_slower`: 8 or 10 fps held on the 12 fps grid), their
+    # sound as it was. Off: 0.3 left the re-encoded val clips' 8 fps files where they were and
+    # moved the rest by the policy's choices only (README "What did not work").
+    branch_slow_share: float = 0.0
     # Override the preset's sequence_detrend (models.config.ModelConfig).
     sequence_detrend: int | None = None
     # Override the preset's visual trunk_every (the shared encoder reads every k-th frame).
@@ -201,6 +206,8 @@ class TrainConfig:
             raise ValueError("event_epochs must be >= 0 (0 = the hand-made picture envelope)")
         if self.what_epochs < 0:
             raise ValueError("what_epochs must be >= 0 (0 = no what networks)")
+        if not 0.0 <= self.branch_slow_share <= 1.0:
+            raise ValueError("branch_slow_share must be in [0, 1]")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -556,7 +563,10 @@ def _branch_phase(
             rng = np.random.default_rng([cfg.seed, 1_000 + epoch])
             sums: dict[str, float] = {}
             n = 0
+            slower = np.random.default_rng([cfg.seed, 3_000 + epoch])  # the batches' rng as it was
             for batch in _epoch_batches(prepared, cfg, model, rng):
+                if cfg.branch_slow_share > 0:
+                    batch = shown_slower(batch, slower, cfg.branch_slow_share)
                 loss, parts = branch_step(model, batch, cfg, device, prepared.cache.pictures)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

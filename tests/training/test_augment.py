@@ -193,3 +193,59 @@ def test_augmentations_by_name() -> None:
     assert (named("visual").audio, named("visual").visual) == (False, True)
     with pytest.raises(ValueError, match="loud"):
         named("loud")
+
+
+@pytest.mark.parametrize("rate", [2 / 3, 5 / 6, 1.0])
+def test_a_slower_file_holds_frames_in_order_and_never_shows_ahead(rate: float) -> None:
+    from training.augment import slower_file
+
+    for phase in (0.0, 0.3, 0.99):
+        shown, held = slower_file(36, rate, phase)
+        rows = shown[held]
+        assert rows.shape == (36,) and rows.min() >= 0 and rows.max() <= 35
+        assert np.all(np.diff(rows) >= 0)  # never backwards
+        assert np.all(rows <= np.arange(36) + 1)  # never more than a grid step ahead
+        # a share (1 - rate) of the grid frames repeat their predecessor
+        repeats = int(np.sum(np.diff(rows) == 0))
+        assert abs(repeats - 35 * (1 - rate)) <= 1.5
+    assert np.array_equal(slower_file(12, 1.0, 0.0)[0][slower_file(12, 1.0, 0.0)[1]], range(12))
+    with pytest.raises(ValueError, match="shares of the grid"):
+        slower_file(12, 1.5, 0.0)
+
+
+def test_shown_slower_leaves_the_sound_and_unchosen_clips_and_drops_their_memo_keys() -> None:
+    import torch
+
+    from training.augment import show_slower
+    from training.batches import Batch, shown_slower
+
+    clip = np.arange(24, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    frames = [clip, clip.copy(), clip[:1]]
+    audio = [np.ones(SR, np.float32)] * 3
+    batch = Batch(
+        ids=["a", "b", "c"],
+        frames=frames,
+        audio=audio,
+        text={},
+        has_video=torch.ones(3, dtype=torch.bool),
+        has_audio=torch.ones(3, dtype=torch.bool),
+        frame_keys=["a", "b", "c"],
+    )
+    slow = shown_slower(batch, np.random.default_rng(0), 1.0)
+    # a one-frame clip has nothing to hold; the others are new arrays held in order
+    assert slow.frames[2] is frames[2] and slow.frame_keys == [None, None, "c"]
+    for f in slow.frames[:2]:
+        rows = f[:, 0, 0, 0].astype(int)
+        assert f.shape == clip.shape and np.all(np.diff(rows) >= 0)
+        assert 4 <= int(np.sum(np.diff(rows) == 0)) <= 8
+    assert slow.audio is batch.audio and slow.ids == batch.ids
+    assert np.array_equal(frames[0], clip)  # the cache's frames untouched
+    same = shown_slower(batch, np.random.default_rng(0), 0.0)
+    assert all(s is f for s, f in zip(same.frames, frames, strict=True))
+    assert same.frame_keys == ["a", "b", "c"]
+    # about `share` of the clips change
+    rng = np.random.default_rng(1)
+    changed = sum(show_slower(clip, rng, 0.3) is not clip for _ in range(1000))
+    assert 240 <= changed <= 360
+    with pytest.raises(ValueError, match="share"):
+        show_slower(clip, rng, 1.5)

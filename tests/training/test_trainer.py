@@ -551,6 +551,44 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in b.items())
 
 
+def test_the_branch_phase_shows_a_share_of_its_clips_at_a_lower_frame_rate(
+    prepared, tmp_path, monkeypatch
+):
+    """`branch_slow_share`: the branch phase's clips held as an 8 or 10 fps file shows them on
+    the grid (in order, some frames twice), not kept by the picture memo; 0 (the default) shows
+    every clip as the cache holds it, the memo's."""
+    import training.trainer as trainer
+
+    seen: dict[str, list] = {}
+    step = trainer.branch_step
+
+    def record(model, batch, cfg_, *rest):
+        seen.setdefault(cfg_.branch_slow_share, []).append(batch)
+        return step(model, batch, cfg_, *rest)
+
+    monkeypatch.setattr(trainer, "branch_step", record)
+    cfg = replace(ONE_EPOCH_TIMING, branch_epochs=1, event_epochs=0, what_epochs=0)
+    for share in (0.0, 1.0):
+        train(prepared, replace(cfg, branch_slow_share=share), tmp_path / str(share))
+    for batch in seen[0.0]:
+        assert batch.frame_keys == batch.ids
+        assert all(
+            np.array_equal(f, prepared.cache.frames(i))
+            for f, i in zip(batch.frames, batch.ids, strict=True)
+        )
+    held = 0
+    for batch in seen[1.0]:
+        assert batch.frame_keys == [None] * len(batch.ids)
+        for f, i in zip(batch.frames, batch.ids, strict=True):
+            own = np.asarray(prepared.cache.frames(i))
+            assert f.shape == own.shape
+            held += sum(np.array_equal(a, b) for a, b in zip(f[1:], f[:-1], strict=True))
+            held -= sum(np.array_equal(a, b) for a, b in zip(own[1:], own[:-1], strict=True))
+    assert held > 0
+    with pytest.raises(ValueError, match="branch_slow_share"):
+        replace(cfg, branch_slow_share=1.5)
+
+
 def test_branches_trained_in_the_main_epochs_on_request_or_without_a_phase(prepared, tmp_path):
     """`branch_in_main_epochs`, or no branch phase at all: the main epochs train the branches
     with the timing objectives (the recipe before the phase took them over)."""
