@@ -944,3 +944,50 @@ def test_the_sources_weight_is_adopted_by_the_queries_paired_differences():
     # far tighter than the figures taken as independent
     as_independent = _gain([({"R@1": 0.5, "n": 8}, {"R@1": 0.625})])[1]
     assert se < as_independent
+
+
+def test_whether_a_direction_weighs_the_sources_is_decided_on_every_tiers_evidence(monkeypatch):
+    """Each tier's gain may be short of the line alone (1.9 standard errors) and clear once the
+    tiers are summed: the direction then weighs the sources in every tier whose best weight
+    gains, and in no tier where that weight gains nothing; a direction unclear over all tiers
+    weighs them nowhere, however one tier looks. One tier alone decides as before."""
+    import training.search_policy as sp
+
+    def trial(best: float | None, gain: tuple[float, float] | None) -> sp._WhatTrial:
+        row = [{"R@1": 0.5, "R@10": 0.8}]
+        return sp._WhatTrial(row, dict.fromkeys(WHAT_WEIGHTS, row), best, gain)
+
+    found = {
+        "long": {
+            "audio→video": trial(8.0, (0.03, 0.0157)),
+            "video→audio": trial(2.0, (0.03, 0.0157)),
+        },
+        "short": {"audio→video": trial(4.0, (0.0, 0.0)), "video→audio": trial(1.0, (-0.01, 0.02))},
+        "whole": {"audio→video": trial(1.0, (0.045, 0.0147)), "video→audio": trial(None, None)},
+    }
+    monkeypatch.setattr(sp, "what_trials", lambda *a: found[a[6].evidence["tier"]])
+    tiers = {
+        name: (
+            SearchPolicy(
+                sequence_trained=True,
+                rerank=dict.fromkeys(DIRECTIONS, True),
+                evidence={"tier": name, "audio→video": {}, "video→audio": {}},
+            ),
+            (None,),
+        )
+        for name in found
+    }
+    chosen = sp.choose_what_tiers(None, [], None, None, 100, torch.zeros(0), tiers)
+    assert chosen["long"].what_weight == {"audio→video": 8.0}
+    assert chosen["whole"].what_weight == {"audio→video": 1.0}
+    assert chosen["short"].what_weight == {}  # its best weight gained nothing
+    record = chosen["long"].evidence["audio→video"]["what"]
+    assert record["chosen"] == "8" and record["gain_R@1"] == {"gain": 0.03, "paired_se": 0.0157}
+    summed = record["gain_R@1_all_tiers"]
+    assert summed["gain"] == pytest.approx(0.075)
+    assert summed["paired_se"] == pytest.approx(np.hypot(0.0157, 0.0147), abs=1e-4)
+    # video→audio: 0.02 over all tiers, 0.0256 its error: off everywhere, long's gain too
+    assert chosen["long"].evidence["video→audio"]["what"]["chosen"] == "off"
+    # one tier alone: 1.9 standard errors is not clear
+    alone = sp.choose_what(None, [], None, None, 100, torch.zeros(0), *tiers["long"])
+    assert alone.what_weight == {}
