@@ -391,7 +391,9 @@ def choose_what_tiers(
     }
     overall: dict[str, tuple[float, float]] = {}
     for name in CROSS_DIRECTIONS:
-        gains = [t[name].gain for t in trials.values() if name in t and t[name].gain is not None]
+        gains: list[tuple[float, float]] = [
+            gain for t in trials.values() if name in t and (gain := t[name].gain) is not None
+        ]
         if gains:
             overall[name] = (sum(g for g, _ in gains), math.sqrt(sum(se**2 for _, se in gains)))
     adopt = {n for n, (g, se) in overall.items() if g > GAIN_STANDARD_ERRORS * se}
