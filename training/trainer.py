@@ -136,8 +136,9 @@ class TrainConfig:
     branch_in_main_epochs: bool = False
     # The share of the branch phase's clips shown each epoch as a file at a lower frame rate is
     # decoded (`training.batches.shown_slower`: 8 or 10 fps held on the 12 fps grid), their
-    # sound as it was. Off: 0.3 left the re-encoded val clips' 8 fps files where they were and
-    # moved the rest by the policy's choices only (README "What did not work").
+    # sound as it was. Off: 0.3 cost the re-encoded val clips' 8 and 10 fps files it was for
+    # (whole-clip video→audio R@1 0.654 → 0.538 and 0.667 → 0.593, the policies weighing alike;
+    # README "What did not work").
     branch_slow_share: float = 0.0
     # Override the preset's sequence_detrend (models.config.ModelConfig).
     sequence_detrend: int | None = None
