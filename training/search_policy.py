@@ -444,22 +444,6 @@ def choose_what_tiers(
     return out
 
 
-def choose_what(
-    model: TrimodalModel,
-    items: list[ManifestItem],
-    cache: FeatureCache,
-    pool: Pool,
-    rerank_k: int,
-    querying: Tensor,
-    policy: SearchPolicy,
-    lengths: Sequence[float | None],
-) -> SearchPolicy:
-    """`choose_what_tiers` for one tier: `policy` with the sources' agreement weighed in where
-    its own protocols say it helps."""
-    tiers = {"tier": (policy, lengths)}
-    return choose_what_tiers(model, items, cache, pool, rerank_k, querying, tiers)["tier"]
-
-
 def _paired_gain(base: list[dict], tried: list[dict]) -> tuple[float, float]:
     """The R@1 gain of `tried` over `base` summed over protocols (each a summary with the
     queries' "ranks", the same queries in the same order), and its standard error from the

@@ -47,7 +47,7 @@ from training.search_policy import (
     WHAT_WEIGHTS,
     _gain,
     _paired_gain,
-    choose_what,
+    choose_what_tiers,
 )
 from training.synthav import GeneratorConfig, RenderConfig, generate_corpus
 from training.trainer import TrainConfig, prepare, train
@@ -908,7 +908,8 @@ def test_the_sources_weight_is_measured_against_each_tiers_chosen_weighting(prep
         rerank_weight=dict.fromkeys(DIRECTIONS, 0.0),
     )
     querying = torch.arange(len(items)) < len(prepared.val_items)
-    chosen = choose_what(model, items, prepared.cache, pool, 100, querying, policy, (None, 2.5))
+    tiers = {"whole": (policy, (None, 2.5))}
+    chosen = choose_what_tiers(model, items, prepared.cache, pool, 100, querying, tiers)["whole"]
     for d in cross:
         record = chosen.evidence[d]["what"]
         assert {"without", "chosen", *(f"{w:g}" for w in WHAT_WEIGHTS)} <= set(record)
@@ -989,5 +990,5 @@ def test_whether_a_direction_weighs_the_sources_is_decided_on_every_tiers_eviden
     # video→audio: 0.02 over all tiers, 0.0256 its error: off everywhere, long's gain too
     assert chosen["long"].evidence["video→audio"]["what"]["chosen"] == "off"
     # one tier alone: 1.9 standard errors is not clear
-    alone = sp.choose_what(None, [], None, None, 100, torch.zeros(0), *tiers["long"])
-    assert alone.what_weight == {}
+    alone = sp.choose_what_tiers(None, [], None, None, 100, torch.zeros(0), {"long": tiers["long"]})
+    assert alone["long"].what_weight == {}
