@@ -481,6 +481,7 @@ def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, po
         (weighting[1],),
         cross_bands=direction in policy.cross_bands,
         what_weight=policy.what_weight.get(direction, 0.0),
+        sequence_offsets=direction in policy.step_offsets,
     )["hybrid"]
 
 
@@ -971,6 +972,7 @@ def excerpt_report(
     among: Sequence[int] | None = None,
     what_weight: float | Mapping[str, float] = 0.0,
     keep_ranks: bool = False,
+    sequence_offsets: Collection[str] = (),
 ) -> dict[str, Any]:
     """Queries cut from the pool's own clips: `seconds` of a clip's sound or footage at a random
     offset (footage at a frame, sound at any sample), searched against the whole clips, as a
@@ -987,7 +989,9 @@ def excerpt_report(
     excerpts are cut from (default all; the others are searched, as distractors);
     `what_weight` (one, or one per direction): how much the sources' agreement adds in the
     re-rank across modalities, where the model has what networks (`fused_score`); `keep_ranks`:
-    each direction's "hybrid_ranks" holds each piece's rank (for a paired comparison)."""
+    each direction's "hybrid_ranks" holds each piece's rank (for a paired comparison);
+    `sequence_offsets`: the directions across modalities whose re-rank takes each candidate's
+    offset (`Pool.sequence_offsets`, `models.cohort`) off its step similarity."""
     model.eval()
     ids = [i.id for i in items if i.id in cache.row]
     if pool is None:
@@ -1067,9 +1071,11 @@ def excerpt_report(
             if ww and src != dst and prepared.what is not None and pool.what is not None
             else None
         )
+        shift = pool.sequence_offsets(name) if src != dst and name in sequence_offsets else None
         ranked = _fused_ranks(
-            scores, target, combos, memo, distance, event_memo, rerank_k, extra, agreement, ww
-        )
+            scores, target, combos, memo, distance, event_memo, rerank_k, extra, agreement, ww,
+            shift,
+        )  # fmt: skip
 
         def ranks_of(w: float | None, e: float, ranked=ranked) -> Tensor:
             return ranked[w, e]

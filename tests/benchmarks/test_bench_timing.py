@@ -111,3 +111,52 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: P
     assert out["search_policy"]["sequence_trained"] is False  # an untrained model says so
     written = list(results.glob("bench_timing-*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
+
+
+def test_the_offsets_follow_the_policy_per_query_length_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As the service does, whole clips and 4 s pieces take the cohort offsets off where the
+    whole-clip tier names them, 1.5 s pieces where theirs does; "on" / "off" everywhere /
+    nowhere."""
+    from dataclasses import replace
+
+    from models.policy import DIRECTIONS, SearchPolicy
+    from training.cache import DecodeSpec, FeatureCache
+    from training.datasets import load_manifest
+
+    manifest = tiny_corpus(tmp_path / "c", clips=6, seed=5, seconds=4.5)  # whole: from 4 s
+    model = TrimodalModel(preset("tiny"))
+    tier = SearchPolicy(
+        True, dict.fromkeys(DIRECTIONS, True), rerank_weight=dict.fromkeys(DIRECTIONS, 1.0)
+    )
+    model.search_policy = replace(
+        tier, whole=replace(tier, step_offsets=frozenset({"video→audio"}))
+    )
+    items = load_manifest(manifest)
+    cache = FeatureCache.build(items, DecodeSpec.for_model(model.cfg), tmp_path / "cache", 1)
+    asked: dict[str, list] = {"full": [], "excerpts": []}
+    direction, excerpts = bt._direction, bt.excerpt_report
+
+    def full(*args, **kw):
+        asked["full"].append((args[1], kw.get("sequence_offsets")))
+        return direction(*args, **kw)
+
+    def pieces(*args, **kw):
+        asked["excerpts"].append((args[3], frozenset(kw.get("sequence_offsets", ()))))
+        return excerpts(*args, **kw)
+
+    monkeypatch.setattr(bt, "_direction", full)
+    monkeypatch.setattr(bt, "excerpt_report", pieces)
+    cross = frozenset({"audio→video", "video→audio"})
+    for mode, whole, short in (
+        ("policy", frozenset({"video→audio"}), frozenset()),
+        ("on", cross, cross),
+        ("off", frozenset(), frozenset()),
+    ):
+        asked = {"full": [], "excerpts": []}
+        bt.measure_pool(model, items, cache, [1.5, 4.0], [], 20, sequence_offsets=mode)
+        assert dict(asked["full"]) == {d: d in whole for d in cross}
+        assert dict(asked["excerpts"]) == {1.5: short, 4.0: whole}
+    with pytest.raises(ValueError):
+        bt.measure_pool(model, items, cache, [], [], 20, sequence_offsets="yes")

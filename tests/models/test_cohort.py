@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.cohort import cohort_rows, sequence_offsets
+from models.cohort import cohort_offsets, cohort_rows, sequence_offsets
 from models.sequence import paired_distance, sequence_similarity
 from training.evaluate import _fused_ranks, _Memo
 
@@ -151,3 +151,37 @@ def test_a_pool_measures_each_direction_once_against_the_rows_with_both_streams(
     assert pool.sequence_offsets("audio→video") is found  # computed once
     back = sequence_offsets(pictures.sequence, mask, sounds.sequence, mask, cohort)
     assert torch.allclose(pool.sequence_offsets("video→audio"), back)
+
+
+def test_offsets_read_in_blocks_are_the_offsets_of_the_whole_batch():
+    """An index reads its items from its stores a block at a time (`cohort_offsets`): every
+    block size gives the whole batch's offsets, ragged and empty items and shorter cohort
+    members among them (each pair's distance is its own; only a matrix product's rounding may
+    differ with the block's size)."""
+    g = torch.Generator().manual_seed(2)
+    n, steps, dim = 23, 7, 16
+    queries = _unit(torch.randn(n, steps, dim, generator=g))
+    items = _unit(torch.randn(n, steps, dim, generator=g))
+    qmask = torch.ones(n, steps, dtype=torch.bool)
+    qmask[3] = False  # a cohort member without steps asks nothing
+    qmask[::4, 5:] = False  # shorter cohort members
+    imask = torch.ones(n, steps, dtype=torch.bool)
+    imask[1, 3:] = False
+    imask[8] = False
+    cohort = cohort_rows([f"clip-{i}" for i in range(n)], np.ones(n, bool), size=9)
+    cohort = np.union1d(cohort, [3])
+    whole = sequence_offsets(queries, qmask, items, imask, cohort)
+    asked: list[int] = []
+
+    def fetch(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        asked.append(len(rows))
+        return items[rows], imask[rows]
+
+    for block in (1, 4, 10, n, 100):
+        asked.clear()
+        got = cohort_offsets(queries[cohort], qmask[cohort], cohort, n, fetch, block=block)
+        torch.testing.assert_close(got, whole, rtol=0, atol=1e-6)
+        assert sum(asked) == n and max(asked) <= block
+    assert float(whole[8]) == 0.0 and float(whole.abs().max()) > 0
+    with pytest.raises(ValueError):
+        cohort_offsets(queries[cohort], qmask[cohort], cohort[:-1], n, fetch)
