@@ -340,19 +340,12 @@ def measure_pool(
     chromaprint_seconds: list[float],
     rerank_k: int,
     max_queries: int | None = None,
-    sequence_offsets: str = "policy",
+    sequence_offsets: bool = False,
 ) -> dict[str, Any]:
-    """`sequence_offsets`: whether the audio/video re-rank takes each candidate's cohort offset
-    off its step similarity (`models.cohort`): "policy" where the checkpoint's search policy
-    does for a query that long (as the service does), "on" / "off" everywhere / nowhere."""
-    if sequence_offsets not in ("policy", "on", "off"):
-        raise ValueError(f"sequence_offsets: policy, on or off, not {sequence_offsets!r}")
-
-    def offsets_of(band: SearchPolicy) -> frozenset[str]:
-        if sequence_offsets == "policy":
-            return band.step_offsets
-        return frozenset(("audio→video", "video→audio") if sequence_offsets == "on" else ())
-
+    """`sequence_offsets`: the audio/video re-rank, whole clips and pieces, takes each
+    candidate's cohort offset off its step similarity (`models.cohort`; a measurement: the
+    service does not, README "What did not work")."""
+    offsets_in = frozenset(("audio→video", "video→audio") if sequence_offsets else ())
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)
     pool = embed_pool(model, cache, ids, picture_halves=model.search_policy.picture_halves)
@@ -405,7 +398,7 @@ def measure_pool(
             long_events[d],
             cross_bands=d in whole.cross_bands,
             what_weight=whole.what_weight.get(d, 0.0),
-            sequence_offsets=d in offsets_of(whole),
+            sequence_offsets=sequence_offsets,
         )
         rep["service"] = rep["hybrid"] if whole.rerank.get(d, False) else rep["pooled"]
         out["full"][d] = rep
@@ -426,7 +419,7 @@ def measure_pool(
             event_weights=events,
             cross_bands=band.cross_bands,
             what_weight=dict(band.what_weight),
-            sequence_offsets=offsets_of(band),
+            sequence_offsets=offsets_in,
         )
         for d in EXCERPT_DIRECTIONS:
             if d in rep:
@@ -483,11 +476,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument(
         "--sequence-offsets",
-        choices=("policy", "on", "off"),
-        default="policy",
-        help="whether the audio/video re-rank takes each candidate's cohort offset off its step "
-        "similarity (models.cohort): where the checkpoint's search policy does, as the service "
-        "does (default), or everywhere / nowhere",
+        action="store_true",
+        help="take each candidate's cohort offset off its step similarity in the audio/video "
+        "re-rank, whole clips and pieces (models.cohort; a measurement: the service does not)",
     )
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)

@@ -38,11 +38,10 @@ from index.embed import (
     remove_work_dir,
     what_store,
 )
-from index.store import SequenceStore, SequenceWriter, StepEncoding
+from index.store import SequenceWriter, StepEncoding
 from index.version import (
     AGREEMENT,
     PROJECTION,
-    STEP_OFFSETS,
     IndexVersion,
     ItemRecord,
     VersionWriter,
@@ -50,7 +49,6 @@ from index.version import (
 )
 from models import fingerprint, prints
 from models.alignment import av_agreement
-from models.cohort import cohort_offsets, cohort_rows
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
 from models.media import DECODE_VERSION
@@ -345,7 +343,6 @@ def publish_entries(
     failed = {} if failed is None else failed  # filled while `entries` is consumed
     present: dict[str, list[int]] = {m: [] for m in MODALITIES}
     seen: set[str] = set()
-    ids: list[str] = []  # item row → id
     records: list[ItemRecord] = []  # not yet in the item table
     buffered: list[Entry] = []  # waiting for the projection to be fitted
     buffered_steps = 0
@@ -504,7 +501,6 @@ def publish_entries(
                     f"item {entry.record.id!r} is already in the index; remove it first"
                 )
             seen.add(entry.record.id)
-            ids.append(entry.record.id)
             for m in MODALITIES:
                 vector = entry.pooled[m]
                 if vector is not None:
@@ -546,11 +542,6 @@ def publish_entries(
             buffer = io.BytesIO()
             np.save(buffer, table, allow_pickle=False)
             writer.add_file(AGREEMENT, buffer.getvalue())
-        if policy.uses_step_offsets:
-            # every version anew: which items form the cohort depends on which there are
-            buffer = io.BytesIO()
-            np.save(buffer, step_offsets(writer.path, ids, store_dim), allow_pickle=False)
-            writer.add_file(STEP_OFFSETS, buffer.getvalue())
         writer.describe(
             factories,
             {
@@ -562,38 +553,6 @@ def publish_entries(
         )
         version = writer.publish()
     return BuildReport(version, len(seen), failed, factories, params, 0)
-
-
-# The step offsets read this many float32 values of items' steps at a time (64 MB).
-OFFSET_BLOCK_VALUES = 1 << 24
-
-
-def step_offsets(path: Path, ids: Sequence[str], dim: int) -> np.ndarray:
-    """(len(ids), 2) float32: each item's step-similarity offset as an audio→video candidate
-    (its picture's steps against a cohort of the items' sounds) and as a video→audio one (the
-    reverse), from the modality stores written in `path` (as the re-rank reads them: projected
-    and quantised as stored); the cohort is `models.cohort.cohort_rows` of the items with both
-    streams. An item without the stream gets 0."""
-    stores = {m: SequenceStore.open(path, m, dim=dim) for m in ("visual", "audio")}
-    lengths = {m: stores[m].lengths() for m in stores}
-    both = (lengths["visual"] > 0) & (lengths["audio"] > 0)
-    cohort = cohort_rows(ids, both)
-    out = np.zeros((len(ids), 2), np.float32)
-    longest = max((int(x.max()) for x in lengths.values() if len(x)), default=1)
-    block = max(1, min(4096, OFFSET_BLOCK_VALUES // (max(longest, 1) * dim)))
-    for column, (queries, items) in enumerate((("audio", "visual"), ("visual", "audio"))):
-        if not len(cohort):
-            break
-        steps, mask = stores[queries].batch(cohort)
-
-        def fetch(rows: torch.Tensor, items: str = items) -> tuple[torch.Tensor, torch.Tensor]:
-            found, found_mask = stores[items].batch(rows.numpy())
-            return torch.from_numpy(found), torch.from_numpy(found_mask)
-
-        out[:, column] = cohort_offsets(
-            torch.from_numpy(steps), torch.from_numpy(mask), cohort, len(ids), fetch, block=block
-        ).numpy()
-    return out
 
 
 def _float(steps: np.ndarray) -> torch.Tensor:

@@ -250,15 +250,6 @@ class Searcher:
         if len(self.items) != n_items:
             raise ValueError(f"items.sqlite: {len(self.items)} items, the manifest says {n_items}")
         self.agreement = version.agreement()  # (n_items, 2) or None
-        # Each item's step-similarity offsets (audio→video, video→audio) where the policy takes
-        # them off (`SearchPolicy.step_offsets`): the index made them at publish.
-        self.step_offsets = version.step_offsets()  # (n_items, 2) or None
-        if self.step_offsets is None and self.policy.uses_step_offsets:
-            log.warning(
-                "index %s keeps no step offsets that its search policy takes off: the re-rank "
-                "weighs the steps as they are (rebuild the index to have them)",
-                version.name,
-            )
         # Event envelopes per item where the index keeps them (`models.events`), at this rate.
         rate = manifest.get("build", {}).get("event_rate")
         self.event_rate = float(rate) if isinstance(rate, int | float) and rate > 0 else None
@@ -470,10 +461,9 @@ class Searcher:
             if weight is None:  # the sequence distance alone
                 fused_scores = [-float(d) for d in distances]
             else:  # the first pass's score plus the window's mean step similarity, weighed
-                offsets = self._offsets(query.modality, target, top, policy)
                 fused_scores = [
-                    fused[r] + weight * (sequence_similarity(float(d), distance) - o)
-                    for r, d, o in zip(top, distances, offsets, strict=True)
+                    fused[r] + weight * sequence_similarity(float(d), distance)
+                    for r, d in zip(top, distances, strict=True)
                 ]
             if agree:
                 fused_scores = [
@@ -813,16 +803,6 @@ class Searcher:
             return {"av_agreement": None, "audio_offset_s": None}
         score, offset = self.agreement[row]
         return {"av_agreement": round(float(score), 4), "audio_offset_s": round(float(offset), 3)}
-
-    def _offsets(
-        self, query_modality: str, target: str, rows: list[int], policy: SearchPolicy
-    ) -> list[float]:
-        """Each candidate's offset of the step similarity where `policy` takes it off in this
-        direction and the index keeps them (`models.cohort`), else 0."""
-        if self.step_offsets is None or not policy.offsets_steps(query_modality, target):
-            return [0.0] * len(rows)
-        column = 0 if target == "video" else 1
-        return self.step_offsets[rows, column].astype(np.float64).tolist()
 
     def _candidates(self, rows: list[int], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         seq, mask = self.sequences[modality].batch(rows)

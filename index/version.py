@@ -66,11 +66,6 @@ PROJECTION = "sequence_projection.f32"
 # offset in seconds (models.alignment.av_agreement), NaN where an item lacks sound or picture.
 # Written only when the model's sequence heads were trained to match sound with picture.
 AGREEMENT = "av_agreement.npy"
-# Optional (n_items, 2) float32 .npy: each item's offset of the cross-modal re-rank's step
-# similarity (`models.cohort`): column 0 its picture's against a cohort of the index's sounds
-# (audio→video), column 1 its sound's against a cohort of its pictures (video→audio); 0 where an
-# item lacks the stream. Written only when the model's search policy takes them off somewhere.
-STEP_OFFSETS = "step_offsets.npy"
 # Item flag that says an item has each indexed modality.
 _FLAG = {"visual": "has_video", "audio": "has_audio"}
 
@@ -801,20 +796,6 @@ class IndexVersion:
         if values.dtype != np.float32 or values.shape != (n, 2):
             raise IndexCorrupt(
                 f"{AGREEMENT}: expected float32 ({n}, 2), got {values.dtype} {values.shape}"
-            )
-        return values
-
-    def step_offsets(self) -> np.ndarray | None:
-        """(n_items, 2) float32: each item's step-similarity offset as an audio→video and as a
-        video→audio candidate (see `STEP_OFFSETS`); None for a version without them."""
-        if STEP_OFFSETS not in self.manifest["files"]:
-            return None
-        values = np.load(self.path / STEP_OFFSETS, allow_pickle=False)
-        n = self.manifest["counts"]["items"]
-        if values.dtype != np.float32 or values.shape != (n, 2) or not np.isfinite(values).all():
-            raise IndexCorrupt(
-                f"{STEP_OFFSETS}: expected finite float32 ({n}, 2), got {values.dtype} "
-                f"{values.shape}"
             )
         return values
 

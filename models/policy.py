@@ -46,8 +46,6 @@ TEXT_AUDIO_SHARE_BEFORE = 0.3
 # query modality → target, as the service names them; text queries have no steps to re-rank by.
 DIRECTIONS = ("audio→video", "video→audio", "audio→audio", "video→video")
 _QUERY = {"audio": "audio", "visual": "video"}
-# The directions where sound meets picture: the only ones a cohort offset applies to.
-_ACROSS = frozenset(("audio→video", "video→audio"))
 
 
 def direction(query_modality: str, target: str) -> str | None:
@@ -110,12 +108,6 @@ class SearchPolicy:
     # trained what networks and val measured it helps (absent: records before the field, or not
     # adopted: none).
     what_weight: Mapping[str, float] = field(default_factory=dict)
-    # The directions across modalities (audio→video, video→audio) whose re-rank takes each
-    # candidate's offset off its step similarity: the item's mean step similarity to a cohort of
-    # the index's own items of the other modality (`models.cohort`; the index keeps them, computed
-    # at publish), where val measured it loses nothing. Empty (records before the field, or not
-    # adopted): the step similarity as it is.
-    step_offsets: frozenset[str] = frozenset()
 
     def text_video_weights(self) -> dict[str, float]:
         """The first pass's weight of each index for a text query searching videos."""
@@ -140,17 +132,6 @@ class SearchPolicy:
         """How much the sources' agreement adds to the re-rank in this direction (0: none)."""
         key = direction(query_modality, target)
         return 0.0 if key is None else float(self.what_weight.get(key, 0.0))
-
-    def offsets_steps(self, query_modality: str, target: str) -> bool:
-        """Whether the re-rank takes each candidate's step-similarity offset off in this
-        direction (only where it weighs the steps against the pooled score)."""
-        return direction(query_modality, target) in self.step_offsets
-
-    @property
-    def uses_step_offsets(self) -> bool:
-        """Whether any length tier takes step-similarity offsets off (an index keeps them)."""
-        tiers = (self, self.short, self.whole)
-        return any(t is not None and t.step_offsets for t in tiers)
 
     def matches_by_bands(self, query_modality: str, target: str) -> bool:
         """Whether sound meets picture by the sound's best band in this direction."""
@@ -227,7 +208,6 @@ class SearchPolicy:
                 else {}
             ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
-            **({"step_offsets": sorted(self.step_offsets)} if self.step_offsets else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
             **({"picture_halves": True} if self.picture_halves else {}),
@@ -268,7 +248,6 @@ class SearchPolicy:
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
             text_audio_share=_share(data.get("text_audio_share")),
             cross_bands=_directions(data.get("cross_bands")),
-            step_offsets=_directions(data.get("step_offsets")) & _ACROSS,
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,
             picture_halves=data.get("picture_motion") is True

@@ -40,7 +40,7 @@ from models.events import (
 from models.fingerprint import FingerprintTable, peaks, query_peaks
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
-from models.sequence import Distance, paired_distance, sequence_similarity
+from models.sequence import Distance, sequence_similarity
 from models.what_net import CLASSES
 from models.what_net import agreement as what_agreement
 from training.cache import FeatureCache, TextCache
@@ -141,7 +141,7 @@ class Pool:
             self._prints = _print_table(self.cache, self.ids, self.has_audio)
         return self._prints
 
-    def sequence_offsets(self, direction: str) -> Tensor:
+    def sequence_offsets(self, direction: str, steps_per_second: float) -> Tensor:
         """(N,) each row's offset of the step similarity for `direction` ("audio→video": the
         rows' pictures against a cohort of the pool's sounds; "video→audio": the reverse;
         `models.cohort`), the cohort the rows with both streams; computed once."""
@@ -150,7 +150,12 @@ class Pool:
             src, dst = pair if direction == "audio→video" else pair[::-1]
             both = (self.has_video & self.has_audio).numpy()
             self._offsets[direction] = sequence_offsets(
-                src.sequence, src.mask, dst.sequence, dst.mask, cohort_rows(self.ids, both)
+                src.sequence,
+                src.mask,
+                dst.sequence,
+                dst.mask,
+                cohort_rows(self.ids, both),
+                steps_per_second,
             )
         return self._offsets[direction]
 
@@ -561,15 +566,12 @@ def _direction(
         subset = {k: v[rows] for k, v in clip_subsets.items()}
         equivalent = None
 
-        def sequence_distance(qi, cand):  # query broadcast over candidates
+        sps = model.cfg.steps_per_second
+
+        def sequence_distance(qi, cand):  # as `index.search` re-ranks: each candidate's window
             r = rows[qi]
-            return paired_distance(
-                distance,
-                src.sequence[r : r + 1],
-                src.mask[r : r + 1],
-                dst.sequence[cand],
-                dst.mask[cand],
-            )
+            steps = src.sequence[r][src.mask[r]]
+            return window_distances(steps, dst.sequence[cand], dst.mask[cand], sps, distance)[0]
 
         memo = _Memo(sequence_distance)
         # with `cross_bands`, the sound's bands against the picture's change and motion
@@ -606,7 +608,7 @@ def _direction(
                     extra,
                     agreement,
                     what_weight,
-                    pool.sequence_offsets(direction) if sequence_offsets else None,
+                    pool.sequence_offsets(direction, sps) if sequence_offsets else None,
                 )
                 fused.update(ranked)
             return fused[w, e]
@@ -1071,7 +1073,9 @@ def excerpt_report(
             if ww and src != dst and prepared.what is not None and pool.what is not None
             else None
         )
-        shift = pool.sequence_offsets(name) if src != dst and name in sequence_offsets else None
+        shift = (
+            pool.sequence_offsets(name, sps) if src != dst and name in sequence_offsets else None
+        )
         ranked = _fused_ranks(
             scores, target, combos, memo, distance, event_memo, rerank_k, extra, agreement, ww,
             shift,

@@ -270,20 +270,15 @@ def measure_policy(
 
     long = tier("long", evidence)
     short, whole = tier("short", short_evidence), tier("whole", whole_evidence, fallback=long)
-    # the sources' weight, then the offsets, each chosen with the tier's weighting as chosen
-    querying = torch.arange(len(pool.ids)) < queried
-    lengths = {"long": (EXCERPT_S,), "short": (SHORT_EXCERPT_S,), "whole": (None, WHOLE_EXCERPT_S)}
-    chosen = {"long": long, "short": short, "whole": whole}
     if pool.what is not None:
-        chosen = choose_what_tiers(
-            model, ordered, cache, pool, rerank_k, querying,
-            {t: (p, lengths[t]) for t, p in chosen.items()},
-        )  # fmt: skip
-    chosen = choose_offsets_tiers(
-        model, ordered, cache, pool, rerank_k, querying,
-        {t: (p, lengths[t]) for t, p in chosen.items()},
-    )  # fmt: skip
-    long, short, whole = chosen["long"], chosen["short"], chosen["whole"]
+        querying = torch.arange(len(pool.ids)) < queried
+        tiers = {
+            "long": (long, (EXCERPT_S,)),
+            "short": (short, (SHORT_EXCERPT_S,)),
+            "whole": (whole, (None, WHOLE_EXCERPT_S)),
+        }
+        weighed = choose_what_tiers(model, ordered, cache, pool, rerank_k, querying, tiers)
+        long, short, whole = weighed["long"], weighed["short"], weighed["whole"]
     return replace(
         long,
         short=short,
@@ -306,50 +301,6 @@ class _WhatTrial:
     gain: tuple[float, float] | None
 
 
-def _tier_figures(
-    model: TrimodalModel,
-    items: list[ManifestItem],
-    cache: FeatureCache,
-    pool: Pool,
-    rerank_k: int,
-    querying: Tensor,
-    name: str,
-    weighting: Weighting,
-    bands: bool,
-    what: float,
-    lengths: Sequence[float | None],
-    offsets: bool = False,
-) -> list[dict]:
-    """One direction's re-rank by `weighting` (the steps' weight, the envelopes'), the sound's
-    best band if `bands`, the sources' agreement at `what` and the cohort offsets taken off if
-    `offsets`, on a tier's protocols (`lengths`: None = whole clips, else excerpts of that many
-    seconds; the first `querying` rows query): per protocol its hybrid figures and each query's
-    rank ("ranks"); a protocol no clip is long enough for is left out."""
-    by_id = {i.id: i for i in items}
-    queried = int(querying.sum())
-    w, e = weighting
-    found = []
-    for seconds in lengths:
-        if seconds is None:
-            report = _direction(
-                model, name, by_id, pool, None, {}, rerank_k, "interp", ("hybrid",),
-                (w,), (e,), cross_bands=bands, querying=querying, what_weight=what,
-                keep_ranks=True, sequence_offsets=offsets,
-            )  # fmt: skip
-            found.append({**report["hybrid"]["all"], "ranks": report["hybrid_ranks"]})
-        else:
-            report = excerpt_report(
-                model, items, cache, seconds=seconds, rerank_k=rerank_k, pool=pool,
-                weights={name: (w,)}, event_weights={name: (e,)},
-                cross_bands=(name,) if bands else (), directions=(name,),
-                among=range(queried), what_weight=what, keep_ranks=True,
-                sequence_offsets=(name,) if offsets else (),
-            )  # fmt: skip
-            if name in report:  # else no clip is this long: nothing to measure
-                found.append({**report[name]["hybrid"], "ranks": report[name]["hybrid_ranks"]})
-    return found
-
-
 def what_trials(
     model: TrimodalModel,
     items: list[ManifestItem],
@@ -365,6 +316,8 @@ def what_trials(
     whole clips, else excerpts of that many seconds; the first `querying` rows query), and the
     best weight no worse than without it on R@1 and R@10 in every protocol (by summed R@1, then
     R@10)."""
+    by_id = {i.id: i for i in items}
+    queried = int(querying.sum())
     trials: dict[str, _WhatTrial] = {}
     for name in CROSS_DIRECTIONS:
         if not policy.rerank.get(name, False):
@@ -373,9 +326,27 @@ def what_trials(
         bands = name in policy.cross_bands
 
         def measured(what: float, name: str = name, w=w, e=e, bands=bands) -> list[dict]:
-            return _tier_figures(
-                model, items, cache, pool, rerank_k, querying, name, (w, e), bands, what, lengths
-            )
+            found = []
+            for seconds in lengths:
+                if seconds is None:
+                    report = _direction(
+                        model, name, by_id, pool, None, {}, rerank_k, "interp", ("hybrid",),
+                        (w,), (e,), cross_bands=bands, querying=querying, what_weight=what,
+                        keep_ranks=True,
+                    )  # fmt: skip
+                    found.append({**report["hybrid"]["all"], "ranks": report["hybrid_ranks"]})
+                else:
+                    report = excerpt_report(
+                        model, items, cache, seconds=seconds, rerank_k=rerank_k, pool=pool,
+                        weights={name: (w,)}, event_weights={name: (e,)},
+                        cross_bands=(name,) if bands else (), directions=(name,),
+                        among=range(queried), what_weight=what, keep_ranks=True,
+                    )  # fmt: skip
+                    if name in report:  # else no clip is this long: nothing to measure
+                        found.append(
+                            {**report[name]["hybrid"], "ranks": report[name]["hybrid_ranks"]}
+                        )
+            return found
 
         base = measured(0.0)
         if not base:
@@ -470,64 +441,6 @@ def choose_what_tiers(
                 "chosen": f"{trial.best:g}" if takes and trial.best is not None else "off",
             }
         out[tier] = replace(policy, what_weight=chosen)
-    return out
-
-
-def choose_offsets_tiers(
-    model: TrimodalModel,
-    items: list[ManifestItem],
-    cache: FeatureCache,
-    pool: Pool,
-    rerank_k: int,
-    querying: Tensor,
-    tiers: Mapping[str, tuple[SearchPolicy, Sequence[float | None]]],
-) -> dict[str, SearchPolicy]:
-    """Each tier's policy (`tiers`: name → (its policy, its protocols' lengths)) taking the
-    cohort offsets of the step similarity off (`SearchPolicy.step_offsets`, `models.cohort`) in
-    the directions across modalities where it weighs the steps against the pooled score and val
-    shows they cost nothing: its weighting (the sources' weight included) with them at least as
-    good as without on R@1 and R@10 in every protocol of the tier. No gain is asked of them, as
-    it is of a weight chosen among many: they are one normalisation, for a library of mixed
-    recordings, where an item whose steps are unlike every query's (a slow file's held frames)
-    loses to items whose steps are like everything; a val split of one recipe cannot show that
-    (its items' offsets are alike), only what they cost (README "Frame rates"). The figures go
-    into each tier's evidence of the direction."""
-    out: dict[str, SearchPolicy] = {}
-    for tier, (policy, lengths) in tiers.items():
-        chosen: set[str] = set()
-        for name in CROSS_DIRECTIONS:
-            w = policy.rerank_weight.get(name)
-            if not policy.rerank.get(name, False) or w is None:
-                continue  # pooled, or the steps alone: no pooled score to set them against
-            weighting = (w, policy.event_weight.get(name, 0.0))
-            found: dict[bool, list[dict]] = {}
-            for taken in (False, True):
-                found[taken] = _tier_figures(
-                    model, items, cache, pool, rerank_k, querying, name, weighting,
-                    name in policy.cross_bands, policy.what_weight.get(name, 0.0), lengths,
-                    offsets=taken,
-                )  # fmt: skip
-            if not found[False]:
-                continue
-            keeps = all(
-                t[k] >= b[k]
-                for t, b in zip(found[True], found[False], strict=True)
-                for k in ("R@1", "R@10")
-            )
-            if keeps:
-                chosen.add(name)
-            gain, se = _paired_gain(found[False], found[True])
-            record = policy.evidence.get(name)
-            if isinstance(record, dict):
-                record["step_offsets"] = {
-                    **{
-                        label: [{k: round(f[k], 4) for k in ("R@1", "R@10")} for f in found[taken]]
-                        for label, taken in (("without", False), ("with", True))
-                    },
-                    "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
-                    "chosen": keeps,
-                }
-        out[tier] = replace(policy, step_offsets=frozenset(chosen))
     return out
 
 

@@ -113,26 +113,15 @@ def test_benchmark_on_a_tiny_corpus_writes_its_result(tmp_path: Path, results: P
     assert len(written) == 1 and json.loads(written[0].read_text())["machine"]["cores"] >= 1
 
 
-def test_the_offsets_follow_the_policy_per_query_length_unless_forced(
+def test_the_offsets_are_taken_off_across_modalities_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """As the service does, whole clips and 4 s pieces take the cohort offsets off where the
-    whole-clip tier names them, 1.5 s pieces where theirs does; "on" / "off" everywhere /
-    nowhere."""
-    from dataclasses import replace
-
-    from models.policy import DIRECTIONS, SearchPolicy
+    """`--sequence-offsets`: whole clips and pieces of every length, sound against picture."""
     from training.cache import DecodeSpec, FeatureCache
     from training.datasets import load_manifest
 
-    manifest = tiny_corpus(tmp_path / "c", clips=6, seed=5, seconds=4.5)  # whole: from 4 s
+    manifest = tiny_corpus(tmp_path / "c", clips=6, seed=5, seconds=4.5)
     model = TrimodalModel(preset("tiny"))
-    tier = SearchPolicy(
-        True, dict.fromkeys(DIRECTIONS, True), rerank_weight=dict.fromkeys(DIRECTIONS, 1.0)
-    )
-    model.search_policy = replace(
-        tier, whole=replace(tier, step_offsets=frozenset({"video→audio"}))
-    )
     items = load_manifest(manifest)
     cache = FeatureCache.build(items, DecodeSpec.for_model(model.cfg), tmp_path / "cache", 1)
     asked: dict[str, list] = {"full": [], "excerpts": []}
@@ -149,14 +138,9 @@ def test_the_offsets_follow_the_policy_per_query_length_unless_forced(
     monkeypatch.setattr(bt, "_direction", full)
     monkeypatch.setattr(bt, "excerpt_report", pieces)
     cross = frozenset({"audio→video", "video→audio"})
-    for mode, whole, short in (
-        ("policy", frozenset({"video→audio"}), frozenset()),
-        ("on", cross, cross),
-        ("off", frozenset(), frozenset()),
-    ):
-        asked = {"full": [], "excerpts": []}
-        bt.measure_pool(model, items, cache, [1.5, 4.0], [], 20, sequence_offsets=mode)
-        assert dict(asked["full"]) == {d: d in whole for d in cross}
-        assert dict(asked["excerpts"]) == {1.5: short, 4.0: whole}
-    with pytest.raises(ValueError):
-        bt.measure_pool(model, items, cache, [], [], 20, sequence_offsets="yes")
+    for on in (True, False):
+        asked["full"].clear()
+        asked["excerpts"].clear()
+        bt.measure_pool(model, items, cache, [1.5, 4.0], [], 20, sequence_offsets=on)
+        assert dict(asked["full"]) == dict.fromkeys(cross, on)
+        assert dict(asked["excerpts"]) == dict.fromkeys((1.5, 4.0), cross if on else frozenset())

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.alignment import window_distances
 from models.cohort import cohort_offsets, cohort_rows, sequence_offsets
-from models.sequence import paired_distance, sequence_similarity
+from models.sequence import sequence_similarity
 from training.evaluate import _fused_ranks, _Memo
 
 
@@ -49,13 +50,9 @@ def test_offsets_are_each_items_mean_similarity_to_the_cohort_but_itself_centred
         sims = [
             float(
                 sequence_similarity(
-                    paired_distance(
-                        "interp",
-                        queries[q : q + 1],
-                        qmask[q : q + 1],
-                        items[c : c + 1],
-                        imask[c : c + 1],
-                    )
+                    window_distances(queries[q][qmask[q]], items[c : c + 1], imask[c : c + 1], 4.0)[
+                        0
+                    ]
                 )[0]
             )
             for q in cohort
@@ -87,10 +84,8 @@ def test_taking_the_offsets_off_finds_the_items_whose_steps_are_unlike_every_que
     offsets = sequence_offsets(queries, mask, items, mask, cohort_rows(ids, np.ones(n, bool)))
     assert float(offsets[faint].mean()) < float(offsets[~faint].mean())
 
-    def distance(qi: int, cand: torch.Tensor) -> torch.Tensor:
-        return paired_distance(
-            "interp", queries[qi : qi + 1], mask[qi : qi + 1], items[cand], mask[cand]
-        )
+    def distance(qi: int, cand: torch.Tensor) -> torch.Tensor:  # as the re-rank measures
+        return window_distances(queries[qi], items[cand], mask[cand], 4.0)[0]
 
     pooled = torch.zeros(n, n)  # nothing but the steps tells the items apart
     target = torch.arange(n)
@@ -145,19 +140,19 @@ def test_a_pool_measures_each_direction_once_against_the_rows_with_both_streams(
     pool = Pool(ids, pictures, sounds, torch.ones(n, dtype=torch.bool), has_audio)
     cohort = cohort_rows(ids, has_audio.numpy())
     assert 3 not in cohort
-    found = pool.sequence_offsets("audio→video")
+    found = pool.sequence_offsets("audio→video", 4.0)
     want = sequence_offsets(sounds.sequence, mask, pictures.sequence, mask, cohort)
     assert torch.allclose(found, want)
-    assert pool.sequence_offsets("audio→video") is found  # computed once
+    assert pool.sequence_offsets("audio→video", 4.0) is found  # computed once
     back = sequence_offsets(pictures.sequence, mask, sounds.sequence, mask, cohort)
-    assert torch.allclose(pool.sequence_offsets("video→audio"), back)
+    assert torch.allclose(pool.sequence_offsets("video→audio", 4.0), back)
 
 
 def test_offsets_read_in_blocks_are_the_offsets_of_the_whole_batch():
     """An index reads its items from its stores a block at a time (`cohort_offsets`): every
     block size gives the whole batch's offsets, ragged and empty items and shorter cohort
-    members among them (each pair's distance is its own; only a matrix product's rounding may
-    differ with the block's size)."""
+    members among them (each pair is measured alone; only a matrix product's rounding may differ
+    with the block's size)."""
     g = torch.Generator().manual_seed(2)
     n, steps, dim = 23, 7, 16
     queries = _unit(torch.randn(n, steps, dim, generator=g))
