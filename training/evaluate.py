@@ -486,7 +486,6 @@ def _service(model, direction, by_id, pool, clip_subsets, rerank_k, distance, po
         (weighting[1],),
         cross_bands=direction in policy.cross_bands,
         what_weight=policy.what_weight.get(direction, 0.0),
-        sequence_offsets=direction in policy.step_offsets,
     )["hybrid"]
 
 
