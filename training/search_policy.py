@@ -459,7 +459,8 @@ def _no_clear_loss(base: list[dict], tried: list[dict]) -> bool:
     """Whether `tried` ranks no protocol clearly worse than `base`: in each, its paired R@1 and
     R@10 changes are each above −`GAIN_STANDARD_ERRORS` standard errors. (No worse to the query,
     the rule before, let one or two queries of 200 lost on whole clips veto a weight that found
-    ten more 4 s pieces: README "The sources' weight, eligible unless it clearly loses".)"""
+    ten more 4 s pieces: README "Whole clips measured as the service re-ranks them, and the
+    sources' weight eligible unless it clearly loses".)"""
     for b, t in zip(base, tried, strict=True):
         for within in (1, 10):
             change, se = _paired_gain([b], [t], within)
