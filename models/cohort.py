@@ -93,7 +93,8 @@ def cohort_offsets(
     block: int = 4096,
 ) -> Tensor:
     """`sequence_offsets` for `n` items read `block` rows at a time (`fetch(rows)` → their
-    (B, Ti, D) steps and (B, Ti) mask), as an index reads them from its stores: the cohort's
+    (B, Ti, D) steps and (B, Ti) mask; an index would read its stores so, were the offsets a
+    search default, which they are not: see the module's note): the cohort's
     query sequences (`cohort_steps` (C, Tq, D), `cohort_mask`) are the items' of the other
     modality at rows `cohort`. Each pair is measured alone, so an offset does not depend on
     which items share its block (only a matrix product's rounding may)."""
