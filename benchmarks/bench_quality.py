@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="temperature of soft text targets (0 = one-hot; default: TrainConfig's)",
     )
     p.add_argument("--tag", default="", help="suffix of the result name (use with another --runs)")
+    p.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="measure this checkpoint as the single-stage run instead of training one (its "
+        "corpus and feature cache are --corpus and --runs'; no time is claimed)",
+    )
     p.add_argument("--weights", default=None, help="single-stage pair weights vt,at,av (1,1,1)")
     p.add_argument(
         "--augment",
@@ -468,13 +475,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if name not in wanted:
             continue
         t = time.perf_counter()
-        result = train(prepared, cfg, args.runs / name, validate=validate)
+        best_dir = args.runs / name / "best"
+        if args.ckpt is not None:  # measured, not trained
+            best_dir, result = args.ckpt, None
+        else:
+            result = train(prepared, cfg, args.runs / name, validate=validate)
         train_s = time.perf_counter() - t
         from models.model import TrimodalModel
 
-        model = TrimodalModel.load(args.runs / name / "best", text_backbone=prepared.backbone)
+        model = TrimodalModel.load(best_dir, text_backbone=prepared.backbone)
         models[name] = model
-        policy = load_policy(args.runs / name / "best")
+        policy = load_policy(best_dir)
         report = evaluate(
             model,
             report_items,
@@ -485,9 +496,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         print_report(report, title=name)
         results["runs"][name] = {
-            "train_seconds": round(train_s, 1),
-            "epochs": result.epochs_done,
-            "val_score": round(result.best_score, 4),
+            "train_seconds": round(train_s, 1) if result is not None else None,
+            "epochs": result.epochs_done if result is not None else None,
+            "val_score": round(result.best_score, 4) if result is not None else None,
+            **({"ckpt": str(args.ckpt)} if args.ckpt is not None else {}),
             "report": report,
             "pools": {
                 pool: evaluate(
@@ -510,7 +522,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(transfer_table(results["runs"]))
     # the claims are about the test pool; a --val-only probe states its time instead
     results["claims"] = {} if args.val_only else claims(results)
-    if args.val_only and "single-stage" in results["runs"]:
+    if args.val_only and results["runs"].get("single-stage", {}).get("train_seconds"):
         minutes = (
             results["feature_seconds"] + results["runs"]["single-stage"]["train_seconds"]
         ) / 60
@@ -662,7 +674,7 @@ def claims(results: dict[str, Any]) -> dict[str, str]:
             f"{'holds' if cm > rm else 'does not hold'}: {cm:.3f} vs {rm:.3f}; misaligned kept "
             f"{c['misaligned_fraction']:.1%} vs {r['misaligned_fraction']:.1%}"
         )
-    if "single-stage" in runs:
+    if "single-stage" in runs and runs["single-stage"]["train_seconds"] is not None:
         tv = runs["single-stage"]["report"]["text→video"]["pooled"]["all"]["R@10"]
         minutes = (results["feature_seconds"] + runs["single-stage"]["train_seconds"]) / 60
         cached = (

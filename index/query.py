@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
+from models.attributes import ATTRIBUTES
 from models.encoders import Embeddings
 from models.events import (
     Phase,
@@ -73,15 +74,27 @@ class QueryEncoder:
         if len(sentence) > MAX_QUERY_CHARS:
             raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         t = time.perf_counter()
+        leans = None
         with torch.inference_mode():
-            if self.text_backbone is not None:
+            if self.model.knows_attributes():
+                # one pass of the tower gives the sentence vector (the mean of its token
+                # states) and what the attribute readers read (`models.attributes`)
+                tower = getattr(self.text_backbone, "states", None)
+                read = tower if callable(tower) else self.model.text.backbone.states
+                states, mask = read([sentence])
+                weights = mask.unsqueeze(-1).to(states.dtype)
+                mean = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                emb = self.model.project_text(mean)
+                found = self.model.attribute_directions(states, mask)[0].numpy()
+                leans = {name: found[a] for a, name in enumerate(ATTRIBUTES)}
+            elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))
             elif self.onnx is not None:
                 emb = self.onnx.text([sentence])
             else:
                 emb = self.model.encode_text([sentence])
         pooled = emb.pooled[0].float().cpu().numpy()
-        return Encoded(Query("text", pooled), {"encode": _ms(t)})
+        return Encoded(Query("text", pooled, leans=leans), {"encode": _ms(t)})
 
     def audio(self, path: Path, landmarks: bool = True) -> Encoded:
         """The sound of an audio file, or of a video file's audio track; `landmarks`: also its

@@ -18,7 +18,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
+from models.attributes import lean
 from models.events import (
     BANDS,
     SCAN_CANDIDATES,
@@ -100,6 +101,9 @@ class Query:
     # the sources it shows / sounds (`models.what_net`, (C,) probabilities; None: the model has
     # no trained networks)
     what: np.ndarray | None = None
+    # a sentence's attribute directions (`models.attributes`, name → (D,)): what its vector for
+    # the picture index leans along where the policy says so (None: the model has no readers)
+    leans: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -350,12 +354,14 @@ class Searcher:
         weights: dict[str, float],
         k: int,
         allowed: np.ndarray | None = None,
+        vectors: Mapping[str, np.ndarray] | None = None,
     ) -> dict[int, float]:
         """Fused scores of the union of each weighted index's top-k (a missing score counts as the
         lowest score that index returned, so one strong modality can still surface an item).
 
         With `allowed` (a filter), each index is searched wider until k allowed items are found or
-        the index is exhausted; items not allowed never enter the fusion.
+        the index is exhausted; items not allowed never enter the fusion. `vectors`: an index's
+        own query vector where it differs from `pooled` (a text query's leaning one).
         """
         fused: dict[int, float] = {}
         per_index: dict[str, dict[int, float]] = {}
@@ -363,8 +369,9 @@ class Searcher:
             if w <= 0 or m not in self.indexes:
                 continue
             index, fetch = self.indexes[m], k
+            vector = pooled if vectors is None or m not in vectors else vectors[m]
             while True:
-                scores, rows = index.search(pooled[None], fetch)
+                scores, rows = index.search(vector[None], fetch)
                 found = {
                     int(r): float(s)
                     for r, s in zip(rows[0], scores[0], strict=True)
@@ -379,6 +386,22 @@ class Searcher:
         for r in candidates:
             fused[r] = sum(weights[m] * found.get(r, floors[m]) for m, found in per_index.items())
         return fused
+
+    @staticmethod
+    def _leaning(
+        query: Query, target: str, policy: SearchPolicy, weights: Mapping[str, float]
+    ) -> dict[str, np.ndarray] | None:
+        """A text query's vector for the picture index, leaning on the attributes the policy
+        measured help (`models.attributes.lean`; the weight is the fused score's, so the picture
+        index's own weight is divided out); None where nothing leans."""
+        names, weight = policy.text_lean()
+        visual = weights.get("visual", 0.0)
+        if query.modality != "text" or target != "video" or not names or query.leans is None:
+            return None
+        if visual <= 0 or any(n not in query.leans for n in names):
+            return None
+        pooled = np.asarray(query.pooled, np.float32)
+        return {"visual": pooled + lean(query.leans, names, weight) / visual}
 
     def search(
         self,
@@ -415,7 +438,9 @@ class Searcher:
         # A text query has no steps to re-rank by: fetch only what fusing the indexes needs.
         reranking = rerank and query.sequence is not None
         fetch = max(k, rerank_k) if reranking else max(k, min(rerank_k, 4 * k))
-        fused = self._first_pass(pooled, weights, fetch, allowed)
+        fused = self._first_pass(
+            pooled, weights, fetch, allowed, self._leaning(query, target, policy, weights)
+        )
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         primary = max(weights, key=lambda m: weights[m])
         # The event envelopes weigh in where the policy measured they help this direction; they

@@ -117,6 +117,10 @@ class ModelConfig:
     # (`models.what_net`), trained after the event phase from the training clips' metadata; False
     # for checkpoints from before them.
     what_nets: bool = False
+    # Two linear readers of the attributes a caption names and a picture shows
+    # (`models.attributes`), fitted after the what phase from the training clips' metadata; False
+    # for checkpoints from before them.
+    attribute_readers: bool = False
 
     def __post_init__(self) -> None:
         if self.picture_events not in PICTURE_EVENTS:

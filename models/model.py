@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from models.attributes import AttributeReaders
 from models.config import RANDOM_TINY, Modality, ModelConfig
 from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
 from models.event_net import SIZE as EVENT_SIZE
@@ -81,6 +82,12 @@ class TrimodalModel(nn.Module):
         if cfg.what_nets:
             with torch.random.fork_rng(devices=[]):
                 self.what_nets = WhatNets(cfg.audio.n_mels)
+        # What a caption names and a picture shows (`models.attributes`), fitted after the what
+        # phase; on a fork of the random state like the networks above.
+        self.attributes: AttributeReaders | None = None
+        if cfg.attribute_readers:
+            with torch.random.fork_rng(devices=[]):
+                self.attributes = AttributeReaders(self.text.backbone.hidden, cfg.embed_dim)
         # What the sequence heads are good for (models.policy): measured by the trainer after
         # training and read back by `load`; a model not loaded from a checkpoint has no record.
         self.search_policy = SearchPolicy.unrecorded()
@@ -165,6 +172,20 @@ class TrimodalModel(nn.Module):
             return learned_envelope(net, frames, changes, region_changes, motion, halves)
         fps = self.cfg.visual.fps
         return picture_events(frames, fps, fps, changes)
+
+    def knows_attributes(self) -> bool:
+        """Whether the checkpoint has fitted readers of what a caption names and a picture shows."""
+        return self.attributes is not None and self.attributes.is_trained
+
+    def attribute_directions(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, H) token states of the frozen tower and their (B, L) mask → (B, A, D): per
+        attribute of `models.attributes.ATTRIBUTES`, the direction a text query's picture-index
+        vector leans along (`AttributeReaders.directions`). Needs fitted readers."""
+        if self.attributes is None or not self.attributes.is_trained:
+            raise RuntimeError("this checkpoint has no fitted attribute readers")
+        readers = self.attributes
+        logits = readers.text_logits(states.to(self.device), mask.to(self.device))
+        return readers.directions(torch.sigmoid(logits)).float().cpu()
 
     def knows_what(self) -> bool:
         """Whether the checkpoint has trained networks naming what a piece shows and sounds."""

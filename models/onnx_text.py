@@ -154,6 +154,12 @@ class OnnxTextBackbone:
         )
 
     def __call__(self, texts: list[str]) -> Tensor:
+        hidden, mask = self.states(texts)
+        weights = mask[..., None].to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def states(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """As `TextBackbone.states`: (B, L, hidden) token states, (B, L) bool mask."""
         if not texts:
             raise ValueError("no texts to encode")
         batch = self.tokenizer(
@@ -168,6 +174,4 @@ class OnnxTextBackbone:
             with SPARE.idle(self.lent) as free:
                 session = self.wide if free == self.lent else self.session
                 (hidden,) = session.run(["hidden"], feeds)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(1) / np.maximum(weights.sum(1), 1.0)
-        return torch.from_numpy(pooled.astype(np.float32))
+        return torch.from_numpy(np.asarray(hidden, np.float32)), torch.from_numpy(mask > 0)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.attributes import ATTRIBUTES
+
 SEARCH_FILE = "search.json"
 POLICY_VERSION = 1
 
@@ -108,6 +110,19 @@ class SearchPolicy:
     # trained what networks and val measured it helps (absent: records before the field, or not
     # adopted: none).
     what_weight: Mapping[str, float] = field(default_factory=dict)
+    # text→video: the attributes (`models.attributes.ATTRIBUTES`) whose readers a text query's
+    # picture-index vector leans on, and how much (`models.attributes.lean`), as measured on val
+    # (`training.search_policy.choose_text_attributes`); empty (records before the fields, a
+    # checkpoint without fitted readers, or no gain measured): no lean.
+    text_attributes: tuple[str, ...] = ()
+    text_attribute_weight: float | None = None
+
+    def text_lean(self) -> tuple[tuple[str, ...], float]:
+        """The attributes a text query searching videos leans on, and the weight (none: 0)."""
+        w = self.text_attribute_weight
+        if not self.text_attributes or w is None or w <= 0:
+            return (), 0.0
+        return self.text_attributes, float(w)
 
     def text_video_weights(self) -> dict[str, float]:
         """The first pass's weight of each index for a text query searching videos."""
@@ -207,6 +222,14 @@ class SearchPolicy:
                 if self.text_audio_share is not None
                 else {}
             ),
+            **(
+                {
+                    "text_attributes": list(self.text_attributes),
+                    "text_attribute_weight": self.text_attribute_weight,
+                }
+                if self.text_attributes and self.text_attribute_weight is not None
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -247,12 +270,21 @@ class SearchPolicy:
             whole=cls.from_dict(whole) if whole_usable and isinstance(whole, Mapping) else None,
             agreement_event_weight=_weight(data.get("agreement_event_weight")),
             text_audio_share=_share(data.get("text_audio_share")),
+            text_attributes=_attribute_names(data.get("text_attributes")),
+            text_attribute_weight=_weight(data.get("text_attribute_weight")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,
             picture_halves=data.get("picture_motion") is True
             and data.get("picture_halves") is True,
         )
+
+
+def _attribute_names(names: object) -> tuple[str, ...]:
+    """Recorded attribute names, if every one is an attribute this version knows (else none)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return ()
+    return tuple(names) if all(n in ATTRIBUTES for n in names) else ()
 
 
 def _weight(w: object) -> float | None:

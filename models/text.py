@@ -81,6 +81,12 @@ class TextBackbone(nn.Module):
         return self
 
     def forward(self, texts: list[str]) -> Tensor:
+        hidden, mask = self.states(texts)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def states(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """(B, L, hidden) token states and the (B, L) bool mask of real tokens."""
         if not texts:
             raise ValueError("no texts to encode")
         device = next(self.model.parameters()).device
@@ -93,8 +99,7 @@ class TextBackbone(nn.Module):
         ).to(device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.frozen):
             hidden = self.model(**batch).last_hidden_state  # (B, L, hidden)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return hidden, batch["attention_mask"].bool()
 
     @torch.inference_mode()
     def embed(self, texts: list[str], batch_size: int = 256) -> Tensor:

@@ -269,6 +269,16 @@ def train(
             "floor, a low sample rate's cut-off; default: TrainConfig's).",
         ),
     ] = None,
+    text_attributes: Annotated[
+        bool | None,
+        typer.Option(
+            "--text-attributes/--no-text-attributes",
+            help="After the what phase, fit readers of the attributes a caption names (from the "
+            "frozen tower's words) and a picture shows (from its pooled vector), from the clips' "
+            "SynthAV metadata; text queries searching videos then lean on them where the search "
+            "policy measured it helps (default: TrainConfig's).",
+        ),
+    ] = None,
     branch_in_main_epochs: Annotated[
         bool,
         typer.Option(
@@ -408,6 +418,9 @@ def train(
             event_epochs=defaults.event_epochs if event_epochs is None else event_epochs,
             what_epochs=defaults.what_epochs if what_epochs is None else what_epochs,
             what_vary=defaults.what_vary if what_vary is None else what_vary,
+            text_attributes=defaults.text_attributes
+            if text_attributes is None
+            else text_attributes,
             init_temperature=init_temperature,
             position_jitter=defaults.position_jitter
             if position_jitter is None
@@ -667,19 +680,31 @@ def policy_command(
             f"< {SHORT_QUERY_S:g} s": policy.short,
         }
 
+    def _chosen(policy: SearchPolicy, direction: str) -> str:
+        """A tier's choice for one direction, as `trimodal policy` lists it: the re-rank's weighting
+        and the sources' weight where one is weighed in."""
+        chosen = str(policy.evidence.get(direction, {}).get("chosen", "off"))
+        what = policy.what_weight.get(direction)
+        return chosen if what is None else f"{chosen}, sources {what:g}"
+
     for d in DIRECTIONS:
         for (name, old), new in zip(tiers(before).items(), tiers(after).values(), strict=True):
             table.add_row(
                 d,
                 name,
-                "-" if old is None else str(old.evidence.get(d, {}).get("chosen", "off")),
-                "-" if new is None else str(new.evidence.get(d, {}).get("chosen", "off")),
+                "-" if old is None else _chosen(old, d),
+                "-" if new is None else _chosen(new, d),
             )
 
     def share(policy: SearchPolicy) -> str:
         return f"audio share {policy.text_video_weights().get('audio', 0.0):g}"
 
+    def leaning(policy: SearchPolicy) -> str:
+        names, weight = policy.text_lean()
+        return f"{', '.join(names)} × {weight:g}" if names else "none"
+
     table.add_row("text→video", "all", share(before), share(after))
+    table.add_row("text→video", "leans on", leaning(before), leaning(after))
     Console().print(table)
     return after.to_dict()
 

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
+from models.attributes import ATTRIBUTES
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
 from models.events import (
@@ -286,6 +287,7 @@ class Queries:
     target: Tensor  # (Q,) row in the pool
     subset: dict[str, Tensor]  # name → (Q,) bool
     equivalent: Tensor | None  # (Q,) pool items sharing the caption's signature
+    sentences: list[str] = field(default_factory=list)  # the captions, row for row
 
 
 def _text_queries(
@@ -330,7 +332,28 @@ def _text_queries(
             "twins": torch.tensor(twins, dtype=torch.bool),
         },
         equivalent,
+        sentences,
     )
+
+
+def text_directions(model: TrimodalModel, sentences: Sequence[str], batch: int = 256) -> Tensor:
+    """(Q, A, D): each sentence's attribute directions (`TrimodalModel.attribute_directions`),
+    its token states read by the model's frozen tower."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(sentences), batch):
+            states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
+            out.append(model.attribute_directions(states, mask))
+    return torch.cat(out) if out else torch.zeros(0, 0, 0)
+
+
+def text_lean(
+    model: TrimodalModel, sentences: Sequence[str], names: Sequence[str], weight: float
+) -> Tensor:
+    """(Q, D): what each sentence's picture-index vector gains (`models.attributes.lean`)."""
+    dirs = text_directions(model, sentences)
+    chosen = [list(ATTRIBUTES).index(n) for n in names]
+    return weight * dirs[:, chosen].sum(dim=1)
 
 
 def _rerank_ranks(
@@ -445,6 +468,7 @@ def evaluate(
                         *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
                         ("pooled",),
                         audio_share=share,
+                        lean=policy.text_lean(),
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -504,6 +528,7 @@ def _direction(
     cross_bands=True,
     querying: Tensor | None = None,
     audio_share: float = 0.0,
+    lean: tuple[Sequence[str], float] = ((), 0.0),
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -540,6 +565,10 @@ def _direction(
             scores = torch.where(
                 pool.has_audio, (1 - audio_share) * scores + audio_share * heard, scores
             )
+        names, lean_weight = lean
+        if direction == "text→video" and names and lean_weight > 0 and model.knows_attributes():
+            gained = text_lean(model, q.sentences, names, lean_weight)
+            scores = scores + gained @ target_emb.pooled.T
         scores[:, ~has] = -torch.inf
         subset, equivalent = q.subset, q.equivalent
         target = q.target

@@ -37,6 +37,7 @@ from models.policy import DIRECTIONS as POLICY_DIRECTIONS
 from models.policy import SearchPolicy, save_policy
 from models.sequence import Distance
 from models.text import TextBackbone
+from training.attribute_phase import ATTRIBUTE_PHASE_DONE, attribute_phase
 from training.augment import AugmentConfig, level_only
 from training.batches import Batch, Example, all_captions, examples, iterate_batches, shown_slower
 from training.cache import DecodeSpec, FeatureCache, TextCache
@@ -165,6 +166,11 @@ class TrainConfig:
     # val splits it moved every one by a query or three either way and cost the policy's own
     # 1.5 s footage → sound evidence (README "Variety clips lent to the what networks").
     what_vary: bool = False
+    # After the what phase: fit the readers of what a caption names and a picture shows
+    # (`models.attributes`, `training.attribute_phase`) from the training clips' metadata; a
+    # text query searching videos then leans on them where val measures that it helps (README
+    # "What a sentence says, read from its words").
+    text_attributes: bool = True
     # Override the preset's initial contrastive temperature (models.config.ModelConfig; the
     # learned logit scales start at its inverse). Val mean R@10: 0.02 → 0.561, 0.07 (the
     # presets') → 0.659, 0.1 → 0.644 (README, "An attribute loss, and other temperatures").
@@ -718,6 +724,8 @@ def train(
         model_cfg = replace(model_cfg, picture_events="learned")
     if cfg.what_epochs > 0:
         model_cfg = replace(model_cfg, what_nets=True)
+    if cfg.text_attributes:
+        model_cfg = replace(model_cfg, attribute_readers=True)
     # The model decodes pictures the way its training features were decoded, at index and query
     # time too: the fit and the frame rate are the cache's, recorded in the checkpoint's config.
     spec = prepared.cache.spec
@@ -771,6 +779,7 @@ def train(
     phase_done = out / BRANCH_PHASE_DONE
     events_done = out / EVENT_PHASE_DONE  # the same, for the event phase
     what_done = out / WHAT_PHASE_DONE  # and the what phase
+    attributes_done = out / ATTRIBUTE_PHASE_DONE  # and the attribute phase
     stopped = False
     epoch = first_epoch
     try:
@@ -823,6 +832,7 @@ def train(
                 phase_done.unlink(missing_ok=True)
                 events_done.unlink(missing_ok=True)
                 what_done.unlink(missing_ok=True)
+                attributes_done.unlink(missing_ok=True)
                 model.save(out / "best")
             record["seconds"] = round(time.perf_counter() - start, 1)
             history.append(record)
@@ -873,6 +883,14 @@ def train(
             )
         ):
             what_done.write_text(json.dumps({"what_epochs": cfg.what_epochs}) + "\n")
+        # Then what a caption names and a picture shows, on the same finished checkpoint.
+        if (
+            cfg.text_attributes
+            and (out / "best").is_dir()
+            and not attributes_done.exists()
+            and attribute_phase(prepared, cfg.seed, out, device, log, start)
+        ):
+            attributes_done.write_text(json.dumps({"text_attributes": True}) + "\n")
     finally:
         log.close()
     if (out / "best").is_dir():

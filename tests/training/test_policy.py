@@ -1051,3 +1051,80 @@ def test_whole_clips_are_re_ranked_by_each_candidates_window_as_the_service_does
             )
             want.append(int((d <= d[(cand == r).nonzero()[0, 0]]).sum()))
         assert report["hybrid_ranks"] == want
+
+
+def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_path):
+    """The readers of what a caption names and a picture shows are fitted from the training
+    clips' metadata on the finished checkpoint; every other tensor stays as it was."""
+    import io
+
+    from training.attribute_phase import attribute_phase
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
+    model.save(tmp_path / "best")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    log = io.StringIO()
+    assert attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), log, 0.0)
+    after = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
+    assert after.knows_attributes() and not model.knows_attributes()
+    for name, tensor in after.state_dict().items():
+        if not name.startswith("attributes."):
+            assert torch.equal(tensor, before[name]), name
+    assert after.attributes is not None
+    assert float(after.attributes.text.weight.detach().abs().sum()) > 0
+    assert float(after.attributes.picture.weight.detach().abs().sum()) > 0
+    records = [json.loads(line) for line in log.getvalue().splitlines()]
+    fitted = next(r for r in records if r.get("part") == "picture")
+    assert fitted["loss"] < np.log(2)  # better than the zero readers' every class at one half
+    # a checkpoint whose config has no readers is left alone
+    TrimodalModel(preset("tiny"), prepared.backbone).save(tmp_path / "plain" / "best")
+    assert not attribute_phase(prepared, 0, tmp_path / "plain", torch.device("cpu"), log, 0.0)
+
+
+def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp_path):
+    """`choose_text_attributes` ranks the val captions as `_direction` does with the chosen lean:
+    the figures it records are the evaluation's; without fitted readers it chooses none."""
+    from training.attribute_phase import attribute_phase
+    from training.evaluate import _direction
+    from training.search_policy import TEXT_ATTRIBUTE_WEIGHTS, choose_text_attributes
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
+    items = prepared.val_items + prepared.train_items
+    by_id = {i.id: i for i in items if i.id in prepared.cache.row}
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
+    unfitted = choose_text_attributes(model, by_id, pool, prepared.texts, 0.3, queried)
+    assert unfitted[:2] == ((), None)
+    model.save(tmp_path / "best")
+    attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
+    model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    names, weight, evidence = choose_text_attributes(
+        model, by_id, pool, prepared.texts, 0.3, queried
+    )
+    assert set(evidence) >= {"queries", "without", "steps", "chosen"}
+    querying = torch.arange(len(pool.ids)) < queried
+    for step in evidence["steps"]:
+        assert step["weight"] in TEXT_ATTRIBUTE_WEIGHTS
+        with torch.inference_mode():
+            found = _direction(
+                *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp", ("pooled",)),
+                querying=querying,
+                audio_share=0.3,
+                lean=(step["attributes"], step["weight"]),
+            )["pooled"]["all"]
+        assert found["R@1"] == pytest.approx(step["R@1"], abs=1e-4)
+        assert found["R@10"] == pytest.approx(step["R@10"], abs=1e-4)
+    if names:
+        assert list(names) == evidence["steps"][-1]["attributes"] and weight is not None
+        assert evidence["steps"][-1]["R@1"] > evidence["without"]["R@1"]
+    else:
+        assert weight is None and evidence["chosen"] == "off"
+
+
+def io_sink():
+    import io
+
+    return io.StringIO()

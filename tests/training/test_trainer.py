@@ -517,7 +517,12 @@ def test_the_branch_phase_moves_only_the_branches_and_lowers_their_loss(
     import training.trainer as trainer
 
     cfg = replace(
-        ONE_EPOCH_TIMING, position_jitter=8, branch_epochs=3, event_epochs=0, what_epochs=0
+        ONE_EPOCH_TIMING,
+        position_jitter=8,
+        branch_epochs=3,
+        event_epochs=0,
+        what_epochs=0,
+        text_attributes=False,
     )
     phase = trainer._branch_phase
 
@@ -689,7 +694,10 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert "never trained" not in caplog.text
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     phases = [x.get("phase") for x in lines if x.get("phase")]
-    assert phases == ["branch", "events", "events", "what"], phases
+    from training.attribute_phase import TEXT_EPOCHS
+
+    # last the attribute readers: the text one's epochs, then the picture one
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 1)
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -697,6 +705,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert model.search_policy.recorded
     assert (tmp_path / "run" / "event_phase.json").is_file()
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
+    assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
 
@@ -716,6 +725,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 1
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)

@@ -1,0 +1,92 @@
+"""A text query searching videos leans on the attribute readers where the index's policy says so
+(`models.attributes`), through its vector for the picture index: nothing per item is stored."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from index.build import Entry, publish_entries
+from index.query import QueryEncoder
+from index.search import Query, Searcher
+from index.version import ItemRecord
+from models.attributes import ATTRIBUTES
+from models.config import preset
+from models.model import TrimodalModel
+from models.policy import SearchPolicy
+
+DIM = 16
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x)).astype(np.float32)
+
+
+def _build(root: Path, policy: SearchPolicy) -> None:
+    """Item 0 a little nearer the query's vector; item 1 along the colour's direction."""
+    e = np.eye(DIM, dtype=np.float32)
+    vectors = [_unit(1.05 * e[0] + e[2]), _unit(e[0] + e[1]), _unit(e[3])]
+
+    def entries():
+        for i, v in enumerate(vectors):
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+            )
+
+    publish_entries(
+        root,
+        entries(),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info={"search_policy": policy.to_dict()},
+    )
+
+
+def _query(leans: bool) -> Query:
+    e = np.eye(DIM, dtype=np.float32)
+    found = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    found["colour"] = e[1]
+    found["tempo"] = -e[1]  # an attribute the policy does not lean on
+    return Query("text", e[0], leans=found if leans else None)
+
+
+def test_the_policys_attributes_lean_a_text_query_toward_what_it_names(tmp_path: Path) -> None:
+    policy = SearchPolicy(True, {}, text_attributes=("colour",), text_attribute_weight=0.5)
+    _build(tmp_path / "lean", policy)
+    searcher = Searcher.open(tmp_path / "lean")
+    assert [h.id for h in searcher.search(_query(True), "video", k=2).hits] == ["item1", "item0"]
+    # a query without directions (a checkpoint without readers), or audio as the target: as before
+    assert searcher.search(_query(False), "video", k=1).hits[0].id == "item0"
+    assert searcher.search(_query(True), "audio", k=1).hits[0].id == "item0"
+    # an index whose policy leans on nothing (records before the fields): as before
+    _build(tmp_path / "plain", replace(policy, text_attributes=(), text_attribute_weight=None))
+    plain = Searcher.open(tmp_path / "plain")
+    assert plain.search(_query(True), "video", k=1).hits[0].id == "item0"
+    # the tempo's direction points away from item 1: leaning on it as well undoes the colour's
+    _build(tmp_path / "both", replace(policy, text_attributes=("colour", "tempo")))
+    both = Searcher.open(tmp_path / "both")
+    assert both.search(_query(True), "video", k=1).hits[0].id == "item0"
+
+
+def test_a_sentence_gets_its_directions_from_the_same_pass_of_the_tower() -> None:
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True)).eval()
+    encoder = QueryEncoder(model)
+    plain = encoder.text("a small red bell rings slowly").query
+    assert plain.leans is None  # readers never fitted: no lean
+    readers = model.attributes
+    assert readers is not None
+    torch.nn.init.normal_(readers.text.weight)
+    torch.nn.init.normal_(readers.picture.weight)
+    readers.trained.fill_(1.0)
+    query = encoder.text("a small red bell rings slowly").query
+    assert query.leans is not None and set(query.leans) == set(ATTRIBUTES)
+    assert np.allclose(query.pooled, plain.pooled, atol=1e-6)  # the sentence vector unchanged
+    assert all(v.shape == (model.cfg.embed_dim,) for v in query.leans.values())
+    assert any(np.abs(v).sum() > 0 for v in query.leans.values())

@@ -1,0 +1,180 @@
+"""The attribute phase: the readers of what a caption names and a picture shows
+(`models.attributes`) are fitted on the finished checkpoint, from the training clips' metadata.
+
+Nothing else of the model changes. The text reader learns from the training clips' visual and
+audiovisual captions (each labelled with the attribute values of the sources its clip shows, and
+its scene) read by the frozen tower token by token; the picture reader from the same clips'
+pooled picture vectors. A corpus without such metadata (a user's own media) leaves them
+unfitted, and text searches go without them. Whether and how much a search leans on them is
+measured on val afterwards (`training.search_policy.choose_text_attributes`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.attributes import shown_labels
+from models.model import TrimodalModel
+
+ATTRIBUTE_PHASE_DONE = "attribute_phase.json"
+TEXT_EPOCHS = 10
+TEXT_BATCH = 512
+TEXT_LR = 1e-2
+TEXT_DECAY = 1e-4  # × the squared weights, added to the loss
+PICTURE_DECAY = 1e-3
+PICTURE_ITERATIONS = 300
+PICTURE_BATCH = 64
+# The frozen tower reads each caption once (most of the phase's time: 12,000 captions took 88 s on
+# two cores, 4,000 take ~30 s); a clip's captions of a kind say the same in other words.
+CAPTIONS_PER_KIND = 1
+
+
+def _sentences(
+    prepared: Any, rng: np.random.Generator
+) -> tuple[list[str], list[np.ndarray], list[str], list[np.ndarray]]:
+    """The labelled training clips' captions (`CAPTIONS_PER_KIND` of each kind, visual and
+    audiovisual, drawn by `rng`) with their labels, and the clips with pictures with theirs."""
+    captions: list[str] = []
+    caption_labels: list[np.ndarray] = []
+    clips: list[str] = []
+    clip_labels: list[np.ndarray] = []
+    cache = prepared.cache
+    for item in prepared.train_items:
+        labels = shown_labels(item.meta)
+        if labels is None or item.id not in cache.row or len(cache.frames(item.id)) == 0:
+            continue
+        clips.append(item.id)
+        clip_labels.append(labels)
+        for kind in ("visual", "audiovisual"):
+            found = list(item.captions.get(kind, ()))
+            for r in rng.permutation(len(found))[:CAPTIONS_PER_KIND]:
+                captions.append(found[int(r)])
+                caption_labels.append(labels)
+    return captions, caption_labels, clips, clip_labels
+
+
+def attribute_phase(
+    prepared: Any, seed: int, out: Path, device: torch.device, log: IO[str], start: float
+) -> bool:
+    """Fit the best checkpoint's attribute readers; the result, marked fitted, replaces `best/`
+    (everything else in it bit-identical). False, and `best/` untouched, when its config has no
+    readers or no training clip names its attributes."""
+    model = TrimodalModel.load(out / "best", device, prepared.backbone, warn_untrained=False)
+    readers = model.attributes
+    if readers is None:
+        return False
+    captions, caption_labels, clips, clip_labels = _sentences(
+        prepared, np.random.default_rng([seed, 4_000])
+    )
+    if not captions or not clips:
+        log.write(json.dumps({"phase": "attributes", "skipped": "no clip names its attributes"}))
+        log.write("\n")
+        return False
+    model.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    backbone = prepared.backbone
+    # The frozen tower's token states, once (read in batches of like length: less padding),
+    # kept per caption at unit length (the reader's input) in half precision.
+    states_of: list[torch.Tensor] = [torch.zeros(0)] * len(captions)
+    by_length = sorted(range(len(captions)), key=lambda r: len(captions[r]))
+    with torch.no_grad():
+        for s in range(0, len(by_length), TEXT_BATCH):
+            rows = by_length[s : s + TEXT_BATCH]
+            states, mask = backbone.states([captions[r] for r in rows])
+            states = F.normalize(states.float(), dim=-1).half().cpu()
+            for j, r in enumerate(rows):
+                states_of[r] = states[j][mask[j].cpu()]
+    labels_of = torch.as_tensor(np.stack(caption_labels))
+
+    def text_batch(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        longest = max(len(states_of[r]) for r in rows)
+        states = torch.zeros(len(rows), longest, states_of[rows[0]].shape[-1])
+        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for j, r in enumerate(rows):
+            states[j, : len(states_of[r])] = states_of[r].float()
+            mask[j, : len(states_of[r])] = True
+        return states, mask, labels_of[rows]
+
+    text = readers.text
+    text.requires_grad_(True)
+    opt = torch.optim.Adam(text.parameters(), lr=TEXT_LR)
+    for epoch in range(TEXT_EPOCHS):
+        total = 0.0
+        order = torch.randperm(len(captions), generator=gen).tolist()
+        for s in range(0, len(order), TEXT_BATCH):
+            states, mask, target = text_batch(order[s : s + TEXT_BATCH])
+            logits = readers.text_logits(states.to(device), mask.to(device))
+            loss = F.binary_cross_entropy_with_logits(logits, target.to(device))
+            loss = loss + TEXT_DECAY * text.weight.pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(target)
+        log.write(
+            json.dumps(
+                {
+                    "phase": "attributes",
+                    "part": "text",
+                    "epoch": epoch,
+                    "captions": len(captions),
+                    "loss": total / len(captions),
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
+            + "\n"
+        )
+        log.flush()
+    text.requires_grad_(False)
+    # The picture reader on the pooled picture vectors, standardised by their own spread.
+    pooled = []
+    with torch.no_grad():
+        for s in range(0, len(clips), PICTURE_BATCH):
+            chunk = clips[s : s + PICTURE_BATCH]
+            frames = [np.asarray(prepared.cache.frames(i)) for i in chunk]
+            inputs = prepared.cache.pictures.inputs(model, frames, chunk)
+            pooled.append(model.encode_pictures(inputs).pooled.float().cpu())
+    vectors = torch.cat(pooled)
+    readers.picture_mean.copy_(vectors.mean(0))
+    readers.picture_scale.copy_(vectors.std(0).clamp(min=1e-6))
+    x = ((vectors - readers.picture_mean.cpu()) / readers.picture_scale.cpu()).to(device)
+    y = torch.as_tensor(np.stack(clip_labels)).to(device)
+    picture = readers.picture
+    picture.requires_grad_(True)
+    lbfgs = torch.optim.LBFGS(
+        picture.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(picture(x), y)
+        loss = loss + PICTURE_DECAY * picture.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    picture.requires_grad_(False)
+    with torch.no_grad():
+        fitted = float(F.binary_cross_entropy_with_logits(picture(x), y))
+    log.write(
+        json.dumps(
+            {
+                "phase": "attributes",
+                "part": "picture",
+                "clips": len(clips),
+                "loss": fitted,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        + "\n"
+    )
+    log.flush()
+    readers.trained.fill_(1.0)
+    model.save(out / "best")
+    return True
