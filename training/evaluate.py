@@ -536,8 +536,10 @@ def _direction(
     """One direction's report. text→video scores each clip by (1 − `audio_share`) × the
     caption's similarity to its picture's vector + `audio_share` × to its sound's (a clip without
     sound by its picture alone), as the service's first pass fuses the two indexes
-    (`SearchPolicy.text_video_weights`; the service fuses each index's top candidates, a score
-    an index did not return counting as the lowest it did; here every clip is scored exactly).
+    (`SearchPolicy.text_video_weights`; the service scores the union of each index's top
+    candidates exactly from its stores; here every clip is scored). With `lean` (attribute names
+    and a weight, `SearchPolicy.text_lean`) the caption's vector for the picture leans as the
+    service's does (`models.attributes`).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'

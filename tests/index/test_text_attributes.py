@@ -90,3 +90,38 @@ def test_a_sentence_gets_its_directions_from_the_same_pass_of_the_tower() -> Non
     assert np.allclose(query.pooled, plain.pooled, atol=1e-6)  # the sentence vector unchanged
     assert all(v.shape == (model.cfg.embed_dim,) for v in query.leans.values())
     assert any(np.abs(v).sum() > 0 for v in query.leans.values())
+
+
+def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
+    """A text query searching videos fuses the picture's and the sound's index. An item one index
+    did not return is scored from the stores, not given that index's lowest returned score: here
+    the picture's best item is silent, and the sound's list is full of clips nothing like the
+    sentence to look at; only the exact score puts first the item both indexes like."""
+    e = np.eye(DIM, dtype=np.float32)
+
+    def at(score: float) -> np.ndarray:  # a unit vector whose cosine with e[0] is `score`
+        return (score * e[0] + np.sqrt(1 - score**2) * e[1]).astype(np.float32)
+
+    scores = {"both": (0.8, 0.7), "silent-look": (0.9, 0.0)}
+    scores |= {f"noise{i}": (0.0, 0.9) for i in range(4)}
+
+    def entries():
+        for name, (seen, heard) in scores.items():
+            yield Entry(
+                ItemRecord(name, f"/m/{name}.mp4", 6.0, True, True),
+                {"visual": at(seen), "audio": at(heard)},
+                {"visual": at(seen)[None], "audio": at(heard)[None]},
+            )
+
+    policy = SearchPolicy(True, {}, text_audio_share=0.4)
+    publish_entries(
+        tmp_path,
+        entries(),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info={"search_policy": policy.to_dict()},
+    )
+    hits = Searcher.open(tmp_path).search(Query("text", e[0]), "video", k=1).hits
+    assert hits[0].id == "both"  # 0.6 × 0.8 + 0.4 × 0.7, against 0.6 × 0.9 for the silent look
+    assert abs(hits[0].score - (0.6 * 0.8 + 0.4 * 0.7)) < 1e-3  # stored in half precision
