@@ -747,17 +747,23 @@ class Searcher:
         vectors: Mapping[str, np.ndarray] | None = None,
     ) -> dict[int, float]:
         """The first pass's fused score of `rows` (exact, from the stores; `vectors`: an
-        index's own query vector where it differs from `pooled`, as `_first_pass` takes it)."""
+        index's own query vector where it differs from `pooled`, as `_first_pass` takes it). An
+        item without one of the weighted streams (a silent video) is scored by the others, their
+        weights taken as the whole, as `training.evaluate` scores it."""
         if not rows:
             return {}
         total = np.zeros(len(rows), np.float64)
+        present = np.zeros(len(rows), np.float64)
         for m, w in weights.items():
             if w <= 0 or m not in self.indexes:
                 continue
             vector = pooled if vectors is None or m not in vectors else vectors[m]
             stored, mask = self.version.sequences(f"{m}.pooled").batch(rows)
             total += w * np.where(mask[:, 0], stored[:, 0] @ vector, 0.0)
-        return dict(zip(rows, total.tolist(), strict=True))
+            present += w * mask[:, 0]
+        whole = sum(w for m, w in weights.items() if w > 0 and m in self.indexes)
+        scale = np.where(present > 0, whole / np.maximum(present, 1e-12), 1.0)
+        return dict(zip(rows, (total * scale).tolist(), strict=True))
 
     def _event_scores(
         self,

@@ -90,11 +90,12 @@ class Engine:
 
     def _text_runtime(self, model: TrimodalModel, exported: bool) -> OnnxTextBackbone | None:
         """The text tower on ONNX Runtime: int8 always (unless torch is asked for), float32 only
-        where no export already covers text."""
+        where no export already covers text — or where the checkpoint's attribute readers need
+        the tower's token states, which the export's sentence vector does not give."""
         s = self.settings
         if s.text_runtime == "torch" or not model.cfg.text.frozen:
             return None
-        if s.text_runtime == "onnx" and exported:
+        if s.text_runtime == "onnx" and exported and not model.knows_attributes():
             return None
         try:
             return OnnxTextBackbone(

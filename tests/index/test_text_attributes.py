@@ -112,6 +112,12 @@ def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
                 {"visual": at(seen), "audio": at(heard)},
                 {"visual": at(seen)[None], "audio": at(heard)[None]},
             )
+        # a silent video: scored by its picture alone, as the evaluation scores it
+        yield Entry(
+            ItemRecord("silent", "/m/silent.mp4", 6.0, True, False),
+            {"visual": at(0.75), "audio": None},
+            {"visual": at(0.75)[None], "audio": np.zeros((0, DIM), np.float32)},
+        )
 
     policy = SearchPolicy(True, {}, text_audio_share=0.4)
     publish_entries(
@@ -125,3 +131,6 @@ def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
     hits = Searcher.open(tmp_path).search(Query("text", e[0]), "video", k=1).hits
     assert hits[0].id == "both"  # 0.6 × 0.8 + 0.4 × 0.7, against 0.6 × 0.9 for the silent look
     assert abs(hits[0].score - (0.6 * 0.8 + 0.4 * 0.7)) < 1e-3  # stored in half precision
+    hits = Searcher.open(tmp_path).search(Query("text", e[0]), "video", k=2).hits
+    assert [h.id for h in hits] == ["both", "silent"]
+    assert abs(hits[1].score - 0.75) < 1e-3

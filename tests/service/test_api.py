@@ -440,3 +440,28 @@ def test_hits_carry_av_agreement_and_it_filters(client: TestClient) -> None:
         json={"query": "a dog", "k": 12, "filters": {"min_av_agreement": middle}},
     ).json()["hits"]
     assert 0 < len(kept) < 12 and all(h["av_agreement"] >= middle - 1e-4 for h in kept)
+
+
+def test_a_checkpoint_that_reads_attributes_gets_a_text_tower_beside_the_export(
+    served, tmp_path: Path
+) -> None:
+    """The export's text path gives the sentence vector only; a checkpoint with fitted attribute
+    readers (`models.attributes`) needs the tower's token states, so the service keeps an ONNX
+    tower for text even where the float export covers it, and its sentences lean."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from index.query import QueryEncoder
+    from models.model import TrimodalModel
+
+    settings = settings_for(served, text_runtime="onnx")
+    plain = TrimodalModel.load(served["ckpt"])
+    assert Engine._text_runtime(SimpleNamespace(settings=settings), plain, True) is None
+    reading = TrimodalModel(replace(plain.cfg, attribute_readers=True))
+    reading.load_state_dict(plain.state_dict(), strict=False)
+    assert reading.attributes is not None
+    reading.attributes.trained.fill_(1.0)
+    tower = Engine._text_runtime(SimpleNamespace(settings=settings), reading, True)
+    assert tower is not None and not tower.path.name.endswith("-int8.onnx")
+    query = QueryEncoder(reading, text_backbone=tower).text("a red ball").query
+    assert query.leans is not None
