@@ -38,9 +38,13 @@ def _build(root: Path, policy: SearchPolicy) -> None:
                 {"visual": v[None], "audio": v[None]},
             )
 
+    _publish(root, entries(), policy)
+
+
+def _publish(root: Path, entries, policy: SearchPolicy) -> None:
     publish_entries(
         root,
-        entries(),
+        entries,
         model_hash="x",
         dim=DIM,
         steps_per_second=4.0,
@@ -119,15 +123,7 @@ def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
             {"visual": at(0.75)[None], "audio": np.zeros((0, DIM), np.float32)},
         )
 
-    policy = SearchPolicy(True, {}, text_audio_share=0.4)
-    publish_entries(
-        tmp_path,
-        entries(),
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info={"search_policy": policy.to_dict()},
-    )
+    _publish(tmp_path, entries(), SearchPolicy(True, {}, text_audio_share=0.4))
     hits = Searcher.open(tmp_path).search(Query("text", e[0]), "video", k=1).hits
     assert hits[0].id == "both"  # 0.6 × 0.8 + 0.4 × 0.7, against 0.6 × 0.9 for the silent look
     assert abs(hits[0].score - (0.6 * 0.8 + 0.4 * 0.7)) < 1e-3  # stored in half precision
