@@ -32,6 +32,7 @@ from models.model import TrimodalModel
 from models.onnx_export import OnnxEncoders
 from models.prints import query_prints
 from models.spare import SPARE
+from models.text import mean_of_states
 
 MAX_QUERY_CHARS = 1000
 
@@ -82,9 +83,7 @@ class QueryEncoder:
                 tower = getattr(self.text_backbone, "states", None)
                 read = tower if callable(tower) else self.model.text.backbone.states
                 states, mask = read([sentence])
-                weights = mask.unsqueeze(-1).to(states.dtype)
-                mean = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-                emb = self.model.project_text(mean)
+                emb = self.model.project_text(mean_of_states(states, mask))
                 found = self.model.attribute_directions(states, mask)[0].numpy()
                 leans = {name: found[a] for a, name in enumerate(ATTRIBUTES)}
             elif self.text_backbone is not None:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from models.spare import SPARE
-from models.text import TextBackbone
+from models.text import TextBackbone, mean_of_states
 
 OPSET = 17
 
@@ -154,9 +154,7 @@ class OnnxTextBackbone:
         )
 
     def __call__(self, texts: list[str]) -> Tensor:
-        hidden, mask = self.states(texts)
-        weights = mask[..., None].to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return mean_of_states(*self.states(texts))
 
     def states(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """As `TextBackbone.states`: (B, L, hidden) token states, (B, L) bool mask."""

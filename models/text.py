@@ -81,9 +81,7 @@ class TextBackbone(nn.Module):
         return self
 
     def forward(self, texts: list[str]) -> Tensor:
-        hidden, mask = self.states(texts)
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return mean_of_states(*self.states(texts))
 
     def states(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         """(B, L, hidden) token states and the (B, L) bool mask of real tokens."""
@@ -110,6 +108,13 @@ class TextBackbone(nn.Module):
             idx = order[start : start + batch_size]
             out[idx] = self([texts[i] for i in idx]).float().cpu()
         return out
+
+
+def mean_of_states(hidden: Tensor, mask: Tensor) -> Tensor:
+    """(B, L, H) token states and their (B, L) bool mask → (B, H): the mean over real tokens,
+    the frozen tower's sentence vector (one definition for every runtime that reads states)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 class ResidualHead(nn.Module):
