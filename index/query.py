@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from index.search import Query, QueryModality
-from models.attributes import ATTRIBUTES
+from models.attributes import ATTRIBUTES, AttributeReading, PictureReader
 from models.encoders import Embeddings
 from models.events import (
     Phase,
@@ -60,6 +60,7 @@ class QueryEncoder:
         self.limits = limits or MediaLimits()
         self.text_backbone = text_backbone
         self.onnx = onnx
+        self._reader: PictureReader | None = None
 
     @property
     def runtime(self) -> str:
@@ -75,7 +76,7 @@ class QueryEncoder:
         if len(sentence) > MAX_QUERY_CHARS:
             raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
         t = time.perf_counter()
-        leans = None
+        leans = reading = None
         with torch.inference_mode():
             if self.model.knows_attributes():
                 # one pass of the tower gives the sentence vector (the mean of its token
@@ -84,8 +85,9 @@ class QueryEncoder:
                 read = tower if callable(tower) else self.model.text.backbone.states
                 states, mask = read([sentence])
                 emb = self.model.project_text(mean_of_states(states, mask))
-                found = self.model.attribute_directions(states, mask)[0].numpy()
-                leans = {name: found[a] for a, name in enumerate(ATTRIBUTES)}
+                probabilities, found = self.model.attribute_reading(states, mask)
+                leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
+                reading = AttributeReading(probabilities[0].numpy(), self._picture_reader())
             elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))
             elif self.onnx is not None:
@@ -93,7 +95,14 @@ class QueryEncoder:
             else:
                 emb = self.model.encode_text([sentence])
         pooled = emb.pooled[0].float().cpu().numpy()
-        return Encoded(Query("text", pooled, leans=leans), {"encode": _ms(t)})
+        return Encoded(Query("text", pooled, leans=leans, reading=reading), {"encode": _ms(t)})
+
+    def _picture_reader(self) -> PictureReader:
+        """The model's picture reader as arrays, made once (`models.attributes`)."""
+        if self._reader is None:
+            assert self.model.attributes is not None
+            self._reader = self.model.attributes.picture_reader()
+        return self._reader
 
     def audio(self, path: Path, landmarks: bool = True) -> Encoded:
         """The sound of an audio file, or of a video file's audio track; `landmarks`: also its

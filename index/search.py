@@ -40,7 +40,7 @@ from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.attributes import lean
+from models.attributes import AGREEMENT_K, AttributeReading, agreement, lean
 from models.events import (
     BANDS,
     SCAN_CANDIDATES,
@@ -104,6 +104,10 @@ class Query:
     # a sentence's attribute directions (`models.attributes`, name → (D,)): what its vector for
     # the picture index leans along where the policy says so (None: the model has no readers)
     leans: Mapping[str, np.ndarray] | None = None
+    # what the sentence names and the reader of what a picture shows (`models.attributes`): the
+    # leaning first pass's best videos re-ranked by how far they agree, where the policy says so
+    # (None: the model has no readers)
+    reading: AttributeReading | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,26 @@ class Searcher:
         pooled = np.asarray(query.pooled, np.float32)
         return {"visual": pooled + lean(query.leans, names, weight) / visual}
 
+    def _by_agreement(
+        self, reading: AttributeReading, ranked: list[tuple[int, float]], policy: SearchPolicy
+    ) -> list[tuple[int, float]]:
+        """A leaning text query's best `AGREEMENT_K` videos re-ranked: each one's first-pass
+        score + the policy's weight × how far the readers agree on the attributes it leans on
+        (`models.attributes.agreement`; the picture reader reads the item's stored picture
+        vector, an item without a picture counts as the reader unsure of everything). The rest
+        follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
+        names, _ = policy.text_lean()
+        top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
+        if not top:
+            return ranked
+        stored, mask = self.version.sequences("visual.pooled").batch([r for r, _ in top])
+        pictures = reading.picture.probabilities(stored[:, 0])
+        pictures[~mask[:, 0]] = 0.5
+        agree = agreement(reading.probabilities[None], pictures, names)
+        weight = policy.text_agreement()
+        rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
+        return sorted(rescored, key=lambda kv: (-kv[1], kv[0])) + rest
+
     def search(
         self,
         query: Query,
@@ -439,6 +463,9 @@ class Searcher:
         reranking = rerank and query.sequence is not None
         fetch = max(k, rerank_k) if reranking else max(k, min(rerank_k, 4 * k))
         leaning = self._leaning(query, target, policy, weights)
+        agreeing = leaning is not None and query.reading is not None and policy.text_agreement()
+        if agreeing:  # the re-rank by the readers' agreement takes the first pass's best
+            fetch = max(fetch, AGREEMENT_K)
         fused = self._first_pass(pooled, weights, fetch, allowed, leaning)
         if sum(w > 0 and m in self.indexes for m, w in weights.items()) > 1:
             # several indexes fused (a text query searching videos): each candidate's score is
@@ -447,6 +474,8 @@ class Searcher:
             # more: on the own test pool the floors cost R@1 0.148 → 0.128, `k` 10)
             fused = self._pooled_scores(pooled, weights, sorted(fused), leaning)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        if agreeing and query.reading is not None:
+            ranked = self._by_agreement(query.reading, ranked, policy)
         primary = max(weights, key=lambda m: weights[m])
         # The event envelopes weigh in where the policy measured they help this direction; they
         # also bring their own candidates, found by scanning every item's envelope.

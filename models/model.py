@@ -181,11 +181,20 @@ class TrimodalModel(nn.Module):
         """(B, L, H) token states of the frozen tower and their (B, L) mask → (B, A, D): per
         attribute of `models.attributes.ATTRIBUTES`, the direction a text query's picture-index
         vector leans along (`AttributeReaders.directions`). Needs fitted readers."""
+        return self.attribute_reading(states, mask)[1]
+
+    def attribute_reading(self, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """What the text reader reads of (B, L, H) token states with their (B, L) mask: the
+        (B, C) probabilities of `models.attributes.CLASSES` and the (B, A, D) directions
+        (`attribute_directions`), from one pass of the reader. Needs fitted readers."""
         if self.attributes is None or not self.attributes.is_trained:
             raise RuntimeError("this checkpoint has no fitted attribute readers")
         readers = self.attributes
-        logits = readers.text_logits(states.to(self.device), mask.to(self.device))
-        return readers.directions(torch.sigmoid(logits)).float().cpu()
+        probabilities = torch.sigmoid(
+            readers.text_logits(states.to(self.device), mask.to(self.device))
+        )
+        directions = readers.directions(probabilities).float().cpu()
+        return probabilities.float().cpu(), directions
 
     def knows_what(self) -> bool:
         """Whether the checkpoint has trained networks naming what a piece shows and sounds."""

@@ -116,6 +116,11 @@ class SearchPolicy:
     # checkpoint without fitted readers, or no gain measured): no lean.
     text_attributes: tuple[str, ...] = ()
     text_attribute_weight: float | None = None
+    # text→video, with a lean: how much the readers' agreement on those attributes
+    # (`models.attributes.agreement`) adds to the first pass's score in a re-rank of its best
+    # `models.attributes.AGREEMENT_K` candidates, as measured on val (None: records before the
+    # field, or not adopted: no re-rank).
+    text_attribute_agreement: float | None = None
 
     def text_lean(self) -> tuple[tuple[str, ...], float]:
         """The attributes a text query searching videos leans on, and the weight (none: 0)."""
@@ -123,6 +128,14 @@ class SearchPolicy:
         if not self.text_attributes or w is None or w <= 0:
             return (), 0.0
         return self.text_attributes, float(w)
+
+    def text_agreement(self) -> float:
+        """How much the readers' agreement adds in a text query's re-rank of videos (none: 0);
+        only with a lean (`text_lean`)."""
+        w = self.text_attribute_agreement
+        if not self.text_lean()[0] or w is None or w <= 0:
+            return 0.0
+        return float(w)
 
     def text_video_weights(self) -> dict[str, float]:
         """The first pass's weight of each index for a text query searching videos."""
@@ -230,6 +243,11 @@ class SearchPolicy:
                 if self.text_attributes and self.text_attribute_weight is not None
                 else {}
             ),
+            **(
+                {"text_attribute_agreement": self.text_attribute_agreement}
+                if self.text_agreement() > 0
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -272,6 +290,7 @@ class SearchPolicy:
             text_audio_share=_share(data.get("text_audio_share")),
             text_attributes=_attribute_names(data.get("text_attributes")),
             text_attribute_weight=_weight(data.get("text_attribute_weight")),
+            text_attribute_agreement=_weight(data.get("text_attribute_agreement")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

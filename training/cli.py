@@ -704,7 +704,13 @@ def policy_command(
         return f"{', '.join(names)} × {weight:g}" if names else "none"
 
     table.add_row("text→video", "all", share(before), share(after))
+
+    def agreeing(policy: SearchPolicy) -> str:
+        weight = policy.text_agreement()
+        return f"× {weight:g}" if weight > 0 else "none"
+
     table.add_row("text→video", "leans on", leaning(before), leaning(after))
+    table.add_row("text→video", "readers' agreement", agreeing(before), agreeing(after))
     Console().print(table)
     return after.to_dict()
 

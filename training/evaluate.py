@@ -20,7 +20,8 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
-from models.attributes import ATTRIBUTES
+from models.attributes import AGREEMENT_K, ATTRIBUTES
+from models.attributes import agreement as reader_agreement
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
 from models.events import (
@@ -336,15 +337,27 @@ def _text_queries(
     )
 
 
-def text_directions(model: TrimodalModel, sentences: Sequence[str], batch: int = 256) -> Tensor:
-    """(Q, A, D): each sentence's attribute directions (`TrimodalModel.attribute_directions`),
-    its token states read by the model's frozen tower."""
-    out = []
+def text_reading(
+    model: TrimodalModel, sentences: Sequence[str], batch: int = 256
+) -> tuple[Tensor, Tensor]:
+    """Each sentence's (Q, C) attribute probabilities and (Q, A, D) directions
+    (`TrimodalModel.attribute_reading`), its token states read by the model's frozen tower."""
+    probabilities, directions = [], []
     with torch.inference_mode():
         for s in range(0, len(sentences), batch):
             states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
-            out.append(model.attribute_directions(states, mask))
-    return torch.cat(out) if out else torch.zeros(0, 0, 0)
+            p, d = model.attribute_reading(states, mask)
+            probabilities.append(p)
+            directions.append(d)
+    if not probabilities:
+        return torch.zeros(0, 0), torch.zeros(0, 0, 0)
+    return torch.cat(probabilities), torch.cat(directions)
+
+
+def text_directions(model: TrimodalModel, sentences: Sequence[str], batch: int = 256) -> Tensor:
+    """(Q, A, D): each sentence's attribute directions (`TrimodalModel.attribute_directions`),
+    its token states read by the model's frozen tower."""
+    return text_reading(model, sentences, batch)[1]
 
 
 def text_lean(
@@ -354,6 +367,34 @@ def text_lean(
     dirs = text_directions(model, sentences)
     chosen = [list(ATTRIBUTES).index(n) for n in names]
     return weight * dirs[:, chosen].sum(dim=1)
+
+
+def picture_probabilities(model: TrimodalModel, pooled: Tensor) -> Tensor:
+    """(N, C): the picture reader's probabilities of (N, D) pooled picture vectors, read as the
+    service reads them (`models.attributes.PictureReader`)."""
+    assert model.attributes is not None
+    reader = model.attributes.picture_reader()
+    return torch.from_numpy(reader.probabilities(pooled.float().cpu().numpy()))
+
+
+def agreement_rerank(
+    scores: Tensor,
+    text: Tensor,
+    pictures: Tensor,
+    names: Sequence[str],
+    weight: float,
+    k: int = AGREEMENT_K,
+) -> Tensor:
+    """(Q, N) first-pass scores with each query's best `k` re-scored as the service re-ranks a
+    text query's videos: + `weight` × the readers' agreement on `names`
+    (`models.attributes.agreement` of the (Q, C) `text` and (N, C) `pictures` probabilities);
+    the rest stay below them, in their order."""
+    k = min(k, scores.shape[1])
+    top = scores.topk(k, dim=1).indices  # (Q, k)
+    agree = reader_agreement(text[:, None, :], pictures[top], names)  # (Q, k)
+    out = scores - 1e6  # below every re-ranked one, in their first-pass order
+    out.scatter_(1, top, scores.gather(1, top) + weight * agree)
+    return out
 
 
 def _rerank_ranks(
@@ -469,6 +510,7 @@ def evaluate(
                         ("pooled",),
                         audio_share=share,
                         lean=policy.text_lean(),
+                        reader_weight=policy.text_agreement(),
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -529,6 +571,7 @@ def _direction(
     querying: Tensor | None = None,
     audio_share: float = 0.0,
     lean: tuple[Sequence[str], float] = ((), 0.0),
+    reader_weight: float = 0.0,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -539,7 +582,8 @@ def _direction(
     (`SearchPolicy.text_video_weights`; the service scores the union of each index's top
     candidates exactly from its stores; here every clip is scored). With `lean` (attribute names
     and a weight, `SearchPolicy.text_lean`) the caption's vector for the picture leans as the
-    service's does (`models.attributes`).
+    service's does (`models.attributes`), and with `reader_weight` > 0 the best `AGREEMENT_K` are
+    re-ranked by the readers' agreement on those attributes (`agreement_rerank`).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -568,10 +612,18 @@ def _direction(
                 pool.has_audio, (1 - audio_share) * scores + audio_share * heard, scores
             )
         names, lean_weight = lean
-        if direction == "text→video" and names and lean_weight > 0 and model.knows_attributes():
-            gained = text_lean(model, q.sentences, names, lean_weight)
+        leaning = (
+            direction == "text→video" and names and lean_weight > 0 and model.knows_attributes()
+        )
+        read = text_reading(model, q.sentences) if leaning else None
+        if read is not None:
+            chosen = [list(ATTRIBUTES).index(n) for n in names]
+            gained = lean_weight * read[1][:, chosen].sum(dim=1)
             scores = scores + gained @ target_emb.pooled.T
         scores[:, ~has] = -torch.inf
+        if read is not None and reader_weight > 0:
+            pictures = picture_probabilities(model, target_emb.pooled)
+            scores = agreement_rerank(scores, read[0], pictures, names, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target
 

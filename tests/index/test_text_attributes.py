@@ -13,7 +13,7 @@ from index.build import Entry, publish_entries
 from index.query import QueryEncoder
 from index.search import Query, Searcher
 from index.version import ItemRecord
-from models.attributes import ATTRIBUTES
+from models.attributes import ATTRIBUTES, CLASSES, AttributeReading, PictureReader, columns
 from models.config import preset
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -130,3 +130,99 @@ def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
     hits = Searcher.open(tmp_path).search(Query("text", e[0]), "video", k=2).hits
     assert [h.id for h in hits] == ["both", "silent"]
     assert abs(hits[1].score - 0.75) < 1e-3
+
+
+def _reader(dim: int, seed: int) -> PictureReader:
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0.0, 3.0, (len(CLASSES), dim)).astype(np.float32)
+    return PictureReader(weight, rng.normal(0.0, 0.5, len(CLASSES)).astype(np.float32))
+
+
+def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -> None:
+    """Item 0 is a little nearer the sentence; the picture reader says item 1 shows the size the
+    sentence names and item 0 the other: the agreement puts item 1 first where the policy says."""
+    e = np.eye(DIM, dtype=np.float32)
+    weight = np.zeros((len(CLASSES), DIM), np.float32)
+    small, large = columns("size")
+    weight[small], weight[large] = 8 * e[2], -8 * e[2]
+    reader = PictureReader(weight, np.zeros(len(CLASSES), np.float32))
+    probabilities = np.full(len(CLASSES), 0.5, np.float32)
+    probabilities[[small, large]] = (0.95, 0.05)
+    vectors = [_unit(e[0] - 0.3 * e[2]), _unit(e[0] + 0.35 * e[2]), _unit(e[3] - e[0])]
+
+    def entries():
+        for i, v in enumerate(vectors):
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+            )
+
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    reading = AttributeReading(probabilities, reader)
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.0,
+        text_attributes=("size",),
+        text_attribute_weight=0.1,
+        text_attribute_agreement=1.0,
+    )
+    _publish(tmp_path / "agree", entries(), policy)
+    searcher = Searcher.open(tmp_path / "agree")
+    query = Query("text", e[0], leans=leans, reading=reading)
+    hits = searcher.search(query, "video", k=2).hits
+    assert [h.id for h in hits] == ["item1", "item0"]
+    assert hits[0].pooled_score < hits[1].pooled_score  # the first pass had them the other way
+    # without the sentence's reading, or where the policy re-ranks by nothing: the first pass
+    assert searcher.search(replace(query, reading=None), "video", k=1).hits[0].id == "item0"
+    _publish(tmp_path / "off", entries(), replace(policy, text_attribute_agreement=None))
+    assert Searcher.open(tmp_path / "off").search(query, "video", k=1).hits[0].id == "item0"
+
+
+def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path) -> None:
+    """The same vectors, sentences and readers: the index's ranking is
+    `training.evaluate.agreement_rerank`'s (the stores hold half precision: scores to 1e-2)."""
+    from training.evaluate import agreement_rerank
+
+    rng = np.random.default_rng(3)
+    vectors = np.stack([_unit(rng.normal(size=DIM)) for _ in range(40)])
+    queries = np.stack([_unit(rng.normal(size=DIM)) for _ in range(6)])
+    reader = _reader(DIM, 4)
+    text = rng.uniform(0.02, 0.98, (len(queries), len(CLASSES))).astype(np.float32)
+    names = ("size", "direction", "colour")
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.0,
+        text_attributes=names,
+        text_attribute_weight=0.1,
+        text_attribute_agreement=0.5,
+    )
+
+    def entries():
+        for i, v in enumerate(vectors):
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+            )
+
+    _publish(tmp_path, entries(), policy)
+    searcher = Searcher.open(tmp_path)
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    expected = agreement_rerank(
+        torch.from_numpy(queries @ vectors.T),
+        torch.from_numpy(text),
+        torch.from_numpy(reader.probabilities(vectors)),
+        names,
+        0.5,
+    )
+    plain = torch.from_numpy(queries @ vectors.T).topk(5).indices
+    assert not torch.equal(expected.topk(5).indices, plain)  # the agreement reorders
+    for qi, q in enumerate(queries):
+        reading = AttributeReading(text[qi], reader)
+        hits = searcher.search(Query("text", q, leans=leans, reading=reading), "video", k=5).hits
+        best = expected[qi].topk(5)
+        assert [h.row for h in hits] == best.indices.tolist()
+        assert np.allclose([h.score for h in hits], best.values.numpy(), atol=1e-2)

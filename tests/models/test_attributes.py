@@ -11,6 +11,7 @@ from models.attributes import (
     ATTRIBUTES,
     CLASSES,
     AttributeReaders,
+    agreement,
     columns,
     lean,
     shown_labels,
@@ -104,3 +105,60 @@ def test_the_policy_records_what_a_text_query_leans_on():
     del record["text_attributes"]  # a record from before the fields
     assert SearchPolicy.from_dict(record).text_lean() == ((), 0.0)
     assert set(ATTRIBUTES) >= {"colour", "direction", "size"}
+
+
+def test_the_policy_records_the_agreements_weight_only_beside_a_lean():
+    policy = SearchPolicy(
+        True,
+        {},
+        text_attributes=("size",),
+        text_attribute_weight=0.2,
+        text_attribute_agreement=0.5,
+    )
+    record = policy.to_dict()
+    assert record["text_attribute_agreement"] == 0.5
+    assert SearchPolicy.from_dict(record).text_agreement() == 0.5
+    del record["text_attribute_agreement"]  # a record from before the field: no re-rank
+    assert SearchPolicy.from_dict(record).text_agreement() == 0.0
+    alone = SearchPolicy(True, {}, text_attribute_agreement=0.5)  # nothing leans: nothing agrees
+    assert alone.text_agreement() == 0.0
+    assert "text_attribute_agreement" not in alone.to_dict()
+    record = policy.to_dict() | {"text_attribute_agreement": -1.0}
+    assert SearchPolicy.from_dict(record).text_agreement() == 0.0
+
+
+def test_the_readers_agreement_is_the_mean_log_chance_they_say_the_same():
+    t = np.full(len(CLASSES), 0.5, np.float32)
+    p = np.full((2, len(CLASSES)), 0.5, np.float32)
+    size = columns("size")
+    t[size] = (0.9, 0.1)  # the sentence says small
+    p[0, size] = (0.8, 0.2)  # the first picture shows a small one
+    p[1, size] = (0.05, 0.95)  # the second a large one
+    found = agreement(t[None], p, ("size",))
+    expected = [
+        np.mean(np.log([0.9 * 0.8 + 0.1 * 0.2 + 1e-3, 0.1 * 0.2 + 0.9 * 0.8 + 1e-3])),
+        np.mean(np.log([0.9 * 0.05 + 0.1 * 0.95 + 1e-3, 0.1 * 0.95 + 0.9 * 0.05 + 1e-3])),
+    ]
+    assert np.allclose(found, expected, atol=1e-6)
+    assert found[0] > found[1]
+    # torch tensors alike, and attributes the policy does not lean on do not count
+    both = agreement(torch.from_numpy(t)[None], torch.from_numpy(p), ("size", "colour"))
+    colour = np.log(0.5 * 0.5 + 0.5 * 0.5 + 1e-3)
+    mixed = (np.array(expected) * 2 + colour * len(columns("colour"))) / (2 + 6)
+    assert np.allclose(both.numpy(), mixed, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        agreement(t[None], p, ())
+
+
+def test_the_picture_reader_as_arrays_reads_as_the_module_does():
+    torch.manual_seed(2)
+    readers = AttributeReaders(8, 6).requires_grad_(False)
+    torch.nn.init.normal_(readers.picture.weight)
+    torch.nn.init.normal_(readers.picture.bias)
+    readers.picture_mean.normal_()
+    readers.picture_scale.uniform_(0.5, 2.0)
+    v = torch.randn(5, 6)
+    expected = torch.sigmoid(readers.picture_logits(v)).numpy()
+    found = readers.picture_reader().probabilities(v.numpy())
+    assert found.shape == (5, len(CLASSES))
+    assert np.allclose(found, expected, atol=1e-5)

@@ -1083,11 +1083,16 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
 
 
 def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp_path):
-    """`choose_text_attributes` ranks the val captions as `_direction` does with the chosen lean:
-    the figures it records are the evaluation's; without fitted readers it chooses none."""
+    """`choose_text_attributes` ranks the val captions as `_direction` does with the chosen lean
+    and the re-rank by the readers' agreement: the figures it records are the evaluation's;
+    without fitted readers it chooses none."""
     from training.attribute_phase import attribute_phase
     from training.evaluate import _direction
-    from training.search_policy import TEXT_ATTRIBUTE_WEIGHTS, choose_text_attributes
+    from training.search_policy import (
+        TEXT_AGREEMENT_WEIGHTS,
+        TEXT_ATTRIBUTE_WEIGHTS,
+        choose_text_attributes,
+    )
 
     torch.manual_seed(0)
     model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
@@ -1096,12 +1101,12 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
     pool = embed_pool(model, prepared.cache, list(by_id))
     queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
     unfitted = choose_text_attributes(model, by_id, pool, prepared.texts, 0.3, queried)
-    assert unfitted[:2] == ((), None)
+    assert unfitted[:3] == ((), None, None)
     model.save(tmp_path / "best")
     attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
     model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
     pool = embed_pool(model, prepared.cache, list(by_id))
-    names, weight, evidence = choose_text_attributes(
+    names, weight, agree, evidence = choose_text_attributes(
         model, by_id, pool, prepared.texts, 0.3, queried
     )
     assert set(evidence) >= {"queries", "without", "steps", "chosen"}
@@ -1120,8 +1125,23 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
     if names:
         assert list(names) == evidence["steps"][-1]["attributes"] and weight is not None
         assert evidence["steps"][-1]["R@1"] > evidence["without"]["R@1"]
+        measured = evidence["agreement"]["by_weight"]
+        assert set(measured) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
+        for w in TEXT_AGREEMENT_WEIGHTS:
+            with torch.inference_mode():
+                found = _direction(
+                    *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp"),
+                    ("pooled",),
+                    querying=querying,
+                    audio_share=0.3,
+                    lean=(names, weight),
+                    reader_weight=w,
+                )["pooled"]["all"]
+            assert found["R@1"] == pytest.approx(measured[f"{w:g}"]["R@1"], abs=1e-4)
+            assert found["R@10"] == pytest.approx(measured[f"{w:g}"]["R@10"], abs=1e-4)
+        assert agree is None or agree in TEXT_AGREEMENT_WEIGHTS
     else:
-        assert weight is None and evidence["chosen"] == "off"
+        assert weight is None and agree is None and evidence["chosen"] == "off"
 
 
 def io_sink():
