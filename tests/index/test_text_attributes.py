@@ -13,7 +13,14 @@ from index.build import Entry, publish_entries
 from index.query import QueryEncoder
 from index.search import Query, Searcher
 from index.version import ItemRecord
-from models.attributes import ATTRIBUTES, CLASSES, AttributeReading, PictureReader, columns
+from models.attributes import (
+    ATTRIBUTES,
+    CLASSES,
+    AttributeReading,
+    PictureReader,
+    agreement,
+    columns,
+)
 from models.config import preset
 from models.model import TrimodalModel
 from models.policy import SearchPolicy
@@ -226,3 +233,43 @@ def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path)
         best = expected[qi].topk(5)
         assert [h.row for h in hits] == best.indices.tolist()
         assert np.allclose([h.score for h in hits], best.values.numpy(), atol=1e-2)
+
+
+def test_an_item_without_a_picture_counts_as_the_reader_unsure(tmp_path: Path) -> None:
+    """A sound-only item a text query's sound index returns has no picture for the reader: it
+    gets the agreement of probabilities of one half (log 0.501 per class), not an error."""
+    e = np.eye(DIM, dtype=np.float32)
+    reader = _reader(DIM, 5)
+    probabilities = np.full(len(CLASSES), 0.9, np.float32)
+    seen = _unit(e[0] + 0.2 * e[4])
+
+    def entries():
+        yield Entry(
+            ItemRecord("shown", "/m/shown.mp4", 6.0, True, True),
+            {"visual": seen, "audio": seen},
+            {"visual": seen[None], "audio": seen[None]},
+        )
+        yield Entry(
+            ItemRecord("heard", "/m/heard.wav", 6.0, False, True),
+            {"visual": None, "audio": e[0]},
+            {"visual": np.zeros((0, DIM), np.float32), "audio": e[0][None]},
+        )
+
+    names = ("size", "tempo")
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.4,
+        text_attributes=names,
+        text_attribute_weight=0.1,
+        text_attribute_agreement=2.0,
+    )
+    _publish(tmp_path, entries(), policy)
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
+    hits = {h.id: h for h in Searcher.open(tmp_path).search(query, "video", k=2).hits}
+    assert set(hits) == {"shown", "heard"}
+    unsure = 2.0 * np.log(0.5 + 1e-3)
+    assert abs(hits["heard"].score - (hits["heard"].pooled_score + unsure)) < 1e-4
+    shown = agreement(probabilities[None], reader.probabilities(seen[None]), names)[0]
+    assert abs(hits["shown"].score - (hits["shown"].pooled_score + 2.0 * shown)) < 1e-2
