@@ -40,7 +40,7 @@ from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.attributes import AGREEMENT_K, AttributeReading, agreement, lean
+from models.attributes import AGREEMENT_K, AttributeReading, agreement, lean, with_sources
 from models.events import (
     BANDS,
     SCAN_CANDIDATES,
@@ -411,17 +411,25 @@ class Searcher:
         self, reading: AttributeReading, ranked: list[tuple[int, float]], policy: SearchPolicy
     ) -> list[tuple[int, float]]:
         """A leaning text query's best `AGREEMENT_K` videos re-ranked: each one's first-pass
-        score + the policy's weight × how far the readers agree on the attributes it leans on
+        score + the policy's weight × how far the readers agree on its attributes
         (`models.attributes.agreement`; the picture reader reads the item's stored picture
-        vector, an item without a picture counts as the reader unsure of everything). The rest
+        vector, an item without a picture counts as the reader unsure of everything; where the
+        index keeps the picture what network's lists, kind and size are read from them,
+        `models.attributes.with_sources`). The rest
         follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
-        names, _ = policy.text_lean()
+        names = policy.agreement_attributes()
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
         if not top:
             return ranked
-        stored, mask = self.version.sequences("visual.pooled").batch([r for r, _ in top])
+        rows = [r for r, _ in top]
+        stored, mask = self.version.sequences("visual.pooled").batch(rows)
         pictures = reading.picture.probabilities(stored[:, 0])
         pictures[~mask[:, 0]] = 0.5
+        if "visual" in self.what:  # kind and size as the picture what network read them
+            lists, listed = self.what["visual"].batch(rows)
+            if lists.shape[1]:
+                shown = np.where(listed[:, :1], lists[:, 0], np.nan).astype(np.float32)
+                pictures = with_sources(pictures, shown)
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]

@@ -121,6 +121,9 @@ class SearchPolicy:
     # `models.attributes.AGREEMENT_K` candidates, as measured on val (None: records before the
     # field, or not adopted: no re-rank).
     text_attribute_agreement: float | None = None
+    # the attributes that agreement weighs, as measured on val (empty: records before the field,
+    # or the lean's own)
+    text_agreement_attributes: tuple[str, ...] = ()
 
     def text_lean(self) -> tuple[tuple[str, ...], float]:
         """The attributes a text query searching videos leans on, and the weight (none: 0)."""
@@ -128,6 +131,10 @@ class SearchPolicy:
         if not self.text_attributes or w is None or w <= 0:
             return (), 0.0
         return self.text_attributes, float(w)
+
+    def agreement_attributes(self) -> tuple[str, ...]:
+        """The attributes the readers' agreement weighs in a text query's re-rank of videos."""
+        return self.text_agreement_attributes or self.text_lean()[0]
 
     def text_agreement(self) -> float:
         """How much the readers' agreement adds in a text query's re-rank of videos (none: 0);
@@ -244,7 +251,10 @@ class SearchPolicy:
                 else {}
             ),
             **(
-                {"text_attribute_agreement": self.text_attribute_agreement}
+                {
+                    "text_attribute_agreement": self.text_attribute_agreement,
+                    "text_agreement_attributes": list(self.agreement_attributes()),
+                }
                 if self.text_agreement() > 0
                 else {}
             ),
@@ -291,6 +301,7 @@ class SearchPolicy:
             text_attributes=_attribute_names(data.get("text_attributes")),
             text_attribute_weight=_weight(data.get("text_attribute_weight")),
             text_attribute_agreement=_weight(data.get("text_attribute_agreement")),
+            text_agreement_attributes=_attribute_names(data.get("text_agreement_attributes")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

@@ -707,7 +707,8 @@ def policy_command(
 
     def agreeing(policy: SearchPolicy) -> str:
         weight = policy.text_agreement()
-        return f"× {weight:g}" if weight > 0 else "none"
+        names = ", ".join(policy.agreement_attributes())
+        return f"{names} × {weight:g}" if weight > 0 else "none"
 
     table.add_row("text→video", "leans on", leaning(before), leaning(after))
     table.add_row("text→video", "readers' agreement", agreeing(before), agreeing(after))

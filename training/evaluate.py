@@ -20,7 +20,7 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
-from models.attributes import AGREEMENT_K, ATTRIBUTES
+from models.attributes import AGREEMENT_K, ATTRIBUTES, with_sources
 from models.attributes import agreement as reader_agreement
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
@@ -369,12 +369,16 @@ def text_lean(
     return weight * dirs[:, chosen].sum(dim=1)
 
 
-def picture_probabilities(model: TrimodalModel, pooled: Tensor) -> Tensor:
+def picture_probabilities(
+    model: TrimodalModel, pooled: Tensor, what: np.ndarray | None = None
+) -> Tensor:
     """(N, C): the picture reader's probabilities of (N, D) pooled picture vectors, read as the
-    service reads them (`models.attributes.PictureReader`)."""
+    service reads them (`models.attributes.PictureReader`), with kind and size from the picture
+    what network's (N, 14) lists where given (`models.attributes.with_sources`)."""
     assert model.attributes is not None
     reader = model.attributes.picture_reader()
-    return torch.from_numpy(reader.probabilities(pooled.float().cpu().numpy()))
+    found = reader.probabilities(pooled.float().cpu().numpy())
+    return torch.from_numpy(found if what is None else with_sources(found, what))
 
 
 def agreement_rerank(
@@ -511,6 +515,7 @@ def evaluate(
                         audio_share=share,
                         lean=policy.text_lean(),
                         reader_weight=policy.text_agreement(),
+                        reader_names=policy.agreement_attributes(),
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -572,6 +577,7 @@ def _direction(
     audio_share: float = 0.0,
     lean: tuple[Sequence[str], float] = ((), 0.0),
     reader_weight: float = 0.0,
+    reader_names: Sequence[str] = (),
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -583,7 +589,8 @@ def _direction(
     candidates exactly from its stores; here every clip is scored). With `lean` (attribute names
     and a weight, `SearchPolicy.text_lean`) the caption's vector for the picture leans as the
     service's does (`models.attributes`), and with `reader_weight` > 0 the best `AGREEMENT_K` are
-    re-ranked by the readers' agreement on those attributes (`agreement_rerank`).
+    re-ranked by the readers' agreement on `reader_names` (empty: the lean's; `agreement_rerank`;
+    kind and size read by the picture what network where the pool has its lists).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -622,8 +629,10 @@ def _direction(
             scores = scores + gained @ target_emb.pooled.T
         scores[:, ~has] = -torch.inf
         if read is not None and reader_weight > 0:
-            pictures = picture_probabilities(model, target_emb.pooled)
-            scores = agreement_rerank(scores, read[0], pictures, names, reader_weight)
+            shown = None if pool.what is None else pool.what["visual"]
+            pictures = picture_probabilities(model, target_emb.pooled, shown)
+            agreeing = tuple(reader_names) or tuple(names)
+            scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target
 

@@ -134,7 +134,7 @@ def choose_text_attributes(
     texts: TextCache,
     audio_share: float,
     queried: int | None = None,
-) -> tuple[tuple[str, ...], float | None, float | None, dict[str, Any]]:
+) -> tuple[tuple[str, ...], float | None, tuple[tuple[str, ...], float] | None, dict[str, Any]]:
     """Which attributes a text query searching videos leans on, how much, and how much the
     readers' agreement then adds in a re-rank (`SearchPolicy.text_attributes`,
     `text_attribute_weight`, `text_attribute_agreement`): the captions of the first `queried`
@@ -145,9 +145,12 @@ def choose_text_attributes(
     tempo in words training never had — only adds noise, so not every one is taken.) The set is
     adopted where its paired R@1 gain over no lean is clearer than `GAIN_STANDARD_ERRORS`
     standard errors; then the leaning ranking's best `AGREEMENT_K` are re-ranked by the readers'
-    agreement on the set at each of `TEXT_AGREEMENT_WEIGHTS`, and the best (R@1, then R@10) is
-    adopted where its paired R@1 gain over the lean alone is as clear. Empty, None, None where
-    the checkpoint has no fitted readers or nothing gains."""
+    agreement at each of `TEXT_AGREEMENT_WEIGHTS`, on the set and on the set with the kind, and
+    the best (R@1, then R@10) is adopted where its paired R@1 gain over the lean alone is as
+    clear (the third value: its attributes and weight). Where the pool has the picture what
+    network's lists, the pictures' kind and size are read from them
+    (`models.attributes.with_sources`), as the service reads them from the index's. Empty, None,
+    None where the checkpoint has no fitted readers or nothing gains."""
     if not model.knows_attributes():
         return (), None, None, {"reason": "no fitted attribute readers"}
     has = pool.has_video
@@ -167,7 +170,8 @@ def choose_text_attributes(
         base = torch.where(pool.has_audio, (1 - audio_share) * base + audio_share * heard, base)
         probabilities, dirs = text_reading(model, q.sentences)  # (Q, C), (Q, A, D)
         along = {name: dirs[:, a] @ pool.visual.pooled.T for a, name in enumerate(ATTRIBUTES)}
-        pictures = picture_probabilities(model, pool.visual.pooled)
+        shown = None if pool.what is None else pool.what["visual"]
+        pictures = picture_probabilities(model, pool.visual.pooled, shown)
 
     def ranks(scores: Tensor) -> np.ndarray:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -215,21 +219,27 @@ def choose_text_attributes(
     assert weight is not None
     leaning = base + weight * sum(along[n] for n in chosen)
     leaning = leaning.masked_fill(~has, -torch.inf)
+    # the lean's attributes, and those with the kind where the lean has none (the picture what
+    # network reads it better than the pooled vector's reader, `models.attributes.with_sources`)
+    sets = [tuple(chosen)] + ([(*chosen, "kind")] if "kind" not in chosen else [])
     reranked = {
-        w: summary(ranks(agreement_rerank(leaning, probabilities, pictures, chosen, w)))
+        (names, w): summary(ranks(agreement_rerank(leaning, probabilities, pictures, names, w)))
+        for names in sets
         for w in TEXT_AGREEMENT_WEIGHTS
     }
-    best = max(reranked, key=lambda w: (reranked[w]["R@1"], reranked[w]["R@10"], -w))
+    best = max(reranked, key=lambda t: (reranked[t]["R@1"], reranked[t]["R@10"], -t[1]))
     gain, se = _paired_gain([current], [reranked[best]])
+    adopted = gain > GAIN_STANDARD_ERRORS * se
     evidence["agreement"] = {
+        "sources_from_what_network": shown is not None,
         "by_weight": {
-            f"{w:g}": {k: round(found[k], 4) for k in ("R@1", "R@10")}
-            for w, found in reranked.items()
+            f"{'+'.join(names)} {w:g}": {k: round(found[k], 4) for k in ("R@1", "R@10")}
+            for (names, w), found in reranked.items()
         },
         "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
-        "chosen": best if gain > GAIN_STANDARD_ERRORS * se else "off",
+        "chosen": {"attributes": list(best[0]), "weight": best[1]} if adopted else "off",
     }
-    agree = best if gain > GAIN_STANDARD_ERRORS * se else None
+    agree = (best[0], best[1]) if adopted else None
     return tuple(chosen), weight, agree, evidence
 
 
@@ -415,7 +425,8 @@ def measure_policy(
         text_audio_share=text_share,
         text_attributes=leaning,
         text_attribute_weight=lean_weight,
-        text_attribute_agreement=agree,
+        text_attribute_agreement=None if agree is None else agree[1],
+        text_agreement_attributes=() if agree is None else agree[0],
     )
 
 

@@ -273,3 +273,55 @@ def test_an_item_without_a_picture_counts_as_the_reader_unsure(tmp_path: Path) -
     assert abs(hits["heard"].score - (hits["heard"].pooled_score + unsure)) < 1e-4
     shown = agreement(probabilities[None], reader.probabilities(seen[None]), names)[0]
     assert abs(hits["shown"].score - (hits["shown"].pooled_score + 2.0 * shown)) < 1e-2
+
+
+def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: Path) -> None:
+    """The pooled vector's reader cannot tell the two items' sizes apart; the picture what
+    network's lists the index keeps can: the sentence's "small" puts the small one first."""
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+
+    e = np.eye(DIM, dtype=np.float32)
+    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
+    probabilities = np.full(len(CLASSES), 0.5, np.float32)
+    small, large = columns("size")
+    probabilities[[small, large]] = (0.95, 0.05)
+    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3])]  # item 0 a little nearer
+    lists = np.full((2, len(WHAT)), 0.01, np.float32)
+    lists[0, class_of("bell", "large")] = 0.97
+    lists[1, class_of("bell", "small")] = 0.97
+
+    def entries(named: bool):
+        for i, v in enumerate(vectors):
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+                {"visual_what": lists[i], "audio_what": lists[i]} if named else {},
+            )
+
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.0,
+        text_attributes=("size",),
+        text_attribute_weight=0.1,
+        text_attribute_agreement=1.0,
+    )
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
+    info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT)}
+    publish_entries(
+        tmp_path / "named",
+        entries(True),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info=info,
+    )
+    hits = Searcher.open(tmp_path / "named").search(query, "video", k=2).hits
+    assert [h.id for h in hits] == ["item1", "item0"]
+    # an index without the lists: the reader's one half for both, the first pass's order
+    _publish(tmp_path / "plain", entries(False), policy)
+    hits = Searcher.open(tmp_path / "plain").search(query, "video", k=2).hits
+    assert [h.id for h in hits] == ["item0", "item1"]

@@ -3,6 +3,8 @@ lean along the picture reader's directions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from models.attributes import (
     columns,
     lean,
     shown_labels,
+    with_sources,
 )
 from models.policy import SearchPolicy
 
@@ -118,6 +121,9 @@ def test_the_policy_records_the_agreements_weight_only_beside_a_lean():
     record = policy.to_dict()
     assert record["text_attribute_agreement"] == 0.5
     assert SearchPolicy.from_dict(record).text_agreement() == 0.5
+    assert record["text_agreement_attributes"] == ["size"]  # the lean's, where none is recorded
+    wider = replace(policy, text_agreement_attributes=("size", "kind"))
+    assert SearchPolicy.from_dict(wider.to_dict()).agreement_attributes() == ("size", "kind")
     del record["text_attribute_agreement"]  # a record from before the field: no re-rank
     assert SearchPolicy.from_dict(record).text_agreement() == 0.0
     alone = SearchPolicy(True, {}, text_attribute_agreement=0.5)  # nothing leans: nothing agrees
@@ -162,3 +168,27 @@ def test_the_picture_reader_as_arrays_reads_as_the_module_does():
     found = readers.picture_reader().probabilities(v.numpy())
     assert found.shape == (5, len(CLASSES))
     assert np.allclose(found, expected, atol=1e-5)
+
+
+def test_kind_and_size_can_come_from_the_picture_what_networks_lists():
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+
+    pictures = np.full((3, len(CLASSES)), 0.25, np.float32)
+    lists = np.zeros((3, len(WHAT)), np.float32)
+    lists[0, class_of("bell", "small")] = 0.9
+    lists[0, class_of("drum", "large")] = 0.6
+    lists[2] = np.nan  # an item without a picture's list keeps the reader's
+    found = with_sources(pictures, lists)
+    kind, size = columns("kind"), columns("size")
+    assert found[0, kind[ATTRIBUTES["kind"].index("bell")]] == pytest.approx(0.9)
+    assert found[0, kind[ATTRIBUTES["kind"].index("drum")]] == pytest.approx(0.6)
+    assert found[0, kind[ATTRIBUTES["kind"].index("bird")]] == 0.0
+    assert found[0, size].tolist() == pytest.approx([0.9, 0.6])
+    assert np.all(found[1, kind + size] == 0.0)
+    assert np.all(found[2] == 0.25)
+    others = [c for c in range(len(CLASSES)) if c not in kind + size]
+    assert np.all(found[:, others] == 0.25)  # colour, direction, tempo, scene: the reader's
+    assert np.all(pictures == 0.25)  # a copy
+    with pytest.raises(ValueError, match="lists"):
+        with_sources(pictures, lists[:, :5])

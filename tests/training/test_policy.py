@@ -1126,20 +1126,26 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
         assert list(names) == evidence["steps"][-1]["attributes"] and weight is not None
         assert evidence["steps"][-1]["R@1"] > evidence["without"]["R@1"]
         measured = evidence["agreement"]["by_weight"]
-        assert set(measured) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
-        for w in TEXT_AGREEMENT_WEIGHTS:
-            with torch.inference_mode():
-                found = _direction(
-                    *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp"),
-                    ("pooled",),
-                    querying=querying,
-                    audio_share=0.3,
-                    lean=(names, weight),
-                    reader_weight=w,
-                )["pooled"]["all"]
-            assert found["R@1"] == pytest.approx(measured[f"{w:g}"]["R@1"], abs=1e-4)
-            assert found["R@10"] == pytest.approx(measured[f"{w:g}"]["R@10"], abs=1e-4)
-        assert agree is None or agree in TEXT_AGREEMENT_WEIGHTS
+        sets = [tuple(names)] + ([(*names, "kind")] if "kind" not in names else [])
+        assert set(measured) == {
+            f"{'+'.join(s)} {w:g}" for s in sets for w in TEXT_AGREEMENT_WEIGHTS
+        }
+        for s in sets:
+            for w in TEXT_AGREEMENT_WEIGHTS:
+                with torch.inference_mode():
+                    found = _direction(
+                        *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp"),
+                        ("pooled",),
+                        querying=querying,
+                        audio_share=0.3,
+                        lean=(names, weight),
+                        reader_weight=w,
+                        reader_names=s,
+                    )["pooled"]["all"]
+                figures = measured[f"{'+'.join(s)} {w:g}"]
+                assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
+                assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
+        assert agree is None or (agree[0] in sets and agree[1] in TEXT_AGREEMENT_WEIGHTS)
     else:
         assert weight is None and agree is None and evidence["chosen"] == "off"
 
