@@ -144,8 +144,10 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         text_audio_share=0.4,
         text_attributes=("size", "direction", "colour", "tempo"),
         text_attribute_weight=0.2,
-        # and its best 100 are re-ranked by the readers' agreement
+        # and its best 100 are re-ranked by the readers' agreement, kind and size read from the
+        # picture what network's lists
         text_attribute_agreement=1.0,
+        text_agreement_attributes=("size", "direction", "colour", "tempo", "kind"),
     )
     publish_entries(
         root,
