@@ -425,11 +425,9 @@ class Searcher:
         stored, mask = self.version.sequences("visual.pooled").batch(rows)
         pictures = reading.picture.probabilities(stored[:, 0])
         pictures[~mask[:, 0]] = 0.5
-        if "visual" in self.what:  # kind and size as the picture what network read them
-            lists, listed = self.what["visual"].batch(rows)
-            if lists.shape[1]:
-                shown = np.where(listed[:, :1], lists[:, 0], np.nan).astype(np.float32)
-                pictures = with_sources(pictures, shown)
+        shown = self._what_lists("visual", rows)
+        if shown is not None:  # kind and size as the picture what network read them
+            pictures = with_sources(pictures, shown)
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
@@ -870,12 +868,22 @@ class Searcher:
         weight = policy.sources_weight(query.modality, target)
         if not weight or query.what is None or modality not in self.what or not rows:
             return None
-        vectors, mask = self.what[modality].batch(rows)
-        if vectors.shape[1] == 0:  # none of them has the stream
+        items = self._what_lists(modality, rows)
+        if items is None:  # none of them has the stream
             return [0.0] * len(rows)
-        items = np.where(mask[:, :1], vectors[:, 0], np.nan)
         found = what_agreement(np.asarray(query.what, np.float32)[None], items)[0]
         return (weight * found).tolist()
+
+    def _what_lists(self, modality: str, rows: list[int]) -> np.ndarray | None:
+        """(len(rows), C) the what network's list of each of `rows` for `modality`, a row of NaN
+        where an item lacks that stream; None where the index keeps no such lists or none of
+        `rows` has one."""
+        if modality not in self.what:
+            return None
+        vectors, mask = self.what[modality].batch(rows)
+        if vectors.shape[1] == 0:
+            return None
+        return np.where(mask[:, :1], vectors[:, 0], np.nan).astype(np.float32)
 
     def _agreement_of(self, row: int) -> dict[str, float | None]:
         if self.agreement is None or not np.isfinite(self.agreement[row, 0]):

@@ -354,21 +354,6 @@ def text_reading(
     return torch.cat(probabilities), torch.cat(directions)
 
 
-def text_directions(model: TrimodalModel, sentences: Sequence[str], batch: int = 256) -> Tensor:
-    """(Q, A, D): each sentence's attribute directions (`TrimodalModel.attribute_directions`),
-    its token states read by the model's frozen tower."""
-    return text_reading(model, sentences, batch)[1]
-
-
-def text_lean(
-    model: TrimodalModel, sentences: Sequence[str], names: Sequence[str], weight: float
-) -> Tensor:
-    """(Q, D): what each sentence's picture-index vector gains (`models.attributes.lean`)."""
-    dirs = text_directions(model, sentences)
-    chosen = [list(ATTRIBUTES).index(n) for n in names]
-    return weight * dirs[:, chosen].sum(dim=1)
-
-
 def picture_probabilities(
     model: TrimodalModel, pooled: Tensor, what: np.ndarray | None = None
 ) -> Tensor:

@@ -37,15 +37,19 @@ def _build(root: Path, policy: SearchPolicy) -> None:
     e = np.eye(DIM, dtype=np.float32)
     vectors = [_unit(1.05 * e[0] + e[2]), _unit(e[0] + e[1]), _unit(e[3])]
 
-    def entries():
-        for i, v in enumerate(vectors):
-            yield Entry(
-                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-                {"visual": v, "audio": v},
-                {"visual": v[None], "audio": v[None]},
-            )
+    _publish(root, _items(vectors), policy)
 
-    _publish(root, entries(), policy)
+
+def _items(vectors, lists: np.ndarray | None = None):
+    """An item per vector (`item0`, …), its picture and its sound both that vector; with
+    `lists`, each item's what network lists (the same for both streams)."""
+    for i, v in enumerate(vectors):
+        yield Entry(
+            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+            {"visual": v, "audio": v},
+            {"visual": v[None], "audio": v[None]},
+            {} if lists is None else {"visual_what": lists[i], "audio_what": lists[i]},
+        )
 
 
 def _publish(root: Path, entries, policy: SearchPolicy) -> None:
@@ -157,14 +161,6 @@ def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -
     probabilities[[small, large]] = (0.95, 0.05)
     vectors = [_unit(e[0] - 0.3 * e[2]), _unit(e[0] + 0.35 * e[2]), _unit(e[3] - e[0])]
 
-    def entries():
-        for i, v in enumerate(vectors):
-            yield Entry(
-                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-                {"visual": v, "audio": v},
-                {"visual": v[None], "audio": v[None]},
-            )
-
     leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
     reading = AttributeReading(probabilities, reader)
     policy = SearchPolicy(
@@ -175,7 +171,7 @@ def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -
         text_attribute_weight=0.1,
         text_attribute_agreement=1.0,
     )
-    _publish(tmp_path / "agree", entries(), policy)
+    _publish(tmp_path / "agree", _items(vectors), policy)
     searcher = Searcher.open(tmp_path / "agree")
     query = Query("text", e[0], leans=leans, reading=reading)
     hits = searcher.search(query, "video", k=2).hits
@@ -183,7 +179,7 @@ def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -
     assert hits[0].pooled_score < hits[1].pooled_score  # the first pass had them the other way
     # without the sentence's reading, or where the policy re-ranks by nothing: the first pass
     assert searcher.search(replace(query, reading=None), "video", k=1).hits[0].id == "item0"
-    _publish(tmp_path / "off", entries(), replace(policy, text_attribute_agreement=None))
+    _publish(tmp_path / "off", _items(vectors), replace(policy, text_attribute_agreement=None))
     assert Searcher.open(tmp_path / "off").search(query, "video", k=1).hits[0].id == "item0"
 
 
@@ -207,15 +203,7 @@ def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path)
         text_attribute_agreement=0.5,
     )
 
-    def entries():
-        for i, v in enumerate(vectors):
-            yield Entry(
-                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-                {"visual": v, "audio": v},
-                {"visual": v[None], "audio": v[None]},
-            )
-
-    _publish(tmp_path, entries(), policy)
+    _publish(tmp_path, _items(vectors), policy)
     searcher = Searcher.open(tmp_path)
     leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
     expected = agreement_rerank(
@@ -291,15 +279,6 @@ def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: P
     lists[0, class_of("bell", "large")] = 0.97
     lists[1, class_of("bell", "small")] = 0.97
 
-    def entries(named: bool):
-        for i, v in enumerate(vectors):
-            yield Entry(
-                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-                {"visual": v, "audio": v},
-                {"visual": v[None], "audio": v[None]},
-                {"visual_what": lists[i], "audio_what": lists[i]} if named else {},
-            )
-
     policy = SearchPolicy(
         True,
         {},
@@ -313,7 +292,7 @@ def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: P
     info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT)}
     publish_entries(
         tmp_path / "named",
-        entries(True),
+        _items(vectors, lists),
         model_hash="x",
         dim=DIM,
         steps_per_second=4.0,
@@ -322,6 +301,6 @@ def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: P
     hits = Searcher.open(tmp_path / "named").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item1", "item0"]
     # an index without the lists: the reader's one half for both, the first pass's order
-    _publish(tmp_path / "plain", entries(False), policy)
+    _publish(tmp_path / "plain", _items(vectors), policy)
     hits = Searcher.open(tmp_path / "plain").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item0", "item1"]

@@ -73,13 +73,19 @@ def test_the_text_reader_takes_each_class_from_its_strongest_real_token():
         readers.text_logits(states, torch.zeros(2, 5, dtype=torch.bool))
 
 
-def test_a_pictures_score_along_the_lean_is_its_signed_logits_up_to_a_constant():
-    torch.manual_seed(1)
+def _random_picture_reader(seed: int) -> AttributeReaders:
+    """Readers (text 8 wide, pictures 6) whose picture reader and standardisation are random."""
+    torch.manual_seed(seed)
     readers = AttributeReaders(8, 6).requires_grad_(False)
     torch.nn.init.normal_(readers.picture.weight)
     torch.nn.init.normal_(readers.picture.bias)
     readers.picture_mean.normal_()
     readers.picture_scale.uniform_(0.5, 2.0)
+    return readers
+
+
+def test_a_pictures_score_along_the_lean_is_its_signed_logits_up_to_a_constant():
+    readers = _random_picture_reader(1)
     p = torch.rand(1, len(CLASSES))
     names = ("colour", "direction")
     dirs = readers.directions(p, names)[0]  # (2, D)
@@ -157,12 +163,7 @@ def test_the_readers_agreement_is_the_mean_log_chance_they_say_the_same():
 
 
 def test_the_picture_reader_as_arrays_reads_as_the_module_does():
-    torch.manual_seed(2)
-    readers = AttributeReaders(8, 6).requires_grad_(False)
-    torch.nn.init.normal_(readers.picture.weight)
-    torch.nn.init.normal_(readers.picture.bias)
-    readers.picture_mean.normal_()
-    readers.picture_scale.uniform_(0.5, 2.0)
+    readers = _random_picture_reader(2)
     v = torch.randn(5, 6)
     expected = torch.sigmoid(readers.picture_logits(v)).numpy()
     found = readers.picture_reader().probabilities(v.numpy())
