@@ -457,22 +457,13 @@ def test_record_button_off_without_get_user_media(browser, base_url) -> None:
         )
 
 
-def _recorded_s(message: str) -> int:
-    """The seconds the page's record message says it has recorded ("Recording… 3 s …"); -1
-    where it says none."""
-    found = re.search(r"Recording… (\d+) s", message)
-    return int(found.group(1)) if found else -1
-
-
 def test_record_from_the_microphone(browser, base_url) -> None:
     _open(browser, base_url)
     button = browser.find_element("id", "record")
     assert button.is_enabled()  # localhost is a secure context
     button.click()
     _wait(browser, lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true")
-    # two seconds by the page's own clock, not the test's: on a loaded machine (the suite's
-    # workers) a fixed 1.5 s once left the fake microphone's recording without a whole header
-    _wait(browser, lambda d: _recorded_s(d.find_element("id", "record-message").text) >= 2, 30)
+    time.sleep(1.5)
     button.click()
     _wait_for_results(browser, "your recording")
     assert _wait(browser, _cards)
