@@ -4,15 +4,21 @@
 Nothing else of the model changes. The text reader learns from the training clips' visual and
 audiovisual captions (each labelled with the attribute values of the sources its clip shows, and
 its scene) read by the frozen tower token by token; the picture reader from the same clips'
-pooled picture vectors. A corpus without such metadata (a user's own media) leaves them
-unfitted, and text searches go without them. Whether and how much a search leans on them is
-measured on val afterwards (`training.search_policy.choose_text_attributes`).
+pooled picture vectors. Then the text reader keeps the training grammar's names of each kind as
+the tower reads them in those captions, to read a kind by likeness as well (`_names`), calibrated
+on captions whose name was swapped for another training name the kept ones do not hold
+(`_calibrate`): a stand-in for a word no training caption used. A corpus without such metadata
+(a user's own media) leaves them unfitted, and text searches go without them. Whether and how
+much a search leans on them is measured on val afterwards
+(`training.search_policy.choose_text_attributes`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.attributes import shown_labels
+from models.attributes import ATTRIBUTES, WORD_ATTRIBUTE, AttributeReaders, columns, shown_labels
 from models.model import TrimodalModel
+from training.synthav.captions import NOUNS
 
 ATTRIBUTE_PHASE_DONE = "attribute_phase.json"
 TEXT_EPOCHS = 10
@@ -34,6 +41,11 @@ PICTURE_BATCH = 64
 # The frozen tower reads each caption once (most of the phase's time: 12,000 captions took 88 s on
 # two cores, 4,000 take ~30 s); a clip's captions of a kind say the same in other words.
 CAPTIONS_PER_KIND = 1
+# Each training name's token states are averaged over this many captions that use it; the
+# likeness is calibrated on this many captions with a name swapped (~8 s of the tower on two cores).
+NAME_CONTEXTS = 24
+CALIBRATION_CAPTIONS = 1000
+CALIBRATION_ITERATIONS = 100
 
 
 def _sentences(
@@ -110,7 +122,7 @@ def attribute_phase(
         order = torch.randperm(len(captions), generator=gen).tolist()
         for s in range(0, len(order), TEXT_BATCH):
             states, mask, target = text_batch(order[s : s + TEXT_BATCH])
-            logits = readers.text_logits(states.to(device), mask.to(device))
+            logits = readers.text_logits(states.to(device), mask.to(device), words=False)
             loss = F.binary_cross_entropy_with_logits(logits, target.to(device))
             loss = loss + TEXT_DECAY * text.weight.pow(2).sum()
             opt.zero_grad(set_to_none=True)
@@ -132,6 +144,24 @@ def attribute_phase(
         )
         log.flush()
     text.requires_grad_(False)
+    names = _names(backbone, captions, states_of)
+    if names is not None:
+        calibrated = _calibrate(
+            readers,
+            backbone,
+            names,
+            captions,
+            labels_of,
+            np.random.default_rng([seed, 4_001]),
+        )
+        log.write(
+            json.dumps(
+                {"phase": "attributes", "part": "words", "words": len(names[0])}
+                | calibrated
+                | {"seconds": round(time.perf_counter() - start, 1)}
+            )
+            + "\n"
+        )
     # The picture reader on the pooled picture vectors, standardised by their own spread.
     pooled = []
     with torch.no_grad():
@@ -178,3 +208,113 @@ def attribute_phase(
     readers.trained.fill_(1.0)
     model.save(out / "best")
     return True
+
+
+def _names(
+    backbone: Any, captions: list[str], states_of: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The training grammar's names of each kind (`training.synthav.captions.NOUNS`, the
+    training wordings only), each of their tokens' unit-length states averaged over up to
+    `NAME_CONTEXTS` of the training `captions` that use the name (`states_of`: each caption's
+    real tokens' states): (P, H) and the (P,) columns of their kinds; None where no caption uses
+    one."""
+    kinds = ATTRIBUTES[WORD_ATTRIBUTE]
+    vectors: list[torch.Tensor] = []
+    kept: list[int] = []
+    for source, wordings in NOUNS.items():
+        if source.value not in kinds:
+            continue
+        column = columns(WORD_ATTRIBUTE)[kinds.index(source.value)]
+        for name in wordings.train:
+            pattern = re.compile(rf"\b{re.escape(name)}\b")
+            by_position: dict[int, list[torch.Tensor]] = defaultdict(list)
+            used = 0
+            for caption, states in zip(captions, states_of, strict=True):
+                found = pattern.search(caption)
+                if found is None:
+                    continue
+                offsets = backbone.tokenizer(caption, return_offsets_mapping=True)["offset_mapping"]
+                inside = [
+                    t
+                    for t, (a, b) in enumerate(offsets)
+                    if b > a and a >= found.start() and b <= found.end() and t < len(states)
+                ]
+                for position, t in enumerate(inside):
+                    by_position[position].append(states[t].float())
+                used += 1
+                if used == NAME_CONTEXTS:
+                    break
+            for found_states in by_position.values():
+                vectors.append(F.normalize(torch.stack(found_states).mean(0), dim=-1))
+                kept.append(column)
+    if not vectors:
+        return None
+    return torch.stack(vectors), torch.tensor(kept, dtype=torch.long)
+
+
+def _calibrate(
+    readers: AttributeReaders,
+    backbone: Any,
+    names: tuple[torch.Tensor, torch.Tensor],
+    captions: list[str],
+    labels: torch.Tensor,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Keep `names` in `readers` with the scale and offset that make each kind's likeness a
+    logit: fitted on up to `CALIBRATION_CAPTIONS` training captions whose kind's name was
+    swapped for one of the grammar's other training names (`Words.extra`, which `names` does not
+    hold), so the likeness is calibrated on words the names never saw, as a user's would be.
+    Returns what the log records."""
+    vectors, kept = names
+    swapped: list[str] = []
+    rows: list[int] = []
+    for r in rng.permutation(len(captions)).tolist():
+        caption = captions[r]
+        for wordings in NOUNS.values():
+            if not wordings.extra:
+                continue
+            found = None
+            for name in sorted(wordings.train, key=len, reverse=True):
+                found = re.search(rf"\b{re.escape(name)}\b", caption)
+                if found is not None:
+                    break
+            if found is not None:
+                other = str(rng.choice(wordings.extra))
+                swapped.append(caption[: found.start()] + other + caption[found.end() :])
+                rows.append(r)
+                break
+        if len(swapped) == CALIBRATION_CAPTIONS:
+            break
+    readers.set_words(vectors, kept, 1.0, 0.0)
+    if not swapped:
+        return {"calibration": 0, "scale": 1.0, "offset": 0.0}
+    device = readers.words.device
+    liked = []
+    with torch.no_grad():
+        for s in range(0, len(swapped), TEXT_BATCH):
+            states, mask = backbone.states(swapped[s : s + TEXT_BATCH])
+            liked.append(readers.likeness(states.to(device), mask.to(device)).float().cpu())
+    x = torch.cat(liked)
+    y = labels[rows][:, columns(WORD_ATTRIBUTE)].float()
+    scale = torch.tensor(1.0, requires_grad=True)
+    offset = torch.tensor(0.0, requires_grad=True)
+    lbfgs = torch.optim.LBFGS(
+        [scale, offset], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(scale * x + offset, y)
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    scale, offset = scale.detach(), offset.detach()
+    readers.set_words(vectors, kept, float(scale), float(offset))
+    named = float(y[torch.arange(len(y)), x.argmax(dim=1)].mean())
+    return {
+        "calibration": len(swapped),
+        "scale": round(float(scale), 4),
+        "offset": round(float(offset), 4),
+        "named": round(named, 4),
+    }

@@ -696,8 +696,10 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     phases = [x.get("phase") for x in lines if x.get("phase")]
     from training.attribute_phase import TEXT_EPOCHS
 
-    # last the attribute readers: the text one's epochs, then the picture one
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 1)
+    # last the attribute readers: the text one's epochs, its names of the kinds, the picture one
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 2)
+    words = next(x for x in lines if x.get("part") == "words")
+    assert words["words"] > 0 and words["calibration"] > 0 and np.isfinite(words["scale"])
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -706,6 +708,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert (tmp_path / "run" / "event_phase.json").is_file()
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
+    assert model.attributes is not None and model.attributes.reads_words
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
 
@@ -725,7 +728,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
-    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 1
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 2
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
