@@ -53,9 +53,8 @@ _COLUMN = {c: i for i, c in enumerate(CLASSES)}
 AGREEMENT_FLOOR = 1e-3
 # How many of the leaning first pass's best candidates the agreement re-ranks.
 AGREEMENT_K = 100
-# The attribute the text reader also reads by the training words' likeness (`AttributeReaders`),
-# and the share of that reading in its logits (the rest the fitted reader's).
-WORD_ATTRIBUTE = "kind"
+# The share of the reading by likeness to the training names in a class's logit where the text
+# reader has names for it (`AttributeReaders`; the rest the fitted reader's).
 WORD_SHARE = 0.5
 
 
@@ -96,22 +95,23 @@ class AttributeReaders(nn.Module):
     them.
 
     The fitted text reader learns the training words; a word it never saw is read by where its
-    state happens to fall (val wordings: the kind named in 0.73 of visual captions). So the kind
-    is also read by likeness (`word_logits`): `words` holds the unit-length token states of the
-    training grammar's names of each kind as the tower reads them in training captions
-    (`word_columns`: each one's class), a sentence's likeness to a class is its strongest token's
-    cosine to that class's nearest word, and how far each class falls behind the sentence's best
-    is made a logit by `word_scale` and `word_offset`, fitted on captions whose names were swapped
-    for training words the prototypes do not hold (`training.attribute_phase`; val wordings: 0.84).
-    The two readings are averaged (`WORD_SHARE`). A checkpoint without words reads as before."""
+    state happens to fall (val wordings: the kind named in 0.73 of visual captions). So an
+    attribute may also be read by likeness (`likeness`): `words` holds the unit-length token
+    states of the training grammar's names of its values as the tower reads them in training
+    captions (`word_columns`: each one's class), a sentence's likeness to a class is its
+    strongest token's cosine to that class's nearest name, and how far each class falls behind
+    its attribute's best is made a logit by the class's `word_scale` and `word_offset` (one pair
+    per attribute), fitted on captions whose names were swapped for training names the kept ones
+    do not hold (`training.attribute_phase`; val wordings: the kind named in 0.84). The two
+    readings are averaged (`WORD_SHARE`). Readers without names read as before."""
 
     trained: Tensor  # () buffer: 1 once the trainer's attribute phase has fitted them
     picture_mean: Tensor
     picture_scale: Tensor
     words: Tensor  # (P, H) unit-length token states of the training names; (0, H) without
     word_columns: Tensor  # (P,) long: each one's column of `CLASSES`
-    word_scale: Tensor  # ()
-    word_offset: Tensor  # ()
+    word_scale: Tensor  # (C,): the likeness's scale per class (its attribute's)
+    word_offset: Tensor  # (C,)
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -125,8 +125,8 @@ class AttributeReaders(nn.Module):
         self.register_buffer("trained", torch.zeros(()))
         self.register_buffer("words", torch.zeros(0, text_hidden))
         self.register_buffer("word_columns", torch.zeros(0, dtype=torch.long))
-        self.register_buffer("word_scale", torch.zeros(()))
-        self.register_buffer("word_offset", torch.zeros(()))
+        self.register_buffer("word_scale", torch.zeros(len(CLASSES)))
+        self.register_buffer("word_offset", torch.zeros(len(CLASSES)))
 
     def _load_from_state_dict(
         self,
@@ -138,13 +138,13 @@ class AttributeReaders(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        # the words' number is the checkpoint's; a checkpoint from before them has none
-        for name in ("words", "word_columns", "word_scale", "word_offset"):
+        # the names' number is the checkpoint's; a checkpoint from before them has none
+        for name in ("words", "word_columns"):
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, getattr(self, name).new_empty(state_dict[key].shape))
-            else:
-                state_dict[key] = getattr(self, name)
+        for name in ("words", "word_columns", "word_scale", "word_offset"):
+            state_dict.setdefault(prefix + name, getattr(self, name))
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -157,41 +157,58 @@ class AttributeReaders(nn.Module):
     def reads_words(self) -> bool:
         return len(self.words) > 0
 
-    def set_words(self, words: Tensor, word_columns: Tensor, scale: float, offset: float) -> None:
-        """Keep the training names' (P, H) token states, their (P,) columns (all of one
-        attribute's, `WORD_ATTRIBUTE`) and the calibration of their likeness."""
+    def worded(self) -> tuple[str, ...]:
+        """The attributes read by likeness as well, in `ATTRIBUTES`' order."""
+        named = {CLASSES[c][0] for c in self.word_columns.tolist()}
+        return tuple(name for name in ATTRIBUTES if name in named)
+
+    def set_words(
+        self, words: Tensor, word_columns: Tensor, calibration: Mapping[str, tuple[float, float]]
+    ) -> None:
+        """Keep the training names' (P, H) token states, their (P,) columns, and per attribute
+        they name the (scale, offset) that make its likeness a logit (`calibration`)."""
         word_columns = torch.as_tensor(word_columns, dtype=torch.long)
         if words.ndim != 2 or words.shape[1] != self.words.shape[1]:
             raise ValueError(f"words must be (P, {self.words.shape[1]}), got {tuple(words.shape)}")
         if word_columns.shape != (len(words),):
             raise ValueError("one column per word")
-        if not set(word_columns.tolist()) <= set(columns(WORD_ATTRIBUTE)):
-            raise ValueError(f"every word must name a class of {WORD_ATTRIBUTE!r}")
+        named = {CLASSES[c][0] for c in word_columns.tolist()}
+        if named != set(calibration):
+            raise ValueError(
+                f"a calibration for each attribute named: names {sorted(named)}, "
+                f"calibrated {sorted(calibration)}"
+            )
+        scale, offset = torch.zeros(len(CLASSES)), torch.zeros(len(CLASSES))
+        for name, (a, b) in calibration.items():
+            scale[columns(name)], offset[columns(name)] = float(a), float(b)
         device = self.words.device
         self.words = F.normalize(words.float(), dim=-1).to(device)
         self.word_columns = word_columns.to(device)
-        self.word_scale = torch.tensor(float(scale), device=device)
-        self.word_offset = torch.tensor(float(offset), device=device)
+        self.word_scale = scale.to(device)
+        self.word_offset = offset.to(device)
 
     def likeness(self, states: Tensor, mask: Tensor) -> Tensor:
-        """(B, L, H) token states and their (B, L) mask → (B, K): per class of
-        `WORD_ATTRIBUTE`, the strongest cosine of a real token to one of its words, less the
-        sentence's best over the classes (0 for the class it is likest; a class without words
-        −2)."""
+        """(B, L, H) token states and their (B, L) mask → (B, C): per class with names, the
+        strongest cosine of a real token to one of its names, less its attribute's best class's
+        (0 for the class the sentence is likest; a class without names of an attribute with
+        some −2; the classes of attributes without names 0)."""
         unit = F.normalize(states.float(), dim=-1)
         cosine = (unit @ self.words.T.to(unit.dtype)).masked_fill(~mask[..., None], -2.0)
         per_word = cosine.amax(dim=1)  # (B, P)
-        cols = columns(WORD_ATTRIBUTE)
-        out = torch.full((len(states), len(cols)), -2.0, device=states.device)
-        for k, c in enumerate(cols):
-            of = self.word_columns == c
-            if bool(of.any()):
-                out[:, k] = per_word[:, of].amax(dim=1)
-        return out - out.amax(dim=1, keepdim=True)
+        out = torch.zeros(len(states), len(CLASSES), device=states.device)
+        for name in self.worded():
+            cols = columns(name)
+            found = torch.full((len(states), len(cols)), -2.0, device=states.device)
+            for k, c in enumerate(cols):
+                of = self.word_columns == c
+                if bool(of.any()):
+                    found[:, k] = per_word[:, of].amax(dim=1)
+            out[:, cols] = found - found.amax(dim=1, keepdim=True)
+        return out
 
     def text_logits(self, states: Tensor, mask: Tensor, words: bool = True) -> Tensor:
         """(B, L, H) token states and (B, L) bool mask of real tokens → (B, C) logits
-        (`words`: with the kind's reading by likeness averaged in, where there are words)."""
+        (`words`: the classes of attributes with names read by likeness as well)."""
         if states.ndim != 3 or mask.shape != states.shape[:2]:
             raise ValueError(
                 f"states must be (B, L, H) with a (B, L) mask, got {tuple(states.shape)} and "
@@ -203,10 +220,10 @@ class AttributeReaders(nn.Module):
         logits = per_token.masked_fill(~mask[..., None], -torch.inf).amax(dim=1)
         if not words or not self.reads_words:
             return logits
-        cols = columns(WORD_ATTRIBUTE)
+        cols = [c for name in self.worded() for c in columns(name)]
         liked = self.word_scale * self.likeness(states, mask) + self.word_offset
         logits = logits.clone()
-        logits[:, cols] = (1 - WORD_SHARE) * logits[:, cols] + WORD_SHARE * liked
+        logits[:, cols] = (1 - WORD_SHARE) * logits[:, cols] + WORD_SHARE * liked[:, cols]
         return logits
 
     def picture_logits(self, pooled: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.attributes import ATTRIBUTES, WORD_ATTRIBUTE, AttributeReaders, columns, shown_labels
+from models.attributes import ATTRIBUTES, AttributeReaders, columns, shown_labels
 from models.model import TrimodalModel
-from training.synthav.captions import NOUNS
+from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
 
 ATTRIBUTE_PHASE_DONE = "attribute_phase.json"
 TEXT_EPOCHS = 10
@@ -46,6 +47,30 @@ CAPTIONS_PER_KIND = 1
 NAME_CONTEXTS = 24
 CALIBRATION_CAPTIONS = 1000
 CALIBRATION_ITERATIONS = 100
+
+
+def _merged(*tables: Mapping[Any, Words]) -> dict[str, Words]:
+    """One attribute's wordings from several phrase tables, value by value."""
+    out: dict[str, Words] = {}
+    for table in tables:
+        for value, words in table.items():
+            had = out.get(str(value), Words((), ()))
+            out[str(value)] = Words(
+                tuple(dict.fromkeys(had.train + words.train)),
+                (),
+                tuple(dict.fromkeys(had.extra + words.extra)),
+            )
+    return out
+
+
+# The attributes the text reader reads by likeness as well, and the training grammar's wordings
+# of their values (its training names kept, its `extra` ones to calibrate on).
+NAMED: dict[str, dict[str, Words]] = {
+    "kind": _merged(NOUNS),
+    "tempo": _merged(TEMPO_WORDS, ENGINE_SPEED),
+}
+# A name's tokens that say nothing of its value ("at a slow pace": "slow", "pace").
+FUNCTION_TOKENS = frozenset({"a", "an", "the", "at", "in", "on", "of", "to", "from", "by", "and"})
 
 
 def _sentences(
@@ -213,64 +238,62 @@ def attribute_phase(
 def _names(
     backbone: Any, captions: list[str], states_of: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The training grammar's names of each kind (`training.synthav.captions.NOUNS`, the
-    training wordings only), each of their tokens' unit-length states averaged over up to
-    `NAME_CONTEXTS` of the training `captions` that use the name (`states_of`: each caption's
-    real tokens' states): (P, H) and the (P,) columns of their kinds; None where no caption uses
-    one."""
-    kinds = ATTRIBUTES[WORD_ATTRIBUTE]
+    """The training names of the values of each attribute in `NAMED` (the grammar's training
+    wordings only), each of their tokens' unit-length states (but `FUNCTION_TOKENS`) averaged over
+    up to `NAME_CONTEXTS` of the training `captions` that use the name (`states_of`: each
+    caption's real tokens' states): (P, H) and the (P,) columns of their values; None where no
+    caption uses one."""
     vectors: list[torch.Tensor] = []
     kept: list[int] = []
-    for source, wordings in NOUNS.items():
-        if source.value not in kinds:
-            continue
-        column = columns(WORD_ATTRIBUTE)[kinds.index(source.value)]
-        for name in wordings.train:
-            pattern = re.compile(rf"\b{re.escape(name)}\b")
-            by_position: dict[int, list[torch.Tensor]] = defaultdict(list)
-            used = 0
-            for caption, states in zip(captions, states_of, strict=True):
-                found = pattern.search(caption)
-                if found is None:
-                    continue
-                offsets = backbone.tokenizer(caption, return_offsets_mapping=True)["offset_mapping"]
-                inside = [
-                    t
-                    for t, (a, b) in enumerate(offsets)
-                    if b > a and a >= found.start() and b <= found.end() and t < len(states)
-                ]
-                for position, t in enumerate(inside):
-                    by_position[position].append(states[t].float())
-                used += 1
-                if used == NAME_CONTEXTS:
-                    break
-            for found_states in by_position.values():
-                vectors.append(F.normalize(torch.stack(found_states).mean(0), dim=-1))
-                kept.append(column)
+    for attribute, table in NAMED.items():
+        values = ATTRIBUTES[attribute]
+        for value, wordings in table.items():
+            if value not in values:
+                continue
+            column = columns(attribute)[values.index(value)]
+            for name in wordings.train:
+                pattern = re.compile(rf"\b{re.escape(name)}\b")
+                by_position: dict[int, list[torch.Tensor]] = defaultdict(list)
+                used = 0
+                for caption, states in zip(captions, states_of, strict=True):
+                    found = pattern.search(caption)
+                    if found is None:
+                        continue
+                    encoded = backbone.tokenizer(caption, return_offsets_mapping=True)
+                    tokens = backbone.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+                    inside = [
+                        t
+                        for t, (a, b) in enumerate(encoded["offset_mapping"])
+                        if b > a
+                        and a >= found.start()
+                        and b <= found.end()
+                        and t < len(states)
+                        and tokens[t] not in FUNCTION_TOKENS
+                    ]
+                    for position, t in enumerate(inside):
+                        by_position[position].append(states[t].float())
+                    used += 1
+                    if used == NAME_CONTEXTS:
+                        break
+                for found_states in by_position.values():
+                    vectors.append(F.normalize(torch.stack(found_states).mean(0), dim=-1))
+                    kept.append(column)
     if not vectors:
         return None
     return torch.stack(vectors), torch.tensor(kept, dtype=torch.long)
 
 
-def _calibrate(
-    readers: AttributeReaders,
-    backbone: Any,
-    names: tuple[torch.Tensor, torch.Tensor],
-    captions: list[str],
-    labels: torch.Tensor,
-    rng: np.random.Generator,
-) -> dict[str, Any]:
-    """Keep `names` in `readers` with the scale and offset that make each kind's likeness a
-    logit: fitted on up to `CALIBRATION_CAPTIONS` training captions whose kind's name was
-    swapped for one of the grammar's other training names (`Words.extra`, which `names` does not
-    hold), so the likeness is calibrated on words the names never saw, as a user's would be.
-    Returns what the log records."""
-    vectors, kept = names
+def _swapped(
+    captions: list[str], table: dict[str, Words], rng: np.random.Generator
+) -> tuple[list[str], list[int]]:
+    """Up to `CALIBRATION_CAPTIONS` of `captions` with their first name of one of `table`'s
+    values (its longest training wording found) swapped for one of the value's `extra`
+    wordings, and the rows they came from."""
     swapped: list[str] = []
     rows: list[int] = []
     for r in rng.permutation(len(captions)).tolist():
         caption = captions[r]
-        for wordings in NOUNS.values():
+        for wordings in table.values():
             if not wordings.extra:
                 continue
             found = None
@@ -285,36 +308,67 @@ def _calibrate(
                 break
         if len(swapped) == CALIBRATION_CAPTIONS:
             break
-    readers.set_words(vectors, kept, 1.0, 0.0)
-    if not swapped:
-        return {"calibration": 0, "scale": 1.0, "offset": 0.0}
+    return swapped, rows
+
+
+def _calibrate(
+    readers: AttributeReaders,
+    backbone: Any,
+    names: tuple[torch.Tensor, torch.Tensor],
+    captions: list[str],
+    labels: torch.Tensor,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Keep `names` in `readers` with, per attribute they name, the scale and offset that make
+    its likeness a logit: fitted on training captions whose name of its value was swapped for
+    one of the grammar's other training wordings (`Words.extra`, which `names` was not made
+    from; `_swapped`): some share a word with a kept name ("toy ball"), others share none
+    ("sparrow", "generator", "every so often"), so the likeness is calibrated on names it did
+    not keep, as a user's would be. Returns what the log records."""
+    vectors, kept = names
+    named = {name for name in NAMED if set(columns(name)) & set(kept.tolist())}
+    readers.set_words(vectors, kept, {name: (1.0, 0.0) for name in named})
     device = readers.words.device
-    liked = []
-    with torch.no_grad():
-        for s in range(0, len(swapped), TEXT_BATCH):
-            states, mask = backbone.states(swapped[s : s + TEXT_BATCH])
-            liked.append(readers.likeness(states.to(device), mask.to(device)).float().cpu())
-    x = torch.cat(liked)
-    y = labels[rows][:, columns(WORD_ATTRIBUTE)].float()
-    scale = torch.tensor(1.0, requires_grad=True)
-    offset = torch.tensor(0.0, requires_grad=True)
-    lbfgs = torch.optim.LBFGS(
-        [scale, offset], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
-    )
+    calibration: dict[str, tuple[float, float]] = {}
+    record: dict[str, Any] = {}
+    for name in sorted(named, key=list(ATTRIBUTES).index):
+        swapped, rows = _swapped(captions, NAMED[name], rng)
+        if not swapped:
+            calibration[name] = (1.0, 0.0)
+            continue
+        liked = []
+        with torch.no_grad():
+            for s in range(0, len(swapped), TEXT_BATCH):
+                states, mask = backbone.states(swapped[s : s + TEXT_BATCH])
+                found = readers.likeness(states.to(device), mask.to(device))
+                liked.append(found[:, columns(name)].float().cpu())
+        x = torch.cat(liked)
+        y = labels[rows][:, columns(name)].float()
+        scale = torch.tensor(1.0, requires_grad=True)
+        offset = torch.tensor(0.0, requires_grad=True)
+        lbfgs = torch.optim.LBFGS(
+            [scale, offset], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
+        )
 
-    def closure() -> torch.Tensor:
-        lbfgs.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(scale * x + offset, y)
-        loss.backward()
-        return loss
+        def closure(
+            x: torch.Tensor = x,
+            y: torch.Tensor = y,
+            scale: torch.Tensor = scale,
+            offset: torch.Tensor = offset,
+            lbfgs: torch.optim.LBFGS = lbfgs,
+        ) -> torch.Tensor:
+            lbfgs.zero_grad(set_to_none=True)
+            loss = F.binary_cross_entropy_with_logits(scale * x + offset, y)
+            loss.backward()
+            return loss
 
-    lbfgs.step(closure)
-    scale, offset = scale.detach(), offset.detach()
-    readers.set_words(vectors, kept, float(scale), float(offset))
-    named = float(y[torch.arange(len(y)), x.argmax(dim=1)].mean())
-    return {
-        "calibration": len(swapped),
-        "scale": round(float(scale), 4),
-        "offset": round(float(offset), 4),
-        "named": round(named, 4),
-    }
+        lbfgs.step(closure)
+        calibration[name] = (float(scale.detach()), float(offset.detach()))
+        record[name] = {
+            "calibration": len(swapped),
+            "scale": round(calibration[name][0], 4),
+            "offset": round(calibration[name][1], 4),
+            "named": round(float(y[torch.arange(len(y)), x.argmax(dim=1)].mean()), 4),
+        }
+    readers.set_words(vectors, kept, calibration)
+    return record

@@ -12,7 +12,6 @@ import torch
 from models.attributes import (
     ATTRIBUTES,
     CLASSES,
-    WORD_ATTRIBUTE,
     WORD_SHARE,
     AttributeReaders,
     agreement,
@@ -76,61 +75,73 @@ def test_the_text_reader_takes_each_class_from_its_strongest_real_token():
 
 
 def _worded_readers() -> tuple[AttributeReaders, torch.Tensor]:
-    """Readers (text 8 wide) with a random fitted text reader and one word per kind: the kinds'
-    words are the first seven basis vectors of the token space."""
+    """Readers (text 8 wide) with a random fitted text reader and names for the kinds (one
+    each, the first seven basis vectors of the token space) and for one tempo (the eighth)."""
     torch.manual_seed(1)
     readers = AttributeReaders(8, 4).requires_grad_(False)
     torch.nn.init.normal_(readers.text.weight)
-    kinds = columns(WORD_ATTRIBUTE)
-    words = torch.eye(8)[: len(kinds)] * 3.0  # kept at unit length
-    readers.set_words(words, torch.tensor(kinds), 4.0, 1.5)
+    kinds, tempo = columns("kind"), columns("tempo")
+    words = torch.eye(8) * 3.0  # kept at unit length
+    named = torch.tensor([*kinds, tempo[1]])
+    readers.set_words(words, named, {"kind": (4.0, 1.5), "tempo": (2.0, -0.5)})
     return readers, words
 
 
-def test_the_kind_is_also_read_by_its_strongest_tokens_likeness_to_the_training_names():
+def test_an_attribute_is_also_read_by_its_strongest_tokens_likeness_to_the_training_names():
     readers, _ = _worded_readers()
-    kinds = columns(WORD_ATTRIBUTE)
+    assert readers.worded() == ("kind", "tempo")
+    kinds, tempo = columns("kind"), columns("tempo")
     states = torch.zeros(1, 3, 8)
-    states[0, 0, 2] = 1.0  # exactly the third kind's word
-    states[0, 1, 4], states[0, 1, 7] = 0.6, 0.8  # cosine 0.6 to the fifth's
-    states[0, 2, 7] = 1.0  # like no word
+    states[0, 0, 2] = 1.0  # exactly the third kind's name
+    states[0, 1, 4], states[0, 1, 7] = 0.6, 0.8  # cosine 0.6 to the fifth's, 0.8 to "fast"
+    states[0, 2, 7], states[0, 2, 5] = 0.6, 0.8  # weaker for "fast", 0.8 to the sixth kind
     mask = torch.ones(1, 3, dtype=torch.bool)
     liked = readers.likeness(states, mask)[0]
-    # each kind's likeness is how far its strongest token falls behind the best kind's
-    want = torch.zeros(len(kinds))
-    want[4] = 0.6
-    want[2] = 1.0
-    torch.testing.assert_close(liked, want - 1.0)
+    # each class's likeness is how far its strongest token falls behind its attribute's best
+    want = torch.zeros(len(CLASSES))
+    want[kinds] = -1.0
+    want[kinds[4]] = 0.6 - 1.0
+    want[kinds[5]] = 0.8 - 1.0
+    want[kinds[2]] = 0.0
+    want[tempo[0]] = -2.0 - 0.8  # "slow" has no name: −2, behind "fast"'s 0.8
+    torch.testing.assert_close(liked, want)
     fitted = readers.text_logits(states, mask, words=False)
     both = readers.text_logits(states, mask)
     torch.testing.assert_close(
-        both[0, kinds], (1 - WORD_SHARE) * fitted[0, kinds] + WORD_SHARE * (4.0 * liked + 1.5)
+        both[0, kinds],
+        (1 - WORD_SHARE) * fitted[0, kinds] + WORD_SHARE * (4.0 * liked[kinds] + 1.5),
     )
-    others = [c for c in range(len(CLASSES)) if c not in kinds]
-    assert torch.equal(both[:, others], fitted[:, others])  # only the kind is read by likeness
+    torch.testing.assert_close(
+        both[0, tempo],
+        (1 - WORD_SHARE) * fitted[0, tempo] + WORD_SHARE * (2.0 * liked[tempo] - 0.5),
+    )
+    others = [c for c in range(len(CLASSES)) if c not in kinds + tempo]
+    assert torch.equal(both[:, others], fitted[:, others])  # only named attributes change
     # a padded token never counts, however like a name it is
     padded = torch.cat([states, torch.zeros(1, 1, 8)], dim=1)
     padded[0, 3, 0] = 1.0
     pad_mask = torch.tensor([[True, True, True, False]])
     torch.testing.assert_close(readers.likeness(padded, pad_mask), liked[None])
-    # readers without words read with the fitted reader alone
+    # readers without names read with the fitted reader alone
     plain = AttributeReaders(8, 4)
     plain.text.load_state_dict(readers.text.state_dict())
-    assert not plain.reads_words
+    assert not plain.reads_words and plain.worded() == ()
     assert torch.equal(plain.text_logits(states, mask), fitted)
-    with pytest.raises(ValueError, match="must name a class"):
-        readers.set_words(torch.eye(8)[:1], torch.tensor([columns("colour")[0]]), 1.0, 0.0)
+    with pytest.raises(ValueError, match="a calibration for each attribute"):
+        readers.set_words(torch.eye(8)[:1], torch.tensor([columns("colour")[0]]), {"kind": (1, 0)})
     with pytest.raises(ValueError, match="must be"):
-        readers.set_words(torch.eye(4), torch.tensor(kinds[:4]), 1.0, 0.0)
+        readers.set_words(torch.eye(4), torch.tensor(kinds[:4]), {"kind": (1.0, 0.0)})
 
 
-def test_the_words_travel_with_the_readers_and_old_readers_load_without_them():
+def test_the_names_travel_with_the_readers_and_old_readers_load_without_them():
     readers, words = _worded_readers()
     loaded = AttributeReaders(8, 4)
     loaded.load_state_dict(readers.state_dict())
-    assert loaded.reads_words and loaded.words.shape == (len(columns(WORD_ATTRIBUTE)), 8)
+    assert loaded.reads_words and loaded.words.shape == (8, 8)
     torch.testing.assert_close(loaded.words, torch.nn.functional.normalize(words, dim=-1))
-    assert float(loaded.word_scale) == 4.0 and float(loaded.word_offset) == 1.5
+    assert torch.equal(loaded.word_scale, readers.word_scale)
+    assert float(loaded.word_scale[columns("kind")[0]]) == 4.0
+    assert float(loaded.word_offset[columns("tempo")[1]]) == -0.5
     older = {
         k: v
         for k, v in readers.state_dict().items()

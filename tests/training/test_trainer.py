@@ -699,7 +699,8 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     # last the attribute readers: the text one's epochs, its names of the kinds, the picture one
     assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 2)
     words = next(x for x in lines if x.get("part") == "words")
-    assert words["words"] > 0 and words["calibration"] > 0 and np.isfinite(words["scale"])
+    assert words["words"] > 0
+    assert words["kind"]["calibration"] > 0 and np.isfinite(words["kind"]["scale"])
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -708,7 +709,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert (tmp_path / "run" / "event_phase.json").is_file()
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
-    assert model.attributes is not None and model.attributes.reads_words
+    assert model.attributes is not None and "kind" in model.attributes.worded()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
 

@@ -1,0 +1,82 @@
+"""The attribute phase's names read by likeness: which tokens a name keeps, and the captions its
+calibration swaps names in."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.attributes import ATTRIBUTES, CLASSES, columns
+from models.config import preset
+from models.text import TextBackbone
+from training.attribute_phase import FUNCTION_TOKENS, NAMED, _names, _swapped
+
+
+def _uses(caption: str, name: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", caption) is not None
+
+
+def test_the_named_attributes_hold_training_wordings_of_every_value():
+    for attribute, table in NAMED.items():
+        assert set(table) == set(ATTRIBUTES[attribute])
+        for wordings in table.values():
+            assert wordings.train and wordings.extra
+            assert not set(wordings.train) & set(wordings.extra)
+    # the tempo's wordings gather both phrase tables, each once
+    assert NAMED["tempo"]["slow"].train.count("slowly") == 1
+    assert "at a crawl" in NAMED["tempo"]["slow"].train
+
+
+def test_a_swapped_caption_names_its_value_in_another_training_wording():
+    table = NAMED["kind"]
+    captions = [
+        "a small red rubber ball bounces from left to right",
+        "a large blue motor drives slowly at night",
+        "a quiet room",  # names no kind: never swapped
+    ]
+    rng = np.random.default_rng(0)
+    swapped, rows = _swapped(captions, table, rng)
+    assert sorted(rows) == [0, 1]
+    for caption, row in zip(swapped, rows, strict=True):
+        value, was = ("ball", "rubber ball") if row == 0 else ("engine", "motor")
+        assert not _uses(caption, was)
+        assert any(_uses(caption, name) for name in table[value].extra)
+    # the longest wording is the one swapped: nothing of "rubber ball" is left
+    first = swapped[rows.index(0)]
+    assert "rubber" not in first and first.endswith("bounces from left to right")
+
+
+def test_a_names_tokens_are_averaged_over_the_captions_that_use_it():
+    tower = TextBackbone(preset("tiny").text)
+    captions = [
+        "a small red ball bounces slowly",
+        "a large green ball hops at a slow pace",
+        "a blue drum pulses quickly",
+    ]
+    with torch.no_grad():
+        states, mask = tower.states(captions)
+    states_of = [F.normalize(s[m], dim=-1) for s, m in zip(states, mask, strict=True)]
+    found = _names(tower, captions, states_of)
+    assert found is not None
+    vectors, kept = found
+    kept_classes = [CLASSES[c] for c in kept.tolist()]
+    # "ball" in two captions: one vector, the mean of its two states
+    ball = kept_classes.index(("kind", "ball"))
+    tokens = [
+        tower.tokenizer.convert_ids_to_tokens(tower.tokenizer(c)["input_ids"]) for c in captions
+    ]
+    both = torch.stack([states_of[i][tokens[i].index("ball")] for i in (0, 1)]).mean(0)
+    torch.testing.assert_close(vectors[ball], F.normalize(both, dim=0))
+    assert kept_classes.count(("kind", "ball")) == 1 and ("kind", "drum") in kept_classes
+    # "at a slow pace": its words, not its function words
+    slow = [v for v, c in zip(vectors, kept_classes, strict=True) if c == ("tempo", "slow")]
+    assert "slowly" in tokens[0] and len(slow) == 3  # "slowly"; "slow", "pace"
+    pace = states_of[1][tokens[1].index("pace")]
+    assert any(torch.allclose(v, F.normalize(pace, dim=0)) for v in slow)
+    assert "at" in FUNCTION_TOKENS and not any(
+        torch.allclose(v, states_of[1][tokens[1].index("at")]) for v in slow
+    )
+    assert set(kept.tolist()) <= set(columns("kind")) | set(columns("tempo"))
