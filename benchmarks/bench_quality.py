@@ -549,7 +549,8 @@ def _service_mode(direction: str, policy: SearchPolicy | None, report: dict | No
         return "pooled"
     if report is not None and "service" in report.get(direction, {}):
         # measured with the policy's weights (`training.evaluate.evaluate`); text→video: the
-        # picture's and the sound's indexes fused at the recorded share
+        # picture's and the sound's indexes fused at the recorded share; text→audio: re-ranked
+        # by the agreement on what is heard where the policy says
         return "service"
     if direction.startswith("text"):  # the service never re-ranks text
         return "pooled"
@@ -582,7 +583,7 @@ def transfer_table(runs: dict[str, Any]) -> Table:
     share) where the report has it."""
     table = Table(
         title="transfer: pooled R@1 / R@10 (share of own R@10) [text ceiling R@10]; "
-        "text→video fused as the service searches"
+        "text as the service searches it"
     )
     table.add_column("model")
     table.add_column("pool")
@@ -593,7 +594,7 @@ def transfer_table(runs: dict[str, Any]) -> Table:
         for pool, report in {"own": own, **run.get("pools", {})}.items():
             cells = []
             for d in DIRS:
-                mode = "service" if d == "text→video" and "service" in own[d] else "pooled"
+                mode = "service" if d.startswith("text") and "service" in own[d] else "pooled"
                 m = report[d].get(mode, report[d]["pooled"])["all"]
                 base = own[d][mode]["all"]["R@10"]
                 share = f" ({m['R@10'] / base:.0%})" if pool != "own" and base else ""

@@ -40,7 +40,15 @@ from index.store import SequenceStore
 from index.version import IndexCorrupt, IndexVersion
 from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
-from models.attributes import AGREEMENT_K, AttributeReading, agreement, lean, with_sources
+from models.attributes import (
+    AGREEMENT_K,
+    HEARD,
+    AttributeReading,
+    agreement,
+    heard_probabilities,
+    lean,
+    with_sources,
+)
 from models.events import (
     BANDS,
     SCAN_CANDIDATES,
@@ -433,6 +441,23 @@ class Searcher:
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
         return sorted(rescored, key=lambda kv: (-kv[1], kv[0])) + rest
 
+    def _by_heard(
+        self, reading: AttributeReading, ranked: list[tuple[int, float]], policy: SearchPolicy
+    ) -> list[tuple[int, float]]:
+        """A text query's best `AGREEMENT_K` sounds re-ranked: each one's first-pass score + the
+        policy's weight × how far the sentence's reader and the item's sound what network's list
+        agree on the kind and size heard (`models.attributes.HEARD`, `heard_probabilities`; an
+        item without a list counts as unsure of everything). The rest follow in their order, as
+        `training.evaluate` ranks them."""
+        top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
+        lists = self._what_lists("audio", [r for r, _ in top]) if top else None
+        if lists is None:
+            return ranked
+        agree = agreement(reading.probabilities[None], heard_probabilities(lists), HEARD)
+        weight = policy.heard_agreement()
+        rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
+        return sorted(rescored, key=lambda kv: (-kv[1], kv[0])) + rest
+
     def search(
         self,
         query: Query,
@@ -470,7 +495,14 @@ class Searcher:
         fetch = max(k, rerank_k) if reranking else max(k, min(rerank_k, 4 * k))
         leaning = self._leaning(query, target, policy, weights)
         agreeing = leaning is not None and query.reading is not None and policy.text_agreement()
-        if agreeing:  # the re-rank by the readers' agreement takes the first pass's best
+        hearing = (
+            query.modality == "text"
+            and target == "audio"
+            and query.reading is not None
+            and policy.heard_agreement() > 0
+            and "audio" in self.what
+        )
+        if agreeing or hearing:  # the readers' agreement re-ranks the first pass's best
             fetch = max(fetch, AGREEMENT_K)
         fused = self._first_pass(pooled, weights, fetch, allowed, leaning)
         if sum(w > 0 and m in self.indexes for m, w in weights.items()) > 1:
@@ -482,6 +514,8 @@ class Searcher:
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         if agreeing and query.reading is not None:
             ranked = self._by_agreement(query.reading, ranked, policy)
+        if hearing and query.reading is not None:
+            ranked = self._by_heard(query.reading, ranked, policy)
         primary = max(weights, key=lambda m: weights[m])
         # The event envelopes weigh in where the policy measured they help this direction; they
         # also bring their own candidates, found by scanning every item's envelope.

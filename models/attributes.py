@@ -53,6 +53,8 @@ _COLUMN = {c: i for i, c in enumerate(CLASSES)}
 AGREEMENT_FLOOR = 1e-3
 # How many of the leaning first pass's best candidates the agreement re-ranks.
 AGREEMENT_K = 100
+# What a text query searching sounds agrees on: the attributes the sound what network names.
+HEARD: tuple[str, ...] = ("kind", "size")
 # The share of the reading by likeness to the training names in a class's logit where the text
 # reader has names for it (`AttributeReaders`; the rest the fitted reader's).
 WORD_SHARE = 0.5
@@ -300,6 +302,14 @@ def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:
     same = t * p + (1 - t) * (1 - p) + AGREEMENT_FLOOR
     logged = torch.log(same) if isinstance(same, Tensor) else np.log(same)
     return logged.mean(-1)
+
+
+def heard_probabilities(what: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities of what N sounds are heard to be, from the sound what network's
+    (N, 14) lists of kind × size (`with_sources`): the kind and size columns the network's, the
+    rest (and a row of NaN: an item without a sound's list) 0.5, unsure."""
+    unsure = np.full((len(what), len(CLASSES)), 0.5, np.float32)
+    return with_sources(unsure, what)
 
 
 def with_sources(pictures: np.ndarray, what: np.ndarray) -> np.ndarray:

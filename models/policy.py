@@ -124,6 +124,18 @@ class SearchPolicy:
     # the attributes that agreement weighs, as measured on val (empty: records before the field,
     # or the lean's own)
     text_agreement_attributes: tuple[str, ...] = ()
+    # text→audio: how much the agreement of the sentence's reader and the sound what network's
+    # list on the kind and size heard (`models.attributes.HEARD`) adds to the first pass's score in
+    # a re-rank of its best `models.attributes.AGREEMENT_K` sounds, as measured on val
+    # (`training.search_policy.choose_heard_agreement`; None: records before the field, or not
+    # adopted: no re-rank).
+    text_heard_agreement: float | None = None
+
+    def heard_agreement(self) -> float:
+        """How much the agreement on the kind and size heard adds in a text query's re-rank of
+        sounds (none: 0)."""
+        w = self.text_heard_agreement
+        return 0.0 if w is None or w <= 0 else float(w)
 
     def text_lean(self) -> tuple[tuple[str, ...], float]:
         """The attributes a text query searching videos leans on, and the weight (none: 0)."""
@@ -258,6 +270,11 @@ class SearchPolicy:
                 if self.text_agreement() > 0
                 else {}
             ),
+            **(
+                {"text_heard_agreement": self.text_heard_agreement}
+                if self.heard_agreement() > 0
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -302,6 +319,7 @@ class SearchPolicy:
             text_attribute_weight=_weight(data.get("text_attribute_weight")),
             text_attribute_agreement=_weight(data.get("text_attribute_agreement")),
             text_agreement_attributes=_attribute_names(data.get("text_agreement_attributes")),
+            text_heard_agreement=_weight(data.get("text_heard_agreement")),
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

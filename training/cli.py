@@ -636,6 +636,7 @@ def policy_command(
     split's clips) and record them beside its weights, as training does at its end: after an
     upgrade changed how the search scores, no training again. Indexes keep the defaults they
     were built with until built again."""
+    from models.attributes import HEARD
     from models.policy import DIRECTIONS, SHORT_QUERY_S, WHOLE_QUERY_S, SearchPolicy, save_policy
     from training.datasets import ManifestError, load_manifest
     from training.search_policy import distractors_for, measure_policy
@@ -712,6 +713,12 @@ def policy_command(
 
     table.add_row("text→video", "leans on", leaning(before), leaning(after))
     table.add_row("text→video", "readers' agreement", agreeing(before), agreeing(after))
+
+    def hearing(policy: SearchPolicy) -> str:
+        weight = policy.heard_agreement()
+        return f"{', '.join(HEARD)} heard × {weight:g}" if weight > 0 else "none"
+
+    table.add_row("text→audio", "readers' agreement", hearing(before), hearing(after))
     Console().print(table)
     return after.to_dict()
 

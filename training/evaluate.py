@@ -20,7 +20,7 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
-from models.attributes import AGREEMENT_K, ATTRIBUTES, with_sources
+from models.attributes import AGREEMENT_K, ATTRIBUTES, HEARD, heard_probabilities, with_sources
 from models.attributes import agreement as reader_agreement
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
@@ -476,10 +476,10 @@ def evaluate(
     policy: SearchPolicy | None = None,
 ) -> dict[str, Any]:
     """Every direction × mode × subset. Items missing from the cache (skipped files) are out.
-    With `policy` (the checkpoint's), audio↔video and text→video also get "service": what a
-    search does by default — the recorded steps' and envelopes' weights where it re-ranks,
-    pooled elsewhere; text→video with the picture's and the sound's indexes fused at the
-    recorded share."""
+    With `policy` (the checkpoint's), every direction also gets "service": what a search does by
+    default — the recorded steps' and envelopes' weights where it re-ranks, pooled elsewhere;
+    text→video with the picture's and the sound's indexes fused at the recorded share, the lean
+    and the readers' agreement; text→audio re-ranked by the agreement on what is heard."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(
         model, cache, list(by_id), picture_halves=policy is None or policy.picture_halves
@@ -501,6 +501,13 @@ def evaluate(
                         lean=policy.text_lean(),
                         reader_weight=policy.text_agreement(),
                         reader_names=policy.agreement_attributes(),
+                    )["pooled"]
+            elif policy is not None and direction == "text→audio":
+                if results[direction]:  # re-ranked by what is heard where val measured it helps
+                    results[direction]["service"] = _direction(
+                        *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
+                        ("pooled",),
+                        reader_weight=policy.heard_agreement(),
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -575,7 +582,9 @@ def _direction(
     and a weight, `SearchPolicy.text_lean`) the caption's vector for the picture leans as the
     service's does (`models.attributes`), and with `reader_weight` > 0 the best `AGREEMENT_K` are
     re-ranked by the readers' agreement on `reader_names` (empty: the lean's; `agreement_rerank`;
-    kind and size read by the picture what network where the pool has its lists).
+    kind and size read by the picture what network where the pool has its lists); text→audio
+    with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
+    (`models.attributes.HEARD`, read by the sound what network's lists).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -607,17 +616,26 @@ def _direction(
         leaning = (
             direction == "text→video" and names and lean_weight > 0 and model.knows_attributes()
         )
-        read = text_reading(model, q.sentences) if leaning else None
-        if read is not None:
+        hearing = (
+            direction == "text→audio"
+            and reader_weight > 0
+            and pool.what is not None
+            and model.knows_attributes()
+        )
+        read = text_reading(model, q.sentences) if leaning or hearing else None
+        if read is not None and leaning:
             chosen = [list(ATTRIBUTES).index(n) for n in names]
             gained = lean_weight * read[1][:, chosen].sum(dim=1)
             scores = scores + gained @ target_emb.pooled.T
         scores[:, ~has] = -torch.inf
-        if read is not None and reader_weight > 0:
+        if read is not None and leaning and reader_weight > 0:
             shown = None if pool.what is None else pool.what["visual"]
             pictures = picture_probabilities(model, target_emb.pooled, shown)
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
+        if read is not None and hearing and pool.what is not None:
+            sounds = torch.from_numpy(heard_probabilities(pool.what["audio"]))
+            scores = agreement_rerank(scores, read[0], sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.attributes import ATTRIBUTES
+from models.attributes import ATTRIBUTES, HEARD, heard_probabilities
 from models.events import event_agreement, fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -243,6 +243,62 @@ def choose_text_attributes(
     return tuple(chosen), weight, agree, evidence
 
 
+def choose_heard_agreement(
+    model: TrimodalModel,
+    by_id: Mapping[str, ManifestItem],
+    pool: Pool,
+    texts: TextCache,
+    queried: int | None = None,
+) -> tuple[float | None, dict[str, Any]]:
+    """How much the agreement on the kind and size heard adds when a text query searches sounds
+    (`SearchPolicy.text_heard_agreement`): the audio captions of the first `queried` clips (val
+    wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then re-ranked by
+    how far the sentence's reader and each sound what network's list agree on `HEARD` at each of
+    `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10) adopted where its paired R@1 gain over
+    the first pass is clearer than `GAIN_STANDARD_ERRORS` standard errors. None where the
+    checkpoint has no fitted readers, the pool no sound lists, or nothing gains."""
+    if not model.knows_attributes():
+        return None, {"reason": "no fitted attribute readers"}
+    if pool.what is None:
+        return None, {"reason": "no sound what network"}
+    has = pool.has_audio
+    querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
+    q = _text_queries(dict(by_id), pool, texts, ("audio",), has, querying)
+    if q.target.numel() == 0:
+        return None, {"reason": "no audio captions on clips with sound"}
+    with torch.inference_mode():
+        qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
+        base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
+        probabilities, _ = text_reading(model, q.sentences)
+    sounds = torch.from_numpy(heard_probabilities(pool.what["audio"]))
+
+    def summary(scores: Tensor) -> dict[str, Any]:
+        scores = scores.masked_fill(~has, -torch.inf)
+        own = scores[torch.arange(len(q.target)), q.target]
+        r = ((scores > own[:, None]).sum(dim=1) + 1).numpy()
+        return {"R@1": float((r <= 1).mean()), "R@10": float((r <= 10).mean()), "ranks": r}
+
+    without = summary(base)
+    tried = {
+        w: summary(agreement_rerank(base, probabilities, sounds, HEARD, w))
+        for w in TEXT_AGREEMENT_WEIGHTS
+    }
+    best = max(tried, key=lambda w: (tried[w]["R@1"], tried[w]["R@10"], -w))
+    gain, se = _paired_gain([without], [tried[best]])
+    adopted = gain > GAIN_STANDARD_ERRORS * se
+    evidence = {
+        "queries": len(q.target),
+        "attributes": list(HEARD),
+        "without": {k: round(without[k], 4) for k in ("R@1", "R@10")},
+        "by_weight": {
+            f"{w:g}": {k: round(found[k], 4) for k in ("R@1", "R@10")} for w, found in tried.items()
+        },
+        "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
+        "chosen": best if adopted else "off",
+    }
+    return (best if adopted else None), evidence
+
+
 def choose_agreement(
     model: TrimodalModel, pool: Pool, cache: FeatureCache | None = None, queried: int | None = None
 ) -> tuple[float, bool, dict[str, Any]]:
@@ -389,6 +445,9 @@ def measure_policy(
         TEXT_AUDIO_SHARE_BEFORE if text_share is None else text_share,
         queried,
     )
+    heard_weight, evidence["text→audio attributes"] = choose_heard_agreement(
+        model, by_id, pool, texts, queried
+    )
     # the best-band matchings met each picture by its motion envelope too where the pool had
     # one, and by its halves' where it had them and the pool met pictures by them
     motion = any(len(m) for m in pool.events["visual_motion"])
@@ -427,6 +486,7 @@ def measure_policy(
         text_attribute_weight=lean_weight,
         text_attribute_agreement=None if agree is None else agree[1],
         text_agreement_attributes=() if agree is None else agree[0],
+        text_heard_agreement=heard_weight,
     )
 
 

@@ -304,3 +304,65 @@ def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: P
     _publish(tmp_path / "plain", _items(vectors), policy)
     hits = Searcher.open(tmp_path / "plain").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item0", "item1"]
+
+
+def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_path: Path) -> None:
+    """The sound what network's lists tell the two sounds' sizes and kinds apart; where the
+    index's policy says so, the sentence's "small bell" puts the small bell first, each score
+    the first pass's + the weight × their agreement on `HEARD`, as the evaluation scores it;
+    without the policy's weight, or without lists, the first pass's order stands."""
+    from models.attributes import HEARD, heard_probabilities
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+    from training.evaluate import agreement_rerank
+
+    e = np.eye(DIM, dtype=np.float32)
+    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
+    probabilities = np.full(len(CLASSES), 0.1, np.float32)
+    probabilities[columns("size")[0]] = 0.9  # small
+    probabilities[columns("kind")[ATTRIBUTES["kind"].index("bell")]] = 0.9
+    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3]), _unit(e[0] + 0.3 * e[4])]
+    lists = np.full((3, len(WHAT)), 0.01, np.float32)
+    lists[0, class_of("bell", "large")] = 0.97
+    lists[1, class_of("drum", "small")] = 0.97
+    lists[2, class_of("bell", "small")] = 0.97  # the farthest in the first pass
+    policy = SearchPolicy(True, {}, text_heard_agreement=1.0)
+    assert SearchPolicy.from_dict(policy.to_dict()).heard_agreement() == 1.0
+    query = Query("text", e[0], reading=AttributeReading(probabilities, reader))
+    info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT)}
+    publish_entries(
+        tmp_path / "named",
+        _items(vectors, lists),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info=info,
+    )
+    hits = Searcher.open(tmp_path / "named").search(query, "audio", k=3).hits
+    assert [h.id for h in hits] == ["item2", "item0", "item1"]
+    first = torch.from_numpy(e[0][None] @ np.stack(vectors).T)
+    expected = agreement_rerank(
+        first,
+        torch.from_numpy(probabilities[None]),
+        torch.from_numpy(heard_probabilities(lists)),
+        HEARD,
+        1.0,
+    )[0]
+    assert np.allclose([h.score for h in hits], expected[[2, 0, 1]].numpy(), atol=1e-2)
+    # the same index searched for videos: no re-rank by what is heard
+    videos = Searcher.open(tmp_path / "named").search(query, "video", k=3).hits
+    assert [h.id for h in videos] == ["item0", "item1", "item2"]
+    # a policy without the weight, or an index without lists: the first pass's order
+    publish_entries(
+        tmp_path / "off",
+        _items(vectors, lists),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info={"search_policy": SearchPolicy(True, {}).to_dict(), "what_classes": len(WHAT)},
+    )
+    hits = Searcher.open(tmp_path / "off").search(query, "audio", k=3).hits
+    assert [h.id for h in hits] == ["item0", "item1", "item2"]
+    _publish(tmp_path / "plain", _items(vectors), policy)
+    hits = Searcher.open(tmp_path / "plain").search(query, "audio", k=3).hits
+    assert [h.id for h in hits] == ["item0", "item1", "item2"]

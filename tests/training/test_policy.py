@@ -612,7 +612,8 @@ def test_evaluate_reports_what_the_service_does_under_a_policy(prepared):
     items, cache, texts = prepared.val_items, prepared.cache, prepared.texts
     report = evaluate(model, items, cache, texts, policy=policy)
     assert report["video→audio"]["service"] == report["video→audio"]["pooled"]
-    assert "service" not in report["text→audio"]  # text is never re-ranked
+    # text→audio: the first pass where the policy weighs nothing heard (and no readers to read)
+    assert report["text→audio"]["service"] == report["text→audio"]["pooled"]
     by_id = {i.id: i for i in items if i.id in cache.row}
     from training.evaluate import embed_pool
     from training.metrics import ranks_from_scores, summarise
@@ -1154,3 +1155,53 @@ def io_sink():
     import io
 
     return io.StringIO()
+
+
+def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_measures(
+    prepared, tmp_path
+):
+    """`choose_heard_agreement` ranks the val audio captions as `_direction` does for
+    text→audio with each weight: the figures it records are the evaluation's; without the sound
+    what network's lists, or without fitted readers, it chooses none."""
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+    from training.attribute_phase import attribute_phase
+    from training.evaluate import _direction
+    from training.search_policy import TEXT_AGREEMENT_WEIGHTS, choose_heard_agreement
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
+    items = prepared.val_items + prepared.train_items
+    by_id = {i.id: i for i in items if i.id in prepared.cache.row}
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
+    assert choose_heard_agreement(model, by_id, pool, prepared.texts, queried)[0] is None
+    model.save(tmp_path / "best")
+    attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
+    model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    assert pool.what is None  # the tiny model has no trained what networks
+    weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    assert weight is None and evidence["reason"] == "no sound what network"
+    # lists that name what each clip's sound holds, as a sound what network would
+    lists = np.full((len(pool.ids), len(WHAT)), 0.02, np.float32)
+    for row, item_id in enumerate(pool.ids):
+        for source in by_id[item_id].meta["audio"]["sources"]:
+            lists[row, class_of(source["kind"], source["size"])] = 0.95
+    pool.what = {"visual": lists, "audio": lists}
+    weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    querying = torch.arange(len(pool.ids)) < queried
+    assert set(evidence["by_weight"]) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
+    for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
+        with torch.inference_mode():
+            found = _direction(
+                *(model, "text→audio", by_id, pool, prepared.texts, {}, 0, "interp", ("pooled",)),
+                querying=querying,
+                reader_weight=w,
+            )["pooled"]["all"]
+        figures = evidence["by_weight"][f"{w:g}"] if w else evidence["without"]
+        assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
+        assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
+    assert evidence["queries"] > 0
+    assert weight is None or weight in TEXT_AGREEMENT_WEIGHTS
+    assert evidence["chosen"] == ("off" if weight is None else weight)
