@@ -170,6 +170,19 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
 KEPT_MARK = "bench_service-index.json"
 
 
+def _exported_from(ckpt: Path) -> bool:
+    """Whether `ckpt/onnx` holds encoders exported from this checkpoint (the service refuses
+    others)."""
+    from models.model import checkpoint_hash
+    from models.onnx_export import MANIFEST
+
+    try:
+        manifest = json.loads((ckpt / "onnx" / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("checkpoint_hash") == checkpoint_hash(ckpt)
+
+
 def _index_key(ckpt: Path, n: int, dim: int) -> dict[str, Any]:
     """What a kept index was built from: a change to any of it (or to `make_index` itself)
     builds a new one."""
@@ -406,7 +419,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
     console = Console(width=160)
+    import torch
+
     from index.version import IndexVersion
+    from models.attributes import columns
     from models.config import preset
     from models.model import TrimodalModel
     from training.synthav import GeneratorConfig, generate_corpus
@@ -414,18 +430,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt = args.work / "ckpt-small"
     made = TrimodalModel.load(ckpt) if (ckpt / "config.json").is_file() else None
-    if made is None or not made.knows_what() or not made.knows_attributes():
+    named = made is not None and made.attributes is not None and made.attributes.reads_words
+    if made is None or not made.knows_what() or not made.knows_attributes() or not named:
         # latency does not depend on the weights; the what networks and the attribute readers
-        # marked trained, so that every upload and every sentence runs them as a trained
-        # checkpoint's does (`models.what_net`, `models.attributes`)
+        # marked trained, and the text reader given as many names of the kinds and tempos as
+        # the attribute phase keeps, so that every upload and every sentence runs them as a
+        # trained checkpoint's does (`models.what_net`, `models.attributes`)
         model = TrimodalModel(replace(preset("small"), what_nets=True, attribute_readers=True))
         assert model.what_nets is not None and model.attributes is not None
         model.what_nets.trained.fill_(1.0)
         model.attributes.trained.fill_(1.0)
+        named_columns = [*columns("kind"), *columns("kind"), *columns("tempo")] * 2
+        hidden = model.attributes.words.shape[1]
+        model.attributes.set_words(
+            torch.randn(len(named_columns[:27]), hidden),
+            torch.tensor(named_columns[:27]),
+            {"kind": (14.6, 2.3), "tempo": (9.6, 1.4)},
+        )
         model.save(ckpt)
-    if args.encoders == "onnx" and not (ckpt / "onnx" / "onnx.json").is_file():
+    if args.encoders == "onnx" and not _exported_from(ckpt):
         from models.onnx_export import export_onnx
 
+        shutil.rmtree(ckpt / "onnx", ignore_errors=True)
         export_onnx(ckpt, ckpt / "onnx")  # what `make demo` does after training
     dim = preset("small").embed_dim
     queries = args.work / "queries"
