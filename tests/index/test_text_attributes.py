@@ -63,6 +63,20 @@ def _publish(root: Path, entries, policy: SearchPolicy) -> None:
     )
 
 
+def _publish_listed(root: Path, vectors, lists: np.ndarray, policy: SearchPolicy) -> None:
+    """An index of `_items(vectors, lists)`: it keeps each item's what network lists."""
+    from models.what_net import CLASSES as WHAT
+
+    publish_entries(
+        root,
+        _items(vectors, lists),
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info={"search_policy": policy.to_dict(), "what_classes": len(WHAT)},
+    )
+
+
 def _query(leans: bool) -> Query:
     e = np.eye(DIM, dtype=np.float32)
     found = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
@@ -289,15 +303,7 @@ def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: P
     )
     leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
     query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
-    info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT)}
-    publish_entries(
-        tmp_path / "named",
-        _items(vectors, lists),
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info=info,
-    )
+    _publish_listed(tmp_path / "named", vectors, lists, policy)
     hits = Searcher.open(tmp_path / "named").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item1", "item0"]
     # an index without the lists: the reader's one half for both, the first pass's order
@@ -329,15 +335,7 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     policy = SearchPolicy(True, {}, text_heard_agreement=1.0)
     assert SearchPolicy.from_dict(policy.to_dict()).heard_agreement() == 1.0
     query = Query("text", e[0], reading=AttributeReading(probabilities, reader))
-    info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT)}
-    publish_entries(
-        tmp_path / "named",
-        _items(vectors, lists),
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info=info,
-    )
+    _publish_listed(tmp_path / "named", vectors, lists, policy)
     hits = Searcher.open(tmp_path / "named").search(query, "audio", k=3).hits
     assert [h.id for h in hits] == ["item2", "item0", "item1"]
     first = torch.from_numpy(e[0][None] @ np.stack(vectors).T)
@@ -353,14 +351,7 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     videos = Searcher.open(tmp_path / "named").search(query, "video", k=3).hits
     assert [h.id for h in videos] == ["item0", "item1", "item2"]
     # a policy without the weight, or an index without lists: the first pass's order
-    publish_entries(
-        tmp_path / "off",
-        _items(vectors, lists),
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info={"search_policy": SearchPolicy(True, {}).to_dict(), "what_classes": len(WHAT)},
-    )
+    _publish_listed(tmp_path / "off", vectors, lists, SearchPolicy(True, {}))
     hits = Searcher.open(tmp_path / "off").search(query, "audio", k=3).hits
     assert [h.id for h in hits] == ["item0", "item1", "item2"]
     _publish(tmp_path / "plain", _items(vectors), policy)

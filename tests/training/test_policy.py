@@ -1087,7 +1087,6 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
     """`choose_text_attributes` ranks the val captions as `_direction` does with the chosen lean
     and the re-rank by the readers' agreement: the figures it records are the evaluation's;
     without fitted readers it chooses none."""
-    from training.attribute_phase import attribute_phase
     from training.evaluate import _direction
     from training.search_policy import (
         TEXT_AGREEMENT_WEIGHTS,
@@ -1095,18 +1094,10 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
         choose_text_attributes,
     )
 
-    torch.manual_seed(0)
-    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
-    items = prepared.val_items + prepared.train_items
-    by_id = {i.id: i for i in items if i.id in prepared.cache.row}
-    pool = embed_pool(model, prepared.cache, list(by_id))
-    queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
+    model, by_id, pool, queried = _unfitted_readers(prepared)
     unfitted = choose_text_attributes(model, by_id, pool, prepared.texts, 0.3, queried)
     assert unfitted[:3] == ((), None, None)
-    model.save(tmp_path / "best")
-    attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
-    model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
-    pool = embed_pool(model, prepared.cache, list(by_id))
+    model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     names, weight, agree, evidence = choose_text_attributes(
         model, by_id, pool, prepared.texts, 0.3, queried
     )
@@ -1151,6 +1142,28 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
         assert weight is None and agree is None and evidence["chosen"] == "off"
 
 
+def _unfitted_readers(prepared):
+    """A tiny model with unfitted attribute readers, the val clips (querying) among the training
+    ones, their pool and how many query."""
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
+    items = prepared.val_items + prepared.train_items
+    by_id = {i.id: i for i in items if i.id in prepared.cache.row}
+    pool = embed_pool(model, prepared.cache, list(by_id))
+    queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
+    return model, by_id, pool, queried
+
+
+def _fitted_readers(prepared, model, by_id, tmp_path):
+    """`model` with its readers fitted by the attribute phase, and the pool again."""
+    from training.attribute_phase import attribute_phase
+
+    model.save(tmp_path / "best")
+    attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
+    model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
+    return model, embed_pool(model, prepared.cache, list(by_id))
+
+
 def io_sink():
     import io
 
@@ -1165,21 +1178,12 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     what network's lists, or without fitted readers, it chooses none."""
     from models.what_net import CLASSES as WHAT
     from models.what_net import class_of
-    from training.attribute_phase import attribute_phase
     from training.evaluate import _direction
     from training.search_policy import TEXT_AGREEMENT_WEIGHTS, choose_heard_agreement
 
-    torch.manual_seed(0)
-    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True), prepared.backbone)
-    items = prepared.val_items + prepared.train_items
-    by_id = {i.id: i for i in items if i.id in prepared.cache.row}
-    pool = embed_pool(model, prepared.cache, list(by_id))
-    queried = sum(i.id in prepared.cache.row for i in prepared.val_items)
+    model, by_id, pool, queried = _unfitted_readers(prepared)
     assert choose_heard_agreement(model, by_id, pool, prepared.texts, queried)[0] is None
-    model.save(tmp_path / "best")
-    attribute_phase(prepared, 0, tmp_path, torch.device("cpu"), io_sink(), 0.0)
-    model = TrimodalModel.load(tmp_path / "best", text_backbone=prepared.backbone)
-    pool = embed_pool(model, prepared.cache, list(by_id))
+    model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     assert pool.what is None  # the tiny model has no trained what networks
     weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
     assert weight is None and evidence["reason"] == "no sound what network"
