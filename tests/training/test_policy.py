@@ -1164,6 +1164,20 @@ def _fitted_readers(prepared, model, by_id, tmp_path):
     return model, embed_pool(model, prepared.cache, list(by_id))
 
 
+def test_the_attribute_phase_run_again_fits_the_same_readers(prepared, tmp_path):
+    """The phase fits the readers from their initial weights: run again on its own result it
+    gives the same readers, not ones trained on from the first fit."""
+    model, by_id, _, _ = _unfitted_readers(prepared)
+    first, _ = _fitted_readers(prepared, model, by_id, tmp_path / "once")
+    again, _ = _fitted_readers(prepared, first, by_id, tmp_path / "twice")
+    assert first.attributes is not None and again.attributes is not None
+    assert first.attributes.is_trained and again.attributes.is_trained
+    fitted, refitted = first.attributes.state_dict(), again.attributes.state_dict()
+    assert set(fitted) == set(refitted)
+    for name, value in fitted.items():
+        torch.testing.assert_close(refitted[name], value, rtol=0, atol=0, msg=name)
+
+
 def io_sink():
     import io
 
