@@ -4,13 +4,13 @@
 Nothing else of the model changes. The text reader learns from the training clips' visual and
 audiovisual captions (each labelled with the attribute values of the sources its clip shows, and
 its scene) read by the frozen tower token by token; the picture reader from the same clips'
-pooled picture vectors. Then the text reader keeps the training grammar's names of each kind as
-the tower reads them in those captions, to read a kind by likeness as well (`_names`), calibrated
-on captions whose name was swapped for another training name the kept ones do not hold
-(`_calibrate`): a stand-in for a word no training caption used. A corpus without such metadata
-(a user's own media) leaves them unfitted, and text searches go without them. Whether and how
-much a search leans on them is measured on val afterwards
-(`training.search_policy.choose_text_attributes`).
+pooled picture vectors. Then the text reader keeps the training grammar's names of each kind and
+tempo (`NAMED`) as the tower reads them in those captions, to read them by likeness as well
+(`_names`), calibrated on captions whose name was swapped for another training name the kept
+ones do not hold (`_calibrate`): a stand-in for a word no training caption used. The readers
+start from their initial weights on every run. A corpus without such metadata (a user's own
+media) leaves them unfitted, and text searches go without them. Whether and how much a search
+leans on them is measured on val afterwards (`training.search_policy.choose_text_attributes`).
 """
 
 from __future__ import annotations
