@@ -42,11 +42,13 @@ from models import fingerprint, prints
 from models.alignment import Segment, align_sequence_batch, align_vector_batch, window_distances
 from models.attributes import (
     AGREEMENT_K,
+    ATTRIBUTES,
     HEARD,
     AttributeReading,
     agreement,
     heard_probabilities,
     lean,
+    named,
     with_sources,
 )
 from models.events import (
@@ -179,6 +181,9 @@ class SearchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     reranked: bool = False  # whether the sequence re-rank ordered the hits
     localised: bool = True  # False: sequences cannot align this query; segments = whole items
+    # a text query: what the sentence was read to name of each attribute that weighed in this
+    # search (`models.attributes.named`); None where no reading did
+    read_as: dict[str, list[tuple[str, float]]] | None = None
 
 
 class Searcher:
@@ -504,6 +509,7 @@ class Searcher:
         )
         if agreeing or hearing:  # the readers' agreement re-ranks the first pass's best
             fetch = max(fetch, AGREEMENT_K)
+        read_as = _read_as(query, policy, leaning is not None, bool(agreeing), hearing)
         fused = self._first_pass(pooled, weights, fetch, allowed, leaning)
         if sum(w > 0 and m in self.indexes for m, w in weights.items()) > 1:
             # several indexes fused (a text query searching videos): each candidate's score is
@@ -639,7 +645,7 @@ class Searcher:
                 )
             )
         timings["segments"] = (time.perf_counter() - t0) * 1e3
-        return SearchResult(hits, self.name, timings, reranked, localised)
+        return SearchResult(hits, self.name, timings, reranked, localised, read_as)
 
     def _scan(self, modality: str) -> EventScan:
         """Every item's `modality` envelopes laid out for scanning, built on first use: a
@@ -1045,6 +1051,26 @@ def _at(seg: Segment | None, start_s: float, length_s: float) -> Segment | None:
     if seg is None:
         return seg
     return Segment(start_s, start_s + length_s, seg.score, seg.timeline)
+
+
+def _read_as(
+    query: Query, policy: SearchPolicy, leaning: bool, agreeing: bool, hearing: bool
+) -> dict[str, list[tuple[str, float]]] | None:
+    """What the sentence was read to name (`models.attributes.named`) of the attributes that
+    weigh in this search: those the query leans on, those the readers' agreement re-ranks by,
+    and what is heard; None where the query has no reading or none weighs in."""
+    if query.reading is None:
+        return None
+    weighed: set[str] = set()
+    if leaning:
+        weighed |= set(policy.text_lean()[0])
+    if agreeing:
+        weighed |= set(policy.agreement_attributes())
+    if hearing:
+        weighed |= set(HEARD)
+    if not weighed:
+        return None
+    return named(query.reading.probabilities, [n for n in ATTRIBUTES if n in weighed])
 
 
 def _same_space(query_modality: str, store: str) -> bool:

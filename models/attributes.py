@@ -55,6 +55,8 @@ AGREEMENT_FLOOR = 1e-3
 AGREEMENT_K = 100
 # What a text query searching sounds agrees on: the attributes the sound what network names.
 HEARD: tuple[str, ...] = ("kind", "size")
+# A value a sentence is read to name (`named`): its reader's probability at least this.
+NAMED_AT = 0.5
 # The share of the reading by likeness to the training names in a class's logit where the text
 # reader has names for it (`AttributeReaders`; the rest the fitted reader's).
 WORD_SHARE = 0.5
@@ -302,6 +304,28 @@ def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:
     same = t * p + (1 - t) * (1 - p) + AGREEMENT_FLOOR
     logged = torch.log(same) if isinstance(same, Tensor) else np.log(same)
     return logged.mean(-1)
+
+
+def named(probabilities: np.ndarray, names: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+    """What a sentence's reader says it names of the attributes `names` (a search shows the user
+    how their words were read): per attribute, in `ATTRIBUTES`' order, its values whose (C,)
+    `probabilities` are at least `NAMED_AT`, likeliest first, each with its probability; an
+    empty list where the reader is sure of none (a sentence with two sources names two)."""
+    probabilities = np.asarray(probabilities, np.float32).reshape(-1)
+    if probabilities.shape != (len(CLASSES),):
+        raise ValueError(f"expected {len(CLASSES)} probabilities, got {probabilities.shape}")
+    out: dict[str, list[tuple[str, float]]] = {}
+    for name in ATTRIBUTES:
+        if name not in names:
+            continue
+        found = [(CLASSES[c][1], float(probabilities[c])) for c in columns(name)]
+        out[name] = sorted(
+            ((v, p) for v, p in found if p >= NAMED_AT), key=lambda vp: (-vp[1], vp[0])
+        )
+    unknown = set(names) - set(ATTRIBUTES)
+    if unknown:
+        raise ValueError(f"unknown attributes {sorted(unknown)}; known: {', '.join(ATTRIBUTES)}")
+    return out
 
 
 def heard_probabilities(what: np.ndarray) -> np.ndarray:

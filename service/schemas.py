@@ -144,6 +144,11 @@ class Hit(BaseModel):
     )
 
 
+class ReadValue(BaseModel):
+    value: str = Field(description='A value of the attribute, e.g. "bell" of the kind.')
+    probability: float = Field(ge=0.0, le=1.0, description="How sure the reader is of it.")
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
     offset: int
@@ -159,6 +164,16 @@ class SearchResponse(BaseModel):
         description="Whether each hit's start_s/end_s come from aligning time steps; false: the "
         "model's sequence heads cannot align this kind of query (untrained), so a hit's segment is "
         "the whole item and its timeline is empty.",
+    )
+    read_as: dict[str, list[ReadValue]] | None = Field(
+        None,
+        description="A text query: what the sentence was read to name, for each attribute that "
+        "weighed in this search (where the index's measured policy leans the search toward "
+        "pictures that show it, or re-ranks by how far the sentence and each candidate agree on "
+        "it, or on what is heard): its values read with probability at least 0.5, likeliest "
+        "first; an empty list: none read. A word read wrongly shows here, and a commoner word "
+        "for it usually reads right. None: no reading weighed in (an upload, a checkpoint "
+        "without fitted readers, or a policy that uses none).",
     )
 
     model_config = ConfigDict(
@@ -186,6 +201,10 @@ class SearchResponse(BaseModel):
                     "k": 10,
                     "index_version": "v000003-20261122T060000Z",
                     "timings_ms": {"encode": 6.1, "search": 0.4, "segments": 0.3, "total": 7.2},
+                    "read_as": {
+                        "kind": [{"value": "ball", "probability": 0.93}],
+                        "colour": [{"value": "red", "probability": 0.99}],
+                    },
                 }
             ]
         }

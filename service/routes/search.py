@@ -21,6 +21,7 @@ from service.errors import ApiError
 from service.schemas import (
     ErrorResponse,
     Hit,
+    ReadValue,
     SearchOptions,
     SearchResponse,
     TextSearchRequest,
@@ -99,7 +100,17 @@ def _search(
         timings_ms=timings,
         reranked=result.reranked,
         localised=result.localised,
+        read_as=_read_as(result.read_as),
     )
+
+
+def _read_as(found: dict[str, list[tuple[str, float]]] | None) -> dict[str, list[ReadValue]] | None:
+    if found is None:
+        return None
+    return {
+        name: [ReadValue(value=v, probability=round(p, 3)) for v, p in values]
+        for name, values in found.items()
+    }
 
 
 def _hit(h: SearchHit, searcher: Searcher) -> Hit:

@@ -226,11 +226,28 @@ function showPage(page) {
   if (parts.length) meta += ` (${parts.join(", ")} ms)`;
   if (page.query_duration_s != null) meta += ` · query ${seconds(page.query_duration_s)} s long`;
   if (page.reranked) meta += " · re-ranked by time steps";
+  const read = readAs(page.read_as);
+  if (read) meta += ` · read as ${read}`;
   ui.meta.textContent = meta;
   if (start > 0 && page.hits.length) {
     // Keyboard users land on the first new card.
     ui.results.children[start]?.querySelector("button")?.focus();
   }
+}
+
+// What a text query's words were read to name, where it weighed in the search: "kind bell,
+// size small"; "?" where the reader was sure of no value, "…" past the likeliest three (a word
+// the reader did not know can read as several kinds at once).
+function readAs(found) {
+  if (!found) return "";
+  return Object.entries(found)
+    .map(([name, values]) => {
+      if (!values.length) return `${name} ?`;
+      const shown = values.slice(0, 3).map((v) => v.value);
+      if (values.length > 3) shown.push("…");
+      return `${name} ${shown.join(" or ")}`;
+    })
+    .join(", ");
 }
 
 // Audio–visual agreement of the item itself (indexes whose model learned timing only).

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from index.build import Entry, publish_entries
@@ -188,13 +189,23 @@ def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -
     _publish(tmp_path / "agree", _items(vectors), policy)
     searcher = Searcher.open(tmp_path / "agree")
     query = Query("text", e[0], leans=leans, reading=reading)
-    hits = searcher.search(query, "video", k=2).hits
+    result = searcher.search(query, "video", k=2)
+    hits = result.hits
     assert [h.id for h in hits] == ["item1", "item0"]
     assert hits[0].pooled_score < hits[1].pooled_score  # the first pass had them the other way
+    # the sentence's reading of the one attribute that weighed in, for the user to see
+    assert result.read_as is not None and list(result.read_as) == ["size"]
+    assert [v for v, _ in result.read_as["size"]] == ["small"]
+    assert abs(result.read_as["size"][0][1] - 0.95) < 1e-6
+    assert searcher.search(replace(query, reading=None), "video", k=1).read_as is None
     # without the sentence's reading, or where the policy re-ranks by nothing: the first pass
     assert searcher.search(replace(query, reading=None), "video", k=1).hits[0].id == "item0"
     _publish(tmp_path / "off", _items(vectors), replace(policy, text_attribute_agreement=None))
     assert Searcher.open(tmp_path / "off").search(query, "video", k=1).hits[0].id == "item0"
+    # the lean alone still weighs the size: the reading is still shown
+    assert Searcher.open(tmp_path / "off").search(query, "video", k=1).read_as == {
+        "size": [("small", float(np.float32(0.95)))]
+    }
 
 
 def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path) -> None:
@@ -336,8 +347,14 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     assert SearchPolicy.from_dict(policy.to_dict()).heard_agreement() == 1.0
     query = Query("text", e[0], reading=AttributeReading(probabilities, reader))
     _publish_listed(tmp_path / "named", vectors, lists, policy)
-    hits = Searcher.open(tmp_path / "named").search(query, "audio", k=3).hits
+    result = Searcher.open(tmp_path / "named").search(query, "audio", k=3)
+    hits = result.hits
     assert [h.id for h in hits] == ["item2", "item0", "item1"]
+    assert result.read_as is not None
+    assert {n: [v for v, _ in found] for n, found in result.read_as.items()} == {
+        "kind": ["bell"],
+        "size": ["small"],
+    }
     first = torch.from_numpy(e[0][None] @ np.stack(vectors).T)
     expected = agreement_rerank(
         first,
@@ -348,12 +365,36 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     )[0]
     assert np.allclose([h.score for h in hits], expected[[2, 0, 1]].numpy(), atol=1e-2)
     # the same index searched for videos: no re-rank by what is heard
-    videos = Searcher.open(tmp_path / "named").search(query, "video", k=3).hits
-    assert [h.id for h in videos] == ["item0", "item1", "item2"]
+    videos = Searcher.open(tmp_path / "named").search(query, "video", k=3)
+    assert [h.id for h in videos.hits] == ["item0", "item1", "item2"]
+    assert videos.read_as is None  # nothing of the reading weighed in
     # a policy without the weight, or an index without lists: the first pass's order
     _publish_listed(tmp_path / "off", vectors, lists, SearchPolicy(True, {}))
-    hits = Searcher.open(tmp_path / "off").search(query, "audio", k=3).hits
-    assert [h.id for h in hits] == ["item0", "item1", "item2"]
+    off = Searcher.open(tmp_path / "off").search(query, "audio", k=3)
+    assert [h.id for h in off.hits] == ["item0", "item1", "item2"]
+    assert off.read_as is None
     _publish(tmp_path / "plain", _items(vectors), policy)
     hits = Searcher.open(tmp_path / "plain").search(query, "audio", k=3).hits
     assert [h.id for h in hits] == ["item0", "item1", "item2"]
+
+
+def test_what_a_sentence_is_read_to_name() -> None:
+    """Per attribute asked for, in `ATTRIBUTES`' order: the values at least `NAMED_AT`, likeliest
+    first (two sources name two kinds), an empty list where none is; bad input is refused."""
+    from models.attributes import NAMED_AT, named
+
+    probabilities = np.full(len(CLASSES), 0.2, np.float32)
+    kinds = columns("kind")
+    probabilities[kinds[ATTRIBUTES["kind"].index("bell")]] = 0.7
+    probabilities[kinds[ATTRIBUTES["kind"].index("ball")]] = 0.9
+    probabilities[columns("size")[1]] = NAMED_AT  # large, just read
+    found = named(probabilities, ("tempo", "size", "kind"))
+    assert list(found) == ["kind", "size", "tempo"]
+    assert [v for v, _ in found["kind"]] == ["ball", "bell"]
+    assert found["size"] == [("large", NAMED_AT)]
+    assert found["tempo"] == []
+    assert named(probabilities, ()) == {}
+    with pytest.raises(ValueError, match="unknown attributes"):
+        named(probabilities, ("kind", "mood"))
+    with pytest.raises(ValueError, match="probabilities"):
+        named(probabilities[:-1], ("kind",))

@@ -465,3 +465,64 @@ def test_a_checkpoint_that_reads_attributes_gets_a_text_tower_beside_the_export(
     assert tower is not None and not tower.path.name.endswith("-int8.onnx")
     query = QueryEncoder(reading, text_backbone=tower).text("a red ball").query
     assert query.leans is not None
+
+
+def test_a_text_search_says_how_its_sentence_was_read(tmp_path: Path) -> None:
+    """Where the index's policy weighs what the sentence names, the response carries the reading
+    of those attributes (`read_as`), and the page shows it; a search it does not weigh in says
+    nothing (None), so an upload's response is unchanged (the page: `test_web_browser`)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from index.build import Entry, publish_entries
+    from index.query import Encoded
+    from index.search import Query, Searcher
+    from index.version import ItemRecord
+    from models.attributes import ATTRIBUTES, CLASSES, AttributeReading, PictureReader, columns
+    from models.policy import SearchPolicy
+    from service.routes.search import _search
+    from service.schemas import SearchResponse, TextSearchRequest
+
+    dim = 8
+    e = np.eye(dim, dtype=np.float32)
+    policy = SearchPolicy(
+        True, {}, text_audio_share=0.0, text_attributes=("size",), text_attribute_weight=0.1
+    )
+    publish_entries(
+        tmp_path,
+        (
+            Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": e[i], "audio": e[i]},
+                {"visual": e[i][None], "audio": e[i][None]},
+            )
+            for i in range(2)
+        ),
+        model_hash="x",
+        dim=dim,
+        steps_per_second=4.0,
+        build_info={"search_policy": policy.to_dict()},
+    )
+    searcher = Searcher.open(tmp_path)
+    probabilities = np.full(len(CLASSES), 0.1, np.float32)
+    probabilities[columns("size")[0]] = 0.875  # small
+    reader = PictureReader(np.zeros((len(CLASSES), dim), np.float32), np.zeros(len(CLASSES)))
+    leans = {name: np.zeros(dim, np.float32) for name in ATTRIBUTES}
+    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
+    metrics = SimpleNamespace(
+        stages=SimpleNamespace(labels=lambda _: SimpleNamespace(observe=lambda _: None))
+    )
+    state = SimpleNamespace(metrics=metrics)
+
+    def answer(q: Query, target: str) -> dict:
+        body = TextSearchRequest(query="a small ball", target=target, k=2)
+        response = _search(state, searcher, Encoded(q), body, 0.0)  # type: ignore[arg-type]
+        return SearchResponse.model_validate(response.model_dump()).model_dump()
+
+    found = answer(query, "video")
+    assert found["read_as"] == {"size": [{"value": "small", "probability": 0.875}]}
+    assert answer(query, "audio")["read_as"] is None  # the policy weighs nothing for sounds
+    from dataclasses import replace
+
+    assert answer(replace(query, reading=None), "video")["read_as"] is None

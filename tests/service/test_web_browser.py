@@ -441,6 +441,44 @@ def test_a_busy_server_is_asked_again_after_the_wait_it_names(
         )
 
 
+# A server whose index weighs what a sentence names answers text searches with `read_as`.
+READ_AS_FETCH = """
+const realFetch = window.fetch;
+window.fetch = async (url, init) => {
+  const response = await realFetch(url, init);
+  if (!String(url).includes('/v1/search/text') || !response.ok) return response;
+  const body = await response.json();
+  const kinds = ['ball', 'bell', 'drum', 'clock'];
+  body.read_as = {kind: kinds.map((value, i) => ({value, probability: 0.9 - 0.1 * i})),
+                  colour: [{value: 'red', probability: 0.97}], tempo: []};
+  return new Response(JSON.stringify(body), {status: 200, headers: response.headers});
+};
+"""
+
+
+def test_the_page_shows_how_a_sentence_was_read(browser, base_url) -> None:
+    """Where a text search's response says what the sentence was read to name, the results'
+    line shows it (the likeliest three values of an attribute, "?" for one read as nothing);
+    where it says nothing, nothing."""
+    _open(browser, base_url)
+    _search_text(browser, QUERY)
+    if _api_search(base_url, QUERY).get("read_as") is None:
+        assert "read as" not in browser.find_element("id", "meta").text
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": READ_AS_FETCH}
+    )
+    try:
+        _open(browser, base_url)
+        _search_text(browser, QUERY)
+        meta = browser.find_element("id", "meta").text
+        assert "read as kind ball or bell or drum or …, colour red, tempo ?" in meta
+        _no_script_errors(browser)
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+
+
 def test_record_button_off_without_get_user_media(browser, base_url) -> None:
     script = browser.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument",
