@@ -204,7 +204,7 @@ async def _watch(state: State) -> None:
             if seen == failed:
                 continue
             try:
-                swapped, _ = await run_in_threadpool(state.engine.reload)
+                swapped, _ = await run_in_threadpool(state.engine.reload, False, seen)
             except EngineError:  # the engine logged why and keeps it for /readyz
                 failed = seen
                 state.reloaded(None)

@@ -159,14 +159,22 @@ class Engine:
             "reload_error": self.reload_error,
         }
 
-    def reload(self, force: bool = False) -> tuple[bool, str]:
+    def reload(
+        self, force: bool = False, seen: tuple[object, ...] | None = None
+    ) -> tuple[bool, str]:
         """Swap in the version CURRENT names if it is new (or always, with `force`).
 
         Any failure, whatever its cause (a bad CURRENT, a missing, corrupt or inconsistent
         version, a FAISS error), is an EngineError saying why; the live version stays, and the
-        reason is kept in `reload_error` until a later reload succeeds.
+        reason is kept in `reload_error` until a later reload succeeds. `seen`: what the caller
+        saw published (`published_fingerprint`); if it has moved on since, nothing is tried and
+        the live version is kept (False): the caller looks again. A failure is then always the
+        failure of what the caller saw (the watcher counts it once against that, not against a
+        publish that landed between its look and the load).
         """
         with self._lock:
+            if seen is not None and self.published_fingerprint() != seen:
+                return False, self._searcher.name
             try:
                 name = current_version(self.root)
                 if name is None:

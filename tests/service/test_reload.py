@@ -165,6 +165,23 @@ def test_a_version_repaired_in_place_is_retried(served, root: Path) -> None:
         assert c.get("/readyz").json()["stale"] is False
 
 
+def test_the_watchers_look_and_load_are_one(served, root: Path) -> None:
+    """A publish that lands between the watcher's look at what is published and its load is not
+    tried in that round (so its failure is not counted against the look before it, and counted
+    again at the next poll: the watcher test's flake); the next look sees it and tries it."""
+    engine = Engine(settings_for(served, index=root))
+    good = engine.searcher.name
+    seen = engine.published_fingerprint()
+    broken = _break("flipped", root)
+    assert engine.reload(seen=seen) == (False, good)
+    assert engine.reload_error is None and engine.published() == broken
+    now = engine.published_fingerprint()
+    assert now != seen
+    with pytest.raises(EngineError, match="sha256 mismatch"):
+        engine.reload(seen=now)
+    assert engine.searcher.name == good and engine.reload_error
+
+
 @pytest.mark.parametrize("kind", ["flipped", "truncated", "missing", "outside"])
 def test_admin_reload_of_an_unloadable_version_is_409_with_the_reason(
     served, root: Path, kind: str
