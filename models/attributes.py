@@ -314,6 +314,9 @@ def named(probabilities: np.ndarray, names: Sequence[str]) -> dict[str, list[tup
     probabilities = np.asarray(probabilities, np.float32).reshape(-1)
     if probabilities.shape != (len(CLASSES),):
         raise ValueError(f"expected {len(CLASSES)} probabilities, got {probabilities.shape}")
+    unknown = set(names) - set(ATTRIBUTES)
+    if unknown:
+        raise ValueError(f"unknown attributes {sorted(unknown)}; known: {', '.join(ATTRIBUTES)}")
     out: dict[str, list[tuple[str, float]]] = {}
     for name in ATTRIBUTES:
         if name not in names:
@@ -322,9 +325,6 @@ def named(probabilities: np.ndarray, names: Sequence[str]) -> dict[str, list[tup
         out[name] = sorted(
             ((v, p) for v, p in found if p >= NAMED_AT), key=lambda vp: (-vp[1], vp[0])
         )
-    unknown = set(names) - set(ATTRIBUTES)
-    if unknown:
-        raise ValueError(f"unknown attributes {sorted(unknown)}; known: {', '.join(ATTRIBUTES)}")
     return out
 
 

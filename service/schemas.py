@@ -171,9 +171,9 @@ class SearchResponse(BaseModel):
         "weighed in this search (where the index's measured policy leans the search toward "
         "pictures that show it, or re-ranks by how far the sentence and each candidate agree on "
         "it, or on what is heard): its values read with probability at least 0.5, likeliest "
-        "first; an empty list: none read. A word read wrongly shows here, and a commoner word "
-        "for it usually reads right. None: no reading weighed in (an upload, a checkpoint "
-        "without fitted readers, or a policy that uses none).",
+        "first; an empty list: none read. A word read wrongly shows here, so it can be put "
+        "another way. None: no reading weighed in (an upload, a checkpoint without fitted "
+        "readers, or a policy that uses none).",
     )
 
     model_config = ConfigDict(
