@@ -533,6 +533,7 @@ ui.file.addEventListener("change", () => {
 // ---------------------------------------------------------------- microphone
 
 let recording = null; // {recorder, stream, timer, started}
+let asking = false; // the browser is asking for the microphone: a second click starts nothing
 
 function recordingSupported() {
   return Boolean(navigator.mediaDevices?.getUserMedia && window.MediaRecorder);
@@ -551,12 +552,16 @@ function extensionFor(mime) {
 }
 
 async function startRecording() {
+  if (asking) return;
   let stream;
+  asking = true;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (e) {
     showError(`Cannot use the microphone: ${e.message || e.name}`);
     return;
+  } finally {
+    asking = false;
   }
   clearError();
   const chunks = [];

@@ -495,6 +495,47 @@ def test_record_button_off_without_get_user_media(browser, base_url) -> None:
         )
 
 
+# The browser takes its time to grant the microphone (as it does while a user decides), and
+# counts how often it was asked.
+SLOW_MICROPHONE = """
+window.microphoneAsked = 0;
+const realGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = (constraints) => {
+  window.microphoneAsked += 1;
+  const granted = new Promise((resolve) => setTimeout(resolve, 800));
+  return granted.then(() => realGetUserMedia(constraints));
+};
+"""
+
+
+def test_a_second_click_while_the_microphone_is_asked_for_starts_nothing(browser, base_url) -> None:
+    """Two clicks on "Record" before the browser grants the microphone ask for it once and make
+    one recording (before, each started its own recorder, and the first was never stopped)."""
+    script = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": SLOW_MICROPHONE}
+    )
+    try:
+        _open(browser, base_url)
+        button = browser.find_element("id", "record")
+        button.click()
+        button.click()
+        _wait(
+            browser,
+            lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true",
+        )
+        time.sleep(1.0)
+        assert browser.execute_script("return window.microphoneAsked") == 1
+        button.click()
+        _wait_for_results(browser, "your recording")
+        assert _wait(browser, _cards)
+        assert browser.find_element("id", "record").get_attribute("aria-pressed") == "false"
+        _no_script_errors(browser)
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]}
+        )
+
+
 def test_record_from_the_microphone(browser, base_url) -> None:
     _open(browser, base_url)
     button = browser.find_element("id", "record")
