@@ -530,6 +530,10 @@ class _Session:
         self.origin = _header_origin(opened.container)
         self.firsts: dict[int, float] = {}
         self.ends: dict[int, float] = {}
+        # per audio stream, where its last timestamped frame ends on its own timestamps: a
+        # recording whose capture dropped sound jumps over the loss, and its samples (`ends`)
+        # fall short of the duration it declares without its being cut short
+        self.stamped_ends: dict[int, float] = {}
         self.packets: dict[int, int] = {}
         self.frames: dict[int, int] = {}
         self.corrupt: dict[int, int] = {}
@@ -609,6 +613,11 @@ class _Session:
         self.firsts.setdefault(stream.index, t)
         if stream.type == "audio":
             assert self.collector is not None
+            if frame.pts is not None and frame.sample_rate:
+                stamped = t + frame.samples / frame.sample_rate
+                self.stamped_ends[stream.index] = max(
+                    stamped, self.stamped_ends.get(stream.index, stamped)
+                )
             self.collector.add(frame, t)
             end = self.collector.end
         else:
@@ -666,7 +675,9 @@ def _check_complete(session: _Session, stream: av.stream.Stream | None, path: st
             raise MediaError(R.NO_FRAMES, f"the {stream.type} stream holds no frames at all", path)
         raise MediaError(R.CORRUPT, f"{stream.type} stream decoded to nothing", path)
     _check_damage(session, stream, path)
-    decoded = session.ends[stream.index] - session.firsts[stream.index]
+    # how far its timestamps run: a truncated file's stop short, a recording's gaps do not
+    end = max(session.ends[stream.index], session.stamped_ends.get(stream.index, -math.inf))
+    decoded = end - session.firsts[stream.index]
     declared = _declared_s(stream, session.o.container)
     if declared is not None and decoded < 0.8 * declared - 0.5:
         raise MediaError(

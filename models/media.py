@@ -28,7 +28,9 @@ of some other file. The defences, outermost first:
 Damage policy (what a file that decodes may still be refused for):
 
 - CORRUPT: any decode error FFmpeg reports; a stream that decoded to nothing although it had
-  packets; a stream that decoded under 80% of its declared duration (truncated); more than
+  packets; a stream whose timestamps stop short of 80% of its declared duration (truncated: a
+  sound whose timestamps jump over stretches its capture lost is not, and decodes to the sound it
+  holds); more than
   `max_corrupt_share` (default 5%) of a stream's frames flagged corrupt by FFmpeg (its error
   concealment painted over damaged slices: the pictures are partly invented). The message gives
   the counts, e.g. "10 of 100 video frames are flagged corrupt".

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from pathlib import Path
 
 import av
 import numpy as np
@@ -362,3 +363,38 @@ def test_limits_are_overridable() -> None:
     limits = MediaLimits(max_duration_s=1.0, containers=frozenset({"wav"}))
     assert limits.max_duration_s == 1.0 and "mov" not in limits.containers
     assert "h264" in MediaLimits().video_codecs
+
+
+def _gapped_recording(path: Path, spans: list[tuple[float, float]]) -> Path:
+    """WebM Opus at 48 kHz whose packets cover only `spans` (start, end, seconds) of its
+    timeline, as a browser's MediaRecorder writes a recording whose capture dropped sound under
+    load: timestamps jump over the lost stretches, and the header's duration runs to the end."""
+    rate, step = 48_000, 960
+    with av.open(str(path), "w", format="webm") as out:
+        stream = out.add_stream("libopus", rate=rate, layout="mono")
+        for start, end in spans:
+            first, last = round(start * rate), round(end * rate)
+            for i in range(first, last, step):
+                t = np.arange(i, i + step) / rate
+                wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+                frame = av.AudioFrame.from_ndarray(wave, format="flt", layout="mono")
+                frame.sample_rate, frame.pts = rate, i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def test_a_recording_whose_capture_dropped_sound_is_decoded_not_refused(tmp_path: Path) -> None:
+    """Its timestamps run to the duration its header declares, so it is not truncated: the sound
+    it holds is decoded (before, its samples' length was compared with the header's duration,
+    and a recording with 0.36 s of sound over 1.6 s was refused as a truncated file). A file cut
+    short still is refused (`test_media_hostile.test_truncation_rule_names_both_durations`)."""
+    path = _gapped_recording(tmp_path / "recording.webm", [(0.0, 0.18), (1.42, 1.6)])
+    audio, rate = decode_audio(path)
+    assert rate == 16_000
+    assert 0.3 <= len(audio) / rate <= 0.45  # the sound it holds, nothing made up
+    assert np.abs(audio).max() > 0.1
+    whole = _gapped_recording(tmp_path / "whole.webm", [(0.0, 1.6)])
+    assert len(decode_audio(whole)[0]) / rate > 1.5
