@@ -25,7 +25,7 @@ correlation (same lags) with the clip's true event times from the corpus metadat
 event of a main source), median over the clips and per source of the clips with one timed main
 source. It says which half loses the timing on media made another way (a `--variety` val split
 of the own generator: the picture's change envelope 0.72 → 0.37 where the sound's held 0.83 →
-0.78; README "What did not work"), so a new envelope can be chosen there, on val.
+0.78; docs/quality-log.md "What did not work"), so a new envelope can be chosen there, on val.
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def measure_pool(
 ) -> dict[str, Any]:
     """`sequence_offsets`: the audio/video re-rank, whole clips and pieces, takes each
     candidate's cohort offset off its step similarity (`models.cohort`; a measurement: the
-    service does not, README "What did not work")."""
+    service does not, docs/quality-log.md "What did not work")."""
     offsets_in = frozenset(("audio→video", "video→audio") if sequence_offsets else ())
     by_id = {i.id: i for i in items if i.id in cache.row}
     ids = list(by_id)

@@ -58,8 +58,8 @@ _EPS = 1e-6
 # at 0.083, 0.167, 0.25 s..., a third of them just before their grid time and a third just
 # after. Taken as they are, the grid held a frame that rounds up for one target too long (shown a
 # step late), and a pair of frames that rounds down counted its change a bin early. The val clips
-# written as Matroska (h264 + FLAC, 12 fps, CRF 28; a `/tmp` probe, the checkpoint of the README
-# table): audio→video by envelopes alone, the picture's event network's envelope R@1 0.645 →
+# written as Matroska (h264 + FLAC, 12 fps, CRF 28; a `/tmp` probe, the checkpoint of the quality
+# log's table): audio→video by envelopes alone, the picture's event network's envelope R@1 0.645 →
 # 0.852, with its other envelopes 0.776 → 0.891 (the same clips in MP4, whose times are exact:
 # 0.858 / 0.934 either way). A time a tenth of a step off is 8 ms at 12 fps: no timing error an
 # envelope can see, and far wider than any container's rounding.

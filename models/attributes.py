@@ -2,12 +2,12 @@
 
 The frozen tower's sentence vector (the mean of its token states) blurs what tells most SynthAV
 pictures apart: the nearest training-caption centroid of a val-wording caption has the wrong
-direction or tempo far more often than the wrong colour (README "Where text→video fails"), and a
-linear reader of the sentence vector fitted on training wordings names a val wording's direction
-in 0.58 of captions (chance 0.37). The token states still hold it: a reader of each token, its
-strongest evidence over the sentence kept, names the direction in 0.90, colour and size in 1.00
-(README "What a sentence says, read from its words"). The picture's pooled vector knows these
-attributes too (a linear probe reads them at 0.97–1.00 on val clips).
+direction or tempo far more often than the wrong colour (docs/quality-log.md "Where text→video
+fails"), and a linear reader of the sentence vector fitted on training wordings names a val
+wording's direction in 0.58 of captions (chance 0.37). The token states still hold it: a reader of
+each token, its strongest evidence over the sentence kept, names the direction in 0.90, colour and
+size in 1.00 (docs/quality-log.md "What a sentence says, read from its words"). The picture's pooled
+vector knows these attributes too (a linear probe reads them at 0.97–1.00 on val clips).
 
 So a checkpoint may carry two linear readers fitted after training from the training clips'
 metadata (`training.attribute_phase`): the text one over token states, the picture one over the

@@ -17,7 +17,7 @@ any order.
 A measurement, not a search default: measured as the service re-ranks, the offsets move val
 figures by a query or two either way; the gains measured before came from resampling every pair
 to the pool's longest sequence, which the evaluation's whole-clip re-rank did and the service
-never does (README "What did not work").
+never does (docs/quality-log.md "What did not work").
 """
 
 from __future__ import annotations

@@ -13,15 +13,15 @@ the envelope's correlation with the sound's onset envelope, `models.events.sound
 labels: a clip whose sound is another's, or a sound from offscreen, is noise it averages over, so
 the training corpus can be anyone's.
 
-It is the picture's envelope wherever a search meets sound with picture or picture with picture
-by their events (`TrimodalModel.picture_envelope`: the index, an uploaded video, the evaluation and
-so the search policy); a checkpoint without a trained one keeps the hand-made envelope. Chosen on
-the val splits (200 clips among themselves, envelopes alone, the sound's onset envelope against
-the picture's, shared-event clips, audio→video / video→audio R@1; README "A picture's events,
-learned from its sound"): the generator's own val clips 0.63 / 0.61 hand-made → 0.81 / 0.81, the
-same re-encoded 0.44 / 0.45 → 0.46 / 0.46, a `--variety` val split 0.32 / 0.33 → 0.32 / 0.32.
-Taught by the true event times instead of the sound, the same network found fewer (0.74 / 0.76
-on the own val clips, 64 × 64): what it is for is to meet the sound.
+It is the picture's envelope wherever a search meets sound with picture or picture with picture by
+their events (`TrimodalModel.picture_envelope`: the index, an uploaded video, the evaluation and so
+the search policy); a checkpoint without a trained one keeps the hand-made envelope. Chosen on the
+val splits (200 clips among themselves, envelopes alone, the sound's onset envelope against the
+picture's, shared-event clips, audio→video / video→audio R@1; docs/quality-log.md "A picture's
+events, learned from its sound"): the generator's own val clips 0.63 / 0.61 hand-made → 0.81 / 0.81,
+the same re-encoded 0.44 / 0.45 → 0.46 / 0.46, a `--variety` val split 0.32 / 0.33 → 0.32 / 0.32.
+Taught by the true event times instead of the sound, the same network found fewer (0.74 / 0.76 on
+the own val clips, 64 × 64): what it is for is to meet the sound.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ class AugmentConfig:
 
 def level_only(gain_db: tuple[float, float] = (-24.0, 6.0), p: float = 0.8) -> AugmentConfig:
     """Only the recording level changes (the pictures and the sound's colour stay): how loud a
-    file is recorded is not part of the world a clip shows, yet a model trained on one
-    synthesiser's levels learns them (README, "A learned space that transfers"). Gains above
+    file is recorded is not part of the world a clip shows, yet a model trained on one synthesiser's
+    levels learns them (docs/quality-log.md, "A learned space that transfers"). Gains above
     what fits are taken back to full scale, as a recorder's limiter would."""
     return AugmentConfig(
         p=p,

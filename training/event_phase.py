@@ -45,11 +45,11 @@ LR = 3e-3
 # it a random subset of this many (a 27 k-parameter network learns from 2,000 in four epochs), and
 # so does each source of more clips.
 MAX_CLIPS = 4_000
-# The share of training windows shown as a file at a lower frame rate, and those rates as shares
-# of the grid's (8 and 10 fps at 12). Chosen on the val splits (README "A picture's events,
-# learned from its sound"): with 8 epochs, the `--variety` val split's clips (other looks, 10-25
-# fps) audio→video / video→audio R@1 by envelopes alone 0.352 / 0.360 → 0.416 / 0.396 (two seeds
-# against three), the own val 0.874 / 0.885 without it → 0.858 / 0.864.
+# The share of training windows shown as a file at a lower frame rate, and those rates as shares of
+# the grid's (8 and 10 fps at 12). Chosen on the val splits (docs/quality-log.md "A picture's
+# events, learned from its sound"): with 8 epochs, the `--variety` val split's clips (other looks,
+# 10-25 fps) audio→video / video→audio R@1 by envelopes alone 0.352 / 0.360 → 0.416 / 0.396 (two
+# seeds against three), the own val 0.874 / 0.885 without it → 0.858 / 0.864.
 RATE_SHARE = 0.3
 LOWER_RATES = SLOWER_RATES
 
@@ -219,7 +219,7 @@ def event_phase(
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
     # An epoch shows every clip the phase holds, lent ones too (an epoch of only as many windows
     # as the training clips give, drawn from all, lost on the val splits what lending gained:
-    # README "Pictures drawn other ways teach the event network").
+    # docs/quality-log.md "Pictures drawn other ways teach the event network").
     steps = epochs * math.ceil(len(clips) / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=steps)
     for epoch in range(epochs):

@@ -575,13 +575,13 @@ def choose_what_tiers(
     tiers: Mapping[str, tuple[SearchPolicy, Sequence[float | None]]],
 ) -> dict[str, SearchPolicy]:
     """Each tier's policy (`tiers`: name → (its policy, its protocols' lengths)) with the
-    sources' agreement weighed in where it helps (`what_trials`). Whether a direction weighs it
-    at all is decided on every tier's evidence together: the agreement comes from the same two
-    networks at any query length, so their best weights' paired R@1 gains are summed over the
-    tiers (their errors added in quadrature) and must be clearer than `GAIN_STANDARD_ERRORS`;
-    then each tier where its best weight gains takes it. (Decided tier by tier, a real gain of
-    a query or three in 200 fell either side of the line from one training run to the next,
-    with every tier's gain positive: README "Whether the sources weigh in, decided over every
+    sources' agreement weighed in where it helps (`what_trials`). Whether a direction weighs it at
+    all is decided on every tier's evidence together: the agreement comes from the same two networks
+    at any query length, so their best weights' paired R@1 gains are summed over the tiers (their
+    errors added in quadrature) and must be clearer than `GAIN_STANDARD_ERRORS`; then each tier
+    where its best weight gains takes it. (Decided tier by tier, a real gain of a query or three in
+    200 fell either side of the line from one training run to the next, with every tier's gain
+    positive: docs/quality-log.md "Whether the sources weigh in, decided over every
     tier".) The figures go into each tier's evidence of the direction."""
     trials = {
         tier: what_trials(model, items, cache, pool, rerank_k, querying, policy, lengths)
@@ -658,9 +658,9 @@ def _paired_gain(base: list[dict], tried: list[dict], within: int = 1) -> tuple[
 
 def _no_clear_loss(base: list[dict], tried: list[dict]) -> bool:
     """Whether `tried` ranks no protocol clearly worse than `base`: in each, its paired R@1 and
-    R@10 changes are each above −`GAIN_STANDARD_ERRORS` standard errors. (No worse to the query,
-    the rule before, let one or two queries of 200 lost on whole clips veto a weight that found
-    ten more 4 s pieces: README "Whole clips measured as the service re-ranks them, and the
+    R@10 changes are each above −`GAIN_STANDARD_ERRORS` standard errors. (No worse to the query, the
+    rule before, let one or two queries of 200 lost on whole clips veto a weight that found ten more
+    4 s pieces: docs/quality-log.md "Whole clips measured as the service re-ranks them, and the
     sources' weight eligible unless it clearly loses".)"""
     for b, t in zip(base, tried, strict=True):
         for within in (1, 10):

@@ -90,16 +90,16 @@ class TrainConfig:
     # only the sound's recording level (`level_only`, -24..+6 dB): trained at the generator's
     # levels, the small model lost 45 % of its val text→audio R@10 on sound 20 dB quieter
     # (0.67 → 0.37; with it 0.63 → 0.63), at the same val score at the generator's own level
-    # (0.659 vs 0.662; README, "A learned space that transfers").
+    # (0.659 vs 0.662; docs/quality-log.md, "A learned space that transfers").
     augment: AugmentConfig | None = field(default_factory=level_only)
     # Weight of the paraphrase loss (losses.paraphrase_loss): two wordings of one clip's caption
     # embed together. Only a trainable text head (mlp, linear, residual) learns from it. 0 = off.
     paraphrase_weight: float = 0.0
     paraphrase_temperature: float = 0.05
-    # Weight of the timing objective (`sync_objective`) that trains the sequence heads to know
-    # when things happen; 0 = off. Its temperature is fixed (cosine logits). Every preset trains
-    # its sequence heads with these (see README "Time-aware matching"): whole-sequence sync with
-    # shifted negatives, the excerpt objective, and positions jittered so that neither can be
+    # Weight of the timing objective (`sync_objective`) that trains the sequence heads to know when
+    # things happen; 0 = off. Its temperature is fixed (cosine logits). Every preset trains its
+    # sequence heads with these (see docs/quality-log.md "Time-aware matching"): whole-sequence sync
+    # with shifted negatives, the excerpt objective, and positions jittered so that neither can be
     # solved by matching positions.
     sync_weight: float = 1.0
     sync_temperature: float = 0.05
@@ -112,10 +112,10 @@ class TrainConfig:
     # and picture cannot be matched by position. 0 = off (the step contrast is then solved by
     # positions alone: measured).
     position_jitter: int = 24
-    # Weight of the excerpt objective (`excerpt_loss`): a piece cut from each clip at a random
-    # step, encoded alone, must land on the whole clip's steps at the same times, in its own
-    # modality and the other. 0 = off. Costs an extra encoder pass over the pieces. 0.25 beside
-    # the sync loss's 1, chosen on the val split for the branch phase (0, 0.25, 0.5, 1: README
+    # Weight of the excerpt objective (`excerpt_loss`): a piece cut from each clip at a random step,
+    # encoded alone, must land on the whole clip's steps at the same times, in its own modality and
+    # the other. 0 = off. Costs an extra encoder pass over the pieces. 0.25 beside the sync loss's
+    # 1, chosen on the val split for the branch phase (0, 0.25, 0.5, 1: docs/quality-log.md
     # "Time-aware matching").
     excerpt_weight: float = 0.25
     excerpt_steps: tuple[int, int] = (6, 16)  # the pieces' lengths, in steps (1.5–4 s at 4/s)
@@ -131,7 +131,7 @@ class TrainConfig:
     # see `_branch_phase`).
     # The main epochs then leave the branches out (faster; they read detached trunk tokens, so
     # they never shaped the trunk) unless `branch_in_main_epochs`; with 0 the main epochs train
-    # them. Chosen on the val split (README "Time-aware matching").
+    # them. Chosen on the val split (docs/quality-log.md "Time-aware matching").
     branch_epochs: int = 8
     # Train the sequence branches in the main epochs too (before the branch phase, if any).
     branch_in_main_epochs: bool = False
@@ -139,41 +139,42 @@ class TrainConfig:
     # decoded (`training.batches.shown_slower`: 8 or 10 fps held on the 12 fps grid), their
     # sound as it was. Off: 0.3 cost the re-encoded val clips' 8 and 10 fps files it was for
     # (whole-clip video→audio R@1 0.654 → 0.538 and 0.667 → 0.593, the policies weighing alike;
-    # README "What did not work").
+    # docs/quality-log.md "What did not work").
     branch_slow_share: float = 0.0
     # Override the preset's sequence_detrend (models.config.ModelConfig).
     sequence_detrend: int | None = None
     # Override the preset's visual trunk_every (the shared encoder reads every k-th frame).
     trunk_every: int | None = None
-    # After the main epochs and the branch phase: this many epochs in which only the picture's
-    # event network learns, from each clip's own sound (`training.event_phase`); the checkpoint
-    # then matches pictures by its envelope instead of the hand-made change envelope. 0 = no
-    # network (the hand-made envelope). Chosen on the val splits (README "A picture's events,
-    # learned from its sound"): 4 epochs found more than 3 on all three; 8, with some windows
-    # shown at a lower frame rate (`training.event_phase.vary_rate`), more than 4 on all three
+    # After the main epochs and the branch phase: this many epochs in which only the picture's event
+    # network learns, from each clip's own sound (`training.event_phase`); the checkpoint then
+    # matches pictures by its envelope instead of the hand-made change envelope. 0 = no network (the
+    # hand-made envelope). Chosen on the val splits (docs/quality-log.md "A picture's events,
+    # learned from its sound"): 4 epochs found more than 3 on all three; 8, with some windows shown
+    # at a lower frame rate (`training.event_phase.vary_rate`), more than 4 on all three
     # (2026-12-03; the phase's time about doubles: 46 → 101 s in a slow hour on two cores).
     event_epochs: int = 8
-    # After the event phase: this many epochs in which only the networks naming what a picture
-    # shows and a sound sounds learn, from the training clips' metadata (`training.what_phase`);
-    # 0 = no networks (the checkpoint searches without them). After 12 the picture network names
-    # every source's kind and size in 0.935 of the own val clips, the sound's in 0.985 (README
-    # "What a piece shows and sounds"); 8 and 6 epochs name pictures in 0.88 and 0.87 of them
-    # (a probe from fresh networks, 2026-12-05). The phase takes ~165 s on two cores.
+    # After the event phase: this many epochs in which only the networks naming what a picture shows
+    # and a sound sounds learn, from the training clips' metadata (`training.what_phase`); 0 = no
+    # networks (the checkpoint searches without them). After 12 the picture network names every
+    # source's kind and size in 0.935 of the own val clips, the sound's in 0.985
+    # (docs/quality-log.md "What a piece shows and sounds"); 8 and 6 epochs name pictures in 0.88
+    # and 0.87 of them (a probe from fresh networks, 2026-12-05). The phase takes ~165 s on two
+    # cores.
     what_epochs: int = 12
     # Each what-phase piece drawn and heard another way that keeps its sources' kind and size
-    # (`training.what_phase.vary_pictures` / `vary_sounds`: colours, light, contrast, noise,
-    # focus, mirror; the band's tilt, a noise floor, a low sample rate's cut-off). Off: on the
-    # val splits it moved every one by a query or three either way and cost the policy's own
-    # 1.5 s footage → sound evidence (README "Variety clips lent to the what networks").
+    # (`training.what_phase.vary_pictures` / `vary_sounds`: colours, light, contrast, noise, focus,
+    # mirror; the band's tilt, a noise floor, a low sample rate's cut-off). Off: on the val splits
+    # it moved every one by a query or three either way and cost the policy's own 1.5 s footage →
+    # sound evidence (docs/quality-log.md "Variety clips lent to the what networks").
     what_vary: bool = False
     # After the what phase: fit the readers of what a caption names and a picture shows
-    # (`models.attributes`, `training.attribute_phase`) from the training clips' metadata; a
-    # text query searching videos then leans on them where val measures that it helps (README
-    # "What a sentence says, read from its words").
+    # (`models.attributes`, `training.attribute_phase`) from the training clips' metadata; a text
+    # query searching videos then leans on them where val measures that it helps
+    # (docs/quality-log.md "What a sentence says, read from its words").
     text_attributes: bool = True
-    # Override the preset's initial contrastive temperature (models.config.ModelConfig; the
-    # learned logit scales start at its inverse). Val mean R@10: 0.02 → 0.561, 0.07 (the
-    # presets') → 0.659, 0.1 → 0.644 (README, "An attribute loss, and other temperatures").
+    # Override the preset's initial contrastive temperature (models.config.ModelConfig; the learned
+    # logit scales start at its inverse). Val mean R@10: 0.02 → 0.561, 0.07 (the presets') → 0.659,
+    # 0.1 → 0.644 (docs/quality-log.md, "An attribute loss, and other temperatures").
     init_temperature: float | None = None
 
     @property
@@ -559,7 +560,7 @@ def _branch_phase(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     # The frozen trunk runs in training mode (dropout, jittered positions) as in the main
     # epochs: its tokens vary a little from epoch to epoch, which the branch gains from (with
-    # the trunk as at search time, val audio→video and video→audio were lower: README).
+    # the trunk as at search time, val audio→video and video→audio were lower: docs/quality-log.md).
     for module in model.modules():
         if isinstance(module, TemporalHead):
             module.position_jitter = cfg.position_jitter

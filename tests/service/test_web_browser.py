@@ -638,15 +638,15 @@ def test_make_demo_finds_a_sound_excerpt_and_highlights_its_segment(
     browser, demo_run, tmp_path
 ) -> None:
     """The issue's scenario on `make demo`: 2.5 s of an indexed clip's sound, uploaded, finds
-    that clip first with the segment it was cut from. Over 40 excerpts through the API (floors
-    well under what was measured, far above chance: 1 in 400), then one that was found and
-    placed, uploaded in the page: its first card is the clip and the timeline highlights the
-    steps the excerpt came from. Measured 2026-12-03 on this draw of 40 pieces with the demo's
-    400 clips (README "A piece of a recording"): 39 first, all 39 placed within 0.25 s, 35 by
-    the sound's landmarks (600 clips, 2026-12-01: 39, 39, 36) — the demo's model is weaker than
-    the benchmark's (320 training clips), the landmarks do not depend on it. Since the dense
-    prints (`models.prints`; every 2.5 s piece of a decoded clip found on the benchmark's pools)
-    the pieces must also come with `print_ber` (floor 36) and the card say "same recording";
+    that clip first with the segment it was cut from. Over 40 excerpts through the API (floors well
+    under what was measured, far above chance: 1 in 400), then one that was found and placed,
+    uploaded in the page: its first card is the clip and the timeline highlights the steps the
+    excerpt came from. Measured 2026-12-03 on this draw of 40 pieces with the demo's 400 clips
+    (docs/quality-log.md "A piece of a recording"): 39 first, all 39 placed within 0.25 s, 35 by the
+    sound's landmarks (600 clips, 2026-12-01: 39, 39, 36) — the demo's model is weaker than the
+    benchmark's (320 training clips), the landmarks do not depend on it. Since the dense prints
+    (`models.prints`; every 2.5 s piece of a decoded clip found on the benchmark's pools) the pieces
+    must also come with `print_ber` (floor 36) and the card say "same recording";
     passed 2026-12-04 (counts not recorded)."""
     from service.settings import Settings
 

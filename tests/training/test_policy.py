@@ -1023,7 +1023,7 @@ def test_whole_clips_are_re_ranked_by_each_candidates_window_as_the_service_does
     best window (`window_distances`, nothing resampled), as `index.search` does for a query of
     any length: ranked by the steps alone, every query's rank is the one those distances give.
     (It once resampled every pair to the longest sequence among the candidates, which the
-    service never does; README "What did not work".)"""
+    service never does; docs/quality-log.md "What did not work".)"""
     from models.alignment import window_distances
     from training.evaluate import _direction
 
