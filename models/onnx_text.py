@@ -8,10 +8,14 @@ and every later start loads the file. Parity with the torch tower is tested.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,36 @@ from models.spare import SPARE
 from models.text import TextBackbone, mean_of_states
 
 OPSET = 17
+# What the export and the quantiser say on every first start, about cases this tower never meets:
+# the tracer, that a Python condition on a tensor (the padding and causal-mask checks of
+# transformers' attention) is taken as a constant, which the ragged-batch parity test covers; the
+# exporter, that negative indices would gather wrongly (the tower indexes with none); the
+# quantiser, that a model could be pre-processed first (`quantize`'s note on accuracy). Kept out
+# of a user's first `trimodal serve`; any other warning still shows.
+_TRACER_NOTES = (
+    r"Converting a tensor to a Python boolean might cause the trace to be incorrect",
+    r"Exporting aten::index operator of advanced indexing",
+)
+_QUANTIZER_NOTE = "Please consider to run pre-processing before quantization"
+
+
+@contextlib.contextmanager
+def _known_notes_quiet() -> Iterator[None]:
+    """Silence `_TRACER_NOTES` and `_QUANTIZER_NOTE` (logged by onnxruntime on the root logger)
+    for the duration; nothing else."""
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_QUANTIZER_NOTE)
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for note in _TRACER_NOTES:
+                warnings.filterwarnings("ignore", message=note)
+            yield
+    finally:
+        root.removeFilter(drop)
 
 
 def session_options(threads: int = 1, spin: bool = False) -> Any:
@@ -74,7 +108,7 @@ def export(backbone: TextBackbone, path: Path) -> Path:
         def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    with torch.no_grad():
+    with torch.no_grad(), _known_notes_quiet():
         torch.onnx.export(
             Hidden(),
             (sample["input_ids"], sample["attention_mask"]),
@@ -100,9 +134,14 @@ def quantize(source: Path, path: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    quantize_dynamic(
-        source, tmp, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
-    )
+    with _known_notes_quiet():
+        quantize_dynamic(
+            source,
+            tmp,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
     os.replace(tmp, path)
     return path
 

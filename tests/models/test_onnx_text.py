@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from models.config import preset
-from models.onnx_text import OnnxTextBackbone
+from models.onnx_text import _QUANTIZER_NOTE, OnnxTextBackbone, _known_notes_quiet
 from models.text import TextBackbone
 
 SENTENCES = ["a small red ball bounces on the grass", "a bell", "", "chime " * 300]
@@ -43,6 +45,32 @@ def test_export_is_cached_by_the_towers_identity(tmp_path: Path) -> None:
     other = OnnxTextBackbone(TextBackbone(other_cfg), tmp_path)
     assert other.path != first.path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.path.name, other.path.name])
+
+
+def test_a_first_start_prints_no_exporter_notes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first export and quantisation (a user's first `trimodal serve`) used to print the
+    tracer's, the exporter's and the quantiser's notes about cases the tower never meets."""
+    tower = TextBackbone(preset("tiny").text)
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        OnnxTextBackbone(tower, tmp_path, int8=True)
+    said = [str(w.message) for w in seen]
+    assert not [m for m in said if "Python boolean" in m or "aten::index" in m], said
+    assert not [r for r in caplog.records if r.getMessage().startswith(_QUANTIZER_NOTE)]
+
+
+def test_only_the_known_notes_are_kept_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with _known_notes_quiet():
+            warnings.warn("something else went wrong", stacklevel=1)
+            logging.getLogger().warning("another message")
+            logging.getLogger().warning(_QUANTIZER_NOTE + ". Refer to example: …")
+    assert [str(w.message) for w in seen] == ["something else went wrong"]
+    assert [r.getMessage() for r in caplog.records] == ["another message"]
+    assert logging.getLogger().filters == []  # the filter is gone afterwards
 
 
 REAL_SENTENCES = [
