@@ -23,6 +23,8 @@ import torch
 
 from index import ann
 from index.embed import (
+    DIRECTION_STORE,
+    DIRECTIONS,
     HALVES_STORE,
     MODALITIES,
     MOTION_STORE,
@@ -191,6 +193,7 @@ def entries_from_shards(
         kept_peaks = "audio_peaks" in shard
         kept_prints = "audio_prints" in shard
         kept_what = {m for m in MODALITIES if f"{m}_what" in shard}
+        kept_direction = "visual_direction" in shard
         peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
@@ -227,6 +230,8 @@ def entries_from_shards(
                         print_row += n_prints
                     if m in kept_what:
                         events[f"{m}_what"] = shard[f"{m}_what"][row]
+                    if kept_direction and m == "visual":
+                        events["visual_direction"] = shard["visual_direction"][row]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -256,6 +261,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     landmarks = PEAKS_STORE in stores
     printed = PRINTS_STORE in stores
     named = [m for m in MODALITIES if what_store(m) in stores]
+    directed = DIRECTION_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -289,6 +295,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             found = np.asarray(version.sequences(what_store(m)).get(row), np.float32)
             if len(found):
                 events[f"{m}_what"] = found[0]
+        if directed:
+            found = np.asarray(version.sequences(DIRECTION_STORE).get(row), np.float32)
+            if len(found):
+                events["visual_direction"] = found[0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -304,7 +314,7 @@ def policy_of(version: IndexVersion) -> dict[str, Any]:
     decoder measured, and an added item's is never older (`models.media.DECODE_VERSION`; a
     version that recorded none was decoded before they were counted)."""
     build = version.manifest.get("build", {})
-    kept = ("search_policy", "event_rate", "what_classes", "decode_version")
+    kept = ("search_policy", "event_rate", "what_classes", "direction_classes", "decode_version")
     return {k: build[k] for k in kept if build.get(k) is not None}
 
 
@@ -352,6 +362,7 @@ def publish_entries(
     agreeing = policy.sequence_trained
     event_rate = (build_info or {}).get("event_rate")
     naming = (build_info or {}).get("what_classes") == len(CLASSES)
+    directing = (build_info or {}).get("direction_classes") == DIRECTIONS
     agreement = _Agreements(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
@@ -419,6 +430,12 @@ def publish_entries(
                     stores[what_store(m)] = open_stores.enter_context(
                         writer.sequence_writer(what_store(m), len(CLASSES))
                     )
+            # A picture's chances of each direction by where its foreground goes
+            # (`models.drift`), where the model reads them (the build info says so).
+            if directing:
+                stores[DIRECTION_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(DIRECTION_STORE, DIRECTIONS)
+                )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -478,6 +495,17 @@ def publish_entries(
                         if found is None
                         else np.asarray(found, np.float32).reshape(1, len(CLASSES))
                     )
+            if directing:
+                going = (
+                    entry.events.get("visual_direction")
+                    if entry.pooled["visual"] is not None
+                    else None
+                )
+                stores[DIRECTION_STORE].append(
+                    np.zeros((0, DIRECTIONS), np.float32)
+                    if going is None
+                    else np.asarray(going, np.float32).reshape(1, DIRECTIONS)
+                )
             records.append(entry.record)
             if len(records) >= 1000:
                 writer.add_items(records)
@@ -827,6 +855,8 @@ def build_index(
                 "decode_version": DECODE_VERSION,
                 # how many source classes the items' what stores hold (`models.what_net`)
                 **({"what_classes": len(CLASSES)} if model.knows_what() else {}),
+                # a picture's directions by where its foreground goes (`models.drift`)
+                **({"direction_classes": DIRECTIONS} if model.knows_directions() else {}),
             },
             codec=codec,
         )

@@ -62,6 +62,13 @@ PEAKS_STORE = "audio.peaks"
 PRINTS_STORE = "audio.prints"
 
 
+# The store of a picture's chances of each direction read from where its foreground goes
+# (`models.drift`, `TrimodalModel.picture_directions`): one row of 3 per item with pictures,
+# where the model has a drift reader.
+DIRECTION_STORE = "visual.direction"
+DIRECTIONS = 3
+
+
 def what_store(modality: str) -> str:
     """The store of the sources a modality's stream shows / sounds (`models.what_net`): one row
     of class probabilities per item, none where the model has no trained networks."""
@@ -81,8 +88,10 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     (`models.events.picture_bands` / `sound_bands`), a picture's also its motion envelope (E,)
     (`models.events.picture_motion`) and its halves' (E, 4) (`models.events.picture_halves`), a
     sound's also its landmarks (`models.fingerprint`, as stored) and its dense prints
-    (`models.prints`, as stored); last, both the sources it shows / sounds
-    (`models.what_net`, (C,) probabilities; None where the model has no trained networks).
+    (`models.prints`, as stored); then both the sources it shows / sounds
+    (`models.what_net`, (C,) probabilities; None where the model has no trained networks); a
+    picture's, last, its chances of each direction by where its foreground goes
+    (`TrimodalModel.picture_directions`, (3,); None where the model has no drift reader).
     None where the item lacks the stream."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
@@ -92,6 +101,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
         frames = [batch[i].frames for i in with_video]
         emb = model.encode_visual(*model.visual_inputs(frames))  # type: ignore[arg-type]
         shown = model.picture_what(frames)  # type: ignore[arg-type]
+        going = model.picture_directions(frames)  # type: ignore[arg-type]
         for j, i in enumerate(with_video):
             t = int(emb.mask[j].sum())
             out["visual"][i] = (
@@ -108,6 +118,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 picture_motion(frames[j], fps, fps, batch[i].motion),  # type: ignore[arg-type]
                 picture_halves(frames[j], fps, fps, batch[i].halves),  # type: ignore[arg-type]
                 None if shown is None else shown[j],
+                None if going is None else going[j],
             )
     if with_audio:
         waves = [batch[i].audio for i in with_audio]
@@ -220,6 +231,11 @@ def write_shard(
         what = [e[6] for e in encoded[m] if e is not None and len(e) > 6 and e[6] is not None]
         if what and len(what) == len(events):
             arrays[f"{m}_what"] = np.stack(what).astype(np.float32)
+        # a picture's chances of each direction, one row per item with pictures (none: the
+        # model has no drift reader)
+        going = [e[7] for e in encoded[m] if e is not None and len(e) > 7 and e[7] is not None]
+        if m == "visual" and going and len(going) == len(events):
+            arrays["visual_direction"] = np.stack(going).astype(np.float32)
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 

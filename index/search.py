@@ -28,6 +28,8 @@ import torch
 
 from index.ann import VectorIndex
 from index.embed import (
+    DIRECTION_STORE,
+    DIRECTIONS,
     HALVES_STORE,
     MODALITIES,
     MOTION_STORE,
@@ -49,6 +51,7 @@ from models.attributes import (
     heard_probabilities,
     lean,
     named,
+    with_directions,
     with_sources,
 )
 from models.events import (
@@ -242,6 +245,8 @@ class Searcher:
                 if name.endswith(".bands")
                 else len(CLASSES)
                 if name.endswith(".what")
+                else DIRECTIONS
+                if name == DIRECTION_STORE
                 else step_dim
             )
             if stored.dim != want or len(stored) != n_items:
@@ -311,6 +316,13 @@ class Searcher:
             for m in MODALITIES
             if what_store(m) in manifest["sequence_stores"]
         }
+        # Each picture's chances of each direction by where its foreground goes
+        # (`models.drift`), where the index keeps them.
+        self.directions = (
+            version.sequences(DIRECTION_STORE)
+            if DIRECTION_STORE in manifest["sequence_stores"]
+            else None
+        )
         if self.policy.event_weight and not self.events:
             log.warning(
                 "index %s keeps no event envelopes (built before they were kept): searches by "
@@ -428,8 +440,9 @@ class Searcher:
         (`models.attributes.agreement`; the picture reader reads the item's stored picture
         vector, an item without a picture counts as the reader unsure of everything; where the
         index keeps the picture what network's lists, kind and size are read from them,
-        `models.attributes.with_sources`). The rest
-        follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
+        `models.attributes.with_sources`; where it keeps each picture's directions by where its
+        foreground goes, the direction from those, `with_directions`). The rest follow in their
+        order, as `training.evaluate.agreement_rerank` ranks them."""
         names = policy.agreement_attributes()
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
         if not top:
@@ -441,6 +454,9 @@ class Searcher:
         shown = self._what_lists("visual", rows)
         if shown is not None:  # kind and size as the picture what network read them
             pictures = with_sources(pictures, shown)
+        going = self._rows_of(self.directions, rows)
+        if going is not None:  # the direction as the picture's foreground goes
+            pictures = with_directions(pictures, going)
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
@@ -920,7 +936,15 @@ class Searcher:
         `rows` has one."""
         if modality not in self.what:
             return None
-        vectors, mask = self.what[modality].batch(rows)
+        return self._rows_of(self.what[modality], rows)
+
+    @staticmethod
+    def _rows_of(store: Any, rows: list[int]) -> np.ndarray | None:
+        """(len(rows), K) the one-row-an-item `store`'s row of each of `rows`, a row of NaN where
+        an item has none; None where there is no store or none of `rows` has a row."""
+        if store is None:
+            return None
+        vectors, mask = store.batch(rows)
         if vectors.shape[1] == 0:
             return None
         return np.where(mask[:, :1], vectors[:, 0], np.nan).astype(np.float32)

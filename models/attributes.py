@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.drift import DRIFT_FEATURES
 from models.what_net import SIZES, SOURCES
 
 # The world's attributes of a shown source and their values (shared/SYNTHAV.md), and the scene's.
@@ -116,6 +117,12 @@ class AttributeReaders(nn.Module):
     word_columns: Tensor  # (P,) long: each one's column of `CLASSES`
     word_scale: Tensor  # (C,): the likeness's scale per class (its attribute's)
     word_offset: Tensor  # (C,)
+    # The direction read from where the picture's foreground goes (`models.drift`): a linear
+    # map of its standardised `DRIFT_FEATURES` to the direction's classes, fitted by the trainer's
+    # attribute phase (then `drift_fitted` is 1); a checkpoint from before has none.
+    drift_mean: Tensor
+    drift_scale: Tensor
+    drift_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -131,6 +138,12 @@ class AttributeReaders(nn.Module):
         self.register_buffer("word_columns", torch.zeros(0, dtype=torch.long))
         self.register_buffer("word_scale", torch.zeros(len(CLASSES)))
         self.register_buffer("word_offset", torch.zeros(len(CLASSES)))
+        self.drift = nn.Linear(DRIFT_FEATURES, len(ATTRIBUTES["direction"]))
+        nn.init.zeros_(self.drift.weight)
+        nn.init.zeros_(self.drift.bias)
+        self.register_buffer("drift_mean", torch.zeros(DRIFT_FEATURES))
+        self.register_buffer("drift_scale", torch.ones(DRIFT_FEATURES))
+        self.register_buffer("drift_fitted", torch.zeros(()))
 
     def _load_from_state_dict(
         self,
@@ -149,6 +162,15 @@ class AttributeReaders(nn.Module):
                 setattr(self, name, getattr(self, name).new_empty(state_dict[key].shape))
         for name in ("words", "word_columns", "word_scale", "word_offset"):
             state_dict.setdefault(prefix + name, getattr(self, name))
+        # nor a drift reader: it stays unfitted
+        for name, value in (
+            ("drift.weight", self.drift.weight),
+            ("drift.bias", self.drift.bias),
+            ("drift_mean", self.drift_mean),
+            ("drift_scale", self.drift_scale),
+            ("drift_fitted", self.drift_fitted),
+        ):
+            state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -160,6 +182,19 @@ class AttributeReaders(nn.Module):
     @property
     def reads_words(self) -> bool:
         return len(self.words) > 0
+
+    @property
+    def reads_drift(self) -> bool:
+        """Whether the direction can be read from where a picture's foreground goes."""
+        return bool(self.drift_fitted.item() > 0)
+
+    def drift_probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(N, 3) chances of each direction (`ATTRIBUTES["direction"]`) from (N, 3)
+        `models.drift.foreground_drift` features."""
+        x = torch.as_tensor(np.asarray(features, np.float32)).reshape(-1, DRIFT_FEATURES)
+        with torch.no_grad():
+            x = (x.to(self.drift_mean.device) - self.drift_mean) / self.drift_scale
+            return torch.sigmoid(self.drift(x)).float().cpu().numpy()
 
     def worded(self) -> tuple[str, ...]:
         """The attributes read by likeness as well, in `ATTRIBUTES`' order."""
@@ -334,6 +369,30 @@ def heard_probabilities(what: np.ndarray) -> np.ndarray:
     rest (and a row of NaN: an item without a sound's list) 0.5, unsure."""
     unsure = np.full((len(what), len(CLASSES)), 0.5, np.float32)
     return with_sources(unsure, what)
+
+
+def with_directions(pictures: Any, directions: np.ndarray) -> Any:
+    """(N, C) picture probabilities (a numpy array or a tensor, as given) with the direction's
+    columns taken from (N, 3) `directions` (`AttributeReaders.drift_probabilities`: where the
+    picture's foreground goes, which transfers to pictures drawn another way where the pooled
+    vector's reader does not: `models.drift`). Rows of NaN (an item without pictures) keep the
+    reader's."""
+    found = np.asarray(directions, np.float32)
+    if found.shape != (pictures.shape[0], len(ATTRIBUTES["direction"])):
+        raise ValueError(
+            f"expected ({pictures.shape[0]}, {len(ATTRIBUTES['direction'])}) directions, "
+            f"got {found.shape}"
+        )
+    known = ~np.isnan(found).any(axis=1)
+    cols = columns("direction")
+    if isinstance(pictures, Tensor):
+        out = pictures.clone()
+        rows = torch.from_numpy(known.nonzero()[0])
+        out[rows[:, None], torch.tensor(cols)] = torch.from_numpy(found[known]).to(out.dtype)
+        return out
+    out = np.array(pictures, np.float32, copy=True)
+    out[np.ix_(known, cols)] = found[known]
+    return out
 
 
 def with_sources(pictures: np.ndarray, what: np.ndarray) -> np.ndarray:

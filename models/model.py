@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from models.attributes import AttributeReaders
+from models.attributes import ATTRIBUTES, AttributeReaders
 from models.config import RANDOM_TINY, Modality, ModelConfig
+from models.drift import foreground_drift
 from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
 from models.event_net import SIZE as EVENT_SIZE
 from models.event_net import PictureEventNet, learned_envelope
@@ -195,6 +196,24 @@ class TrimodalModel(nn.Module):
         )
         directions = readers.directions(probabilities).float().cpu()
         return probabilities.float().cpu(), directions
+
+    def knows_directions(self) -> bool:
+        """Whether the checkpoint reads a picture's direction from where its foreground goes
+        (`models.drift`, fitted by the attribute phase)."""
+        return self.attributes is not None and self.attributes.reads_drift
+
+    def picture_directions(self, clips: Sequence[np.ndarray]) -> np.ndarray | None:
+        """(N, 3) each clip's (T, H, W, 3) frames (at the model's frame rate) read for the
+        chance of each direction (`models.attributes.ATTRIBUTES["direction"]`) by where its
+        foreground goes; None where the checkpoint has no drift reader."""
+        if not self.knows_directions():
+            return None
+        assert self.attributes is not None
+        if not clips:
+            return np.zeros((0, len(ATTRIBUTES["direction"])), np.float32)
+        fps = self.cfg.visual.fps
+        found = np.stack([foreground_drift(np.asarray(c), fps) for c in clips])
+        return self.attributes.drift_probabilities(found)
 
     def knows_what(self) -> bool:
         """Whether the checkpoint has trained networks naming what a piece shows and sounds."""

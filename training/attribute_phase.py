@@ -4,7 +4,9 @@
 Nothing else of the model changes. The text reader learns from the training clips' visual and
 audiovisual captions (each labelled with the attribute values of the sources its clip shows, and
 its scene) read by the frozen tower token by token; the picture reader from the same clips'
-pooled picture vectors. Then the text reader keeps the training grammar's names of each kind and
+pooled picture vectors, and a reader of the direction from where each clip's foreground goes
+(`models.drift`: three numbers of its frames, which pictures drawn another way keep). Then the
+text reader keeps the training grammar's names of each kind and
 tempo (`NAMED`) as the tower reads them in those captions, to read them by likeness as well
 (`_names`), calibrated on captions whose name was swapped for another training name the kept
 ones do not hold (`_calibrate`): a stand-in for a word no training caption used. The readers
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from models.attributes import ATTRIBUTES, AttributeReaders, columns, shown_labels
+from models.drift import foreground_drift
 from models.model import TrimodalModel
 from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
 
@@ -208,20 +211,7 @@ def attribute_phase(
     x = ((vectors - readers.picture_mean.cpu()) / readers.picture_scale.cpu()).to(device)
     y = torch.as_tensor(np.stack(clip_labels)).to(device)
     picture = readers.picture
-    picture.requires_grad_(True)
-    lbfgs = torch.optim.LBFGS(
-        picture.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        lbfgs.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(picture(x), y)
-        loss = loss + PICTURE_DECAY * picture.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    lbfgs.step(closure)
-    picture.requires_grad_(False)
+    _fit_linear(picture, x, y)
     with torch.no_grad():
         fitted = float(F.binary_cross_entropy_with_logits(picture(x), y))
     log.write(
@@ -237,9 +227,75 @@ def attribute_phase(
         + "\n"
     )
     log.flush()
+    drifted = _fit_drift(readers, prepared, clips, y[:, columns("direction")].cpu(), model)
+    log.write(
+        json.dumps(
+            {"phase": "attributes", "part": "drift"}
+            | drifted
+            | {"seconds": round(time.perf_counter() - start, 1)}
+        )
+        + "\n"
+    )
+    log.flush()
     readers.trained.fill_(1.0)
     model.save(out / "best")
     return True
+
+
+def _fit_linear(layer: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Fit `layer`'s logits of (N, F) `x` to (N, C) multi-hot `y` (binary cross-entropy and
+    `PICTURE_DECAY` × its squared weights, by L-BFGS): the picture's readers."""
+    layer.requires_grad_(True)
+    lbfgs = torch.optim.LBFGS(
+        layer.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(layer(x), y)
+        loss = loss + PICTURE_DECAY * layer.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    layer.requires_grad_(False)
+
+
+def _fit_drift(
+    readers: AttributeReaders,
+    prepared: Any,
+    clips: list[str],
+    directions: torch.Tensor,
+    model: TrimodalModel,
+) -> dict[str, Any]:
+    """Fit the reader of a picture's direction from where its foreground goes (`models.drift`)
+    on the training `clips`' frames as the cache holds them, labelled with the (N, 3)
+    `directions` they show; mark it fitted. Returns what the log records."""
+    fps = model.cfg.visual.fps
+    found = np.stack([foreground_drift(np.asarray(prepared.cache.frames(i)), fps) for i in clips])
+    x = torch.from_numpy(found)
+    mean, scale = x.mean(0), x.std(0).clamp(min=1e-6)
+    device = readers.drift_mean.device
+    readers.drift_mean.copy_(mean.to(device))
+    readers.drift_scale.copy_(scale.to(device))
+    x = ((x - mean) / scale).to(device)
+    y = directions.float().to(device)
+    drift = readers.drift
+    _fit_linear(drift, x, y)
+    readers.drift_fitted.fill_(1.0)
+    with torch.no_grad():
+        read = torch.sigmoid(drift(x)) > 0.5
+    one = y.sum(dim=1) == 1
+    return {
+        "clips": len(clips),
+        # the training clips whose every direction is read right, and of those showing one
+        "exact": round(float((read == (y > 0.5)).all(dim=1).float().mean()), 4),
+        "single_direction_read": round(
+            float((drift(x)[one].argmax(dim=1) == y[one].argmax(dim=1)).float().mean()), 4
+        )
+        if bool(one.any())
+        else None,
+    }
 
 
 def _names(

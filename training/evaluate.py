@@ -20,7 +20,14 @@ from torch import Tensor
 
 from models import prints as pr
 from models.alignment import Agreement, av_agreement, window_distances
-from models.attributes import AGREEMENT_K, ATTRIBUTES, HEARD, heard_probabilities, with_sources
+from models.attributes import (
+    AGREEMENT_K,
+    ATTRIBUTES,
+    HEARD,
+    heard_probabilities,
+    with_directions,
+    with_sources,
+)
 from models.attributes import agreement as reader_agreement
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
@@ -80,6 +87,10 @@ class Pool:
     # "visual" / "audio" → (N, len(CLASSES)) the sources each row's picture shows / sound sounds
     # (`models.what_net`), NaN rows where it has no such stream; None: the model has no networks
     what: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # (N, 3) each row's picture read for the chance of each direction by where its foreground
+    # goes (`TrimodalModel.picture_directions`), NaN rows without pictures; None: the model has
+    # no drift reader
+    directions: np.ndarray | None = field(default=None, repr=False, compare=False)
     _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -207,6 +218,14 @@ def embed_pool(
             "visual": _what_rows(model.picture_what, [cache.frames(i) for i in ids], has_video),
             "audio": _what_rows(model.sound_what, [cache.audio(i) for i in ids], has_audio),
         }
+    directions = None
+    if model.knows_directions():
+        directions = _what_rows(
+            model.picture_directions,
+            [cache.frames(i) for i in ids],
+            has_video,
+            len(ATTRIBUTES["direction"]),
+        )
     return Pool(
         list(ids),
         _cat(vis),
@@ -219,13 +238,16 @@ def embed_pool(
         picture_halves=picture_halves,
         picture_envelope=model.picture_envelope,
         what=what,
+        directions=directions,
     )
 
 
-def _what_rows(name: Callable[[list], np.ndarray | None], media: list, has: Tensor) -> np.ndarray:
-    """(N, len(CLASSES)) `name`'s probabilities for the rows that `has` the stream, NaN rows for
-    the others."""
-    out = np.full((len(media), len(CLASSES)), np.nan, np.float32)
+def _what_rows(
+    name: Callable[[list], np.ndarray | None], media: list, has: Tensor, width: int = len(CLASSES)
+) -> np.ndarray:
+    """(N, `width`) `name`'s probabilities for the rows that `has` the stream (`width`: its
+    classes, the what networks' or the 3 directions), NaN rows for the others."""
+    out = np.full((len(media), width), np.nan, np.float32)
     rows = has.nonzero().flatten().tolist()
     if rows:
         found = name([np.asarray(media[r]) for r in rows])
@@ -355,15 +377,24 @@ def text_reading(
 
 
 def picture_probabilities(
-    model: TrimodalModel, pooled: Tensor, what: np.ndarray | None = None
+    model: TrimodalModel,
+    pooled: Tensor,
+    what: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
 ) -> Tensor:
     """(N, C): the picture reader's probabilities of (N, D) pooled picture vectors, read as the
     service reads them (`models.attributes.PictureReader`), with kind and size from the picture
-    what network's (N, 14) lists where given (`models.attributes.with_sources`)."""
+    what network's (N, 14) lists where given (`models.attributes.with_sources`), and the
+    direction from where each picture's foreground goes where given ((N, 3),
+    `models.attributes.with_directions`)."""
     assert model.attributes is not None
     reader = model.attributes.picture_reader()
     found = reader.probabilities(pooled.float().cpu().numpy())
-    return torch.from_numpy(found if what is None else with_sources(found, what))
+    if what is not None:
+        found = with_sources(found, what)
+    if directions is not None:
+        found = with_directions(found, directions)
+    return torch.from_numpy(found)
 
 
 def agreement_rerank(
@@ -630,7 +661,7 @@ def _direction(
         scores[:, ~has] = -torch.inf
         if read is not None and leaning and reader_weight > 0:
             shown = None if pool.what is None else pool.what["visual"]
-            pictures = picture_probabilities(model, target_emb.pooled, shown)
+            pictures = picture_probabilities(model, target_emb.pooled, shown, pool.directions)
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
         if read is not None and hearing and pool.what is not None:

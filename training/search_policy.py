@@ -171,7 +171,7 @@ def choose_text_attributes(
         probabilities, dirs = text_reading(model, q.sentences)  # (Q, C), (Q, A, D)
         along = {name: dirs[:, a] @ pool.visual.pooled.T for a, name in enumerate(ATTRIBUTES)}
         shown = None if pool.what is None else pool.what["visual"]
-        pictures = picture_probabilities(model, pool.visual.pooled, shown)
+        pictures = picture_probabilities(model, pool.visual.pooled, shown, pool.directions)
 
     def ranks(scores: Tensor) -> np.ndarray:
         scores = scores.masked_fill(~has, -torch.inf)

@@ -270,3 +270,44 @@ def test_add_then_search_finds_new_items_and_old_ones_unchanged(corpus, ckpt, tm
     with pytest.raises(KeyError):
         remove_items(root, {"no-such-id"})
     assert IndexVersion.open(root, first.version).items().ids() == [i.id for i in items[:6]]
+
+
+def test_a_build_keeps_each_pictures_directions_where_the_model_reads_them(corpus, tmp_path):
+    """A checkpoint whose drift reader is fitted (`models.drift`): the build stores each item's
+    chances of each direction, as the model reads its decoded frames; one without: no store."""
+    from dataclasses import replace
+
+    from index.embed import DIRECTION_STORE
+    from index.reader import read_item
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True))
+    assert model.attributes is not None and not model.knows_directions()
+    model.attributes.drift.weight.data.normal_()
+    model.attributes.drift_fitted.fill_(1.0)
+    path = tmp_path / "ck"
+    model.save(path)
+    model = TrimodalModel.load(path)
+    assert model.knows_directions()
+    items = items_of(corpus)[:4]
+    build_index(tmp_path / "root", items, model, checkpoint_hash(path), workers=1)
+    version = IndexVersion.open(tmp_path / "root")
+    assert DIRECTION_STORE in version.manifest["sequence_stores"]
+    assert version.manifest["build"]["direction_classes"] == 3
+    searcher = Searcher.open(tmp_path / "root")
+    cfg = model.cfg.visual
+    for row, item in enumerate(items):
+        frames = read_item(item, cfg.fps, cfg.image_size, model.cfg.audio.sample_rate, cfg.fit)
+        want = model.picture_directions([frames.frames])
+        assert want is not None
+        stored = searcher._rows_of(searcher.directions, [row])
+        assert stored is not None
+        np.testing.assert_allclose(stored[0], want[0], atol=2e-3)  # float16 in the store
+    # a model without a fitted drift reader: the build keeps no directions
+    plain = tmp_path / "plain"
+    TrimodalModel(preset("tiny")).save(plain)
+    unread = TrimodalModel.load(plain)
+    build_index(tmp_path / "bare", items, unread, checkpoint_hash(plain), workers=1)
+    bare = IndexVersion.open(tmp_path / "bare")
+    assert DIRECTION_STORE not in bare.manifest["sequence_stores"]
+    assert Searcher.open(tmp_path / "bare").directions is None

@@ -78,6 +78,28 @@ def _publish_listed(root: Path, vectors, lists: np.ndarray, policy: SearchPolicy
     )
 
 
+def _publish_going(root: Path, vectors, going: np.ndarray, policy: SearchPolicy) -> None:
+    """An index of an item per vector whose picture's directions (`models.drift`) are `going`'s
+    row."""
+    entries = (
+        Entry(
+            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+            {"visual": v, "audio": v},
+            {"visual": v[None], "audio": v[None]},
+            {"visual_direction": going[i]},
+        )
+        for i, v in enumerate(vectors)
+    )
+    publish_entries(
+        root,
+        entries,
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info={"search_policy": policy.to_dict(), "direction_classes": 3},
+    )
+
+
 def _query(leans: bool) -> Query:
     e = np.eye(DIM, dtype=np.float32)
     found = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
@@ -248,6 +270,54 @@ def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path)
         assert np.allclose([h.score for h in hits], best.values.numpy(), atol=1e-2)
 
 
+def test_the_service_reads_the_stored_directions_as_the_evaluation_does(tmp_path: Path) -> None:
+    """With each picture's directions kept (`models.drift`), the index's ranking is
+    `agreement_rerank`'s over `picture_probabilities`' columns (`with_directions`)."""
+    from models.attributes import with_directions
+    from training.evaluate import agreement_rerank
+
+    rng = np.random.default_rng(5)
+    vectors = np.stack([_unit(rng.normal(size=DIM)) for _ in range(40)])
+    queries = np.stack([_unit(rng.normal(size=DIM)) for _ in range(6)])
+    going = rng.uniform(0.01, 0.99, (len(vectors), 3)).astype(np.float16).astype(np.float32)
+    reader = _reader(DIM, 6)
+    text = rng.uniform(0.02, 0.98, (len(queries), len(CLASSES))).astype(np.float32)
+    names = ("direction", "colour")
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.0,
+        text_attributes=names,
+        text_attribute_weight=0.1,
+        text_attribute_agreement=1.0,
+    )
+    _publish_going(tmp_path, vectors, going, policy)
+    searcher = Searcher.open(tmp_path)
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    pictures = with_directions(reader.probabilities(vectors), going)
+    expected = agreement_rerank(
+        torch.from_numpy(queries @ vectors.T),
+        torch.from_numpy(text),
+        torch.from_numpy(pictures),
+        names,
+        1.0,
+    )
+    without = agreement_rerank(
+        torch.from_numpy(queries @ vectors.T),
+        torch.from_numpy(text),
+        torch.from_numpy(reader.probabilities(vectors)),
+        names,
+        1.0,
+    )
+    assert not torch.equal(expected.topk(5).indices, without.topk(5).indices)  # they count
+    for qi, q in enumerate(queries):
+        reading = AttributeReading(text[qi], reader)
+        hits = searcher.search(Query("text", q, leans=leans, reading=reading), "video", k=5).hits
+        best = expected[qi].topk(5)
+        assert [h.row for h in hits] == best.indices.tolist()
+        assert np.allclose([h.score for h in hits], best.values.numpy(), atol=1e-2)
+
+
 def test_an_item_without_a_picture_counts_as_the_reader_unsure(tmp_path: Path) -> None:
     """A sound-only item a text query's sound index returns has no picture for the reader: it
     gets the agreement of probabilities of one half (log 0.501 per class), not an error."""
@@ -288,36 +358,66 @@ def test_an_item_without_a_picture_counts_as_the_reader_unsure(tmp_path: Path) -
     assert abs(hits["shown"].score - (hits["shown"].pooled_score + 2.0 * shown)) < 1e-2
 
 
+def _two_items_and_a_sentence_naming(
+    attribute: str, read: tuple[float, ...]
+) -> tuple[list[np.ndarray], Query, SearchPolicy]:
+    """Two items, the first a little nearer the sentence, whose pooled vectors the picture reader
+    reads as one half for everything; a sentence read as `read` for `attribute`'s values (one
+    half for the rest); a policy that leans on and agrees on that attribute alone."""
+    e = np.eye(DIM, dtype=np.float32)
+    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
+    probabilities = np.full(len(CLASSES), 0.5, np.float32)
+    probabilities[columns(attribute)] = read
+    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3])]
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.0,
+        text_attributes=(attribute,),
+        text_attribute_weight=0.1,
+        text_attribute_agreement=1.0,
+    )
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
+    return vectors, query, policy
+
+
 def test_the_agreement_reads_kind_and_size_from_the_index_what_lists(tmp_path: Path) -> None:
     """The pooled vector's reader cannot tell the two items' sizes apart; the picture what
     network's lists the index keeps can: the sentence's "small" puts the small one first."""
     from models.what_net import CLASSES as WHAT
     from models.what_net import class_of
 
-    e = np.eye(DIM, dtype=np.float32)
-    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
-    probabilities = np.full(len(CLASSES), 0.5, np.float32)
-    small, large = columns("size")
-    probabilities[[small, large]] = (0.95, 0.05)
-    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3])]  # item 0 a little nearer
+    vectors, query, policy = _two_items_and_a_sentence_naming("size", (0.95, 0.05))
     lists = np.full((2, len(WHAT)), 0.01, np.float32)
     lists[0, class_of("bell", "large")] = 0.97
     lists[1, class_of("bell", "small")] = 0.97
-
-    policy = SearchPolicy(
-        True,
-        {},
-        text_audio_share=0.0,
-        text_attributes=("size",),
-        text_attribute_weight=0.1,
-        text_attribute_agreement=1.0,
-    )
-    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
-    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
     _publish_listed(tmp_path / "named", vectors, lists, policy)
     hits = Searcher.open(tmp_path / "named").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item1", "item0"]
     # an index without the lists: the reader's one half for both, the first pass's order
+    _publish(tmp_path / "plain", _items(vectors), policy)
+    hits = Searcher.open(tmp_path / "plain").search(query, "video", k=2).hits
+    assert [h.id for h in hits] == ["item0", "item1"]
+
+
+def test_the_agreement_reads_the_direction_from_where_each_picture_goes(tmp_path: Path) -> None:
+    """The pooled vector's reader cannot tell which way the two items go; the directions the
+    index keeps (`models.drift`) can: the sentence's "right-to-left" puts that item first, and an
+    index without them keeps the first pass's order."""
+    vectors, query, policy = _two_items_and_a_sentence_naming("direction", (0.05, 0.95, 0.05))
+    going = np.array([[0.97, 0.02, 0.03], [0.02, 0.96, 0.05]], np.float32)
+    _publish_going(tmp_path / "going", vectors, going, policy)
+    going_index = Searcher.open(tmp_path / "going")
+    assert [h.id for h in going_index.search(query, "video", k=2).hits] == ["item1", "item0"]
+    # a derived version (an item removed) keeps the store and the other item's row
+    from index.build import remove_items
+
+    remove_items(tmp_path / "going", {"item0"})
+    derived = Searcher.open(tmp_path / "going")
+    assert derived.directions is not None
+    np.testing.assert_allclose(derived._rows_of(derived.directions, [0])[0], going[1], atol=1e-3)
+    # an index without them: the reader's one half for both, the first pass's order
     _publish(tmp_path / "plain", _items(vectors), policy)
     hits = Searcher.open(tmp_path / "plain").search(query, "video", k=2).hits
     assert [h.id for h in hits] == ["item0", "item1"]

@@ -272,3 +272,41 @@ def test_kind_and_size_can_come_from_the_picture_what_networks_lists():
     assert np.all(pictures == 0.25)  # a copy
     with pytest.raises(ValueError, match="lists"):
         with_sources(pictures, lists[:, :5])
+
+
+def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
+    """`with_directions` replaces the direction's columns (numpy arrays and tensors alike),
+    rows of NaN keep the reader's; an unfitted drift reader says one half for every direction and
+    is not used; old readers load without it."""
+    from models.attributes import with_directions
+
+    pictures = np.full((3, len(CLASSES)), 0.25, np.float32)
+    going = np.array([[0.9, 0.05, 0.1], [np.nan] * 3, [0.0, 0.2, 0.8]], np.float32)
+    cols = columns("direction")
+    out = with_directions(pictures, going)
+    want = np.array([[0.9, 0.05, 0.1], [0.25] * 3, [0.0, 0.2, 0.8]], np.float32)
+    np.testing.assert_array_equal(out[:, cols], want)
+    others = [c for c in range(len(CLASSES)) if c not in cols]
+    np.testing.assert_array_equal(out[:, others], pictures[:, others])
+    assert pictures[0, cols[0]] == 0.25  # the input is left alone
+    as_tensor = with_directions(torch.from_numpy(pictures), going)
+    assert isinstance(as_tensor, torch.Tensor)
+    np.testing.assert_array_equal(as_tensor.numpy(), out)
+    with pytest.raises(ValueError, match="directions"):
+        with_directions(pictures, going[:, :2])
+    readers = AttributeReaders(8, 4)
+    assert not readers.reads_drift
+    unsure = readers.drift_probabilities(np.ones((2, 3)))
+    np.testing.assert_array_equal(unsure, np.full((2, 3), 0.5))
+    readers.drift.weight.data[0, 0] = 4.0  # rightward where the first feature (the slope) is
+    readers.drift_fitted.fill_(1.0)
+    p = readers.drift_probabilities(np.array([[1.0, 1.0, 1.0], [-1.0, 1.0, -1.0]]))
+    assert p[0, 0] > 0.9 and p[1, 0] < 0.1
+    loaded = AttributeReaders(8, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_drift and torch.equal(loaded.drift.weight, readers.drift.weight)
+    drift_keys = ("drift.weight", "drift.bias", "drift_mean", "drift_scale", "drift_fitted")
+    older = {k: v for k, v in readers.state_dict().items() if k not in drift_keys}
+    fresh = AttributeReaders(8, 4)
+    fresh.load_state_dict(older)  # strict: nothing missing
+    assert not fresh.reads_drift

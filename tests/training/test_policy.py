@@ -1078,6 +1078,24 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
     records = [json.loads(line) for line in log.getvalue().splitlines()]
     fitted = next(r for r in records if r.get("part") == "picture")
     assert fitted["loss"] < np.log(2)  # better than the zero readers' every class at one half
+    # and the direction read from where each training clip's foreground goes (`models.drift`)
+    assert after.knows_directions() and not model.knows_directions()
+    drift = next(r for r in records if r.get("part") == "drift")
+    assert drift["clips"] == fitted["clips"]
+    clips = [i for i in prepared.train_items if i.id in prepared.cache.row]
+    read = after.picture_directions([np.asarray(prepared.cache.frames(i.id)) for i in clips[:4]])
+    assert read is not None and read.shape == (min(4, len(clips)), 3)
+    assert ((read >= 0) & (read <= 1)).all()
+    # the evaluation's pools carry them, and its picture probabilities take the direction there
+    from models.attributes import columns
+    from training.evaluate import embed_pool, picture_probabilities
+
+    pool = embed_pool(after, prepared.cache, [i.id for i in clips[:4]])
+    assert pool.directions is not None
+    np.testing.assert_allclose(pool.directions, read, atol=1e-6)
+    found = picture_probabilities(after, pool.visual.pooled, None, pool.directions)
+    np.testing.assert_allclose(found[:, columns("direction")].numpy(), read, atol=1e-6)
+    assert embed_pool(model, prepared.cache, [i.id for i in clips[:4]]).directions is None
     # a checkpoint whose config has no readers is left alone
     TrimodalModel(preset("tiny"), prepared.backbone).save(tmp_path / "plain" / "best")
     assert not attribute_phase(prepared, 0, tmp_path / "plain", torch.device("cpu"), log, 0.0)
