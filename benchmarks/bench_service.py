@@ -120,6 +120,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             events["audio_prints"] = dense_prints()
             for m in ("visual", "audio"):  # the sources each shows / sounds (`models.what_net`)
                 events[f"{m}_what"] = rng.random(len(CLASSES)).astype(np.float32)
+            # the picture's directions by where its foreground goes (`models.drift`)
+            events["visual_direction"] = rng.random(3).astype(np.float32)
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -163,6 +165,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             "search_policy": policy.to_dict(),
             "event_rate": EVENT_RATE,
             "what_classes": len(CLASSES),
+            "direction_classes": 3,
         },
     )
 
