@@ -383,15 +383,15 @@ def with_directions(pictures: Any, directions: np.ndarray) -> Any:
             f"expected ({pictures.shape[0]}, {len(ATTRIBUTES['direction'])}) directions, "
             f"got {found.shape}"
         )
-    known = ~np.isnan(found).any(axis=1)
-    cols = columns("direction")
+    rows = np.flatnonzero(~np.isnan(found).any(axis=1))
+    cols = np.asarray(columns("direction"))
     if isinstance(pictures, Tensor):
-        out = pictures.clone()
-        rows = torch.from_numpy(known.nonzero()[0])
-        out[rows[:, None], torch.tensor(cols)] = torch.from_numpy(found[known]).to(out.dtype)
-        return out
+        changed = pictures.clone()
+        taken = torch.from_numpy(found[rows]).to(changed.dtype)
+        changed[torch.from_numpy(rows)[:, None], torch.from_numpy(cols)] = taken
+        return changed
     out = np.array(pictures, np.float32, copy=True)
-    out[np.ix_(known, cols)] = found[known]
+    out[rows[:, None], cols] = found[rows]
     return out
 
 
