@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from index.build import build_index, publish_from_shards
+from index.build import add_items, build_index, publish_from_shards
 from index.embed import CorpusItem, Decoded, write_shard
 from index.search import Query, Searcher
 from index.version import IndexCorrupt, IndexVersion, current_version, verify
@@ -290,11 +290,14 @@ def test_a_build_keeps_each_pictures_directions_where_the_model_reads_them(corpu
     model = TrimodalModel.load(path)
     assert model.knows_directions()
     items = items_of(corpus)[:4]
-    build_index(tmp_path / "root", items, model, checkpoint_hash(path), workers=1)
+    build_index(tmp_path / "root", items[:3], model, checkpoint_hash(path), workers=1)
+    # an item added later gets its row, the others keep theirs
+    add_items(tmp_path / "root", items[3:], model, checkpoint_hash(path), workers=1)
     version = IndexVersion.open(tmp_path / "root")
     assert DIRECTION_STORE in version.manifest["sequence_stores"]
     assert version.manifest["build"]["direction_classes"] == 3
     searcher = Searcher.open(tmp_path / "root")
+    assert searcher.items.ids() == [i.id for i in items]
     cfg = model.cfg.visual
     for row, item in enumerate(items):
         frames = read_item(item, cfg.fps, cfg.image_size, model.cfg.audio.sample_rate, cfg.fit)
