@@ -162,7 +162,12 @@ class AttributeReaders(nn.Module):
                 setattr(self, name, getattr(self, name).new_empty(state_dict[key].shape))
         for name in ("words", "word_columns", "word_scale", "word_offset"):
             state_dict.setdefault(prefix + name, getattr(self, name))
-        # nor a drift reader: it stays unfitted
+        # nor a drift reader: it stays unfitted; nor one over other features than today's (a
+        # checkpoint of the whole picture's three numbers alone): left out, unfitted
+        drift = state_dict.get(prefix + "drift.weight")
+        if drift is not None and tuple(drift.shape) != tuple(self.drift.weight.shape):
+            for name in ("drift.weight", "drift.bias", "drift_mean", "drift_scale", "drift_fitted"):
+                state_dict.pop(prefix + name, None)
         for name, value in (
             ("drift.weight", self.drift.weight),
             ("drift.bias", self.drift.bias),
@@ -189,8 +194,8 @@ class AttributeReaders(nn.Module):
         return bool(self.drift_fitted.item() > 0)
 
     def drift_probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(N, 3) chances of each direction (`ATTRIBUTES["direction"]`) from (N, 3)
-        `models.drift.foreground_drift` features."""
+        """(N, 3) chances of each direction (`ATTRIBUTES["direction"]`) from (N,
+        `DRIFT_FEATURES`) `models.drift.drift_features`."""
         x = torch.as_tensor(np.asarray(features, np.float32)).reshape(-1, DRIFT_FEATURES)
         with torch.no_grad():
             x = (x.to(self.drift_mean.device) - self.drift_mean) / self.drift_scale

@@ -8,29 +8,48 @@ picture is its background; each frame's foreground is how far it differs from th
 each column; the foreground's centre across the picture, frame by frame, weighted by how much
 foreground there is, is fitted by a line in time. Its slope (picture widths a second, + to the
 right), the slope's size, and how well the line fits (signed as the slope) are the three numbers
-`foreground_drift` gives; a reader of three classes over them, fitted on the training clips
-(`models.attributes.AttributeReaders.drift`, `training.attribute_phase`), names the direction in
-0.997 of the own val pool's single-direction clips, 0.80 of a `--variety` val split's and 0.95 of
-the foreign corpus's single-source clips (a `/tmp` probe, 2026-12-05; README "Quality").
+`foreground_drift` gives. A still glyph that flashes or squashes stays where it is: its
+foreground's centre does not move.
 
-A still glyph that flashes or squashes stays where it is: its foreground's centre does not move.
-Two glyphs moving opposite ways pull the centre both ways; the reader's three chances are
-independent (a clip may show two directions), and a clip's drift there is what the reader makes
-of it.
+Two glyphs moving different ways pull one centre both ways: with the whole picture's numbers
+alone, a reader named every direction of 0.34 of the own val split's two-source clips. So
+`drift_features` measures the top and the bottom half of the picture too (where two things in a
+picture are, as "Two things in one picture: its halves" in the quality log found for the
+envelopes): 0.98 of them, single-source clips 0.99 → 0.95. A reader of the three directions
+over those nine numbers, fitted on the training clips (`models.attributes.AttributeReaders.drift`,
+`training.attribute_phase`), gives each direction's chance independently (a clip may show two).
+With the whole picture's numbers it named the direction of 1.000 of the own val split's
+single-source clips, 0.80 of a `--variety` val split's and 0.95 of the foreign corpus's (a `/tmp`
+probe, 2026-12-05; the quality log's "A picture's direction from where its foreground goes").
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-DRIFT_FEATURES = 3
+# `foreground_drift`'s numbers for one picture (or part of one)
+PART_FEATURES = 3
+# `drift_features`': the whole picture's, its top half's and its bottom half's
+DRIFT_FEATURES = 3 * PART_FEATURES
+
+
+def drift_features(frames: np.ndarray, fps: float) -> np.ndarray:
+    """(`DRIFT_FEATURES`,) float32: `foreground_drift` of the whole picture, of its top half and
+    of its bottom half (each measured against its own median picture)."""
+    f = np.asarray(frames)
+    if f.ndim not in (3, 4):
+        raise ValueError(f"frames must be (T, H, W[, C]), got {f.shape}")
+    half = f.shape[1] // 2
+    parts = (f, f[:, :half], f[:, half:]) if half else (f, f[:, :0], f)
+    return np.concatenate([foreground_drift(part, fps) for part in parts]).astype(np.float32)
 
 
 def foreground_drift(frames: np.ndarray, fps: float) -> np.ndarray:
-    """(3,) float32 for (T, H, W, C) frames (or (T, H, W) grey) at `fps`: the slope of the
-    foreground's centre across the picture in widths a second (+: rightward), its size, and the
-    weighted R² of that line signed as the slope. Zeros where nothing can be measured: fewer
-    than two frames, or a picture that never differs from its median."""
+    """(`PART_FEATURES`,) float32 for (T, H, W, C) frames (or (T, H, W) grey) at `fps`: the
+    slope of the foreground's centre across the picture in widths a second (+: rightward), its
+    size, and the weighted R² of that line signed as the slope. Zeros where nothing can be
+    measured: fewer than two frames, an empty picture, or one that never differs from its
+    median."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     f = np.asarray(frames)
@@ -38,8 +57,8 @@ def foreground_drift(frames: np.ndarray, fps: float) -> np.ndarray:
         raise ValueError(f"frames must be (T, H, W[, C]), got {f.shape}")
     if f.dtype != np.uint8 and not np.isfinite(f).all():
         raise ValueError("frames have non-finite values")
-    out = np.zeros(DRIFT_FEATURES, np.float32)
-    if len(f) < 2 or f.shape[2] < 2:
+    out = np.zeros(PART_FEATURES, np.float32)
+    if len(f) < 2 or f.shape[1] < 1 or f.shape[2] < 2:
         return out
     # grey as the channels' sum (a scale the measures do not see), each 2 × 2 cell summed where
     # the picture is large enough: the median over time, the most of the cost, on a quarter of

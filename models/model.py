@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from models.attributes import ATTRIBUTES, AttributeReaders
 from models.config import RANDOM_TINY, Modality, ModelConfig
-from models.drift import foreground_drift
+from models.drift import drift_features
 from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
 from models.event_net import SIZE as EVENT_SIZE
 from models.event_net import PictureEventNet, learned_envelope
@@ -212,7 +212,7 @@ class TrimodalModel(nn.Module):
         if not clips:
             return np.zeros((0, len(ATTRIBUTES["direction"])), np.float32)
         fps = self.cfg.visual.fps
-        found = np.stack([foreground_drift(np.asarray(c), fps) for c in clips])
+        found = np.stack([drift_features(np.asarray(c), fps) for c in clips])
         return self.attributes.drift_probabilities(found)
 
     def knows_what(self) -> bool:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from models.attributes import ATTRIBUTES, AttributeReaders, columns, shown_labels
-from models.drift import foreground_drift
+from models.drift import drift_features
 from models.model import TrimodalModel
 from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
 
@@ -272,7 +272,7 @@ def _fit_drift(
     on the training `clips`' frames as the cache holds them, labelled with the (N, 3)
     `directions` they show; mark it fitted. Returns what the log records."""
     fps = model.cfg.visual.fps
-    found = np.stack([foreground_drift(np.asarray(prepared.cache.frames(i)), fps) for i in clips])
+    found = np.stack([drift_features(np.asarray(prepared.cache.frames(i)), fps) for i in clips])
     x = torch.from_numpy(found)
     mean, scale = x.mean(0), x.std(0).clamp(min=1e-6)
     device = readers.drift_mean.device

@@ -20,6 +20,7 @@ from models.attributes import (
     shown_labels,
     with_sources,
 )
+from models.drift import DRIFT_FEATURES
 from models.policy import SearchPolicy
 
 
@@ -296,11 +297,12 @@ def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
         with_directions(pictures, going[:, :2])
     readers = AttributeReaders(8, 4)
     assert not readers.reads_drift
-    unsure = readers.drift_probabilities(np.ones((2, 3)))
+    unsure = readers.drift_probabilities(np.ones((2, DRIFT_FEATURES)))
     np.testing.assert_array_equal(unsure, np.full((2, 3), 0.5))
     readers.drift.weight.data[0, 0] = 4.0  # rightward where the first feature (the slope) is
     readers.drift_fitted.fill_(1.0)
-    p = readers.drift_probabilities(np.array([[1.0, 1.0, 1.0], [-1.0, 1.0, -1.0]]))
+    rightward, leftward = np.ones(DRIFT_FEATURES), -np.ones(DRIFT_FEATURES)
+    p = readers.drift_probabilities(np.stack([rightward, leftward]))
     assert p[0, 0] > 0.9 and p[1, 0] < 0.1
     loaded = AttributeReaders(8, 4)
     loaded.load_state_dict(readers.state_dict())
@@ -310,3 +312,8 @@ def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
     fresh = AttributeReaders(8, 4)
     fresh.load_state_dict(older)  # strict: nothing missing
     assert not fresh.reads_drift
+    # a reader over the whole picture's three numbers alone (before the halves): left unfitted
+    narrower = dict(readers.state_dict())
+    narrower["drift.weight"] = torch.ones(3, 3)
+    fresh.load_state_dict(narrower)
+    assert not fresh.reads_drift and fresh.drift.weight.shape == (3, DRIFT_FEATURES)

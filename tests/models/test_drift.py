@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.drift import DRIFT_FEATURES, foreground_drift
+from models.drift import DRIFT_FEATURES, PART_FEATURES, drift_features, foreground_drift
 
 FPS = 12.0
 
@@ -52,9 +52,10 @@ def test_grey_frames_and_the_frame_rate_count() -> None:
 
 
 def test_nothing_to_measure_gives_zeros_and_bad_input_an_error() -> None:
-    assert foreground_drift(_clip(0.6)[:1], FPS).tolist() == [0.0] * DRIFT_FEATURES
+    assert foreground_drift(_clip(0.6)[:1], FPS).tolist() == [0.0] * PART_FEATURES
     flat = np.full((10, 16, 16, 3), 90, np.uint8)
-    assert foreground_drift(flat, FPS).tolist() == [0.0] * DRIFT_FEATURES
+    assert foreground_drift(flat, FPS).tolist() == [0.0] * PART_FEATURES
+    assert drift_features(flat, FPS).tolist() == [0.0] * DRIFT_FEATURES
     with pytest.raises(ValueError, match="fps"):
         foreground_drift(_clip(0.6), 0.0)
     with pytest.raises(ValueError, match="frames must be"):
@@ -63,3 +64,18 @@ def test_nothing_to_measure_gives_zeros_and_bad_input_an_error() -> None:
     bad[3, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         foreground_drift(bad, FPS)
+
+
+def test_two_things_going_opposite_ways_are_told_apart_by_the_halves() -> None:
+    """One square goes right along the top, another left along the bottom: the whole picture's
+    centre hardly moves, each half's goes its own way."""
+    top, bottom = _clip(0.6), _clip(-0.6)
+    both = np.concatenate([top[:, 10:20], bottom[:, 10:20]], axis=1)  # (T, 20, 32, 3)
+    found = drift_features(both, FPS)
+    whole, upper, lower = found[:3], found[3:6], found[6:]
+    assert abs(whole[0]) < 0.25 * upper[0]
+    assert upper[0] > 0.15 and upper[2] > 0.9
+    assert lower[0] < -0.15 and lower[2] < -0.9
+    np.testing.assert_allclose(upper, foreground_drift(both[:, :10], FPS))
+    with pytest.raises(ValueError, match="frames must be"):
+        drift_features(np.zeros(4), FPS)
