@@ -153,9 +153,16 @@ class _VideoSampler:
     instead of one per target frame."""
 
     def __init__(
-        self, fps: float | None, size: tuple[int, int] | None, fit: Fit, sar: float
+        self,
+        fps: float | None,
+        size: tuple[int, int] | None,
+        fit: Fit,
+        sar: float,
+        stills: _StillSampler | None = None,
     ) -> None:
         self.fps, self._size, self._fit, self._sar = fps, size, fit, sar
+        # a second look at a few of the same frames (`DecodedMedia.stills`), fed every frame
+        self.stills = stills
         self.out: list[np.ndarray] = []
         self.count = 0
         self._held: np.ndarray | None = None
@@ -183,6 +190,8 @@ class _VideoSampler:
     def add(self, frame: av.VideoFrame, t: float) -> None:
         """`t` is seconds from the timeline origin."""
         self.count += 1
+        if self.stills is not None:
+            self.stills.add(frame, t)
         image = self._convert(frame)
         if self.fps is None:
             self.out.append(image)
@@ -325,6 +334,42 @@ class _VideoSampler:
             return None
         regions = np.array(self._pair_regions, np.float32).reshape(-1, 4)
         return self._per_target(regions, n)
+
+
+class _StillSampler:
+    """Sample-and-hold onto t_j = j / fps as `_VideoSampler` does, stretched to `size`,
+    converting only the frames it keeps: a second, larger look at a few frames a second
+    (`DecodedMedia.stills`) from the same decoding pass."""
+
+    def __init__(self, fps: float, size: tuple[int, int]) -> None:
+        self.fps, self._size = fps, size
+        self.out: list[np.ndarray] = []
+        self._held: av.VideoFrame | None = None
+        self._held_image: np.ndarray | None = None
+        self._rf = VideoReformatter()
+
+    def _image(self) -> np.ndarray:
+        if self._held_image is None:
+            assert self._held is not None
+            height, width = self._size
+            self._held_image = _scaled(self._rf, self._held, width, height)
+        return self._held_image
+
+    def add(self, frame: av.VideoFrame, t: float) -> None:
+        """`t` is seconds from the timeline origin."""
+        if self._held is None:
+            self._held = frame
+        shown = _on_grid_time(t, self.fps)
+        while len(self.out) / self.fps + _EPS < shown:
+            self.out.append(self._image())
+        self._held, self._held_image = frame, None
+
+    def finish(self, n: int) -> np.ndarray:
+        """Stack `n` frames, repeating the last one up to the end of the media."""
+        while len(self.out) < n:
+            self.out.append(self._image())
+        del self.out[n:]
+        return np.stack(self.out)
 
 
 def _quadrant_sums(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -704,11 +749,13 @@ def _decode_opened(
     audio: bool,
     fit: Fit,
     limits: MediaLimits,
+    stills: tuple[float, tuple[int, int]] | None = None,
 ) -> DecodedMedia:
     vstream = _selected(opened.container, "video") if video else None
     astream = _selected(opened.container, "audio") if audio else None
     sar = _pixel_aspect(vstream)
-    sampler = _VideoSampler(fps, size, fit, sar) if vstream else None
+    still_sampler = _StillSampler(*stills) if stills is not None and vstream else None
+    sampler = _VideoSampler(fps, size, fit, sar, still_sampler) if vstream else None
     collector = _AudioCollector(sample_rate, limits, opened.path) if astream else None
     session = _Session(opened, vstream, astream, sampler, collector, limits)
     try:
@@ -717,7 +764,7 @@ def _decode_opened(
             _check_complete(session, stream, opened.path)
         assert session.origin is not None
         duration = max(session.ends.values()) - session.origin
-        frames = changes = regions = motion = halves = out_fps = samples = None
+        frames = changes = regions = motion = halves = out_fps = samples = kept = None
         if sampler is not None:
             n = max(1, math.floor(duration * fps + _EPS)) if fps else sampler.count
             frames = sampler.finish(n)
@@ -727,6 +774,8 @@ def _decode_opened(
             halves = sampler.halves(n)
             native = _stream_rate(vstream) if vstream is not None else None
             out_fps = fps or native or sampler.count / max(duration, _EPS)
+            if still_sampler is not None:
+                kept = still_sampler.finish(max(1, math.floor(duration * still_sampler.fps + _EPS)))
         if collector is not None:
             samples = collector.finish(session.origin)
     except (av.FFmpegError, OSError, ValueError) as exc:  # ValueError: PyAV refusing a format
@@ -748,4 +797,5 @@ def _decode_opened(
         regions,
         motion,
         halves,
+        kept,
     )

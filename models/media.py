@@ -184,6 +184,9 @@ class StreamInfo:
     fps: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    # a video pixel's width over its height as the header declares it (1.0 where it declares
+    # none, or a value outside 1/10..10: header damage, not video)
+    pixel_aspect: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,10 @@ class DecodedMedia:
     # (T, 2 × len(models.motion.HALVES)): each half's change and change of motion, as `motion`
     # (what `models.events.picture_halves` reads)
     halves: np.ndarray | None = None
+    # (S, h, w, 3) uint8, where asked for (`decode`'s `stills`): a second look at the picture,
+    # a few frames a second at another size, stretched, on the grid t = j / its fps (what
+    # `models.shape` measures glyphs' outlines on)
+    stills: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,6 +498,11 @@ def _stream_rate(stream: av.stream.Stream) -> float | None:
     return None
 
 
+def _declared_pixel_aspect(stream: av.stream.Stream) -> float:
+    sar = getattr(stream, "sample_aspect_ratio", None)
+    return float(sar) if sar and 0.1 <= sar <= 10 else 1.0
+
+
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     codec = _codec_name(stream)
     ctx = getattr(stream, "codec_context", None)
@@ -505,6 +517,7 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
             width=ctx.width or None,
             height=ctx.height or None,
             fps=_stream_rate(stream),
+            pixel_aspect=_declared_pixel_aspect(stream),
         )
     return StreamInfo(
         "audio", codec, sample_rate=ctx.sample_rate or None, channels=ctx.channels or None
@@ -643,11 +656,14 @@ def _decode(
     fit: Fit,
     limits: MediaLimits,
     require: str | None = None,
+    stills: tuple[float, tuple[int, int]] | None = None,
 ) -> DecodedMedia:
     # Imported here because `_decode` imports this module's types and header helpers.
     from models._decode import _decode_opened
 
     _check_args(fps, size, sample_rate, fit)
+    if stills is not None:
+        _check_args(stills[0], stills[1], sample_rate, "stretch")
     if not (video or audio):
         raise ValueError("nothing to decode: video and audio are both False")
     with _open_media(path, limits) as opened:
@@ -661,6 +677,7 @@ def _decode(
             opened,
             fps=fps,
             size=size,
+            stills=stills if video else None,
             sample_rate=sample_rate,
             video=video,
             audio=audio,
@@ -679,9 +696,12 @@ def decode(
     audio: bool = True,
     fit: Fit = "pad",
     limits: MediaLimits = MediaLimits(),
+    stills: tuple[float, tuple[int, int]] | None = None,
 ) -> DecodedMedia:
     """Decode frames sampled at `fps` (None: every frame) resized to `size` (height, width;
-    None: native) and mono audio at `sample_rate`. Streams the file lacks come back as None."""
+    None: native) and mono audio at `sample_rate`. Streams the file lacks come back as None.
+    `stills` (fps, (height, width)): in the same pass, a second set of frames sampled at that
+    rate, stretched to that size (`DecodedMedia.stills`; only the frames kept are converted)."""
     return _decode(
         path,
         fps=fps,
@@ -691,6 +711,7 @@ def decode(
         audio=audio,
         fit=fit,
         limits=limits,
+        stills=stills,
     )
 
 
