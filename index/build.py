@@ -25,7 +25,9 @@ from index import ann
 from index.embed import (
     DIRECTION_STORE,
     DIRECTIONS,
+    GLYPH_KINDS,
     HALVES_STORE,
+    KIND_STORE,
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
@@ -194,6 +196,7 @@ def entries_from_shards(
         kept_prints = "audio_prints" in shard
         kept_what = {m for m in MODALITIES if f"{m}_what" in shard}
         kept_direction = "visual_direction" in shard
+        kept_kind = "visual_kind" in shard
         peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
@@ -232,6 +235,8 @@ def entries_from_shards(
                         events[f"{m}_what"] = shard[f"{m}_what"][row]
                     if kept_direction and m == "visual":
                         events["visual_direction"] = shard["visual_direction"][row]
+                    if kept_kind and m == "visual":
+                        events["visual_kind"] = shard["visual_kind"][row]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -262,6 +267,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     printed = PRINTS_STORE in stores
     named = [m for m in MODALITIES if what_store(m) in stores]
     directed = DIRECTION_STORE in stores
+    glyphed = KIND_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -299,6 +305,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             found = np.asarray(version.sequences(DIRECTION_STORE).get(row), np.float32)
             if len(found):
                 events["visual_direction"] = found[0]
+        if glyphed:
+            found = np.asarray(version.sequences(KIND_STORE).get(row), np.float32)
+            if len(found):
+                events["visual_kind"] = found[0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -314,7 +324,14 @@ def policy_of(version: IndexVersion) -> dict[str, Any]:
     decoder measured, and an added item's is never older (`models.media.DECODE_VERSION`; a
     version that recorded none was decoded before they were counted)."""
     build = version.manifest.get("build", {})
-    kept = ("search_policy", "event_rate", "what_classes", "direction_classes", "decode_version")
+    kept = (
+        "search_policy",
+        "event_rate",
+        "what_classes",
+        "direction_classes",
+        "kind_classes",
+        "decode_version",
+    )
     return {k: build[k] for k in kept if build.get(k) is not None}
 
 
@@ -363,6 +380,7 @@ def publish_entries(
     event_rate = (build_info or {}).get("event_rate")
     naming = (build_info or {}).get("what_classes") == len(CLASSES)
     directing = (build_info or {}).get("direction_classes") == DIRECTIONS
+    glyphing = (build_info or {}).get("kind_classes") == GLYPH_KINDS
     agreement = _Agreements(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
@@ -436,6 +454,12 @@ def publish_entries(
                 stores[DIRECTION_STORE] = open_stores.enter_context(
                     writer.sequence_writer(DIRECTION_STORE, DIRECTIONS)
                 )
+            # A picture's chances of each kind by its glyphs' outlines (`models.shape`), where
+            # the model reads them (the build info says so).
+            if glyphing:
+                stores[KIND_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(KIND_STORE, GLYPH_KINDS)
+                )
 
         def emit(entry: Entry) -> None:
             if not stores:
@@ -505,6 +529,18 @@ def publish_entries(
                     np.zeros((0, DIRECTIONS), np.float32)
                     if going is None
                     else np.asarray(going, np.float32).reshape(1, DIRECTIONS)
+                )
+            if glyphing:
+                # none kept for an item without pictures or whose outlines were not read
+                glyphs = (
+                    entry.events.get("visual_kind") if entry.pooled["visual"] is not None else None
+                )
+                if glyphs is not None and np.isnan(np.asarray(glyphs, np.float32)).any():
+                    glyphs = None
+                stores[KIND_STORE].append(
+                    np.zeros((0, GLYPH_KINDS), np.float32)
+                    if glyphs is None
+                    else np.asarray(glyphs, np.float32).reshape(1, GLYPH_KINDS)
                 )
             records.append(entry.record)
             if len(records) >= 1000:
@@ -857,6 +893,8 @@ def build_index(
                 **({"what_classes": len(CLASSES)} if model.knows_what() else {}),
                 # a picture's directions by where its foreground goes (`models.drift`)
                 **({"direction_classes": DIRECTIONS} if model.knows_directions() else {}),
+                # a picture's kinds by its glyphs' outlines (`models.shape`)
+                **({"kind_classes": GLYPH_KINDS} if model.knows_shapes() else {}),
             },
             codec=codec,
         )

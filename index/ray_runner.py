@@ -35,10 +35,16 @@ log = logging.getLogger("trimodal.index")
 
 
 def decode_shard(
-    items: Sequence[CorpusItem], fps: float, image_size: int, sample_rate: int, fit: Fit = "pad"
+    items: Sequence[CorpusItem],
+    fps: float,
+    image_size: int,
+    sample_rate: int,
+    fit: Fit = "pad",
+    shapes: bool = False,
 ) -> list[Decoded]:
-    """Stage 1, on a CPU worker: decode one shard's items (a refused file is an error record)."""
-    return [read_item(item, fps, image_size, sample_rate, fit) for item in items]
+    """Stage 1, on a CPU worker: decode one shard's items (a refused file is an error record;
+    `shapes`: their glyphs' outlines measured too, `index.reader.read_item`)."""
+    return [read_item(item, fps, image_size, sample_rate, fit, shapes) for item in items]
 
 
 class ShardEncoder:
@@ -159,7 +165,13 @@ class RayRunner:
             for _ in range(shape["encoders"])
         ]
         log.info("ray build: %d shards on %d encoder actors (%s)", len(pending), len(actors), shape)
-        args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, cfg.visual.fit)
+        args = (
+            cfg.visual.fps,
+            cfg.visual.image_size,
+            cfg.audio.sample_rate,
+            cfg.visual.fit,
+            model.knows_shapes(),
+        )
         queue = list(pending)
         attempts = dict.fromkeys(pending, 0)
         running: dict[Any, int] = {}  # result ref -> shard

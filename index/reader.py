@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from models.media import Fit, MediaError, decode
+from models.shape import STILLS, media_shapes
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,32 @@ class Decoded:
     region_changes: np.ndarray | None = None  # (T, 4) the same per quadrant
     motion: np.ndarray | None = None  # (T,) the decoder's change of motion per frame
     halves: np.ndarray | None = None  # (T, 4) each half's change and change of motion per frame
+    # (R, 1 + PART_FEATURES) its glyphs' outlines (`models.shape.media_shapes`), where asked for
+    # and it has pictures
+    shapes: np.ndarray | None = None
 
 
 def read_item(
-    item: CorpusItem, fps: float, image_size: int, sample_rate: int, fit: Fit = "pad"
+    item: CorpusItem,
+    fps: float,
+    image_size: int,
+    sample_rate: int,
+    fit: Fit = "pad",
+    shapes: bool = False,
 ) -> Decoded:
-    """Decode one item for the encoders; a refused file is an error with its reason."""
+    """Decode one item for the encoders (and, with `shapes`, measure its glyphs' outlines on
+    larger frames kept from the same pass, `models.shape.STILLS`); a refused file is an error
+    with its reason."""
     try:
         size = (image_size, image_size)
-        media = decode(item.media, fps=fps, size=size, sample_rate=sample_rate, fit=fit)
+        media = decode(
+            item.media,
+            fps=fps,
+            size=size,
+            sample_rate=sample_rate,
+            fit=fit,
+            stills=STILLS if shapes else None,
+        )
         audio = media.audio
         if item.audio is not None:
             audio = decode(
@@ -70,10 +88,11 @@ def read_item(
         region_changes=media.region_changes,
         motion=media.motion,
         halves=media.halves,
+        shapes=media_shapes(media) if shapes else None,
     )
 
 
-def _read_job(job: tuple[CorpusItem, float, int, int, Fit]) -> Decoded:
+def _read_job(job: tuple[CorpusItem, float, int, int, Fit, bool]) -> Decoded:
     return read_item(*job)
 
 
@@ -111,9 +130,15 @@ class Reader:
     die with the process that made them (`die_with_parent`)."""
 
     def __init__(
-        self, fps: float, image_size: int, sample_rate: int, workers: int, fit: Fit = "pad"
+        self,
+        fps: float,
+        image_size: int,
+        sample_rate: int,
+        workers: int,
+        fit: Fit = "pad",
+        shapes: bool = False,
     ) -> None:
-        self.args = (fps, image_size, sample_rate, fit)
+        self.args = (fps, image_size, sample_rate, fit, shapes)
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 

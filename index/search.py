@@ -30,7 +30,9 @@ from index.ann import VectorIndex
 from index.embed import (
     DIRECTION_STORE,
     DIRECTIONS,
+    GLYPH_KINDS,
     HALVES_STORE,
+    KIND_STORE,
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
@@ -52,6 +54,7 @@ from models.attributes import (
     lean,
     named,
     with_directions,
+    with_kinds,
     with_sources,
 )
 from models.events import (
@@ -247,6 +250,8 @@ class Searcher:
                 if name.endswith(".what")
                 else DIRECTIONS
                 if name == DIRECTION_STORE
+                else GLYPH_KINDS
+                if name == KIND_STORE
                 else step_dim
             )
             if stored.dim != want or len(stored) != n_items:
@@ -322,6 +327,11 @@ class Searcher:
             version.sequences(DIRECTION_STORE)
             if DIRECTION_STORE in manifest["sequence_stores"]
             else None
+        )
+        # Each picture's chances of each kind by its glyphs' outlines (`models.shape`), where the
+        # index keeps them.
+        self.kinds = (
+            version.sequences(KIND_STORE) if KIND_STORE in manifest["sequence_stores"] else None
         )
         if self.policy.event_weight and not self.events:
             log.warning(
@@ -441,8 +451,9 @@ class Searcher:
         vector, an item without a picture counts as the reader unsure of everything; where the
         index keeps the picture what network's lists, kind and size are read from them,
         `models.attributes.with_sources`; where it keeps each picture's directions by where its
-        foreground goes, the direction from those, `with_directions`). The rest follow in their
-        order, as `training.evaluate.agreement_rerank` ranks them."""
+        foreground goes, the direction from those, `with_directions`; and where it keeps each
+        picture's kinds by its glyphs' outlines, the kind from those, `with_kinds`). The rest
+        follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
         names = policy.agreement_attributes()
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
         if not top:
@@ -457,6 +468,9 @@ class Searcher:
         going = self._rows_of(self.directions, rows)
         if going is not None:  # the direction as the picture's foreground goes
             pictures = with_directions(pictures, going)
+        glyphs = self._rows_of(self.kinds, rows)
+        if glyphs is not None:  # the kind as the glyphs' outlines read
+            pictures = with_kinds(pictures, glyphs)
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.drift import DRIFT_FEATURES
+from models.shape import PART_FEATURES, kind_chances
 from models.what_net import SIZES, SOURCES
 
 # The world's attributes of a shown source and their values (shared/SYNTHAV.md), and the scene's.
@@ -123,6 +124,13 @@ class AttributeReaders(nn.Module):
     drift_mean: Tensor
     drift_scale: Tensor
     drift_fitted: Tensor
+    # The kind read from the glyphs' outlines (`models.shape`): a linear map of a part's
+    # standardised `PART_FEATURES` to the kinds' logits (a softmax: one part is one glyph),
+    # fitted by the trainer's attribute phase (then `shape_fitted` is 1); a checkpoint from
+    # before has none.
+    shape_mean: Tensor
+    shape_scale: Tensor
+    shape_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -144,6 +152,12 @@ class AttributeReaders(nn.Module):
         self.register_buffer("drift_mean", torch.zeros(DRIFT_FEATURES))
         self.register_buffer("drift_scale", torch.ones(DRIFT_FEATURES))
         self.register_buffer("drift_fitted", torch.zeros(()))
+        self.shape = nn.Linear(PART_FEATURES, len(ATTRIBUTES["kind"]))
+        nn.init.zeros_(self.shape.weight)
+        nn.init.zeros_(self.shape.bias)
+        self.register_buffer("shape_mean", torch.zeros(PART_FEATURES))
+        self.register_buffer("shape_scale", torch.ones(PART_FEATURES))
+        self.register_buffer("shape_fitted", torch.zeros(()))
 
     def _load_from_state_dict(
         self,
@@ -168,12 +182,22 @@ class AttributeReaders(nn.Module):
         if drift is not None and tuple(drift.shape) != tuple(self.drift.weight.shape):
             for name in ("drift.weight", "drift.bias", "drift_mean", "drift_scale", "drift_fitted"):
                 state_dict.pop(prefix + name, None)
+        # nor a shape reader (or one over other numbers than today's): unfitted
+        shape = state_dict.get(prefix + "shape.weight")
+        if shape is not None and tuple(shape.shape) != tuple(self.shape.weight.shape):
+            for name in ("shape.weight", "shape.bias", "shape_mean", "shape_scale", "shape_fitted"):
+                state_dict.pop(prefix + name, None)
         for name, value in (
             ("drift.weight", self.drift.weight),
             ("drift.bias", self.drift.bias),
             ("drift_mean", self.drift_mean),
             ("drift_scale", self.drift_scale),
             ("drift_fitted", self.drift_fitted),
+            ("shape.weight", self.shape.weight),
+            ("shape.bias", self.shape.bias),
+            ("shape_mean", self.shape_mean),
+            ("shape_scale", self.shape_scale),
+            ("shape_fitted", self.shape_fitted),
         ):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
@@ -200,6 +224,29 @@ class AttributeReaders(nn.Module):
         with torch.no_grad():
             x = (x.to(self.drift_mean.device) - self.drift_mean) / self.drift_scale
             return torch.sigmoid(self.drift(x)).float().cpu().numpy()
+
+    @property
+    def reads_shape(self) -> bool:
+        """Whether the kind can be read from the outlines of a picture's glyphs."""
+        return bool(self.shape_fitted.item() > 0)
+
+    def part_probabilities(self, parts: np.ndarray) -> np.ndarray:
+        """(R, 7) each part's chance of being each kind (`ATTRIBUTES["kind"]`, a softmax) from
+        (R, `PART_FEATURES`) `models.shape.part_features`."""
+        x = torch.as_tensor(np.asarray(parts, np.float32)).reshape(-1, PART_FEATURES)
+        with torch.no_grad():
+            x = (x.to(self.shape_mean.device) - self.shape_mean) / self.shape_scale
+            return torch.softmax(self.shape(x), dim=-1).float().cpu().numpy()
+
+    def kind_probabilities(self, shapes: np.ndarray) -> np.ndarray | None:
+        """(7,) a clip's chance of showing each kind from its `models.shape.glyph_shapes` rows
+        (`models.shape.kind_chances`); None where it has none (nothing read: unknown)."""
+        rows = np.asarray(shapes, np.float32).reshape(-1, 1 + PART_FEATURES)
+        if not len(rows):
+            return None
+        return kind_chances(
+            self.part_probabilities(rows[:, 1:]), rows[:, 0], len(ATTRIBUTES["kind"])
+        )
 
     def worded(self) -> tuple[str, ...]:
         """The attributes read by likeness as well, in `ATTRIBUTES`' order."""
@@ -382,14 +429,28 @@ def with_directions(pictures: Any, directions: np.ndarray) -> Any:
     picture's foreground goes, which transfers to pictures drawn another way where the pooled
     vector's reader does not: `models.drift`). Rows of NaN (an item without pictures) keep the
     reader's."""
-    found = np.asarray(directions, np.float32)
-    if found.shape != (pictures.shape[0], len(ATTRIBUTES["direction"])):
+    return _with_read(pictures, directions, "direction")
+
+
+def with_kinds(pictures: Any, kinds: np.ndarray) -> Any:
+    """(N, C) picture probabilities (a numpy array or a tensor, as given) with the kind's columns
+    taken from (N, 7) `kinds` (`AttributeReaders.kind_probabilities`: the glyphs' outlines, which
+    transfer to pictures drawn another way where the what network does not: `models.shape`).
+    Rows of NaN (no pictures, or nothing read in them) keep what they had."""
+    return _with_read(pictures, kinds, "kind")
+
+
+def _with_read(pictures: Any, read: np.ndarray, name: str) -> Any:
+    """`pictures` with the columns of attribute `name` taken from (N, its values) `read` where
+    its row has no NaN."""
+    found = np.asarray(read, np.float32)
+    if found.shape != (pictures.shape[0], len(ATTRIBUTES[name])):
         raise ValueError(
-            f"expected ({pictures.shape[0]}, {len(ATTRIBUTES['direction'])}) directions, "
+            f"expected ({pictures.shape[0]}, {len(ATTRIBUTES[name])}) rows of the {name}, "
             f"got {found.shape}"
         )
     rows = np.flatnonzero(~np.isnan(found).any(axis=1))
-    cols = np.asarray(columns("direction"))
+    cols = np.asarray(columns(name))
     if isinstance(pictures, Tensor):
         changed = pictures.clone()
         taken = torch.from_numpy(found[rows]).to(changed.dtype)

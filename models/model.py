@@ -215,6 +215,25 @@ class TrimodalModel(nn.Module):
         found = np.stack([drift_features(np.asarray(c), fps) for c in clips])
         return self.attributes.drift_probabilities(found)
 
+    def knows_shapes(self) -> bool:
+        """Whether the checkpoint reads the kind of a picture's glyphs from their outlines
+        (`models.shape`, fitted by the attribute phase)."""
+        return self.attributes is not None and self.attributes.reads_shape
+
+    def glyph_kinds(self, shapes: Sequence[np.ndarray | None]) -> np.ndarray | None:
+        """(N, 7) each clip's chance of showing each kind (`models.attributes.ATTRIBUTES["kind"]`)
+        from its `models.shape.glyph_shapes` rows; a NaN row for a clip with none (or None
+        given); None where the checkpoint has no shape reader."""
+        if not self.knows_shapes():
+            return None
+        assert self.attributes is not None
+        out = np.full((len(shapes), len(ATTRIBUTES["kind"])), np.nan, np.float32)
+        for i, rows in enumerate(shapes):
+            found = None if rows is None else self.attributes.kind_probabilities(rows)
+            if found is not None:
+                out[i] = found
+        return out
+
     def knows_what(self) -> bool:
         """Whether the checkpoint has trained networks naming what a piece shows and sounds."""
         return self.what_nets is not None and self.what_nets.is_trained

@@ -26,6 +26,7 @@ from models.attributes import (
     HEARD,
     heard_probabilities,
     with_directions,
+    with_kinds,
     with_sources,
 )
 from models.attributes import agreement as reader_agreement
@@ -55,6 +56,7 @@ from models.what_net import agreement as what_agreement
 from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.metrics import ceiling_recall, ranks_from_scores, summarise
+from training.shapes import clip_shapes
 
 DIRECTIONS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -91,6 +93,10 @@ class Pool:
     # goes (`TrimodalModel.picture_directions`), NaN rows without pictures; None: the model has
     # no drift reader
     directions: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # (N, 7) each row's picture read for the chance of each kind by its glyphs' outlines
+    # (`TrimodalModel.glyph_kinds`), NaN rows without pictures or parts read; None: the model
+    # has no shape reader, or the pool was embedded without its items' files
+    kinds: np.ndarray | None = field(default=None, repr=False, compare=False)
     _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -197,10 +203,13 @@ def embed_pool(
     ids: Sequence[str],
     batch_size: int = 64,
     picture_halves: bool = True,
+    items: Mapping[str, ManifestItem] | None = None,
 ) -> Pool:
     """The items' embeddings, their envelopes taken from `cache` when first asked for;
     `picture_halves`: whether pictures meet sounds by their halves too (`Pool.picture_halves`:
-    as a policy that records it searches)."""
+    as a policy that records it searches); `items` (id → item, for their files): where the model
+    reads the kind from the glyphs' outlines, each picture's (`training.shapes`, kept beside the
+    cache)."""
     model.eval()
     vis, aud = [], []
     for start in range(0, len(ids), batch_size):
@@ -226,6 +235,12 @@ def embed_pool(
             has_video,
             len(ATTRIBUTES["direction"]),
         )
+    kinds = None
+    if model.knows_shapes() and items is not None:
+        shapes = clip_shapes([items[i] for i in ids if i in items], cache.directory)
+        kinds = model.glyph_kinds([shapes.get(i) for i in ids])
+        assert kinds is not None
+        kinds[~has_video.numpy()] = np.nan
     return Pool(
         list(ids),
         _cat(vis),
@@ -239,6 +254,7 @@ def embed_pool(
         picture_envelope=model.picture_envelope,
         what=what,
         directions=directions,
+        kinds=kinds,
     )
 
 
@@ -381,12 +397,14 @@ def picture_probabilities(
     pooled: Tensor,
     what: np.ndarray | None = None,
     directions: np.ndarray | None = None,
+    kinds: np.ndarray | None = None,
 ) -> Tensor:
     """(N, C): the picture reader's probabilities of (N, D) pooled picture vectors, read as the
     service reads them (`models.attributes.PictureReader`), with kind and size from the picture
-    what network's (N, 14) lists where given (`models.attributes.with_sources`), and the
-    direction from where each picture's foreground goes where given ((N, 3),
-    `models.attributes.with_directions`)."""
+    what network's (N, 14) lists where given (`models.attributes.with_sources`), the direction
+    from where each picture's foreground goes where given ((N, 3),
+    `models.attributes.with_directions`), and the kind from its glyphs' outlines where given
+    ((N, 7), `models.attributes.with_kinds`)."""
     assert model.attributes is not None
     reader = model.attributes.picture_reader()
     found = reader.probabilities(pooled.float().cpu().numpy())
@@ -394,6 +412,8 @@ def picture_probabilities(
         found = with_sources(found, what)
     if directions is not None:
         found = with_directions(found, directions)
+    if kinds is not None:
+        found = with_kinds(found, kinds)
     return torch.from_numpy(found)
 
 
@@ -513,7 +533,11 @@ def evaluate(
     and the readers' agreement; text→audio re-ranked by the agreement on what is heard."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(
-        model, cache, list(by_id), picture_halves=policy is None or policy.picture_halves
+        model,
+        cache,
+        list(by_id),
+        picture_halves=policy is None or policy.picture_halves,
+        items=by_id,
     )
     results: dict[str, Any] = {"pool": len(pool.ids)}
     clip_subsets = clip_subsets_of([by_id[i] for i in pool.ids])
@@ -661,7 +685,9 @@ def _direction(
         scores[:, ~has] = -torch.inf
         if read is not None and leaning and reader_weight > 0:
             shown = None if pool.what is None else pool.what["visual"]
-            pictures = picture_probabilities(model, target_emb.pooled, shown, pool.directions)
+            pictures = picture_probabilities(
+                model, target_emb.pooled, shown, pool.directions, pool.kinds
+            )
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
         if read is not None and hearing and pool.what is not None:

@@ -171,7 +171,9 @@ def choose_text_attributes(
         probabilities, dirs = text_reading(model, q.sentences)  # (Q, C), (Q, A, D)
         along = {name: dirs[:, a] @ pool.visual.pooled.T for a, name in enumerate(ATTRIBUTES)}
         shown = None if pool.what is None else pool.what["visual"]
-        pictures = picture_probabilities(model, pool.visual.pooled, shown, pool.directions)
+        pictures = picture_probabilities(
+            model, pool.visual.pooled, shown, pool.directions, pool.kinds
+        )
 
     def ranks(scores: Tensor) -> np.ndarray:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -408,7 +410,7 @@ def measure_policy(
     for item in distractors:
         if item.id in cache.row and item.id not in by_id:
             by_id[item.id] = item
-    pool = embed_pool(model, cache, list(by_id))  # once, for every protocol
+    pool = embed_pool(model, cache, list(by_id), items=by_id)  # once, for every protocol
     weights = tuple(weights) or (None,)
     event_weights = tuple(event_weights) or (0.0,)
     combos: list[Weighting] = list(product(weights, event_weights))

@@ -314,3 +314,52 @@ def test_a_build_keeps_each_pictures_directions_where_the_model_reads_them(corpu
     bare = IndexVersion.open(tmp_path / "bare")
     assert DIRECTION_STORE not in bare.manifest["sequence_stores"]
     assert Searcher.open(tmp_path / "bare").directions is None
+
+
+def test_a_build_keeps_each_pictures_kinds_where_the_model_reads_outlines(corpus, tmp_path):
+    """A checkpoint whose shape reader is fitted (`models.shape`): the build measures each
+    item's glyphs on frames decoded for them and stores its chances of each kind, as the model
+    reads them; an item added later gets its row; one without a reader: no store."""
+    from dataclasses import replace
+
+    from index.embed import KIND_STORE
+    from models.shape import read_shapes
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True))
+    assert model.attributes is not None and not model.knows_shapes()
+    model.attributes.shape.weight.data.normal_()
+    model.attributes.shape_fitted.fill_(1.0)
+    path = tmp_path / "ck"
+    model.save(path)
+    model = TrimodalModel.load(path)
+    assert model.knows_shapes()
+    items = items_of(corpus)[:4]
+    build_index(tmp_path / "root", items[:3], model, checkpoint_hash(path), workers=1)
+    add_items(tmp_path / "root", items[3:], model, checkpoint_hash(path), workers=1)
+    version = IndexVersion.open(tmp_path / "root")
+    assert KIND_STORE in version.manifest["sequence_stores"]
+    assert version.manifest["build"]["kind_classes"] == 7
+    searcher = Searcher.open(tmp_path / "root")
+    assert searcher.items.ids() == [i.id for i in items]
+    read = 0
+    for row, item in enumerate(items):
+        found = read_shapes(item.media)
+        assert not isinstance(found, str)
+        want = model.glyph_kinds([found[0]])
+        assert want is not None
+        stored = searcher._rows_of(searcher.kinds, [row])
+        assert stored is not None
+        if np.isnan(want[0]).any():  # no glyph found: no row kept
+            assert np.isnan(stored[0]).all()
+            continue
+        read += 1
+        np.testing.assert_allclose(stored[0], want[0], atol=2e-3)  # float16 in the store
+    assert read >= 3  # the test corpus's clips show glyphs
+    plain = tmp_path / "plain"
+    TrimodalModel(preset("tiny")).save(plain)
+    unread = TrimodalModel.load(plain)
+    build_index(tmp_path / "bare", items, unread, checkpoint_hash(plain), workers=1)
+    bare = IndexVersion.open(tmp_path / "bare")
+    assert KIND_STORE not in bare.manifest["sequence_stores"]
+    assert Searcher.open(tmp_path / "bare").kinds is None

@@ -423,6 +423,79 @@ def test_the_agreement_reads_the_direction_from_where_each_picture_goes(tmp_path
     assert [h.id for h in hits] == ["item0", "item1"]
 
 
+def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_path: Path) -> None:
+    """The pooled vector's reader cannot tell the two items' kinds apart; the kinds the index
+    keeps by the glyphs' outlines (`models.shape`) can, over the what network's lists: the
+    sentence's "drum" puts the drum first; an item whose outlines were not read keeps the
+    lists' reading; a derived version keeps the rows."""
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+
+    drum = ATTRIBUTES["kind"].index("drum")
+    read = tuple(0.9 if k == drum else 0.05 for k in range(len(ATTRIBUTES["kind"])))
+    vectors, query, policy = _two_items_and_a_sentence_naming("kind", read)
+    policy = replace(policy, text_agreement_attributes=("kind",))
+    # the what network names both bells; the outlines say the second is a drum
+    lists = np.full((2, len(WHAT)), 0.01, np.float32)
+    lists[:, class_of("bell", "small")] = 0.97
+    kinds = np.full((2, 7), 0.02, np.float32)
+    kinds[0, ATTRIBUTES["kind"].index("bell")] = 0.9
+    kinds[1, drum] = 0.9
+    entries = (
+        Entry(
+            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+            {"visual": v, "audio": v},
+            {"visual": v[None], "audio": v[None]},
+            {"visual_what": lists[i], "audio_what": lists[i], "visual_kind": kinds[i]},
+        )
+        for i, v in enumerate(vectors)
+    )
+    build_info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT), "kind_classes": 7}
+    publish_entries(
+        tmp_path / "kinds",
+        entries,
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info=build_info,
+    )
+    searcher = Searcher.open(tmp_path / "kinds")
+    assert searcher.kinds is not None
+    assert [h.id for h in searcher.search(query, "video", k=2).hits] == ["item1", "item0"]
+    from index.build import remove_items
+
+    remove_items(tmp_path / "kinds", {"item0"})
+    derived = Searcher.open(tmp_path / "kinds")
+    assert derived.kinds is not None
+    np.testing.assert_allclose(derived._rows_of(derived.kinds, [0])[0], kinds[1], atol=1e-3)
+    # outlines not read (a NaN row is kept as none): the lists' bells for both, the first pass's
+    # order
+    unread = np.full((2, 7), np.nan, np.float32)
+    entries = (
+        Entry(
+            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+            {"visual": v, "audio": v},
+            {"visual": v[None], "audio": v[None]},
+            {"visual_what": lists[i], "audio_what": lists[i], "visual_kind": unread[i]},
+        )
+        for i, v in enumerate(vectors)
+    )
+    publish_entries(
+        tmp_path / "unread",
+        entries,
+        model_hash="x",
+        dim=DIM,
+        steps_per_second=4.0,
+        build_info=build_info,
+    )
+    blank = Searcher.open(tmp_path / "unread")
+    assert (
+        blank._rows_of(blank.kinds, [0, 1]) is None
+        or np.isnan(blank._rows_of(blank.kinds, [0, 1])).all()
+    )
+    assert [h.id for h in blank.search(query, "video", k=2).hits] == ["item0", "item1"]
+
+
 def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_path: Path) -> None:
     """The sound what network's lists tell the two sounds' sizes and kinds apart; where the
     index's policy says so, the sentence's "small bell" puts the small bell first, each score

@@ -293,7 +293,7 @@ def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
     as_tensor = with_directions(torch.from_numpy(pictures), going)
     assert isinstance(as_tensor, torch.Tensor)
     np.testing.assert_array_equal(as_tensor.numpy(), out)
-    with pytest.raises(ValueError, match="directions"):
+    with pytest.raises(ValueError, match="direction"):
         with_directions(pictures, going[:, :2])
     readers = AttributeReaders(8, 4)
     assert not readers.reads_drift
@@ -317,3 +317,48 @@ def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
     narrower["drift.weight"] = torch.ones(3, 3)
     fresh.load_state_dict(narrower)
     assert not fresh.reads_drift and fresh.drift.weight.shape == (3, DRIFT_FEATURES)
+
+
+def test_a_pictures_kind_can_come_from_its_glyphs_outlines():
+    """`with_kinds` replaces the kind's columns, rows of NaN keep what they had; the shape
+    reader reads each part (a softmax) and a clip by `models.shape.kind_chances`; an unfitted one
+    is not used; readers from before it, or over other numbers, load it unfitted."""
+    from models.attributes import with_kinds
+    from models.shape import PART_FEATURES
+
+    pictures = np.full((2, len(CLASSES)), 0.25, np.float32)
+    kinds = np.array([[0.7, 0.1, 0.0, 0.0, 0.0, 0.2, 0.0], [np.nan] * 7], np.float32)
+    cols = columns("kind")
+    out = with_kinds(pictures, kinds)
+    np.testing.assert_array_equal(out[0, cols], kinds[0])
+    np.testing.assert_array_equal(out[1], pictures[1])
+    others = [c for c in range(len(CLASSES)) if c not in cols]
+    np.testing.assert_array_equal(out[0, others], pictures[0, others])
+    with pytest.raises(ValueError, match="kind"):
+        with_kinds(pictures, kinds[:, :3])
+    readers = AttributeReaders(8, 4)
+    assert not readers.reads_shape
+    readers.shape.weight.data[3, 0] = 5.0  # a bird where the first number (the hole) is high
+    readers.shape_fitted.fill_(1.0)
+    holed, solid = np.ones(PART_FEATURES), np.zeros(PART_FEATURES)
+    p = readers.part_probabilities(np.stack([holed, solid]))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+    assert p[0].argmax() == 3 and p[1].max() == pytest.approx(1 / 7, abs=1e-5)
+    # one frame with a holed part, one with a solid one: half a bird
+    rows = np.concatenate([np.array([[0.0], [1.0]]), np.stack([holed, solid])], axis=1)
+    clip = readers.kind_probabilities(rows)
+    assert clip is not None
+    assert clip[3] == pytest.approx((p[0, 3] + p[1, 3]) / 2, rel=1e-5)
+    assert readers.kind_probabilities(np.zeros((0, 1 + PART_FEATURES))) is None
+    loaded = AttributeReaders(8, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_shape and torch.equal(loaded.shape.weight, readers.shape.weight)
+    shape_keys = ("shape.weight", "shape.bias", "shape_mean", "shape_scale", "shape_fitted")
+    older = {k: v for k, v in readers.state_dict().items() if k not in shape_keys}
+    fresh = AttributeReaders(8, 4)
+    fresh.load_state_dict(older)  # strict: nothing missing
+    assert not fresh.reads_shape
+    other = dict(readers.state_dict())
+    other["shape.weight"] = torch.ones(7, 5)
+    fresh.load_state_dict(other)
+    assert not fresh.reads_shape and fresh.shape.weight.shape == (7, PART_FEATURES)

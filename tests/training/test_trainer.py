@@ -698,7 +698,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
 
     # last the attribute readers: the text one's epochs, its names of the kinds, the picture one,
     # the direction's from where the picture's foreground goes
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 3)
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 4)
     assert [x.get("part") for x in lines if x.get("phase") == "attributes"][-2:] == [
         "picture",
         "drift",
@@ -734,7 +734,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
-    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 3
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 4
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
