@@ -697,11 +697,13 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     from training.attribute_phase import TEXT_EPOCHS
 
     # last the attribute readers: the text one's epochs, its names of the kinds, the picture one,
-    # the direction's from where the picture's foreground goes
+    # the direction's from where the picture's foreground goes, and the kind's from the glyphs'
+    # outlines
     assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 4)
-    assert [x.get("part") for x in lines if x.get("phase") == "attributes"][-2:] == [
+    assert [x.get("part") for x in lines if x.get("phase") == "attributes"][-3:] == [
         "picture",
         "drift",
+        "shape",
     ]
     words = next(x for x in lines if x.get("part") == "words")
     assert words["words"] > 0
