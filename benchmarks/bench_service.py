@@ -123,7 +123,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             # the picture's directions by where its foreground goes (`models.drift`)
             events["visual_direction"] = rng.random(3).astype(np.float32)
             # and its kinds by its glyphs' outlines (`models.shape`)
-            events["visual_kind"] = rng.dirichlet(np.ones(7)).astype(np.float32)
+            events["visual_glyph"] = rng.dirichlet(np.ones(7)).astype(np.float32)
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -168,7 +168,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             "event_rate": EVENT_RATE,
             "what_classes": len(CLASSES),
             "direction_classes": 3,
-            "kind_classes": 7,
+            "glyph_classes": 7,
         },
     )
 

@@ -25,9 +25,8 @@ from index import ann
 from index.embed import (
     DIRECTION_STORE,
     DIRECTIONS,
-    GLYPH_KINDS,
+    GLYPH_STORE,
     HALVES_STORE,
-    KIND_STORE,
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
@@ -53,6 +52,7 @@ from index.version import (
 )
 from models import fingerprint, prints
 from models.alignment import av_agreement
+from models.attributes import GLYPH_CLASSES
 from models.events import BANDS, EventAgreement, event_agreement, fused_agreement, picture_kinds
 from models.features import pad_batch
 from models.media import DECODE_VERSION
@@ -196,7 +196,7 @@ def entries_from_shards(
         kept_prints = "audio_prints" in shard
         kept_what = {m for m in MODALITIES if f"{m}_what" in shard}
         kept_direction = "visual_direction" in shard
-        kept_kind = "visual_kind" in shard
+        kept_kind = "visual_glyph" in shard
         peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
@@ -236,7 +236,7 @@ def entries_from_shards(
                     if kept_direction and m == "visual":
                         events["visual_direction"] = shard["visual_direction"][row]
                     if kept_kind and m == "visual":
-                        events["visual_kind"] = shard["visual_kind"][row]
+                        events["visual_glyph"] = shard["visual_glyph"][row]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -267,7 +267,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     printed = PRINTS_STORE in stores
     named = [m for m in MODALITIES if what_store(m) in stores]
     directed = DIRECTION_STORE in stores
-    glyphed = KIND_STORE in stores
+    glyphed = GLYPH_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -306,9 +306,9 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             if len(found):
                 events["visual_direction"] = found[0]
         if glyphed:
-            found = np.asarray(version.sequences(KIND_STORE).get(row), np.float32)
+            found = np.asarray(version.sequences(GLYPH_STORE).get(row), np.float32)
             if len(found):
-                events["visual_kind"] = found[0]
+                events["visual_glyph"] = found[0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -329,7 +329,7 @@ def policy_of(version: IndexVersion) -> dict[str, Any]:
         "event_rate",
         "what_classes",
         "direction_classes",
-        "kind_classes",
+        "glyph_classes",
         "decode_version",
     )
     return {k: build[k] for k in kept if build.get(k) is not None}
@@ -380,7 +380,7 @@ def publish_entries(
     event_rate = (build_info or {}).get("event_rate")
     naming = (build_info or {}).get("what_classes") == len(CLASSES)
     directing = (build_info or {}).get("direction_classes") == DIRECTIONS
-    glyphing = (build_info or {}).get("kind_classes") == GLYPH_KINDS
+    glyphing = (build_info or {}).get("glyph_classes") == GLYPH_CLASSES
     agreement = _Agreements(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
@@ -454,11 +454,11 @@ def publish_entries(
                 stores[DIRECTION_STORE] = open_stores.enter_context(
                     writer.sequence_writer(DIRECTION_STORE, DIRECTIONS)
                 )
-            # A picture's chances of each kind by its glyphs' outlines (`models.shape`), where
-            # the model reads them (the build info says so).
+            # A picture's chances of each kind and colour by its glyphs' outlines and pixels
+            # (`models.shape`), where the model reads them (the build info says so).
             if glyphing:
-                stores[KIND_STORE] = open_stores.enter_context(
-                    writer.sequence_writer(KIND_STORE, GLYPH_KINDS)
+                stores[GLYPH_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(GLYPH_STORE, GLYPH_CLASSES)
                 )
 
         def emit(entry: Entry) -> None:
@@ -531,16 +531,18 @@ def publish_entries(
                     else np.asarray(going, np.float32).reshape(1, DIRECTIONS)
                 )
             if glyphing:
-                # none kept for an item without pictures or whose outlines were not read
+                # none kept for an item without pictures or whose glyphs were not read
                 glyphs = (
-                    entry.events.get("visual_kind") if entry.pooled["visual"] is not None else None
+                    entry.events.get("visual_glyph") if entry.pooled["visual"] is not None else None
                 )
+                # (the store keeps finite rows: a row with an attribute unread is kept as none;
+                # the attribute phase fits both readers together)
                 if glyphs is not None and np.isnan(np.asarray(glyphs, np.float32)).any():
                     glyphs = None
-                stores[KIND_STORE].append(
-                    np.zeros((0, GLYPH_KINDS), np.float32)
+                stores[GLYPH_STORE].append(
+                    np.zeros((0, GLYPH_CLASSES), np.float32)
                     if glyphs is None
-                    else np.asarray(glyphs, np.float32).reshape(1, GLYPH_KINDS)
+                    else np.asarray(glyphs, np.float32).reshape(1, GLYPH_CLASSES)
                 )
             records.append(entry.record)
             if len(records) >= 1000:
@@ -893,8 +895,8 @@ def build_index(
                 **({"what_classes": len(CLASSES)} if model.knows_what() else {}),
                 # a picture's directions by where its foreground goes (`models.drift`)
                 **({"direction_classes": DIRECTIONS} if model.knows_directions() else {}),
-                # a picture's kinds by its glyphs' outlines (`models.shape`)
-                **({"kind_classes": GLYPH_KINDS} if model.knows_shapes() else {}),
+                # a picture's kinds and colours by its glyphs (`models.shape`)
+                **({"glyph_classes": GLYPH_CLASSES} if model.knows_glyphs() else {}),
             },
             codec=codec,
         )

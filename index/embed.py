@@ -67,11 +67,10 @@ PRINTS_STORE = "audio.prints"
 # where the model has a drift reader.
 DIRECTION_STORE = "visual.direction"
 DIRECTIONS = 3
-# The store of a picture's chances of each kind read from its glyphs' outlines (`models.shape`,
-# `TrimodalModel.glyph_kinds`): one row of 7 per item with pictures (NaN where none was read),
-# where the model has a shape reader.
-KIND_STORE = "visual.kind"
-GLYPH_KINDS = 7
+# The store of a picture's chances of each kind and each colour read from its glyphs' outlines
+# and pixels (`models.shape`, `TrimodalModel.glyph_reading`): one row of `GLYPH_CLASSES` per item
+# with pictures whose glyphs were read, where the model reads them.
+GLYPH_STORE = "visual.glyph"
 
 
 def what_store(modality: str) -> str:
@@ -97,9 +96,10 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     (`models.what_net`, (C,) probabilities; None where the model has no trained networks); a
     picture's, then, its chances of each direction by where its foreground goes
     (`TrimodalModel.picture_directions`, (3,); None where the model has no drift reader) and,
-    last, of each kind by its glyphs' outlines (`TrimodalModel.glyph_kinds`, (7,), NaN where
-    none was read; None where the model has no shape reader or the item's outlines were not
-    measured). None where the item lacks the stream."""
+    last, of each kind and each colour by its glyphs' outlines and pixels
+    (`TrimodalModel.glyph_reading`, (`GLYPH_CLASSES`,), NaN where none was read; None where the
+    model reads neither or the item's glyphs were not measured). None where the item lacks the
+    stream."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -109,7 +109,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
         emb = model.encode_visual(*model.visual_inputs(frames))  # type: ignore[arg-type]
         shown = model.picture_what(frames)  # type: ignore[arg-type]
         going = model.picture_directions(frames)  # type: ignore[arg-type]
-        glyphs = model.glyph_kinds([batch[i].shapes for i in with_video])
+        glyphs = model.glyph_reading([batch[i].shapes for i in with_video])
         for j, i in enumerate(with_video):
             t = int(emb.mask[j].sum())
             out["visual"][i] = (
@@ -245,11 +245,11 @@ def write_shard(
         going = [e[7] for e in encoded[m] if e is not None and len(e) > 7 and e[7] is not None]
         if m == "visual" and going and len(going) == len(events):
             arrays["visual_direction"] = np.stack(going).astype(np.float32)
-        # its chances of each kind by its glyphs' outlines, one row per item with pictures
-        # (NaN: none read; none: the model has no shape reader)
+        # its chances of each kind and colour by its glyphs, one row per item with pictures
+        # (NaN: not read; none: the model reads neither)
         glyphs = [e[8] for e in encoded[m] if e is not None and len(e) > 8 and e[8] is not None]
         if m == "visual" and glyphs and len(glyphs) == len(events):
-            arrays["visual_kind"] = np.stack(glyphs).astype(np.float32)
+            arrays["visual_glyph"] = np.stack(glyphs).astype(np.float32)
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
@@ -525,7 +525,7 @@ class LocalRunner:
                 on_progress(min(processed, total), total)
 
         args = (cfg.visual.fps, cfg.visual.image_size, cfg.audio.sample_rate, self.workers)
-        with Reader(*args, fit=cfg.visual.fit, shapes=model.knows_shapes()) as reader:
+        with Reader(*args, fit=cfg.visual.fit, shapes=model.knows_glyphs()) as reader:
             for j in pending:
                 embed_shard(plan.paths[j], reader.read(plan.chunk(j)), model, batch_size, tick)
 

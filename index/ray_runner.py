@@ -170,7 +170,7 @@ class RayRunner:
             cfg.visual.image_size,
             cfg.audio.sample_rate,
             cfg.visual.fit,
-            model.knows_shapes(),
+            model.knows_glyphs(),
         )
         queue = list(pending)
         attempts = dict.fromkeys(pending, 0)

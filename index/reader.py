@@ -46,8 +46,8 @@ class Decoded:
     region_changes: np.ndarray | None = None  # (T, 4) the same per quadrant
     motion: np.ndarray | None = None  # (T,) the decoder's change of motion per frame
     halves: np.ndarray | None = None  # (T, 4) each half's change and change of motion per frame
-    # (R, 1 + PART_FEATURES) its glyphs' outlines (`models.shape.media_shapes`), where asked for
-    # and it has pictures
+    # (R, models.shape.ROW) its glyphs' outlines and colours (`models.shape.media_shapes`), where
+    # asked for and it has pictures
     shapes: np.ndarray | None = None
 
 

@@ -30,9 +30,8 @@ from index.ann import VectorIndex
 from index.embed import (
     DIRECTION_STORE,
     DIRECTIONS,
-    GLYPH_KINDS,
+    GLYPH_STORE,
     HALVES_STORE,
-    KIND_STORE,
     MODALITIES,
     MOTION_STORE,
     PEAKS_STORE,
@@ -47,6 +46,7 @@ from models.alignment import Segment, align_sequence_batch, align_vector_batch, 
 from models.attributes import (
     AGREEMENT_K,
     ATTRIBUTES,
+    GLYPH_CLASSES,
     HEARD,
     AttributeReading,
     agreement,
@@ -54,7 +54,7 @@ from models.attributes import (
     lean,
     named,
     with_directions,
-    with_kinds,
+    with_glyphs,
     with_sources,
 )
 from models.events import (
@@ -250,8 +250,8 @@ class Searcher:
                 if name.endswith(".what")
                 else DIRECTIONS
                 if name == DIRECTION_STORE
-                else GLYPH_KINDS
-                if name == KIND_STORE
+                else GLYPH_CLASSES
+                if name == GLYPH_STORE
                 else step_dim
             )
             if stored.dim != want or len(stored) != n_items:
@@ -328,10 +328,10 @@ class Searcher:
             if DIRECTION_STORE in manifest["sequence_stores"]
             else None
         )
-        # Each picture's chances of each kind by its glyphs' outlines (`models.shape`), where the
-        # index keeps them.
-        self.kinds = (
-            version.sequences(KIND_STORE) if KIND_STORE in manifest["sequence_stores"] else None
+        # Each picture's chances of each kind and colour by its glyphs' outlines and pixels
+        # (`models.shape`), where the index keeps them.
+        self.glyphs = (
+            version.sequences(GLYPH_STORE) if GLYPH_STORE in manifest["sequence_stores"] else None
         )
         if self.policy.event_weight and not self.events:
             log.warning(
@@ -452,7 +452,7 @@ class Searcher:
         index keeps the picture what network's lists, kind and size are read from them,
         `models.attributes.with_sources`; where it keeps each picture's directions by where its
         foreground goes, the direction from those, `with_directions`; and where it keeps each
-        picture's kinds by its glyphs' outlines, the kind from those, `with_kinds`). The rest
+        picture's kinds and colours by its glyphs, those, `with_glyphs`). The rest
         follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
         names = policy.agreement_attributes()
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
@@ -468,9 +468,9 @@ class Searcher:
         going = self._rows_of(self.directions, rows)
         if going is not None:  # the direction as the picture's foreground goes
             pictures = with_directions(pictures, going)
-        glyphs = self._rows_of(self.kinds, rows)
-        if glyphs is not None:  # the kind as the glyphs' outlines read
-            pictures = with_kinds(pictures, glyphs)
+        glyphs = self._rows_of(self.glyphs, rows)
+        if glyphs is not None:  # the kind and colour as the glyphs' pixels read
+            pictures = with_glyphs(pictures, glyphs)
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.drift import DRIFT_FEATURES
-from models.shape import PART_FEATURES, kind_chances
+from models.shape import COLOUR_FEATURES, PART_FEATURES, ROW, kind_chances
 from models.what_net import SIZES, SOURCES
 
 # The world's attributes of a shown source and their values (shared/SYNTHAV.md), and the scene's.
@@ -57,6 +57,10 @@ AGREEMENT_FLOOR = 1e-3
 AGREEMENT_K = 100
 # What a text query searching sounds agrees on: the attributes the sound what network names.
 HEARD: tuple[str, ...] = ("kind", "size")
+# What a picture's glyphs are read for from their pixels (`models.shape`,
+# `AttributeReaders.glyph_probabilities`): each value's chance, these attributes' in turn.
+GLYPH_ATTRIBUTES: tuple[str, ...] = ("kind", "colour")
+GLYPH_CLASSES = sum(len(ATTRIBUTES[name]) for name in GLYPH_ATTRIBUTES)
 # A value a sentence is read to name (`named`): its reader's probability at least this.
 NAMED_AT = 0.5
 # The share of the reading by likeness to the training names in a class's logit where the text
@@ -131,6 +135,11 @@ class AttributeReaders(nn.Module):
     shape_mean: Tensor
     shape_scale: Tensor
     shape_fitted: Tensor
+    # And the colour from the same parts' pixels (`models.shape.part_colour`): a linear map of a
+    # part's standardised `COLOUR_FEATURES` to the colours' logits, fitted beside it.
+    tint_mean: Tensor
+    tint_scale: Tensor
+    tint_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -158,6 +167,12 @@ class AttributeReaders(nn.Module):
         self.register_buffer("shape_mean", torch.zeros(PART_FEATURES))
         self.register_buffer("shape_scale", torch.ones(PART_FEATURES))
         self.register_buffer("shape_fitted", torch.zeros(()))
+        self.tint = nn.Linear(COLOUR_FEATURES, len(ATTRIBUTES["colour"]))
+        nn.init.zeros_(self.tint.weight)
+        nn.init.zeros_(self.tint.bias)
+        self.register_buffer("tint_mean", torch.zeros(COLOUR_FEATURES))
+        self.register_buffer("tint_scale", torch.ones(COLOUR_FEATURES))
+        self.register_buffer("tint_fitted", torch.zeros(()))
 
     def _load_from_state_dict(
         self,
@@ -182,11 +197,14 @@ class AttributeReaders(nn.Module):
         if drift is not None and tuple(drift.shape) != tuple(self.drift.weight.shape):
             for name in ("drift.weight", "drift.bias", "drift_mean", "drift_scale", "drift_fitted"):
                 state_dict.pop(prefix + name, None)
-        # nor a shape reader (or one over other numbers than today's): unfitted
-        shape = state_dict.get(prefix + "shape.weight")
-        if shape is not None and tuple(shape.shape) != tuple(self.shape.weight.shape):
-            for name in ("shape.weight", "shape.bias", "shape_mean", "shape_scale", "shape_fitted"):
-                state_dict.pop(prefix + name, None)
+        # nor a shape or colour reader (or one over other numbers than today's): unfitted
+        for reader in ("shape", "tint"):
+            weight = state_dict.get(prefix + reader + ".weight")
+            if weight is not None and tuple(weight.shape) != tuple(
+                getattr(self, reader).weight.shape
+            ):
+                for name in (".weight", ".bias", "_mean", "_scale", "_fitted"):
+                    state_dict.pop(prefix + reader + name, None)
         for name, value in (
             ("drift.weight", self.drift.weight),
             ("drift.bias", self.drift.bias),
@@ -198,6 +216,11 @@ class AttributeReaders(nn.Module):
             ("shape_mean", self.shape_mean),
             ("shape_scale", self.shape_scale),
             ("shape_fitted", self.shape_fitted),
+            ("tint.weight", self.tint.weight),
+            ("tint.bias", self.tint.bias),
+            ("tint_mean", self.tint_mean),
+            ("tint_scale", self.tint_scale),
+            ("tint_fitted", self.tint_fitted),
         ):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
@@ -238,15 +261,52 @@ class AttributeReaders(nn.Module):
             x = (x.to(self.shape_mean.device) - self.shape_mean) / self.shape_scale
             return torch.softmax(self.shape(x), dim=-1).float().cpu().numpy()
 
+    @property
+    def reads_tint(self) -> bool:
+        """Whether the colour can be read from the pixels of a picture's glyphs."""
+        return bool(self.tint_fitted.item() > 0)
+
+    def part_colours(self, colours: np.ndarray) -> np.ndarray:
+        """(R, 6) each part's chance of being each colour (`ATTRIBUTES["colour"]`, a softmax)
+        from (R, `COLOUR_FEATURES`) `models.shape.part_colour`."""
+        x = torch.as_tensor(np.asarray(colours, np.float32)).reshape(-1, COLOUR_FEATURES)
+        with torch.no_grad():
+            x = (x.to(self.tint_mean.device) - self.tint_mean) / self.tint_scale
+            return torch.softmax(self.tint(x), dim=-1).float().cpu().numpy()
+
     def kind_probabilities(self, shapes: np.ndarray) -> np.ndarray | None:
         """(7,) a clip's chance of showing each kind from its `models.shape.glyph_shapes` rows
         (`models.shape.kind_chances`); None where it has none (nothing read: unknown)."""
-        rows = np.asarray(shapes, np.float32).reshape(-1, 1 + PART_FEATURES)
+        rows = np.asarray(shapes, np.float32).reshape(-1, ROW)
         if not len(rows):
             return None
-        return kind_chances(
-            self.part_probabilities(rows[:, 1:]), rows[:, 0], len(ATTRIBUTES["kind"])
-        )
+        outline = rows[:, 1 : 1 + PART_FEATURES]
+        return kind_chances(self.part_probabilities(outline), rows[:, 0], len(ATTRIBUTES["kind"]))
+
+    def colour_probabilities(self, shapes: np.ndarray) -> np.ndarray | None:
+        """(6,) a clip's chance of showing each colour from its `models.shape.glyph_shapes` rows,
+        as `kind_probabilities` reads the kind; None where it has none."""
+        rows = np.asarray(shapes, np.float32).reshape(-1, ROW)
+        if not len(rows):
+            return None
+        tint = rows[:, 1 + PART_FEATURES :]
+        return kind_chances(self.part_colours(tint), rows[:, 0], len(ATTRIBUTES["colour"]))
+
+    def glyph_probabilities(self, shapes: np.ndarray) -> np.ndarray:
+        """(`GLYPH_CLASSES`,) a clip's chances of each kind then each colour (`GLYPH_ATTRIBUTES`)
+        from its glyphs' rows; NaN for an attribute whose reader is not fitted, and for both
+        where the clip has no rows."""
+        out = np.full(GLYPH_CLASSES, np.nan, np.float32)
+        kinds = len(ATTRIBUTES["kind"])
+        if self.reads_shape:
+            found = self.kind_probabilities(shapes)
+            if found is not None:
+                out[:kinds] = found
+        if self.reads_tint:
+            found = self.colour_probabilities(shapes)
+            if found is not None:
+                out[kinds:] = found
+        return out
 
     def worded(self) -> tuple[str, ...]:
         """The attributes read by likeness as well, in `ATTRIBUTES`' order."""
@@ -432,12 +492,23 @@ def with_directions(pictures: Any, directions: np.ndarray) -> Any:
     return _with_read(pictures, directions, "direction")
 
 
-def with_kinds(pictures: Any, kinds: np.ndarray) -> Any:
-    """(N, C) picture probabilities (a numpy array or a tensor, as given) with the kind's columns
-    taken from (N, 7) `kinds` (`AttributeReaders.kind_probabilities`: the glyphs' outlines, which
-    transfer to pictures drawn another way where the what network does not: `models.shape`).
-    Rows of NaN (no pictures, or nothing read in them) keep what they had."""
-    return _with_read(pictures, kinds, "kind")
+def with_glyphs(pictures: Any, glyphs: np.ndarray) -> Any:
+    """(N, C) picture probabilities (a numpy array or a tensor, as given) with the kind's and the
+    colour's columns taken from (N, `GLYPH_CLASSES`) `glyphs` (`AttributeReaders.
+    glyph_probabilities`: the glyphs' outlines and pixels, which transfer to pictures drawn
+    another way where the what network and the pooled vector's reader do not: `models.shape`).
+    An attribute's NaN in a row (no pictures, nothing read, no reader) keeps what it had."""
+    found = np.asarray(glyphs, np.float32)
+    if found.ndim != 2 or found.shape[1] != GLYPH_CLASSES:
+        raise ValueError(
+            f"expected ({pictures.shape[0]}, {GLYPH_CLASSES}) glyphs, got {found.shape}"
+        )
+    start = 0
+    for name in GLYPH_ATTRIBUTES:
+        width = len(ATTRIBUTES[name])
+        pictures = _with_read(pictures, found[:, start : start + width], name)
+        start += width
+    return pictures
 
 
 def _with_read(pictures: Any, read: np.ndarray, name: str) -> Any:

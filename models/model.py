@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from models.attributes import ATTRIBUTES, AttributeReaders
+from models.attributes import ATTRIBUTES, GLYPH_CLASSES, AttributeReaders
 from models.config import RANDOM_TINY, Modality, ModelConfig
 from models.drift import drift_features
 from models.encoders import AudioEncoder, Embeddings, PictureInputs, VisualEncoder
@@ -215,23 +215,25 @@ class TrimodalModel(nn.Module):
         found = np.stack([drift_features(np.asarray(c), fps) for c in clips])
         return self.attributes.drift_probabilities(found)
 
-    def knows_shapes(self) -> bool:
-        """Whether the checkpoint reads the kind of a picture's glyphs from their outlines
-        (`models.shape`, fitted by the attribute phase)."""
-        return self.attributes is not None and self.attributes.reads_shape
+    def knows_glyphs(self) -> bool:
+        """Whether the checkpoint reads a picture's glyphs from their pixels (`models.shape`: the
+        kind from their outlines, the colour from their pixels; fitted by the attribute phase)."""
+        return self.attributes is not None and (
+            self.attributes.reads_shape or self.attributes.reads_tint
+        )
 
-    def glyph_kinds(self, shapes: Sequence[np.ndarray | None]) -> np.ndarray | None:
-        """(N, 7) each clip's chance of showing each kind (`models.attributes.ATTRIBUTES["kind"]`)
-        from its `models.shape.glyph_shapes` rows; a NaN row for a clip with none (or None
-        given); None where the checkpoint has no shape reader."""
-        if not self.knows_shapes():
+    def glyph_reading(self, shapes: Sequence[np.ndarray | None]) -> np.ndarray | None:
+        """(N, `models.attributes.GLYPH_CLASSES`) each clip's chances of each kind, then each
+        colour (`AttributeReaders.glyph_probabilities`), from its `models.shape.glyph_shapes`
+        rows; NaN where a clip has none (or None given) or a reader is not fitted; None where
+        the checkpoint reads neither."""
+        if not self.knows_glyphs():
             return None
         assert self.attributes is not None
-        out = np.full((len(shapes), len(ATTRIBUTES["kind"])), np.nan, np.float32)
+        out = np.full((len(shapes), GLYPH_CLASSES), np.nan, np.float32)
         for i, rows in enumerate(shapes):
-            found = None if rows is None else self.attributes.kind_probabilities(rows)
-            if found is not None:
-                out[i] = found
+            if rows is not None:
+                out[i] = self.attributes.glyph_probabilities(rows)
         return out
 
     def knows_what(self) -> bool:

@@ -1,31 +1,33 @@
-"""What a picture's glyphs are, read from their outlines with nothing learned.
+"""What a picture's glyphs are and what colour, read from their pixels with nothing learned.
 
 The picture what network (`models.what_net`) names the kind of source a clip shows in 1.00 of the
 own val clips, in 0.66 of a `--variety` val split's single-source clips (drawn with outlines,
 shading, textures, tilts and other aspect ratios) and near chance in media drawn by another
-toolchain: it learned this generator's way of drawing each glyph. The world's glyphs are shapes
-(shared/SYNTHAV.md: a filled circle, a triangle, a square, a five-point star, a plus sign, a wide
-bar, a ring), and a shape is not a matter of drawing.
+toolchain: it learned this generator's way of drawing each glyph; the pooled vector's reader
+names the colour in 0.95 and 0.64. The world's glyphs are shapes (shared/SYNTHAV.md: a filled
+circle, a triangle, a square, a five-point star, a plus sign, a wide bar, a ring) of six colours,
+and neither a shape nor a colour is a matter of drawing.
 
-So each of a few frames (`SHAPE_FPS`, decoded apart at `SHAPE_SIZE`) is split into foreground
-and background (`foreground`: the colour distance to a smooth background of block medians,
+So each of a few frames (`SHAPE_FPS`, decoded at `SHAPE_SIZE`) is split into foreground and
+background (`foreground`: the colour distance to a smooth background of block medians,
 thresholded above the frame's own spread), its connected parts found (`parts`), and each part
 thick and small enough to be a glyph measured (`part_features`), in the picture's display
 proportions (`aspect`: a stretched frame is unstretched first), by numbers that do not change
 with size, rotation or how the glyph is filled: how much of its silhouette is a hole (a ring),
 how elongated it is (a bar), how much of its widest circle and of its box it fills (a circle, a
 square), its size in the picture, and the harmonics of its outline's distance from its centre
-(3: a triangle, 4: a square or a plus, 5: a star). A reader of the kinds over a part's numbers
-(`models.attributes.AttributeReaders.shape`, a softmax: one part is one glyph) is fitted on
-single-source training clips by the trainer's attribute phase; a clip's chance of showing a kind
-is, per frame, its likeliest part's, averaged over the frames (`kind_chances`: two glyphs of two
-kinds both count).
+(3: a triangle, 4: a square or a plus, 5: a star); and its colour (`part_colour`: the median of
+its pixels as hue, lightness and saturation, against the background's). Readers of the kinds and
+of the colours over a part's numbers (`models.attributes.AttributeReaders.shape` and `.tint`,
+softmaxes: one part is one glyph) are fitted on single-source training clips by the trainer's
+attribute phase; a clip's chance of showing a kind (a colour) is, per frame, its likeliest
+part's, averaged over the frames (`kind_chances`: two glyphs of two kinds both count).
 
-Measured (2026-12-05, the quality log's "A glyph's kind from its outline"; the attribute phase's
-reader on the AMD checkpoint): the clip's kind named (its two kinds, for two-source clips) in own
-val 1.000 (1.000), a `--variety` val split 0.778 (0.667), the re-encoded val clips 1.000 (0.939);
-the what network on the variety split's single-source clips 0.66, on the foreign corpus's
-0.10–0.19.
+Measured (2026-12-05, the quality log's "A glyph's kind from its outline" and "… and its colour
+from its pixels"; the attribute phase's readers on the AMD checkpoint): single-source clips'
+kind / colour named (two-source clips': both) in own val 1.000 / 1.000 (1.000 / 1.000), a
+`--variety` val split 0.778 / 0.790 (0.667 / 0.839), the re-encoded val clips 1.000 / 0.988
+(0.939 / 0.977).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ ANGLES = 32
 HARMONICS = 8
 # hole, elongation, extent, box fill, size, then the harmonics 1..HARMONICS
 PART_FEATURES = 5 + HARMONICS
+# a part's colour (`part_colour`): its hue's cosine and sine scaled by its saturation, its
+# lightness and saturation, its red, green and blue shares, its spread across the channels, and
+# its lightness less the background's
+COLOUR_FEATURES = 9
+# a row of `glyph_shapes`: the frame, the part's outline numbers, then its colour's
+ROW = 1 + PART_FEATURES + COLOUR_FEATURES
 # A frame whose foreground is more than this share of it is not split (a cut, a flash of the
 # whole picture, a texture the background misses).
 MAX_FOREGROUND = 0.25
@@ -213,6 +221,46 @@ def part_features(
     )
 
 
+def part_colour(frame: np.ndarray, ys: np.ndarray, xs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(`COLOUR_FEATURES`,) float32: the colour of one part's pixels in a (H, W, 3) frame (their
+    median), against the frame's background (the median of the pixels outside the foreground
+    `mask`): hue (as a point on the colour wheel, nearer its centre the greyer), lightness,
+    saturation, channel shares, channel spread, and lightness over the background's."""
+    pixels = np.asarray(frame, np.float32)[ys, xs] / 255.0
+    r, g, b = np.median(pixels, axis=0)
+    outside = np.asarray(frame, np.float32)[~mask]
+    back = np.median(outside, axis=0) / 255.0 if len(outside) else np.zeros(3, np.float32)
+    high, low = max(r, g, b), min(r, g, b)
+    lightness = (high + low) / 2
+    spread = high - low
+    saturation = 0.0 if spread == 0 else spread / (1 - abs(2 * lightness - 1) + 1e-6)
+    if spread == 0:
+        hue = 0.0
+    elif high == r:
+        hue = ((g - b) / spread) % 6
+    elif high == g:
+        hue = (b - r) / spread + 2
+    else:
+        hue = (r - g) / spread + 4
+    angle = hue / 6 * 2 * np.pi
+    total = max(float(r + g + b), 1e-6)
+    back_lightness = (float(back.max()) + float(back.min())) / 2
+    return np.array(
+        [
+            np.cos(angle) * saturation,
+            np.sin(angle) * saturation,
+            lightness,
+            saturation,
+            r / total,
+            g / total,
+            b / total,
+            spread,
+            lightness - back_lightness,
+        ],
+        np.float32,
+    )
+
+
 def _glyph_like(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int]) -> bool:
     """A part thick enough both ways and narrower than most of the picture (a line, a lane's
     floor, a frame's edge is none), and not too small to be measured."""
@@ -222,9 +270,9 @@ def _glyph_like(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int]) -> bool:
 
 
 def glyph_shapes(frames: np.ndarray, display_aspect: float = 1.0) -> np.ndarray:
-    """(R, 1 + `PART_FEATURES`) float32 for (T, H, W, 3) frames stretched from a picture of
-    `display_aspect` (width over height): per frame, up to `MAX_PARTS` glyph-like parts, the
-    largest first, each row the frame's index and the part's `part_features`. (0, …) where no
+    """(R, `ROW`) float32 for (T, H, W, 3) frames stretched from a picture of `display_aspect`
+    (width over height): per frame, up to `MAX_PARTS` glyph-like parts, the largest first, each
+    row the frame's index, the part's `part_features` and its `part_colour`. (0, `ROW`) where no
     frame has one."""
     f = np.asarray(frames)
     if f.ndim != 4 or f.shape[-1] != 3:
@@ -247,10 +295,11 @@ def glyph_shapes(frames: np.ndarray, display_aspect: float = 1.0) -> np.ndarray:
             if not _glyph_like(ys, xs, (h, w)):
                 continue
             features = part_features(ys, xs, (h, w), sy, sx)
-            rows.append(np.concatenate([[float(t)], features]).astype(np.float32))
+            colour = part_colour(frame, ys, xs, mask)
+            rows.append(np.concatenate([[float(t)], features, colour]).astype(np.float32))
             kept += 1
     if not rows:
-        return np.zeros((0, 1 + PART_FEATURES), np.float32)
+        return np.zeros((0, ROW), np.float32)
     return np.stack(rows)
 
 
@@ -313,6 +362,6 @@ def read_shapes(
     except MediaError as e:
         return f"{e.reason.value}: {e.message}"
     if found is None:
-        return [np.zeros((0, 1 + PART_FEATURES), np.float32) for _ in stretches]
+        return [np.zeros((0, ROW), np.float32) for _ in stretches]
     frames, shown = found
     return [glyph_shapes(frames, shown * s) for s in stretches]

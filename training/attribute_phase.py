@@ -6,7 +6,8 @@ audiovisual captions (each labelled with the attribute values of the sources its
 its scene) read by the frozen tower token by token; the picture reader from the same clips'
 pooled picture vectors, a reader of the direction from where each clip's foreground goes
 (`models.drift`: numbers of its frames, which pictures drawn another way keep), and a reader of
-the kind from its glyphs' outlines (`models.shape`, on frames decoded again for them). Then the
+the kind and the colour from its glyphs' outlines and pixels (`models.shape`, on frames decoded
+again for them). Then the
 text reader keeps the training grammar's names of each kind and
 tempo (`NAMED`) as the tower reads them in those captions, to read them by likeness as well
 (`_names`), calibrated on captions whose name was swapped for another training name the kept
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from models.attributes import ATTRIBUTES, AttributeReaders, columns, shown_labels
 from models.drift import drift_features
 from models.model import TrimodalModel
+from models.shape import PART_FEATURES
 from training.shapes import read_all
 from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
 
@@ -318,28 +320,33 @@ def _fit_drift(
 def _fit_shape(
     readers: AttributeReaders, prepared: Any, seed: int, device: torch.device
 ) -> dict[str, Any]:
-    """Fit the reader of a glyph's kind from its outline (`models.shape`) on up to `SHAPE_CLIPS`
-    training clips that show one source (drawn by `seed`): each frame's largest part, labelled
-    with the clip's kind, measured as shown and as if shown stretched by a factor drawn from
-    `SHAPE_STRETCH` (a file scaled to other proportions; on the re-encoded val split, whose
-    recipes do that, single-source clips 0.93 → 1.00 in the probe); mark it fitted where any
-    part was found. Returns what the log records."""
+    """Fit the readers of a glyph's kind from its outline and of its colour from its pixels
+    (`models.shape`) on up to `SHAPE_CLIPS` training clips that show one source (drawn by
+    `seed`): each frame's largest part, labelled with the clip's kind and colour, measured as
+    shown and as if shown stretched by a factor drawn from `SHAPE_STRETCH` (a file scaled to
+    other proportions; on the re-encoded val split, whose recipes do that, single-source clips'
+    kinds 0.93 → 1.00 in the probe); mark them fitted where any part was found. Returns what
+    the log records."""
     rng = np.random.default_rng([seed, 4_002])
     chosen = []
     for item in prepared.train_items:
         shown = [s for s in item.meta.get("sources") or () if s.get("role") != "offscreen"]
-        kinds = {str(s.get("kind")) for s in shown if isinstance(s, Mapping)}
-        if item.video is not None and len(shown) == 1 and kinds <= set(ATTRIBUTES["kind"]):
-            chosen.append((item, ATTRIBUTES["kind"].index(kinds.pop())))
+        if item.video is None or len(shown) != 1 or not isinstance(shown[0], Mapping):
+            continue
+        kind, colour = str(shown[0].get("kind")), str(shown[0].get("colour"))
+        if kind in ATTRIBUTES["kind"] and colour in ATTRIBUTES["colour"]:
+            labels = (ATTRIBUTES["kind"].index(kind), ATTRIBUTES["colour"].index(colour))
+            chosen.append((item, labels))
     order = rng.permutation(len(chosen))[:SHAPE_CLIPS]
     chosen = [chosen[int(k)] for k in order]
     stretches = [
         (1.0, float(np.exp(rng.uniform(*np.log(SHAPE_STRETCH))))) for _ in range(len(chosen))
     ]
     parts: list[np.ndarray] = []
-    labels: list[int] = []
+    kinds: list[int] = []
+    colours: list[int] = []
     failed = 0
-    for (_item, kind), found in zip(
+    for (_item, (kind_label, colour_label)), found in zip(
         chosen,
         read_all([i.video for i, _ in chosen if i.video is not None], stretches),
         strict=True,
@@ -352,17 +359,33 @@ def _fit_shape(
                 continue
             first = np.r_[True, rows[1:, 0] != rows[:-1, 0]]  # each frame's largest part
             parts.append(rows[first, 1:])
-            labels.extend([kind] * int(first.sum()))
+            kinds.extend([kind_label] * int(first.sum()))
+            colours.extend([colour_label] * int(first.sum()))
     if not parts:
         return {"clips": len(chosen), "failed": failed, "parts": 0}
-    x = torch.from_numpy(np.concatenate(parts))
-    y = torch.as_tensor(labels)
-    mean, scale = x.mean(0), x.std(0).clamp(min=1e-6)
-    readers.shape_mean.copy_(mean.to(device))
-    readers.shape_scale.copy_(scale.to(device))
-    x = ((x - mean) / scale).to(device)
-    y = y.to(device)
-    layer = readers.shape
+    found_rows = torch.from_numpy(np.concatenate(parts))
+    out: dict[str, Any] = {"clips": len(chosen), "failed": failed, "parts": len(kinds)}
+    for name, columns_of, labels_of in (
+        ("shape", slice(0, PART_FEATURES), kinds),
+        ("tint", slice(PART_FEATURES, None), colours),
+    ):
+        x = found_rows[:, columns_of]
+        mean, scale = x.mean(0), x.std(0).clamp(min=1e-6)
+        getattr(readers, f"{name}_mean").copy_(mean.to(device))
+        getattr(readers, f"{name}_scale").copy_(scale.to(device))
+        x = ((x - mean) / scale).to(device)
+        y = torch.as_tensor(labels_of).to(device)
+        layer = getattr(readers, name)
+        _fit_softmax(layer, x, y)
+        getattr(readers, f"{name}_fitted").fill_(1.0)
+        with torch.no_grad():
+            out[f"{name}_read"] = round(float((layer(x).argmax(dim=1) == y).float().mean()), 4)
+    return out
+
+
+def _fit_softmax(layer: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Fit `layer`'s logits of (N, F) `x` to (N,) classes `y` (cross-entropy and `PICTURE_DECAY`
+    × its squared weights, by L-BFGS): the glyphs' readers."""
     layer.requires_grad_(True)
     lbfgs = torch.optim.LBFGS(
         layer.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
@@ -376,10 +399,6 @@ def _fit_shape(
 
     lbfgs.step(closure)
     layer.requires_grad_(False)
-    readers.shape_fitted.fill_(1.0)
-    with torch.no_grad():
-        read = float((layer(x).argmax(dim=1) == y).float().mean())
-    return {"clips": len(chosen), "failed": failed, "parts": len(y), "parts_read": round(read, 4)}
 
 
 def _names(

@@ -26,7 +26,7 @@ from models.attributes import (
     HEARD,
     heard_probabilities,
     with_directions,
-    with_kinds,
+    with_glyphs,
     with_sources,
 )
 from models.attributes import agreement as reader_agreement
@@ -93,10 +93,10 @@ class Pool:
     # goes (`TrimodalModel.picture_directions`), NaN rows without pictures; None: the model has
     # no drift reader
     directions: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # (N, 7) each row's picture read for the chance of each kind by its glyphs' outlines
-    # (`TrimodalModel.glyph_kinds`), NaN rows without pictures or parts read; None: the model
-    # has no shape reader, or the pool was embedded without its items' files
-    kinds: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # (N, GLYPH_CLASSES) each row's picture read for the chance of each kind and colour by its
+    # glyphs (`TrimodalModel.glyph_reading`), NaN where not read; None: the model reads neither,
+    # or the pool was embedded without its items' files
+    glyphs: np.ndarray | None = field(default=None, repr=False, compare=False)
     _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -208,7 +208,7 @@ def embed_pool(
     """The items' embeddings, their envelopes taken from `cache` when first asked for;
     `picture_halves`: whether pictures meet sounds by their halves too (`Pool.picture_halves`:
     as a policy that records it searches); `items` (id → item, for their files): where the model
-    reads the kind from the glyphs' outlines, each picture's (`training.shapes`, kept beside the
+    reads the glyphs' kinds and colours, each picture's (`training.shapes`, kept beside the
     cache)."""
     model.eval()
     vis, aud = [], []
@@ -235,12 +235,12 @@ def embed_pool(
             has_video,
             len(ATTRIBUTES["direction"]),
         )
-    kinds = None
-    if model.knows_shapes() and items is not None:
+    glyphs = None
+    if model.knows_glyphs() and items is not None:
         shapes = clip_shapes([items[i] for i in ids if i in items], cache.directory)
-        kinds = model.glyph_kinds([shapes.get(i) for i in ids])
-        assert kinds is not None
-        kinds[~has_video.numpy()] = np.nan
+        glyphs = model.glyph_reading([shapes.get(i) for i in ids])
+        assert glyphs is not None
+        glyphs[~has_video.numpy()] = np.nan
     return Pool(
         list(ids),
         _cat(vis),
@@ -254,7 +254,7 @@ def embed_pool(
         picture_envelope=model.picture_envelope,
         what=what,
         directions=directions,
-        kinds=kinds,
+        glyphs=glyphs,
     )
 
 
@@ -397,14 +397,14 @@ def picture_probabilities(
     pooled: Tensor,
     what: np.ndarray | None = None,
     directions: np.ndarray | None = None,
-    kinds: np.ndarray | None = None,
+    glyphs: np.ndarray | None = None,
 ) -> Tensor:
     """(N, C): the picture reader's probabilities of (N, D) pooled picture vectors, read as the
     service reads them (`models.attributes.PictureReader`), with kind and size from the picture
     what network's (N, 14) lists where given (`models.attributes.with_sources`), the direction
     from where each picture's foreground goes where given ((N, 3),
-    `models.attributes.with_directions`), and the kind from its glyphs' outlines where given
-    ((N, 7), `models.attributes.with_kinds`)."""
+    `models.attributes.with_directions`), and the kind and colour from its glyphs where given
+    ((N, `GLYPH_CLASSES`), `models.attributes.with_glyphs`)."""
     assert model.attributes is not None
     reader = model.attributes.picture_reader()
     found = reader.probabilities(pooled.float().cpu().numpy())
@@ -412,8 +412,8 @@ def picture_probabilities(
         found = with_sources(found, what)
     if directions is not None:
         found = with_directions(found, directions)
-    if kinds is not None:
-        found = with_kinds(found, kinds)
+    if glyphs is not None:
+        found = with_glyphs(found, glyphs)
     return torch.from_numpy(found)
 
 
@@ -686,7 +686,7 @@ def _direction(
         if read is not None and leaning and reader_weight > 0:
             shown = None if pool.what is None else pool.what["visual"]
             pictures = picture_probabilities(
-                model, target_emb.pooled, shown, pool.directions, pool.kinds
+                model, target_emb.pooled, shown, pool.directions, pool.glyphs
             )
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)

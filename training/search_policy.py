@@ -172,7 +172,7 @@ def choose_text_attributes(
         along = {name: dirs[:, a] @ pool.visual.pooled.T for a, name in enumerate(ATTRIBUTES)}
         shown = None if pool.what is None else pool.what["visual"]
         pictures = picture_probabilities(
-            model, pool.visual.pooled, shown, pool.directions, pool.kinds
+            model, pool.visual.pooled, shown, pool.directions, pool.glyphs
         )
 
     def ranks(scores: Tensor) -> np.ndarray:

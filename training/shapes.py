@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shape import PART_FEATURES, SHAPE_FPS, SHAPE_SIZE, read_shapes
+from models.shape import ROW, SHAPE_FPS, SHAPE_SIZE, read_shapes
 from models.spare import usable_cores
 from training.datasets import ManifestItem
 
 log = logging.getLogger(__name__)
 
-# 1: `models.shape` as first built (2026-12-05)
-SHAPES_VERSION = 1
-ROW = 1 + PART_FEATURES  # a row of `glyph_shapes`: the frame, then the part's numbers
+# 1: `models.shape` as first built (2026-12-05); 2: each part's colour too
+SHAPES_VERSION = 2
 
 
 def _job(job: tuple[str, tuple[float, ...]]) -> list[np.ndarray] | str:

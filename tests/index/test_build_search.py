@@ -316,39 +316,42 @@ def test_a_build_keeps_each_pictures_directions_where_the_model_reads_them(corpu
     assert Searcher.open(tmp_path / "bare").directions is None
 
 
-def test_a_build_keeps_each_pictures_kinds_where_the_model_reads_outlines(corpus, tmp_path):
-    """A checkpoint whose shape reader is fitted (`models.shape`): the build measures each
-    item's glyphs on frames decoded for them and stores its chances of each kind, as the model
-    reads them; an item added later gets its row; one without a reader: no store."""
+def test_a_build_keeps_each_pictures_glyphs_where_the_model_reads_them(corpus, tmp_path):
+    """A checkpoint whose shape and tint readers are fitted (`models.shape`): the build
+    measures each item's glyphs on stills kept from its decoding and stores its chances of each
+    kind and colour, as the model reads them from a decoding of their own; an item added later
+    gets its row; one without the readers: no store."""
     from dataclasses import replace
 
-    from index.embed import KIND_STORE
+    from index.embed import GLYPH_STORE
     from models.shape import read_shapes
 
     torch.manual_seed(0)
     model = TrimodalModel(replace(preset("tiny"), attribute_readers=True))
-    assert model.attributes is not None and not model.knows_shapes()
+    assert model.attributes is not None and not model.knows_glyphs()
     model.attributes.shape.weight.data.normal_()
     model.attributes.shape_fitted.fill_(1.0)
+    model.attributes.tint.weight.data.normal_()
+    model.attributes.tint_fitted.fill_(1.0)
     path = tmp_path / "ck"
     model.save(path)
     model = TrimodalModel.load(path)
-    assert model.knows_shapes()
+    assert model.knows_glyphs()
     items = items_of(corpus)[:4]
     build_index(tmp_path / "root", items[:3], model, checkpoint_hash(path), workers=1)
     add_items(tmp_path / "root", items[3:], model, checkpoint_hash(path), workers=1)
     version = IndexVersion.open(tmp_path / "root")
-    assert KIND_STORE in version.manifest["sequence_stores"]
-    assert version.manifest["build"]["kind_classes"] == 7
+    assert GLYPH_STORE in version.manifest["sequence_stores"]
+    assert version.manifest["build"]["glyph_classes"] == 13
     searcher = Searcher.open(tmp_path / "root")
     assert searcher.items.ids() == [i.id for i in items]
     read = 0
     for row, item in enumerate(items):
         found = read_shapes(item.media)
         assert not isinstance(found, str)
-        want = model.glyph_kinds([found[0]])
+        want = model.glyph_reading([found[0]])
         assert want is not None
-        stored = searcher._rows_of(searcher.kinds, [row])
+        stored = searcher._rows_of(searcher.glyphs, [row])
         assert stored is not None
         if np.isnan(want[0]).any():  # no glyph found: no row kept
             assert np.isnan(stored[0]).all()
@@ -361,5 +364,5 @@ def test_a_build_keeps_each_pictures_kinds_where_the_model_reads_outlines(corpus
     unread = TrimodalModel.load(plain)
     build_index(tmp_path / "bare", items, unread, checkpoint_hash(plain), workers=1)
     bare = IndexVersion.open(tmp_path / "bare")
-    assert KIND_STORE not in bare.manifest["sequence_stores"]
-    assert Searcher.open(tmp_path / "bare").kinds is None
+    assert GLYPH_STORE not in bare.manifest["sequence_stores"]
+    assert Searcher.open(tmp_path / "bare").glyphs is None

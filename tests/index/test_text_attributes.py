@@ -438,7 +438,8 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
     # the what network names both bells; the outlines say the second is a drum
     lists = np.full((2, len(WHAT)), 0.01, np.float32)
     lists[:, class_of("bell", "small")] = 0.97
-    kinds = np.full((2, 7), 0.02, np.float32)
+    kinds = np.full((2, 13), 1 / 6, np.float32)  # the kind read; the colour unsure
+    kinds[:, :7] = 0.02
     kinds[0, ATTRIBUTES["kind"].index("bell")] = 0.9
     kinds[1, drum] = 0.9
     entries = (
@@ -446,11 +447,11 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
             ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
             {"visual": v, "audio": v},
             {"visual": v[None], "audio": v[None]},
-            {"visual_what": lists[i], "audio_what": lists[i], "visual_kind": kinds[i]},
+            {"visual_what": lists[i], "audio_what": lists[i], "visual_glyph": kinds[i]},
         )
         for i, v in enumerate(vectors)
     )
-    build_info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT), "kind_classes": 7}
+    build_info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT), "glyph_classes": 13}
     publish_entries(
         tmp_path / "kinds",
         entries,
@@ -460,23 +461,23 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
         build_info=build_info,
     )
     searcher = Searcher.open(tmp_path / "kinds")
-    assert searcher.kinds is not None
+    assert searcher.glyphs is not None
     assert [h.id for h in searcher.search(query, "video", k=2).hits] == ["item1", "item0"]
     from index.build import remove_items
 
     remove_items(tmp_path / "kinds", {"item0"})
     derived = Searcher.open(tmp_path / "kinds")
-    assert derived.kinds is not None
-    np.testing.assert_allclose(derived._rows_of(derived.kinds, [0])[0], kinds[1], atol=1e-3)
+    assert derived.glyphs is not None
+    np.testing.assert_allclose(derived._rows_of(derived.glyphs, [0])[0], kinds[1], atol=1e-3)
     # outlines not read (a NaN row is kept as none): the lists' bells for both, the first pass's
     # order
-    unread = np.full((2, 7), np.nan, np.float32)
+    unread = np.full((2, 13), np.nan, np.float32)
     entries = (
         Entry(
             ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
             {"visual": v, "audio": v},
             {"visual": v[None], "audio": v[None]},
-            {"visual_what": lists[i], "audio_what": lists[i], "visual_kind": unread[i]},
+            {"visual_what": lists[i], "audio_what": lists[i], "visual_glyph": unread[i]},
         )
         for i, v in enumerate(vectors)
     )
@@ -490,8 +491,8 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
     )
     blank = Searcher.open(tmp_path / "unread")
     assert (
-        blank._rows_of(blank.kinds, [0, 1]) is None
-        or np.isnan(blank._rows_of(blank.kinds, [0, 1])).all()
+        blank._rows_of(blank.glyphs, [0, 1]) is None
+        or np.isnan(blank._rows_of(blank.glyphs, [0, 1])).all()
     )
     assert [h.id for h in blank.search(query, "video", k=2).hits] == ["item0", "item1"]
 

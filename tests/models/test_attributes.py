@@ -319,46 +319,71 @@ def test_a_pictures_direction_can_come_from_where_its_foreground_goes():
     assert not fresh.reads_drift and fresh.drift.weight.shape == (3, DRIFT_FEATURES)
 
 
-def test_a_pictures_kind_can_come_from_its_glyphs_outlines():
-    """`with_kinds` replaces the kind's columns, rows of NaN keep what they had; the shape
-    reader reads each part (a softmax) and a clip by `models.shape.kind_chances`; an unfitted one
-    is not used; readers from before it, or over other numbers, load it unfitted."""
-    from models.attributes import with_kinds
-    from models.shape import PART_FEATURES
+def test_a_pictures_kind_and_colour_can_come_from_its_glyphs():
+    """`with_glyphs` replaces the kind's and the colour's columns, an attribute's NaN keeps what
+    it had; the shape and tint readers read each part (a softmax) and a clip by
+    `models.shape.kind_chances`; an unfitted one gives NaN and is not used; readers from before
+    them, or over other numbers, load them unfitted."""
+    from models.attributes import GLYPH_CLASSES, with_glyphs
+    from models.shape import COLOUR_FEATURES, PART_FEATURES, ROW
 
+    assert GLYPH_CLASSES == 13
     pictures = np.full((2, len(CLASSES)), 0.25, np.float32)
-    kinds = np.array([[0.7, 0.1, 0.0, 0.0, 0.0, 0.2, 0.0], [np.nan] * 7], np.float32)
-    cols = columns("kind")
-    out = with_kinds(pictures, kinds)
-    np.testing.assert_array_equal(out[0, cols], kinds[0])
-    np.testing.assert_array_equal(out[1], pictures[1])
-    others = [c for c in range(len(CLASSES)) if c not in cols]
-    np.testing.assert_array_equal(out[0, others], pictures[0, others])
-    with pytest.raises(ValueError, match="kind"):
-        with_kinds(pictures, kinds[:, :3])
+    glyphs = np.full((2, GLYPH_CLASSES), np.nan, np.float32)
+    glyphs[0, :7] = [0.7, 0.1, 0.0, 0.0, 0.0, 0.2, 0.0]
+    glyphs[1, 7:] = [0.0, 0.9, 0.1, 0.0, 0.0, 0.0]  # only the colour read
+    out = with_glyphs(pictures, glyphs)
+    kind, colour = columns("kind"), columns("colour")
+    np.testing.assert_array_equal(out[0, kind], glyphs[0, :7])
+    np.testing.assert_array_equal(out[0, colour], pictures[0, colour])
+    np.testing.assert_array_equal(out[1, kind], pictures[1, kind])
+    np.testing.assert_array_equal(out[1, colour], glyphs[1, 7:])
+    others = [c for c in range(len(CLASSES)) if c not in kind + colour]
+    np.testing.assert_array_equal(out[:, others], pictures[:, others])
+    as_tensor = with_glyphs(torch.from_numpy(pictures), glyphs)
+    np.testing.assert_array_equal(as_tensor.numpy(), out)
+    with pytest.raises(ValueError, match="glyphs"):
+        with_glyphs(pictures, glyphs[:, :7])
     readers = AttributeReaders(8, 4)
-    assert not readers.reads_shape
-    readers.shape.weight.data[3, 0] = 5.0  # a bird where the first number (the hole) is high
+    assert not readers.reads_shape and not readers.reads_tint
+    holed = np.concatenate([[0.0], np.ones(PART_FEATURES), np.zeros(COLOUR_FEATURES)])
+    green = np.concatenate([[1.0], np.zeros(PART_FEATURES), np.ones(COLOUR_FEATURES)])
+    rows = np.stack([holed, green]).astype(np.float32)
+    assert rows.shape[1] == ROW
+    assert np.isnan(readers.glyph_probabilities(rows)).all()
+    readers.shape.weight.data[3, 0] = 5.0  # a bird where the first outline number is high
     readers.shape_fitted.fill_(1.0)
-    holed, solid = np.ones(PART_FEATURES), np.zeros(PART_FEATURES)
-    p = readers.part_probabilities(np.stack([holed, solid]))
+    p = readers.part_probabilities(rows[:, 1 : 1 + PART_FEATURES])
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
     assert p[0].argmax() == 3 and p[1].max() == pytest.approx(1 / 7, abs=1e-5)
     # one frame with a holed part, one with a solid one: half a bird
-    rows = np.concatenate([np.array([[0.0], [1.0]]), np.stack([holed, solid])], axis=1)
     clip = readers.kind_probabilities(rows)
     assert clip is not None
     assert clip[3] == pytest.approx((p[0, 3] + p[1, 3]) / 2, rel=1e-5)
-    assert readers.kind_probabilities(np.zeros((0, 1 + PART_FEATURES))) is None
+    assert readers.kind_probabilities(np.zeros((0, ROW))) is None
+    read = readers.glyph_probabilities(rows)
+    np.testing.assert_allclose(read[:7], clip)
+    assert np.isnan(read[7:]).all()  # no colour reader yet
+    readers.tint.weight.data[1, 0] = 5.0  # green where the first colour number is high
+    readers.tint_fitted.fill_(1.0)
+    tint = readers.colour_probabilities(rows)
+    assert tint is not None and tint.argmax() == 1
+    np.testing.assert_allclose(readers.glyph_probabilities(rows)[7:], tint)
     loaded = AttributeReaders(8, 4)
     loaded.load_state_dict(readers.state_dict())
-    assert loaded.reads_shape and torch.equal(loaded.shape.weight, readers.shape.weight)
-    shape_keys = ("shape.weight", "shape.bias", "shape_mean", "shape_scale", "shape_fitted")
-    older = {k: v for k, v in readers.state_dict().items() if k not in shape_keys}
+    assert loaded.reads_shape and loaded.reads_tint
+    assert torch.equal(loaded.tint.weight, readers.tint.weight)
+    keys = [
+        f"{r}{n}"
+        for r in ("shape", "tint")
+        for n in (".weight", ".bias", "_mean", "_scale", "_fitted")
+    ]
+    older = {k: v for k, v in readers.state_dict().items() if k not in keys}
     fresh = AttributeReaders(8, 4)
     fresh.load_state_dict(older)  # strict: nothing missing
-    assert not fresh.reads_shape
+    assert not fresh.reads_shape and not fresh.reads_tint
     other = dict(readers.state_dict())
     other["shape.weight"] = torch.ones(7, 5)
     fresh.load_state_dict(other)
     assert not fresh.reads_shape and fresh.shape.weight.shape == (7, PART_FEATURES)
+    assert fresh.reads_tint

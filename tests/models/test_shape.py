@@ -10,6 +10,7 @@ import pytest
 from models.shape import (
     HARMONICS,
     PART_FEATURES,
+    ROW,
     aspect,
     foreground,
     glyph_shapes,
@@ -100,7 +101,7 @@ def test_a_ring_has_a_hole_a_bar_is_long_a_circle_fills_its_circle() -> None:
     assert circle[EXTENT] > 0.85 > 0.7 > square[EXTENT]
     assert square[BOX_FILL] > 0.95 > 0.85 > circle[BOX_FILL]
     # the ring's silhouette is the circle's: its outline has no corners
-    assert ring[5:].max() < 0.05 and circle[5:].max() < 0.05
+    assert ring[5:PART_FEATURES].max() < 0.05 and circle[5:PART_FEATURES].max() < 0.05
 
 
 def test_the_numbers_do_not_change_with_size_but_the_size_does() -> None:
@@ -135,16 +136,16 @@ def test_parts_are_found_apart_largest_first_and_lines_are_no_glyphs() -> None:
 
 def test_frames_without_a_glyph_or_all_foreground_give_no_rows() -> None:
     flat = np.full((3, SIZE, SIZE, 3), 40, np.uint8)
-    assert glyph_shapes(flat).shape == (0, 1 + PART_FEATURES)
+    assert glyph_shapes(flat).shape == (0, ROW)
     # half the picture another colour is a background, not a glyph
     half = flat[0].copy()
     half[:, : SIZE // 2] = 250
-    assert glyph_shapes(half[None]).shape == (0, 1 + PART_FEATURES)
+    assert glyph_shapes(half[None]).shape == (0, ROW)
     # a picture strewn with specks (a texture the background misses) is not split at all
     specks = flat[0].copy()
     specks[np.random.default_rng(0).random((SIZE, SIZE)) < 0.4] = 250
     assert foreground(specks) is None
-    assert glyph_shapes(specks[None]).shape == (0, 1 + PART_FEATURES)
+    assert glyph_shapes(specks[None]).shape == (0, ROW)
 
 
 def test_bad_input_is_an_error() -> None:
@@ -239,3 +240,27 @@ def test_stills_kept_in_the_same_pass_are_the_frames_a_second_decoding_gives(tmp
     # told the picture is shown twice as wide, the squeezed circle is round again
     wide = glyph_shapes(media.stills, display_aspect=2.0)
     assert np.median(wide[:, 1 + ELONGATION]) > 0.85 > np.median(rows[:, 1 + ELONGATION])
+
+
+def test_a_parts_colour_is_its_pixels_against_the_background() -> None:
+    """`part_colour`: a yellow glyph on a dark background has a yellow hue (between red and
+    green), is saturated and lighter than the background; a white one is grey and lighter
+    still; the row of `glyph_shapes` ends with it."""
+    from models.shape import COLOUR_FEATURES, part_colour
+
+    frame = _frame([("circle", 30.0, 48.0, 10.0)])  # (230, 200, 40) on dark blue-grey
+    white = frame.copy()
+    mask = foreground(frame)
+    assert mask is not None
+    ys, xs = parts(mask)[0]
+    white[ys, xs] = 240
+    yellow = part_colour(frame, ys, xs, mask)
+    grey = part_colour(white, ys, xs, mask)
+    assert yellow.shape == (COLOUR_FEATURES,)
+    hue = np.degrees(np.arctan2(yellow[1], yellow[0])) % 360
+    assert 40 < hue < 60  # yellow-orange: (230, 200, 40)
+    assert yellow[3] > 0.6 > 0.05 > grey[3]  # saturation
+    assert grey[8] > yellow[8] > 0.3  # lighter than the background
+    assert yellow[4] > yellow[6]  # more red than blue
+    rows = glyph_shapes(frame[None])
+    np.testing.assert_allclose(rows[0, 1 + PART_FEATURES :], yellow, rtol=1e-5)

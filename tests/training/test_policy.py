@@ -1097,9 +1097,11 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
     np.testing.assert_allclose(found[:, columns("direction")].numpy(), read, atol=1e-6)
     assert embed_pool(model, prepared.cache, [i.id for i in clips[:4]]).directions is None
     # and the kind read from the training clips' glyphs' outlines (`models.shape`)
-    assert after.knows_shapes() and not model.knows_shapes()
+    assert after.knows_glyphs() and not model.knows_glyphs()
     shaped = next(r for r in records if r.get("part") == "shape")
-    assert shaped["failed"] == 0 and shaped["parts"] > 0 and shaped["parts_read"] > 0.5
+    assert shaped["failed"] == 0 and shaped["parts"] > 0
+    assert shaped["shape_read"] > 0.5 and shaped["tint_read"] > 0.5
+    assert after.attributes.reads_tint
     # a pool embedded with its items' files carries each picture's kinds, measured once and kept
     # beside the cache; the picture probabilities take the kind from there
     from training.shapes import clip_shapes, memo_name
@@ -1111,16 +1113,18 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
     assert memo.exists()
     outlines = clip_shapes(list(by_id.values()), prepared.cache.directory)
     assert set(outlines) == set(by_id)
-    want = after.glyph_kinds([outlines[i] for i in by_id])
-    assert shaped_pool.kinds is not None and want is not None
-    np.testing.assert_allclose(shaped_pool.kinds, want, atol=1e-6)
+    want = after.glyph_reading([outlines[i] for i in by_id])
+    assert shaped_pool.glyphs is not None and want is not None
+    np.testing.assert_allclose(shaped_pool.glyphs, want, atol=1e-6)
     assert not np.isnan(want).all()
     found = picture_probabilities(
-        after, shaped_pool.visual.pooled, None, shaped_pool.directions, shaped_pool.kinds
+        after, shaped_pool.visual.pooled, None, shaped_pool.directions, shaped_pool.glyphs
     )
     known = ~np.isnan(want).any(axis=1)
-    np.testing.assert_allclose(found[known][:, columns("kind")].numpy(), want[known], atol=1e-6)
-    assert pool.kinds is None  # embedded without its items' files
+    np.testing.assert_allclose(
+        found[known][:, columns("kind") + columns("colour")].numpy(), want[known], atol=1e-6
+    )
+    assert pool.glyphs is None  # embedded without its items' files
     # a checkpoint whose config has no readers is left alone
     TrimodalModel(preset("tiny"), prepared.backbone).save(tmp_path / "plain" / "best")
     assert not attribute_phase(prepared, 0, tmp_path / "plain", torch.device("cpu"), log, 0.0)
