@@ -155,24 +155,21 @@ class AttributeReaders(nn.Module):
         self.register_buffer("word_columns", torch.zeros(0, dtype=torch.long))
         self.register_buffer("word_scale", torch.zeros(len(CLASSES)))
         self.register_buffer("word_offset", torch.zeros(len(CLASSES)))
-        self.drift = nn.Linear(DRIFT_FEATURES, len(ATTRIBUTES["direction"]))
-        nn.init.zeros_(self.drift.weight)
-        nn.init.zeros_(self.drift.bias)
-        self.register_buffer("drift_mean", torch.zeros(DRIFT_FEATURES))
-        self.register_buffer("drift_scale", torch.ones(DRIFT_FEATURES))
-        self.register_buffer("drift_fitted", torch.zeros(()))
-        self.shape = nn.Linear(PART_FEATURES, len(ATTRIBUTES["kind"]))
-        nn.init.zeros_(self.shape.weight)
-        nn.init.zeros_(self.shape.bias)
-        self.register_buffer("shape_mean", torch.zeros(PART_FEATURES))
-        self.register_buffer("shape_scale", torch.ones(PART_FEATURES))
-        self.register_buffer("shape_fitted", torch.zeros(()))
-        self.tint = nn.Linear(COLOUR_FEATURES, len(ATTRIBUTES["colour"]))
-        nn.init.zeros_(self.tint.weight)
-        nn.init.zeros_(self.tint.bias)
-        self.register_buffer("tint_mean", torch.zeros(COLOUR_FEATURES))
-        self.register_buffer("tint_scale", torch.ones(COLOUR_FEATURES))
-        self.register_buffer("tint_fitted", torch.zeros(()))
+        self.drift = self._measured("drift", DRIFT_FEATURES, "direction")
+        self.shape = self._measured("shape", PART_FEATURES, "kind")
+        self.tint = self._measured("tint", COLOUR_FEATURES, "colour")
+
+    def _measured(self, name: str, features: int, attribute: str) -> nn.Linear:
+        """A reader of `attribute`'s values from `features` numbers measured on the media (zero
+        weights), with its standardisation (`<name>_mean`, `<name>_scale`) and whether the
+        attribute phase fitted it (`<name>_fitted`) as buffers."""
+        layer = nn.Linear(features, len(ATTRIBUTES[attribute]))
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        self.register_buffer(f"{name}_mean", torch.zeros(features))
+        self.register_buffer(f"{name}_scale", torch.ones(features))
+        self.register_buffer(f"{name}_fitted", torch.zeros(()))
+        return layer
 
     def _load_from_state_dict(
         self,
