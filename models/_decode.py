@@ -35,6 +35,7 @@ from models.media import (
     MediaLimits,
     _check_audio_format,
     _check_pixels,
+    _declared_pixel_aspect,
     _declared_s,
     _failure,
     _Opened,
@@ -732,13 +733,6 @@ def _check_complete(session: _Session, stream: av.stream.Stream | None, path: st
         )
 
 
-def _pixel_aspect(stream: av.stream.Stream | None) -> float:
-    """Width of a pixel relative to its height (DVD and HDV pixels are not square); values
-    outside 1/10..10 are header damage, not video, and are ignored."""
-    sar = getattr(stream, "sample_aspect_ratio", None)
-    return float(sar) if sar and 0.1 <= sar <= 10 else 1.0
-
-
 def _decode_opened(
     opened: _Opened,
     *,
@@ -753,7 +747,7 @@ def _decode_opened(
 ) -> DecodedMedia:
     vstream = _selected(opened.container, "video") if video else None
     astream = _selected(opened.container, "audio") if audio else None
-    sar = _pixel_aspect(vstream)
+    sar = _declared_pixel_aspect(vstream)
     still_sampler = _StillSampler(*stills) if stills is not None and vstream else None
     sampler = _VideoSampler(fps, size, fit, sar, still_sampler) if vstream else None
     collector = _AudioCollector(sample_rate, limits, opened.path) if astream else None

@@ -498,7 +498,9 @@ def _stream_rate(stream: av.stream.Stream) -> float | None:
     return None
 
 
-def _declared_pixel_aspect(stream: av.stream.Stream) -> float:
+def _declared_pixel_aspect(stream: av.stream.Stream | None) -> float:
+    """Width of a pixel relative to its height (DVD and HDV pixels are not square); values
+    outside 1/10..10 are header damage, not video, and are ignored."""
     sar = getattr(stream, "sample_aspect_ratio", None)
     return float(sar) if sar and 0.1 <= sar <= 10 else 1.0
 

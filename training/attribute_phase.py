@@ -237,33 +237,25 @@ def attribute_phase(
     )
     log.flush()
     drifted = _fit_drift(readers, prepared, clips, y[:, columns("direction")].cpu(), model)
-    log.write(
-        json.dumps(
-            {"phase": "attributes", "part": "drift"}
-            | drifted
-            | {"seconds": round(time.perf_counter() - start, 1)}
-        )
-        + "\n"
-    )
-    log.flush()
-    shaped = _fit_shape(readers, prepared, seed, device)
-    log.write(
-        json.dumps(
-            {"phase": "attributes", "part": "shape"}
-            | shaped
-            | {"seconds": round(time.perf_counter() - start, 1)}
-        )
-        + "\n"
-    )
-    log.flush()
+    _log_part(log, "drift", drifted, start)
+    _log_part(log, "shape", _fit_shape(readers, prepared, seed, device), start)
     readers.trained.fill_(1.0)
     model.save(out / "best")
     return True
 
 
+def _log_part(log: IO[str], part: str, record: dict[str, Any], start: float) -> None:
+    """One line of the phase's log: what fitting `part` gave, and the seconds since `start`."""
+    line = {"phase": "attributes", "part": part} | record
+    log.write(json.dumps(line | {"seconds": round(time.perf_counter() - start, 1)}) + "\n")
+    log.flush()
+
+
 def _fit_linear(layer: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Fit `layer`'s logits of (N, F) `x` to (N, C) multi-hot `y` (binary cross-entropy and
-    `PICTURE_DECAY` × its squared weights, by L-BFGS): the picture's readers."""
+    """Fit `layer`'s logits of (N, F) `x` to `y`: (N, C) multi-hot (binary cross-entropy: the
+    picture's and the drift's readers) or (N,) classes (cross-entropy: the glyphs' readers),
+    with `PICTURE_DECAY` × its squared weights, by L-BFGS."""
+    loss_of = F.cross_entropy if y.ndim == 1 else F.binary_cross_entropy_with_logits
     layer.requires_grad_(True)
     lbfgs = torch.optim.LBFGS(
         layer.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
@@ -271,8 +263,7 @@ def _fit_linear(layer: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> Non
 
     def closure() -> torch.Tensor:
         lbfgs.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(layer(x), y)
-        loss = loss + PICTURE_DECAY * layer.weight.pow(2).sum()
+        loss = loss_of(layer(x), y) + PICTURE_DECAY * layer.weight.pow(2).sum()
         loss.backward()
         return loss
 
@@ -376,29 +367,11 @@ def _fit_shape(
         x = ((x - mean) / scale).to(device)
         y = torch.as_tensor(labels_of).to(device)
         layer = getattr(readers, name)
-        _fit_softmax(layer, x, y)
+        _fit_linear(layer, x, y)
         getattr(readers, f"{name}_fitted").fill_(1.0)
         with torch.no_grad():
             out[f"{name}_read"] = round(float((layer(x).argmax(dim=1) == y).float().mean()), 4)
     return out
-
-
-def _fit_softmax(layer: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Fit `layer`'s logits of (N, F) `x` to (N,) classes `y` (cross-entropy and `PICTURE_DECAY`
-    × its squared weights, by L-BFGS): the glyphs' readers."""
-    layer.requires_grad_(True)
-    lbfgs = torch.optim.LBFGS(
-        layer.parameters(), max_iter=PICTURE_ITERATIONS, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        lbfgs.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(layer(x), y) + PICTURE_DECAY * layer.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    lbfgs.step(closure)
-    layer.requires_grad_(False)
 
 
 def _names(

@@ -442,24 +442,23 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
     kinds[:, :7] = 0.02
     kinds[0, ATTRIBUTES["kind"].index("bell")] = 0.9
     kinds[1, drum] = 0.9
-    entries = (
-        Entry(
-            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-            {"visual": v, "audio": v},
-            {"visual": v[None], "audio": v[None]},
-            {"visual_what": lists[i], "audio_what": lists[i], "visual_glyph": kinds[i]},
-        )
-        for i, v in enumerate(vectors)
-    )
     build_info = {"search_policy": policy.to_dict(), "what_classes": len(WHAT), "glyph_classes": 13}
-    publish_entries(
-        tmp_path / "kinds",
-        entries,
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info=build_info,
-    )
+
+    def publish(root: Path, glyphs: np.ndarray) -> None:
+        entries = (
+            Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+                {"visual_what": lists[i], "audio_what": lists[i], "visual_glyph": glyphs[i]},
+            )
+            for i, v in enumerate(vectors)
+        )
+        publish_entries(
+            root, entries, model_hash="x", dim=DIM, steps_per_second=4.0, build_info=build_info
+        )
+
+    publish(tmp_path / "kinds", kinds)
     searcher = Searcher.open(tmp_path / "kinds")
     assert searcher.glyphs is not None
     assert [h.id for h in searcher.search(query, "video", k=2).hits] == ["item1", "item0"]
@@ -471,29 +470,9 @@ def test_the_agreement_reads_the_kind_from_each_pictures_glyphs_outlines(tmp_pat
     np.testing.assert_allclose(derived._rows_of(derived.glyphs, [0])[0], kinds[1], atol=1e-3)
     # outlines not read (a NaN row is kept as none): the lists' bells for both, the first pass's
     # order
-    unread = np.full((2, 13), np.nan, np.float32)
-    entries = (
-        Entry(
-            ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
-            {"visual": v, "audio": v},
-            {"visual": v[None], "audio": v[None]},
-            {"visual_what": lists[i], "audio_what": lists[i], "visual_glyph": unread[i]},
-        )
-        for i, v in enumerate(vectors)
-    )
-    publish_entries(
-        tmp_path / "unread",
-        entries,
-        model_hash="x",
-        dim=DIM,
-        steps_per_second=4.0,
-        build_info=build_info,
-    )
+    publish(tmp_path / "unread", np.full((2, 13), np.nan, np.float32))
     blank = Searcher.open(tmp_path / "unread")
-    assert (
-        blank._rows_of(blank.glyphs, [0, 1]) is None
-        or np.isnan(blank._rows_of(blank.glyphs, [0, 1])).all()
-    )
+    assert blank._rows_of(blank.glyphs, [0, 1]) is None  # no row kept for either
     assert [h.id for h in blank.search(query, "video", k=2).hits] == ["item0", "item1"]
 
 
