@@ -67,6 +67,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from index.version import ItemRecord
     from models import fingerprint
     from models import prints as pr
+    from models.attributes import GLYPH_CLASSES
     from models.events import BANDS, standardise
     from models.model import checkpoint_hash
     from models.motion import HALVES
@@ -122,8 +123,12 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
                 events[f"{m}_what"] = rng.random(len(CLASSES)).astype(np.float32)
             # the picture's directions by where its foreground goes (`models.drift`)
             events["visual_direction"] = rng.random(3).astype(np.float32)
-            # and its kinds by its glyphs' outlines (`models.shape`)
-            events["visual_glyph"] = rng.dirichlet(np.ones(7)).astype(np.float32)
+            # its kinds and colours by its glyphs' outlines and pixels (`models.shape`)
+            events["visual_glyph"] = np.concatenate(
+                [rng.dirichlet(np.ones(7)), rng.dirichlet(np.ones(6))]
+            ).astype(np.float32)
+            # and the sound's kinds and sizes by how it sounds (`models.timbre`)
+            events["audio_timbre"] = rng.dirichlet(np.ones(len(CLASSES))).astype(np.float32)
             yield Entry(
                 record, {"visual": pooled, "audio": pooled}, {"visual": seq, "audio": seq}, events
             )
@@ -153,7 +158,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         text_attribute_agreement=1.0,
         text_agreement_attributes=("size", "direction", "colour", "tempo", "kind"),
         # a text query searching sounds: its best 100 re-ranked by the agreement on the kind and
-        # size heard, read from the sound what network's lists
+        # size heard, read from the sound what network's lists and the timbre's rows
         text_heard_agreement=1.0,
     )
     publish_entries(
@@ -168,7 +173,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
             "event_rate": EVENT_RATE,
             "what_classes": len(CLASSES),
             "direction_classes": 3,
-            "glyph_classes": 7,
+            "glyph_classes": GLYPH_CLASSES,
+            "timbre_classes": len(CLASSES),
         },
     )
 

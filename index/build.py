@@ -31,6 +31,7 @@ from index.embed import (
     MOTION_STORE,
     PEAKS_STORE,
     PRINTS_STORE,
+    TIMBRE_STORE,
     CorpusItem,
     Runner,
     bands_store,
@@ -197,6 +198,7 @@ def entries_from_shards(
         kept_what = {m for m in MODALITIES if f"{m}_what" in shard}
         kept_direction = "visual_direction" in shard
         kept_kind = "visual_glyph" in shard
+        kept_timbre = "audio_timbre" in shard
         peak_row = print_row = 0  # the sound landmarks' and prints' offsets
         for k, raw_id in enumerate(shard["ids"]):
             item_id = str(raw_id)
@@ -237,6 +239,8 @@ def entries_from_shards(
                         events["visual_direction"] = shard["visual_direction"][row]
                     if kept_kind and m == "visual":
                         events["visual_glyph"] = shard["visual_glyph"][row]
+                    if kept_timbre and m == "audio":
+                        events["audio_timbre"] = shard["audio_timbre"][row]
                     cursor[m] = (row + 1, step + n_steps, event + n_bins)
                 else:
                     pooled[m], steps[m] = None, np.zeros((0, dim), dtype=np.float16)
@@ -268,6 +272,7 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
     named = [m for m in MODALITIES if what_store(m) in stores]
     directed = DIRECTION_STORE in stores
     glyphed = GLYPH_STORE in stores
+    timbred = TIMBRE_STORE in stores
     for row in range(len(table)):
         record = table.by_row(row)
         if record.id in exclude:
@@ -309,6 +314,10 @@ def entries_from_version(version: IndexVersion, exclude: Iterable[str] = ()) -> 
             found = np.asarray(version.sequences(GLYPH_STORE).get(row), np.float32)
             if len(found):
                 events["visual_glyph"] = found[0]
+        if timbred:
+            found = np.asarray(version.sequences(TIMBRE_STORE).get(row), np.float32)
+            if len(found):
+                events["audio_timbre"] = found[0]
         yield Entry(record, pooled, steps, events)
 
 
@@ -330,6 +339,7 @@ def policy_of(version: IndexVersion) -> dict[str, Any]:
         "what_classes",
         "direction_classes",
         "glyph_classes",
+        "timbre_classes",
         "decode_version",
     )
     return {k: build[k] for k in kept if build.get(k) is not None}
@@ -381,6 +391,7 @@ def publish_entries(
     naming = (build_info or {}).get("what_classes") == len(CLASSES)
     directing = (build_info or {}).get("direction_classes") == DIRECTIONS
     glyphing = (build_info or {}).get("glyph_classes") == GLYPH_CLASSES
+    timbring = (build_info or {}).get("timbre_classes") == len(CLASSES)
     agreement = _Agreements(
         steps_per_second,
         event_rate if policy.agreement_event_weight is not None else None,
@@ -459,6 +470,12 @@ def publish_entries(
             if glyphing:
                 stores[GLYPH_STORE] = open_stores.enter_context(
                     writer.sequence_writer(GLYPH_STORE, GLYPH_CLASSES)
+                )
+            # A sound's chances of each kind × size by how it sounds (`models.timbre`), where
+            # the model reads them (the build info says so).
+            if timbring:
+                stores[TIMBRE_STORE] = open_stores.enter_context(
+                    writer.sequence_writer(TIMBRE_STORE, len(CLASSES))
                 )
 
         def emit(entry: Entry) -> None:
@@ -543,6 +560,19 @@ def publish_entries(
                     np.zeros((0, GLYPH_CLASSES), np.float32)
                     if glyphs is None
                     else np.asarray(glyphs, np.float32).reshape(1, GLYPH_CLASSES)
+                )
+            if timbring:
+                # none kept for an item without sound or where nothing stood above its
+                # background (a row of NaN)
+                heard = (
+                    entry.events.get("audio_timbre") if entry.pooled["audio"] is not None else None
+                )
+                if heard is not None and np.isnan(np.asarray(heard, np.float32)).any():
+                    heard = None
+                stores[TIMBRE_STORE].append(
+                    np.zeros((0, len(CLASSES)), np.float32)
+                    if heard is None
+                    else np.asarray(heard, np.float32).reshape(1, len(CLASSES))
                 )
             records.append(entry.record)
             if len(records) >= 1000:
@@ -897,6 +927,8 @@ def build_index(
                 **({"direction_classes": DIRECTIONS} if model.knows_directions() else {}),
                 # a picture's kinds and colours by its glyphs (`models.shape`)
                 **({"glyph_classes": GLYPH_CLASSES} if model.knows_glyphs() else {}),
+                # a sound's kinds and sizes by how it sounds (`models.timbre`)
+                **({"timbre_classes": len(CLASSES)} if model.knows_timbre() else {}),
             },
             codec=codec,
         )

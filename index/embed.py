@@ -45,6 +45,7 @@ from models.media import DECODE_VERSION
 from models.model import TrimodalModel
 from models.motion import HALVES
 from models.spare import usable_cores
+from models.timbre import sound_runs
 
 MODALITIES = ("visual", "audio")
 
@@ -71,6 +72,10 @@ DIRECTIONS = 3
 # and pixels (`models.shape`, `TrimodalModel.glyph_reading`): one row of `GLYPH_CLASSES` per item
 # with pictures whose glyphs were read, where the model reads them.
 GLYPH_STORE = "visual.glyph"
+# The store of a sound's chances of each kind × size read from how it sounds (`models.timbre`,
+# `TrimodalModel.timbre_reading`): one row of 14 per item with a sound whose runs were read,
+# where the model has a timbre reader.
+TIMBRE_STORE = "audio.timbre"
 
 
 def what_store(modality: str) -> str:
@@ -98,8 +103,10 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     (`TrimodalModel.picture_directions`, (3,); None where the model has no drift reader) and,
     last, of each kind and each colour by its glyphs' outlines and pixels
     (`TrimodalModel.glyph_reading`, (`GLYPH_CLASSES`,), NaN where none was read; None where the
-    model reads neither or the item's glyphs were not measured). None where the item lacks the
-    stream."""
+    model reads neither or the item's glyphs were not measured); a sound's, last, its chances of
+    each kind × size by how it sounds (`TrimodalModel.timbre_reading`, (14,), NaN where nothing
+    stood above its background; None where the model has no timbre reader). None where the
+    item lacks the stream."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -133,6 +140,11 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
         waves = [batch[i].audio for i in with_audio]
         emb = model.encode_audio(*model.audio_inputs(waves))  # type: ignore[arg-type]
         sounded = model.sound_what(waves)  # type: ignore[arg-type]
+        heard = (
+            model.timbre_reading([sound_runs(w, sr) for w in waves])  # type: ignore[arg-type]
+            if model.knows_timbre()
+            else None
+        )
         for j, i in enumerate(with_audio):
             t = int(emb.mask[j].sum())
             single, banded = sound_envelopes(waves[j], sr, fps)  # type: ignore[arg-type]
@@ -144,6 +156,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
                 fingerprint.to_store(fingerprint.peaks(waves[j], sr)),  # type: ignore[arg-type]
                 prints.to_store(prints.prints(waves[j], sr)),  # type: ignore[arg-type]
                 None if sounded is None else sounded[j],
+                None if heard is None else heard[j],
             )
     return out
 
@@ -250,6 +263,11 @@ def write_shard(
         glyphs = [e[8] for e in encoded[m] if e is not None and len(e) > 8 and e[8] is not None]
         if m == "visual" and glyphs and len(glyphs) == len(events):
             arrays["visual_glyph"] = np.stack(glyphs).astype(np.float32)
+        # a sound's chances of each kind × size by how it sounds, one row per item with sound
+        # (NaN: nothing read; none: the model has no timbre reader)
+        heard = [e[7] for e in encoded[m] if e is not None and len(e) > 7 and e[7] is not None]
+        if m == "audio" and heard and len(heard) == len(events):
+            arrays["audio_timbre"] = np.stack(heard).astype(np.float32)
     _fsync_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 

@@ -36,6 +36,7 @@ from index.embed import (
     MOTION_STORE,
     PEAKS_STORE,
     PRINTS_STORE,
+    TIMBRE_STORE,
     bands_store,
     what_store,
 )
@@ -50,7 +51,7 @@ from models.attributes import (
     HEARD,
     AttributeReading,
     agreement,
-    heard_probabilities,
+    heard_reading,
     lean,
     named,
     with_directions,
@@ -247,7 +248,7 @@ class Searcher:
                 else BANDS[name.split(".")[0]]
                 if name.endswith(".bands")
                 else len(CLASSES)
-                if name.endswith(".what")
+                if name.endswith(".what") or name == TIMBRE_STORE
                 else DIRECTIONS
                 if name == DIRECTION_STORE
                 else GLYPH_CLASSES
@@ -332,6 +333,11 @@ class Searcher:
         # (`models.shape`), where the index keeps them.
         self.glyphs = (
             version.sequences(GLYPH_STORE) if GLYPH_STORE in manifest["sequence_stores"] else None
+        )
+        # Each sound's chances of each kind × size by how it sounds (`models.timbre`), where the
+        # index keeps them.
+        self.timbres = (
+            version.sequences(TIMBRE_STORE) if TIMBRE_STORE in manifest["sequence_stores"] else None
         )
         if self.policy.event_weight and not self.events:
             log.warning(
@@ -480,15 +486,19 @@ class Searcher:
         self, reading: AttributeReading, ranked: list[tuple[int, float]], policy: SearchPolicy
     ) -> list[tuple[int, float]]:
         """A text query's best `AGREEMENT_K` sounds re-ranked: each one's first-pass score + the
-        policy's weight × how far the sentence's reader and the item's sound what network's list
-        agree on the kind and size heard (`models.attributes.HEARD`, `heard_probabilities`; an
-        item without a list counts as unsure of everything). The rest follow in their order, as
-        `training.evaluate` ranks them."""
+        policy's weight × how far the sentence's reader and the item's sound agree on the kind
+        and size heard (`models.attributes.HEARD`, `heard_reading`: by how it sounds where the
+        index keeps that, else by the sound what network's list; an item without either counts
+        as unsure of everything). The rest follow in their order, as `training.evaluate` ranks
+        them."""
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
-        lists = self._what_lists("audio", [r for r, _ in top]) if top else None
-        if lists is None:
+        rows = [r for r, _ in top]
+        lists = self._what_lists("audio", rows) if top else None
+        timbres = self._rows_of(self.timbres, rows) if top else None
+        if lists is None and timbres is None:
             return ranked
-        agree = agreement(reading.probabilities[None], heard_probabilities(lists), HEARD)
+        heard = heard_reading(lists, timbres, len(rows))
+        agree = agreement(reading.probabilities[None], heard, HEARD)
         weight = policy.heard_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
         return sorted(rescored, key=lambda kv: (-kv[1], kv[0])) + rest

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from models.drift import DRIFT_FEATURES
 from models.shape import COLOUR_FEATURES, PART_FEATURES, ROW, kind_chances
+from models.timbre import TimbreReader
 from models.what_net import SIZES, SOURCES
 
 # The world's attributes of a shown source and their values (shared/SYNTHAV.md), and the scene's.
@@ -57,6 +58,9 @@ AGREEMENT_FLOOR = 1e-3
 AGREEMENT_K = 100
 # What a text query searching sounds agrees on: the attributes the sound what network names.
 HEARD: tuple[str, ...] = ("kind", "size")
+# A clip's sources heard at most (shared/SYNTHAV.md: one or two): a kind read in its share of a
+# sound's runs is taken as heard at this many times that share (`with_timbre`).
+SOURCES_HEARD = 2.0
 # What a picture's glyphs are read for from their pixels (`models.shape`,
 # `AttributeReaders.glyph_probabilities`): each value's chance, these attributes' in turn.
 GLYPH_ATTRIBUTES: tuple[str, ...] = ("kind", "colour")
@@ -158,6 +162,9 @@ class AttributeReaders(nn.Module):
         self.drift = self._measured("drift", DRIFT_FEATURES, "direction")
         self.shape = self._measured("shape", PART_FEATURES, "kind")
         self.tint = self._measured("tint", COLOUR_FEATURES, "colour")
+        # Each sound's kind and size from how it sounds (`models.timbre`), fitted by the trainer's
+        # attribute phase; a checkpoint from before has none (it loads unfitted).
+        self.timbre = TimbreReader()
 
     def _measured(self, name: str, features: int, attribute: str) -> nn.Linear:
         """A reader of `attribute`'s values from `features` numbers measured on the media (zero
@@ -506,6 +513,43 @@ def with_glyphs(pictures: Any, glyphs: np.ndarray) -> Any:
         pictures = _with_read(pictures, found[:, start : start + width], name)
         start += width
     return pictures
+
+
+def with_timbre(sounds: Any, timbre: np.ndarray) -> Any:
+    """(N, C) sound probabilities (a numpy array or a tensor, as given) with the kind's and the
+    size's columns taken from (N, 14) `timbre` (`TrimodalModel.timbre_reading`: each clip's
+    share of runs read as each kind × size from how they start, last, ring and move in pitch:
+    `models.timbre`): a kind's chance of being heard is twice its sizes' share, at most 1, and a
+    size's twice its kinds' (the world sounds one or two sources: each of two holds about half
+    the runs). A row with NaN (no sound, nothing stood above its background, no reader) keeps
+    what it had."""
+    found = np.asarray(timbre, np.float32)
+    kinds, sizes = len(SOURCES), len(SIZES)
+    if found.ndim != 2 or found.shape[1] != kinds * sizes:
+        raise ValueError(f"expected ({sounds.shape[0]}, {kinds * sizes}) rows, got {found.shape}")
+    grid = found.reshape(len(found), kinds, sizes)
+    sounds = _with_read(sounds, np.minimum(SOURCES_HEARD * grid.sum(axis=2), 1.0), "kind")
+    return _with_read(sounds, np.minimum(SOURCES_HEARD * grid.sum(axis=1), 1.0), "size")
+
+
+def heard_reading(what: np.ndarray | None, timbre: np.ndarray | None, n: int) -> np.ndarray:
+    """(n, C) probabilities of what n sounds are heard to be, on the kind and size: the mean of
+    the sound what network's reading (`heard_probabilities`) and the timbre's (`with_timbre`)
+    where a sound has both, the one it has where it has one; 0.5 (unsure) for the rest and for
+    every other attribute. Each reader fails where the other holds: the what network names the
+    kinds of 0.99 of own val sounds, two sources included, and 0.1–0.2 of a corpus synthesised
+    another way; the timbre names single sources' kinds of both far more alike (own val 1.00,
+    the `--variety` val split 0.88) and both of two sources in only 0.35–0.48. Chosen on val
+    text→audio searches (docs/quality-log.md, "Each sound's kind from how it sounds")."""
+    unsure = np.full((n, len(CLASSES)), 0.5, np.float32)
+    listed = heard_probabilities(what) if what is not None else unsure
+    if timbre is None:
+        return listed
+    read = with_timbre(listed, timbre)
+    both = ~np.isnan(np.asarray(what, np.float32)).any(axis=1) if what is not None else None
+    if both is not None:
+        read[both] = (listed[both] + read[both]) / 2
+    return read
 
 
 def _with_read(pictures: Any, read: np.ndarray, name: str) -> Any:

@@ -31,6 +31,7 @@ from models.events import picture_events
 from models.features import LogMel, LogMelConfig, frames_batch, pad_batch
 from models.policy import SEARCH_FILE, SearchPolicy, load_policy
 from models.text import TextBackbone, TextEncoder
+from models.what_net import CLASSES as WHAT_CLASSES
 from models.what_net import WhatNets, picture_inputs, probabilities
 
 PAIRS = ("visual_text", "audio_text", "audio_visual", "sequence")
@@ -234,6 +235,25 @@ class TrimodalModel(nn.Module):
         for i, rows in enumerate(shapes):
             if rows is not None:
                 out[i] = self.attributes.glyph_probabilities(rows)
+        return out
+
+    def knows_timbre(self) -> bool:
+        """Whether the checkpoint reads each sound's kind and size from how it sounds
+        (`models.timbre`; fitted by the attribute phase)."""
+        return self.attributes is not None and self.attributes.timbre.is_fitted
+
+    def timbre_reading(self, runs: Sequence[np.ndarray | None]) -> np.ndarray | None:
+        """(N, len(`models.what_net.CLASSES`)) each clip's chances of each kind × size
+        (`models.timbre.TimbreReader.clip_chances`) from its `models.timbre.sound_runs` rows;
+        NaN where a clip has none (or None given); None where the checkpoint has no fitted
+        timbre reader."""
+        if not self.knows_timbre():
+            return None
+        assert self.attributes is not None
+        out = np.full((len(runs), len(WHAT_CLASSES)), np.nan, np.float32)
+        for i, rows in enumerate(runs):
+            if rows is not None:
+                out[i] = self.attributes.timbre.clip_chances(rows)
         return out
 
     def knows_what(self) -> bool:

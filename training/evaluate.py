@@ -24,7 +24,7 @@ from models.attributes import (
     AGREEMENT_K,
     ATTRIBUTES,
     HEARD,
-    heard_probabilities,
+    heard_reading,
     with_directions,
     with_glyphs,
     with_sources,
@@ -57,6 +57,7 @@ from training.cache import FeatureCache, TextCache
 from training.datasets import ManifestItem
 from training.metrics import ceiling_recall, ranks_from_scores, summarise
 from training.shapes import clip_shapes
+from training.timbres import clip_timbres
 
 DIRECTIONS = ("text→video", "text→audio", "audio→video", "video→audio")
 
@@ -97,7 +98,20 @@ class Pool:
     # glyphs (`TrimodalModel.glyph_reading`), NaN where not read; None: the model reads neither,
     # or the pool was embedded without its items' files
     glyphs: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # (N, 14) each row's sound read for the chance of each kind × size by how it sounds
+    # (`TrimodalModel.timbre_reading`), NaN where not read; None: the model has no timbre
+    # reader, or the pool was embedded without its items' files
+    timbres: np.ndarray | None = field(default=None, repr=False, compare=False)
     _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    def heard(self) -> np.ndarray | None:
+        """(N, C) what each row's sound is heard to be (`models.attributes.heard_reading`: the
+        kind and size by its timbre where read, else by the sound what network's list); None
+        where the pool has neither."""
+        if self.timbres is None and self.what is None:
+            return None
+        what = None if self.what is None else self.what["audio"]
+        return heard_reading(what, self.timbres, len(self.ids))
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
@@ -209,7 +223,7 @@ def embed_pool(
     `picture_halves`: whether pictures meet sounds by their halves too (`Pool.picture_halves`:
     as a policy that records it searches); `items` (id → item, for their files): where the model
     reads the glyphs' kinds and colours, each picture's (`training.shapes`, kept beside the
-    cache)."""
+    cache), and where it reads each sound's timbre, each sound's (`training.timbres`, the same)."""
     model.eval()
     vis, aud = [], []
     for start in range(0, len(ids), batch_size):
@@ -241,6 +255,12 @@ def embed_pool(
         glyphs = model.glyph_reading([shapes.get(i) for i in ids])
         assert glyphs is not None
         glyphs[~has_video.numpy()] = np.nan
+    timbres = None
+    if model.knows_timbre() and items is not None:
+        runs = clip_timbres([items[i] for i in ids if i in items], cache.directory)
+        timbres = model.timbre_reading([runs.get(i) for i in ids])
+        assert timbres is not None
+        timbres[~has_audio.numpy()] = np.nan
     return Pool(
         list(ids),
         _cat(vis),
@@ -255,6 +275,7 @@ def embed_pool(
         what=what,
         directions=directions,
         glyphs=glyphs,
+        timbres=timbres,
     )
 
 
@@ -639,7 +660,7 @@ def _direction(
     re-ranked by the readers' agreement on `reader_names` (empty: the lean's; `agreement_rerank`;
     kind and size read by the picture what network where the pool has its lists); text→audio
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
-    (`models.attributes.HEARD`, read by the sound what network's lists).
+    (`models.attributes.HEARD`, read by `Pool.heard`: each sound's timbre, else its what list).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -690,8 +711,9 @@ def _direction(
             )
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
-        if read is not None and hearing and pool.what is not None:
-            sounds = torch.from_numpy(heard_probabilities(pool.what["audio"]))
+        found = pool.heard() if read is not None and hearing else None
+        if read is not None and found is not None:
+            sounds = torch.from_numpy(found)
             scores = agreement_rerank(scores, read[0], sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.attributes import ATTRIBUTES, HEARD, heard_probabilities
+from models.attributes import ATTRIBUTES, HEARD
 from models.events import event_agreement, fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -255,14 +255,16 @@ def choose_heard_agreement(
     """How much the agreement on the kind and size heard adds when a text query searches sounds
     (`SearchPolicy.text_heard_agreement`): the audio captions of the first `queried` clips (val
     wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then re-ranked by
-    how far the sentence's reader and each sound what network's list agree on `HEARD` at each of
+    how far the sentence's reader and each sound's reading agree on `HEARD` (`Pool.heard`: its
+    timbre's where read, else its what network's list) at each of
     `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10) adopted where its paired R@1 gain over
     the first pass is clearer than `GAIN_STANDARD_ERRORS` standard errors. None where the
-    checkpoint has no fitted readers, the pool no sound lists, or nothing gains."""
+    checkpoint has no fitted readers, the pool no sound readings, or nothing gains."""
     if not model.knows_attributes():
         return None, {"reason": "no fitted attribute readers"}
-    if pool.what is None:
-        return None, {"reason": "no sound what network"}
+    found = pool.heard()
+    if found is None:
+        return None, {"reason": "no sound what network or timbre reader"}
     has = pool.has_audio
     querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
     q = _text_queries(dict(by_id), pool, texts, ("audio",), has, querying)
@@ -272,7 +274,7 @@ def choose_heard_agreement(
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
         probabilities, _ = text_reading(model, q.sentences)
-    sounds = torch.from_numpy(heard_probabilities(pool.what["audio"]))
+    sounds = torch.from_numpy(found)
 
     def summary(scores: Tensor) -> dict[str, Any]:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -291,6 +293,8 @@ def choose_heard_agreement(
     evidence = {
         "queries": len(q.target),
         "attributes": list(HEARD),
+        # whether the sounds were read by their timbre too (`models.attributes.heard_reading`)
+        "timbre": pool.timbres is not None,
         "without": {k: round(without[k], 4) for k in ("R@1", "R@10")},
         "by_weight": {
             f"{w:g}": {k: round(found[k], 4) for k in ("R@1", "R@10")} for w, found in tried.items()

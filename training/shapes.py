@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from models.shape import ROW, SHAPE_FPS, SHAPE_SIZE, read_shapes
 from models.spare import usable_cores
 from training.datasets import ManifestItem
+from training.memo import read_rows, write_rows
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +60,7 @@ def clip_shapes(
     """Item id → its `glyph_shapes` rows (as shown), for the items with a video file whose
     frames decode; measured once and kept in `directory` (a feature cache's) where given."""
     memo = None if directory is None else Path(directory) / memo_name()
-    known: dict[str, np.ndarray] = {}
-    if memo is not None and memo.exists():
-        try:
-            with np.load(memo) as z:
-                offsets, rows = z["offsets"], z["rows"]
-                for k, item_id in enumerate(z["ids"].tolist()):
-                    known[str(item_id)] = rows[offsets[k] : offsets[k + 1]]
-        except (OSError, ValueError, KeyError) as e:  # a damaged memo is measured again
-            log.warning("shapes memo %s unreadable (%s): measuring again", memo, e)
-            known = {}
+    known = read_rows(memo)
     wanted = [i for i in items if i.video is not None and i.id not in known]
     failed = 0
     paths = [i.video for i in wanted if i.video is not None]
@@ -80,11 +71,5 @@ def clip_shapes(
             continue
         known[item.id] = found[0]
     if memo is not None and len(wanted) > failed:
-        ids = list(known)
-        offsets = np.cumsum([0] + [len(known[i]) for i in ids])
-        rows = np.concatenate([known[i] for i in ids]) if ids else np.zeros((0, ROW), np.float32)
-        tmp = memo.with_name(memo.name + ".part")
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=np.array(ids), offsets=offsets, rows=rows.astype(np.float32))
-        os.replace(tmp, memo)
+        write_rows(memo, known, ROW)
     return {i.id: known[i.id] for i in items if i.id in known}

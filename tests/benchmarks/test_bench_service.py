@@ -44,3 +44,13 @@ def test_a_half_built_index_is_not_reused(tmp_path: Path):
     (root / "versions").mkdir(parents=True)  # a build killed before its mark was written
     assert not bs.kept_index(root, ckpt, 40, preset("tiny").embed_dim)
     assert not root.exists()
+
+
+def test_the_synthetic_index_keeps_every_store_a_search_reads(tmp_path: Path):
+    """The slowest defaults need every per-item store the agreement re-ranks read: the
+    picture's glyph kinds and colours and the sound's timbre among them."""
+    ckpt = tmp_path / "ckpt"
+    TrimodalModel(preset("tiny")).save(ckpt)
+    bs.make_index(tmp_path / "index", ckpt, 20, preset("tiny").embed_dim)
+    stores = IndexVersion.open(tmp_path / "index").manifest["sequence_stores"]
+    assert {"visual.glyph", "audio.timbre", "visual.direction", "audio.what"} <= set(stores)

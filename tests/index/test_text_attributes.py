@@ -531,6 +531,107 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     assert [h.id for h in hits] == ["item0", "item1", "item2"]
 
 
+def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path) -> None:
+    """The what network's lists call all three sounds large bells; how they sound
+    (`models.timbre`, the index's `audio.timbre` rows) says the third is a small bell, which the
+    two readings together (`heard_reading`) put first for the sentence's "small bell", scored as
+    the evaluation scores it. A sound whose timbre was not read (a NaN row, kept as none) keeps
+    its list's reading; a derived version keeps the rows."""
+    from index.build import remove_items
+    from models.attributes import HEARD, heard_reading
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+    from training.evaluate import agreement_rerank
+
+    e = np.eye(DIM, dtype=np.float32)
+    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
+    probabilities = np.full(len(CLASSES), 0.1, np.float32)
+    probabilities[columns("size")[0]] = 0.9  # small
+    probabilities[columns("kind")[ATTRIBUTES["kind"].index("bell")]] = 0.9
+    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3]), _unit(e[0] + 0.3 * e[4])]
+    lists = np.full((3, len(WHAT)), 0.01, np.float32)
+    lists[:, class_of("bell", "large")] = 0.97
+    timbres = np.full((3, len(WHAT)), 0.01 / 13, np.float32)
+    timbres[0, class_of("bell", "large")] = 0.99
+    timbres[1, class_of("drum", "large")] = 0.99
+    timbres[2, class_of("bell", "small")] = 0.99
+    policy = SearchPolicy(True, {}, text_heard_agreement=1.0)
+    query = Query("text", e[0], reading=AttributeReading(probabilities, reader))
+
+    def publish(root: Path, rows: np.ndarray) -> None:
+        entries = (
+            Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+                {"visual_what": lists[i], "audio_what": lists[i], "audio_timbre": rows[i]},
+            )
+            for i, v in enumerate(vectors)
+        )
+        build_info = {
+            "search_policy": policy.to_dict(),
+            "what_classes": len(WHAT),
+            "timbre_classes": len(WHAT),
+        }
+        publish_entries(
+            root, entries, model_hash="x", dim=DIM, steps_per_second=4.0, build_info=build_info
+        )
+
+    publish(tmp_path / "heard", timbres)
+    searcher = Searcher.open(tmp_path / "heard")
+    assert searcher.timbres is not None
+    hits = searcher.search(query, "audio", k=3).hits
+    assert [h.id for h in hits] == ["item2", "item0", "item1"]
+    first = torch.from_numpy(e[0][None] @ np.stack(vectors).T)
+    expected = agreement_rerank(
+        first,
+        torch.from_numpy(probabilities[None]),
+        torch.from_numpy(heard_reading(lists, timbres, 3)),
+        HEARD,
+        1.0,
+    )[0]
+    assert np.allclose([h.score for h in hits], expected[[2, 0, 1]].numpy(), atol=1e-2)
+    remove_items(tmp_path / "heard", {"item0"})
+    derived = Searcher.open(tmp_path / "heard")
+    assert derived.timbres is not None
+    np.testing.assert_allclose(derived._rows_of(derived.timbres, [1])[0], timbres[2], atol=1e-3)
+    # nothing read: the lists' large bells for all three, the first pass's order
+    publish(tmp_path / "unread", np.full((3, len(WHAT)), np.nan, np.float32))
+    blank = Searcher.open(tmp_path / "unread")
+    assert blank._rows_of(blank.timbres, [0, 1, 2]) is None
+    assert [h.id for h in blank.search(query, "audio", k=3).hits] == ["item0", "item1", "item2"]
+
+
+def test_heard_reading_averages_the_timbre_and_the_list_where_both_are_read() -> None:
+    from models.attributes import heard_probabilities, heard_reading
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+
+    lists = np.full((3, len(WHAT)), 0.01, np.float32)
+    lists[:, class_of("drum", "large")] = 0.97
+    lists[2] = np.nan  # no list: the timbre alone
+    timbres = np.full((3, len(WHAT)), 0.0, np.float32)
+    timbres[[0, 2], class_of("bell", "small")] = 0.6
+    timbres[[0, 2], class_of("clock", "large")] = 0.4
+    timbres[1] = np.nan  # no timbre: the list alone
+    found = heard_reading(lists, timbres, 3)
+    kind, size = columns("kind"), columns("size")
+    column = {k: kind[ATTRIBUTES["kind"].index(k)] for k in ("bell", "clock", "drum")}
+    # twice a kind's share of the runs, at most 1 (two sources heard: about half the runs each)
+    assert found[2, column["bell"]] == pytest.approx(1.0)
+    assert found[2, column["clock"]] == pytest.approx(0.8)
+    assert found[2, size].tolist() == pytest.approx([1.0, 0.8])
+    assert found[2, column["drum"]] == pytest.approx(0.0)
+    # both read: their mean
+    listed = heard_probabilities(lists)
+    assert found[0, column["drum"]] == pytest.approx((listed[0, column["drum"]] + 0.0) / 2)
+    assert found[0, column["bell"]] == pytest.approx((listed[0, column["bell"]] + 1.0) / 2)
+    np.testing.assert_allclose(found[1], listed[1])
+    assert (heard_reading(None, None, 2) == 0.5).all()
+    with pytest.raises(ValueError, match="rows"):
+        heard_reading(lists, timbres[:, :5], 3)
+
+
 def test_what_a_sentence_is_read_to_name() -> None:
     """Per attribute asked for, in `ATTRIBUTES`' order: the values at least `NAMED_AT`, likeliest
     first (two sources name two kinds), an empty list where none is; bad input is refused."""

@@ -1125,6 +1125,25 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
         found[known][:, columns("kind") + columns("colour")].numpy(), want[known], atol=1e-6
     )
     assert pool.glyphs is None  # embedded without its items' files
+    # and each sound's kind and size from how it sounds (`models.timbre`), fitted on the
+    # single-source training clips heard as they are and otherwise
+    assert after.knows_timbre() and not model.knows_timbre()
+    timbre = next(r for r in records if r.get("part") == "timbre")
+    assert timbre["failed"] == 0 and timbre["runs"] > 0 and timbre["kind_read"] > 0.5
+    from training.timbres import clip_timbres
+    from training.timbres import memo_name as timbre_memo
+
+    memo = prepared.cache.directory / timbre_memo()
+    assert memo.exists()  # the pool above measured its sounds once and kept them
+    runs = clip_timbres(list(by_id.values()), prepared.cache.directory)
+    assert set(runs) == set(by_id)
+    heard = after.timbre_reading([runs[i] for i in by_id])
+    assert shaped_pool.timbres is not None and heard is not None
+    np.testing.assert_allclose(shaped_pool.timbres, heard, atol=1e-6)
+    read = ~np.isnan(heard).any(axis=1)
+    assert read.any()
+    np.testing.assert_allclose(heard[read].sum(axis=1), 1.0, atol=1e-5)
+    assert pool.timbres is None and shaped_pool.heard() is not None
     # a checkpoint whose config has no readers is left alone
     TrimodalModel(preset("tiny"), prepared.backbone).save(tmp_path / "plain" / "best")
     assert not attribute_phase(prepared, 0, tmp_path / "plain", torch.device("cpu"), log, 0.0)
