@@ -366,3 +366,53 @@ def test_a_build_keeps_each_pictures_glyphs_where_the_model_reads_them(corpus, t
     bare = IndexVersion.open(tmp_path / "bare")
     assert GLYPH_STORE not in bare.manifest["sequence_stores"]
     assert Searcher.open(tmp_path / "bare").glyphs is None
+
+
+def test_a_build_keeps_each_sounds_timbre_where_the_model_reads_it(corpus, tmp_path):
+    """A checkpoint whose timbre reader is fitted (`models.timbre`): the build measures each
+    item's sound as decoded for the encoders and stores its chances of each kind × size, as the
+    model reads them from a decoding of its own; an item added later gets its row; one without
+    the reader: no store."""
+    from dataclasses import replace
+
+    from index.embed import TIMBRE_STORE
+    from models.media import decode_audio
+    from models.timbre import sound_runs
+    from models.what_net import CLASSES as WHAT
+
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True))
+    assert model.attributes is not None and not model.knows_timbre()
+    model.attributes.timbre.fitted.fill_(1.0)
+    path = tmp_path / "ck"
+    model.save(path)
+    model = TrimodalModel.load(path)
+    assert model.knows_timbre()
+    items = items_of(corpus)[:4]
+    build_index(tmp_path / "root", items[:3], model, checkpoint_hash(path), workers=1)
+    add_items(tmp_path / "root", items[3:], model, checkpoint_hash(path), workers=1)
+    version = IndexVersion.open(tmp_path / "root")
+    assert TIMBRE_STORE in version.manifest["sequence_stores"]
+    assert version.manifest["build"]["timbre_classes"] == len(WHAT)
+    searcher = Searcher.open(tmp_path / "root")
+    read = 0
+    for row, item in enumerate(items):
+        audio, rate = decode_audio(item.media, sample_rate=model.cfg.audio.sample_rate)
+        want = model.timbre_reading([sound_runs(audio, rate)])
+        assert want is not None
+        stored = searcher._rows_of(searcher.timbres, [row])
+        assert stored is not None
+        if np.isnan(want[0]).any():  # nothing stood above the background: no row kept
+            assert np.isnan(stored[0]).all()
+            continue
+        read += 1
+        np.testing.assert_allclose(stored[0], want[0], atol=2e-3)  # float16 in the store
+    assert read >= 3  # the test corpus's clips sound their sources
+    plain = tmp_path / "plain"
+    TrimodalModel(preset("tiny")).save(plain)
+    build_index(
+        tmp_path / "bare", items, TrimodalModel.load(plain), checkpoint_hash(plain), workers=1
+    )
+    bare = IndexVersion.open(tmp_path / "bare")
+    assert TIMBRE_STORE not in bare.manifest["sequence_stores"]
+    assert Searcher.open(tmp_path / "bare").timbres is None
