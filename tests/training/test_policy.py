@@ -1255,7 +1255,7 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
 ):
     """`choose_heard_agreement` ranks the val audio captions as `_direction` does for
     text→audio with each weight: the figures it records are the evaluation's; without the sound
-    what network's lists, or without fitted readers, it chooses none."""
+    what network's lists or the timbre's readings, or without fitted readers, it chooses none."""
     from models.what_net import CLASSES as WHAT
     from models.what_net import class_of
     from training.evaluate import _direction
@@ -1266,7 +1266,7 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     assert pool.what is None  # the tiny model has no trained what networks
     weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
-    assert weight is None and evidence["reason"] == "no sound what network"
+    assert weight is None and evidence["reason"] == "no sound what network or timbre reader"
     # lists that name what each clip's sound holds, as a sound what network would
     lists = np.full((len(pool.ids), len(WHAT)), 0.02, np.float32)
     for row, item_id in enumerate(pool.ids):
