@@ -59,8 +59,10 @@ BACKGROUND_PERCENTILE = 20.0
 NOISE_QUANTILE = float(-np.log(1 - BACKGROUND_PERCENTILE / 100))
 FLOOR_BINS = 31
 FLOOR_RATIO = 4.0
-# At most this many runs are measured (the loudest), so a long clip of clicks stays cheap.
+# At most this many runs of a stretch are measured (the loudest), so a clip of clicks stays
+# cheap; a recording longer than STRETCH_S is measured a stretch at a time (`sound_runs`).
 MAX_RUNS = 24
+STRETCH_S = 30.0
 LOW_HZ = 60.0
 RUN_FEATURES = 16
 # A run's row (`sound_runs`): its energy's share of the clip's, its start in seconds, its features.
@@ -199,9 +201,27 @@ def run_features(
 
 
 def sound_runs(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(R, `ROW`) float32: each run's weight (its foreground energy, a share of the
-    clip's), its start in seconds, then its `run_features`; (0, …) for a clip without a sound
-    standing above its background (silence, or a steady noise alone)."""
+    """(R, `ROW`) float32: each run's weight (its foreground energy, a share of its stretch's),
+    its start in seconds, then its `run_features`; (0, …) for a clip without a sound standing
+    above its background (silence, or a steady noise alone). A long recording is measured in
+    stretches of `STRETCH_S` (a shorter tail joins the stretch before it), each against its own
+    background, so its memory stays that of one stretch's spectrum."""
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    x = np.asarray(audio, np.float32).reshape(-1)
+    step = int(STRETCH_S * sample_rate)
+    starts = list(range(0, max(len(x) - step // 2, 1), step))
+    found = []
+    for k, start in enumerate(starts):
+        stop = starts[k + 1] if k + 1 < len(starts) else len(x)
+        rows = _stretch_runs(x[start:stop], sample_rate)
+        rows[:, 1] += start / sample_rate
+        found.append(rows)
+    return np.concatenate(found) if found else np.zeros((0, ROW), np.float32)
+
+
+def _stretch_runs(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """`sound_runs` of one stretch, its starts from its own beginning."""
     power = _spectrum(audio, sample_rate)
     freqs = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
     keep = freqs >= LOW_HZ

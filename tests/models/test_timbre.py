@@ -189,3 +189,18 @@ def test_a_clips_chances_are_its_runs_mean() -> None:
     np.testing.assert_allclose(chances.sum(), 1.0, atol=1e-5)
     np.testing.assert_allclose(chances, reader.run_chances(rows[:, 2:]).mean(axis=0), atol=1e-6)
     assert np.isnan(reader.clip_chances(np.zeros((0, ROW), np.float32))).all()
+
+
+def test_a_long_recording_is_measured_a_stretch_at_a_time() -> None:
+    """95 s of chirps every 2.5 s: every chirp is a run, its start on the recording's own
+    clock across the stretches (30 s, 30 s and 35 s: the short tail joins the last), and the
+    first stretch measures as it does alone."""
+    from models.timbre import STRETCH_S
+
+    times = [0.5 + 2.5 * k for k in range(38)]
+    track = _events(_sweep(1500, 4000, 0.12), times, seconds=95.0)
+    found = sound_runs(track, SR)
+    assert len(found) == len(times)
+    np.testing.assert_allclose(found[:, 1], times, atol=0.05)
+    alone = sound_runs(track[: int(STRETCH_S * SR)], SR)
+    np.testing.assert_allclose(found[: len(alone)], alone, atol=1e-5)
