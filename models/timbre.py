@@ -2,15 +2,16 @@
 whether it is a tone or a noise, where its pitch goes.
 
 The sound what network learned this generator's waveforms: it names the kind of 1.00 of own val
-sounds and 0.10–0.19 of a corpus synthesised another way (docs/quality-log.md). What tells the
+single sources, 0.82 of the own test pool's (whose held-out kind × size pairs it never heard) and
+0.41 of a corpus synthesised another way (docs/quality-log.md). What tells the
 world's sounds apart (shared/SYNTHAV.md) is not a matter of one synthesiser: a thud is a short dull
 noise burst, a ding a long-decaying set of inharmonic partials, a boom a falling tone, a chirp a
 fast rising one, a tick a very short click, a hum a continuous harmonic tone with vibrato, a siren
 two alternating tones. Those are measured here, from a short-time spectrum:
 
 - The background (rain, wind, hiss) is each frequency's quiet level over the clip (a low
-  percentile in time), smoothed across frequency so that a held tone, a narrow line, is not taken
-  for it. A frame's foreground is what stands above it.
+  percentile in time, taken as a noise's mean), held to a few times the floor beside it so that
+  a held tone's narrow lines are not taken for it. A frame's foreground is what stands above it.
 - Frames whose foreground stands clearly above the background are active; runs of active frames,
   short gaps bridged, are a clip's sounds (`runs`). A continuous sound is one long run.
 - Each run gives `RUN_FEATURES` numbers (`run_features`): its length, how fast it rises and decays,

@@ -7,7 +7,8 @@ its scene) read by the frozen tower token by token; the picture reader from the 
 pooled picture vectors, a reader of the direction from where each clip's foreground goes
 (`models.drift`: numbers of its frames, which pictures drawn another way keep), and a reader of
 the kind and the colour from its glyphs' outlines and pixels (`models.shape`, on frames decoded
-again for them). Then the
+again for them), and a reader of each sound's kind and size from how it sounds (`models.timbre`,
+on waveforms decoded again for it). Then the
 text reader keeps the training grammar's names of each kind and
 tempo (`NAMED`) as the tower reads them in those captions, to read them by likeness as well
 (`_names`), calibrated on captions whose name was swapped for another training name the kept
@@ -20,6 +21,7 @@ leans on them is measured on val afterwards (`training.search_policy.choose_text
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections import defaultdict
@@ -42,6 +44,8 @@ from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
 from training.timbres import read_all as read_sounds
 from training.timbres import sound_path
 
+logger = logging.getLogger(__name__)
+
 ATTRIBUTE_PHASE_DONE = "attribute_phase.json"
 TEXT_EPOCHS = 10
 TEXT_BATCH = 512
@@ -62,12 +66,12 @@ CALIBRATION_ITERATIONS = 100
 # clips (each decoded again at `models.shape.SHAPE_SIZE`: ~20 s on two cores), each measured as
 # shown and once stretched by a factor drawn log-uniformly from this range.
 SHAPE_CLIPS = 500
+SHAPE_STRETCH = (0.7, 1 / 0.7)
 # Each sound's kind and size from how it sounds (`_fit_timbre`): fitted on this many training
 # clips that sound one source (each decoded again: its waveform, ~15 s on two cores with the
 # measuring), each heard as it is and once heard otherwise (`training.timbres.heard_otherwise`).
 TIMBRE_CLIPS = 600
 TIMBRE_ITERATIONS = 500
-SHAPE_STRETCH = (0.7, 1 / 0.7)
 
 
 def _merged(*tables: Mapping[Any, Words]) -> dict[str, Words]:
@@ -395,9 +399,10 @@ def _fit_timbre(reader: TimbreReader, prepared: Any, seed: int) -> dict[str, Any
     to `TIMBRE_CLIPS` training clips whose sound holds one source (a misaligned clip's is its
     donor's, as its metadata says; drawn by `seed`): each run of each clip labelled with the
     source's kind × size, measured as heard and once heard otherwise (another speed, room and
-    microphone: on the `--variety` val split, whose sounds are synthesised other ways,
-    single-source kinds 0.85 → 0.90 in the probe); its weights start from `seed`. Mark it fitted
-    where any run was found. Returns what the log records."""
+    microphone: on the `--variety` val split, whose sounds are synthesised other ways, a linear
+    reader's single-source kinds 0.84 → 0.87 in the probe); its weights start from `seed`. Mark
+    it fitted where any run was found; a clip whose sound does not decode is logged with its
+    reason and left out. Returns what the log records."""
     rng = np.random.default_rng([seed, 4_003])
     chosen: list[tuple[Path, int]] = []
     for item in prepared.train_items:
@@ -414,10 +419,11 @@ def _fit_timbre(reader: TimbreReader, prepared: Any, seed: int) -> dict[str, Any
     rows: list[np.ndarray] = []
     labels: list[int] = []
     failed = 0
-    for (_path, label), found in zip(
+    for (path, label), found in zip(
         chosen, read_sounds([p for p, _ in chosen], [(s,) for s in seeds]), strict=True
     ):
         if isinstance(found, str):
+            logger.warning("sounds of %s not measured: %s", path, found)
             failed += 1
             continue
         for runs in found:
