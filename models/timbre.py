@@ -227,7 +227,9 @@ def sound_runs(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     background, so its memory stays that of one stretch's spectrum."""
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    x = np.asarray(audio, np.float32).reshape(-1)
+    x = np.asarray(audio, np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono audio (N,), got {x.shape}")
     step = int(STRETCH_S * sample_rate)
     starts = list(range(0, max(len(x) - step // 2, 1), step))
     found = []

@@ -147,6 +147,8 @@ def test_bad_audio_is_refused_not_measured() -> None:
         sound_runs(bad, SR)
     with pytest.raises(ValueError, match="sample_rate"):
         sound_runs(_silence(), 0)
+    with pytest.raises(ValueError, match="mono"):
+        sound_runs(np.zeros((2, SR), np.float32), SR)
 
 
 def test_runs_bridge_short_gaps_and_drop_specks() -> None:
