@@ -487,14 +487,14 @@ class Searcher:
     ) -> list[tuple[int, float]]:
         """A text query's best `AGREEMENT_K` sounds re-ranked: each one's first-pass score + the
         policy's weight × how far the sentence's reader and the item's sound agree on the kind
-        and size heard (`models.attributes.HEARD`, `heard_reading`: by how it sounds where the
-        index keeps that, else by the sound what network's list; an item without either counts
-        as unsure of everything). The rest follow in their order, as `training.evaluate` ranks
-        them."""
+        and size heard (`models.attributes.HEARD`, `heard_reading`: by the sound what network's
+        list and, where the policy measured it helps and the index keeps it, by how it sounds;
+        an item without either counts as unsure of everything). The rest follow in their order,
+        as `training.evaluate` ranks them."""
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
         rows = [r for r, _ in top]
         lists = self._what_lists("audio", rows) if top else None
-        timbres = self._rows_of(self.timbres, rows) if top else None
+        timbres = self._rows_of(self.timbres, rows) if top and policy.text_heard_timbre else None
         if lists is None and timbres is None:
             return ranked
         heard = heard_reading(lists, timbres, len(rows))

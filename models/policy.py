@@ -130,6 +130,10 @@ class SearchPolicy:
     # (`training.search_policy.choose_heard_agreement`; None: records before the field, or not
     # adopted: no re-rank).
     text_heard_agreement: float | None = None
+    # whether that agreement reads each sound's timbre as well as its what list
+    # (`models.attributes.heard_reading`), as measured on val (False: records before the field,
+    # or the what list alone measured better)
+    text_heard_timbre: bool = False
 
     def heard_agreement(self) -> float:
         """How much the agreement on the kind and size heard adds in a text query's re-rank of
@@ -275,6 +279,11 @@ class SearchPolicy:
                 if self.heard_agreement() > 0
                 else {}
             ),
+            **(
+                {"text_heard_timbre": True}
+                if self.heard_agreement() > 0 and self.text_heard_timbre
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -320,6 +329,7 @@ class SearchPolicy:
             text_attribute_agreement=_weight(data.get("text_attribute_agreement")),
             text_agreement_attributes=_attribute_names(data.get("text_agreement_attributes")),
             text_heard_agreement=_weight(data.get("text_heard_agreement")),
+            text_heard_timbre=data.get("text_heard_timbre") is True,
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

@@ -104,14 +104,15 @@ class Pool:
     timbres: np.ndarray | None = field(default=None, repr=False, compare=False)
     _offsets: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
-    def heard(self) -> np.ndarray | None:
+    def heard(self, timbre: bool = True) -> np.ndarray | None:
         """(N, C) what each row's sound is heard to be (`models.attributes.heard_reading`: the
-        kind and size by its timbre where read, else by the sound what network's list); None
-        where the pool has neither."""
-        if self.timbres is None and self.what is None:
+        kind and size by the sound what network's list and, with `timbre`, by how it sounds);
+        None where the pool has neither reading."""
+        timbres = self.timbres if timbre else None
+        if timbres is None and self.what is None:
             return None
         what = None if self.what is None else self.what["audio"]
-        return heard_reading(what, self.timbres, len(self.ids))
+        return heard_reading(what, timbres, len(self.ids))
 
     @property
     def events(self) -> dict[str, list[np.ndarray]]:
@@ -584,6 +585,7 @@ def evaluate(
                         *(model, direction, by_id, pool, texts, clip_subsets, rerank_k, distance),
                         ("pooled",),
                         reader_weight=policy.heard_agreement(),
+                        heard_timbre=policy.text_heard_timbre,
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -646,6 +648,7 @@ def _direction(
     lean: tuple[Sequence[str], float] = ((), 0.0),
     reader_weight: float = 0.0,
     reader_names: Sequence[str] = (),
+    heard_timbre: bool = True,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -660,7 +663,8 @@ def _direction(
     re-ranked by the readers' agreement on `reader_names` (empty: the lean's; `agreement_rerank`;
     kind and size read by the picture what network where the pool has its lists); text→audio
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
-    (`models.attributes.HEARD`, read by `Pool.heard`: each sound's timbre, else its what list).
+    (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
+    `heard_timbre`, its timbre).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -711,7 +715,7 @@ def _direction(
             )
             agreeing = tuple(reader_names) or tuple(names)
             scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
-        found = pool.heard() if read is not None and hearing else None
+        found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)
             scores = agreement_rerank(scores, read[0], sounds, HEARD, reader_weight)

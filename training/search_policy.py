@@ -251,30 +251,37 @@ def choose_heard_agreement(
     pool: Pool,
     texts: TextCache,
     queried: int | None = None,
-) -> tuple[float | None, dict[str, Any]]:
+) -> tuple[float | None, bool, dict[str, Any]]:
     """How much the agreement on the kind and size heard adds when a text query searches sounds
-    (`SearchPolicy.text_heard_agreement`): the audio captions of the first `queried` clips (val
-    wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then re-ranked by
-    how far the sentence's reader and each sound's reading agree on `HEARD` (`Pool.heard`: its
-    timbre's where read, else its what network's list) at each of
-    `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10) adopted where its paired R@1 gain over
-    the first pass is clearer than `GAIN_STANDARD_ERRORS` standard errors. None where the
-    checkpoint has no fitted readers, the pool no sound readings, or nothing gains."""
+    (`SearchPolicy.text_heard_agreement`), and whether it reads each sound's timbre as well as
+    its what list (`text_heard_timbre`; `Pool.heard`): the audio captions of the first `queried`
+    clips (val wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then
+    re-ranked by how far the sentence's reader and each sound's reading agree on `HEARD`, for
+    each reading the pool has (the what list alone; with the timbre) at each of
+    `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10, then the lighter weight, then the what
+    list alone) adopted where its paired R@1 gain over the first pass is clearer than
+    `GAIN_STANDARD_ERRORS` standard errors. (None, False) where the checkpoint has no fitted
+    readers, the pool no sound readings, or nothing gains."""
     if not model.knows_attributes():
-        return None, {"reason": "no fitted attribute readers"}
-    found = pool.heard()
-    if found is None:
-        return None, {"reason": "no sound what network or timbre reader"}
+        return None, False, {"reason": "no fitted attribute readers"}
+    readings = {
+        timbre: found
+        for timbre in (False, True)
+        if (timbre or pool.what is not None)
+        and (not timbre or pool.timbres is not None)
+        and (found := pool.heard(timbre)) is not None
+    }
+    if not readings:
+        return None, False, {"reason": "no sound what network or timbre reader"}
     has = pool.has_audio
     querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
     q = _text_queries(dict(by_id), pool, texts, ("audio",), has, querying)
     if q.target.numel() == 0:
-        return None, {"reason": "no audio captions on clips with sound"}
+        return None, False, {"reason": "no audio captions on clips with sound"}
     with torch.inference_mode():
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
         probabilities, _ = text_reading(model, q.sentences)
-    sounds = torch.from_numpy(found)
 
     def summary(scores: Tensor) -> dict[str, Any]:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -284,25 +291,38 @@ def choose_heard_agreement(
 
     without = summary(base)
     tried = {
-        w: summary(agreement_rerank(base, probabilities, sounds, HEARD, w))
+        (timbre, w): summary(
+            agreement_rerank(base, probabilities, torch.from_numpy(found), HEARD, w)
+        )
+        for timbre, found in readings.items()
         for w in TEXT_AGREEMENT_WEIGHTS
     }
-    best = max(tried, key=lambda w: (tried[w]["R@1"], tried[w]["R@10"], -w))
+    best = max(tried, key=lambda k: (tried[k]["R@1"], tried[k]["R@10"], -k[1], not k[0]))
+    timbre, weight = best
     gain, se = _paired_gain([without], [tried[best]])
     adopted = gain > GAIN_STANDARD_ERRORS * se
+
+    def figures(reading: bool) -> dict[str, Any]:
+        return {
+            f"{w:g}": {k: round(tried[reading, w][k], 4) for k in ("R@1", "R@10")}
+            for w in TEXT_AGREEMENT_WEIGHTS
+        }
+
     evidence = {
         "queries": len(q.target),
         "attributes": list(HEARD),
-        # whether the sounds were read by their timbre too (`models.attributes.heard_reading`)
-        "timbre": pool.timbres is not None,
+        # whether the chosen reading reads the sounds' timbre too (`heard_reading`)
+        "timbre": timbre,
         "without": {k: round(without[k], 4) for k in ("R@1", "R@10")},
-        "by_weight": {
-            f"{w:g}": {k: round(found[k], 4) for k in ("R@1", "R@10")} for w, found in tried.items()
+        "by_weight": figures(timbre),
+        "by_reading": {
+            ("what list and timbre" if reading else "what list"): figures(reading)
+            for reading in readings
         },
         "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
-        "chosen": best if adopted else "off",
+        "chosen": weight if adopted else "off",
     }
-    return (best if adopted else None), evidence
+    return (weight if adopted else None), (timbre and adopted), evidence
 
 
 def choose_agreement(
@@ -451,7 +471,7 @@ def measure_policy(
         TEXT_AUDIO_SHARE_BEFORE if text_share is None else text_share,
         queried,
     )
-    heard_weight, evidence["text→audio attributes"] = choose_heard_agreement(
+    heard_weight, heard_timbre, evidence["text→audio attributes"] = choose_heard_agreement(
         model, by_id, pool, texts, queried
     )
     # the best-band matchings met each picture by its motion envelope too where the pool had
@@ -493,6 +513,7 @@ def measure_policy(
         text_attribute_agreement=None if agree is None else agree[1],
         text_agreement_attributes=() if agree is None else agree[0],
         text_heard_agreement=heard_weight,
+        text_heard_timbre=heard_timbre,
     )
 
 

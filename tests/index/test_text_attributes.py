@@ -535,8 +535,9 @@ def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path)
     """The what network's lists call all three sounds large bells; how they sound
     (`models.timbre`, the index's `audio.timbre` rows) says the third is a small bell, which the
     two readings together (`heard_reading`) put first for the sentence's "small bell", scored as
-    the evaluation scores it. A sound whose timbre was not read (a NaN row, kept as none) keeps
-    its list's reading; a derived version keeps the rows."""
+    the evaluation scores it, where the policy says the timbre is read. A policy that measured
+    the lists alone better reads them alone; a sound whose timbre was not read (a NaN row, kept
+    as none) keeps its list's reading; a derived version keeps the rows."""
     from index.build import remove_items
     from models.attributes import HEARD, heard_reading
     from models.what_net import CLASSES as WHAT
@@ -555,10 +556,11 @@ def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path)
     timbres[0, class_of("bell", "large")] = 0.99
     timbres[1, class_of("drum", "large")] = 0.99
     timbres[2, class_of("bell", "small")] = 0.99
-    policy = SearchPolicy(True, {}, text_heard_agreement=1.0)
+    policy = SearchPolicy(True, {}, text_heard_agreement=1.0, text_heard_timbre=True)
+    assert SearchPolicy.from_dict(policy.to_dict()).text_heard_timbre
     query = Query("text", e[0], reading=AttributeReading(probabilities, reader))
 
-    def publish(root: Path, rows: np.ndarray) -> None:
+    def publish(root: Path, rows: np.ndarray, policy: SearchPolicy = policy) -> None:
         entries = (
             Entry(
                 ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
@@ -595,6 +597,12 @@ def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path)
     derived = Searcher.open(tmp_path / "heard")
     assert derived.timbres is not None
     np.testing.assert_allclose(derived._rows_of(derived.timbres, [1])[0], timbres[2], atol=1e-3)
+    # a policy that measured the lists alone better: the lists' large bells for all three
+    lists_alone = SearchPolicy(True, {}, text_heard_agreement=1.0)
+    assert "text_heard_timbre" not in lists_alone.to_dict()
+    publish(tmp_path / "lists", timbres, lists_alone)
+    hits = Searcher.open(tmp_path / "lists").search(query, "audio", k=3).hits
+    assert [h.id for h in hits] == ["item0", "item1", "item2"]
     # nothing read: the lists' large bells for all three, the first pass's order
     publish(tmp_path / "unread", np.full((3, len(WHAT)), np.nan, np.float32))
     blank = Searcher.open(tmp_path / "unread")

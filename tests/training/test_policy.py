@@ -1254,8 +1254,10 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     prepared, tmp_path
 ):
     """`choose_heard_agreement` ranks the val audio captions as `_direction` does for
-    text→audio with each weight: the figures it records are the evaluation's; without the sound
-    what network's lists or the timbre's readings, or without fitted readers, it chooses none."""
+    text→audio with each weight and each reading (the what list alone; with the timbre): the
+    figures it records are the evaluation's, and it chooses the reading with the weight;
+    without the sound what network's lists or the timbre's readings, or without fitted readers,
+    it chooses none."""
     from models.what_net import CLASSES as WHAT
     from models.what_net import class_of
     from training.evaluate import _direction
@@ -1265,27 +1267,53 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     assert choose_heard_agreement(model, by_id, pool, prepared.texts, queried)[0] is None
     model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     assert pool.what is None  # the tiny model has no trained what networks
-    weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
-    assert weight is None and evidence["reason"] == "no sound what network or timbre reader"
-    # lists that name what each clip's sound holds, as a sound what network would
+    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    assert weight is None and not timbre
+    assert evidence["reason"] == "no sound what network or timbre reader"
+    # lists that name what each clip's sound holds, as a sound what network would; timbres
+    # that name it wrongly (each clip's kind shifted by one)
     lists = np.full((len(pool.ids), len(WHAT)), 0.02, np.float32)
+    wrong = np.zeros((len(pool.ids), len(WHAT)), np.float32)
     for row, item_id in enumerate(pool.ids):
         for source in by_id[item_id].meta["audio"]["sources"]:
             lists[row, class_of(source["kind"], source["size"])] = 0.95
+            wrong[row, (class_of(source["kind"], source["size"]) + 2) % len(WHAT)] = 1.0
+    wrong /= np.maximum(wrong.sum(axis=1, keepdims=True), 1.0)
     pool.what = {"visual": lists, "audio": lists}
-    weight, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    pool.timbres = wrong
+    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    assert set(evidence["by_reading"]) == {"what list", "what list and timbre"}
     querying = torch.arange(len(pool.ids)) < queried
-    assert set(evidence["by_weight"]) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
-    for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
-        with torch.inference_mode():
-            found = _direction(
-                *(model, "text→audio", by_id, pool, prepared.texts, {}, 0, "interp", ("pooled",)),
-                querying=querying,
-                reader_weight=w,
-            )["pooled"]["all"]
-        figures = evidence["by_weight"][f"{w:g}"] if w else evidence["without"]
-        assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
-        assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
+    for reading, heard_timbre in (("what list", False), ("what list and timbre", True)):
+        found_by = evidence["by_reading"][reading]
+        assert set(found_by) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
+        for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
+            with torch.inference_mode():
+                found = _direction(
+                    *(model, "text→audio", by_id, pool, prepared.texts, {}, 0, "interp"),
+                    ("pooled",),
+                    querying=querying,
+                    reader_weight=w,
+                    heard_timbre=heard_timbre,
+                )["pooled"]["all"]
+            figures = found_by[f"{w:g}"] if w else evidence["without"]
+            assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
+            assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
     assert evidence["queries"] > 0
     assert weight is None or weight in TEXT_AGREEMENT_WEIGHTS
     assert evidence["chosen"] == ("off" if weight is None else weight)
+    # the timbre that names every sound wrongly is not chosen over the lists that name it right
+    assert not timbre and evidence["timbre"] is False
+    assert evidence["by_weight"] == evidence["by_reading"]["what list"]
+    # and where the lists are the wrong ones and the timbre names each sound, the timbre is
+    right = np.zeros_like(wrong)
+    for row, item_id in enumerate(pool.ids):
+        for source in by_id[item_id].meta["audio"]["sources"]:
+            right[row, class_of(source["kind"], source["size"])] = 1.0
+    right /= np.maximum(right.sum(axis=1, keepdims=True), 1.0)
+    pool.what = {"visual": lists, "audio": np.roll(lists, 2, axis=1)}
+    pool.timbres = right
+    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    assert evidence["timbre"] is True
+    assert timbre == (weight is not None)
+    assert evidence["by_weight"] == evidence["by_reading"]["what list and timbre"]
