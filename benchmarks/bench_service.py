@@ -160,6 +160,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         # a text query searching sounds: its best 100 re-ranked by the agreement on the kind and
         # size heard, read from the sound what network's lists and the timbre's rows
         text_heard_agreement=1.0,
+        text_heard_timbre=True,
     )
     publish_entries(
         root,
