@@ -537,10 +537,12 @@ def heard_reading(what: np.ndarray | None, timbre: np.ndarray | None, n: int) ->
     the sound what network's reading (`heard_probabilities`) and the timbre's (`with_timbre`)
     where a sound has both, the one it has where it has one; 0.5 (unsure) for the rest and for
     every other attribute. Each reader fails where the other holds: the what network names the
-    kinds of 0.99 of own val sounds, two sources included, and 0.1–0.2 of a corpus synthesised
-    another way; the timbre names single sources' kinds of both far more alike (own val 1.00,
-    the `--variety` val split 0.88) and both of two sources in only 0.35–0.48. Chosen on val
-    text→audio searches (docs/quality-log.md, "Each sound's kind from how it sounds")."""
+    kinds of own val sounds, two sources included, in 1.00, the own test pool's held-out
+    kind × size pairs' single sources in 0.82 and a corpus synthesised another way's in 0.41;
+    the timbre names those in 1.00, 0.98 and 0.57, and both of two sources in only 0.45–0.46 on
+    own clips. Whether a search meets the two is the policy's choice on val
+    (`SearchPolicy.text_heard_timbre`; docs/quality-log.md, "Each sound's kind from how it
+    sounds")."""
     unsure = np.full((n, len(CLASSES)), 0.5, np.float32)
     listed = heard_probabilities(what) if what is not None else unsure
     if timbre is None:
