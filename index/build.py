@@ -38,6 +38,7 @@ from index.embed import (
     default_work_dir,
     embed_corpus,
     hold_work_dir,
+    keeps_timbre,
     load_shard,
     remove_work_dir,
     what_store,
@@ -928,7 +929,7 @@ def build_index(
                 # a picture's kinds and colours by its glyphs (`models.shape`)
                 **({"glyph_classes": GLYPH_CLASSES} if model.knows_glyphs() else {}),
                 # a sound's kinds and sizes by how it sounds (`models.timbre`)
-                **({"timbre_classes": len(CLASSES)} if model.knows_timbre() else {}),
+                **({"timbre_classes": len(CLASSES)} if keeps_timbre(model) else {}),
             },
             codec=codec,
         )

@@ -78,6 +78,14 @@ GLYPH_STORE = "visual.glyph"
 TIMBRE_STORE = "audio.timbre"
 
 
+def keeps_timbre(model: TrimodalModel) -> bool:
+    """Whether an index built with `model` measures and keeps each sound's timbre
+    (`TIMBRE_STORE`): where it has a fitted timbre reader and its search policy measured on val
+    that the heard re-rank reads it (`SearchPolicy.text_heard_timbre`); elsewhere no search
+    would read the rows."""
+    return model.knows_timbre() and model.search_policy.text_heard_timbre
+
+
 def what_store(modality: str) -> str:
     """The store of the sources a modality's stream shows / sounds (`models.what_net`): one row
     of class probabilities per item, none where the model has no trained networks."""
@@ -105,8 +113,8 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
     (`TrimodalModel.glyph_reading`, (`GLYPH_CLASSES`,), NaN where none was read; None where the
     model reads neither or the item's glyphs were not measured); a sound's, last, its chances of
     each kind × size by how it sounds (`TrimodalModel.timbre_reading`, (14,), NaN where nothing
-    stood above its background; None where the model has no timbre reader). None where the
-    item lacks the stream."""
+    stood above its background; None where the index keeps no timbre, `keeps_timbre`). None
+    where the item lacks the stream."""
     fps, sr = model.cfg.visual.fps, model.cfg.audio.sample_rate
     out: dict[str, Any] = {m: [None] * len(batch) for m in MODALITIES}
     with_video = [i for i, d in enumerate(batch) if d.frames is not None and len(d.frames)]
@@ -142,7 +150,7 @@ def encode_batch(model: TrimodalModel, batch: Sequence[Decoded]) -> dict[str, li
         sounded = model.sound_what(waves)  # type: ignore[arg-type]
         heard = (
             model.timbre_reading([sound_runs(w, sr) for w in waves])  # type: ignore[arg-type]
-            if model.knows_timbre()
+            if keeps_timbre(model)
             else None
         )
         for j, i in enumerate(with_audio):

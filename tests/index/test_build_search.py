@@ -369,14 +369,16 @@ def test_a_build_keeps_each_pictures_glyphs_where_the_model_reads_them(corpus, t
 
 
 def test_a_build_keeps_each_sounds_timbre_where_the_model_reads_it(corpus, tmp_path):
-    """A checkpoint whose timbre reader is fitted (`models.timbre`): the build measures each
-    item's sound as decoded for the encoders and stores its chances of each kind × size, as the
-    model reads them from a decoding of its own; an item added later gets its row; one without
-    the reader: no store."""
+    """A checkpoint whose timbre reader is fitted (`models.timbre`) and whose policy reads it in
+    the heard re-rank: the build measures each item's sound as decoded for the encoders and
+    stores its chances of each kind × size, as the model reads them from a decoding of its own;
+    an item added later gets its row. One without the reader, or whose policy keeps the what
+    list alone: no store."""
     from dataclasses import replace
 
-    from index.embed import TIMBRE_STORE
+    from index.embed import TIMBRE_STORE, keeps_timbre
     from models.media import decode_audio
+    from models.policy import SearchPolicy, save_policy
     from models.timbre import sound_runs
     from models.what_net import CLASSES as WHAT
 
@@ -386,8 +388,10 @@ def test_a_build_keeps_each_sounds_timbre_where_the_model_reads_it(corpus, tmp_p
     model.attributes.timbre.fitted.fill_(1.0)
     path = tmp_path / "ck"
     model.save(path)
+    heard = SearchPolicy(True, {}, text_heard_agreement=0.5, text_heard_timbre=True)
+    save_policy(path, heard)
     model = TrimodalModel.load(path)
-    assert model.knows_timbre()
+    assert model.knows_timbre() and keeps_timbre(model)
     items = items_of(corpus)[:4]
     build_index(tmp_path / "root", items[:3], model, checkpoint_hash(path), workers=1)
     add_items(tmp_path / "root", items[3:], model, checkpoint_hash(path), workers=1)
@@ -416,3 +420,11 @@ def test_a_build_keeps_each_sounds_timbre_where_the_model_reads_it(corpus, tmp_p
     bare = IndexVersion.open(tmp_path / "bare")
     assert TIMBRE_STORE not in bare.manifest["sequence_stores"]
     assert Searcher.open(tmp_path / "bare").timbres is None
+    # the reader fitted, but the policy keeps the what list alone: nothing measured or kept
+    save_policy(path, replace(heard, text_heard_timbre=False))
+    unread = TrimodalModel.load(path)
+    assert unread.knows_timbre() and not keeps_timbre(unread)
+    build_index(tmp_path / "lists", items[:2], unread, checkpoint_hash(path), workers=1)
+    lists = IndexVersion.open(tmp_path / "lists")
+    assert TIMBRE_STORE not in lists.manifest["sequence_stores"]
+    assert "timbre_classes" not in lists.manifest["build"]
