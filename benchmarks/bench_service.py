@@ -67,7 +67,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from index.version import ItemRecord
     from models import fingerprint
     from models import prints as pr
-    from models.attributes import GLYPH_CLASSES
+    from models.attributes import AGREEMENT_FOUND, GLYPH_CLASSES
     from models.events import BANDS, standardise
     from models.model import checkpoint_hash
     from models.motion import HALVES
@@ -157,6 +157,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         # picture what network's lists
         text_attribute_agreement=1.0,
         text_agreement_attributes=("size", "direction", "colour", "tempo", "kind"),
+        # with the candidates it finds among every item (`models.attributes.AGREEMENT_FOUND`)
+        text_agreement_found=AGREEMENT_FOUND,
         # a text query searching sounds: its best 100 re-ranked by the agreement on the kind and
         # size heard, read from the sound what network's lists and the timbre's rows
         text_heard_agreement=1.0,

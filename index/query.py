@@ -97,6 +97,11 @@ class QueryEncoder:
         pooled = emb.pooled[0].float().cpu().numpy()
         return Encoded(Query("text", pooled, leans=leans, reading=reading), {"encode": _ms(t)})
 
+    def picture_reader(self) -> PictureReader | None:
+        """The reader a text query's agreement reads pictures by (`_picture_reader`); None for a
+        model without fitted attribute readers."""
+        return self._picture_reader() if self.model.knows_attributes() else None
+
     def _picture_reader(self) -> PictureReader:
         """The model's picture reader as arrays, made once (`models.attributes`)."""
         if self._reader is None:

@@ -18,7 +18,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +50,10 @@ from models.attributes import (
     GLYPH_CLASSES,
     HEARD,
     AttributeReading,
+    PictureReader,
     agreement,
+    agreement_bound,
+    agreement_logs,
     heard_reading,
     lean,
     named,
@@ -91,6 +94,8 @@ DEFAULT_WEIGHTS: dict[tuple[str, str], dict[str, float]] = {
     ("visual", "audio"): {"audio": 1.0},
     ("visual", "video"): {"visual": 1.0},
 }
+# Items read at a time when every item's agreement logs are made (`Searcher._agreement_table`).
+TABLE_ROWS = 8192
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,10 @@ class Searcher:
             None
         )
         self._columns_lock = threading.Lock()
+        # every item's `agreement_logs` for a picture reader and the attributes it weighs, and
+        # which items have a picture (`_agreement_table`)
+        self._agreeing: tuple[PictureReader, tuple[str, ...], np.ndarray, np.ndarray] | None = None
+        self._agreeing_lock = threading.Lock()
         self._scans: dict[str, EventScan] = {}
         self._scans_lock = threading.Lock()
         self._landmarks: FingerprintTable | None = None
@@ -448,25 +457,16 @@ class Searcher:
         pooled = np.asarray(query.pooled, np.float32)
         return {"visual": pooled + lean(query.leans, names, weight) / visual}
 
-    def _by_agreement(
-        self, reading: AttributeReading, ranked: list[tuple[int, float]], policy: SearchPolicy
-    ) -> list[tuple[int, float]]:
-        """A leaning text query's best `AGREEMENT_K` videos re-ranked: each one's first-pass
-        score + the policy's weight × how far the readers agree on its attributes
-        (`models.attributes.agreement`; the picture reader reads the item's stored picture
-        vector, an item without a picture counts as the reader unsure of everything; where the
-        index keeps the picture what network's lists, kind and size are read from them,
-        `models.attributes.with_sources`; where it keeps each picture's directions by where its
-        foreground goes, the direction from those, `with_directions`; and where it keeps each
-        picture's kinds and colours by its glyphs, those, `with_glyphs`). The rest
-        follow in their order, as `training.evaluate.agreement_rerank` ranks them."""
-        names = policy.agreement_attributes()
-        top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
-        if not top:
-            return ranked
-        rows = [r for r, _ in top]
+    def _pictures(self, reader: PictureReader, rows: Sequence[int]) -> np.ndarray:
+        """(len(rows), C): what each item's picture shows as a text query's agreement reads it:
+        the picture reader of its stored picture vector (an item without a picture: unsure of
+        everything, 0.5); where the index keeps the picture what network's lists, kind and size
+        from them (`models.attributes.with_sources`); where it keeps each picture's directions by
+        where its foreground goes, the direction from those (`with_directions`); and where it
+        keeps each picture's kinds and colours by its glyphs, those (`with_glyphs`)."""
+        rows = list(rows)
         stored, mask = self.version.sequences("visual.pooled").batch(rows)
-        pictures = reading.picture.probabilities(stored[:, 0])
+        pictures = reader.probabilities(stored[:, 0])
         pictures[~mask[:, 0]] = 0.5
         shown = self._what_lists("visual", rows)
         if shown is not None:  # kind and size as the picture what network read them
@@ -477,6 +477,73 @@ class Searcher:
         glyphs = self._rows_of(self.glyphs, rows)
         if glyphs is not None:  # the kind and colour as the glyphs' pixels read
             pictures = with_glyphs(pictures, glyphs)
+        return pictures
+
+    def _agreement_table(
+        self, reader: PictureReader, names: tuple[str, ...]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every item's `agreement_logs` on `names` as `reader` reads its picture (`_pictures`),
+        and which items have a picture: made on the first search that needs it (~0.3 s at 100k
+        items, 2 × K float32 an item: 14 MB at 100k) and kept while the reader and names stay."""
+        with self._agreeing_lock:
+            kept = self._agreeing
+            if kept is not None and kept[0] is reader and kept[1] == names:
+                return kept[2], kept[3]
+            n = len(self.items)
+            logs = np.empty((n, 2 * sum(len(ATTRIBUTES[a]) for a in names)), np.float32)
+            pictured = np.zeros(n, bool)
+            store = self.version.sequences("visual.pooled")
+            for start in range(0, n, TABLE_ROWS):
+                rows = list(range(start, min(n, start + TABLE_ROWS)))
+                logs[rows[0] : rows[-1] + 1] = agreement_logs(self._pictures(reader, rows), names)
+                pictured[rows[0] : rows[-1] + 1] = store.batch(rows)[1][:, 0]
+            self._agreeing = (reader, names, logs, pictured)
+            return logs, pictured
+
+    def prepare_agreement(self, reader: PictureReader | None) -> None:
+        """Make every item's agreement logs for `reader` (the query encoder's picture reader)
+        where the policy has text queries find candidates among every item, off the request
+        path (done by the first such search otherwise)."""
+        if reader is not None and self.policy.agreement_found() > 0:
+            self._agreement_table(reader, self.policy.agreement_attributes())
+
+    def _found_by_agreement(
+        self,
+        reading: AttributeReading,
+        names: tuple[str, ...],
+        found: int,
+        allowed: np.ndarray | None,
+    ) -> list[int]:
+        """The `found` items with a picture (and that `allowed` lets through) whose agreement
+        with the sentence's reading on `names` is bounded highest (`agreement_bound`), best
+        first: the candidates a text query's agreement finds among every item
+        (`SearchPolicy.text_agreement_found`), as `training.evaluate.agreement_rerank` finds
+        them."""
+        logs, pictured = self._agreement_table(reading.picture, names)
+        usable = pictured if allowed is None else pictured & allowed
+        n = min(found, int(usable.sum()))
+        if n == 0:
+            return []
+        bound = np.where(usable, agreement_bound(reading.probabilities, logs, names), -np.inf)
+        best = np.argpartition(-bound, n - 1)[:n]
+        return [int(r) for r in sorted(best.tolist(), key=lambda r: (-bound[r], r))]
+
+    def _by_agreement(
+        self,
+        reading: AttributeReading,
+        ranked: list[tuple[int, float]],
+        policy: SearchPolicy,
+        k: int = AGREEMENT_K,
+    ) -> list[tuple[int, float]]:
+        """A leaning text query's best `k` videos re-ranked: each one's first-pass score + the
+        policy's weight × how far the readers agree on its attributes
+        (`models.attributes.agreement`; the pictures read by `_pictures`). The rest follow in
+        their order, as `training.evaluate.agreement_rerank` ranks them."""
+        names = policy.agreement_attributes()
+        top, rest = ranked[:k], ranked[k:]
+        if not top:
+            return ranked
+        pictures = self._pictures(reading.picture, [r for r, _ in top])
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
@@ -559,7 +626,30 @@ class Searcher:
             fused = self._pooled_scores(pooled, weights, sorted(fused), leaning)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         if agreeing and query.reading is not None:
-            ranked = self._by_agreement(query.reading, ranked, policy)
+            # the items the agreement finds among every one join the first pass's best, where
+            # the policy measured they help: the first pass misses pictures drawn another way
+            finding = policy.agreement_found()
+            listed = {r for r, _ in ranked[:AGREEMENT_K]}
+            new = [
+                r
+                for r in (
+                    self._found_by_agreement(
+                        query.reading, policy.agreement_attributes(), finding, allowed
+                    )
+                    if finding
+                    else []
+                )
+                if r not in listed
+            ]
+            if new:
+                fused |= self._pooled_scores(pooled, weights, new, leaning)
+                taken = set(new)
+                ranked = (
+                    ranked[:AGREEMENT_K]
+                    + [(r, fused[r]) for r in new]
+                    + [kv for kv in ranked[AGREEMENT_K:] if kv[0] not in taken]
+                )
+            ranked = self._by_agreement(query.reading, ranked, policy, AGREEMENT_K + len(new))
         if hearing and query.reading is not None:
             ranked = self._by_heard(query.reading, ranked, policy)
         primary = max(weights, key=lambda m: weights[m])

@@ -45,6 +45,10 @@ WHOLE_QUERY_S = 4.0
 # before the share was measured.
 TEXT_AUDIO_SHARE_BEFORE = 0.3
 
+# The most candidates a record may have a text query's agreement find among every item
+# (`SearchPolicy.text_agreement_found`): a larger number is not a measured setting.
+MAX_FOUND = 10_000
+
 # query modality → target, as the service names them; text queries have no steps to re-rank by.
 DIRECTIONS = ("audio→video", "video→audio", "audio→audio", "video→video")
 _QUERY = {"audio": "audio", "visual": "video"}
@@ -124,6 +128,10 @@ class SearchPolicy:
     # the attributes that agreement weighs, as measured on val (empty: records before the field,
     # or the lean's own)
     text_agreement_attributes: tuple[str, ...] = ()
+    # text→video, with that agreement: how many more candidates it finds among every item, those
+    # whose `models.attributes.agreement_bound` is highest (`models.attributes.AGREEMENT_FOUND`),
+    # as measured on val (0: records before the field, or not adopted: the first pass's alone)
+    text_agreement_found: int = 0
     # text→audio: how much the agreement of the sentence's reader and the sound what network's
     # list on the kind and size heard (`models.attributes.HEARD`) adds to the first pass's score in
     # a re-rank of its best `models.attributes.AGREEMENT_K` sounds, as measured on val
@@ -159,6 +167,11 @@ class SearchPolicy:
         if not self.text_lean()[0] or w is None or w <= 0:
             return 0.0
         return float(w)
+
+    def agreement_found(self) -> int:
+        """How many candidates a text query's agreement finds among every video beside the
+        first pass's (none: 0); only with that agreement (`text_agreement`)."""
+        return self.text_agreement_found if self.text_agreement() > 0 else 0
 
     def text_video_weights(self) -> dict[str, float]:
         """The first pass's weight of each index for a text query searching videos."""
@@ -275,6 +288,11 @@ class SearchPolicy:
                 else {}
             ),
             **(
+                {"text_agreement_found": self.agreement_found()}
+                if self.agreement_found() > 0
+                else {}
+            ),
+            **(
                 {"text_heard_agreement": self.text_heard_agreement}
                 if self.heard_agreement() > 0
                 else {}
@@ -328,6 +346,7 @@ class SearchPolicy:
             text_attribute_weight=_weight(data.get("text_attribute_weight")),
             text_attribute_agreement=_weight(data.get("text_attribute_agreement")),
             text_agreement_attributes=_attribute_names(data.get("text_agreement_attributes")),
+            text_agreement_found=_count(data.get("text_agreement_found")),
             text_heard_agreement=_weight(data.get("text_heard_agreement")),
             text_heard_timbre=data.get("text_heard_timbre") is True,
             cross_bands=_directions(data.get("cross_bands")),
@@ -336,6 +355,13 @@ class SearchPolicy:
             picture_halves=data.get("picture_motion") is True
             and data.get("picture_halves") is True,
         )
+
+
+def _count(value: object) -> int:
+    """A recorded count of candidates: a whole number from 1 to `MAX_FOUND` (else none, 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_FOUND:
+        return 0
+    return value
 
 
 def _attribute_names(names: object) -> tuple[str, ...]:

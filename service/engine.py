@@ -132,6 +132,8 @@ class Engine:
             # the event scans and the landmark and print tables (~4.5 s at 100k items) are built
             # here, off the request path, before a reloaded version serves its first search
             searcher.prepare_events()
+            # and every item's agreement logs, where text queries find candidates by them
+            searcher.prepare_agreement(self.encoder.picture_reader())
         except Exception as e:
             v.close()
             where = "" if isinstance(e, IndexCorrupt) else f"{v.name}: "

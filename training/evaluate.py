@@ -24,6 +24,8 @@ from models.attributes import (
     AGREEMENT_K,
     ATTRIBUTES,
     HEARD,
+    agreement_bound,
+    agreement_logs,
     heard_reading,
     with_directions,
     with_glyphs,
@@ -446,13 +448,23 @@ def agreement_rerank(
     names: Sequence[str],
     weight: float,
     k: int = AGREEMENT_K,
+    found: int = 0,
 ) -> Tensor:
     """(Q, N) first-pass scores with each query's best `k` re-scored as the service re-ranks a
     text query's videos: + `weight` × the readers' agreement on `names`
     (`models.attributes.agreement` of the (Q, C) `text` and (N, C) `pictures` probabilities);
-    the rest stay below them, in their order."""
+    the rest stay below them, in their order. With `found` > 0 the `found` items whose
+    `models.attributes.agreement_bound` is highest (among those the first pass scores, not −∞)
+    join each query's re-ranked ones, as the service finds them among every item
+    (`SearchPolicy.text_agreement_found`)."""
     k = min(k, scores.shape[1])
     top = scores.topk(k, dim=1).indices  # (Q, k)
+    if found > 0:
+        logs = agreement_logs(pictures.numpy(), names)
+        bound = torch.from_numpy(agreement_bound(text.numpy(), logs, names))  # (Q, N)
+        bound = bound.masked_fill(torch.isneginf(scores), -torch.inf)
+        extra = bound.topk(min(found, scores.shape[1]), dim=1).indices
+        top = torch.cat([top, extra], dim=1)  # an item in both is scored twice, alike
     agree = reader_agreement(text[:, None, :], pictures[top], names)  # (Q, k)
     out = scores - 1e6  # below every re-ranked one, in their first-pass order
     out.scatter_(1, top, scores.gather(1, top) + weight * agree)
@@ -552,7 +564,8 @@ def evaluate(
     With `policy` (the checkpoint's), every direction also gets "service": what a search does by
     default — the recorded steps' and envelopes' weights where it re-ranks, pooled elsewhere;
     text→video with the picture's and the sound's indexes fused at the recorded share, the lean
-    and the readers' agreement; text→audio re-ranked by the agreement on what is heard."""
+    and the readers' agreement (with the candidates it finds among every clip); text→audio
+    re-ranked by the agreement on what is heard."""
     by_id = {i.id: i for i in items if i.id in cache.row}
     pool = embed_pool(
         model,
@@ -578,6 +591,7 @@ def evaluate(
                         lean=policy.text_lean(),
                         reader_weight=policy.text_agreement(),
                         reader_names=policy.agreement_attributes(),
+                        reader_found=policy.agreement_found(),
                     )["pooled"]
             elif policy is not None and direction == "text→audio":
                 if results[direction]:  # re-ranked by what is heard where val measured it helps
@@ -648,6 +662,7 @@ def _direction(
     lean: tuple[Sequence[str], float] = ((), 0.0),
     reader_weight: float = 0.0,
     reader_names: Sequence[str] = (),
+    reader_found: int = 0,
     heard_timbre: bool = True,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
@@ -661,7 +676,8 @@ def _direction(
     and a weight, `SearchPolicy.text_lean`) the caption's vector for the picture leans as the
     service's does (`models.attributes`), and with `reader_weight` > 0 the best `AGREEMENT_K` are
     re-ranked by the readers' agreement on `reader_names` (empty: the lean's; `agreement_rerank`;
-    kind and size read by the picture what network where the pool has its lists); text→audio
+    kind and size read by the picture what network where the pool has its lists), with the
+    `reader_found` items it finds among every clip (`agreement_rerank`'s `found`); text→audio
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
     (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
     `heard_timbre`, its timbre).
@@ -714,7 +730,9 @@ def _direction(
                 model, target_emb.pooled, shown, pool.directions, pool.glyphs
             )
             agreeing = tuple(reader_names) or tuple(names)
-            scores = agreement_rerank(scores, read[0], pictures, agreeing, reader_weight)
+            scores = agreement_rerank(
+                scores, read[0], pictures, agreeing, reader_weight, found=reader_found
+            )
         found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.attributes import ATTRIBUTES, HEARD
+from models.attributes import AGREEMENT_FOUND, ATTRIBUTES, HEARD
 from models.events import event_agreement, fused_agreement, sound_envelopes
 from models.model import TrimodalModel
 from models.policy import DIRECTIONS as POLICY_DIRECTIONS
@@ -134,7 +134,9 @@ def choose_text_attributes(
     texts: TextCache,
     audio_share: float,
     queried: int | None = None,
-) -> tuple[tuple[str, ...], float | None, tuple[tuple[str, ...], float] | None, dict[str, Any]]:
+) -> tuple[
+    tuple[str, ...], float | None, tuple[tuple[str, ...], float, int] | None, dict[str, Any]
+]:
     """Which attributes a text query searching videos leans on, how much, and how much the
     readers' agreement then adds in a re-rank (`SearchPolicy.text_attributes`,
     `text_attribute_weight`, `text_attribute_agreement`): the captions of the first `queried`
@@ -147,7 +149,9 @@ def choose_text_attributes(
     standard errors; then the leaning ranking's best `AGREEMENT_K` are re-ranked by the readers'
     agreement at each of `TEXT_AGREEMENT_WEIGHTS`, on the set and on the set with the kind, and
     the best (R@1, then R@10) is adopted where its paired R@1 gain over the lean alone is as
-    clear (the third value: its attributes and weight). Where the pool has the picture what
+    clear (the third value: its attributes, weight and how many candidates it finds among every
+    clip beside the first pass's: `AGREEMENT_FOUND` where they add to R@10 by as many standard
+    errors and lose clearly nowhere, `_no_clear_loss`, else 0). Where the pool has the picture what
     network's lists, the pictures' kind and size are read from them
     (`models.attributes.with_sources`), as the service reads them from the index's. Empty, None,
     None where the checkpoint has no fitted readers or nothing gains."""
@@ -241,8 +245,36 @@ def choose_text_attributes(
         "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
         "chosen": {"attributes": list(best[0]), "weight": best[1]} if adopted else "off",
     }
-    agree = (best[0], best[1]) if adopted else None
-    return tuple(chosen), weight, agree, evidence
+    if not adopted:
+        return tuple(chosen), weight, None, evidence
+    # the candidates the agreement finds among every clip beside the first pass's
+    widened = summary(
+        ranks(
+            agreement_rerank(
+                leaning, probabilities, pictures, best[0], best[1], found=AGREEMENT_FOUND
+            )
+        )
+    )
+    finding, evidence["agreement"]["found"] = choose_found(reranked[best], widened)
+    return tuple(chosen), weight, (best[0], best[1], finding), evidence
+
+
+def choose_found(base: dict[str, Any], widened: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Whether a text query's agreement also finds `AGREEMENT_FOUND` candidates among every
+    clip (`SearchPolicy.text_agreement_found`): `base` and `widened` summarise the same queries'
+    ranks without and with them. They change which clips the re-rank reaches, not how it ranks
+    them, so they are kept where R@10's paired gain is clearer than `GAIN_STANDARD_ERRORS`
+    standard errors and neither R@1 nor R@10 loses clearly (`_no_clear_loss`). The count (0:
+    none) and what the record keeps."""
+    more, se = _paired_gain([base], [widened], within=10)
+    kept = more > GAIN_STANDARD_ERRORS * se and _no_clear_loss([base], [widened])
+    found = AGREEMENT_FOUND if kept else 0
+    return found, {
+        "candidates": AGREEMENT_FOUND,
+        **{k: round(float(widened[k]), 4) for k in ("R@1", "R@10")},
+        "gain_R@10": {"gain": round(more, 4), "paired_se": round(se, 4)},
+        "chosen": found or "off",
+    }
 
 
 def choose_heard_agreement(
@@ -512,6 +544,7 @@ def measure_policy(
         text_attribute_weight=lean_weight,
         text_attribute_agreement=None if agree is None else agree[1],
         text_agreement_attributes=() if agree is None else agree[0],
+        text_agreement_found=0 if agree is None else agree[2],
         text_heard_agreement=heard_weight,
         text_heard_timbre=heard_timbre,
     )

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from benchmarks import bench_service as bs
 from index.version import IndexVersion
+from models.attributes import AGREEMENT_FOUND
 from models.config import preset
 from models.model import TrimodalModel
+from models.policy import SearchPolicy
 
 
 def _build(root: Path, ckpt: Path, n: int, dim: int) -> None:
@@ -54,3 +56,7 @@ def test_the_synthetic_index_keeps_every_store_a_search_reads(tmp_path: Path):
     bs.make_index(tmp_path / "index", ckpt, 20, preset("tiny").embed_dim)
     stores = IndexVersion.open(tmp_path / "index").manifest["sequence_stores"]
     assert {"visual.glyph", "audio.timbre", "visual.direction", "audio.what"} <= set(stores)
+    # and its text queries find candidates among every item by what the sentence names
+    build = IndexVersion.open(tmp_path / "index").manifest["build"]
+    policy = SearchPolicy.from_dict(build["search_policy"])
+    assert policy.agreement_found() == AGREEMENT_FOUND

@@ -12,9 +12,11 @@ import torch
 
 from index.build import Entry, publish_entries
 from index.query import QueryEncoder
-from index.search import Query, Searcher
+from index.search import ItemFilter, Query, Searcher
 from index.version import ItemRecord
 from models.attributes import (
+    AGREEMENT_FOUND,
+    AGREEMENT_K,
     ATTRIBUTES,
     CLASSES,
     AttributeReading,
@@ -230,16 +232,30 @@ def test_the_readers_agreement_reranks_a_leaning_querys_videos(tmp_path: Path) -
     }
 
 
-def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("items", "sure", "weight", "found"),
+    [(40, False, 0.5, 0), (3 * AGREEMENT_K, True, 2.0, AGREEMENT_FOUND)],
+    ids=["first-pass", "found-among-every-item"],
+)
+def test_the_service_reranks_by_agreement_as_the_evaluation_does(
+    tmp_path: Path, items: int, sure: bool, weight: float, found: int
+) -> None:
     """The same vectors, sentences and readers: the index's ranking is
-    `training.evaluate.agreement_rerank`'s (the stores hold half precision: scores to 1e-2)."""
+    `training.evaluate.agreement_rerank`'s (the stores hold half precision: scores to 1e-2),
+    and the agreement reorders it. Where the policy says so, the items whose agreement with the
+    sentence is bounded highest (`agreement_bound`) join the first pass's best `AGREEMENT_K` in
+    the index as `agreement_rerank`'s `found` adds them: and they rank."""
     from training.evaluate import agreement_rerank
 
-    rng = np.random.default_rng(3)
-    vectors = np.stack([_unit(rng.normal(size=DIM)) for _ in range(40)])
-    queries = np.stack([_unit(rng.normal(size=DIM)) for _ in range(6)])
-    reader = _reader(DIM, 4)
-    text = rng.uniform(0.02, 0.98, (len(queries), len(CLASSES))).astype(np.float32)
+    rng = np.random.default_rng(8 if sure else 3)
+    vectors = np.stack([_unit(rng.normal(size=DIM)) for _ in range(items)])
+    queries = np.stack([_unit(rng.normal(size=DIM)) for _ in range(8)])
+    reader = _reader(DIM, 9 if sure else 4)
+    text = (
+        rng.choice([0.03, 0.97], (len(queries), len(CLASSES)))
+        if sure
+        else rng.uniform(0.02, 0.98, (len(queries), len(CLASSES)))
+    ).astype(np.float32)
     names = ("size", "direction", "colour")
     policy = SearchPolicy(
         True,
@@ -247,27 +263,90 @@ def test_the_service_reranks_by_agreement_as_the_evaluation_does(tmp_path: Path)
         text_audio_share=0.0,
         text_attributes=names,
         text_attribute_weight=0.1,
-        text_attribute_agreement=0.5,
+        text_attribute_agreement=weight,
+        text_agreement_found=found,
     )
-
     _publish(tmp_path, _items(vectors), policy)
     searcher = Searcher.open(tmp_path)
     leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
-    expected = agreement_rerank(
-        torch.from_numpy(queries @ vectors.T),
-        torch.from_numpy(text),
-        torch.from_numpy(reader.probabilities(vectors)),
-        names,
-        0.5,
-    )
-    plain = torch.from_numpy(queries @ vectors.T).topk(5).indices
-    assert not torch.equal(expected.topk(5).indices, plain)  # the agreement reorders
+    first = torch.from_numpy(queries @ vectors.T)
+    pictures = torch.from_numpy(reader.probabilities(vectors))
+    expected = agreement_rerank(first, torch.from_numpy(text), pictures, names, weight, found=found)
+    assert not torch.equal(expected.topk(5).indices, first.topk(5).indices)  # it reorders
+    if found:  # and the ones found among every item rank
+        alone = agreement_rerank(first, torch.from_numpy(text), pictures, names, weight)
+        assert not torch.equal(expected.topk(5).indices, alone.topk(5).indices)
     for qi, q in enumerate(queries):
         reading = AttributeReading(text[qi], reader)
         hits = searcher.search(Query("text", q, leans=leans, reading=reading), "video", k=5).hits
         best = expected[qi].topk(5)
         assert [h.row for h in hits] == best.indices.tolist()
         assert np.allclose([h.score for h in hits], best.values.numpy(), atol=1e-2)
+
+
+def test_an_item_the_first_pass_misses_is_found_by_what_the_sentence_names(
+    tmp_path: Path,
+) -> None:
+    """One item of many is far from the sentence's vector but its picture shows what the
+    sentence names: found among every item, it comes first; a policy that finds none, or a
+    filter that keeps it out, leaves it out; an item without a picture is never found."""
+    rng = np.random.default_rng(11)
+    e = np.eye(DIM, dtype=np.float32)
+    small, large = columns("size")
+    weight = np.zeros((len(CLASSES), DIM), np.float32)
+    weight[small], weight[large] = 12 * e[5], -12 * e[5]
+    reader = PictureReader(weight, np.zeros(len(CLASSES), np.float32))
+    probabilities = np.full(len(CLASSES), 0.5, np.float32)
+    probabilities[[small, large]] = (0.99, 0.01)
+    noise = 0.8 * rng.normal(size=(2 * AGREEMENT_K, DIM)).astype(np.float32)
+    noise[:, 5] = 0.0  # every other item is large, surely
+    others = [_unit(e[0] + n - 2.0 * e[5]) for n in noise]
+    far = _unit(-e[0] + 0.6 * e[5])  # the first pass's last; the only small one
+
+    def entries():
+        for i, v in enumerate(others):
+            yield Entry(
+                ItemRecord(f"item{i}", f"/m/{i}.mp4", 6.0, True, True),
+                {"visual": v, "audio": v},
+                {"visual": v[None], "audio": v[None]},
+            )
+        yield Entry(
+            ItemRecord("far", "/m/far.mp4", 9.0, True, True),
+            {"visual": far, "audio": far},
+            {"visual": far[None], "audio": far[None]},
+        )
+        yield Entry(  # a sound alone: the agreement has no picture of it to find it by
+            ItemRecord("heard", "/m/heard.wav", 6.0, False, True),
+            {"visual": None, "audio": -e[0]},
+            {"visual": np.zeros((0, DIM), np.float32), "audio": -e[0][None]},
+        )
+
+    policy = SearchPolicy(
+        True,
+        {},
+        text_audio_share=0.4,
+        text_attributes=("size",),
+        text_attribute_weight=0.01,
+        text_attribute_agreement=2.0,
+        text_agreement_found=AGREEMENT_FOUND,
+    )
+    _publish(tmp_path / "found", entries(), policy)
+    _publish(tmp_path / "alone", entries(), replace(policy, text_agreement_found=0))
+    leans = {name: np.zeros(DIM, np.float32) for name in ATTRIBUTES}
+    query = Query("text", e[0], leans=leans, reading=AttributeReading(probabilities, reader))
+    found = Searcher.open(tmp_path / "found")
+    found.prepare_agreement(reader)  # as the service does on loading a version
+    assert found._agreeing is not None and found._agreeing[0] is reader
+    hits = found.search(query, "video", k=3).hits
+    assert hits[0].id == "far" and "heard" not in {h.id for h in hits}
+    assert hits[0].pooled_score < min(h.pooled_score for h in hits[1:])
+    alone = Searcher.open(tmp_path / "alone")
+    alone.prepare_agreement(reader)
+    assert alone._agreeing is None  # a policy that finds none keeps no table
+    assert "far" not in {h.id for h in alone.search(query, k=3).hits}
+    kept_out = found.search(query, "video", k=3, where=ItemFilter(max_duration_s=7.0)).hits
+    assert "far" not in {h.id for h in kept_out} and len(kept_out) == 3
+    assert "text_agreement_found" not in replace(policy, text_agreement_found=0).to_dict()
 
 
 def test_the_service_reads_the_stored_directions_as_the_evaluation_does(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from models.attributes import (
     WORD_SHARE,
     AttributeReaders,
     agreement,
+    agreement_bound,
+    agreement_logs,
     columns,
     lean,
     shown_labels,
@@ -387,3 +389,49 @@ def test_a_pictures_kind_and_colour_can_come_from_its_glyphs():
     fresh.load_state_dict(other)
     assert not fresh.reads_shape and fresh.shape.weight.shape == (7, PART_FEATURES)
     assert fresh.reads_tint
+
+
+def test_the_agreement_bound_is_below_the_agreement_and_equal_where_the_sentence_is_sure() -> None:
+    """`agreement_bound` never exceeds `agreement` (the log's concavity) and equals it where
+    every class the sentence is read for is 0 or 1; a policy records how many candidates it
+    finds only with the agreement it serves, and a bad record finds none."""
+    rng = np.random.default_rng(0)
+    names = ("size", "colour", "kind")
+    pictures = rng.uniform(0, 1, (50, len(CLASSES))).astype(np.float32)
+    text = rng.uniform(0, 1, (7, len(CLASSES))).astype(np.float32)
+    logs = agreement_logs(pictures, names)
+    width = sum(len(columns(n)) for n in names)
+    assert logs.shape == (50, 2 * width)
+    bound = agreement_bound(text, logs, names)
+    exact = agreement(text[:, None, :], pictures[None], names)
+    assert bound.shape == exact.shape == (7, 50)
+    assert (bound <= exact + 1e-5).all() and (bound < exact - 1e-3).any()
+    sure = (text > 0.5).astype(np.float32)
+    np.testing.assert_allclose(
+        agreement_bound(sure, logs, names),
+        agreement(sure[:, None, :], pictures[None], names),
+        atol=1e-5,
+    )
+    # one sentence's (C,) reading against every item: its row of the batch
+    np.testing.assert_allclose(agreement_bound(text[2], logs, names), bound[2], atol=1e-6)
+
+    policy = SearchPolicy(
+        True,
+        {},
+        text_attributes=("size",),
+        text_attribute_weight=0.1,
+        text_attribute_agreement=1.0,
+        text_agreement_found=100,
+    )
+    assert SearchPolicy.from_dict(policy.to_dict()).agreement_found() == 100
+    assert replace(policy, text_attribute_agreement=None).agreement_found() == 0
+    assert "text_agreement_found" not in replace(policy, text_attribute_agreement=None).to_dict()
+    for bad in (-5, 0, 2.5, True, "100", 10**9):
+        record = policy.to_dict() | {"text_agreement_found": bad}
+        assert SearchPolicy.from_dict(record).agreement_found() == 0
+    assert (
+        SearchPolicy.from_dict(
+            {k: v for k, v in policy.to_dict().items() if k != "text_agreement_found"}
+        ).agreement_found()
+        == 0
+    )  # a record from before the field

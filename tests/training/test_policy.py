@@ -1153,6 +1153,7 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
     """`choose_text_attributes` ranks the val captions as `_direction` does with the chosen lean
     and the re-rank by the readers' agreement: the figures it records are the evaluation's;
     without fitted readers it chooses none."""
+    from models.attributes import AGREEMENT_FOUND
     from training.evaluate import _direction
     from training.search_policy import (
         TEXT_AGREEMENT_WEIGHTS,
@@ -1188,24 +1189,59 @@ def test_the_lean_chosen_on_val_is_the_one_the_evaluation_measures(prepared, tmp
         assert set(measured) == {
             f"{'+'.join(s)} {w:g}" for s in sets for w in TEXT_AGREEMENT_WEIGHTS
         }
+
+        def agreeing(names_: tuple, w: float, found: int = 0) -> dict:
+            """text→video as `_direction` ranks it with this agreement."""
+            with torch.inference_mode():
+                return _direction(
+                    *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp"),
+                    ("pooled",),
+                    querying=querying,
+                    audio_share=0.3,
+                    lean=(names, weight),
+                    reader_weight=w,
+                    reader_names=names_,
+                    reader_found=found,
+                )["pooled"]["all"]
+
         for s in sets:
             for w in TEXT_AGREEMENT_WEIGHTS:
-                with torch.inference_mode():
-                    found = _direction(
-                        *(model, "text→video", by_id, pool, prepared.texts, {}, 0, "interp"),
-                        ("pooled",),
-                        querying=querying,
-                        audio_share=0.3,
-                        lean=(names, weight),
-                        reader_weight=w,
-                        reader_names=s,
-                    )["pooled"]["all"]
+                found = agreeing(s, w)
                 figures = measured[f"{'+'.join(s)} {w:g}"]
                 assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
                 assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
         assert agree is None or (agree[0] in sets and agree[1] in TEXT_AGREEMENT_WEIGHTS)
+        if agree is not None:  # the candidates found among every clip, measured as evaluated
+            assert agree[2] in (0, AGREEMENT_FOUND)
+            widened = evidence["agreement"]["found"]
+            assert widened["chosen"] == (agree[2] or "off")
+            found = agreeing(agree[0], agree[1], AGREEMENT_FOUND)
+            assert found["R@1"] == pytest.approx(widened["R@1"], abs=1e-4)
+            assert found["R@10"] == pytest.approx(widened["R@10"], abs=1e-4)
     else:
         assert weight is None and agree is None and evidence["chosen"] == "off"
+
+
+def test_the_candidates_found_among_every_clip_are_kept_where_they_find_more() -> None:
+    """`choose_found` keeps `AGREEMENT_FOUND` candidates where R@10 gains beyond two paired
+    standard errors and R@1 does not clearly lose; otherwise none."""
+    from models.attributes import AGREEMENT_FOUND
+    from training.search_policy import choose_found
+
+    def summary(ranks: list[int]) -> dict:
+        r = np.asarray(ranks)
+        return {"R@1": float((r <= 1).mean()), "R@10": float((r <= 10).mean()), "ranks": r}
+
+    base = [1] * 50 + [30] * 150
+    reached = [1] * 50 + [5] * 60 + [30] * 90  # 60 of 200 more within ten: kept
+    found, record = choose_found(summary(base), summary(reached))
+    assert found == AGREEMENT_FOUND and record["chosen"] == AGREEMENT_FOUND
+    assert record["R@10"] == pytest.approx(0.55) and record["gain_R@10"]["gain"] == 0.3
+    assert choose_found(summary(base), summary(base))[0] == 0  # nothing found: none kept
+    few = [1] * 50 + [5] * 2 + [30] * 148  # two more queries: not clear
+    assert choose_found(summary(base), summary(few))[1]["chosen"] == "off"
+    lost = [2] * 30 + [1] * 20 + [5] * 60 + [30] * 90  # more within ten, 30 first hits lost
+    assert choose_found(summary(base), summary(lost))[0] == 0
 
 
 def _unfitted_readers(prepared):
