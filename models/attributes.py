@@ -466,26 +466,26 @@ def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:
 
 
 def agreement_logs(pictures: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """(N, 2 × K) float32 for (N, C) picture probabilities and the K classes of `names`: each
-    item's log(p + floor) of those classes, then its log(1 − p + floor), what `agreement_bound`
-    weighs (an index keeps it for every item: `index.search`)."""
+    """(N, K + 1) float32 for (N, C) picture probabilities and the K classes of `names`, what
+    `agreement_bound` weighs (an index keeps it for every item: `index.search`): per class, how
+    much surer the item is that it shows it than that it does not, log(p + floor) − log(1 − p +
+    floor), then the sum over the classes of log(1 − p + floor)."""
     cols = [c for name in names for c in columns(name)]
     p = np.asarray(pictures, np.float32)[:, cols]
-    return np.concatenate(
-        [np.log(p + AGREEMENT_FLOOR), np.log(1 - p + AGREEMENT_FLOOR)], axis=1
-    ).astype(np.float32)
+    yes, no = np.log(p + AGREEMENT_FLOOR), np.log(1 - p + AGREEMENT_FLOOR)
+    return np.concatenate([yes - no, no.sum(axis=1, keepdims=True)], axis=1).astype(np.float32)
 
 
 def agreement_bound(text: np.ndarray, logs: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """A lower bound of `agreement`, linear in the items' `agreement_logs` (`logs`, (N, 2 × K)):
+    """A lower bound of `agreement`, linear in the items' `agreement_logs` (`logs`, (N, K + 1)):
     per class, t log(p + floor) + (1 − t) log(1 − p + floor), which the log's concavity keeps at
     or below log(t p + (1 − t)(1 − p) + floor), equal where the sentence is sure of a class
     (t 0 or 1), averaged over the classes of `names`. `text`: (..., C) probabilities; the result
-    (..., N). One product over every item: at 100k items ~0.2 ms where `agreement` takes ~4 ms,
+    (..., N). One product over every item: at 100k items ~0.25 ms where `agreement` takes ~4 ms,
     so a search can find its best candidates among all of them (`AGREEMENT_FOUND`)."""
     cols = [c for name in names for c in columns(name)]
     t = np.asarray(text, np.float32)[..., cols]
-    weights = np.concatenate([t, 1 - t], axis=-1) / len(cols)
+    weights = np.concatenate([t, np.ones((*t.shape[:-1], 1), np.float32)], axis=-1) / len(cols)
     return np.asarray(weights @ np.asarray(logs, np.float32).T, np.float32)
 
 

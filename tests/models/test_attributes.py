@@ -401,7 +401,7 @@ def test_the_agreement_bound_is_below_the_agreement_and_equal_where_the_sentence
     text = rng.uniform(0, 1, (7, len(CLASSES))).astype(np.float32)
     logs = agreement_logs(pictures, names)
     width = sum(len(columns(n)) for n in names)
-    assert logs.shape == (50, 2 * width)
+    assert logs.shape == (50, width + 1)
     bound = agreement_bound(text, logs, names)
     exact = agreement(text[:, None, :], pictures[None], names)
     assert bound.shape == exact.shape == (7, 50)
