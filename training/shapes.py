@@ -11,17 +11,14 @@ never read as empty frames.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from models.shape import ROW, SHAPE_FPS, SHAPE_SIZE, read_shapes
-from models.spare import usable_cores
 from training.datasets import ManifestItem
-from training.memo import read_rows, write_rows
+from training.memo import in_workers, measured_rows
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +33,9 @@ def _job(job: tuple[str, tuple[float, ...]]) -> list[np.ndarray] | str:
 def read_all(
     paths: Sequence[Path], stretches: Sequence[Sequence[float]], workers: int | None = None
 ) -> Iterator[list[np.ndarray] | str]:
-    """`read_shapes` of each path with its stretches, in worker processes (spawned: the caller
-    holds torch threads), in order."""
+    """`read_shapes` of each path with its stretches, in worker processes, in order."""
     jobs = [(str(p), tuple(s)) for p, s in zip(paths, stretches, strict=True)]
-    workers = min(workers or usable_cores(), max(len(jobs), 1))
-    if workers <= 1:
-        yield from map(_job, jobs)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield from pool.map(_job, jobs, chunksize=4)
+    return in_workers(_job, jobs, workers, chunksize=4)
 
 
 def memo_name() -> str:
@@ -59,17 +49,11 @@ def clip_shapes(
 ) -> dict[str, np.ndarray]:
     """Item id → its `glyph_shapes` rows (as shown), for the items with a video file whose
     frames decode; measured once and kept in `directory` (a feature cache's) where given."""
-    memo = None if directory is None else Path(directory) / memo_name()
-    known = read_rows(memo)
-    wanted = [i for i in items if i.video is not None and i.id not in known]
-    failed = 0
-    paths = [i.video for i in wanted if i.video is not None]
-    for item, found in zip(wanted, read_all(paths, [(1.0,)] * len(paths), workers), strict=True):
-        if isinstance(found, str):
-            log.warning("outlines of %s not read: %s", item.id, found)
-            failed += 1
-            continue
-        known[item.id] = found[0]
-    if memo is not None and len(wanted) > failed:
-        write_rows(memo, known, ROW)
-    return {i.id: known[i.id] for i in items if i.id in known}
+    return measured_rows(
+        items,
+        None if directory is None else Path(directory) / memo_name(),
+        lambda item: item.video,
+        lambda paths: read_all(paths, [(1.0,)] * len(paths), workers),
+        ROW,
+        "outlines",
+    )

@@ -11,19 +11,16 @@ decode is reported and left unread (its sounds unknown), never read as silence.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from models.media import MediaError, decode_audio
-from models.spare import usable_cores
 from models.timbre import ROW, SAMPLE_RATE, sound_runs
 from training.augment import AugmentConfig, augment_audio
 from training.datasets import ManifestItem
-from training.memo import read_rows, write_rows
+from training.memo import in_workers, measured_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +62,9 @@ def _job(job: tuple[str, tuple[int, ...]]) -> list[np.ndarray] | str:
 def read_all(
     paths: Sequence[Path], seeds: Sequence[Sequence[int]], workers: int | None = None
 ) -> Iterator[list[np.ndarray] | str]:
-    """`measure` of each path with its seeds, in worker processes (spawned: the caller holds
-    torch threads), in order."""
+    """`measure` of each path with its seeds, in worker processes, in order."""
     jobs = [(str(p), tuple(int(s) for s in ss)) for p, ss in zip(paths, seeds, strict=True)]
-    workers = min(workers or usable_cores(), max(len(jobs), 1))
-    if workers <= 1:
-        yield from map(_job, jobs)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        yield from pool.map(_job, jobs, chunksize=8)
+    return in_workers(_job, jobs, workers, chunksize=8)
 
 
 def sound_path(item: ManifestItem) -> Path | None:
@@ -92,17 +82,11 @@ def clip_timbres(
 ) -> dict[str, np.ndarray]:
     """Item id → its `sound_runs` rows (as heard), for the items whose sound decodes; measured
     once and kept in `directory` (a feature cache's) where given."""
-    memo = None if directory is None else Path(directory) / memo_name()
-    known = read_rows(memo)
-    wanted = [i for i in items if sound_path(i) is not None and i.id not in known]
-    paths = [p for p in map(sound_path, wanted) if p is not None]
-    failed = 0
-    for item, found in zip(wanted, read_all(paths, [()] * len(paths), workers), strict=True):
-        if isinstance(found, str):
-            log.warning("sounds of %s not measured: %s", item.id, found)
-            failed += 1
-            continue
-        known[item.id] = found[0]
-    if memo is not None and len(wanted) > failed:
-        write_rows(memo, known, ROW)
-    return {i.id: known[i.id] for i in items if i.id in known}
+    return measured_rows(
+        items,
+        None if directory is None else Path(directory) / memo_name(),
+        sound_path,
+        lambda paths: read_all(paths, [()] * len(paths), workers),
+        ROW,
+        "sounds",
+    )
