@@ -635,18 +635,12 @@ class Searcher:
             # the items the agreement finds among every one join the first pass's best, where
             # the policy measured they help: the first pass misses pictures drawn another way
             finding = policy.agreement_found()
-            listed = {r for r, _ in ranked[:AGREEMENT_K]}
-            new = [
-                r
-                for r in (
-                    self._found_by_agreement(
-                        query.reading, policy.agreement_attributes(), finding, allowed
-                    )
-                    if finding
-                    else []
-                )
-                if r not in listed
-            ]
+            new: list[int] = []
+            if finding:
+                listed = {r for r, _ in ranked[:AGREEMENT_K]}
+                names = policy.agreement_attributes()
+                found_rows = self._found_by_agreement(query.reading, names, finding, allowed)
+                new = [r for r in found_rows if r not in listed]
             if new:
                 fused |= self._pooled_scores(pooled, weights, new, leaning)
                 taken = set(new)
