@@ -457,13 +457,16 @@ class Searcher:
         pooled = np.asarray(query.pooled, np.float32)
         return {"visual": pooled + lean(query.leans, names, weight) / visual}
 
-    def _pictures(self, reader: PictureReader, rows: Sequence[int]) -> np.ndarray:
+    def _pictures(
+        self, reader: PictureReader, rows: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(len(rows), C): what each item's picture shows as a text query's agreement reads it:
         the picture reader of its stored picture vector (an item without a picture: unsure of
         everything, 0.5); where the index keeps the picture what network's lists, kind and size
         from them (`models.attributes.with_sources`); where it keeps each picture's directions by
         where its foreground goes, the direction from those (`with_directions`); and where it
-        keeps each picture's kinds and colours by its glyphs, those (`with_glyphs`)."""
+        keeps each picture's kinds and colours by its glyphs, those (`with_glyphs`). And
+        (len(rows),) which items have a picture."""
         rows = list(rows)
         stored, mask = self.version.sequences("visual.pooled").batch(rows)
         pictures = reader.probabilities(stored[:, 0])
@@ -477,7 +480,7 @@ class Searcher:
         glyphs = self._rows_of(self.glyphs, rows)
         if glyphs is not None:  # the kind and colour as the glyphs' pixels read
             pictures = with_glyphs(pictures, glyphs)
-        return pictures
+        return pictures, mask[:, 0]
 
     def _agreement_table(self, reader: PictureReader, names: tuple[str, ...]) -> np.ndarray:
         """Every item's `agreement_logs` on `names` as `reader` reads its picture (`_pictures`),
@@ -490,12 +493,11 @@ class Searcher:
                 return kept[2]
             n = len(self.items)
             logs = np.empty((n, sum(len(ATTRIBUTES[a]) for a in names) + 1), np.float32)
-            store = self.version.sequences("visual.pooled")
             for start in range(0, n, TABLE_ROWS):
                 rows = list(range(start, min(n, start + TABLE_ROWS)))
-                found = agreement_logs(self._pictures(reader, rows), names)
-                unseen = ~store.batch(rows)[1][:, 0]
-                found[unseen, :-1], found[unseen, -1] = 0.0, -np.inf
+                pictures, pictured = self._pictures(reader, rows)
+                found = agreement_logs(pictures, names)
+                found[~pictured, :-1], found[~pictured, -1] = 0.0, -np.inf
                 logs[rows[0] : rows[-1] + 1] = found
             self._agreeing = (reader, names, logs)
             return logs
@@ -549,7 +551,7 @@ class Searcher:
         top, rest = ranked[:k], ranked[k:]
         if not top:
             return ranked
-        pictures = self._pictures(reading.picture, [r for r, _ in top])
+        pictures, _ = self._pictures(reading.picture, [r for r, _ in top])
         agree = agreement(reading.probabilities[None], pictures, names)
         weight = policy.text_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
