@@ -56,6 +56,7 @@ def ensure_corpus(
     variety: bool = False,
     variety_share: float = 0.0,
     variety_parts: str = "all",
+    val_heldout: float = 0.0,
 ) -> Path:
     total = train + val + test
     cfg = GeneratorConfig(
@@ -66,6 +67,7 @@ def ensure_corpus(
         variety=variety,
         variety_share=variety_share,
         variety_parts=variety_parts,
+        val_heldout_fraction=val_heldout,
     )
     generate_corpus(path, cfg)  # resumes / reuses a complete corpus made with the same settings
     return path / "manifest.jsonl"
@@ -145,6 +147,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=("all", "sound"),
         default="all",
         help="what --variety-share varies: all, or the sound alone (pictures stay plain)",
+    )
+    p.add_argument(
+        "--val-heldout",
+        type=float,
+        default=0.0,
+        help="SynthAV corpus whose val split holds (source, colour|size) pairs of its own that no "
+        "train clip holds, forced into this share of it (the test split stays the same)",
     )
     p.add_argument(
         "--rich-captions",
@@ -335,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         variety=args.variety,
         variety_share=args.variety_share,
         variety_parts=args.variety_parts,
+        val_heldout=args.val_heldout,
     )
     if args.rich_captions:
         manifest = reword_corpus(args.corpus, rich_captions=True)
@@ -540,6 +550,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["variety_share"] = 1.0 if args.variety else args.variety_share
     if args.variety_share and not args.variety:
         results["variety_parts"] = args.variety_parts
+    if args.val_heldout:
+        results["val_heldout"] = args.val_heldout
     write_result("bench_quality" + (f"-{args.tag}" if args.tag else ""), results)
     return results
 

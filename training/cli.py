@@ -45,6 +45,16 @@ def synth(
     misaligned: Annotated[
         float, typer.Option(help="Fraction of train clips whose audio comes from another clip.")
     ] = 0.1,
+    val_heldout: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fraction of the val split forced to hold a (source, colour|size) pair of its "
+            "own that no train clip holds, as a share of the test split holds the test's: model "
+            "selection then sees what an untrained combination costs (0: val clips hold none).",
+        ),
+    ] = 0.0,
     workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a corpus made with other settings.")
@@ -100,6 +110,7 @@ def synth(
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             misaligned_fraction=misaligned,
+            val_heldout_fraction=val_heldout,
             render=render,
             variety=variety,
             rich_captions=rich_captions,

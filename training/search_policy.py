@@ -245,6 +245,11 @@ def choose_text_attributes(
         "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
         "chosen": {"attributes": list(best[0]), "weight": best[1]} if adopted else "off",
     }
+    ranked = {"without": without, "lean": current} | (
+        {"agreement": reranked[best]} if adopted else {}
+    )
+    if (held := _heldout_figures(q, ranked)) is not None:
+        evidence["held-out pairs"] = held
     if not adopted:
         return tuple(chosen), weight, None, evidence
     # the candidates the agreement finds among every clip beside the first pass's
@@ -256,6 +261,8 @@ def choose_text_attributes(
         )
     )
     finding, evidence["agreement"]["found"] = choose_found(reranked[best], widened)
+    if (held := _heldout_figures(q, {"found": widened})) is not None:
+        evidence["held-out pairs"] |= {"found": held["found"]}
     return tuple(chosen), weight, (best[0], best[1], finding), evidence
 
 
@@ -354,6 +361,9 @@ def choose_heard_agreement(
         "gain_R@1": {"gain": round(gain, 4), "paired_se": round(se, 4)},
         "chosen": weight if adopted else "off",
     }
+    held = _heldout_figures(q, {"without": without, "best": tried[best]})
+    if held is not None:
+        evidence["held-out pairs"] = held
     return (weight if adopted else None), (timbre and adopted), evidence
 
 
@@ -700,6 +710,24 @@ def choose_what_tiers(
                 "chosen": f"{trial.best:g}" if takes and trial.best is not None else "off",
             }
         out[tier] = replace(policy, what_weight=chosen)
+    return out
+
+
+def _heldout_figures(q: Any, ranked: Mapping[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """R@1 and R@10 of each of `ranked`'s rankings (name → summary with "ranks") on the queries
+    whose clip holds a pair no training clip holds (a val split made with its own held-out
+    pairs: `GeneratorConfig.val_heldout_fraction`); None where no query's clip holds one. What a
+    setting costs on combinations it never trained on, beside its figures on every query."""
+    mask = q.subset["heldout"].numpy()
+    if not mask.any():
+        return None
+    out: dict[str, Any] = {"queries": int(mask.sum())}
+    for name, found in ranked.items():
+        r = np.asarray(found["ranks"])[mask]
+        out[name] = {
+            "R@1": round(float((r <= 1).mean()), 4),
+            "R@10": round(float((r <= 10).mean()), 4),
+        }
     return out
 
 

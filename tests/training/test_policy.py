@@ -1244,6 +1244,28 @@ def test_the_candidates_found_among_every_clip_are_kept_where_they_find_more() -
     assert choose_found(summary(base), summary(lost))[0] == 0
 
 
+def test_the_policy_reports_the_val_splits_held_out_pairs_apart() -> None:
+    """`_heldout_figures`: each ranking's R@1 and R@10 on the queries whose clip holds a pair no
+    training clip holds, beside the figures on every query; nothing where none does."""
+    from types import SimpleNamespace
+
+    from training.search_policy import _heldout_figures
+
+    held = torch.tensor([True, True, False, False, False])
+    q = SimpleNamespace(subset={"heldout": held})
+    ranked = {
+        "without": {"ranks": np.array([1, 20, 1, 1, 1])},
+        "agreement": {"ranks": np.array([3, 40, 1, 1, 1])},
+    }
+    assert _heldout_figures(q, ranked) == {
+        "queries": 2,
+        "without": {"R@1": 0.5, "R@10": 0.5},
+        "agreement": {"R@1": 0.0, "R@10": 0.5},
+    }
+    none = SimpleNamespace(subset={"heldout": torch.zeros(5, dtype=torch.bool)})
+    assert _heldout_figures(none, ranked) is None
+
+
 def _unfitted_readers(prepared):
     """A tiny model with unfitted attribute readers, the val clips (querying) among the training
     ones, their pool and how many query."""

@@ -93,11 +93,53 @@ def test_heldout_combinations_never_occur_in_train_or_val(corpus, records):
                 out.add((s["kind"], s["colour"]))
         return out
 
+    assert info["val_heldout"] == [] and info["flags"]["val_heldout"] == 0  # not asked for
     for r in records:
         if r["split"] != "test":
             assert not pairs(r) & heldout, r["id"]
         assert r["meta"]["heldout"] == bool(pairs(r) & heldout)
     assert sum(r["meta"]["heldout"] for r in records if r["split"] == "test") >= 5
+
+
+def test_the_val_splits_pairs_leave_the_test_split_as_it_was():
+    """The val split's own pairs come from their own random stream: without them the train and
+    val clips are the earlier corpus's; with them the test clips are the same either way, and
+    each source keeps a size and four colours in training."""
+    from training.synthav.plan import plan_corpus
+    from training.synthav.world import COLOURS, SIZES
+
+    with_pairs = plan_corpus(GeneratorConfig(clips=400, seed=3, val_heldout_fraction=0.25))
+    without = plan_corpus(GeneratorConfig(clips=400, seed=3))
+    assert without.val_heldout == frozenset() and len(with_pairs.val_heldout) == 3
+    assert with_pairs.heldout == without.heldout and not with_pairs.val_heldout & without.heldout
+
+    def pairs(spec):
+        heard = spec.audio_donor.sources if spec.audio_donor is not None else ()
+        return {(s.kind.value, v) for s in spec.sources + heard for v in (s.colour, s.size)}
+
+    val = [c.spec for c in with_pairs.clips if c.spec.split == "val"]
+    for c in with_pairs.clips:
+        if c.spec.split == "train":
+            assert not pairs(c.spec) & (with_pairs.heldout | with_pairs.val_heldout)
+        if c.spec.split == "val":
+            assert not pairs(c.spec) & with_pairs.heldout
+            # a val clip's flag names the val split's own pairs
+            assert c.spec.heldout == bool(pairs(c.spec) & with_pairs.val_heldout)
+    # a quarter of the val split is forced to hold one (more may by chance)
+    assert sum(spec.heldout for spec in val) >= round(len(val) * 0.25) > 0
+    for a, b in zip(with_pairs.clips, without.clips, strict=True):
+        assert a.spec.split == b.spec.split
+        if a.spec.split == "test":
+            assert a == b
+    assert any(
+        a != b
+        for a, b in zip(with_pairs.clips, without.clips, strict=True)
+        if a.spec.split == "val"
+    )
+    untrained = with_pairs.heldout | with_pairs.val_heldout
+    for kind in Source:
+        assert sum((kind.value, c) not in untrained for c in COLOURS) >= 4
+        assert any((kind.value, s) not in untrained for s in SIZES)
 
 
 def test_realism_flags_are_where_they_belong(corpus, records):

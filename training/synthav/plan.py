@@ -22,6 +22,7 @@ from training.synthav.world import (
     SourceSpec,
     holds_heldout,
     pick_heldout,
+    pick_val_heldout,
     retime,
     sample_source,
 )
@@ -40,6 +41,9 @@ class CorpusPlan:
     config: GeneratorConfig
     heldout: frozenset[tuple[str, str]]
     clips: tuple[PlannedClip, ...]
+    # The val split's own held-out pairs (`GeneratorConfig.val_heldout_fraction`): in no train
+    # clip, forced into that share of the val clips. Empty where the share is 0.
+    val_heldout: frozenset[tuple[str, str]] = frozenset()
 
 
 def _clip_rng(seed: int, index: int, salt: int = 0) -> np.random.Generator:
@@ -135,16 +139,34 @@ def plan_corpus(cfg: GeneratorConfig) -> CorpusPlan:
         else set()
     )
 
+    # The val split's own pairs and which val clips hold one come from their own random stream,
+    # so the test split (and every draw above) is the same whatever the val share.
+    val_rng = np.random.default_rng([cfg.seed, 2**20, 1])
+    val_heldout = (
+        pick_val_heldout(val_rng, heldout) if cfg.val_heldout_fraction > 0 else frozenset()
+    )
+    val_idx = [i for i, s in enumerate(splits) if s == "val"]
+    val_forced_idx = set(val_idx[: round(len(val_idx) * cfg.val_heldout_fraction)])
+
     specs: dict[int, ClipSpec] = {}
     pairs = sorted(heldout)
+    val_pairs = sorted(val_heldout)
     for i, split in enumerate(splits):
         if i in twin_idx:
             continue
         if split == "test":
             forced = pairs[int(rng.integers(len(pairs)))] if i in forced_idx else None
             spec = _sample_clip(cfg, i, split, frozenset(), forced)
+        elif split == "val":
+            forced = (
+                val_pairs[int(val_rng.integers(len(val_pairs)))] if i in val_forced_idx else None
+            )
+            spec = _sample_clip(cfg, i, split, heldout, forced)
+            # a val clip's flag: it holds one of the val split's own pairs
+            specs[i] = replace(spec, heldout=holds_heldout(spec, val_heldout))
+            continue
         else:
-            spec = _sample_clip(cfg, i, split, heldout)
+            spec = _sample_clip(cfg, i, split, heldout | val_heldout)
         specs[i] = replace(spec, heldout=holds_heldout(spec, heldout))
 
     captions: dict[int, dict[str, list[str]]] = {}
@@ -162,7 +184,7 @@ def plan_corpus(cfg: GeneratorConfig) -> CorpusPlan:
                 rich=cfg.rich,
             )
     clips = tuple(PlannedClip(specs[i], captions[i]) for i in range(cfg.clips))
-    return CorpusPlan(cfg, heldout, clips)
+    return CorpusPlan(cfg, heldout, clips, val_heldout)
 
 
 def _plan_twins(

@@ -161,6 +161,7 @@ class CorpusSummary:
     splits: dict[str, int]
     heldout: list[list[str]]
     flags: dict[str, int]
+    val_heldout: list[list[str]] = dataclasses.field(default_factory=list)
 
 
 def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
@@ -174,6 +175,8 @@ def _config_record(cfg: GeneratorConfig) -> dict[str, Any]:
         del record["variety_share"]
     if cfg.variety_parts == "all":
         del record["variety_parts"]
+    if not cfg.val_heldout_fraction:
+        del record["val_heldout_fraction"]
     return record
 
 
@@ -267,6 +270,7 @@ def generate_corpus(
                 "config": record,
                 "complete": True,
                 "heldout": summary.heldout,
+                "val_heldout": summary.val_heldout,
                 "splits": summary.splits,
                 "flags": summary.flags,
             },
@@ -278,14 +282,21 @@ def generate_corpus(
 
 def _summarise(out: Path, plan: CorpusPlan, written: int, seconds: float) -> CorpusSummary:
     splits = {s: 0 for s in ("train", "val", "test")}
-    flags = {"offscreen": 0, "silent_object": 0, "misaligned": 0, "heldout": 0, "twins": 0}
+    flags = {
+        "offscreen": 0,
+        "silent_object": 0,
+        "misaligned": 0,
+        "heldout": 0,
+        "val_heldout": 0,
+        "twins": 0,
+    }
     for clip in plan.clips:
         spec = clip.spec
         splits[spec.split] += 1
         flags["offscreen"] += any(s.role is Role.OFFSCREEN for s in spec.sources)
         flags["silent_object"] += any(s.role is Role.SILENT for s in spec.sources)
         flags["misaligned"] += spec.audio_donor is not None
-        flags["heldout"] += spec.heldout
+        flags["val_heldout" if spec.split == "val" else "heldout"] += spec.heldout
         flags["twins"] += spec.twin_group is not None
     return CorpusSummary(
         out_dir=out,
@@ -296,6 +307,7 @@ def _summarise(out: Path, plan: CorpusPlan, written: int, seconds: float) -> Cor
         splits=splits,
         heldout=[list(p) for p in sorted(plan.heldout)],
         flags=flags,
+        val_heldout=[list(p) for p in sorted(plan.val_heldout)],
     )
 
 
@@ -313,6 +325,7 @@ def corpus_config(out_dir: str | os.PathLike[str]) -> GeneratorConfig:
         raise ValueError(f"{out_dir} holds no complete SynthAV corpus")
     record = dict(info["config"])
     record.pop("format_version", None)
+    record.setdefault("val_heldout_fraction", 0.0)  # a corpus made before the val split's pairs
     record["render"] = RenderConfig(**record["render"])
     return GeneratorConfig(**record)
 
