@@ -1244,6 +1244,30 @@ def test_the_candidates_found_among_every_clip_are_kept_where_they_find_more() -
     assert choose_found(summary(base), summary(lost))[0] == 0
 
 
+def test_the_heard_agreement_is_adopted_where_r1_or_r10_gains_clearly() -> None:
+    """`heard_adopted`: a clear R@1 gain adopts; a clear R@10 gain adopts where neither R@1 nor
+    R@10 loses clearly; a gain within the noise, or an R@10 gain bought with first hits, does
+    not."""
+    from training.search_policy import heard_adopted
+
+    def summary(ranks: list[int]) -> dict:
+        r = np.asarray(ranks)
+        return {"R@1": float((r <= 1).mean()), "R@10": float((r <= 10).mean()), "ranks": r}
+
+    base = [1] * 20 + [30] * 180
+    first = [1] * 60 + [30] * 140  # 40 of 200 more first hits
+    adopted, gains = heard_adopted(summary(base), summary(first))
+    assert adopted and gains["gain_R@1"]["gain"] == 0.2
+    tenth = [1] * 22 + [5] * 50 + [30] * 128  # R@1 +2 (noise), 50 more within ten
+    adopted, gains = heard_adopted(summary(base), summary(tenth))
+    assert adopted and gains["gain_R@10"]["gain"] == 0.26
+    assert gains["gain_R@1"]["gain"] < 2 * gains["gain_R@1"]["paired_se"]
+    few = [1] * 21 + [5] * 2 + [30] * 177  # three queries: not clear
+    assert not heard_adopted(summary(base), summary(few))[0]
+    bought = [2] * 20 + [5] * 50 + [30] * 130  # within ten more often, every first hit lost
+    assert not heard_adopted(summary(base), summary(bought))[0]
+
+
 def test_the_policy_reports_the_val_splits_held_out_pairs_apart() -> None:
     """`_heldout_figures`: each ranking's R@1 and R@10 on the queries whose clip holds a pair no
     training clip holds, beside the figures on every query; nothing where none does."""
