@@ -96,9 +96,10 @@ class GeneratorConfig:
     # (`pick_val_heldout`): so model selection sees what a combination never trained on costs,
     # as the test split's held-out clips do. 0 (the default): val clips hold no pair that
     # training lacks, the corpus of earlier releases. Not the default: its training lacks those
-    # pairs too (a fifth of the train clips drawn otherwise, a source with one size), which cost
-    # the `small` recipe's own figures more than its selection gained (docs/quality-log.md "A
-    # val split with held-out pairs of its own").
+    # pairs too (a fifth of the train clips drawn otherwise, a source with one size); measured
+    # from scratch, its text gains and whole-clip losses lay within one training seed's spread
+    # and its pooled audio→video R@10 lost beyond it (docs/quality-log.md "A val split with
+    # held-out pairs of its own").
     val_heldout_fraction: float = 0.0
     misaligned_fraction: float = 0.1  # of the train split only
     offscreen_p: float = 0.2
