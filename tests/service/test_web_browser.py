@@ -495,6 +495,29 @@ def test_record_button_off_without_get_user_media(browser, base_url) -> None:
         )
 
 
+def _wait_for_recording(driver: Any, timeout: float = 60) -> None:
+    """Wait until the Record button shows a recording; fail at once with the page's message if it
+    shows an error instead, and with what the page was doing if neither comes."""
+    from selenium.common.exceptions import TimeoutException
+
+    def settled(d: Any) -> str | None:
+        if d.find_element("id", "record").get_attribute("aria-pressed") == "true":
+            return "recording"
+        return "error" if d.find_element("id", "error").is_displayed() else None
+
+    try:
+        outcome = _wait(driver, settled, timeout=timeout)
+    except TimeoutException:
+        page = {name: driver.find_element("id", name).text for name in ("record", "record-message")}
+        asked = driver.execute_script("return window.microphoneAsked")
+        pytest.fail(
+            f"no recording within {timeout:.0f} s; the page: {page}, microphone asked "
+            f"{asked} times; its log: {driver.get_log('browser')}"
+        )
+    if outcome == "error":
+        pytest.fail(f"recording: {driver.find_element('id', 'error').text}")
+
+
 # The browser takes its time to grant the microphone (as it does while a user decides), and
 # counts how often it was asked.
 SLOW_MICROPHONE = """
@@ -517,12 +540,10 @@ def test_a_second_click_while_the_microphone_is_asked_for_starts_nothing(browser
     try:
         _open(browser, base_url)
         button = browser.find_element("id", "record")
+        assert button.is_enabled()
         button.click()
         button.click()
-        _wait(
-            browser,
-            lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true",
-        )
+        _wait_for_recording(browser)
         time.sleep(1.0)
         assert browser.execute_script("return window.microphoneAsked") == 1
         button.click()
@@ -541,7 +562,7 @@ def test_record_from_the_microphone(browser, base_url) -> None:
     button = browser.find_element("id", "record")
     assert button.is_enabled()  # localhost is a secure context
     button.click()
-    _wait(browser, lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true")
+    _wait_for_recording(browser)
     time.sleep(1.5)
     button.click()
     _wait_for_results(browser, "your recording")
