@@ -63,8 +63,12 @@ class Engine:
         text = self._text_runtime(model, exported=onnx is not None)
         self.encoder = QueryEncoder(model, limits, text, onnx)
         log.info("query encoders: %s", self.encoder.runtime)
-        self._lock = threading.Lock()
-        self.reload_error: str | None = None  # why the last reload failed; None once one succeeds
+        self._lock = threading.Lock()  # one reload at a time
+        # The live version and why the last reload failed (None once one succeeds) change
+        # together under this one, held only for the assignments: `status` never shows a new
+        # version beside the error of the reload before it, nor waits for a load.
+        self._state = threading.Lock()
+        self.reload_error: str | None = None
         self._searcher = self._open(None)
 
     def _exported(self, model: TrimodalModel) -> OnnxEncoders | None:
@@ -153,12 +157,14 @@ class Engine:
 
     def status(self) -> dict[str, object]:
         """What is served against what is published, and why they differ (see /readyz)."""
-        served, published = self._searcher.name, self.published()
+        with self._state:
+            served, error = self._searcher.name, self.reload_error
+        published = self.published()
         return {
             "index_version": served,
             "published_version": published,
             "stale": published != served,
-            "reload_error": self.reload_error,
+            "reload_error": error,
         }
 
     def reload(
@@ -182,19 +188,21 @@ class Engine:
                 if name is None:
                     raise EngineError(f"{self.root}/CURRENT names no version")
                 if name == self._searcher.name and not force:
-                    self.reload_error = None
+                    with self._state:
+                        self.reload_error = None
                     return False, name
                 fresh = self._open(name)
             except Exception as e:
-                self.reload_error = str(e) if isinstance(e, EngineError) else f"{self.root}: {e}"
-                log.error(
-                    "index reload failed, %s stays live: %s", self._searcher.name, self.reload_error
-                )
+                error = str(e) if isinstance(e, EngineError) else f"{self.root}: {e}"
+                with self._state:
+                    self.reload_error = error
+                log.error("index reload failed, %s stays live: %s", self._searcher.name, error)
                 if isinstance(e, EngineError):
                     raise
-                raise EngineError(self.reload_error) from e
-            self._searcher = fresh
-            self.reload_error = None
+                raise EngineError(error) from e
+            with self._state:
+                self._searcher = fresh
+                self.reload_error = None
             log.info("index version %s is live", name)
             return True, name
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -180,6 +181,40 @@ def test_the_watchers_look_and_load_are_one(served, root: Path) -> None:
     with pytest.raises(EngineError, match="sha256 mismatch"):
         engine.reload(seen=now)
     assert engine.searcher.name == good and engine.reload_error
+
+
+def test_status_never_shows_the_new_version_beside_the_last_failure(served, root: Path) -> None:
+    """The live version and the last reload's error change as one: /readyz read while a good
+    version goes live shows the old version with its error or the new one without (before, the
+    watcher test once read the new version with the error of the broken one before it)."""
+    engine = Engine(settings_for(served, index=root))
+    good = engine.searcher.name
+    _break("outside", root)
+    with pytest.raises(EngineError):
+        engine.reload()
+    assert engine.reload_error
+    fixed, _ = _copy_version_from(root, good, 60)
+    _point(root, fixed)
+
+    seen: list[dict[str, object]] = []
+    cls = type(engine)
+
+    class Watched(cls):  # type: ignore[misc, valid-type]
+        """Reads the status from another thread the moment the new version is assigned."""
+
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__(name, value)
+            if name == "_searcher" and getattr(value, "name", None) == fixed:
+                reader = threading.Thread(target=lambda: seen.append(self.status()))
+                reader.start()
+                reader.join(timeout=0.5)  # blocks on the pair's lock now: read after it
+                self._reader = reader
+
+    engine.__class__ = Watched
+    assert engine.reload() == (True, fixed)
+    engine._reader.join(timeout=10)
+    assert len(seen) == 1
+    assert seen[0]["index_version"] == fixed and seen[0]["reload_error"] is None, seen[0]
 
 
 @pytest.mark.parametrize("kind", ["flipped", "truncated", "missing", "outside"])
