@@ -143,30 +143,37 @@ def _open(driver: Any, base_url: str) -> None:
     _wait(driver, lambda d: d.find_element("id", "index-info").text.strip())
 
 
-def _wait_for_results(driver: Any, label: str, timeout: float = 60) -> None:
-    """Wait until the page shows the results for `label`; fail at once, with the page's message,
-    if it shows an error instead, and with what the page was doing if neither comes."""
+def _settle(driver: Any, done: Any, what: str, shown: tuple[str, ...], timeout: float) -> None:
+    """Wait until `done(driver)`; fail at once, with the page's message, if it shows an error
+    instead, and with the text of the `shown` elements and the page's log if neither comes."""
     from selenium.common.exceptions import TimeoutException
 
     def settled(d: Any) -> str | None:
-        if label in d.find_element("id", "results-heading").text:
-            return "results"
-        error = d.find_element("id", "error")
-        return "error" if error.is_displayed() else None
+        if done(d):
+            return "done"
+        return "error" if d.find_element("id", "error").is_displayed() else None
 
     try:
         outcome = _wait(driver, settled, timeout=timeout)
     except TimeoutException:
-        page = {
-            name: driver.find_element("id", name).text
-            for name in ("results-heading", "status", "error", "record-message")
-        }
+        page = {name: driver.find_element("id", name).text for name in shown}
         pytest.fail(
-            f"no results for {label!r} within {timeout:.0f} s; the page: {page}; "
+            f"no {what} within {timeout:.0f} s; the page: {page}; "
             f"its log: {driver.get_log('browser')}"
         )
     if outcome == "error":
-        pytest.fail(f"searching {label!r}: {driver.find_element('id', 'error').text}")
+        pytest.fail(f"{what}: {driver.find_element('id', 'error').text}")
+
+
+def _wait_for_results(driver: Any, label: str, timeout: float = 60) -> None:
+    """Wait until the page shows the results for `label` (or fail with why not: `_settle`)."""
+    _settle(
+        driver,
+        lambda d: label in d.find_element("id", "results-heading").text,
+        f"results for {label!r}",
+        ("results-heading", "status", "error", "record-message"),
+        timeout,
+    )
 
 
 def _search_text(driver: Any, query: str) -> list[Any]:
@@ -496,26 +503,14 @@ def test_record_button_off_without_get_user_media(browser, base_url) -> None:
 
 
 def _wait_for_recording(driver: Any, timeout: float = 60) -> None:
-    """Wait until the Record button shows a recording; fail at once with the page's message if it
-    shows an error instead, and with what the page was doing if neither comes."""
-    from selenium.common.exceptions import TimeoutException
-
-    def settled(d: Any) -> str | None:
-        if d.find_element("id", "record").get_attribute("aria-pressed") == "true":
-            return "recording"
-        return "error" if d.find_element("id", "error").is_displayed() else None
-
-    try:
-        outcome = _wait(driver, settled, timeout=timeout)
-    except TimeoutException:
-        page = {name: driver.find_element("id", name).text for name in ("record", "record-message")}
-        asked = driver.execute_script("return window.microphoneAsked")
-        pytest.fail(
-            f"no recording within {timeout:.0f} s; the page: {page}, microphone asked "
-            f"{asked} times; its log: {driver.get_log('browser')}"
-        )
-    if outcome == "error":
-        pytest.fail(f"recording: {driver.find_element('id', 'error').text}")
+    """Wait until the Record button shows a recording (or fail with why not: `_settle`)."""
+    _settle(
+        driver,
+        lambda d: d.find_element("id", "record").get_attribute("aria-pressed") == "true",
+        "recording",
+        ("record", "record-message", "error"),
+        timeout,
+    )
 
 
 # The browser takes its time to grant the microphone (as it does while a user decides), and
