@@ -160,9 +160,11 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         # with the candidates it finds among every item (`models.attributes.AGREEMENT_FOUND`)
         text_agreement_found=AGREEMENT_FOUND,
         # a text query searching sounds: its best 100 re-ranked by the agreement on the kind and
-        # size heard, read from the sound what network's lists and the timbre's rows
+        # size heard, read from the sound what network's lists and the timbre's rows, the
+        # sentence's kinds read at its nouns where the checkpoint reads them
         text_heard_agreement=1.0,
         text_heard_timbre=True,
+        text_heard_nouns=True,
     )
     publish_entries(
         root,

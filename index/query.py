@@ -87,7 +87,12 @@ class QueryEncoder:
                 emb = self.model.project_text(mean_of_states(states, mask))
                 probabilities, found = self.model.attribute_reading(states, mask)
                 leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
-                reading = AttributeReading(probabilities[0].numpy(), self._picture_reader())
+                heard = self.model.heard_reading(states, mask)
+                reading = AttributeReading(
+                    probabilities[0].numpy(),
+                    self._picture_reader(),
+                    None if heard is None else heard[0].numpy(),
+                )
             elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))
             elif self.onnx is not None:

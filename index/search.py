@@ -564,8 +564,9 @@ class Searcher:
         policy's weight × how far the sentence's reader and the item's sound agree on the kind
         and size heard (`models.attributes.HEARD`, `heard_reading`: by the sound what network's
         list and, where the policy measured it helps and the index keeps it, by how it sounds;
-        an item without either counts as unsure of everything). The rest follow in their order,
-        as `training.evaluate` ranks them."""
+        an item without either counts as unsure of everything), the sentence's kinds those read
+        at its nouns where the policy measured it helps (`_heard_text`). The rest follow in their
+        order, as `training.evaluate` ranks them."""
         top, rest = ranked[:AGREEMENT_K], ranked[AGREEMENT_K:]
         rows = [r for r, _ in top]
         lists = self._what_lists("audio", rows) if top else None
@@ -573,7 +574,7 @@ class Searcher:
         if lists is None and timbres is None:
             return ranked
         heard = heard_reading(lists, timbres, len(rows))
-        agree = agreement(reading.probabilities[None], heard, HEARD)
+        agree = agreement(_heard_text(reading, policy)[None], heard, HEARD)
         weight = policy.heard_agreement()
         rescored = [(r, s + weight * float(a)) for (r, s), a in zip(top, agree, strict=True)]
         return sorted(rescored, key=lambda kv: (-kv[1], kv[0])) + rest
@@ -1210,7 +1211,19 @@ def _read_as(
         weighed |= set(HEARD)
     if not weighed:
         return None
-    return named(query.reading.probabilities, [n for n in ATTRIBUTES if n in weighed])
+    read = query.reading.probabilities
+    if hearing and not (leaning or agreeing):  # a search among sounds: what it agreed on
+        read = _heard_text(query.reading, policy)
+    return named(read, [n for n in ATTRIBUTES if n in weighed])
+
+
+def _heard_text(reading: AttributeReading, policy: SearchPolicy) -> np.ndarray:
+    """The (C,) probabilities a text query searching sounds agrees on: the kinds read at the
+    sentence's nouns where the policy measured they help and the query has them
+    (`AttributeReading.heard`), else the text reader's."""
+    if policy.text_heard_nouns and reading.heard is not None:
+        return reading.heard
+    return reading.probabilities
 
 
 def _same_space(query_modality: str, store: str) -> bool:

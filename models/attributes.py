@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -78,6 +78,11 @@ NAMED_AT = 0.5
 # The share of the reading by likeness to the training names in a class's logit where the text
 # reader has names for it (`AttributeReaders`; the rest the fitted reader's).
 WORD_SHARE = 0.5
+# The kinds read at a sentence's nouns (`AttributeReaders.noun_kinds`): a second source's noun
+# stands at least this many tokens from the first's, and each noun's kind is read from its
+# tokens this many either side of it (a name of two words, "wall clock").
+NOUN_APART = 3
+NOUN_WINDOW = 1
 
 
 def columns(name: str) -> list[int]:
@@ -125,7 +130,15 @@ class AttributeReaders(nn.Module):
     its attribute's best is made a logit by the class's `word_scale` and `word_offset` (one pair
     per attribute), fitted on captions whose names were swapped for training names the kept ones
     do not hold (`training.attribute_phase`; val wordings: the kind named in 0.84). The two
-    readings are averaged (`WORD_SHARE`). Readers without names read as before."""
+    readings are averaged (`WORD_SHARE`). Readers without names read as before.
+
+    The likeness takes each kind's strongest token anywhere in the sentence, so a verb or a
+    scene word that lies near another kind's names ("ricochets", "moonlight") can outvote an
+    unseen noun. So the kinds a sentence names may also be read at its nouns (`noun_kinds`): a
+    linear detector of unit token states (`noun`) says where the nouns stand, and each noun's
+    kind is the one whose names lie nearest its tokens (docs/quality-log.md "The kinds read at a
+    caption's nouns"). What a text query searching sounds agrees on reads the kinds so where the
+    policy measured it helps (`SearchPolicy.text_heard_nouns`)."""
 
     trained: Tensor  # () buffer: 1 once the trainer's attribute phase has fitted them
     picture_mean: Tensor
@@ -152,6 +165,16 @@ class AttributeReaders(nn.Module):
     tint_mean: Tensor
     tint_scale: Tensor
     tint_fitted: Tensor
+    # The nouns' detector (`noun`: a logit per unit token state) and what the attribute phase
+    # calibrated for it: the logit a sentence's strongest token must reach to be read as a noun
+    # at all (`noun_found`; below it the sentence names none the detector knows), the logit a
+    # second noun must reach (`noun_second`), and the temperature of the softmax that reads a
+    # noun's kind from its likeness to the kinds' names (`noun_temperature`); `noun_fitted` 1
+    # once fitted. A checkpoint from before has none (it loads unfitted).
+    noun_found: Tensor
+    noun_second: Tensor
+    noun_temperature: Tensor
+    noun_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -173,6 +196,13 @@ class AttributeReaders(nn.Module):
         # Each sound's kind and size from how it sounds (`models.timbre`), fitted by the trainer's
         # attribute phase; a checkpoint from before has none (it loads unfitted).
         self.timbre = TimbreReader()
+        self.noun = nn.Linear(text_hidden, 1)
+        nn.init.zeros_(self.noun.weight)
+        nn.init.zeros_(self.noun.bias)
+        self.register_buffer("noun_found", torch.zeros(()))
+        self.register_buffer("noun_second", torch.zeros(()))
+        self.register_buffer("noun_temperature", torch.ones(()))
+        self.register_buffer("noun_fitted", torch.zeros(()))
 
     def _measured(self, name: str, features: int, attribute: str) -> nn.Linear:
         """A reader of `attribute`'s values from `features` numbers measured on the media (zero
@@ -233,6 +263,12 @@ class AttributeReaders(nn.Module):
             ("tint_mean", self.tint_mean),
             ("tint_scale", self.tint_scale),
             ("tint_fitted", self.tint_fitted),
+            ("noun.weight", self.noun.weight),
+            ("noun.bias", self.noun.bias),
+            ("noun_found", self.noun_found),
+            ("noun_second", self.noun_second),
+            ("noun_temperature", self.noun_temperature),
+            ("noun_fitted", self.noun_fitted),
         ):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
@@ -372,13 +408,7 @@ class AttributeReaders(nn.Module):
     def text_logits(self, states: Tensor, mask: Tensor, words: bool = True) -> Tensor:
         """(B, L, H) token states and (B, L) bool mask of real tokens → (B, C) logits
         (`words`: the classes of attributes with names read by likeness as well)."""
-        if states.ndim != 3 or mask.shape != states.shape[:2]:
-            raise ValueError(
-                f"states must be (B, L, H) with a (B, L) mask, got {tuple(states.shape)} and "
-                f"{tuple(mask.shape)}"
-            )
-        if not bool(mask.any(dim=1).all()):
-            raise ValueError("every sentence needs at least one token")
+        _check_states(states, mask)
         per_token = self.text(F.normalize(states.float(), dim=-1))
         logits = per_token.masked_fill(~mask[..., None], -torch.inf).amax(dim=1)
         if not words or not self.reads_words:
@@ -388,6 +418,91 @@ class AttributeReaders(nn.Module):
         logits = logits.clone()
         logits[:, cols] = (1 - WORD_SHARE) * logits[:, cols] + WORD_SHARE * liked[:, cols]
         return logits
+
+    @property
+    def reads_nouns(self) -> bool:
+        """Whether the kinds a sentence names can be read at its nouns (`noun_kinds`)."""
+        return bool(self.noun_fitted.item() > 0) and "kind" in self.worded()
+
+    def set_nouns(self, found: float, second: float, temperature: float) -> None:
+        """Keep what the attribute phase calibrated for the nouns' detector (its weights fitted
+        in place) and mark it fitted."""
+        if not temperature > 0:
+            raise ValueError(f"the temperature must be positive, got {temperature}")
+        for buffer, value in (
+            (self.noun_found, found),
+            (self.noun_second, second),
+            (self.noun_temperature, temperature),
+            (self.noun_fitted, 1.0),
+        ):
+            buffer.fill_(float(value))
+
+    def noun_logits(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, H) token states and their (B, L) mask → (B, L): how surely each token is a noun
+        of a source (−∞ where the mask has none)."""
+        found = self.noun(F.normalize(states.float(), dim=-1))[..., 0]
+        return found.masked_fill(~mask, -torch.inf)
+
+    def noun_kinds(self, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """What kinds a sentence names, read at its nouns: (B, 7) the chance each kind
+        (`ATTRIBUTES["kind"]`) is named, (B,) bool whether a noun was found at all, and (B,) the
+        number of nouns read (1 or 2). The strongest token of the detector (`noun_logits`) is
+        the first noun; the strongest at least `NOUN_APART` tokens from it a second where its
+        logit reaches `noun_second`. A noun's kind is a softmax at `noun_temperature` of the
+        kinds' likeness to its tokens (the strongest cosine of a token within `NOUN_WINDOW` of
+        it to one of the kind's names); two nouns name a kind with 1 − (1 − p₁)(1 − p₂). Where
+        no token reaches `noun_found` the sentence names no noun the detector knows (a sound
+        caption naming only what is heard, "high tiny clicks"): its row is the first token's
+        reading all the same, and `found` False says the caller should keep its own."""
+        if not self.reads_nouns:
+            raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
+        read = self.noun_reading(states, mask)
+        temperature = self.noun_temperature.clamp(min=1e-4)
+        p1 = torch.softmax(read.first_liked / temperature, dim=-1)
+        p2 = torch.softmax(read.second_liked / temperature, dim=-1)
+        two = read.second_logit >= self.noun_second
+        chances = torch.where(two[:, None], 1 - (1 - p1) * (1 - p2), p1)
+        return chances, read.first_logit >= self.noun_found, 1 + two.long()
+
+    def noun_reading(self, states: Tensor, mask: Tensor) -> NounReading:
+        """What `noun_kinds` reads its kinds from, before its calibration: the first and second
+        nouns' logits (`noun_logits`: the strongest token's, and the strongest's at least
+        `NOUN_APART` tokens from it, −∞ where none is) and the kinds' likeness to each's window
+        (the strongest cosine of a token within `NOUN_WINDOW` of it to one of a kind's names;
+        −2 for a kind without names). Reads with the detector as it stands (the attribute phase
+        calibrates on it)."""
+        _check_states(states, mask)
+        logits = self.noun_logits(states, mask)
+        positions = torch.arange(logits.shape[1], device=logits.device)
+        first_logit, first = logits.max(dim=1)
+        near = (positions[None] - first[:, None]).abs() < NOUN_APART
+        second_logit, second = logits.masked_fill(near, -torch.inf).max(dim=1)
+        unit = F.normalize(states.float(), dim=-1)
+        cosine = unit @ self.words.T.to(unit.dtype)  # (B, L, P)
+        kinds = columns("kind")
+        liked = torch.full((*cosine.shape[:2], len(kinds)), -2.0, device=cosine.device)
+        for k, c in enumerate(kinds):
+            of = self.word_columns == c
+            if bool(of.any()):
+                liked[..., k] = cosine[..., of].amax(dim=-1)
+        liked = liked.masked_fill(~mask[..., None], -2.0)
+        window = 2 * NOUN_WINDOW + 1
+        liked = F.max_pool1d(liked.transpose(1, 2), window, stride=1, padding=NOUN_WINDOW)
+        liked = liked.transpose(1, 2)  # (B, L, 7): the strongest of each token's window
+        rows = torch.arange(len(states), device=states.device)
+        return NounReading(first_logit, second_logit, liked[rows, first], liked[rows, second])
+
+    def heard_logits(self, states: Tensor, mask: Tensor, logits: Tensor) -> Tensor:
+        """(B, C) logits of a sentence (`text_logits`) with the kind's columns read at its nouns
+        (`noun_kinds`) where it has one (those rows' kind logits the chances' log-odds); the
+        rest as given."""
+        chances, found, _ = self.noun_kinds(states, mask)
+        chances = chances.clamp(1e-6, 1 - 1e-6)
+        out = logits.clone()
+        kinds = torch.as_tensor(columns("kind"), device=logits.device)
+        read = torch.log(chances) - torch.log1p(-chances)
+        out[:, kinds] = torch.where(found[:, None], read.to(out.dtype), out[:, kinds])
+        return out
 
     def picture_logits(self, pooled: Tensor) -> Tensor:
         """(N, D) pooled picture vectors → (N, C) logits."""
@@ -413,6 +528,17 @@ class AttributeReaders(nn.Module):
         return torch.stack(out, dim=1)
 
 
+def _check_states(states: Tensor, mask: Tensor) -> None:
+    """Raise unless (B, L, H) token states come with a (B, L) mask holding a token each."""
+    if states.ndim != 3 or mask.shape != states.shape[:2]:
+        raise ValueError(
+            f"states must be (B, L, H) with a (B, L) mask, got {tuple(states.shape)} and "
+            f"{tuple(mask.shape)}"
+        )
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("every sentence needs at least one token")
+
+
 def lean(directions: Mapping[str, np.ndarray], names: Sequence[str], weight: float) -> np.ndarray:
     """The vector a text query's picture-index vector gains: `weight` × the sum of the named
     attributes' `directions` (`AttributeReaders.directions`, one (D,) each)."""
@@ -423,6 +549,15 @@ def lean(directions: Mapping[str, np.ndarray], names: Sequence[str], weight: flo
     for name in names:
         total += np.asarray(directions[name], np.float32)
     return (weight * total).astype(np.float32)
+
+
+class NounReading(NamedTuple):
+    """A sentence's nouns as `AttributeReaders.noun_reading` reads them, per sentence."""
+
+    first_logit: Tensor  # (B,)
+    second_logit: Tensor  # (B,): −∞ where no token stands far enough from the first
+    first_liked: Tensor  # (B, 7): each kind's likeness to the first noun's window
+    second_liked: Tensor  # (B, 7)
 
 
 @dataclass(frozen=True)
@@ -442,10 +577,14 @@ class PictureReader:
 @dataclass(frozen=True)
 class AttributeReading:
     """What a sentence names (the text reader's (C,) probabilities) and the reader that says what
-    a candidate's picture shows: what a text query's re-rank by the readers' agreement needs."""
+    a candidate's picture shows: what a text query's re-rank by the readers' agreement needs.
+    `heard`: the same probabilities with the kinds read at the sentence's nouns
+    (`AttributeReaders.heard_logits`), which a search among sounds agrees on where its policy
+    says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns."""
 
     probabilities: np.ndarray  # (C,)
     picture: PictureReader
+    heard: np.ndarray | None = None  # (C,)
 
 
 def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:

@@ -198,6 +198,27 @@ class TrimodalModel(nn.Module):
         directions = readers.directions(probabilities).float().cpu()
         return probabilities.float().cpu(), directions
 
+    def knows_nouns(self) -> bool:
+        """Whether the checkpoint reads the kinds a sentence names at its nouns
+        (`AttributeReaders.noun_kinds`, fitted by the attribute phase)."""
+        return (
+            self.knows_attributes()
+            and self.attributes is not None
+            and (self.attributes.reads_nouns)
+        )
+
+    def heard_reading(self, states: Tensor, mask: Tensor) -> Tensor | None:
+        """The (B, C) probabilities of `attribute_reading` with the kinds read at each sentence's
+        nouns where it has one (`AttributeReaders.heard_logits`): what a text query searching
+        sounds agrees on where the policy says so (`SearchPolicy.text_heard_nouns`). None where
+        the checkpoint reads no nouns."""
+        if not self.knows_nouns():
+            return None
+        assert self.attributes is not None
+        states, mask = states.to(self.device), mask.to(self.device)
+        logits = self.attributes.text_logits(states, mask)
+        return torch.sigmoid(self.attributes.heard_logits(states, mask, logits)).float().cpu()
+
     def knows_directions(self) -> bool:
         """Whether the checkpoint reads a picture's direction from where its foreground goes
         (`models.drift`, fitted by the attribute phase)."""

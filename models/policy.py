@@ -142,6 +142,10 @@ class SearchPolicy:
     # (`models.attributes.heard_reading`), as measured on val (False: records before the field,
     # or the what list alone measured better)
     text_heard_timbre: bool = False
+    # whether that agreement reads the kinds the sentence names at its nouns
+    # (`models.attributes.AttributeReading.heard`) rather than the text reader's kinds, as
+    # measured on val (False: records before the field, or the text reader's measured better)
+    text_heard_nouns: bool = False
 
     def heard_agreement(self) -> float:
         """How much the agreement on the kind and size heard adds in a text query's re-rank of
@@ -302,6 +306,11 @@ class SearchPolicy:
                 if self.heard_agreement() > 0 and self.text_heard_timbre
                 else {}
             ),
+            **(
+                {"text_heard_nouns": True}
+                if self.heard_agreement() > 0 and self.text_heard_nouns
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -349,6 +358,7 @@ class SearchPolicy:
             text_agreement_found=_count(data.get("text_agreement_found")),
             text_heard_agreement=_weight(data.get("text_heard_agreement")),
             text_heard_timbre=data.get("text_heard_timbre") is True,
+            text_heard_nouns=data.get("text_heard_nouns") is True,
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

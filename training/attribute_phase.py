@@ -72,6 +72,13 @@ SHAPE_STRETCH = (0.7, 1 / 0.7)
 # measuring), each heard as it is and once heard otherwise (`training.timbres.heard_otherwise`).
 TIMBRE_CLIPS = 600
 TIMBRE_ITERATIONS = 500
+# Where a caption's nouns stand (`_fit_nouns`): the detector is fitted on up to this many of the
+# phase's captions (with the sound captions of up to `NOUN_SOUND_CAPTIONS` clips read for it:
+# ~8 s of the tower on two cores), and calibrated on `NOUN_CALIBRATION` others, each read once
+# with every noun swapped for an `extra` wording and once with its nouns left out (~8 s).
+NOUN_CAPTIONS = 3000
+NOUN_SOUND_CAPTIONS = 1000
+NOUN_CALIBRATION = 500
 
 
 def _merged(*tables: Mapping[Any, Words]) -> dict[str, Words]:
@@ -94,6 +101,8 @@ NAMED: dict[str, dict[str, Words]] = {
     "kind": _merged(NOUNS),
     "tempo": _merged(TEMPO_WORDS, ENGINE_SPEED),
 }
+# Each kind's `extra` wordings, a stand-in for a user's noun (`_fit_nouns`).
+NOUNS_EXTRA: dict[str, tuple[str, ...]] = {str(kind): words.extra for kind, words in NOUNS.items()}
 # A name's tokens that say nothing of its value ("at a slow pace": "slow", "pace").
 FUNCTION_TOKENS = frozenset({"a", "an", "the", "at", "in", "on", "of", "to", "from", "by", "and"})
 
@@ -151,15 +160,7 @@ def attribute_phase(
     backbone = prepared.backbone
     # The frozen tower's token states, once (read in batches of like length: less padding),
     # kept per caption at unit length (the reader's input) in half precision.
-    states_of: list[torch.Tensor] = [torch.zeros(0)] * len(captions)
-    by_length = sorted(range(len(captions)), key=lambda r: len(captions[r]))
-    with torch.no_grad():
-        for s in range(0, len(by_length), TEXT_BATCH):
-            rows = by_length[s : s + TEXT_BATCH]
-            states, mask = backbone.states([captions[r] for r in rows])
-            states = F.normalize(states.float(), dim=-1).half().cpu()
-            for j, r in enumerate(rows):
-                states_of[r] = states[j][mask[j].cpu()]
+    states_of = _unit_states(backbone, captions)
     labels_of = torch.as_tensor(np.stack(caption_labels))
 
     def text_batch(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -219,6 +220,10 @@ def attribute_phase(
             )
             + "\n"
         )
+        nouns = _fit_nouns(
+            readers, prepared, captions, states_of, np.random.default_rng([seed, 4_002]), device
+        )
+        _log_part(log, "nouns", nouns, start)
     # The picture reader on the pooled picture vectors, standardised by their own spread.
     pooled = []
     with torch.no_grad():
@@ -593,3 +598,183 @@ def _calibrate(
         }
     readers.set_words(vectors, kept, calibration)
     return record
+
+
+def _noun_pattern() -> tuple[re.Pattern[str], dict[str, str]]:
+    """A pattern of every training wording of a source's noun (`NOUNS`, the longest first) and
+    each one's kind."""
+    kind_of = {name: str(kind) for kind, words in NOUNS.items() for name in words.train}
+    names = sorted(kind_of, key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b"), kind_of
+
+
+def _noun_tokens(tokenizer: Any, caption: str, pattern: re.Pattern[str], tokens: int) -> np.ndarray:
+    """(tokens,) float32: 1 for each of the caption's first `tokens` tokens that lies inside a
+    match of `pattern` (a training noun), 0 for the rest (the special tokens among them)."""
+    spans = [(m.start(), m.end()) for m in pattern.finditer(caption)]
+    offsets = tokenizer(caption, return_offsets_mapping=True)["offset_mapping"][:tokens]
+    out = np.zeros(tokens, np.float32)
+    for t, (a, b) in enumerate(offsets):
+        out[t] = float(b > a and any(a >= x and b <= y for x, y in spans))
+    return out
+
+
+def _cut(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The threshold on `scores` that says `truth` (bool) best (at or above it: True), the
+    middle one of those that do equally well, and its share right. −∞ scores count as below
+    every finite one."""
+    scores = np.asarray(scores, np.float64)
+    finite = scores[np.isfinite(scores)]
+    floor = (finite.min() if len(finite) else 0.0) - 1.0
+    scores = np.where(np.isfinite(scores), scores, floor)
+    order = np.argsort(scores, kind="stable")
+    ranked, said = scores[order], np.asarray(truth, bool)[order]
+    # a cut before position i says True for ranked[i:]
+    negatives_before = np.concatenate([[0], np.cumsum(~said)])
+    positives_from = said.sum() - np.concatenate([[0], np.cumsum(said)])
+    right = (negatives_before + positives_from) / max(len(said), 1)
+    edges = np.concatenate([[ranked[0] - 1.0], (ranked[:-1] + ranked[1:]) / 2, [ranked[-1] + 1.0]])
+    best = np.flatnonzero(right == right.max())
+    return float(np.median(edges[best])), float(right.max())
+
+
+def _fit_nouns(
+    readers: AttributeReaders,
+    prepared: Any,
+    captions: list[str],
+    states_of: list[torch.Tensor],
+    rng: np.random.Generator,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Fit where a caption's nouns stand and what `AttributeReaders.noun_kinds` needs to read
+    the kinds at them (docs/quality-log.md "The kinds read at a caption's nouns"). The detector
+    (`readers.noun`) is a linear map of unit token states fitted by L-BFGS on the phase's
+    captions and some training sound captions, each token labelled by whether a training noun
+    (`NOUNS`) stands there. Then, on held-out captions naming at least one: the logit a second
+    noun must reach (the one that counts them best with every noun swapped for an `extra`
+    wording, a stand-in for a user's word: a caption's count is how many it named), the logit a
+    first one must reach (the one that tells those swapped captions from the same ones with
+    their nouns left out), and the temperature of the kinds' softmax (the swapped one-noun
+    captions' kinds, by likelihood). Needs the readers' names (`_calibrate`). Returns what the
+    log records."""
+    backbone = prepared.backbone
+    tokenizer = backbone.tokenizer
+    pattern, kind_of = _noun_pattern()
+    sounds: list[str] = []
+    for r in rng.permutation(len(prepared.train_items)).tolist():
+        said = list(prepared.train_items[r].captions.get("audio", ()))
+        if said:
+            sounds.append(said[int(rng.integers(len(said)))])
+        if len(sounds) == NOUN_SOUND_CAPTIONS:
+            break
+    sound_states = _unit_states(backbone, sounds)
+    pool = [
+        (caption, states)
+        for caption, states in zip(captions + sounds, states_of + sound_states, strict=True)
+        if pattern.search(caption) is not None
+    ]
+    if len(pool) < 2:
+        return {"skipped": "no caption names a training noun"}
+    order = rng.permutation(len(pool)).tolist()
+    held = [pool[r][0] for r in order[: min(NOUN_CALIBRATION, len(pool) // 2)]]
+    fit = [pool[r] for r in order[len(held) :][:NOUN_CAPTIONS]]
+    x = torch.cat([states.float() for _, states in fit])
+    y = torch.from_numpy(
+        np.concatenate([_noun_tokens(tokenizer, c, pattern, len(st)) for c, st in fit])
+    )
+    _fit_linear(readers.noun, x.to(device), y[:, None].to(device))
+    # the held-out captions with every noun swapped for another wording of its kind, and left out
+    swapped, left_out, count, kind = [], [], [], []
+    for caption in held:
+        matches = list(pattern.finditer(caption))
+        swapped.append(pattern.sub(lambda m: _another(m.group(0), kind_of, rng), caption))
+        left_out.append(" ".join(pattern.sub(" ", caption).split()))
+        count.append(len(matches))
+        kinds = {kind_of[m.group(0)] for m in matches}
+        kind.append(ATTRIBUTES["kind"].index(kinds.pop()) if len(matches) == 1 else -1)
+    swap, leave = _noun_parts(readers, backbone, swapped), _noun_parts(readers, backbone, left_out)
+    found, found_right = _cut(
+        np.concatenate([swap.first_logit, leave.first_logit]),
+        np.concatenate([np.ones(len(held), bool), np.zeros(len(held), bool)]),
+    )
+    second, count_right = _cut(swap.second_logit, np.asarray(count) >= 2)
+    single = np.flatnonzero(np.asarray(kind) >= 0)
+    liked = torch.from_numpy(swap.first_liked[single])
+    truth = torch.as_tensor(np.asarray(kind)[single], dtype=torch.long)
+    temperature = _fit_temperature(liked, truth)
+    readers.set_nouns(found, second, temperature)
+    return {
+        "captions": len(fit),
+        "sound_captions": len(sounds),
+        "tokens": len(y),
+        "noun_tokens": int(y.sum()),
+        "calibration": len(held),
+        "found": round(found, 4),
+        "found_right": round(found_right, 4),
+        "second": round(second, 4),
+        "count_right": round(count_right, 4),
+        "temperature": round(temperature, 5),
+        "named": round(float((liked.argmax(dim=1) == truth).float().mean()), 4)
+        if len(single)
+        else None,
+    }
+
+
+def _another(name: str, kind_of: Mapping[str, str], rng: np.random.Generator) -> str:
+    """One of the `extra` wordings of the kind training noun `name` names."""
+    return str(rng.choice(NOUNS_EXTRA[kind_of[name]]))
+
+
+def _unit_states(backbone: Any, captions: list[str]) -> list[torch.Tensor]:
+    """Each caption's real tokens' unit-length states (half precision, on the CPU), read by the
+    frozen tower in batches of like length."""
+    out: list[torch.Tensor] = [torch.zeros(0)] * len(captions)
+    by_length = sorted(range(len(captions)), key=lambda r: len(captions[r]))
+    with torch.no_grad():
+        for s in range(0, len(by_length), TEXT_BATCH):
+            rows = by_length[s : s + TEXT_BATCH]
+            states, mask = backbone.states([captions[r] for r in rows])
+            states = F.normalize(states.float(), dim=-1).half().cpu()
+            for j, r in enumerate(rows):
+                out[r] = states[j][mask[j].cpu()]
+    return out
+
+
+class _Nouns:
+    """`AttributeReaders.noun_reading` of some captions, as arrays."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.first_logit = np.concatenate([p.first_logit.float().cpu().numpy() for p in parts])
+        self.second_logit = np.concatenate([p.second_logit.float().cpu().numpy() for p in parts])
+        self.first_liked = np.concatenate([p.first_liked.float().cpu().numpy() for p in parts])
+
+
+def _noun_parts(readers: AttributeReaders, backbone: Any, captions: list[str]) -> _Nouns:
+    """What the readers' nouns' detector reads of `captions` (`noun_reading`)."""
+    parts = []
+    device = readers.words.device
+    with torch.no_grad():
+        for s in range(0, len(captions), TEXT_BATCH):
+            states, mask = backbone.states(captions[s : s + TEXT_BATCH])
+            parts.append(readers.noun_reading(states.to(device), mask.to(device)))
+    return _Nouns(parts)
+
+
+def _fit_temperature(liked: torch.Tensor, truth: torch.Tensor) -> float:
+    """The temperature of a softmax of (N, K) likeness that names the (N,) classes `truth` most
+    likely (1 where there is nothing to fit on)."""
+    if not len(truth):
+        return 1.0
+    log_t = torch.tensor(-3.0, requires_grad=True)
+    lbfgs = torch.optim.LBFGS(
+        [log_t], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(liked / log_t.exp(), truth)
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    return float(log_t.detach().clamp(-9.0, 3.0).exp())

@@ -727,7 +727,8 @@ def policy_command(
 
     def hearing(policy: SearchPolicy) -> str:
         weight = policy.heard_agreement()
-        return f"{', '.join(HEARD)} heard × {weight:g}" if weight > 0 else "none"
+        nouns = ", kinds at the nouns" if policy.text_heard_nouns else ""
+        return f"{', '.join(HEARD)} heard × {weight:g}{nouns}" if weight > 0 else "none"
 
     table.add_row("text→audio", "readers' agreement", hearing(before), hearing(after))
     Console().print(table)

@@ -31,6 +31,7 @@ from models.attributes import (
     with_glyphs,
     with_sources,
 )
+from models.attributes import CLASSES as READ_CLASSES
 from models.attributes import agreement as reader_agreement
 from models.cohort import cohort_rows, sequence_offsets
 from models.encoders import Embeddings
@@ -416,6 +417,24 @@ def text_reading(
     return torch.cat(probabilities), torch.cat(directions)
 
 
+def text_heard_reading(
+    model: TrimodalModel, sentences: Sequence[str], batch: int = 256
+) -> Tensor | None:
+    """Each sentence's (Q, C) probabilities with the kinds read at its nouns
+    (`TrimodalModel.heard_reading`), its token states read by the model's frozen tower; None
+    where the checkpoint reads no nouns."""
+    if not model.knows_nouns():
+        return None
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(sentences), batch):
+            states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
+            found = model.heard_reading(states, mask)
+            assert found is not None
+            out.append(found)
+    return torch.cat(out) if out else torch.zeros(0, len(READ_CLASSES))
+
+
 def picture_probabilities(
     model: TrimodalModel,
     pooled: Tensor,
@@ -600,6 +619,7 @@ def evaluate(
                         ("pooled",),
                         reader_weight=policy.heard_agreement(),
                         heard_timbre=policy.text_heard_timbre,
+                        heard_nouns=policy.text_heard_nouns,
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -664,6 +684,7 @@ def _direction(
     reader_names: Sequence[str] = (),
     reader_found: int = 0,
     heard_timbre: bool = True,
+    heard_nouns: bool = False,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -680,7 +701,8 @@ def _direction(
     `reader_found` items it finds among every clip (`agreement_rerank`'s `found`); text→audio
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
     (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
-    `heard_timbre`, its timbre).
+    `heard_timbre`, its timbre; with `heard_nouns`, the sentence's kinds read at its nouns,
+    `text_heard_reading`, where the checkpoint reads them).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -736,7 +758,9 @@ def _direction(
         found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)
-            scores = agreement_rerank(scores, read[0], sounds, HEARD, reader_weight)
+            said = text_heard_reading(model, q.sentences) if heard_nouns else None
+            said = read[0] if said is None else said
+            scores = agreement_rerank(scores, said, sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target
 

@@ -41,6 +41,7 @@ from training.evaluate import (
     excerpt_report,
     picture_probabilities,
     take_rows,
+    text_heard_reading,
     text_reading,
     weight_label,
 )
@@ -290,19 +291,22 @@ def choose_heard_agreement(
     pool: Pool,
     texts: TextCache,
     queried: int | None = None,
-) -> tuple[float | None, bool, dict[str, Any]]:
+) -> tuple[float | None, bool, bool, dict[str, Any]]:
     """How much the agreement on the kind and size heard adds when a text query searches sounds
-    (`SearchPolicy.text_heard_agreement`), and whether it reads each sound's timbre as well as
-    its what list (`text_heard_timbre`; `Pool.heard`): the audio captions of the first `queried`
-    clips (val wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then
-    re-ranked by how far the sentence's reader and each sound's reading agree on `HEARD`, for
-    each reading the pool has (the what list alone; with the timbre) at each of
-    `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10, then the lighter weight, then the what
-    list alone) adopted where it gains clearly over the first pass (`heard_adopted`: R@1, or
-    R@10 without a clear loss). (None, False) where the checkpoint has no fitted readers, the
-    pool no sound readings, or nothing gains."""
+    (`SearchPolicy.text_heard_agreement`), whether it reads each sound's timbre as well as its
+    what list (`text_heard_timbre`; `Pool.heard`), and whether it reads the kinds the sentence
+    names at its nouns rather than the text reader's (`text_heard_nouns`;
+    `TrimodalModel.heard_reading`): the audio captions of the first `queried` clips (val
+    wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then re-ranked by
+    how far the sentence's reading and each sound's agree on `HEARD`, for each reading of the
+    sentence the checkpoint has and each reading of the sounds the pool has (the what list
+    alone; with the timbre) at each of `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10, then
+    the lighter weight, then the what list alone, then the text reader's) adopted where it gains
+    clearly over the first pass (`heard_adopted`: R@1, or R@10 without a clear loss). (None,
+    False, False) where the checkpoint has no fitted readers, the pool no sound readings, or
+    nothing gains."""
     if not model.knows_attributes():
-        return None, False, {"reason": "no fitted attribute readers"}
+        return None, False, False, {"reason": "no fitted attribute readers"}
     readings = {
         timbre: found
         for timbre in (False, True)
@@ -311,16 +315,19 @@ def choose_heard_agreement(
         and (found := pool.heard(timbre)) is not None
     }
     if not readings:
-        return None, False, {"reason": "no sound what network or timbre reader"}
+        return None, False, False, {"reason": "no sound what network or timbre reader"}
     has = pool.has_audio
     querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
     q = _text_queries(dict(by_id), pool, texts, ("audio",), has, querying)
     if q.target.numel() == 0:
-        return None, False, {"reason": "no audio captions on clips with sound"}
+        return None, False, False, {"reason": "no audio captions on clips with sound"}
     with torch.inference_mode():
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
-        probabilities, _ = text_reading(model, q.sentences)
+        said = {False: text_reading(model, q.sentences)[0]}
+        at_nouns = text_heard_reading(model, q.sentences)
+        if at_nouns is not None:
+            said[True] = at_nouns
 
     def summary(scores: Tensor) -> dict[str, Any]:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -330,20 +337,27 @@ def choose_heard_agreement(
 
     without = summary(base)
     tried = {
-        (timbre, w): summary(
+        (nouns, timbre, w): summary(
             agreement_rerank(base, probabilities, torch.from_numpy(found), HEARD, w)
         )
+        for nouns, probabilities in said.items()
         for timbre, found in readings.items()
         for w in TEXT_AGREEMENT_WEIGHTS
     }
-    best = max(tried, key=lambda k: (tried[k]["R@1"], tried[k]["R@10"], -k[1], not k[0]))
-    timbre, weight = best
+    best = max(tried, key=lambda k: (tried[k]["R@1"], tried[k]["R@10"], -k[2], not k[1], not k[0]))
+    nouns, timbre, weight = best
     adopted, gains = heard_adopted(without, tried[best])
 
-    def figures(reading: bool) -> dict[str, Any]:
+    def figures(at: bool, reading: bool) -> dict[str, Any]:
         return {
-            f"{w:g}": {k: round(tried[reading, w][k], 4) for k in ("R@1", "R@10")}
+            f"{w:g}": {k: round(tried[at, reading, w][k], 4) for k in ("R@1", "R@10")}
             for w in TEXT_AGREEMENT_WEIGHTS
+        }
+
+    def by_reading(at: bool) -> dict[str, Any]:
+        return {
+            ("what list and timbre" if reading else "what list"): figures(at, reading)
+            for reading in readings
         }
 
     evidence = {
@@ -351,19 +365,21 @@ def choose_heard_agreement(
         "attributes": list(HEARD),
         # whether the chosen reading reads the sounds' timbre too (`heard_reading`)
         "timbre": timbre,
+        # whether it reads the sentence's kinds at its nouns (`TrimodalModel.heard_reading`)
+        "nouns": nouns,
         "without": {k: round(without[k], 4) for k in ("R@1", "R@10")},
-        "by_weight": figures(timbre),
-        "by_reading": {
-            ("what list and timbre" if reading else "what list"): figures(reading)
-            for reading in readings
-        },
+        "by_weight": figures(nouns, timbre),
+        # the sentence as the text reader reads it, then (where the checkpoint reads them) with
+        # the kinds read at its nouns
+        "by_reading": by_reading(False),
+        **({"by_reading_at_nouns": by_reading(True)} if True in said else {}),
         **gains,
         "chosen": weight if adopted else "off",
     }
     held = _heldout_figures(q, {"without": without, "best": tried[best]})
     if held is not None:
         evidence["held-out pairs"] = held
-    return (weight if adopted else None), (timbre and adopted), evidence
+    return (weight if adopted else None), (timbre and adopted), (nouns and adopted), evidence
 
 
 def heard_adopted(base: dict[str, Any], tried: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -533,8 +549,8 @@ def measure_policy(
         TEXT_AUDIO_SHARE_BEFORE if text_share is None else text_share,
         queried,
     )
-    heard_weight, heard_timbre, evidence["text→audio attributes"] = choose_heard_agreement(
-        model, by_id, pool, texts, queried
+    heard_weight, heard_timbre, heard_nouns, evidence["text→audio attributes"] = (
+        choose_heard_agreement(model, by_id, pool, texts, queried)
     )
     # the best-band matchings met each picture by its motion envelope too where the pool had
     # one, and by its halves' where it had them and the pool met pictures by them
@@ -577,6 +593,7 @@ def measure_policy(
         text_agreement_found=0 if agree is None else agree[2],
         text_heard_agreement=heard_weight,
         text_heard_timbre=heard_timbre,
+        text_heard_nouns=heard_nouns,
     )
 
 

@@ -610,6 +610,55 @@ def test_a_text_query_searching_sounds_reranks_by_the_kind_and_size_heard(tmp_pa
     assert [h.id for h in hits] == ["item0", "item1", "item2"]
 
 
+def test_a_search_among_sounds_agrees_with_the_kinds_read_at_the_nouns_where_the_policy_says(
+    tmp_path: Path,
+) -> None:
+    """The text reader says "bell" where the sentence's noun says "drum" (its reading at the
+    nouns, `AttributeReading.heard`): a policy that measured the nouns help re-ranks by them and
+    shows them as what the sentence was read to name, scored as the evaluation scores it; one
+    that did not, or a query without them, re-ranks by the text reader's."""
+    from models.attributes import HEARD, heard_probabilities
+    from models.what_net import CLASSES as WHAT
+    from models.what_net import class_of
+    from training.evaluate import agreement_rerank
+
+    e = np.eye(DIM, dtype=np.float32)
+    reader = PictureReader(np.zeros((len(CLASSES), DIM), np.float32), np.zeros(len(CLASSES)))
+    bell, drum = (columns("kind")[ATTRIBUTES["kind"].index(k)] for k in ("bell", "drum"))
+    probabilities = np.full(len(CLASSES), 0.1, np.float32)
+    probabilities[columns("size")[0]] = 0.9  # small
+    probabilities[bell] = 0.9
+    at_nouns = probabilities.copy()
+    at_nouns[bell], at_nouns[drum] = 0.02, 0.97
+    vectors = [_unit(e[0] + 0.1 * e[2]), _unit(e[0] + 0.2 * e[3]), _unit(e[0] + 0.3 * e[4])]
+    lists = np.full((3, len(WHAT)), 0.01, np.float32)
+    lists[0, class_of("bell", "large")] = 0.97
+    lists[1, class_of("bell", "small")] = 0.97
+    lists[2, class_of("drum", "small")] = 0.97  # the farthest in the first pass
+    nouns = SearchPolicy(True, {}, text_heard_agreement=1.0, text_heard_nouns=True)
+    query = Query("text", e[0], reading=AttributeReading(probabilities, reader, at_nouns))
+    _publish_listed(tmp_path / "nouns", vectors, lists, nouns)
+    result = Searcher.open(tmp_path / "nouns").search(query, "audio", k=3)
+    assert [h.id for h in result.hits] == ["item2", "item1", "item0"]
+    assert result.read_as is not None and [v for v, _ in result.read_as["kind"]] == ["drum"]
+    first = torch.from_numpy(e[0][None] @ np.stack(vectors).T)
+    expected = agreement_rerank(
+        first,
+        torch.from_numpy(at_nouns[None]),
+        torch.from_numpy(heard_probabilities(lists)),
+        HEARD,
+        1.0,
+    )[0]
+    assert np.allclose([h.score for h in result.hits], expected[[2, 1, 0]].numpy(), atol=1e-2)
+    # the text reader's kinds: the small bell first
+    _publish_listed(tmp_path / "reader", vectors, lists, replace(nouns, text_heard_nouns=False))
+    result = Searcher.open(tmp_path / "reader").search(query, "audio", k=3)
+    assert result.hits[0].id == "item1"
+    assert result.read_as is not None and [v for v, _ in result.read_as["kind"]] == ["bell"]
+    bare = Query("text", e[0], reading=AttributeReading(probabilities, reader))
+    assert Searcher.open(tmp_path / "nouns").search(bare, "audio", k=3).hits[0].id == "item1"
+
+
 def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path) -> None:
     """The what network's lists call all three sounds large bells; how they sound
     (`models.timbre`, the index's `audio.timbre` rows) says the third is a small bell, which the

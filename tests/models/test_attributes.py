@@ -435,3 +435,114 @@ def test_the_agreement_bound_is_below_the_agreement_and_equal_where_the_sentence
         ).agreement_found()
         == 0
     )  # a record from before the field
+
+
+def _noun_readers() -> AttributeReaders:
+    """Readers (text 10 wide) with names for the kinds (the first seven basis vectors), a nouns'
+    detector that reads the eighth (its logit 10 × the token's cosine to it − 5), a second noun
+    and a noun at all counted from logit 0, and the kinds' softmax at temperature 0.05."""
+    readers = AttributeReaders(10, 4).requires_grad_(False)
+    readers.set_words(torch.eye(10)[:7], torch.tensor(columns("kind")), {"kind": (4.0, 1.5)})
+    readers.noun.weight[0, 7] = 10.0
+    readers.noun.bias.fill_(-5.0)
+    readers.set_nouns(0.0, 0.0, 0.05)
+    return readers
+
+
+def _token(kind: int | None = None, noun: bool = False, other: int = 9) -> torch.Tensor:
+    """A token state: like kind `kind`'s name (cosine 0.8 for a noun, 1 for another word), a
+    noun's (the eighth dimension), or neither (`other`)."""
+    out = torch.zeros(10)
+    if noun:
+        out[7] = 0.6
+        if kind is not None:
+            out[kind] = 0.8
+    elif kind is not None:
+        out[kind] = 1.0
+    else:
+        out[other] = 1.0
+    return out
+
+
+def test_the_kinds_a_sentence_names_are_read_at_its_nouns():
+    """A verb just like another kind's name ("ricochets") outvotes the noun in the likeness,
+    which takes each kind's strongest token anywhere; at the nouns, the noun's kind is named. A
+    second noun far enough from the first names its kind too (1 − (1 − p₁)(1 − p₂)); a second
+    token of the same name next to the first does not count twice; a sentence without a noun
+    the detector knows says so, and the heard reading keeps its own kinds there."""
+    readers = _noun_readers()
+    kinds = columns("kind")
+    assert readers.reads_nouns
+    one = [_token(other=8), _token(), _token(2, noun=True), _token(), _token(4), _token()]
+    one += [_token(other=8), _token(other=8)]
+    states = torch.stack(one)[None]
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    assert int(readers.likeness(states, mask)[0, kinds].argmax()) == 4  # the verb's kind
+    chances, found, count = readers.noun_kinds(states, mask)
+    assert bool(found[0]) and int(count[0]) == 1
+    liked = torch.zeros(7)
+    liked[2] = 0.8
+    torch.testing.assert_close(chances[0], torch.softmax(liked / 0.05, dim=0))
+    assert int(chances[0].argmax()) == 2
+    # a second noun four tokens on names the sixth kind as well
+    two = list(one)
+    two[6] = _token(5, noun=True)
+    chances, found, count = readers.noun_kinds(torch.stack(two)[None], mask)
+    assert int(count[0]) == 2
+    p2 = torch.zeros(7)
+    p2[5] = 0.8
+    p2 = torch.softmax(p2 / 0.05, dim=0)
+    p1 = torch.softmax(liked / 0.05, dim=0)
+    torch.testing.assert_close(chances[0], 1 - (1 - p1) * (1 - p2))
+    assert chances[0, 2] > 0.99 and chances[0, 5] > 0.99 and chances[0, 4] < 0.01
+    # a name of two tokens ("wall clock") is one noun
+    near = list(one)
+    near[3] = _token(2, noun=True)
+    assert int(readers.noun_kinds(torch.stack(near)[None], mask)[2][0]) == 1
+    # without a noun: not found; the heard reading keeps the given kinds on that row only
+    none = [_token(other=8), _token(), _token(4), _token(), _token(), _token(), _token(), _token()]
+    both = torch.stack([torch.stack(one), torch.stack(none)])
+    chances, found, _ = readers.noun_kinds(both, torch.ones(2, 8, dtype=torch.bool))
+    assert found.tolist() == [True, False]
+    logits = torch.randn(2, len(CLASSES))
+    heard = readers.heard_logits(both, torch.ones(2, 8, dtype=torch.bool), logits)
+    torch.testing.assert_close(heard[1], logits[1])
+    others = [c for c in range(len(CLASSES)) if c not in kinds]
+    torch.testing.assert_close(heard[0, others], logits[0, others])
+    torch.testing.assert_close(torch.sigmoid(heard[0, kinds]), chances[0], atol=1e-5, rtol=0)
+    # a padded token never counts, however like a noun it is
+    padded = torch.cat([states, _token(6, noun=True)[None, None] * 3], dim=1)
+    pad_mask = torch.tensor([[True] * 8 + [False]])
+    torch.testing.assert_close(
+        readers.noun_kinds(padded, pad_mask)[0], readers.noun_kinds(states, mask)[0]
+    )
+
+
+def test_the_nouns_travel_with_the_readers_and_old_readers_load_unfitted():
+    readers = _noun_readers()
+    loaded = AttributeReaders(10, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_nouns
+    assert float(loaded.noun_temperature) == pytest.approx(0.05)
+    older = {k: v for k, v in readers.state_dict().items() if not k.startswith("noun")}
+    fresh = AttributeReaders(10, 4)
+    fresh.load_state_dict(older)  # strict: nothing missing
+    assert fresh.reads_words and not fresh.reads_nouns
+    with pytest.raises(RuntimeError, match="read no nouns"):
+        fresh.noun_kinds(torch.ones(1, 2, 10), torch.ones(1, 2, dtype=torch.bool))
+    # fitted nouns without the kinds' names read none
+    bare = AttributeReaders(10, 4)
+    bare.set_nouns(0.0, 0.0, 0.05)
+    assert not bare.reads_nouns
+    with pytest.raises(ValueError, match="temperature"):
+        bare.set_nouns(0.0, 0.0, 0.0)
+
+
+def test_the_policy_records_whether_sounds_agree_with_the_kinds_at_the_nouns():
+    policy = SearchPolicy(True, {}, text_heard_agreement=0.5, text_heard_nouns=True)
+    assert SearchPolicy.from_dict(policy.to_dict()).text_heard_nouns
+    # only beside a weight; records from before read as the text reader's kinds
+    assert "text_heard_nouns" not in SearchPolicy(True, {}, text_heard_nouns=True).to_dict()
+    assert not SearchPolicy.from_dict(
+        SearchPolicy(True, {}, text_heard_agreement=0.5).to_dict()
+    ).text_heard_nouns

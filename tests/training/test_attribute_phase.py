@@ -80,3 +80,34 @@ def test_a_names_tokens_are_averaged_over_the_captions_that_use_it():
         torch.allclose(v, states_of[1][tokens[1].index("at")]) for v in slow
     )
     assert set(kept.tolist()) <= set(columns("kind")) | set(columns("tempo"))
+
+
+def test_a_captions_noun_tokens_are_those_inside_a_training_noun():
+    from training.attribute_phase import _noun_pattern, _noun_tokens
+
+    tower = TextBackbone(preset("tiny").text)
+    pattern, kind_of = _noun_pattern()
+    assert kind_of["wall clock"] == "clock" and kind_of["motor"] == "engine"
+    caption = "a small wall clock ticks while a motor hums"
+    tokens = tower.tokenizer.convert_ids_to_tokens(tower.tokenizer(caption)["input_ids"])
+    labels = _noun_tokens(tower.tokenizer, caption, pattern, len(tokens))
+    nouns = [t for t, y in zip(tokens, labels, strict=True) if y]
+    assert nouns == ["wall", "clock", "motor"]  # the special tokens and the rest are not
+    # an `extra` wording is not a training noun ("sparrow"); a word inside another is not one
+    assert not _noun_tokens(tower.tokenizer, "a sparrow chirps", pattern, 5).any()
+    assert not _noun_tokens(tower.tokenizer, "drummers play", pattern, 4).any()
+
+
+def test_a_threshold_is_cut_where_it_says_the_truth_best():
+    from training.attribute_phase import _cut
+
+    scores = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, -np.inf])
+    truth = np.array([False, False, False, True, True, False])
+    cut, right = _cut(scores, truth)
+    assert cut == 0.0 and right == 1.0  # midway between −1 and 1
+    # one mistake either way is as good: the middle of the equally good cuts
+    cut, right = _cut(np.array([0.0, 1.0, 2.0, 3.0]), np.array([False, True, False, True]))
+    assert right == 0.75 and 0.5 <= cut <= 2.5
+    # nothing true: a cut above every score
+    cut, right = _cut(np.array([0.0, 1.0]), np.array([False, False]))
+    assert cut > 1.0 and right == 1.0

@@ -1349,7 +1349,9 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     assert choose_heard_agreement(model, by_id, pool, prepared.texts, queried)[0] is None
     model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     assert pool.what is None  # the tiny model has no trained what networks
-    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    weight, timbre, nouns, evidence = choose_heard_agreement(
+        model, by_id, pool, prepared.texts, queried
+    )
     assert weight is None and not timbre
     assert evidence["reason"] == "no sound what network or timbre reader"
     # lists that name what each clip's sound holds, as a sound what network would; timbres
@@ -1363,30 +1365,38 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     wrong /= np.maximum(wrong.sum(axis=1, keepdims=True), 1.0)
     pool.what = {"visual": lists, "audio": lists}
     pool.timbres = wrong
-    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    weight, timbre, nouns, evidence = choose_heard_agreement(
+        model, by_id, pool, prepared.texts, queried
+    )
     assert set(evidence["by_reading"]) == {"what list", "what list and timbre"}
+    # the phase read the kinds at the captions' nouns: both readings of the sentence are tried
+    assert model.knows_nouns() and "by_reading_at_nouns" in evidence
     querying = torch.arange(len(pool.ids)) < queried
-    for reading, heard_timbre in (("what list", False), ("what list and timbre", True)):
-        found_by = evidence["by_reading"][reading]
-        assert set(found_by) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
-        for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
-            with torch.inference_mode():
-                found = _direction(
-                    *(model, "text→audio", by_id, pool, prepared.texts, {}, 0, "interp"),
-                    ("pooled",),
-                    querying=querying,
-                    reader_weight=w,
-                    heard_timbre=heard_timbre,
-                )["pooled"]["all"]
-            figures = found_by[f"{w:g}"] if w else evidence["without"]
-            assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
-            assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
+    for sentence, heard_nouns in (("by_reading", False), ("by_reading_at_nouns", True)):
+        for reading, heard_timbre in (("what list", False), ("what list and timbre", True)):
+            found_by = evidence[sentence][reading]
+            assert set(found_by) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
+            for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
+                with torch.inference_mode():
+                    found = _direction(
+                        *(model, "text→audio", by_id, pool, prepared.texts, {}, 0, "interp"),
+                        ("pooled",),
+                        querying=querying,
+                        reader_weight=w,
+                        heard_timbre=heard_timbre,
+                        heard_nouns=heard_nouns,
+                    )["pooled"]["all"]
+                figures = found_by[f"{w:g}"] if w else evidence["without"]
+                assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
+                assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
+    assert nouns == (evidence["nouns"] and weight is not None)
     assert evidence["queries"] > 0
     assert weight is None or weight in TEXT_AGREEMENT_WEIGHTS
     assert evidence["chosen"] == ("off" if weight is None else weight)
     # the timbre that names every sound wrongly is not chosen over the lists that name it right
     assert not timbre and evidence["timbre"] is False
-    assert evidence["by_weight"] == evidence["by_reading"]["what list"]
+    chosen = "by_reading_at_nouns" if evidence["nouns"] else "by_reading"
+    assert evidence["by_weight"] == evidence[chosen]["what list"]
     # and where the lists are the wrong ones and the timbre names each sound, the timbre is
     right = np.zeros_like(wrong)
     for row, item_id in enumerate(pool.ids):
@@ -1395,7 +1405,10 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     right /= np.maximum(right.sum(axis=1, keepdims=True), 1.0)
     pool.what = {"visual": lists, "audio": np.roll(lists, 2, axis=1)}
     pool.timbres = right
-    weight, timbre, evidence = choose_heard_agreement(model, by_id, pool, prepared.texts, queried)
+    weight, timbre, nouns, evidence = choose_heard_agreement(
+        model, by_id, pool, prepared.texts, queried
+    )
     assert evidence["timbre"] is True
     assert timbre == (weight is not None)
-    assert evidence["by_weight"] == evidence["by_reading"]["what list and timbre"]
+    chosen = "by_reading_at_nouns" if evidence["nouns"] else "by_reading"
+    assert evidence["by_weight"] == evidence[chosen]["what list and timbre"]

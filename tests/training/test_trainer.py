@@ -698,8 +698,9 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
 
     # last the attribute readers: the text one's epochs, its names of the kinds, the picture one,
     # the direction's from where the picture's foreground goes, the kind's from the glyphs'
-    # outlines, and each sound's kind and size from how it sounds
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 5)
+    # outlines, and each sound's kind and size from how it sounds (and between the names and
+    # the picture, where a caption's nouns stand)
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 6)
     assert [x.get("part") for x in lines if x.get("phase") == "attributes"][-4:] == [
         "picture",
         "drift",
@@ -711,6 +712,9 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     words = next(x for x in lines if x.get("part") == "words")
     assert words["words"] > 0
     assert words["kind"]["calibration"] > 0 and np.isfinite(words["kind"]["scale"])
+    nouns = next(x for x in lines if x.get("part") == "nouns")
+    assert nouns["noun_tokens"] > 0 and nouns["calibration"] > 0 and nouns["temperature"] > 0
+    assert nouns["found_right"] > 0.5 and np.isfinite(nouns["found"])
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -720,6 +724,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
     assert model.attributes is not None and "kind" in model.attributes.worded()
+    assert model.knows_nouns()
     assert model.knows_timbre()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
@@ -740,7 +745,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
-    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 5
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 6
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
