@@ -405,16 +405,8 @@ def text_reading(
 ) -> tuple[Tensor, Tensor]:
     """Each sentence's (Q, C) attribute probabilities and (Q, A, D) directions
     (`TrimodalModel.attribute_reading`), its token states read by the model's frozen tower."""
-    probabilities, directions = [], []
-    with torch.inference_mode():
-        for s in range(0, len(sentences), batch):
-            states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
-            p, d = model.attribute_reading(states, mask)
-            probabilities.append(p)
-            directions.append(d)
-    if not probabilities:
-        return torch.zeros(0, 0), torch.zeros(0, 0, 0)
-    return torch.cat(probabilities), torch.cat(directions)
+    probabilities, directions, _ = text_readings(model, sentences, batch, heard=False)
+    return probabilities, directions
 
 
 def text_heard_reading(
@@ -425,14 +417,29 @@ def text_heard_reading(
     where the checkpoint reads no nouns."""
     if not model.knows_nouns():
         return None
-    out = []
+    return text_readings(model, sentences, batch)[2]
+
+
+def text_readings(
+    model: TrimodalModel, sentences: Sequence[str], batch: int = 256, heard: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """`text_reading` and, with `heard` where the checkpoint reads nouns, `text_heard_reading`
+    from one pass of the frozen tower (None: not read)."""
+    probabilities, directions, at_nouns = [], [], []
+    heard = heard and model.knows_nouns()
     with torch.inference_mode():
         for s in range(0, len(sentences), batch):
             states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
-            found = model.heard_reading(states, mask)
-            assert found is not None
-            out.append(found)
-    return torch.cat(out) if out else torch.zeros(0, len(READ_CLASSES))
+            p, d = model.attribute_reading(states, mask)
+            probabilities.append(p)
+            directions.append(d)
+            found = model.heard_reading(states, mask) if heard else None
+            if found is not None:
+                at_nouns.append(found)
+    if not probabilities:
+        empty = torch.zeros(0, len(READ_CLASSES))
+        return empty, torch.zeros(0, len(ATTRIBUTES), 0), empty if heard else None
+    return torch.cat(probabilities), torch.cat(directions), torch.cat(at_nouns) if heard else None
 
 
 def picture_probabilities(
@@ -740,7 +747,11 @@ def _direction(
             and pool.what is not None
             and model.knows_attributes()
         )
-        read = text_reading(model, q.sentences) if leaning or hearing else None
+        read = (
+            text_readings(model, q.sentences, heard=hearing and heard_nouns)
+            if leaning or hearing
+            else None
+        )
         if read is not None and leaning:
             chosen = [list(ATTRIBUTES).index(n) for n in names]
             gained = lean_weight * read[1][:, chosen].sum(dim=1)
@@ -758,8 +769,7 @@ def _direction(
         found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)
-            said = text_heard_reading(model, q.sentences) if heard_nouns else None
-            said = read[0] if said is None else said
+            said = read[0] if read[2] is None else read[2]
             scores = agreement_rerank(scores, said, sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target

@@ -41,8 +41,8 @@ from training.evaluate import (
     excerpt_report,
     picture_probabilities,
     take_rows,
-    text_heard_reading,
     text_reading,
+    text_readings,
     weight_label,
 )
 from training.metrics import roc_auc
@@ -324,10 +324,8 @@ def choose_heard_agreement(
     with torch.inference_mode():
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
-        said = {False: text_reading(model, q.sentences)[0]}
-        at_nouns = text_heard_reading(model, q.sentences)
-        if at_nouns is not None:
-            said[True] = at_nouns
+        read, _, at_nouns = text_readings(model, q.sentences)
+        said = {False: read} if at_nouns is None else {False: read, True: at_nouns}
 
     def summary(scores: Tensor) -> dict[str, Any]:
         scores = scores.masked_fill(~has, -torch.inf)
