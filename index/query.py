@@ -87,7 +87,7 @@ class QueryEncoder:
                 emb = self.model.project_text(mean_of_states(states, mask))
                 probabilities, found = self.model.attribute_reading(states, mask)
                 leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
-                heard = self.model.heard_reading(states, mask)
+                heard = self.model.heard_reading(states, mask, probabilities)
                 reading = AttributeReading(
                     probabilities[0].numpy(),
                     self._picture_reader(),

@@ -492,16 +492,16 @@ class AttributeReaders(nn.Module):
         rows = torch.arange(len(states), device=states.device)
         return NounReading(first_logit, second_logit, liked[rows, first], liked[rows, second])
 
-    def heard_logits(self, states: Tensor, mask: Tensor, logits: Tensor) -> Tensor:
-        """(B, C) logits of a sentence (`text_logits`) with the kind's columns read at its nouns
-        (`noun_kinds`) where it has one (those rows' kind logits the chances' log-odds); the
-        rest as given."""
+    def heard_probabilities(self, states: Tensor, mask: Tensor, probabilities: Tensor) -> Tensor:
+        """(B, C) probabilities of a sentence (`text_logits`' sigmoid, as the caller already has
+        them) with the kind's columns read at its nouns (`noun_kinds`, kept within [1e-6,
+        1 − 1e-6]) where it has one; the rest as given."""
         chances, found, _ = self.noun_kinds(states, mask)
-        chances = chances.clamp(1e-6, 1 - 1e-6)
-        out = logits.clone()
-        kinds = torch.as_tensor(columns("kind"), device=logits.device)
-        read = torch.log(chances) - torch.log1p(-chances)
-        out[:, kinds] = torch.where(found[:, None], read.to(out.dtype), out[:, kinds])
+        chances = chances.clamp(1e-6, 1 - 1e-6).to(probabilities.device, probabilities.dtype)
+        out = probabilities.clone()
+        kinds = torch.as_tensor(columns("kind"), device=probabilities.device)
+        found = found.to(probabilities.device)
+        out[:, kinds] = torch.where(found[:, None], chances, out[:, kinds])
         return out
 
     def picture_logits(self, pooled: Tensor) -> Tensor:
@@ -579,7 +579,7 @@ class AttributeReading:
     """What a sentence names (the text reader's (C,) probabilities) and the reader that says what
     a candidate's picture shows: what a text query's re-rank by the readers' agreement needs.
     `heard`: the same probabilities with the kinds read at the sentence's nouns
-    (`AttributeReaders.heard_logits`), which a search among sounds agrees on where its policy
+    (`AttributeReaders.heard_probabilities`), which a search among sounds agrees on where its policy
     says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns."""
 
     probabilities: np.ndarray  # (C,)

@@ -202,22 +202,22 @@ class TrimodalModel(nn.Module):
         """Whether the checkpoint reads the kinds a sentence names at its nouns
         (`AttributeReaders.noun_kinds`, fitted by the attribute phase)."""
         return (
-            self.knows_attributes()
-            and self.attributes is not None
+            self.attributes is not None
+            and self.knows_attributes()
             and (self.attributes.reads_nouns)
         )
 
-    def heard_reading(self, states: Tensor, mask: Tensor) -> Tensor | None:
-        """The (B, C) probabilities of `attribute_reading` with the kinds read at each sentence's
-        nouns where it has one (`AttributeReaders.heard_logits`): what a text query searching
-        sounds agrees on where the policy says so (`SearchPolicy.text_heard_nouns`). None where
-        the checkpoint reads no nouns."""
+    def heard_reading(self, states: Tensor, mask: Tensor, probabilities: Tensor) -> Tensor | None:
+        """The (B, C) `probabilities` of `attribute_reading` (of the same states) with the kinds
+        read at each sentence's nouns where it has one (`AttributeReaders.heard_probabilities`):
+        what a text query searching sounds agrees on where the policy says so
+        (`SearchPolicy.text_heard_nouns`). None where the checkpoint reads no nouns."""
         if not self.knows_nouns():
             return None
         assert self.attributes is not None
         states, mask = states.to(self.device), mask.to(self.device)
-        logits = self.attributes.text_logits(states, mask)
-        return torch.sigmoid(self.attributes.heard_logits(states, mask, logits)).float().cpu()
+        found = self.attributes.heard_probabilities(states, mask, probabilities.to(self.device))
+        return found.float().cpu()
 
     def knows_directions(self) -> bool:
         """Whether the checkpoint reads a picture's direction from where its foreground goes

@@ -409,22 +409,12 @@ def text_reading(
     return probabilities, directions
 
 
-def text_heard_reading(
-    model: TrimodalModel, sentences: Sequence[str], batch: int = 256
-) -> Tensor | None:
-    """Each sentence's (Q, C) probabilities with the kinds read at its nouns
-    (`TrimodalModel.heard_reading`), its token states read by the model's frozen tower; None
-    where the checkpoint reads no nouns."""
-    if not model.knows_nouns():
-        return None
-    return text_readings(model, sentences, batch)[2]
-
-
 def text_readings(
     model: TrimodalModel, sentences: Sequence[str], batch: int = 256, heard: bool = True
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """`text_reading` and, with `heard` where the checkpoint reads nouns, `text_heard_reading`
-    from one pass of the frozen tower (None: not read)."""
+    """`text_reading` and, with `heard` where the checkpoint reads nouns, the same probabilities
+    with the kinds read at each sentence's nouns (`TrimodalModel.heard_reading`), from one pass
+    of the frozen tower (None: not read)."""
     probabilities, directions, at_nouns = [], [], []
     heard = heard and model.knows_nouns()
     with torch.inference_mode():
@@ -433,7 +423,7 @@ def text_readings(
             p, d = model.attribute_reading(states, mask)
             probabilities.append(p)
             directions.append(d)
-            found = model.heard_reading(states, mask) if heard else None
+            found = model.heard_reading(states, mask, p) if heard else None
             if found is not None:
                 at_nouns.append(found)
     if not probabilities:
@@ -709,7 +699,7 @@ def _direction(
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
     (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
     `heard_timbre`, its timbre; with `heard_nouns`, the sentence's kinds read at its nouns,
-    `text_heard_reading`, where the checkpoint reads them).
+    `text_readings`, where the checkpoint reads them).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'

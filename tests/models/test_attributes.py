@@ -504,12 +504,12 @@ def test_the_kinds_a_sentence_names_are_read_at_its_nouns():
     both = torch.stack([torch.stack(one), torch.stack(none)])
     chances, found, _ = readers.noun_kinds(both, torch.ones(2, 8, dtype=torch.bool))
     assert found.tolist() == [True, False]
-    logits = torch.randn(2, len(CLASSES))
-    heard = readers.heard_logits(both, torch.ones(2, 8, dtype=torch.bool), logits)
-    torch.testing.assert_close(heard[1], logits[1])
+    given = torch.rand(2, len(CLASSES))
+    heard = readers.heard_probabilities(both, torch.ones(2, 8, dtype=torch.bool), given)
+    torch.testing.assert_close(heard[1], given[1])
     others = [c for c in range(len(CLASSES)) if c not in kinds]
-    torch.testing.assert_close(heard[0, others], logits[0, others])
-    torch.testing.assert_close(torch.sigmoid(heard[0, kinds]), chances[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(heard[0, others], given[0, others])
+    torch.testing.assert_close(heard[0, kinds], chances[0], atol=1e-5, rtol=0)
     # a padded token never counts, however like a noun it is
     padded = torch.cat([states, _token(6, noun=True)[None, None] * 3], dim=1)
     pad_mask = torch.tensor([[True] * 8 + [False]])
