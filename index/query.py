@@ -88,10 +88,12 @@ class QueryEncoder:
                 probabilities, found = self.model.attribute_reading(states, mask)
                 leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
                 heard = self.model.heard_reading(states, mask, probabilities)
+                heard_lead = self.model.heard_reading(states, mask, probabilities, lead=True)
                 reading = AttributeReading(
                     probabilities[0].numpy(),
                     self._picture_reader(),
                     None if heard is None else heard[0].numpy(),
+                    None if heard_lead is None else heard_lead[0].numpy(),
                 )
             elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))

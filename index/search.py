@@ -1220,9 +1220,12 @@ def _read_as(
 def _heard_text(reading: AttributeReading, policy: SearchPolicy) -> np.ndarray:
     """The (C,) probabilities a text query searching sounds agrees on: the kinds read at the
     sentence's nouns where the policy measured they help and the query has them
-    (`AttributeReading.heard`), else the text reader's."""
-    if policy.text_heard_nouns and reading.heard is not None:
-        return reading.heard
+    (`AttributeReading.heard`; `heard_lead` where the policy counts the second noun by its
+    lead), else the text reader's."""
+    if policy.text_heard_nouns:
+        at_nouns = reading.heard_lead if policy.text_heard_lead else reading.heard
+        if at_nouns is not None:
+            return at_nouns
     return reading.probabilities
 
 

@@ -170,9 +170,13 @@ class AttributeReaders(nn.Module):
     # at all (`noun_found`; below it the sentence names none the detector knows), the logit a
     # second noun must reach (`noun_second`), and the temperature of the softmax that reads a
     # noun's kind from its likeness to the kinds' names (`noun_temperature`); `noun_fitted` 1
-    # once fitted. A checkpoint from before has none (it loads unfitted).
+    # once fitted. A checkpoint from before has none (it loads unfitted). `noun_lead`: the
+    # other rule for the second noun, the least its logit less the first's may be (an
+    # unfamiliar word lowers every token's logit alike, so the gap holds where the level does
+    # not; NaN where the phase did not calibrate it, a checkpoint from before it).
     noun_found: Tensor
     noun_second: Tensor
+    noun_lead: Tensor
     noun_temperature: Tensor
     noun_fitted: Tensor
 
@@ -201,6 +205,7 @@ class AttributeReaders(nn.Module):
         nn.init.zeros_(self.noun.bias)
         self.register_buffer("noun_found", torch.zeros(()))
         self.register_buffer("noun_second", torch.zeros(()))
+        self.register_buffer("noun_lead", torch.full((), float("nan")))
         self.register_buffer("noun_temperature", torch.ones(()))
         self.register_buffer("noun_fitted", torch.zeros(()))
 
@@ -267,6 +272,7 @@ class AttributeReaders(nn.Module):
             ("noun.bias", self.noun.bias),
             ("noun_found", self.noun_found),
             ("noun_second", self.noun_second),
+            ("noun_lead", self.noun_lead),
             ("noun_temperature", self.noun_temperature),
             ("noun_fitted", self.noun_fitted),
         ):
@@ -424,14 +430,22 @@ class AttributeReaders(nn.Module):
         """Whether the kinds a sentence names can be read at its nouns (`noun_kinds`)."""
         return bool(self.noun_fitted.item() > 0) and "kind" in self.worded()
 
-    def set_nouns(self, found: float, second: float, temperature: float) -> None:
+    @property
+    def reads_noun_lead(self) -> bool:
+        """Whether the second noun can be counted by its lead rule as well (`noun_lead`)."""
+        return self.reads_nouns and bool(torch.isfinite(self.noun_lead).item())
+
+    def set_nouns(
+        self, found: float, second: float, temperature: float, lead: float = float("nan")
+    ) -> None:
         """Keep what the attribute phase calibrated for the nouns' detector (its weights fitted
-        in place) and mark it fitted."""
+        in place) and mark it fitted; `lead` NaN: the second noun has only its own rule."""
         if not temperature > 0:
             raise ValueError(f"the temperature must be positive, got {temperature}")
         for buffer, value in (
             (self.noun_found, found),
             (self.noun_second, second),
+            (self.noun_lead, lead),
             (self.noun_temperature, temperature),
             (self.noun_fitted, 1.0),
         ):
@@ -443,12 +457,15 @@ class AttributeReaders(nn.Module):
         found = self.noun(F.normalize(states.float(), dim=-1))[..., 0]
         return found.masked_fill(~mask, -torch.inf)
 
-    def noun_kinds(self, states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def noun_kinds(
+        self, states: Tensor, mask: Tensor, lead: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """What kinds a sentence names, read at its nouns: (B, 7) the chance each kind
         (`ATTRIBUTES["kind"]`) is named, (B,) bool whether a noun was found at all, and (B,) the
         number of nouns read (1 or 2). The strongest token of the detector (`noun_logits`) is
         the first noun; the strongest at least `NOUN_APART` tokens from it a second where its
-        logit reaches `noun_second`. A noun's kind is a softmax at `noun_temperature` of the
+        logit reaches `noun_second` (with `lead`: where its logit less the first's reaches
+        `noun_lead`). A noun's kind is a softmax at `noun_temperature` of the
         kinds' likeness to its tokens (the strongest cosine of a token within `NOUN_WINDOW` of
         it to one of the kind's names); two nouns name a kind with 1 − (1 − p₁)(1 − p₂). Where
         no token reaches `noun_found` the sentence names no noun the detector knows (a sound
@@ -456,11 +473,16 @@ class AttributeReaders(nn.Module):
         reading all the same, and `found` False says the caller should keep its own."""
         if not self.reads_nouns:
             raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
+        if lead and not self.reads_noun_lead:
+            raise RuntimeError("these readers have no lead rule for the second noun")
         read = self.noun_reading(states, mask)
         temperature = self.noun_temperature.clamp(min=1e-4)
         p1 = torch.softmax(read.first_liked / temperature, dim=-1)
         p2 = torch.softmax(read.second_liked / temperature, dim=-1)
-        two = read.second_logit >= self.noun_second
+        if lead:  # −∞ where no token stands far enough: no second noun
+            two = (read.second_logit - read.first_logit) >= self.noun_lead
+        else:
+            two = read.second_logit >= self.noun_second
         chances = torch.where(two[:, None], 1 - (1 - p1) * (1 - p2), p1)
         return chances, read.first_logit >= self.noun_found, 1 + two.long()
 
@@ -492,11 +514,13 @@ class AttributeReaders(nn.Module):
         rows = torch.arange(len(states), device=states.device)
         return NounReading(first_logit, second_logit, liked[rows, first], liked[rows, second])
 
-    def heard_probabilities(self, states: Tensor, mask: Tensor, probabilities: Tensor) -> Tensor:
+    def heard_probabilities(
+        self, states: Tensor, mask: Tensor, probabilities: Tensor, lead: bool = False
+    ) -> Tensor:
         """(B, C) probabilities of a sentence (`text_logits`' sigmoid, as the caller already has
-        them) with the kind's columns read at its nouns (`noun_kinds`, kept within [1e-6,
-        1 − 1e-6]) where it has one; the rest as given."""
-        chances, found, _ = self.noun_kinds(states, mask)
+        them) with the kind's columns read at its nouns (`noun_kinds`, its second noun by the
+        `lead` rule or not, kept within [1e-6, 1 − 1e-6]) where it has one; the rest as given."""
+        chances, found, _ = self.noun_kinds(states, mask, lead)
         chances = chances.clamp(1e-6, 1 - 1e-6).to(probabilities.device, probabilities.dtype)
         out = probabilities.clone()
         kinds = torch.as_tensor(columns("kind"), device=probabilities.device)
@@ -580,11 +604,15 @@ class AttributeReading:
     a candidate's picture shows: what a text query's re-rank by the readers' agreement needs.
     `heard`: the same probabilities with the kinds read at the sentence's nouns
     (`AttributeReaders.heard_probabilities`), which a search among sounds agrees on where its policy
-    says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns."""
+    says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns.
+    `heard_lead`: the same with the second noun counted by its lead (`noun_lead`), read where
+    the policy says so (`SearchPolicy.text_heard_lead`); None where the readers have no such
+    rule."""
 
     probabilities: np.ndarray  # (C,)
     picture: PictureReader
     heard: np.ndarray | None = None  # (C,)
+    heard_lead: np.ndarray | None = None  # (C,)
 
 
 def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:

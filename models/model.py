@@ -207,16 +207,28 @@ class TrimodalModel(nn.Module):
             and (self.attributes.reads_nouns)
         )
 
-    def heard_reading(self, states: Tensor, mask: Tensor, probabilities: Tensor) -> Tensor | None:
+    def knows_noun_lead(self) -> bool:
+        """Whether the checkpoint can count a sentence's second noun by its lead as well
+        (`AttributeReaders.noun_lead`, calibrated by the attribute phase)."""
+        return (
+            self.knows_nouns() and self.attributes is not None and self.attributes.reads_noun_lead
+        )
+
+    def heard_reading(
+        self, states: Tensor, mask: Tensor, probabilities: Tensor, lead: bool = False
+    ) -> Tensor | None:
         """The (B, C) `probabilities` of `attribute_reading` (of the same states) with the kinds
-        read at each sentence's nouns where it has one (`AttributeReaders.heard_probabilities`):
-        what a text query searching sounds agrees on where the policy says so
-        (`SearchPolicy.text_heard_nouns`). None where the checkpoint reads no nouns."""
-        if not self.knows_nouns():
+        read at each sentence's nouns where it has one (`AttributeReaders.heard_probabilities`;
+        with `lead`, its second noun counted by the lead rule): what a text query searching
+        sounds agrees on where the policy says so (`SearchPolicy.text_heard_nouns`,
+        `text_heard_lead`). None where the checkpoint reads no nouns (or has no lead rule)."""
+        if not (self.knows_noun_lead() if lead else self.knows_nouns()):
             return None
         assert self.attributes is not None
         states, mask = states.to(self.device), mask.to(self.device)
-        found = self.attributes.heard_probabilities(states, mask, probabilities.to(self.device))
+        found = self.attributes.heard_probabilities(
+            states, mask, probabilities.to(self.device), lead
+        )
         return found.float().cpu()
 
     def knows_directions(self) -> bool:

@@ -146,6 +146,11 @@ class SearchPolicy:
     # (`models.attributes.AttributeReading.heard`) rather than the text reader's kinds, as
     # measured on val (False: records before the field, or the text reader's measured better)
     text_heard_nouns: bool = False
+    # whether, reading them so, it counts the sentence's second noun by its logit's lead over
+    # the first's (`models.attributes.AttributeReading.heard_lead`, `noun_lead`) rather than by
+    # its own (`noun_second`), as measured on val (False: records before the field, or the own
+    # rule measured better)
+    text_heard_lead: bool = False
 
     def heard_agreement(self) -> float:
         """How much the agreement on the kind and size heard adds in a text query's re-rank of
@@ -311,6 +316,11 @@ class SearchPolicy:
                 if self.heard_agreement() > 0 and self.text_heard_nouns
                 else {}
             ),
+            **(
+                {"text_heard_lead": True}
+                if self.heard_agreement() > 0 and self.text_heard_nouns and self.text_heard_lead
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -359,6 +369,8 @@ class SearchPolicy:
             text_heard_agreement=_weight(data.get("text_heard_agreement")),
             text_heard_timbre=data.get("text_heard_timbre") is True,
             text_heard_nouns=data.get("text_heard_nouns") is True,
+            text_heard_lead=data.get("text_heard_nouns") is True
+            and data.get("text_heard_lead") is True,
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

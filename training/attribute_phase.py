@@ -652,7 +652,8 @@ def _fit_nouns(
     captions and some training sound captions, each token labelled by whether a training noun
     (`NOUNS`) stands there. Then, on held-out captions naming at least one: the logit a second
     noun must reach (the one that counts them best with every noun swapped for an `extra`
-    wording, a stand-in for a user's word: a caption's count is how many it named), the logit a
+    wording, a stand-in for a user's word: a caption's count is how many it named) and the
+    least its lead over the first's may be (`noun_lead`, calibrated the same way), the logit a
     first one must reach (the one that tells those swapped captions from the same ones with
     their nouns left out), and the temperature of the kinds' softmax (the swapped one-noun
     captions' kinds, by likelihood). Needs the readers' names (`_calibrate`). Returns what the
@@ -698,11 +699,14 @@ def _fit_nouns(
         np.concatenate([np.ones(len(held), bool), np.zeros(len(held), bool)]),
     )
     second, count_right = _cut(swap.second_logit, np.asarray(count) >= 2)
+    # the other rule for the count: the second's logit less the first's (−∞ where none stands
+    # far enough), which an unfamiliar word lowers less than either (the policy chooses the rule)
+    lead, lead_right = _cut(swap.second_logit - swap.first_logit, np.asarray(count) >= 2)
     single = np.flatnonzero(np.asarray(kind) >= 0)
     liked = torch.from_numpy(swap.first_liked[single])
     truth = torch.as_tensor(np.asarray(kind)[single], dtype=torch.long)
     temperature = _fit_temperature(liked, truth)
-    readers.set_nouns(found, second, temperature)
+    readers.set_nouns(found, second, temperature, lead)
     return {
         "captions": len(fit),
         "sound_captions": len(sounds),
@@ -713,6 +717,8 @@ def _fit_nouns(
         "found_right": round(found_right, 4),
         "second": round(second, 4),
         "count_right": round(count_right, 4),
+        "lead": round(lead, 4),
+        "lead_right": round(lead_right, 4),
         "temperature": round(temperature, 5),
         "named": round(float((liked.argmax(dim=1) == truth).float().mean()), 4)
         if len(single)

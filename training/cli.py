@@ -728,6 +728,7 @@ def policy_command(
     def hearing(policy: SearchPolicy) -> str:
         weight = policy.heard_agreement()
         nouns = ", kinds at the nouns" if policy.text_heard_nouns else ""
+        nouns += " (a second by its lead)" if nouns and policy.text_heard_lead else ""
         return f"{', '.join(HEARD)} heard × {weight:g}{nouns}" if weight > 0 else "none"
 
     table.add_row("text→audio", "readers' agreement", hearing(before), hearing(after))

@@ -411,25 +411,30 @@ def text_reading(
 
 def text_readings(
     model: TrimodalModel, sentences: Sequence[str], batch: int = 256, heard: bool = True
-) -> tuple[Tensor, Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor, dict[bool, Tensor]]:
     """`text_reading` and, with `heard` where the checkpoint reads nouns, the same probabilities
     with the kinds read at each sentence's nouns (`TrimodalModel.heard_reading`), from one pass
-    of the frozen tower (None: not read)."""
-    probabilities, directions, at_nouns = [], [], []
-    heard = heard and model.knows_nouns()
+    of the frozen tower: by whether the second noun is counted by its lead, the rules the
+    checkpoint has (empty: not read)."""
+    probabilities, directions = [], []
+    rules = [lead for lead in (False, True) if heard and (model.knows_noun_lead() or not lead)]
+    rules = rules if model.knows_nouns() else []
+    at_nouns: dict[bool, list[Tensor]] = {lead: [] for lead in rules}
     with torch.inference_mode():
         for s in range(0, len(sentences), batch):
             states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
             p, d = model.attribute_reading(states, mask)
             probabilities.append(p)
             directions.append(d)
-            found = model.heard_reading(states, mask, p) if heard else None
-            if found is not None:
-                at_nouns.append(found)
+            for lead, read in at_nouns.items():
+                found = model.heard_reading(states, mask, p, lead)
+                assert found is not None
+                read.append(found)
     if not probabilities:
         empty = torch.zeros(0, len(READ_CLASSES))
-        return empty, torch.zeros(0, len(ATTRIBUTES), 0), empty if heard else None
-    return torch.cat(probabilities), torch.cat(directions), torch.cat(at_nouns) if heard else None
+        return empty, torch.zeros(0, len(ATTRIBUTES), 0), {lead: empty for lead in rules}
+    by_rule = {lead: torch.cat(read) for lead, read in at_nouns.items()}
+    return torch.cat(probabilities), torch.cat(directions), by_rule
 
 
 def picture_probabilities(
@@ -617,6 +622,7 @@ def evaluate(
                         reader_weight=policy.heard_agreement(),
                         heard_timbre=policy.text_heard_timbre,
                         heard_nouns=policy.text_heard_nouns,
+                        heard_lead=policy.text_heard_lead,
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -682,6 +688,7 @@ def _direction(
     reader_found: int = 0,
     heard_timbre: bool = True,
     heard_nouns: bool = False,
+    heard_lead: bool = False,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -699,7 +706,8 @@ def _direction(
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
     (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
     `heard_timbre`, its timbre; with `heard_nouns`, the sentence's kinds read at its nouns,
-    `text_readings`, where the checkpoint reads them).
+    `text_readings`, its second noun counted by its lead with `heard_lead`; the text reader's
+    where the checkpoint has no such reading, as the service falls back).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
     steps' similarity, `fused_score`) and `event_weights[0]` (e > 0: + e × the event envelopes'
@@ -759,7 +767,7 @@ def _direction(
         found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)
-            said = read[0] if read[2] is None else read[2]
+            said = read[2].get(heard_lead, read[0]) if heard_nouns else read[0]
             scores = agreement_rerank(scores, said, sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target

@@ -87,6 +87,11 @@ TEXT_ATTRIBUTE_WEIGHTS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
 # (`SearchPolicy.text_attribute_agreement`, `models.attributes.agreement`, a mean log chance): a
 # probe on val found 0.5–1 best with the shipped lean.
 TEXT_AGREEMENT_WEIGHTS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+# How a text query searching sounds may read the kinds its sentence names
+# (`choose_heard_agreement`), in the order a tie prefers them: the text reader's, at its nouns
+# with a second noun counted by its own logit, at its nouns with it counted by its lead over the
+# first's (`models.attributes.AttributeReaders.noun_kinds`).
+SENTENCE_READINGS: tuple[str, ...] = ("text reader", "nouns", "nouns, second by its lead")
 # How much the event envelopes' agreement may add to the steps' (`fused_agreement`).
 AGREEMENT_EVENT_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
@@ -291,22 +296,25 @@ def choose_heard_agreement(
     pool: Pool,
     texts: TextCache,
     queried: int | None = None,
-) -> tuple[float | None, bool, bool, dict[str, Any]]:
+) -> tuple[float | None, bool, str, dict[str, Any]]:
     """How much the agreement on the kind and size heard adds when a text query searches sounds
     (`SearchPolicy.text_heard_agreement`), whether it reads each sound's timbre as well as its
-    what list (`text_heard_timbre`; `Pool.heard`), and whether it reads the kinds the sentence
-    names at its nouns rather than the text reader's (`text_heard_nouns`;
-    `TrimodalModel.heard_reading`): the audio captions of the first `queried` clips (val
-    wordings) rank the pool's sounds by the first pass, its best `AGREEMENT_K` then re-ranked by
-    how far the sentence's reading and each sound's agree on `HEARD`, for each reading of the
-    sentence the checkpoint has and each reading of the sounds the pool has (the what list
-    alone; with the timbre) at each of `TEXT_AGREEMENT_WEIGHTS`; the best (R@1, then R@10, then
-    the lighter weight, then the what list alone, then the text reader's) adopted where it gains
-    clearly over the first pass (`heard_adopted`: R@1, or R@10 without a clear loss). (None,
-    False, False) where the checkpoint has no fitted readers, the pool no sound readings, or
-    nothing gains."""
+    what list (`text_heard_timbre`; `Pool.heard`), and how it reads the sentence: one of
+    `SENTENCE_READINGS`, the text reader's kinds, or the kinds it names at its nouns
+    (`text_heard_nouns`; `TrimodalModel.heard_reading`) with the second noun counted by its own
+    logit or by its lead over the first's (`text_heard_lead`): the audio captions of the first
+    `queried` clips (val wordings) rank the pool's sounds by the first pass, its best
+    `AGREEMENT_K` then re-ranked by how far the sentence's reading and each sound's agree on
+    `HEARD`, for each reading of the sentence the checkpoint has and each reading of the sounds
+    the pool has (the what list alone; with the timbre) at each of `TEXT_AGREEMENT_WEIGHTS`;
+    the best (R@1, then R@10, then
+    the lighter weight, then the what list alone, then the readings in `SENTENCE_READINGS`'
+    order) adopted where it gains clearly over the first pass (`heard_adopted`: R@1, or R@10
+    without a clear loss). (None, False, the text reader) where the checkpoint has no fitted
+    readers, the pool no sound readings, or nothing gains."""
+    reader = SENTENCE_READINGS[0]
     if not model.knows_attributes():
-        return None, False, False, {"reason": "no fitted attribute readers"}
+        return None, False, reader, {"reason": "no fitted attribute readers"}
     readings = {
         timbre: found
         for timbre in (False, True)
@@ -315,17 +323,17 @@ def choose_heard_agreement(
         and (found := pool.heard(timbre)) is not None
     }
     if not readings:
-        return None, False, False, {"reason": "no sound what network or timbre reader"}
+        return None, False, reader, {"reason": "no sound what network or timbre reader"}
     has = pool.has_audio
     querying = torch.arange(len(pool.ids)) < (len(pool.ids) if queried is None else queried)
     q = _text_queries(dict(by_id), pool, texts, ("audio",), has, querying)
     if q.target.numel() == 0:
-        return None, False, False, {"reason": "no audio captions on clips with sound"}
+        return None, False, reader, {"reason": "no audio captions on clips with sound"}
     with torch.inference_mode():
         qv = model.project_text(q.vectors.to(model.device)).pooled.float().cpu()
         base = (qv @ pool.audio.pooled.T).masked_fill(~has, -torch.inf)
         read, _, at_nouns = text_readings(model, q.sentences)
-        said = {False: read} if at_nouns is None else {False: read, True: at_nouns}
+        said = {reader: read, **{SENTENCE_READINGS[1 + lead]: v for lead, v in at_nouns.items()}}
 
     def summary(scores: Tensor) -> dict[str, Any]:
         scores = scores.masked_fill(~has, -torch.inf)
@@ -335,24 +343,33 @@ def choose_heard_agreement(
 
     without = summary(base)
     tried = {
-        (nouns, timbre, w): summary(
+        (sentence, timbre, w): summary(
             agreement_rerank(base, probabilities, torch.from_numpy(found), HEARD, w)
         )
-        for nouns, probabilities in said.items()
+        for sentence, probabilities in said.items()
         for timbre, found in readings.items()
         for w in TEXT_AGREEMENT_WEIGHTS
     }
-    best = max(tried, key=lambda k: (tried[k]["R@1"], tried[k]["R@10"], -k[2], not k[1], not k[0]))
-    nouns, timbre, weight = best
+    best = max(
+        tried,
+        key=lambda k: (
+            tried[k]["R@1"],
+            tried[k]["R@10"],
+            -k[2],
+            not k[1],
+            -SENTENCE_READINGS.index(k[0]),
+        ),
+    )
+    sentence, timbre, weight = best
     adopted, gains = heard_adopted(without, tried[best])
 
-    def figures(at: bool, reading: bool) -> dict[str, Any]:
+    def figures(at: str, reading: bool) -> dict[str, Any]:
         return {
             f"{w:g}": {k: round(tried[at, reading, w][k], 4) for k in ("R@1", "R@10")}
             for w in TEXT_AGREEMENT_WEIGHTS
         }
 
-    def by_reading(at: bool) -> dict[str, Any]:
+    def by_reading(at: str) -> dict[str, Any]:
         return {
             ("what list and timbre" if reading else "what list"): figures(at, reading)
             for reading in readings
@@ -363,21 +380,31 @@ def choose_heard_agreement(
         "attributes": list(HEARD),
         # whether the chosen reading reads the sounds' timbre too (`heard_reading`)
         "timbre": timbre,
-        # whether it reads the sentence's kinds at its nouns (`TrimodalModel.heard_reading`)
-        "nouns": nouns,
+        # how it reads the sentence (`SENTENCE_READINGS`; `TrimodalModel.heard_reading`)
+        "sentence": sentence,
+        "nouns": sentence != reader,
         "without": {k: round(without[k], 4) for k in ("R@1", "R@10")},
-        "by_weight": figures(nouns, timbre),
+        "by_weight": figures(sentence, timbre),
         # the sentence as the text reader reads it, then (where the checkpoint reads them) with
-        # the kinds read at its nouns
-        "by_reading": by_reading(False),
-        **({"by_reading_at_nouns": by_reading(True)} if True in said else {}),
+        # the kinds read at its nouns, the second counted by its own logit, then by its lead
+        "by_reading": by_reading(reader),
+        **{
+            f"by_reading_{key}": by_reading(name)
+            for key, name in zip(("at_nouns", "at_nouns_lead"), SENTENCE_READINGS[1:], strict=True)
+            if name in said
+        },
         **gains,
         "chosen": weight if adopted else "off",
     }
     held = _heldout_figures(q, {"without": without, "best": tried[best]})
     if held is not None:
         evidence["held-out pairs"] = held
-    return (weight if adopted else None), (timbre and adopted), (nouns and adopted), evidence
+    return (
+        (weight if adopted else None),
+        (timbre and adopted),
+        (sentence if adopted else reader),
+        evidence,
+    )
 
 
 def heard_adopted(base: dict[str, Any], tried: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -547,7 +574,7 @@ def measure_policy(
         TEXT_AUDIO_SHARE_BEFORE if text_share is None else text_share,
         queried,
     )
-    heard_weight, heard_timbre, heard_nouns, evidence["text→audio attributes"] = (
+    heard_weight, heard_timbre, heard_sentence, evidence["text→audio attributes"] = (
         choose_heard_agreement(model, by_id, pool, texts, queried)
     )
     # the best-band matchings met each picture by its motion envelope too where the pool had
@@ -591,7 +618,8 @@ def measure_policy(
         text_agreement_found=0 if agree is None else agree[2],
         text_heard_agreement=heard_weight,
         text_heard_timbre=heard_timbre,
-        text_heard_nouns=heard_nouns,
+        text_heard_nouns=heard_sentence != SENTENCE_READINGS[0],
+        text_heard_lead=heard_sentence == SENTENCE_READINGS[2],
     )
 
 

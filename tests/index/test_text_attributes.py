@@ -146,6 +146,40 @@ def test_a_sentence_gets_its_directions_from_the_same_pass_of_the_tower() -> Non
     assert any(np.abs(v).sum() > 0 for v in query.leans.values())
 
 
+def test_a_sentence_gets_its_kinds_at_its_nouns_by_each_rule_of_the_count() -> None:
+    """`QueryEncoder.text` reads the kinds at the sentence's nouns by the second noun's own
+    rule and by its lead (`AttributeReading.heard`, `heard_lead`), as the model reads them from
+    the same states; readers calibrated before the lead give the first alone."""
+    torch.manual_seed(0)
+    model = TrimodalModel(replace(preset("tiny"), attribute_readers=True)).eval()
+    readers = model.attributes
+    assert readers is not None
+    torch.nn.init.normal_(readers.text.weight)
+    torch.nn.init.normal_(readers.noun.weight)
+    readers.trained.fill_(1.0)
+    hidden = readers.words.shape[1]
+    readers.set_words(
+        torch.randn(14, hidden), torch.tensor(columns("kind") * 2), {"kind": (4.0, 1.5)}
+    )
+    sentence = "a small red bell rings slowly while a drum thunders"
+    readers.set_nouns(-1e3, 1e3, 0.05)  # a noun always; a second by its own rule never
+    assert QueryEncoder(model).text(sentence).query.reading.heard_lead is None
+    readers.set_nouns(-1e3, 1e3, 0.05, lead=-1e3)  # by its lead always
+    reading = QueryEncoder(model).text(sentence).query.reading
+    assert reading is not None and reading.heard is not None and reading.heard_lead is not None
+    with torch.inference_mode():
+        states, mask = model.text.backbone.states([sentence])
+        probabilities, _ = model.attribute_reading(states, mask)
+        own = model.heard_reading(states, mask, probabilities)
+        by_lead = model.heard_reading(states, mask, probabilities, lead=True)
+    assert own is not None and by_lead is not None
+    np.testing.assert_allclose(reading.heard, own[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(reading.heard_lead, by_lead[0].numpy(), atol=1e-6)
+    kinds = columns("kind")
+    # two nouns read by the lead, one by the own rule: the lead's reading names more
+    assert reading.heard_lead[kinds].sum() > reading.heard[kinds].sum()
+
+
 def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
     """A text query searching videos fuses the picture's and the sound's index. An item one index
     did not return is scored from the stores, not given that index's lowest returned score: here
@@ -657,6 +691,19 @@ def test_a_search_among_sounds_agrees_with_the_kinds_read_at_the_nouns_where_the
     assert result.read_as is not None and [v for v, _ in result.read_as["kind"]] == ["bell"]
     bare = Query("text", e[0], reading=AttributeReading(probabilities, reader))
     assert Searcher.open(tmp_path / "nouns").search(bare, "audio", k=3).hits[0].id == "item1"
+    # the second noun counted by its lead names the drum where the own rule's reading names the
+    # bell: the policy that counts by the lead reads that one; a query without it, the reader's
+    counted = AttributeReading(probabilities, reader, probabilities.copy(), at_nouns)
+    lead = replace(nouns, text_heard_lead=True)
+    _publish_listed(tmp_path / "lead", vectors, lists, lead)
+    by_lead = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=counted), "audio")
+    assert [h.id for h in by_lead.hits[:3]] == ["item2", "item1", "item0"]
+    assert by_lead.read_as is not None and [v for v, _ in by_lead.read_as["kind"]] == ["drum"]
+    own = Searcher.open(tmp_path / "nouns").search(Query("text", e[0], reading=counted), "audio")
+    assert own.hits[0].id == "item1"
+    unled = AttributeReading(probabilities, reader, at_nouns)
+    found = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=unled), "audio")
+    assert found.hits[0].id == "item1"
 
 
 def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path) -> None:

@@ -518,6 +518,53 @@ def test_the_kinds_a_sentence_names_are_read_at_its_nouns():
     )
 
 
+def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
+    """An unfamiliar wording lowers every token's noun logit alike: the second noun falls below
+    its own threshold (one noun read), while its lead over the first noun holds (two read by the
+    lead rule). A token too weak beside the first is no noun by either rule; a sentence with no
+    token far enough from the first has no second noun by either."""
+    readers = _noun_readers()
+    assert not readers.reads_noun_lead  # calibrated without the lead: only the own rule
+    with pytest.raises(RuntimeError, match="no lead rule"):
+        readers.noun_kinds(torch.ones(1, 2, 10), torch.ones(1, 2, dtype=torch.bool), lead=True)
+    readers.set_nouns(-3.0, 0.0, 0.05, lead=-1.0)
+    assert readers.reads_noun_lead
+    mask = torch.ones(1, 8, dtype=torch.bool)
+
+    def sentence(first: float, second: float) -> torch.Tensor:
+        """Two nouns (kinds 2 and 5), `first` and `second` along the noun dimension."""
+        tokens = [_token(other=8) for _ in range(8)]
+        tokens[2], tokens[6] = _token(2, noun=True), _token(5, noun=True)
+        tokens[2][7], tokens[6][7] = first, second
+        return torch.stack(tokens)[None]
+
+    familiar = sentence(0.6, 0.55)  # logits 1.0, 0.67: two by either rule
+    unfamiliar = sentence(0.4, 0.35)  # −0.53, −0.99: the second below 0, 0.46 behind
+    weak = sentence(0.6, 0.35)  # 1.0, −0.99: below 0 and 1.99 behind: one by either
+    for states, own, by_lead in ((familiar, 2, 2), (unfamiliar, 1, 2), (weak, 1, 1)):
+        assert int(readers.noun_kinds(states, mask)[2][0]) == own
+        chances, found, count = readers.noun_kinds(states, mask, lead=True)
+        assert bool(found[0]) and int(count[0]) == by_lead
+        assert (chances[0, 5] > 0.99) == (by_lead == 2)
+    given = torch.rand(1, len(CLASSES))
+    kinds = columns("kind")
+    heard = readers.heard_probabilities(unfamiliar, mask, given, lead=True)
+    torch.testing.assert_close(
+        heard[0, kinds], readers.noun_kinds(unfamiliar, mask, lead=True)[0][0], atol=1e-5, rtol=0
+    )
+    # a sentence of three tokens has none far enough from its first
+    short = familiar[:, 1:4]
+    assert int(readers.noun_kinds(short, mask[:, :3], lead=True)[2][0]) == 1
+    # the lead travels with the readers; readers calibrated before it load without it
+    loaded = AttributeReaders(10, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_noun_lead and float(loaded.noun_lead) == pytest.approx(-1.0)
+    older = {k: v for k, v in readers.state_dict().items() if k != "noun_lead"}
+    before = AttributeReaders(10, 4)
+    before.load_state_dict(older)
+    assert before.reads_nouns and not before.reads_noun_lead
+
+
 def test_the_nouns_travel_with_the_readers_and_old_readers_load_unfitted():
     readers = _noun_readers()
     loaded = AttributeReaders(10, 4)
@@ -546,3 +593,13 @@ def test_the_policy_records_whether_sounds_agree_with_the_kinds_at_the_nouns():
     assert not SearchPolicy.from_dict(
         SearchPolicy(True, {}, text_heard_agreement=0.5).to_dict()
     ).text_heard_nouns
+    # the count by the lead: recorded only with the nouns, read back the same
+    lead = SearchPolicy(
+        True, {}, text_heard_agreement=0.5, text_heard_nouns=True, text_heard_lead=True
+    )
+    assert SearchPolicy.from_dict(lead.to_dict()).text_heard_lead
+    assert "text_heard_lead" not in replace(lead, text_heard_nouns=False).to_dict()
+    assert not SearchPolicy.from_dict(policy.to_dict()).text_heard_lead
+    assert not SearchPolicy.from_dict(
+        {k: v for k, v in lead.to_dict().items() if k != "text_heard_nouns"}
+    ).text_heard_lead

@@ -1332,6 +1332,14 @@ def io_sink():
     return io.StringIO()
 
 
+def _heard_key(sentence: str) -> str:
+    """The evidence's key of a reading of the sentence (`choose_heard_agreement`)."""
+    from training.search_policy import SENTENCE_READINGS
+
+    keys = ("by_reading", "by_reading_at_nouns", "by_reading_at_nouns_lead")
+    return dict(zip(SENTENCE_READINGS, keys, strict=True))[sentence]
+
+
 def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_measures(
     prepared, tmp_path
 ):
@@ -1343,16 +1351,20 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     from models.what_net import CLASSES as WHAT
     from models.what_net import class_of
     from training.evaluate import _direction
-    from training.search_policy import TEXT_AGREEMENT_WEIGHTS, choose_heard_agreement
+    from training.search_policy import (
+        SENTENCE_READINGS,
+        TEXT_AGREEMENT_WEIGHTS,
+        choose_heard_agreement,
+    )
 
     model, by_id, pool, queried = _unfitted_readers(prepared)
     assert choose_heard_agreement(model, by_id, pool, prepared.texts, queried)[0] is None
     model, pool = _fitted_readers(prepared, model, by_id, tmp_path)
     assert pool.what is None  # the tiny model has no trained what networks
-    weight, timbre, nouns, evidence = choose_heard_agreement(
+    weight, timbre, sentence, evidence = choose_heard_agreement(
         model, by_id, pool, prepared.texts, queried
     )
-    assert weight is None and not timbre
+    assert weight is None and not timbre and sentence == SENTENCE_READINGS[0]
     assert evidence["reason"] == "no sound what network or timbre reader"
     # lists that name what each clip's sound holds, as a sound what network would; timbres
     # that name it wrongly (each clip's kind shifted by one)
@@ -1365,16 +1377,22 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     wrong /= np.maximum(wrong.sum(axis=1, keepdims=True), 1.0)
     pool.what = {"visual": lists, "audio": lists}
     pool.timbres = wrong
-    weight, timbre, nouns, evidence = choose_heard_agreement(
+    weight, timbre, sentence, evidence = choose_heard_agreement(
         model, by_id, pool, prepared.texts, queried
     )
     assert set(evidence["by_reading"]) == {"what list", "what list and timbre"}
-    # the phase read the kinds at the captions' nouns: both readings of the sentence are tried
-    assert model.knows_nouns() and "by_reading_at_nouns" in evidence
+    # the phase read the kinds at the captions' nouns by both rules of the count: the three
+    # readings of the sentence are tried
+    assert model.knows_noun_lead()
+    assert {"by_reading_at_nouns", "by_reading_at_nouns_lead"} <= set(evidence)
     querying = torch.arange(len(pool.ids)) < queried
-    for sentence, heard_nouns in (("by_reading", False), ("by_reading_at_nouns", True)):
+    for key, heard_nouns, heard_lead in (
+        ("by_reading", False, False),
+        ("by_reading_at_nouns", True, False),
+        ("by_reading_at_nouns_lead", True, True),
+    ):
         for reading, heard_timbre in (("what list", False), ("what list and timbre", True)):
-            found_by = evidence[sentence][reading]
+            found_by = evidence[key][reading]
             assert set(found_by) == {f"{w:g}" for w in TEXT_AGREEMENT_WEIGHTS}
             for w in (0.0, *TEXT_AGREEMENT_WEIGHTS):
                 with torch.inference_mode():
@@ -1385,17 +1403,19 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
                         reader_weight=w,
                         heard_timbre=heard_timbre,
                         heard_nouns=heard_nouns,
+                        heard_lead=heard_lead,
                     )["pooled"]["all"]
                 figures = found_by[f"{w:g}"] if w else evidence["without"]
                 assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
                 assert found["R@10"] == pytest.approx(figures["R@10"], abs=1e-4)
-    assert nouns == (evidence["nouns"] and weight is not None)
+    assert sentence == (evidence["sentence"] if weight is not None else SENTENCE_READINGS[0])
+    assert evidence["nouns"] == (evidence["sentence"] != SENTENCE_READINGS[0])
     assert evidence["queries"] > 0
     assert weight is None or weight in TEXT_AGREEMENT_WEIGHTS
     assert evidence["chosen"] == ("off" if weight is None else weight)
     # the timbre that names every sound wrongly is not chosen over the lists that name it right
     assert not timbre and evidence["timbre"] is False
-    chosen = "by_reading_at_nouns" if evidence["nouns"] else "by_reading"
+    chosen = _heard_key(evidence["sentence"])
     assert evidence["by_weight"] == evidence[chosen]["what list"]
     # and where the lists are the wrong ones and the timbre names each sound, the timbre is
     right = np.zeros_like(wrong)
@@ -1405,10 +1425,10 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     right /= np.maximum(right.sum(axis=1, keepdims=True), 1.0)
     pool.what = {"visual": lists, "audio": np.roll(lists, 2, axis=1)}
     pool.timbres = right
-    weight, timbre, nouns, evidence = choose_heard_agreement(
+    weight, timbre, sentence, evidence = choose_heard_agreement(
         model, by_id, pool, prepared.texts, queried
     )
     assert evidence["timbre"] is True
     assert timbre == (weight is not None)
-    chosen = "by_reading_at_nouns" if evidence["nouns"] else "by_reading"
+    chosen = _heard_key(evidence["sentence"])
     assert evidence["by_weight"] == evidence[chosen]["what list and timbre"]

@@ -715,6 +715,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     nouns = next(x for x in lines if x.get("part") == "nouns")
     assert nouns["noun_tokens"] > 0 and nouns["calibration"] > 0 and nouns["temperature"] > 0
     assert nouns["found_right"] > 0.5 and np.isfinite(nouns["found"])
+    assert np.isfinite(nouns["lead"]) and 0 < nouns["lead_right"] <= 1
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -724,7 +725,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
     assert model.attributes is not None and "kind" in model.attributes.worded()
-    assert model.knows_nouns()
+    assert model.knows_nouns() and model.knows_noun_lead()
     assert model.knows_timbre()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
