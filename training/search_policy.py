@@ -12,6 +12,7 @@ measurements are `training.evaluate`'s, which mirror `index.search`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import product
@@ -514,6 +515,7 @@ def measure_policy(
     weights: Sequence[float | None] = POLICY_WEIGHTS,
     event_weights: Sequence[float] = POLICY_EVENT_WEIGHTS,
     distractors: Sequence[ManifestItem] = (),
+    timings: dict[str, float] | None = None,
 ) -> SearchPolicy:
     """The checkpoint's search defaults, measured on `items` (the validation split), searched
     among `distractors` too (clips that never query, e.g. training clips) where given: for each
@@ -531,13 +533,16 @@ def measure_policy(
     window alignment of an excerpt helps even then (video→video R@1 0.88 → 0.98), because it
     compares the same encoder's features with themselves. Nor is the best band assumed: on val
     it gained on whole clips and lost on short excerpts (a short envelope's eight bands give
-    eight chances of a chance correlation)."""
+    eight chances of a chance correlation). `timings`, where given, gets each part's seconds
+    (the training log records them)."""
+    clock = _Clock(timings)
     by_id = {i.id: i for i in items if i.id in cache.row}
     queried = len(by_id)
     for item in distractors:
         if item.id in cache.row and item.id not in by_id:
             by_id[item.id] = item
     pool = embed_pool(model, cache, list(by_id), items=by_id)  # once, for every protocol
+    clock("pool")
     weights = tuple(weights) or (None,)
     event_weights = tuple(event_weights) or (0.0,)
     combos: list[Weighting] = list(product(weights, event_weights))
@@ -548,6 +553,7 @@ def measure_policy(
         )
         for bands in (False, True)
     )
+    clock("re-rank")
     evidence: dict[str, Any] = {
         "pool": len(pool.ids),
         "queried": queried,
@@ -565,6 +571,7 @@ def measure_policy(
     agreement_weight, agreement_bands, evidence["agreement"] = choose_agreement(
         model, pool, cache, queried
     )
+    clock("agreement")
     text_share, evidence["text→video"] = choose_text_share(model, by_id, pool, texts, queried)
     leaning, lean_weight, agree, evidence["text→video attributes"] = choose_text_attributes(
         model,
@@ -574,9 +581,11 @@ def measure_policy(
         TEXT_AUDIO_SHARE_BEFORE if text_share is None else text_share,
         queried,
     )
+    clock("text→video")
     heard_weight, heard_timbre, heard_sentence, evidence["text→audio attributes"] = (
         choose_heard_agreement(model, by_id, pool, texts, queried)
     )
+    clock("text→audio")
     # the best-band matchings met each picture by its motion envelope too where the pool had
     # one, and by its halves' where it had them and the pool met pictures by them
     motion = any(len(m) for m in pool.events["visual_motion"])
@@ -604,6 +613,7 @@ def measure_policy(
         }
         weighed = choose_what_tiers(model, ordered, cache, pool, rerank_k, querying, tiers)
         long, short, whole = weighed["long"], weighed["short"], weighed["whole"]
+        clock("sources")
     return replace(
         long,
         short=short,
@@ -621,6 +631,20 @@ def measure_policy(
         text_heard_nouns=heard_sentence != SENTENCE_READINGS[0],
         text_heard_lead=heard_sentence == SENTENCE_READINGS[2],
     )
+
+
+class _Clock:
+    """Each call records the seconds since the last (or since it was made) under a name, where
+    there is somewhere to record them."""
+
+    def __init__(self, into: dict[str, float] | None) -> None:
+        self.into, self.last = into, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.into is not None:
+            self.into[name] = round(self.into.get(name, 0.0) + now - self.last, 2)
+        self.last = now
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Output directory layout:
   last/   model checkpoint + trainer_state.pt (optimizer, schedule, epoch, RNG) — for --resume
   best/   model checkpoint with the best validation score
-  metrics.jsonl   one line per logged step and per epoch
+  metrics.jsonl   one line per logged step, per epoch, per part of a phase, and the search
+                  policy's measurement (its parts timed)
   train_config.json
 """
 
@@ -342,13 +343,18 @@ def prepare(
 
 
 def record_policy(
-    prepared: Prepared, checkpoint: Path, sequence_trained: bool, device: torch.device
+    prepared: Prepared,
+    checkpoint: Path,
+    sequence_trained: bool,
+    device: torch.device,
+    timings: dict[str, float] | None = None,
 ) -> SearchPolicy:
     """Measure on the validation split, searched among training clips (`distractors_for`), what
     the checkpoint's sequence heads are good for, and record it beside the weights
     (`models.policy`): the index and the service take their re-rank defaults from it. No
     objective here puts the steps in the text space (SCAV and the timing objectives contrast
-    sound with picture), so text hits are never localised by them."""
+    sound with picture), so text hits are never localised by them. `timings`, where given, gets
+    the measurement's parts' seconds (`measure_policy`)."""
     if prepared.val_items:
         model = TrimodalModel.load(checkpoint, device, prepared.backbone)
         policy = measure_policy(
@@ -359,6 +365,7 @@ def record_policy(
             sequence_trained,
             text_segments=False,
             distractors=distractors_for(prepared.val_items, prepared.train_items),
+            timings=timings,
         )
     else:
         policy = SearchPolicy(
@@ -898,5 +905,13 @@ def train(
         # Deferred branches that never had their phase (a run stopped early) are untrained: the
         # checkpoint says so and searches pooled-only, with a warning, instead of by noise.
         trained = cfg.trains_sequences and (not deferred or phase_done.exists())
-        record_policy(prepared, out / "best", trained, device)
+        began, parts = time.perf_counter(), {}
+        record_policy(prepared, out / "best", trained, device, parts)
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:
+            took = round(time.perf_counter() - began, 1)
+            seconds = round(time.perf_counter() - start, 1)
+            log.write(
+                json.dumps({"phase": "policy", "took": took, "parts": parts} | {"seconds": seconds})
+                + "\n"
+            )
     return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)

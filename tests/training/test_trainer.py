@@ -700,7 +700,13 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     # the direction's from where the picture's foreground goes, the kind's from the glyphs'
     # outlines, and each sound's kind and size from how it sounds (and between the names and
     # the picture, where a caption's nouns stand)
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 6)
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 6) + [
+        "policy"
+    ]
+    # and the policy's measurement, its parts timed
+    policy_line = lines[-1]
+    assert set(policy_line["parts"]) >= {"pool", "re-rank", "agreement", "text→audio"}
+    assert 0 < sum(policy_line["parts"].values()) <= policy_line["took"] + 0.1
     assert [x.get("part") for x in lines if x.get("phase") == "attributes"][-4:] == [
         "picture",
         "drift",
