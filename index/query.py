@@ -87,13 +87,14 @@ class QueryEncoder:
                 emb = self.model.project_text(mean_of_states(states, mask))
                 probabilities, found = self.model.attribute_reading(states, mask)
                 leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
-                heard = self.model.heard_reading(states, mask, probabilities)
-                heard_lead = self.model.heard_reading(states, mask, probabilities, lead=True)
+                # the kinds at its nouns by each rule of the count (the policy picks one)
+                heard = self.model.heard_readings(states, mask, probabilities)
+                own, by_lead = heard.get(False), heard.get(True)
                 reading = AttributeReading(
                     probabilities[0].numpy(),
                     self._picture_reader(),
-                    None if heard is None else heard[0].numpy(),
-                    None if heard_lead is None else heard_lead[0].numpy(),
+                    None if own is None else own[0].numpy(),
+                    None if by_lead is None else by_lead[0].numpy(),
                 )
             elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))

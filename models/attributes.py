@@ -475,7 +475,10 @@ class AttributeReaders(nn.Module):
             raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
         if lead and not self.reads_noun_lead:
             raise RuntimeError("these readers have no lead rule for the second noun")
-        read = self.noun_reading(states, mask)
+        return self._kinds_at(self.noun_reading(states, mask), lead)
+
+    def _kinds_at(self, read: NounReading, lead: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """`noun_kinds` of a sentence's `noun_reading`, by the second noun's `lead` rule or not."""
         temperature = self.noun_temperature.clamp(min=1e-4)
         p1 = torch.softmax(read.first_liked / temperature, dim=-1)
         p2 = torch.softmax(read.second_liked / temperature, dim=-1)
@@ -520,12 +523,29 @@ class AttributeReaders(nn.Module):
         """(B, C) probabilities of a sentence (`text_logits`' sigmoid, as the caller already has
         them) with the kind's columns read at its nouns (`noun_kinds`, its second noun by the
         `lead` rule or not, kept within [1e-6, 1 − 1e-6]) where it has one; the rest as given."""
-        chances, found, _ = self.noun_kinds(states, mask, lead)
+        return self._heard(self.noun_kinds(states, mask, lead), probabilities)
+
+    def heard_by_rule(
+        self, states: Tensor, mask: Tensor, probabilities: Tensor
+    ) -> dict[bool, Tensor]:
+        """`heard_probabilities` by each rule of the second noun these readers have (False: its
+        own logit; True: its lead, where calibrated), from one `noun_reading` of the states."""
+        if not self.reads_nouns:
+            raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
+        read = self.noun_reading(states, mask)
+        rules = (False, True) if self.reads_noun_lead else (False,)
+        return {lead: self._heard(self._kinds_at(read, lead), probabilities) for lead in rules}
+
+    @staticmethod
+    def _heard(kinds: tuple[Tensor, Tensor, Tensor], probabilities: Tensor) -> Tensor:
+        """`probabilities` with the kind's columns replaced by `noun_kinds`' chances (kept
+        within [1e-6, 1 − 1e-6]) on the rows where a noun was found."""
+        chances, found, _ = kinds
         chances = chances.clamp(1e-6, 1 - 1e-6).to(probabilities.device, probabilities.dtype)
         out = probabilities.clone()
-        kinds = torch.as_tensor(columns("kind"), device=probabilities.device)
+        kind_columns = torch.as_tensor(columns("kind"), device=probabilities.device)
         found = found.to(probabilities.device)
-        out[:, kinds] = torch.where(found[:, None], chances, out[:, kinds])
+        out[:, kind_columns] = torch.where(found[:, None], chances, out[:, kind_columns])
         return out
 
     def picture_logits(self, pooled: Tensor) -> Tensor:

@@ -231,6 +231,19 @@ class TrimodalModel(nn.Module):
         )
         return found.float().cpu()
 
+    def heard_readings(
+        self, states: Tensor, mask: Tensor, probabilities: Tensor
+    ) -> dict[bool, Tensor]:
+        """`heard_reading` by each rule of the second noun the checkpoint has (False: its own
+        logit; True: its lead), from one reading of the nouns (`AttributeReaders.heard_by_rule`);
+        empty where the checkpoint reads no nouns."""
+        if not self.knows_nouns():
+            return {}
+        assert self.attributes is not None
+        states, mask = states.to(self.device), mask.to(self.device)
+        found = self.attributes.heard_by_rule(states, mask, probabilities.to(self.device))
+        return {lead: p.float().cpu() for lead, p in found.items()}
+
     def knows_directions(self) -> bool:
         """Whether the checkpoint reads a picture's direction from where its foreground goes
         (`models.drift`, fitted by the attribute phase)."""

@@ -426,10 +426,9 @@ def text_readings(
             p, d = model.attribute_reading(states, mask)
             probabilities.append(p)
             directions.append(d)
-            for lead, read in at_nouns.items():
-                found = model.heard_reading(states, mask, p, lead)
-                assert found is not None
-                read.append(found)
+            if at_nouns:
+                for lead, found in model.heard_readings(states, mask, p).items():
+                    at_nouns[lead].append(found)
     if not probabilities:
         empty = torch.zeros(0, len(READ_CLASSES))
         return empty, torch.zeros(0, len(ATTRIBUTES), 0), {lead: empty for lead in rules}

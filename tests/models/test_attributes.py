@@ -525,6 +525,10 @@ def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
     token far enough from the first has no second noun by either."""
     readers = _noun_readers()
     assert not readers.reads_noun_lead  # calibrated without the lead: only the own rule
+    one = torch.ones(1, 2, dtype=torch.bool)
+    assert set(readers.heard_by_rule(torch.ones(1, 2, 10), one, torch.rand(1, len(CLASSES)))) == {
+        False
+    }
     with pytest.raises(RuntimeError, match="no lead rule"):
         readers.noun_kinds(torch.ones(1, 2, 10), torch.ones(1, 2, dtype=torch.bool), lead=True)
     readers.set_nouns(-3.0, 0.0, 0.05, lead=-1.0)
@@ -552,6 +556,11 @@ def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
     torch.testing.assert_close(
         heard[0, kinds], readers.noun_kinds(unfamiliar, mask, lead=True)[0][0], atol=1e-5, rtol=0
     )
+    # both rules from one reading of the nouns, each as read alone
+    both = readers.heard_by_rule(unfamiliar, mask, given)
+    assert set(both) == {False, True}
+    for lead, read in both.items():
+        torch.testing.assert_close(read, readers.heard_probabilities(unfamiliar, mask, given, lead))
     # a sentence of three tokens has none far enough from its first
     short = familiar[:, 1:4]
     assert int(readers.noun_kinds(short, mask[:, :3], lead=True)[2][0]) == 1
