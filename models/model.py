@@ -202,9 +202,7 @@ class TrimodalModel(nn.Module):
         """Whether the checkpoint reads the kinds a sentence names at its nouns
         (`AttributeReaders.noun_kinds`, fitted by the attribute phase)."""
         return (
-            self.attributes is not None
-            and self.knows_attributes()
-            and (self.attributes.reads_nouns)
+            self.attributes is not None and self.knows_attributes() and self.attributes.reads_nouns
         )
 
     def knows_noun_lead(self) -> bool:

@@ -308,11 +308,10 @@ def choose_heard_agreement(
     `AGREEMENT_K` then re-ranked by how far the sentence's reading and each sound's agree on
     `HEARD`, for each reading of the sentence the checkpoint has and each reading of the sounds
     the pool has (the what list alone; with the timbre) at each of `TEXT_AGREEMENT_WEIGHTS`;
-    the best (R@1, then R@10, then
-    the lighter weight, then the what list alone, then the readings in `SENTENCE_READINGS`'
-    order) adopted where it gains clearly over the first pass (`heard_adopted`: R@1, or R@10
-    without a clear loss). (None, False, the text reader) where the checkpoint has no fitted
-    readers, the pool no sound readings, or nothing gains."""
+    the best (R@1, then R@10, then the lighter weight, then the what list alone, then the
+    readings in `SENTENCE_READINGS`' order) adopted where it gains clearly over the first pass
+    (`heard_adopted`: R@1, or R@10 without a clear loss). (None, False, the text reader) where
+    the checkpoint has no fitted readers, the pool no sound readings, or nothing gains."""
     reader = SENTENCE_READINGS[0]
     if not model.knows_attributes():
         return None, False, reader, {"reason": "no fitted attribute readers"}

@@ -907,11 +907,8 @@ def train(
         trained = cfg.trains_sequences and (not deferred or phase_done.exists())
         began, parts = time.perf_counter(), {}
         record_policy(prepared, out / "best", trained, device, parts)
+        took, seconds = time.perf_counter() - began, time.perf_counter() - start
+        line = {"phase": "policy", "took": round(took, 1), "parts": parts}
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:
-            took = round(time.perf_counter() - began, 1)
-            seconds = round(time.perf_counter() - start, 1)
-            log.write(
-                json.dumps({"phase": "policy", "took": took, "parts": parts} | {"seconds": seconds})
-                + "\n"
-            )
+            log.write(json.dumps(line | {"seconds": round(seconds, 1)}) + "\n")
     return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)
