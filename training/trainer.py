@@ -11,6 +11,7 @@ Output directory layout:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -58,6 +59,8 @@ from training.losses import (
 from training.pictures import PictureMemo
 from training.search_policy import distractors_for, measure_policy
 from training.what_phase import WHAT_PHASE_DONE, what_phase
+
+logger = logging.getLogger(__name__)
 
 Objective = Literal["single-stage", "two-stage"]
 
@@ -771,9 +774,24 @@ def train(
         loaded = TrimodalModel.load(out / "last", device, prepared.backbone, warn_untrained=False)
         model.load_state_dict(loaded.state_dict())
         state = torch.load(out / "last" / "trainer_state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         first_epoch, step, best = state["epoch"], state["step"], state["best"]
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except ValueError as e:
+            # a run saved by a version whose model had other parameters (a reader added
+            # since): its phases can be run again, its main epochs cannot go on
+            if first_epoch < cfg.epochs:
+                raise ValueError(
+                    f"{out}: the saved optimizer does not fit this version's model ({e}); "
+                    f"its main epochs ({first_epoch} of {cfg.epochs} done) cannot be resumed"
+                ) from e
+            logger.warning(
+                "%s: the saved optimizer does not fit this version's model (%s); its main "
+                "epochs are done, so only its phases run",
+                out,
+                e,
+            )
+        sched.load_state_dict(state["scheduler"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -911,4 +929,5 @@ def train(
         line = {"phase": "policy", "took": round(took, 1), "parts": parts}
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(line | {"seconds": round(seconds, 1)}) + "\n")
-    return TrainResult(out, epoch + 1, best, history, time.perf_counter() - start, stopped)
+    done = epoch + 1 if first_epoch < cfg.epochs else first_epoch  # none run: what was done
+    return TrainResult(out, done, best, history, time.perf_counter() - start, stopped)
