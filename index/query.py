@@ -88,13 +88,18 @@ class QueryEncoder:
                 probabilities, found = self.model.attribute_reading(states, mask)
                 leans = {name: found[0, a].numpy() for a, name in enumerate(ATTRIBUTES)}
                 # the kinds at its nouns by each rule of the count (the policy picks one)
-                heard = self.model.heard_readings(states, mask, probabilities)
-                own, by_lead = heard.get(False), heard.get(True)
+                # (and each with the kinds of a sentence without a noun from its sound words)
+                heard = {
+                    rule: read[0].numpy()
+                    for rule, read in self.model.heard_readings(states, mask, probabilities).items()
+                }
                 reading = AttributeReading(
                     probabilities[0].numpy(),
                     self._picture_reader(),
-                    None if own is None else own[0].numpy(),
-                    None if by_lead is None else by_lead[0].numpy(),
+                    heard.get((False, False)),
+                    heard.get((True, False)),
+                    heard.get((False, True)),
+                    heard.get((True, True)),
                 )
             elif self.text_backbone is not None:
                 emb = self.model.project_text(self.text_backbone([sentence]))

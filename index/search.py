@@ -1221,9 +1221,15 @@ def _heard_text(reading: AttributeReading, policy: SearchPolicy) -> np.ndarray:
     """The (C,) probabilities a text query searching sounds agrees on: the kinds read at the
     sentence's nouns where the policy measured they help and the query has them
     (`AttributeReading.heard`; `heard_lead` where the policy counts the second noun by its
-    lead), else the text reader's."""
+    lead; with the kinds of a sentence without a noun read from its sound words where the
+    policy says so, `heard_sounds` / `heard_lead_sounds`), else the text reader's."""
     if policy.text_heard_nouns:
-        at_nouns = reading.heard_lead if policy.text_heard_lead else reading.heard
+        at_nouns = {
+            (False, False): reading.heard,
+            (True, False): reading.heard_lead,
+            (False, True): reading.heard_sounds,
+            (True, True): reading.heard_lead_sounds,
+        }[policy.text_heard_lead, policy.text_heard_sound_words]
         if at_nouns is not None:
             return at_nouns
     return reading.probabilities

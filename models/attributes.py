@@ -179,6 +179,13 @@ class AttributeReaders(nn.Module):
     noun_lead: Tensor
     noun_temperature: Tensor
     noun_fitted: Tensor
+    # The kinds a sentence says are heard, read from its sound words (`sound`: a linear map of
+    # each unit token state to the kinds' logits, a sentence's the strongest token's), fitted by
+    # the attribute phase on training sound captions (then `sound_fitted` is 1): the text reader
+    # learned visual and audiovisual captions, so a sound caption without a noun it finds
+    # ("high tweets repeat") is read by its kinds where the policy measured it helps
+    # (`SearchPolicy.text_heard_sound_words`). A checkpoint from before has none.
+    sound_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -208,6 +215,10 @@ class AttributeReaders(nn.Module):
         self.register_buffer("noun_lead", torch.full((), float("nan")))
         self.register_buffer("noun_temperature", torch.ones(()))
         self.register_buffer("noun_fitted", torch.zeros(()))
+        self.sound = nn.Linear(text_hidden, len(ATTRIBUTES["kind"]))
+        nn.init.zeros_(self.sound.weight)
+        nn.init.zeros_(self.sound.bias)
+        self.register_buffer("sound_fitted", torch.zeros(()))
 
     def _measured(self, name: str, features: int, attribute: str) -> nn.Linear:
         """A reader of `attribute`'s values from `features` numbers measured on the media (zero
@@ -275,6 +286,9 @@ class AttributeReaders(nn.Module):
             ("noun_lead", self.noun_lead),
             ("noun_temperature", self.noun_temperature),
             ("noun_fitted", self.noun_fitted),
+            ("sound.weight", self.sound.weight),
+            ("sound.bias", self.sound.bias),
+            ("sound_fitted", self.sound_fitted),
         ):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
@@ -527,25 +541,54 @@ class AttributeReaders(nn.Module):
 
     def heard_by_rule(
         self, states: Tensor, mask: Tensor, probabilities: Tensor
-    ) -> dict[bool, Tensor]:
+    ) -> dict[tuple[bool, bool], Tensor]:
         """`heard_probabilities` by each rule of the second noun these readers have (False: its
-        own logit; True: its lead, where calibrated), from one `noun_reading` of the states."""
+        own logit; True: its lead, where calibrated) and, where they read sound words, each
+        again with the kinds of a sentence whose nouns are not found read from its sound words
+        (`sound_probabilities`) rather than by the text reader: keyed (lead, sound words), from
+        one `noun_reading` of the states."""
         if not self.reads_nouns:
             raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
         read = self.noun_reading(states, mask)
         rules = (False, True) if self.reads_noun_lead else (False,)
-        return {lead: self._heard(self._kinds_at(read, lead), probabilities) for lead in rules}
+        sounds = self.sound_probabilities(states, mask) if self.reads_sound_words else None
+        out: dict[tuple[bool, bool], Tensor] = {}
+        for lead in rules:
+            kinds = self._kinds_at(read, lead)
+            out[lead, False] = self._heard(kinds, probabilities)
+            if sounds is not None:
+                out[lead, True] = self._heard(kinds, probabilities, sounds)
+        return out
+
+    @property
+    def reads_sound_words(self) -> bool:
+        """Whether the kinds a sentence says are heard can be read from its sound words
+        (`sound_probabilities`), where its nouns are not found."""
+        return self.reads_nouns and bool(self.sound_fitted.item() > 0)
+
+    def sound_probabilities(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, H) token states and their (B, L) mask → (B, 7) each kind's chance of being
+        heard, from the sentence's sound words (`sound`, its strongest token's logit)."""
+        _check_states(states, mask)
+        per_token = self.sound(F.normalize(states.float(), dim=-1))
+        return torch.sigmoid(per_token.masked_fill(~mask[..., None], -torch.inf).amax(dim=1))
 
     @staticmethod
-    def _heard(kinds: tuple[Tensor, Tensor, Tensor], probabilities: Tensor) -> Tensor:
-        """`probabilities` with the kind's columns replaced by `noun_kinds`' chances (kept
-        within [1e-6, 1 − 1e-6]) on the rows where a noun was found."""
+    def _heard(
+        kinds: tuple[Tensor, Tensor, Tensor], probabilities: Tensor, otherwise: Tensor | None = None
+    ) -> Tensor:
+        """`probabilities` with the kind's columns replaced by `noun_kinds`' chances on the rows
+        where a noun was found, and by `otherwise`'s (B, 7) chances on the others where given
+        (both kept within [1e-6, 1 − 1e-6])."""
         chances, found, _ = kinds
         chances = chances.clamp(1e-6, 1 - 1e-6).to(probabilities.device, probabilities.dtype)
         out = probabilities.clone()
         kind_columns = torch.as_tensor(columns("kind"), device=probabilities.device)
         found = found.to(probabilities.device)
-        out[:, kind_columns] = torch.where(found[:, None], chances, out[:, kind_columns])
+        rest = out[:, kind_columns]
+        if otherwise is not None:
+            rest = otherwise.clamp(1e-6, 1 - 1e-6).to(probabilities.device, probabilities.dtype)
+        out[:, kind_columns] = torch.where(found[:, None], chances, rest)
         return out
 
     def picture_logits(self, pooled: Tensor) -> Tensor:
@@ -627,12 +670,17 @@ class AttributeReading:
     says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns.
     `heard_lead`: the same with the second noun counted by its lead (`noun_lead`), read where
     the policy says so (`SearchPolicy.text_heard_lead`); None where the readers have no such
-    rule."""
+    rule. `heard_sounds`, `heard_lead_sounds`: `heard` and `heard_lead` with the kinds of a
+    sentence whose nouns are not found read from its sound words
+    (`AttributeReaders.sound_probabilities`), where the policy says so
+    (`SearchPolicy.text_heard_sound_words`); None where the readers read none."""
 
     probabilities: np.ndarray  # (C,)
     picture: PictureReader
     heard: np.ndarray | None = None  # (C,)
     heard_lead: np.ndarray | None = None  # (C,)
+    heard_sounds: np.ndarray | None = None  # (C,)
+    heard_lead_sounds: np.ndarray | None = None  # (C,)
 
 
 def agreement(text: Any, picture: Any, names: Sequence[str]) -> Any:

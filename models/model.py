@@ -229,18 +229,28 @@ class TrimodalModel(nn.Module):
         )
         return found.float().cpu()
 
+    def knows_sound_words(self) -> bool:
+        """Whether the checkpoint can read the kinds a sentence says are heard from its sound
+        words where its nouns are not found (`AttributeReaders.sound_probabilities`, fitted by
+        the attribute phase)."""
+        return (
+            self.knows_nouns() and self.attributes is not None and self.attributes.reads_sound_words
+        )
+
     def heard_readings(
         self, states: Tensor, mask: Tensor, probabilities: Tensor
-    ) -> dict[bool, Tensor]:
+    ) -> dict[tuple[bool, bool], Tensor]:
         """`heard_reading` by each rule of the second noun the checkpoint has (False: its own
-        logit; True: its lead), from one reading of the nouns (`AttributeReaders.heard_by_rule`);
-        empty where the checkpoint reads no nouns."""
+        logit; True: its lead), and each again with the kinds of a sentence whose nouns are not
+        found read from its sound words where the checkpoint reads them: keyed (lead, sound
+        words), from one reading of the nouns (`AttributeReaders.heard_by_rule`); empty where the
+        checkpoint reads no nouns."""
         if not self.knows_nouns():
             return {}
         assert self.attributes is not None
         states, mask = states.to(self.device), mask.to(self.device)
         found = self.attributes.heard_by_rule(states, mask, probabilities.to(self.device))
-        return {lead: p.float().cpu() for lead, p in found.items()}
+        return {rule: p.float().cpu() for rule, p in found.items()}
 
     def knows_directions(self) -> bool:
         """Whether the checkpoint reads a picture's direction from where its foreground goes

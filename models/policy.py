@@ -151,6 +151,11 @@ class SearchPolicy:
     # its own (`noun_second`), as measured on val (False: records before the field, or the own
     # rule measured better)
     text_heard_lead: bool = False
+    # whether, reading them so, a sentence whose nouns are not found has the kinds it says are
+    # heard read from its sound words (`models.attributes.AttributeReading.heard_sounds`,
+    # `AttributeReaders.sound_probabilities`) rather than by the text reader, as measured on
+    # val (False: records before the field, or the text reader's measured better)
+    text_heard_sound_words: bool = False
 
     def heard_agreement(self) -> float:
         """How much the agreement on the kind and size heard adds in a text query's re-rank of
@@ -321,6 +326,13 @@ class SearchPolicy:
                 if self.heard_agreement() > 0 and self.text_heard_nouns and self.text_heard_lead
                 else {}
             ),
+            **(
+                {"text_heard_sound_words": True}
+                if self.heard_agreement() > 0
+                and self.text_heard_nouns
+                and self.text_heard_sound_words
+                else {}
+            ),
             **({"cross_bands": sorted(self.cross_bands)} if self.cross_bands else {}),
             **({"agreement_bands": True} if self.agreement_bands else {}),
             **({"picture_motion": True} if self.picture_motion else {}),
@@ -371,6 +383,8 @@ class SearchPolicy:
             text_heard_nouns=data.get("text_heard_nouns") is True,
             text_heard_lead=data.get("text_heard_nouns") is True
             and data.get("text_heard_lead") is True,
+            text_heard_sound_words=data.get("text_heard_nouns") is True
+            and data.get("text_heard_sound_words") is True,
             cross_bands=_directions(data.get("cross_bands")),
             agreement_bands=data.get("agreement_bands") is True,
             picture_motion=data.get("picture_motion") is True,

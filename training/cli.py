@@ -729,6 +729,7 @@ def policy_command(
         weight = policy.heard_agreement()
         nouns = ", kinds at the nouns" if policy.text_heard_nouns else ""
         nouns += " (a second by its lead)" if nouns and policy.text_heard_lead else ""
+        nouns += ", else its sound words" if nouns and policy.text_heard_sound_words else ""
         return f"{', '.join(HEARD)} heard × {weight:g}{nouns}" if weight > 0 else "none"
 
     table.add_row("text→audio", "readers' agreement", hearing(before), hearing(after))

@@ -411,15 +411,23 @@ def text_reading(
 
 def text_readings(
     model: TrimodalModel, sentences: Sequence[str], batch: int = 256, heard: bool = True
-) -> tuple[Tensor, Tensor, dict[bool, Tensor]]:
+) -> tuple[Tensor, Tensor, dict[tuple[bool, bool], Tensor]]:
     """`text_reading` and, with `heard` where the checkpoint reads nouns, the same probabilities
-    with the kinds read at each sentence's nouns (`TrimodalModel.heard_reading`), from one pass
-    of the frozen tower: by whether the second noun is counted by its lead, the rules the
-    checkpoint has (empty: not read)."""
+    with the kinds read at each sentence's nouns (`TrimodalModel.heard_readings`), from one pass
+    of the frozen tower: by whether the second noun is counted by its lead and whether a
+    sentence whose nouns are not found is read from its sound words, the rules the checkpoint
+    has (empty: not read)."""
     probabilities, directions = [], []
-    rules = [lead for lead in (False, True) if heard and (model.knows_noun_lead() or not lead)]
+    rules = [
+        (lead, sounds)
+        for lead in (False, True)
+        for sounds in (False, True)
+        if heard
+        and (model.knows_noun_lead() or not lead)
+        and (model.knows_sound_words() or not sounds)
+    ]
     rules = rules if model.knows_nouns() else []
-    at_nouns: dict[bool, list[Tensor]] = {lead: [] for lead in rules}
+    at_nouns: dict[tuple[bool, bool], list[Tensor]] = {rule: [] for rule in rules}
     with torch.inference_mode():
         for s in range(0, len(sentences), batch):
             states, mask = model.text.backbone.states(list(sentences[s : s + batch]))
@@ -427,12 +435,12 @@ def text_readings(
             probabilities.append(p)
             directions.append(d)
             if at_nouns:
-                for lead, found in model.heard_readings(states, mask, p).items():
-                    at_nouns[lead].append(found)
+                for rule, found in model.heard_readings(states, mask, p).items():
+                    at_nouns[rule].append(found)
     if not probabilities:
         empty = torch.zeros(0, len(READ_CLASSES))
-        return empty, torch.zeros(0, len(ATTRIBUTES), 0), {lead: empty for lead in rules}
-    by_rule = {lead: torch.cat(read) for lead, read in at_nouns.items()}
+        return empty, torch.zeros(0, len(ATTRIBUTES), 0), {rule: empty for rule in rules}
+    by_rule = {rule: torch.cat(read) for rule, read in at_nouns.items()}
     return torch.cat(probabilities), torch.cat(directions), by_rule
 
 
@@ -622,6 +630,7 @@ def evaluate(
                         heard_timbre=policy.text_heard_timbre,
                         heard_nouns=policy.text_heard_nouns,
                         heard_lead=policy.text_heard_lead,
+                        heard_sound_words=policy.text_heard_sound_words,
                     )["pooled"]
             elif policy is not None and not direction.startswith("text"):
                 results[direction]["service"] = _service(
@@ -688,6 +697,7 @@ def _direction(
     heard_timbre: bool = True,
     heard_nouns: bool = False,
     heard_lead: bool = False,
+    heard_sound_words: bool = False,
     what_weight: float = 0.0,
     keep_ranks: bool = False,
     sequence_offsets: bool = False,
@@ -705,7 +715,8 @@ def _direction(
     with `reader_weight` > 0 re-ranks the same way by the agreement on the kind and size heard
     (`models.attributes.HEARD`, read by `Pool.heard`: each sound's what list and, with
     `heard_timbre`, its timbre; with `heard_nouns`, the sentence's kinds read at its nouns,
-    `text_readings`, its second noun counted by its lead with `heard_lead`; the text reader's
+    `text_readings`, its second noun counted by its lead with `heard_lead`, a sentence whose
+    nouns are not found read from its sound words with `heard_sound_words`; the text reader's
     where the checkpoint has no such reading, as the service falls back).
     Audio/video queries:
     "hybrid" re-ranks with `weights[0]` (None: the sequence distance alone; w: pooled + w × the
@@ -766,7 +777,8 @@ def _direction(
         found = pool.heard(heard_timbre) if read is not None and hearing else None
         if read is not None and found is not None:
             sounds = torch.from_numpy(found)
-            said = read[2].get(heard_lead, read[0]) if heard_nouns else read[0]
+            rule = (heard_lead, heard_sound_words)
+            said = read[2].get(rule, read[0]) if heard_nouns else read[0]
             scores = agreement_rerank(scores, said, sounds, HEARD, reader_weight)
         subset, equivalent = q.subset, q.equivalent
         target = q.target

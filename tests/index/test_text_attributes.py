@@ -178,6 +178,24 @@ def test_a_sentence_gets_its_kinds_at_its_nouns_by_each_rule_of_the_count() -> N
     kinds = columns("kind")
     # two nouns read by the lead, one by the own rule: the lead's reading names more
     assert reading.heard_lead[kinds].sum() > reading.heard[kinds].sum()
+    assert reading.heard_sounds is None and reading.heard_lead_sounds is None
+    # with a reader of sound words, and no noun found: both rules' readings again with the kinds
+    # its sound words name, as the model reads them
+    torch.nn.init.normal_(readers.sound.weight)
+    readers.sound_fitted.fill_(1.0)
+    readers.set_nouns(1e3, 1e3, 0.05, lead=-1e3)  # no noun is ever found
+    reading = QueryEncoder(model).text(sentence).query.reading
+    assert reading.heard_sounds is not None and reading.heard_lead_sounds is not None
+    with torch.inference_mode():
+        found = model.heard_readings(states, mask, probabilities)
+        sounds = readers.sound_probabilities(states, mask)
+    assert set(found) == {(False, False), (True, False), (False, True), (True, True)}
+    np.testing.assert_allclose(reading.heard_sounds, found[False, True][0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(reading.heard_lead_sounds, found[True, True][0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        reading.heard_sounds[kinds], sounds[0].clamp(1e-6, 1 - 1e-6).numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(reading.heard, probabilities[0].numpy(), atol=1e-6)
 
 
 def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:
@@ -704,6 +722,23 @@ def test_a_search_among_sounds_agrees_with_the_kinds_read_at_the_nouns_where_the
     unled = AttributeReading(probabilities, reader, at_nouns)
     found = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=unled), "audio")
     assert found.hits[0].id == "item1"
+    # a sentence whose noun was not found, its sound words naming the drum: a policy that reads
+    # them takes that reading (by the rule of the count it keeps); one that does not, the other
+    unfound = AttributeReading(probabilities, reader, probabilities, probabilities, None, at_nouns)
+    by_sounds = replace(lead, text_heard_sound_words=True)
+    _publish_listed(tmp_path / "sounds", vectors, lists, by_sounds)
+    heard = Searcher.open(tmp_path / "sounds").search(Query("text", e[0], reading=unfound), "audio")
+    assert [h.id for h in heard.hits[:3]] == ["item2", "item1", "item0"]
+    assert heard.read_as is not None and [v for v, _ in heard.read_as["kind"]] == ["drum"]
+    plain = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=unfound), "audio")
+    assert plain.hits[0].id == "item1"
+    # the own rule's reading with sound words is not there: the text reader's kinds
+    own_rule = replace(by_sounds, text_heard_lead=False)
+    _publish_listed(tmp_path / "sounds-own", vectors, lists, own_rule)
+    missing = Searcher.open(tmp_path / "sounds-own").search(
+        Query("text", e[0], reading=unfound), "audio"
+    )
+    assert missing.hits[0].id == "item1"
 
 
 def test_a_sounds_timbre_joins_its_what_list_in_the_heard_rerank(tmp_path: Path) -> None:

@@ -527,7 +527,7 @@ def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
     assert not readers.reads_noun_lead  # calibrated without the lead: only the own rule
     one = torch.ones(1, 2, dtype=torch.bool)
     assert set(readers.heard_by_rule(torch.ones(1, 2, 10), one, torch.rand(1, len(CLASSES)))) == {
-        False
+        (False, False)
     }
     with pytest.raises(RuntimeError, match="no lead rule"):
         readers.noun_kinds(torch.ones(1, 2, 10), torch.ones(1, 2, dtype=torch.bool), lead=True)
@@ -558,8 +558,8 @@ def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
     )
     # both rules from one reading of the nouns, each as read alone
     both = readers.heard_by_rule(unfamiliar, mask, given)
-    assert set(both) == {False, True}
-    for lead, read in both.items():
+    assert set(both) == {(False, False), (True, False)}
+    for (lead, _), read in both.items():
         torch.testing.assert_close(read, readers.heard_probabilities(unfamiliar, mask, given, lead))
     # a sentence of three tokens has none far enough from its first
     short = familiar[:, 1:4]
@@ -572,6 +572,56 @@ def test_a_second_noun_counted_by_its_lead_holds_where_every_logit_falls():
     before = AttributeReaders(10, 4)
     before.load_state_dict(older)
     assert before.reads_nouns and not before.reads_noun_lead
+
+
+def test_a_sentence_without_a_noun_is_read_from_its_sound_words_where_fitted():
+    """Where the readers read sound words, each rule of the count is read twice: as before, and
+    with a sentence whose nouns are not found given the kinds its sound words name (its
+    strongest token's, through `sound`) in place of the text reader's; a sentence whose noun is
+    found keeps the kinds read there either way. Unfitted, or without nouns, there is no such
+    reading; readers from before it load unfitted."""
+    readers = _noun_readers()
+    assert not readers.reads_sound_words
+    none = [_token(other=8), _token(), _token(4), _token(), _token(), _token(), _token(), _token()]
+    one = [_token(other=8), _token(), _token(2, noun=True), _token(), _token(4), _token()]
+    one += [_token(other=8), _token(other=8)]
+    states = torch.stack([torch.stack(one), torch.stack(none)])
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    given = torch.rand(2, len(CLASSES))
+    assert set(readers.heard_by_rule(states, mask, given)) == {(False, False)}
+    # the sound words: a token along dimension 4 (the verb above) says the sixth kind is heard
+    readers.sound.weight[5, 4] = 12.0
+    readers.sound.bias.fill_(-6.0)
+    readers.sound_fitted.fill_(1.0)
+    assert readers.reads_sound_words
+    sounds = readers.sound_probabilities(states, mask)
+    assert sounds.shape == (2, 7) and sounds[1, 5] > 0.99 and sounds[1, 2] < 0.01
+    # a padded token never counts
+    padded = torch.cat([states, torch.stack([_token(4), _token(4)])[:, None] * 0], dim=1)
+    pad_mask = torch.cat([mask, torch.zeros(2, 1, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(readers.sound_probabilities(padded, pad_mask), sounds)
+    both = readers.heard_by_rule(states, mask, given)
+    assert set(both) == {(False, False), (False, True)}
+    kinds = columns("kind")
+    others = [c for c in range(len(CLASSES)) if c not in kinds]
+    plain, by_sounds = both[False, False], both[False, True]
+    torch.testing.assert_close(by_sounds[0], plain[0])  # the noun found: read at it either way
+    torch.testing.assert_close(plain[1], given[1])  # no noun: the text reader's kinds
+    torch.testing.assert_close(by_sounds[1, others], given[1, others])
+    torch.testing.assert_close(by_sounds[1, kinds], sounds[1].clamp(1e-6, 1 - 1e-6))
+    # the reader travels with the readers; readers from before it load without it
+    loaded = AttributeReaders(10, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_sound_words
+    torch.testing.assert_close(loaded.sound_probabilities(states, mask), sounds)
+    older = {k: v for k, v in readers.state_dict().items() if not k.startswith("sound")}
+    before = AttributeReaders(10, 4)
+    before.load_state_dict(older)
+    assert before.reads_nouns and not before.reads_sound_words
+    # without nouns, sound words alone are not read (the fallback is of the nouns' reading)
+    bare = AttributeReaders(10, 4)
+    bare.sound_fitted.fill_(1.0)
+    assert not bare.reads_sound_words
 
 
 def test_the_nouns_travel_with_the_readers_and_old_readers_load_unfitted():
@@ -612,3 +662,13 @@ def test_the_policy_records_whether_sounds_agree_with_the_kinds_at_the_nouns():
     assert not SearchPolicy.from_dict(
         {k: v for k, v in lead.to_dict().items() if k != "text_heard_nouns"}
     ).text_heard_lead
+    # a sentence without a noun read from its sound words: recorded only with the nouns too
+    sounds = replace(lead, text_heard_sound_words=True)
+    back = SearchPolicy.from_dict(sounds.to_dict())
+    assert back.text_heard_sound_words and back.text_heard_lead
+    assert "text_heard_sound_words" not in replace(sounds, text_heard_nouns=False).to_dict()
+    assert "text_heard_sound_words" not in replace(sounds, text_heard_agreement=None).to_dict()
+    assert not SearchPolicy.from_dict(lead.to_dict()).text_heard_sound_words
+    assert not SearchPolicy.from_dict(
+        {k: v for k, v in sounds.to_dict().items() if k != "text_heard_nouns"}
+    ).text_heard_sound_words

@@ -1078,6 +1078,13 @@ def test_the_attribute_phase_fits_the_readers_and_nothing_else(prepared, tmp_pat
     records = [json.loads(line) for line in log.getvalue().splitlines()]
     fitted = next(r for r in records if r.get("part") == "picture")
     assert fitted["loss"] < np.log(2)  # better than the zero readers' every class at one half
+    # the kinds a sound caption's sound words name: fitted on the training clips' sound captions
+    sound_words = next(r for r in records if r.get("part") == "sound words")
+    assert sound_words["captions"] == len(
+        [i for i in prepared.train_items if i.captions.get("audio")]
+    )
+    assert after.knows_sound_words() and not model.knows_sound_words()
+    assert float(after.attributes.sound.weight.detach().abs().sum()) > 0
     # and the direction read from where each training clip's foreground goes (`models.drift`)
     assert after.knows_directions() and not model.knows_directions()
     drift = next(r for r in records if r.get("part") == "drift")
@@ -1336,7 +1343,13 @@ def _heard_key(sentence: str) -> str:
     """The evidence's key of a reading of the sentence (`choose_heard_agreement`)."""
     from training.search_policy import SENTENCE_READINGS
 
-    keys = ("by_reading", "by_reading_at_nouns", "by_reading_at_nouns_lead")
+    keys = (
+        "by_reading",
+        "by_reading_at_nouns",
+        "by_reading_at_nouns_lead",
+        "by_reading_at_nouns_sounds",
+        "by_reading_at_nouns_lead_sounds",
+    )
     return dict(zip(SENTENCE_READINGS, keys, strict=True))[sentence]
 
 
@@ -1381,15 +1394,17 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
         model, by_id, pool, prepared.texts, queried
     )
     assert set(evidence["by_reading"]) == {"what list", "what list and timbre"}
-    # the phase read the kinds at the captions' nouns by both rules of the count: the three
-    # readings of the sentence are tried
-    assert model.knows_noun_lead()
-    assert {"by_reading_at_nouns", "by_reading_at_nouns_lead"} <= set(evidence)
+    # the phase read the kinds at the captions' nouns by both rules of the count, and fitted the
+    # reader of sound words: the five readings of the sentence are tried
+    assert model.knows_noun_lead() and model.knows_sound_words()
+    assert {_heard_key(name) for name in SENTENCE_READINGS} <= set(evidence)
     querying = torch.arange(len(pool.ids)) < queried
-    for key, heard_nouns, heard_lead in (
-        ("by_reading", False, False),
-        ("by_reading_at_nouns", True, False),
-        ("by_reading_at_nouns_lead", True, True),
+    for key, heard_nouns, heard_lead, heard_sound_words in (
+        ("by_reading", False, False, False),
+        ("by_reading_at_nouns", True, False, False),
+        ("by_reading_at_nouns_lead", True, True, False),
+        ("by_reading_at_nouns_sounds", True, False, True),
+        ("by_reading_at_nouns_lead_sounds", True, True, True),
     ):
         for reading, heard_timbre in (("what list", False), ("what list and timbre", True)):
             found_by = evidence[key][reading]
@@ -1404,6 +1419,7 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
                         heard_timbre=heard_timbre,
                         heard_nouns=heard_nouns,
                         heard_lead=heard_lead,
+                        heard_sound_words=heard_sound_words,
                     )["pooled"]["all"]
                 figures = found_by[f"{w:g}"] if w else evidence["without"]
                 assert found["R@1"] == pytest.approx(figures["R@1"], abs=1e-4)
@@ -1432,3 +1448,52 @@ def test_the_agreement_on_what_is_heard_chosen_on_val_is_the_one_the_evaluation_
     assert timbre == (weight is not None)
     chosen = _heard_key(evidence["sentence"])
     assert evidence["by_weight"] == evidence[chosen]["what list and timbre"]
+
+
+def test_a_reading_of_the_sentence_replaces_a_simpler_one_only_where_it_gains_clearly():
+    """`simplest_clear_reading` walks the readings from the text reader's: one that gains by a
+    few queries of 600 over the reading taken so far does not replace it; one that gains clearly
+    does, and the later ones are weighed against it."""
+    from training.search_policy import SENTENCE_READINGS, simplest_clear_reading
+
+    rng = np.random.default_rng(0)
+    n = 600
+
+    def summary(ranks: np.ndarray) -> dict:
+        return {
+            "R@1": float((ranks <= 1).mean()),
+            "R@10": float((ranks <= 10).mean()),
+            "ranks": ranks,
+        }
+
+    reader = rng.integers(1, 40, n)
+    nouns = reader.copy()
+    nouns[rng.choice(n, 120, replace=False)] = 1  # 120 more first hits: clear
+    lead = nouns.copy()
+    # 12 found first, 8 lost, each within the first ten: 4 more, within the noise
+    lead[np.flatnonzero((nouns > 1) & (nouns <= 10))[:12]] = 1
+    lead[np.flatnonzero(nouns == 1)[:8]] = 5
+    best = {
+        SENTENCE_READINGS[0]: summary(reader),
+        SENTENCE_READINGS[1]: summary(nouns),
+        SENTENCE_READINGS[2]: summary(lead),
+    }
+    assert best[SENTENCE_READINGS[2]]["R@1"] > best[SENTENCE_READINGS[1]]["R@1"]
+    taken, steps = simplest_clear_reading(best)
+    assert taken == SENTENCE_READINGS[1]
+    assert [(s["reading"], s["against"], s["taken"]) for s in steps] == [
+        (SENTENCE_READINGS[1], SENTENCE_READINGS[0], True),
+        (SENTENCE_READINGS[2], SENTENCE_READINGS[1], False),
+    ]
+    assert steps[1]["gain_R@1"]["gain"] == pytest.approx(4 / n, abs=1e-4)
+    # a reading clearly better than the one taken is taken, whatever came between
+    sounds = nouns.copy()
+    sounds[np.flatnonzero(nouns > 1)[:150]] = 1
+    best[SENTENCE_READINGS[3]] = summary(sounds)
+    taken, steps = simplest_clear_reading(best)
+    assert taken == SENTENCE_READINGS[3] and steps[-1]["against"] == SENTENCE_READINGS[1]
+    # the text reader's alone: nothing to weigh
+    assert simplest_clear_reading({SENTENCE_READINGS[0]: summary(reader)}) == (
+        SENTENCE_READINGS[0],
+        [],
+    )

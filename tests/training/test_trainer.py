@@ -133,6 +133,28 @@ def test_resume_continues_where_it_stopped(prepared, tmp_path):
     assert set(a) == set(b)
 
 
+def test_a_run_saved_with_other_parameters_resumes_its_phases_but_not_its_epochs(
+    prepared, tmp_path, caplog
+):
+    """A run saved by a version whose model had other parameters (a reader added since) has an
+    optimizer state that does not fit: with its main epochs done it resumes (its phases run
+    again where their markers are gone), with a warning; with epochs left it refuses, saying
+    why, rather than train on from a fresh optimizer."""
+    cfg = TrainConfig(preset="tiny", epochs=1, batch_size=16, warmup_steps=2, device="cpu")
+    train(prepared, cfg, tmp_path / "run")
+    state_path = tmp_path / "run" / "last" / "trainer_state.pt"
+    state = torch.load(state_path, weights_only=False)
+    group = state["optimizer"]["param_groups"][0]
+    group["params"] = group["params"][:-1]  # one parameter fewer than this version's model
+    torch.save(state, state_path)
+    with caplog.at_level("WARNING", logger="training.trainer"):
+        resumed = train(prepared, cfg, tmp_path / "run", resume=True)
+    assert resumed.epochs_done == 1 and resumed.history == []
+    assert "does not fit this version's model" in caplog.text
+    with pytest.raises(ValueError, match=r"main epochs \(1 of 2 done\) cannot be resumed"):
+        train(prepared, replace(cfg, epochs=2), tmp_path / "run", resume=True)
+
+
 def test_two_stage_freezes_vision_and_text_head_in_stage_two(prepared):
     from models.config import preset
     from training.trainer import _set_trainable
@@ -700,7 +722,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     # the direction's from where the picture's foreground goes, the kind's from the glyphs'
     # outlines, and each sound's kind and size from how it sounds (and between the names and
     # the picture, where a caption's nouns stand)
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 6) + [
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 7) + [
         "policy"
     ]
     # and the policy's measurement, its parts timed
@@ -722,6 +744,11 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert nouns["noun_tokens"] > 0 and nouns["calibration"] > 0 and nouns["temperature"] > 0
     assert nouns["found_right"] > 0.5 and np.isfinite(nouns["found"])
     assert np.isfinite(nouns["lead"]) and 0 < nouns["lead_right"] <= 1
+    # and the kinds a sound caption's sound words name, fitted on one per training clip
+    sound_words = next(x for x in lines if x.get("part") == "sound words")
+    assert sound_words["captions"] > 0
+    assert sound_words["loss"] < np.log(2)  # better than the zero reader's every kind at one half
+    assert 0 <= sound_words["one_kind_read"] <= 1
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -731,7 +758,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert model.knows_what() and (tmp_path / "run" / "what_phase.json").is_file()
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
     assert model.attributes is not None and "kind" in model.attributes.worded()
-    assert model.knows_nouns() and model.knows_noun_lead()
+    assert model.knows_nouns() and model.knows_noun_lead() and model.knows_sound_words()
     assert model.knows_timbre()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
@@ -752,7 +779,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
-    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 6
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 7
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
