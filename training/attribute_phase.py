@@ -485,9 +485,11 @@ def _fit_sound_words(
     captions: list[str] = []
     labels: list[np.ndarray] = []
     for item in prepared.train_items:
+        if len(captions) == SOUND_WORD_CAPTIONS:
+            break
         heard = list((item.meta.get("audio") or {}).get("sources") or ())
         found = list(item.captions.get("audio", ()))
-        if not heard or not found or len(captions) == SOUND_WORD_CAPTIONS:
+        if not heard or not found:
             continue
         if not all(isinstance(h, Mapping) and h.get("kind") in kinds for h in heard):
             continue

@@ -441,13 +441,13 @@ def simplest_clear_reading(
     (`best`: each reading's summary at its best weighting, queries' "ranks" included): walking
     `SENTENCE_READINGS` from the text reader's, a reading replaces the one taken so far only
     where it gains clearly over it (`heard_adopted`'s test: R@1 beyond `GAIN_STANDARD_ERRORS`
-    paired standard errors, or R@10 so without a clear loss). Each is a refinement of the
-    readings before it, ranked on the same few hundred val captions, and the best of several
-    wins by chance as often as by merit: on the s63/s64/s65 checkpoints, val's best reading
-    each time (the second noun by its lead, then a sentence without a noun read from its sound
-    words) gained on val within about one standard error and lost on the three test pools
-    (docs/quality-log.md "The kinds a sound caption's sound words name"). Returns the reading
-    and each step's gains."""
+    paired standard errors, or R@10 so without a clear loss). Each refines a simpler reading
+    (the nouns the text reader's; the lead or the sound words the nouns'), all are ranked on
+    the same few hundred val captions, and the best of several wins by chance as often as by
+    merit: on the s64 checkpoint, val's best reading twice (the second noun by its lead, then
+    a sentence without a noun read from its sound words) gained on val within about one or two
+    standard errors and lost on the three test pools (docs/quality-log.md "The kinds a sound
+    caption's sound words name"). Returns the reading and each step's gains."""
     order = [name for name in SENTENCE_READINGS if name in best]
     taken = order[0]
     steps: list[dict[str, Any]] = []

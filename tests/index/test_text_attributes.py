@@ -709,35 +709,36 @@ def test_a_search_among_sounds_agrees_with_the_kinds_read_at_the_nouns_where_the
     assert result.read_as is not None and [v for v, _ in result.read_as["kind"]] == ["bell"]
     bare = Query("text", e[0], reading=AttributeReading(probabilities, reader))
     assert Searcher.open(tmp_path / "nouns").search(bare, "audio", k=3).hits[0].id == "item1"
+
     # the second noun counted by its lead names the drum where the own rule's reading names the
     # bell: the policy that counts by the lead reads that one; a query without it, the reader's
+    def searched(name: str, reading: AttributeReading, policy: SearchPolicy | None = None):
+        """The sounds a query with `reading` finds in the index `name` (published first with
+        `policy` where given)."""
+        if policy is not None:
+            _publish_listed(tmp_path / name, vectors, lists, policy)
+        return Searcher.open(tmp_path / name).search(Query("text", e[0], reading=reading), "audio")
+
     counted = AttributeReading(probabilities, reader, probabilities.copy(), at_nouns)
     lead = replace(nouns, text_heard_lead=True)
-    _publish_listed(tmp_path / "lead", vectors, lists, lead)
-    by_lead = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=counted), "audio")
+    by_lead = searched("lead", counted, lead)
     assert [h.id for h in by_lead.hits[:3]] == ["item2", "item1", "item0"]
     assert by_lead.read_as is not None and [v for v, _ in by_lead.read_as["kind"]] == ["drum"]
-    own = Searcher.open(tmp_path / "nouns").search(Query("text", e[0], reading=counted), "audio")
+    own = searched("nouns", counted)
     assert own.hits[0].id == "item1"
-    unled = AttributeReading(probabilities, reader, at_nouns)
-    found = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=unled), "audio")
+    found = searched("lead", AttributeReading(probabilities, reader, at_nouns))
     assert found.hits[0].id == "item1"
     # a sentence whose noun was not found, its sound words naming the drum: a policy that reads
     # them takes that reading (by the rule of the count it keeps); one that does not, the other
     unfound = AttributeReading(probabilities, reader, probabilities, probabilities, None, at_nouns)
     by_sounds = replace(lead, text_heard_sound_words=True)
-    _publish_listed(tmp_path / "sounds", vectors, lists, by_sounds)
-    heard = Searcher.open(tmp_path / "sounds").search(Query("text", e[0], reading=unfound), "audio")
+    heard = searched("sounds", unfound, by_sounds)
     assert [h.id for h in heard.hits[:3]] == ["item2", "item1", "item0"]
     assert heard.read_as is not None and [v for v, _ in heard.read_as["kind"]] == ["drum"]
-    plain = Searcher.open(tmp_path / "lead").search(Query("text", e[0], reading=unfound), "audio")
+    plain = searched("lead", unfound)
     assert plain.hits[0].id == "item1"
     # the own rule's reading with sound words is not there: the text reader's kinds
-    own_rule = replace(by_sounds, text_heard_lead=False)
-    _publish_listed(tmp_path / "sounds-own", vectors, lists, own_rule)
-    missing = Searcher.open(tmp_path / "sounds-own").search(
-        Query("text", e[0], reading=unfound), "audio"
-    )
+    missing = searched("sounds-own", unfound, replace(by_sounds, text_heard_lead=False))
     assert missing.hits[0].id == "item1"
 
 
