@@ -186,6 +186,20 @@ class AttributeReaders(nn.Module):
     # ("high tweets repeat") is read by its kinds where the policy measured it helps
     # (`SearchPolicy.text_heard_sound_words`). A checkpoint from before has none.
     sound_fitted: Tensor
+    # The size a sentence says is heard, read by likeness as well (`heard_size_logits`): the
+    # training grammar's names of a small and a large source, seen ("small", "big") and heard
+    # ("high-pitched", "deep"), as the tower reads them in training captions (`pitch_words`,
+    # unit length; `pitch_columns`: each one's size column), and the (scale, offset) that make
+    # the likeness a logit, calibrated by the attribute phase on sound captions whose pitch word
+    # was swapped for another (then `pitch_fitted` is 1). The text reader learned visual and
+    # audiovisual captions, which say the size and never the pitch, so it read "a deep drum" as
+    # small; what a text query searching sounds agrees on reads the size so (`heard_by_rule`).
+    # A checkpoint from before has none.
+    pitch_words: Tensor
+    pitch_columns: Tensor
+    pitch_scale: Tensor
+    pitch_offset: Tensor
+    pitch_fitted: Tensor
 
     def __init__(self, text_hidden: int, embed_dim: int) -> None:
         super().__init__()
@@ -219,6 +233,11 @@ class AttributeReaders(nn.Module):
         nn.init.zeros_(self.sound.weight)
         nn.init.zeros_(self.sound.bias)
         self.register_buffer("sound_fitted", torch.zeros(()))
+        self.register_buffer("pitch_words", torch.zeros(0, text_hidden))
+        self.register_buffer("pitch_columns", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("pitch_scale", torch.ones(()))
+        self.register_buffer("pitch_offset", torch.zeros(()))
+        self.register_buffer("pitch_fitted", torch.zeros(()))
 
     def _measured(self, name: str, features: int, attribute: str) -> nn.Linear:
         """A reader of `attribute`'s values from `features` numbers measured on the media (zero
@@ -243,7 +262,7 @@ class AttributeReaders(nn.Module):
         error_msgs: list[str],
     ) -> None:
         # the names' number is the checkpoint's; a checkpoint from before them has none
-        for name in ("words", "word_columns"):
+        for name in ("words", "word_columns", "pitch_words", "pitch_columns"):
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, getattr(self, name).new_empty(state_dict[key].shape))
@@ -289,6 +308,11 @@ class AttributeReaders(nn.Module):
             ("sound.weight", self.sound.weight),
             ("sound.bias", self.sound.bias),
             ("sound_fitted", self.sound_fitted),
+            ("pitch_words", self.pitch_words),
+            ("pitch_columns", self.pitch_columns),
+            ("pitch_scale", self.pitch_scale),
+            ("pitch_offset", self.pitch_offset),
+            ("pitch_fitted", self.pitch_fitted),
         ):
             state_dict.setdefault(prefix + name, value)
         super()._load_from_state_dict(
@@ -411,9 +435,7 @@ class AttributeReaders(nn.Module):
         strongest cosine of a real token to one of its names, less its attribute's best class's
         (0 for the class the sentence is likest; a class without names of an attribute with
         some −2; the classes of attributes without names 0)."""
-        unit = F.normalize(states.float(), dim=-1)
-        cosine = (unit @ self.words.T.to(unit.dtype)).masked_fill(~mask[..., None], -2.0)
-        per_word = cosine.amax(dim=1)  # (B, P)
+        per_word = _strongest_cosines(states, mask, self.words)  # (B, P)
         out = torch.zeros(len(states), len(CLASSES), device=states.device)
         for name in self.worded():
             cols = columns(name)
@@ -536,7 +558,9 @@ class AttributeReaders(nn.Module):
     ) -> Tensor:
         """(B, C) probabilities of a sentence (`text_logits`' sigmoid, as the caller already has
         them) with the kind's columns read at its nouns (`noun_kinds`, its second noun by the
-        `lead` rule or not, kept within [1e-6, 1 − 1e-6]) where it has one; the rest as given."""
+        `lead` rule or not, kept within [1e-6, 1 − 1e-6]) where it has one, and the size read
+        as heard where these readers read it (`_with_heard_size`); the rest as given."""
+        probabilities = self._with_heard_size(states, mask, probabilities)
         return self._heard(self.noun_kinds(states, mask, lead), probabilities)
 
     def heard_by_rule(
@@ -546,9 +570,11 @@ class AttributeReaders(nn.Module):
         own logit; True: its lead, where calibrated) and, where they read sound words, each
         again with the kinds of a sentence whose nouns are not found read from its sound words
         (`sound_probabilities`) rather than by the text reader: keyed (lead, sound words), from
-        one `noun_reading` of the states."""
+        one `noun_reading` of the states. Every rule reads the size as heard where these readers
+        read it (`_with_heard_size`)."""
         if not self.reads_nouns:
             raise RuntimeError("these readers read no nouns (the attribute phase did not fit them)")
+        probabilities = self._with_heard_size(states, mask, probabilities)
         read = self.noun_reading(states, mask)
         rules = (False, True) if self.reads_noun_lead else (False,)
         sounds = self.sound_probabilities(states, mask) if self.reads_sound_words else None
@@ -572,6 +598,63 @@ class AttributeReaders(nn.Module):
         _check_states(states, mask)
         per_token = self.sound(F.normalize(states.float(), dim=-1))
         return torch.sigmoid(per_token.masked_fill(~mask[..., None], -torch.inf).amax(dim=1))
+
+    @property
+    def reads_pitch(self) -> bool:
+        """Whether the size a sentence says is heard is read by likeness as well
+        (`heard_size_logits`)."""
+        return bool(self.pitch_fitted.item() > 0) and len(self.pitch_words) > 0
+
+    def set_pitch_words(
+        self, words: Tensor, word_columns: Tensor, scale: float, offset: float
+    ) -> None:
+        """Keep the (P, H) token states of the names of a small and a large source, their (P,)
+        size columns (both sizes named), and the (scale, offset) of `heard_size_logits`; mark
+        them fitted."""
+        word_columns = torch.as_tensor(word_columns, dtype=torch.long)
+        if words.ndim != 2 or words.shape[1] != self.pitch_words.shape[1]:
+            raise ValueError(
+                f"words must be (P, {self.pitch_words.shape[1]}), got {tuple(words.shape)}"
+            )
+        if word_columns.shape != (len(words),):
+            raise ValueError("one column per word")
+        if set(word_columns.tolist()) != set(columns("size")):
+            raise ValueError("the names must name both sizes, and nothing else")
+        device = self.pitch_words.device
+        self.pitch_words = F.normalize(words.float(), dim=-1).to(device)
+        self.pitch_columns = word_columns.to(device)
+        self.pitch_scale.fill_(float(scale))
+        self.pitch_offset.fill_(float(offset))
+        self.pitch_fitted.fill_(1.0)
+
+    def size_likeness(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, H) token states and their (B, L) mask → (B, 2): per size, the strongest
+        cosine of a real token to one of its names (`pitch_words`), less the likelier size's."""
+        per_word = _strongest_cosines(states, mask, self.pitch_words)  # (B, P)
+        found = torch.stack(
+            [per_word[:, self.pitch_columns == c].amax(dim=1) for c in columns("size")], dim=1
+        )
+        return found - found.amax(dim=1, keepdim=True)
+
+    def heard_size_logits(self, states: Tensor, mask: Tensor) -> Tensor:
+        """(B, 2) logits of each size a sentence says is heard, read by likeness to the names
+        of small and large sources seen and heard (`size_likeness`, calibrated)."""
+        _check_states(states, mask)
+        return self.pitch_scale * self.size_likeness(states, mask) + self.pitch_offset
+
+    def _with_heard_size(self, states: Tensor, mask: Tensor, probabilities: Tensor) -> Tensor:
+        """`probabilities` ((B, C), the text reader's) with the size's columns read as heard
+        where these readers read it by likeness (`reads_pitch`): the fitted reader's logit and
+        the likeness's, `WORD_SHARE` of it, as the kind and tempo are read; as given otherwise."""
+        if not self.reads_pitch:
+            return probabilities
+        size = torch.as_tensor(columns("size"), device=probabilities.device)
+        fitted = torch.logit(probabilities[:, size].float().clamp(1e-6, 1 - 1e-6))
+        liked = self.heard_size_logits(states, mask).to(fitted.device)
+        out = probabilities.clone()
+        mixed = (1 - WORD_SHARE) * fitted + WORD_SHARE * liked
+        out[:, size] = torch.sigmoid(mixed).to(out.dtype)
+        return out
 
     @staticmethod
     def _heard(
@@ -613,6 +696,14 @@ class AttributeReaders(nn.Module):
         weight = self.picture.weight / self.picture_scale  # (C, D): logit = weight @ v + const
         out = [signed[:, columns(name)] @ weight[columns(name)] for name in names]
         return torch.stack(out, dim=1)
+
+
+def _strongest_cosines(states: Tensor, mask: Tensor, words: Tensor) -> Tensor:
+    """(B, L, H) token states and their (B, L) mask, (P, H) unit-length names → (B, P): each
+    name's strongest cosine to a real token."""
+    unit = F.normalize(states.float(), dim=-1)
+    cosine = (unit @ words.T.to(unit.dtype)).masked_fill(~mask[..., None], -2.0)
+    return cosine.amax(dim=1)
 
 
 def _check_states(states: Tensor, mask: Tensor) -> None:
@@ -665,9 +756,10 @@ class PictureReader:
 class AttributeReading:
     """What a sentence names (the text reader's (C,) probabilities) and the reader that says what
     a candidate's picture shows: what a text query's re-rank by the readers' agreement needs.
-    `heard`: the same probabilities with the kinds read at the sentence's nouns
-    (`AttributeReaders.heard_probabilities`), which a search among sounds agrees on where its policy
-    says so (`SearchPolicy.text_heard_nouns`); None where the readers read no nouns.
+    `heard`: the same probabilities with the kinds read at the sentence's nouns and the size
+    read as heard where the readers read it (`AttributeReaders.heard_probabilities`), which a
+    search among sounds agrees on where its policy says so (`SearchPolicy.text_heard_nouns`);
+    None where the readers read no nouns.
     `heard_lead`: the same with the second noun counted by its lead (`noun_lead`), read where
     the policy says so (`SearchPolicy.text_heard_lead`); None where the readers have no such
     rule. `heard_sounds`, `heard_lead_sounds`: `heard` and `heard_lead` with the kinds of a

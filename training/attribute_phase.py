@@ -12,7 +12,9 @@ on waveforms decoded again for it). Then the
 text reader keeps the training grammar's names of each kind and
 tempo (`NAMED`) as the tower reads them in those captions, to read them by likeness as well
 (`_names`), calibrated on captions whose name was swapped for another training name the kept
-ones do not hold (`_calibrate`): a stand-in for a word no training caption used. The readers
+ones do not hold (`_calibrate`): a stand-in for a word no training caption used. So too the
+names of a small and a large source, seen and heard (its pitch words, read in sound captions),
+for the size a sentence searching sounds says is heard (`_fit_heard_size`). The readers
 start from their initial weights on every run. A corpus without such metadata (a user's own
 media) leaves them unfitted, and text searches go without them. Whether and how much a search
 leans on them is measured on val afterwards (`training.search_policy.choose_text_attributes`).
@@ -40,7 +42,14 @@ from models.shape import PART_FEATURES
 from models.timbre import TimbreReader
 from models.what_net import SIZES, class_of
 from training.shapes import read_all
-from training.synthav.captions import ENGINE_SPEED, NOUNS, TEMPO_WORDS, Words
+from training.synthav.captions import (
+    ENGINE_SPEED,
+    NOUNS,
+    PITCH_WORDS,
+    SIZE_WORDS,
+    TEMPO_WORDS,
+    Words,
+)
 from training.timbres import read_all as read_sounds
 from training.timbres import sound_path
 
@@ -83,6 +92,11 @@ NOUN_CALIBRATION = 500
 # sound caption of each of up to this many training clips (~6 s of the tower on two cores),
 # as the text reader is fitted.
 SOUND_WORD_CAPTIONS = 2000
+# The size a sentence says is heard, read by likeness as well (`_fit_heard_size`): the training
+# grammar's names of a small and a large source as seen (in visual and audiovisual captions) and
+# as heard (its pitch words, in sound captions); calibrated on up to `CALIBRATION_CAPTIONS` sound
+# captions with their pitch word swapped for one of the grammar's `extra` ones.
+HEARD_SIZE_NAMES: tuple[dict[str, Words], dict[str, Words]] = (SIZE_WORDS, PITCH_WORDS)
 
 
 def _merged(*tables: Mapping[Any, Words]) -> dict[str, Words]:
@@ -226,6 +240,10 @@ def attribute_phase(
             readers, prepared, np.random.default_rng([seed, 4_004]), seed, device
         )
         _log_part(log, "sound words", sound_words, start)
+        heard_size = _fit_heard_size(
+            readers, prepared, captions, states_of, np.random.default_rng([seed, 4_005])
+        )
+        _log_part(log, "heard size", heard_size, start)
     # The picture reader on the pooled picture vectors, standardised by their own spread.
     pooled = []
     with torch.no_grad():
@@ -545,6 +563,96 @@ def _fit_sound_words(
     }
 
 
+def _fit_heard_size(
+    readers: AttributeReaders,
+    prepared: Any,
+    captions: list[str],
+    states_of: list[torch.Tensor],
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Keep in `readers` the names of a small and a large source (`HEARD_SIZE_NAMES`: their
+    training wordings' token states, averaged over up to `NAME_CONTEXTS` captions each: the
+    seen ones' in `captions`, the phase's visual and audiovisual captions with their states
+    `states_of`; the heard ones' in the training clips' sound captions) with the (scale,
+    offset) that make a sentence's likeness to them the logits of the sizes its sound holds:
+    fitted on one sound caption of each training clip (drawn by `rng`) whose pitch word was
+    swapped for one of the grammar's `extra` ones, as the kind's and the tempo's likeness is
+    calibrated (`AttributeReaders.set_pitch_words`). The text reader learned captions that
+    say the size and never the pitch: it read the training pitch words of a large sound as
+    small ("deep" right in 0.03 of training sound captions, "low" in none), and the grammar's
+    unseen ones by chance of a word's letters (`extra` and val's eight, per word: 0.59); read
+    as heard, 0.995 and 0.85 (docs/quality-log.md "The size a sound sentence says"). Returns
+    what the log records."""
+    sizes = ATTRIBUTES["size"]
+    sounds: list[str] = []  # every training sound caption of a clip whose sizes are named
+    chosen: list[str] = []  # one of each such clip's, for the calibration
+    heard: list[np.ndarray] = []
+    for item in prepared.train_items:
+        sources = list((item.meta.get("audio") or {}).get("sources") or ())
+        found = list(item.captions.get("audio", ()))
+        if not sources or not found:
+            continue
+        if not all(isinstance(h, Mapping) and h.get("size") in sizes for h in sources):
+            continue
+        label = np.zeros(len(sizes), np.float32)
+        for h in sources:
+            label[sizes.index(str(h.get("size")))] = 1.0
+        sounds.extend(found)
+        chosen.append(found[int(rng.integers(len(found)))])
+        heard.append(label)
+    seen_names, heard_names = HEARD_SIZE_NAMES
+    vectors: list[torch.Tensor] = []
+    kept: list[int] = []
+
+    def keep(found: list[torch.Tensor], value: str) -> None:
+        vectors.extend(found)
+        kept.extend([columns("size")[sizes.index(value)]] * len(found))
+
+    for value in sizes:
+        for name in seen_names[value].train:
+            keep(_name_states(prepared.backbone, _word(name), captions, states_of), value)
+    for value in sizes:
+        for name in heard_names[value].train:
+            pattern = _word(name)
+            using = [c for c in sounds if pattern.search(c)][:NAME_CONTEXTS]
+            if using:
+                found = _name_states(
+                    prepared.backbone, pattern, using, _unit_states(prepared.backbone, using)
+                )
+                keep(found, value)
+    if set(kept) != set(columns("size")):
+        return {"names": len(kept), "skipped": "both sizes are not named"}
+    swapped, rows = _swapped(chosen, heard_names, rng)
+    if not swapped:
+        return {"names": len(kept), "skipped": "no sound caption says a pitch"}
+    readers.set_pitch_words(torch.stack(vectors), torch.tensor(kept), 1.0, 0.0)
+    device = readers.pitch_words.device
+    liked = []
+    with torch.no_grad():
+        for s in range(0, len(swapped), TEXT_BATCH):
+            states, mask = prepared.backbone.states(swapped[s : s + TEXT_BATCH])
+            liked.append(readers.size_likeness(states.to(device), mask.to(device)).float().cpu())
+    x = torch.cat(liked)
+    y = torch.as_tensor(np.stack([heard[r] for r in rows]))
+    scale, offset = _scale_offset(x, y)
+    readers.set_pitch_words(torch.stack(vectors), torch.tensor(kept), scale, offset)
+    one = y.sum(dim=1) == 1
+    right = x[one].argmax(dim=1) == y[one].argmax(dim=1)
+    return {
+        "names": len(kept),
+        "calibration": len(swapped),
+        "scale": round(scale, 4),
+        "offset": round(offset, 4),
+        "named": round(float(right.float().mean()), 4) if bool(one.any()) else None,
+    }
+
+
+def _word(name: str) -> re.Pattern[str]:
+    """A name as a whole word, not a part of a hyphenated one ("high" is not in
+    "high-pitched")."""
+    return re.compile(rf"(?<![-\w]){re.escape(name)}(?![-\w])")
+
+
 def _names(
     backbone: Any, captions: list[str], states_of: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -563,34 +671,45 @@ def _names(
             column = columns(attribute)[values.index(value)]
             for name in wordings.train:
                 pattern = re.compile(rf"\b{re.escape(name)}\b")
-                by_position: dict[int, list[torch.Tensor]] = defaultdict(list)
-                used = 0
-                for caption, states in zip(captions, states_of, strict=True):
-                    found = pattern.search(caption)
-                    if found is None:
-                        continue
-                    encoded = backbone.tokenizer(caption, return_offsets_mapping=True)
-                    tokens = backbone.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
-                    inside = [
-                        t
-                        for t, (a, b) in enumerate(encoded["offset_mapping"])
-                        if b > a
-                        and a >= found.start()
-                        and b <= found.end()
-                        and t < len(states)
-                        and tokens[t] not in FUNCTION_TOKENS
-                    ]
-                    for position, t in enumerate(inside):
-                        by_position[position].append(states[t].float())
-                    used += 1
-                    if used == NAME_CONTEXTS:
-                        break
-                for found_states in by_position.values():
-                    vectors.append(F.normalize(torch.stack(found_states).mean(0), dim=-1))
-                    kept.append(column)
+                found = _name_states(backbone, pattern, captions, states_of)
+                vectors.extend(found)
+                kept.extend([column] * len(found))
     if not vectors:
         return None
     return torch.stack(vectors), torch.tensor(kept, dtype=torch.long)
+
+
+def _name_states(
+    backbone: Any, pattern: re.Pattern[str], captions: list[str], states_of: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """A name's tokens' unit-length states (but `FUNCTION_TOKENS` and punctuation: the hyphen
+    of "high-pitched" is in "bass-heavy" too), each averaged over up to
+    `NAME_CONTEXTS` of `captions` where `pattern` finds it (`states_of`: each caption's real
+    tokens' states), one per position in the name; none where no caption uses it."""
+    by_position: dict[int, list[torch.Tensor]] = defaultdict(list)
+    used = 0
+    for caption, states in zip(captions, states_of, strict=True):
+        found = pattern.search(caption)
+        if found is None:
+            continue
+        encoded = backbone.tokenizer(caption, return_offsets_mapping=True)
+        tokens = backbone.tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+        inside = [
+            t
+            for t, (a, b) in enumerate(encoded["offset_mapping"])
+            if b > a
+            and a >= found.start()
+            and b <= found.end()
+            and t < len(states)
+            and tokens[t] not in FUNCTION_TOKENS
+            and any(ch.isalnum() for ch in tokens[t])  # a hyphen names nothing
+        ]
+        for position, t in enumerate(inside):
+            by_position[position].append(states[t].float())
+        used += 1
+        if used == NAME_CONTEXTS:
+            break
+    return [F.normalize(torch.stack(s).mean(0), dim=-1) for s in by_position.values()]
 
 
 def _swapped(
@@ -654,26 +773,7 @@ def _calibrate(
                 liked.append(found[:, columns(name)].float().cpu())
         x = torch.cat(liked)
         y = labels[rows][:, columns(name)].float()
-        scale = torch.tensor(1.0, requires_grad=True)
-        offset = torch.tensor(0.0, requires_grad=True)
-        lbfgs = torch.optim.LBFGS(
-            [scale, offset], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
-        )
-
-        def closure(
-            x: torch.Tensor = x,
-            y: torch.Tensor = y,
-            scale: torch.Tensor = scale,
-            offset: torch.Tensor = offset,
-            lbfgs: torch.optim.LBFGS = lbfgs,
-        ) -> torch.Tensor:
-            lbfgs.zero_grad(set_to_none=True)
-            loss = F.binary_cross_entropy_with_logits(scale * x + offset, y)
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
-        calibration[name] = (float(scale.detach()), float(offset.detach()))
+        calibration[name] = _scale_offset(x, y)
         record[name] = {
             "calibration": len(swapped),
             "scale": round(calibration[name][0], 4),
@@ -682,6 +782,25 @@ def _calibrate(
         }
     readers.set_words(vectors, kept, calibration)
     return record
+
+
+def _scale_offset(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The (scale, offset) that make (N, K) likeness `x` the logits of (N, K) multi-hot `y`
+    (binary cross-entropy, L-BFGS from (1, 0))."""
+    scale = torch.tensor(1.0, requires_grad=True)
+    offset = torch.tensor(0.0, requires_grad=True)
+    lbfgs = torch.optim.LBFGS(
+        [scale, offset], max_iter=CALIBRATION_ITERATIONS, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy_with_logits(scale * x + offset, y)
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    return float(scale.detach()), float(offset.detach())
 
 
 def _noun_pattern() -> tuple[re.Pattern[str], dict[str, str]]:

@@ -196,6 +196,21 @@ def test_a_sentence_gets_its_kinds_at_its_nouns_by_each_rule_of_the_count() -> N
         reading.heard_sounds[kinds], sounds[0].clamp(1e-6, 1 - 1e-6).numpy(), atol=1e-6
     )
     np.testing.assert_allclose(reading.heard, probabilities[0].numpy(), atol=1e-6)
+    # with names of a small and a large source, every heard reading takes the size as heard:
+    # the text reader's logit and the likeness's, half each; the sentence's own reading keeps
+    # the text reader's
+    size = columns("size")
+    readers.set_pitch_words(torch.randn(4, hidden), torch.tensor(size * 2), 8.0, 0.5)
+    reading = QueryEncoder(model).text(sentence).query.reading
+    with torch.inference_mode():
+        found = model.heard_readings(states, mask, probabilities)
+        liked = readers.heard_size_logits(states, mask)[0]
+    mixed = torch.sigmoid(0.5 * torch.logit(probabilities[0, size]) + 0.5 * liked).numpy()
+    for heard in (reading.heard, reading.heard_lead, reading.heard_sounds):
+        np.testing.assert_allclose(heard[size], mixed, atol=1e-5)
+    np.testing.assert_allclose(reading.heard_lead_sounds, found[True, True][0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(reading.probabilities, probabilities[0].numpy(), atol=1e-6)
+    assert np.abs(mixed - probabilities[0, size].numpy()).max() > 1e-3
 
 
 def test_fused_indexes_score_every_candidate_exactly(tmp_path: Path) -> None:

@@ -624,6 +624,61 @@ def test_a_sentence_without_a_noun_is_read_from_its_sound_words_where_fitted():
     assert not bare.reads_sound_words
 
 
+def test_the_size_a_sentence_says_is_heard_is_read_by_likeness_to_seen_and_heard_names():
+    """Where the readers keep names of a small and a large source (seen and heard: "small",
+    "deep"), every heard reading takes the size as the fitted reader's logit and the calibrated
+    likeness's, half each: a sentence whose pitch word the text reader read as small ("a deep
+    bell") is heard large; nothing else moves, and a sentence reading no size name keeps the
+    likeness's offset alone. Unfitted, or from before the names, the size is the text
+    reader's."""
+    readers = _noun_readers()
+    assert not readers.reads_pitch
+    deep = torch.stack([_token(other=9), _token(1, noun=True)])[None]  # like the large name
+    high = torch.stack([_token(other=8), _token(1, noun=True)])[None]  # like the small name
+    states, mask = torch.cat([deep, high]), torch.ones(2, 2, dtype=torch.bool)
+    size, kinds = columns("size"), columns("kind")
+    given = torch.full((2, len(CLASSES)), 0.3)
+    given[:, size] = torch.tensor([0.9, 0.1])  # the text reader: small, both
+    unfitted = readers.heard_by_rule(states, mask, given)[False, False]
+    torch.testing.assert_close(unfitted[:, size], given[:, size])
+    small, large = columns("size")
+    with pytest.raises(ValueError, match="both sizes"):
+        readers.set_pitch_words(torch.eye(10)[[8]], torch.tensor([small]), 8.0, 0.5)
+    with pytest.raises(ValueError, match="must be"):
+        readers.set_pitch_words(torch.eye(12)[[8, 9]], torch.tensor([small, large]), 8.0, 0.5)
+    readers.set_pitch_words(2 * torch.eye(10)[[8, 9]], torch.tensor([small, large]), 8.0, 0.5)
+    assert readers.reads_pitch
+    liked = readers.size_likeness(states, mask)
+    torch.testing.assert_close(liked, torch.tensor([[-1.0, 0.0], [0.0, -1.0]]))
+    torch.testing.assert_close(readers.heard_size_logits(states, mask), 8.0 * liked + 0.5)
+    heard = readers.heard_by_rule(states, mask, given)[False, False]
+    fitted = torch.logit(given[:, size])
+    want = torch.sigmoid((1 - WORD_SHARE) * fitted + WORD_SHARE * (8.0 * liked + 0.5))
+    torch.testing.assert_close(heard[:, size], want)
+    assert heard[0, large] > heard[0, small] and heard[1, small] > heard[1, large]
+    # the kinds are read at the noun as before; the rest as the text reader read it
+    torch.testing.assert_close(heard[:, kinds], unfitted[:, kinds])
+    rest = [c for c in range(len(CLASSES)) if c not in kinds and c not in size]
+    torch.testing.assert_close(heard[:, rest], given[:, rest])
+    torch.testing.assert_close(
+        readers.heard_probabilities(states, mask, given), heard, atol=1e-6, rtol=0
+    )
+    # a padded token never counts
+    padded = torch.cat([states, torch.stack([_token(other=9), _token(other=9)])[:, None]], dim=1)
+    pad_mask = torch.cat([mask, torch.zeros(2, 1, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(readers.size_likeness(padded, pad_mask), liked)
+    # the names travel with the readers; readers from before them load without them
+    loaded = AttributeReaders(10, 4)
+    loaded.load_state_dict(readers.state_dict())
+    assert loaded.reads_pitch
+    torch.testing.assert_close(loaded.heard_size_logits(states, mask), 8.0 * liked + 0.5)
+    older = {k: v for k, v in readers.state_dict().items() if not k.startswith("pitch")}
+    before = AttributeReaders(10, 4)
+    before.load_state_dict(older)
+    assert before.reads_nouns and not before.reads_pitch
+    torch.testing.assert_close(before.heard_by_rule(states, mask, given)[False, False], unfitted)
+
+
 def test_the_nouns_travel_with_the_readers_and_old_readers_load_unfitted():
     readers = _noun_readers()
     loaded = AttributeReaders(10, 4)

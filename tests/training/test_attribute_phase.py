@@ -111,3 +111,39 @@ def test_a_threshold_is_cut_where_it_says_the_truth_best():
     # nothing true: a cut above every score
     cut, right = _cut(np.array([0.0, 1.0]), np.array([False, False]))
     assert cut > 1.0 and right == 1.0
+
+
+def test_the_heard_sizes_names_are_whole_words_and_their_hyphens_name_nothing():
+    """A pitch name keeps its words' states, not its hyphen's ("high-pitched": "high",
+    "pitched"; the hyphen is in "bass-heavy" as well); "high" is found alone, not inside
+    "high-pitched"; the seen and the heard names of both sizes are the grammar's training
+    wordings, their calibration's swaps its `extra` ones."""
+    from training.attribute_phase import HEARD_SIZE_NAMES, _name_states, _word
+
+    tower = TextBackbone(preset("tiny").text)
+    captions = ["a high-pitched bell dings slowly", "high chirps repeat quickly"]
+    with torch.no_grad():
+        states, mask = tower.states(captions)
+    states_of = [F.normalize(s[m], dim=-1) for s, m in zip(states, mask, strict=True)]
+    tokens = [
+        tower.tokenizer.convert_ids_to_tokens(tower.tokenizer(c)["input_ids"]) for c in captions
+    ]
+    assert "-" in tokens[0]
+    hyphenated = _name_states(tower, _word("high-pitched"), captions, states_of)
+    want = [states_of[0][tokens[0].index(t)] for t in ("high", "pitched")]
+    assert len(hyphenated) == 2
+    for got, token in zip(hyphenated, want, strict=True):
+        torch.testing.assert_close(got, F.normalize(token.float(), dim=0))
+    # "high" alone is the second caption's only: the first's is part of "high-pitched"
+    (alone,) = _name_states(tower, _word("high"), captions, states_of)
+    torch.testing.assert_close(alone, F.normalize(states_of[1][tokens[1].index("high")], dim=0))
+    assert _name_states(tower, _word("low"), captions, states_of) == []
+    seen, heard = HEARD_SIZE_NAMES
+    for table in (seen, heard):
+        assert set(table) == set(ATTRIBUTES["size"])
+        for wordings in table.values():
+            assert wordings.train and wordings.extra
+    assert "deep" in heard["large"].train and "small" in seen["small"].train
+    rng = np.random.default_rng(0)
+    swapped, rows = _swapped(["a deep drum booms", "a quiet room"], heard, rng)
+    assert rows == [0] and any(_uses(swapped[0], w) for w in heard["large"].extra)

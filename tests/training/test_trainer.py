@@ -11,6 +11,7 @@ import pytest
 import torch
 import typer
 
+from models.attributes import columns
 from models.config import Modality, preset
 from models.model import TrimodalModel
 from training.augment import AugmentConfig, level_only
@@ -722,7 +723,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     # the direction's from where the picture's foreground goes, the kind's from the glyphs'
     # outlines, and each sound's kind and size from how it sounds (and between the names and
     # the picture, where a caption's nouns stand)
-    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 7) + [
+    assert phases == ["branch", "events", "events", "what"] + ["attributes"] * (TEXT_EPOCHS + 8) + [
         "policy"
     ]
     # and the policy's measurement, its parts timed
@@ -749,6 +750,10 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert sound_words["captions"] > 0
     assert sound_words["loss"] < np.log(2)  # better than the zero reader's every kind at one half
     assert 0 <= sound_words["one_kind_read"] <= 1
+    # and the names of a small and a large source, seen and heard, for the size heard
+    heard_size = next(x for x in lines if x.get("part") == "heard size")
+    assert heard_size["names"] >= 8 and heard_size["calibration"] > 0  # 2 + 2 seen, 4 heard
+    assert np.isfinite(heard_size["scale"]) and np.isfinite(heard_size["offset"])
     assert all(np.isfinite(x["envelope_loss"]) for x in lines if x.get("phase") == "events")
     model = TrimodalModel.load(tmp_path / "run" / "best", text_backbone=prepared.backbone)
     assert model.cfg.picture_events == "learned"
@@ -759,6 +764,8 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     assert model.knows_attributes() and (tmp_path / "run" / "attribute_phase.json").is_file()
     assert model.attributes is not None and "kind" in model.attributes.worded()
     assert model.knows_nouns() and model.knows_noun_lead() and model.knows_sound_words()
+    assert model.attributes.reads_pitch
+    assert set(model.attributes.pitch_columns.tolist()) == set(columns("size"))
     assert model.knows_timbre()
     # the evaluation (and so the search policy) matches pictures by the network's envelope
     from training.evaluate import embed_pool
@@ -779,7 +786,7 @@ def test_the_event_phase_comes_last_runs_once_and_is_recorded(prepared, tmp_path
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert sum(json.loads(x).get("phase") == "events" for x in again) == 2
     assert sum(json.loads(x).get("phase") == "what" for x in again) == 1
-    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 7
+    assert sum(json.loads(x).get("phase") == "attributes" for x in again) == TEXT_EPOCHS + 8
 
     train(prepared, replace(cfg, event_epochs=0), tmp_path / "none")
     plain = TrimodalModel.load(tmp_path / "none" / "best", text_backbone=prepared.backbone)
