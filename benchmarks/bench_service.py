@@ -69,6 +69,7 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
     from models import prints as pr
     from models.attributes import AGREEMENT_FOUND, GLYPH_CLASSES
     from models.events import BANDS, standardise
+    from models.media import DECODE_VERSION
     from models.model import checkpoint_hash
     from models.motion import HALVES
     from models.policy import DIRECTIONS, SearchPolicy
@@ -176,6 +177,8 @@ def make_index(root: Path, ckpt: Path, n: int, dim: int) -> None:
         build_info={
             "search_policy": policy.to_dict(),
             "event_rate": EVENT_RATE,
+            # nothing here was decoded: the index is as today's decoder would have built it
+            "decode_version": DECODE_VERSION,
             "what_classes": len(CLASSES),
             "direction_classes": 3,
             "glyph_classes": GLYPH_CLASSES,

@@ -60,3 +60,7 @@ def test_the_synthetic_index_keeps_every_store_a_search_reads(tmp_path: Path):
     build = IndexVersion.open(tmp_path / "index").manifest["build"]
     policy = SearchPolicy.from_dict(build["search_policy"])
     assert policy.agreement_found() == AGREEMENT_FOUND
+    # nothing in it was decoded: a search does not warn of an older decoder
+    from models.media import DECODE_VERSION
+
+    assert build["decode_version"] == DECODE_VERSION
