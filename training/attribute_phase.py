@@ -499,21 +499,14 @@ def _fit_sound_words(
     within the noise, the test pools −0.01 R@10; docs/quality-log.md "The kinds a sound
     caption's sound words name"). Mark it fitted where any caption was read. Returns what the
     log records."""
-    kinds = ATTRIBUTES["kind"]
     captions: list[str] = []
     labels: list[np.ndarray] = []
     for item in prepared.train_items:
         if len(captions) == SOUND_WORD_CAPTIONS:
             break
-        heard = list((item.meta.get("audio") or {}).get("sources") or ())
-        found = list(item.captions.get("audio", ()))
-        if not heard or not found:
+        if (heard := _heard_label(item, "kind")) is None:
             continue
-        if not all(isinstance(h, Mapping) and h.get("kind") in kinds for h in heard):
-            continue
-        label = np.zeros(len(kinds), np.float32)
-        for h in heard:
-            label[kinds.index(str(h.get("kind")))] = 1.0
+        found, label = heard
         captions.append(found[int(rng.integers(len(found)))])
         labels.append(label)
     if not captions:
@@ -588,17 +581,11 @@ def _fit_heard_size(
     chosen: list[str] = []  # one of each such clip's, for the calibration
     heard: list[np.ndarray] = []
     for item in prepared.train_items:
-        sources = list((item.meta.get("audio") or {}).get("sources") or ())
-        found = list(item.captions.get("audio", ()))
-        if not sources or not found:
+        if (held := _heard_label(item, "size")) is None:
             continue
-        if not all(isinstance(h, Mapping) and h.get("size") in sizes for h in sources):
-            continue
-        label = np.zeros(len(sizes), np.float32)
-        for h in sources:
-            label[sizes.index(str(h.get("size")))] = 1.0
-        sounds.extend(found)
-        chosen.append(found[int(rng.integers(len(found)))])
+        said, label = held
+        sounds.extend(said)
+        chosen.append(said[int(rng.integers(len(said)))])
         heard.append(label)
     seen_names, heard_names = HEARD_SIZE_NAMES
     vectors: list[torch.Tensor] = []
@@ -645,6 +632,24 @@ def _fit_heard_size(
         "offset": round(offset, 4),
         "named": round(float(right.float().mean()), 4) if bool(one.any()) else None,
     }
+
+
+def _heard_label(item: Any, attribute: str) -> tuple[list[str], np.ndarray] | None:
+    """A clip's sound captions and the (V,) multi-hot of the values of `attribute` its sound's
+    sources hold (the metadata's `audio.sources`: a misaligned clip's are its donor's); None
+    where it has no sound caption or its metadata names none, or a value outside
+    `ATTRIBUTES`."""
+    values = ATTRIBUTES[attribute]
+    sources = list((item.meta.get("audio") or {}).get("sources") or ())
+    found = list(item.captions.get("audio", ()))
+    if not sources or not found:
+        return None
+    if not all(isinstance(h, Mapping) and h.get(attribute) in values for h in sources):
+        return None
+    label = np.zeros(len(values), np.float32)
+    for h in sources:
+        label[values.index(str(h.get(attribute)))] = 1.0
+    return found, label
 
 
 def _word(name: str) -> re.Pattern[str]:
